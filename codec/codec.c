@@ -1,0 +1,573 @@
+/*
+ * codec.c: the event envelope <-> msgpack (format: codec/FORMAT.md).
+ *
+ * Encoding uses msgpack-c's packer writing into an evb_buf. Decoding uses the
+ * bounds-checked reader of mpread.c in two passes: the first validates every
+ * field and records views into the input; the second copies the strings
+ * (NUL-terminated), the derived category, the payload and the metadata into
+ * one block owned by the event. So a decoded event is freed with one free,
+ * and its allocation is bounded by the input length (plus the category).
+ */
+#include "evbus_codec.h"
+#include "mpread.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+const uint8_t evb_empty_map[1] = {0x80};
+
+#define ENV_FIELDS 17
+
+/* ---- names ---- */
+
+enum name_kind { NAME_STREAM, NAME_CATEGORY, NAME_TYPE, NAME_SERVICE };
+
+static const struct {
+    const char *what;
+    size_t max;
+} s_names[] = {
+    [NAME_STREAM] = {"stream id", EVB_MAX_STREAM_LEN},
+    [NAME_CATEGORY] = {"category", EVB_MAX_CATEGORY_LEN},
+    [NAME_TYPE] = {"event type", EVB_MAX_TYPE_LEN},
+    [NAME_SERVICE] = {"service name", EVB_MAX_SERVICE_LEN},
+};
+
+static bool s_name_char(enum name_kind k, unsigned char c)
+{
+    bool alnum_lower = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    bool upper = (c >= 'A' && c <= 'Z');
+    switch (k) {
+    case NAME_STREAM:
+        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '@' ||
+               c == '-';
+    case NAME_CATEGORY:
+        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '@';
+    case NAME_TYPE:
+        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '-';
+    case NAME_SERVICE:
+        return alnum_lower || c == '_' || c == '.' || c == '-';
+    }
+    return false;
+}
+
+/* Check a name given as (p, len); field names the envelope field for the
+ * message (NULL for argument checks). */
+static int s_check_name(enum name_kind k, const char *p, size_t len, const char *field,
+                        evb_err *err)
+{
+    const char *what = s_names[k].what;
+    const char *pre = field ? field : what;
+    if (len == 0)
+        return evb_err_set(err, EVB_EINVAL, "%s: empty %s", pre, what);
+    if (len > s_names[k].max)
+        return evb_err_set(err, EVB_EINVAL, "%s: %s is %zu bytes, more than %zu", pre,
+                           what, len, s_names[k].max);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!s_name_char(k, c))
+            return evb_err_set(err, EVB_EINVAL,
+                               "%s: %s '%.*s' has a character not allowed (byte 0x%02x at "
+                               "%zu)",
+                               pre, what, (int)(len > 64 ? 64 : len), p, c, i);
+    }
+    if (k == NAME_STREAM && p[0] == '-')
+        return evb_err_set(err, EVB_EINVAL, "%s: stream id '%.*s' starts with '-'", pre,
+                           (int)(len > 64 ? 64 : len), p);
+    return EVB_OK;
+}
+
+/* Length of the category part of a valid stream id. */
+static size_t s_category_len(const char *p, size_t len)
+{
+    const char *dash = memchr(p, '-', len);
+    return dash ? (size_t)(dash - p) : len;
+}
+
+static int s_check_cstr(enum name_kind k, const char *s, evb_err *err)
+{
+    if (s == NULL)
+        return evb_err_set(err, EVB_EINVAL, "%s is missing", s_names[k].what);
+    size_t len = strnlen(s, s_names[k].max + 1);
+    int rc = s_check_name(k, s, len, NULL, err);
+    if (rc == EVB_OK && k == NAME_STREAM && s_category_len(s, len) > EVB_MAX_CATEGORY_LEN)
+        return evb_err_set(err, EVB_EINVAL, "stream id '%.64s': category longer than %u",
+                           s, EVB_MAX_CATEGORY_LEN);
+    return rc;
+}
+
+int evb_check_stream(const char *stream, evb_err *err)
+{
+    return s_check_cstr(NAME_STREAM, stream, err);
+}
+
+int evb_check_category(const char *category, evb_err *err)
+{
+    return s_check_cstr(NAME_CATEGORY, category, err);
+}
+
+int evb_check_type(const char *type, evb_err *err)
+{
+    return s_check_cstr(NAME_TYPE, type, err);
+}
+
+int evb_check_service(const char *service, evb_err *err)
+{
+    return s_check_cstr(NAME_SERVICE, service, err);
+}
+
+int evb_stream_category(const char *stream, char *out, evb_err *err)
+{
+    int rc = evb_check_stream(stream, err);
+    if (rc != EVB_OK)
+        return rc;
+    size_t n = s_category_len(stream, strlen(stream));
+    memcpy(out, stream, n);
+    out[n] = '\0';
+    return EVB_OK;
+}
+
+/* ---- maps ---- */
+
+static int s_check_map_view(const void *buf, size_t len, const char *what, evb_err *err)
+{
+    mp_cur c;
+    mp_init(&c, buf, len);
+    if (len == 0)
+        return evb_err_set(err, EVB_EDECODE, "%s: empty (want a msgpack map)", what);
+    uint8_t b = *(const uint8_t *)buf;
+    if (!((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf))
+        return evb_err_set(err, EVB_EDECODE, "%s: not a msgpack map (first byte 0x%02x)",
+                           what, b);
+    int rc = mp_skip(&c, EVB_MAX_DEPTH);
+    if (rc != MP_OK)
+        return evb_err_set(err, EVB_EDECODE, "%s: %s at byte %zu", what, mp_rc_str(rc),
+                           len - mp_left(&c));
+    if (mp_left(&c) != 0)
+        return evb_err_set(err, EVB_EDECODE, "%s: %zu trailing bytes after the map", what,
+                           mp_left(&c));
+    return EVB_OK;
+}
+
+int evb_check_map(const void *buf, size_t len, const char *what, evb_err *err)
+{
+    if (buf == NULL)
+        return evb_err_set(err, EVB_EINVAL, "%s: missing", what);
+    if (len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG, "%s: %zu bytes, more than %u", what, len,
+                           EVB_MAX_PAYLOAD_BYTES);
+    return s_check_map_view(buf, len, what, err);
+}
+
+/* ---- encode ---- */
+
+typedef struct {
+    evb_buf *out;
+    evb_err *err;
+    int rc;
+} pack_ctx;
+
+static int s_pack_write(void *data, const char *buf, size_t len)
+{
+    pack_ctx *pc = data;
+    if (pc->rc != EVB_OK)
+        return -1;
+    pc->rc = evb_buf_append(pc->out, buf, len, pc->err);
+    return pc->rc == EVB_OK ? 0 : -1;
+}
+
+static void s_pack_id(msgpack_packer *pk, const evb_id *id, bool nil_if_zero)
+{
+    if (nil_if_zero && evb_id_is_zero(id)) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_bin(pk, EVB_ID_LEN);
+    msgpack_pack_bin_body(pk, id->b, EVB_ID_LEN);
+}
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
+{
+    int rc;
+    if (evb_id_is_zero(&ev->id))
+        return evb_err_set(err, EVB_EINVAL, "id: zero (every event needs an id)");
+    if ((rc = evb_check_service(ev->service, err)) != EVB_OK)
+        return rc;
+    if (evb_id_is_zero(&ev->log_id))
+        return evb_err_set(err, EVB_EINVAL, "log_id: zero");
+    if (ev->seq == 0)
+        return evb_err_set(err, EVB_EINVAL, "seq: 0 (sequences count from 1)");
+    if ((rc = evb_check_stream(ev->stream, err)) != EVB_OK)
+        return rc;
+    if (ev->version == 0)
+        return evb_err_set(err, EVB_EINVAL, "version: 0 (versions count from 1)");
+    if ((rc = evb_check_type(ev->type, err)) != EVB_OK)
+        return rc;
+    if (ev->schema == 0)
+        return evb_err_set(err, EVB_EINVAL, "schema: 0 (schemas count from 1)");
+    if ((rc = evb_check_map(ev->payload, ev->payload_len, "payload", err)) != EVB_OK)
+        return rc;
+    if (ev->metadata != NULL &&
+        (rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", err)) != EVB_OK)
+        return rc;
+    if (ev->metadata != NULL && ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG, "payload + metadata: %zu bytes, more than %u",
+                           ev->payload_len + ev->metadata_len, EVB_MAX_PAYLOAD_BYTES);
+    if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
+        return evb_err_set(err, EVB_EINVAL,
+                           "origin_log_id/origin_seq: set both (a copy) or neither");
+    return EVB_OK;
+}
+
+int evb_event_encode(const evb_event_t *ev, evb_buf *out, evb_err *err)
+{
+    int rc = s_validate_for_encode(ev, err);
+    if (rc != EVB_OK)
+        return rc;
+    size_t start = out->len;
+    pack_ctx pc = {out, err, EVB_OK};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &pc, s_pack_write);
+    msgpack_pack_array(&pk, ENV_FIELDS);
+    msgpack_pack_uint32(&pk, EVB_ENVELOPE_VERSION);
+    s_pack_id(&pk, &ev->id, false);
+    s_pack_str(&pk, ev->service);
+    s_pack_id(&pk, &ev->log_id, false);
+    msgpack_pack_uint64(&pk, ev->seq);
+    s_pack_str(&pk, ev->stream);
+    msgpack_pack_uint64(&pk, ev->version);
+    s_pack_str(&pk, ev->type);
+    msgpack_pack_uint32(&pk, ev->schema);
+    msgpack_pack_int64(&pk, ev->ts_us);
+    s_pack_id(&pk, &ev->correlation_id, true);
+    s_pack_id(&pk, &ev->causation_id, true);
+    s_pack_write(&pc, ev->payload, ev->payload_len);
+    if (ev->metadata != NULL)
+        s_pack_write(&pc, ev->metadata, ev->metadata_len);
+    else
+        msgpack_pack_nil(&pk);
+    s_pack_id(&pk, &ev->origin_log_id, true);
+    msgpack_pack_uint64(&pk, ev->origin_seq);
+    msgpack_pack_nil(&pk); /* extensions: none in envelope version 1 */
+    if (pc.rc != EVB_OK) {
+        out->len = start;
+        return pc.rc;
+    }
+    return EVB_OK;
+}
+
+/* ---- decode ---- */
+
+/* Views into the input gathered by the validating pass. */
+typedef struct {
+    const char *service, *stream, *type;
+    uint32_t service_len, stream_len, type_len;
+    const void *payload, *metadata;
+    size_t payload_len, metadata_len;
+} env_views;
+
+static const char *s_field_names[ENV_FIELDS] = {
+    "envelope_version", "id",         "service",   "log_id",       "seq",
+    "stream",           "version",    "type",      "schema",       "ts",
+    "correlation_id",   "causation_id", "payload", "metadata",     "origin_log_id",
+    "origin_seq",       "extensions"};
+
+static int s_bad(evb_err *err, unsigned field, const char *what, const char *detail)
+{
+    return evb_err_set(err, EVB_EDECODE, "envelope field %u (%s): %s%s", field,
+                       s_field_names[field], what, detail);
+}
+
+static int s_read(mp_cur *c, mp_val *v, unsigned field, evb_err *err)
+{
+    int rc = mp_next(c, v);
+    if (rc != MP_OK)
+        return s_bad(err, field, "", mp_rc_str(rc));
+    return EVB_OK;
+}
+
+static int s_want_uint(mp_cur *c, unsigned field, uint64_t min, uint64_t max, uint64_t *out,
+                       evb_err *err)
+{
+    mp_val v;
+    int rc = s_read(c, &v, field, err);
+    if (rc != EVB_OK)
+        return rc;
+    if (v.type != MP_UINT)
+        return s_bad(err, field, "want an unsigned integer, got ", mp_type_str(v.type));
+    if (v.v.u < min || v.v.u > max)
+        return evb_err_set(err, EVB_EDECODE, "envelope field %u (%s): %llu out of range",
+                           field, s_field_names[field], (unsigned long long)v.v.u);
+    *out = v.v.u;
+    return EVB_OK;
+}
+
+static int s_want_id(mp_cur *c, unsigned field, bool nil_ok, evb_id *out, evb_err *err)
+{
+    mp_val v;
+    int rc = s_read(c, &v, field, err);
+    if (rc != EVB_OK)
+        return rc;
+    if (v.type == MP_NIL && nil_ok) {
+        memset(out, 0, sizeof *out);
+        return EVB_OK;
+    }
+    if (v.type != MP_BIN)
+        return s_bad(err, field, "want 16-byte bin, got ", mp_type_str(v.type));
+    if (v.v.s.len != EVB_ID_LEN)
+        return s_bad(err, field, "bin is not 16 bytes", "");
+    memcpy(out->b, v.v.s.p, EVB_ID_LEN);
+    if (!nil_ok && evb_id_is_zero(out))
+        return s_bad(err, field, "zero id", "");
+    return EVB_OK;
+}
+
+static int s_want_name(mp_cur *c, unsigned field, enum name_kind k, const char **p,
+                       uint32_t *len, evb_err *err)
+{
+    mp_val v;
+    int rc = s_read(c, &v, field, err);
+    if (rc != EVB_OK)
+        return rc;
+    if (v.type != MP_STR)
+        return s_bad(err, field, "want str, got ", mp_type_str(v.type));
+    char where[64];
+    snprintf(where, sizeof where, "envelope field %u (%s)", field, s_field_names[field]);
+    if (s_check_name(k, v.v.s.p, v.v.s.len, where, err) != EVB_OK) {
+        if (err != NULL)
+            err->code = EVB_EDECODE; /* a bad name on the wire is a decode error */
+        return EVB_EDECODE;
+    }
+    if (k == NAME_STREAM && s_category_len(v.v.s.p, v.v.s.len) > EVB_MAX_CATEGORY_LEN)
+        return s_bad(err, field, "category part too long", "");
+    *p = v.v.s.p;
+    *len = v.v.s.len;
+    return EVB_OK;
+}
+
+/* A map value (or nil when nil_ok): record its bytes. */
+static int s_want_map(mp_cur *c, unsigned field, bool nil_ok, const void **p, size_t *len,
+                      evb_err *err)
+{
+    const uint8_t *start = c->p;
+    if (nil_ok && mp_left(c) > 0 && *c->p == 0xc0) {
+        c->p++;
+        *p = NULL;
+        *len = 0;
+        return EVB_OK;
+    }
+    if (mp_left(c) == 0)
+        return s_bad(err, field, "truncated", "");
+    uint8_t b = *c->p;
+    if (!((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf))
+        return s_bad(err, field, "want a map", "");
+    int rc = mp_skip(c, EVB_MAX_DEPTH);
+    if (rc != MP_OK)
+        return s_bad(err, field, "", mp_rc_str(rc));
+    *p = start;
+    *len = (size_t)(c->p - start);
+    if (*len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG, "envelope field %u (%s): %zu bytes, more than %u",
+                           field, s_field_names[field], *len, EVB_MAX_PAYLOAD_BYTES);
+    return EVB_OK;
+}
+
+/* Pass 1: validate buf and fill the scalar fields of ev plus the views. */
+static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, evb_err *err)
+{
+    if (len > EVB_MAX_EVENT_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG, "envelope: %zu bytes, more than %u", len,
+                           EVB_MAX_EVENT_BYTES);
+    mp_cur c;
+    mp_init(&c, buf, len);
+    mp_val v;
+    int rc = mp_next(&c, &v);
+    if (rc != MP_OK)
+        return evb_err_set(err, EVB_EDECODE, "envelope: %s", mp_rc_str(rc));
+    if (v.type != MP_ARRAY || v.v.n == 0)
+        return evb_err_set(err, EVB_EDECODE, "envelope: want a non-empty array, got %s",
+                           mp_type_str(v.type));
+    uint32_t nfields = v.v.n;
+    uint64_t u;
+    if ((rc = s_want_uint(&c, 0, 0, UINT32_MAX, &u, err)) != EVB_OK)
+        return rc;
+    if (u != EVB_ENVELOPE_VERSION)
+        return evb_err_set(err, EVB_EVERSION,
+                           "envelope_version %llu is not supported (this build reads %u)",
+                           (unsigned long long)u, EVB_ENVELOPE_VERSION);
+    if (nfields != ENV_FIELDS)
+        return evb_err_set(err, EVB_EDECODE, "envelope: %u fields, version 1 has %u",
+                           nfields, ENV_FIELDS);
+    if ((rc = s_want_id(&c, 1, false, &ev->id, err)) != EVB_OK ||
+        (rc = s_want_name(&c, 2, NAME_SERVICE, &vw->service, &vw->service_len, err)) !=
+            EVB_OK ||
+        (rc = s_want_id(&c, 3, false, &ev->log_id, err)) != EVB_OK ||
+        (rc = s_want_uint(&c, 4, 1, UINT64_MAX, &ev->seq, err)) != EVB_OK ||
+        (rc = s_want_name(&c, 5, NAME_STREAM, &vw->stream, &vw->stream_len, err)) !=
+            EVB_OK ||
+        (rc = s_want_uint(&c, 6, 1, UINT64_MAX, &ev->version, err)) != EVB_OK ||
+        (rc = s_want_name(&c, 7, NAME_TYPE, &vw->type, &vw->type_len, err)) != EVB_OK ||
+        (rc = s_want_uint(&c, 8, 1, UINT32_MAX, &u, err)) != EVB_OK)
+        return rc;
+    ev->schema = (uint32_t)u;
+    if ((rc = s_read(&c, &v, 9, err)) != EVB_OK)
+        return rc;
+    if (v.type == MP_UINT && v.v.u <= (uint64_t)INT64_MAX)
+        ev->ts_us = (int64_t)v.v.u;
+    else if (v.type == MP_INT)
+        ev->ts_us = v.v.i;
+    else
+        return s_bad(err, 9, "want a 64-bit signed integer, got ", mp_type_str(v.type));
+    if ((rc = s_want_id(&c, 10, true, &ev->correlation_id, err)) != EVB_OK ||
+        (rc = s_want_id(&c, 11, true, &ev->causation_id, err)) != EVB_OK ||
+        (rc = s_want_map(&c, 12, false, &vw->payload, &vw->payload_len, err)) != EVB_OK ||
+        (rc = s_want_map(&c, 13, true, &vw->metadata, &vw->metadata_len, err)) != EVB_OK ||
+        (rc = s_want_id(&c, 14, true, &ev->origin_log_id, err)) != EVB_OK ||
+        (rc = s_want_uint(&c, 15, 0, UINT64_MAX, &ev->origin_seq, err)) != EVB_OK)
+        return rc;
+    if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
+        return evb_err_set(err, EVB_EDECODE,
+                           "envelope fields 14/15 (origin_log_id/origin_seq): set both "
+                           "or neither");
+    /* Extensions: nil, or a map that version-1 readers validate and ignore. */
+    const void *ext;
+    size_t ext_len;
+    if ((rc = s_want_map(&c, 16, true, &ext, &ext_len, err)) != EVB_OK)
+        return rc;
+    if (mp_left(&c) != 0)
+        return evb_err_set(err, EVB_EDECODE, "envelope: %zu trailing bytes", mp_left(&c));
+    return EVB_OK;
+}
+
+/* Pass 2: copy the views into ev's block (grown if needed). */
+static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
+{
+    size_t cat_len = s_category_len(vw->stream, vw->stream_len);
+    size_t need = (size_t)vw->service_len + 1 + vw->stream_len + 1 + cat_len + 1 +
+                  vw->type_len + 1 + vw->payload_len + vw->metadata_len;
+    if (need > ev->priv.cap) {
+        void *nb = realloc(ev->priv.block, need);
+        if (nb == NULL)
+            return evb_err_set(err, EVB_ENOMEM, "out of memory decoding an event (%zu B)",
+                               need);
+        ev->priv.block = nb;
+        ev->priv.cap = need;
+    }
+    char *w = ev->priv.block;
+#define COPY_STR(field, p, n)                                                              \
+    do {                                                                                   \
+        memcpy(w, (p), (n));                                                               \
+        w[(n)] = '\0';                                                                     \
+        ev->field = w;                                                                     \
+        w += (n) + 1;                                                                      \
+    } while (0)
+    COPY_STR(service, vw->service, vw->service_len);
+    COPY_STR(stream, vw->stream, vw->stream_len);
+    COPY_STR(category, vw->stream, cat_len);
+    COPY_STR(type, vw->type, vw->type_len);
+#undef COPY_STR
+    memcpy(w, vw->payload, vw->payload_len);
+    ev->payload = w;
+    ev->payload_len = vw->payload_len;
+    w += vw->payload_len;
+    if (vw->metadata != NULL) {
+        memcpy(w, vw->metadata, vw->metadata_len);
+        ev->metadata = w;
+        ev->metadata_len = vw->metadata_len;
+    } else {
+        ev->metadata = NULL;
+        ev->metadata_len = 0;
+    }
+    return EVB_OK;
+}
+
+int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
+{
+    if (buf == NULL && len > 0)
+        return evb_err_set(err, EVB_EINVAL, "envelope: NULL buffer");
+    void *block = ev->priv.block;
+    size_t cap = ev->priv.cap;
+    memset(ev, 0, sizeof *ev);
+    ev->priv.block = block;
+    ev->priv.cap = cap;
+    env_views vw;
+    memset(&vw, 0, sizeof vw);
+    int rc = s_parse(buf, len, ev, &vw, err);
+    if (rc == EVB_OK)
+        rc = s_fill(ev, &vw, err);
+    if (rc != EVB_OK) { /* s_fill only replaces the block when it succeeds */
+        block = ev->priv.block;
+        cap = ev->priv.cap;
+        memset(ev, 0, sizeof *ev);
+        ev->priv.block = block;
+        ev->priv.cap = cap;
+    }
+    return rc;
+}
+
+int evb_event_decode(const void *buf, size_t len, evb_event_t **out, evb_err *err)
+{
+    *out = NULL;
+    evb_event_t *ev = calloc(1, sizeof *ev);
+    if (ev == NULL)
+        return evb_err_set(err, EVB_ENOMEM, "out of memory decoding an event");
+    int rc = evb_event_decode_into(buf, len, ev, err);
+    if (rc != EVB_OK) {
+        evb_event_destroy(&ev);
+        return rc;
+    }
+    *out = ev;
+    return EVB_OK;
+}
+
+evb_event_t *evb_event_dup(const evb_event_t *src, evb_err *err)
+{
+    evb_event_t *ev = calloc(1, sizeof *ev);
+    if (ev == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory copying an event");
+        return NULL;
+    }
+    *ev = *src;
+    ev->priv.block = NULL;
+    ev->priv.cap = 0;
+    env_views vw = {0};
+    vw.service = src->service ? src->service : "";
+    vw.service_len = (uint32_t)strlen(vw.service);
+    vw.stream = src->stream ? src->stream : "";
+    vw.stream_len = (uint32_t)strlen(vw.stream);
+    vw.type = src->type ? src->type : "";
+    vw.type_len = (uint32_t)strlen(vw.type);
+    vw.payload = src->payload ? src->payload : evb_empty_map;
+    vw.payload_len = src->payload ? src->payload_len : sizeof evb_empty_map;
+    vw.metadata = src->metadata;
+    vw.metadata_len = src->metadata ? src->metadata_len : 0;
+    if (s_fill(ev, &vw, err) != EVB_OK) {
+        free(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+void evb_event_clear(evb_event_t *ev)
+{
+    if (ev == NULL)
+        return;
+    free(ev->priv.block);
+    memset(ev, 0, sizeof *ev);
+}
+
+void evb_event_destroy(evb_event_t **evp)
+{
+    if (evp == NULL || *evp == NULL)
+        return;
+    evb_event_clear(*evp);
+    free(*evp);
+    *evp = NULL;
+}

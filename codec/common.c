@@ -1,0 +1,214 @@
+/*
+ * common.c: errors, the log hook, the growable buffer and ids, shared by every
+ * evbus module. Nothing here allocates except evb_buf, and nothing aborts.
+ */
+#include "evbus_common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static const char *s_code_names[EVB_CODE_COUNT] = {
+    [EVB_OK] = "EVB_OK: success",
+    [EVB_EINVAL] = "EVB_EINVAL: invalid argument",
+    [EVB_ENOMEM] = "EVB_ENOMEM: out of memory",
+    [EVB_EDECODE] = "EVB_EDECODE: malformed encoding",
+    [EVB_ETOOBIG] = "EVB_ETOOBIG: size limit exceeded",
+    [EVB_EVERSION] = "EVB_EVERSION: unknown envelope version",
+    [EVB_ECONFLICT] = "EVB_ECONFLICT: expected version mismatch",
+    [EVB_EPARTIAL] = "EVB_EPARTIAL: some event ids already stored",
+    [EVB_ELOCKED] = "EVB_ELOCKED: log is in use by another process",
+    [EVB_EFORMAT] = "EVB_EFORMAT: not an evbus log or newer format",
+    [EVB_ECORRUPT] = "EVB_ECORRUPT: stored data is damaged",
+    [EVB_EIO] = "EVB_EIO: I/O error",
+    [EVB_ENOTFOUND] = "EVB_ENOTFOUND: not found",
+    [EVB_EBUSY] = "EVB_EBUSY: busy",
+    [EVB_ECLOSED] = "EVB_ECLOSED: closed",
+    [EVB_EUNWRITABLE] = "EVB_EUNWRITABLE: log refuses writes after a failed write",
+};
+
+const char *evb_strerror(int code)
+{
+    if (code < 0 || code >= EVB_CODE_COUNT)
+        return "EVB_?: unknown error code";
+    return s_code_names[code];
+}
+
+int evb_err_set(evb_err *err, int code, const char *fmt, ...)
+{
+    if (err != NULL) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void evb_err_clear(evb_err *err)
+{
+    if (err != NULL) {
+        err->code = EVB_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+/* ---- logging ---- */
+
+static evb_log_sink_fn s_sink;
+static void *s_sink_ctx;
+static evb_log_level s_min_level = EVB_LOG_INFO;
+
+void evb_log_set_sink(evb_log_sink_fn sink, void *ctx, evb_log_level min)
+{
+    s_sink = sink;
+    s_sink_ctx = ctx;
+    s_min_level = min;
+}
+
+void evb_log(evb_log_level level, const char *fmt, ...)
+{
+    if (level < s_min_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (s_sink != NULL) {
+        s_sink(level, msg, s_sink_ctx);
+        return;
+    }
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    fprintf(stderr, "evbus %s: %s\n", names[level & 3], msg);
+}
+
+/* ---- buffer ---- */
+
+int evb_buf_reserve(evb_buf *b, size_t extra, evb_err *err)
+{
+    size_t max = b->max_cap ? b->max_cap : SIZE_MAX;
+    if (extra > max || b->len > max - extra)
+        return evb_err_set(err, EVB_ETOOBIG, "buffer would exceed %zu bytes", max);
+    size_t need = b->len + extra;
+    if (need <= b->cap)
+        return EVB_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = (cap > SIZE_MAX / 2) ? need : cap * 2;
+    if (cap > max)
+        cap = max;
+    char *p = realloc(b->data, cap);
+    if (p == NULL)
+        return evb_err_set(err, EVB_ENOMEM, "out of memory growing a buffer to %zu bytes",
+                           cap);
+    b->data = p;
+    b->cap = cap;
+    return EVB_OK;
+}
+
+int evb_buf_append(evb_buf *b, const void *p, size_t n, evb_err *err)
+{
+    int rc = evb_buf_reserve(b, n, err);
+    if (rc != EVB_OK)
+        return rc;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return EVB_OK;
+}
+
+int evb_buf_printf(evb_buf *b, evb_err *err, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return evb_err_set(err, EVB_EINVAL, "bad format string");
+    if ((size_t)n < sizeof small)
+        return evb_buf_append(b, small, (size_t)n, err);
+    int rc = evb_buf_reserve(b, (size_t)n + 1, err);
+    if (rc != EVB_OK)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return EVB_OK;
+}
+
+void evb_buf_free(evb_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+/* ---- ids ---- */
+
+bool evb_id_is_zero(const evb_id *id)
+{
+    uint8_t acc = 0;
+    for (unsigned i = 0; i < EVB_ID_LEN; i++)
+        acc |= id->b[i];
+    return acc == 0;
+}
+
+int evb_id_random(evb_id *id, evb_err *err)
+{
+    size_t got = 0;
+    while (got < EVB_ID_LEN) {
+        ssize_t n = getrandom(id->b + got, EVB_ID_LEN - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
+        }
+        got += (size_t)n;
+    }
+    if (evb_id_is_zero(id)) /* zero means "none"; astronomically unlikely */
+        id->b[0] = 1;
+    return EVB_OK;
+}
+
+void evb_id_to_hex(const evb_id *id, char out[EVB_ID_HEX_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < EVB_ID_LEN; i++) {
+        out[2 * i] = hex[id->b[i] >> 4];
+        out[2 * i + 1] = hex[id->b[i] & 15];
+    }
+    out[EVB_ID_HEX_LEN] = '\0';
+}
+
+static int s_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int evb_id_from_hex(const char *hex, evb_id *id, evb_err *err)
+{
+    if (hex == NULL || strlen(hex) != EVB_ID_HEX_LEN)
+        return evb_err_set(err, EVB_EINVAL, "id '%.40s' is not 32 hex characters",
+                           hex ? hex : "(null)");
+    for (unsigned i = 0; i < EVB_ID_LEN; i++) {
+        int hi = s_hexval(hex[2 * i]), lo = s_hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return evb_err_set(err, EVB_EINVAL, "id '%s' has a non-hex character", hex);
+        id->b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return EVB_OK;
+}

@@ -1,0 +1,262 @@
+/*
+ * evbus_store.h: a service's event log, kept in one LevelDB directory.
+ *
+ * Owns: the directory (one process at a time: LevelDB's LOCK), the global
+ * sequence (contiguous from 1), stream versions, the derived indexes (stream,
+ * category, event id), consumer key/values and checkpoints, and snapshots.
+ * The disk format is specified in store/FORMAT.md.
+ *
+ * Thread rules: an evb_store_t is used by one thread (the owner). The store
+ * runs two threads of its own (the indexer and, under EVB_SYNC_GROUP, the
+ * group-fsync flusher); they share nothing with the caller but LevelDB and a
+ * few atomics. Iterators and transactions belong to the thread of their store.
+ *
+ * Appends write one LevelDB WriteBatch holding only the encoded events (no
+ * index entries): the stream, category and id indexes are written behind by
+ * the indexer, with its position in the same batch, so a crash at any instant
+ * leaves a log that reopens consistent. Reads merge the indexes with the short
+ * unindexed tail. Expected-version and duplicate-id checks go through memory
+ * (a bounded stream-version cache, a Bloom filter of ids, an exact map of the
+ * unindexed tail's ids) backed by the indexes. Why, and what it measured:
+ * store/FORMAT.md, "Append path".
+ *
+ * Limits: EVB_MAX_BATCH events per append; the indexer may fall at most
+ * EVB_STORE_MAX_INDEX_LAG events behind before appends wait for it.
+ */
+#ifndef EVBUS_STORE_H
+#define EVBUS_STORE_H
+
+#include "evbus_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EVB_STORE_FORMAT 1u           /* on-disk format this build writes */
+#define EVB_STORE_MAX_INDEX_LAG 200000u
+#define EVB_MAX_KEY_LEN 1024u         /* consumer keys */
+#define EVB_MAX_VALUE_BYTES (16u * 1024u * 1024u)
+#define EVB_MAX_CONSUMER_LEN 128u
+
+typedef enum evb_sync {
+    EVB_SYNC_NONE = 0,  /* no fsync: a power loss may take back recent appends */
+    EVB_SYNC_EVERY,     /* fsync inside every append/commit */
+    EVB_SYNC_GROUP      /* appends return at once; one fsync every interval */
+} evb_sync;
+
+typedef enum evb_index_mode {
+    EVB_INDEX_THREAD = 0, /* a background thread indexes behind the appends */
+    EVB_INDEX_MANUAL      /* only evb_store_index_step indexes (tests, tools) */
+} evb_index_mode;
+
+typedef struct evb_store_opts {
+    const char *dir;          /* the log's directory */
+    const char *service;      /* service name; required when creating */
+    bool create;              /* create the log if the directory has none */
+    bool read_only_intent;    /* tools: never write, not even the indexer */
+    evb_sync sync;
+    unsigned group_interval_ms; /* EVB_SYNC_GROUP: fsync period (default 2) */
+    evb_index_mode index_mode;
+    size_t write_buffer_bytes;  /* LevelDB write buffer (default 32 MiB) */
+    size_t stream_cache_entries;/* stream versions kept in memory (default 100k) */
+} evb_store_opts;
+
+typedef struct evb_store evb_store_t;
+typedef struct evb_iter evb_iter_t;
+typedef struct evb_txn evb_txn_t;
+
+/* Open (or with opts->create, create) the log in opts->dir. Errors:
+ *  EVB_ELOCKED  "log is in use by another process: DIR"
+ *  EVB_EFORMAT  the directory holds no evbus log, or a newer format
+ *  EVB_ENOTFOUND no log and create is false
+ *  EVB_ECORRUPT / EVB_EIO with LevelDB's reason and the directory.
+ * A log id (16 random bytes) is made once, at creation, and kept. */
+EVB_EXPORT evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err);
+
+/* Stop the store's threads (a pending group fsync is done first) and close
+ * LevelDB. *stp becomes NULL. */
+EVB_EXPORT void evb_store_destroy(evb_store_t **stp);
+
+typedef struct evb_store_info {
+    evb_id log_id;
+    uint32_t format;
+    char service[EVB_MAX_SERVICE_LEN + 1];
+    uint64_t head;         /* last sequence appended (0 = empty) */
+    uint64_t indexed;      /* indexer position: events <= this are indexed */
+    uint64_t synced;       /* last sequence known durable under the policy */
+    uint64_t streams;      /* streams indexed so far */
+    uint64_t max_index_lag;/* largest head - indexed seen since open */
+    evb_sync sync;
+} evb_store_info;
+
+EVB_EXPORT void evb_store_get_info(const evb_store_t *st, evb_store_info *info);
+EVB_EXPORT uint64_t evb_store_head(const evb_store_t *st);
+EVB_EXPORT const char *evb_store_dir(const evb_store_t *st);
+
+/* Bytes the directory takes on disk (sum of its files). */
+EVB_EXPORT int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err);
+
+/* ---- append ---- */
+
+typedef struct evb_append_result {
+    uint64_t first_seq, last_seq;         /* global positions */
+    uint64_t first_version, last_version; /* stream versions */
+    bool duplicate; /* every id was already stored: nothing written, these
+                       are the original positions */
+} evb_append_result;
+
+/*
+ * Append events[0..n) to stream, expecting its current version to be
+ * expected_version (EVB_EXPECT_ANY, EVB_EXPECT_NONE or exact). The caller
+ * sets in each event: type, schema (0 means 1), payload (NULL means {}),
+ * optionally id (zero: a random id is made and written back),
+ * correlation_id, causation_id, metadata, ts_us (0: now), and for copies
+ * origin_log_id/origin_seq. The store sets stream, service, log_id, seq,
+ * version (written back into events[] on success; the string pointers it
+ * writes back are owned by the store / the caller's stream argument).
+ * Checks, in this order:
+ *  1. ids: all already stored in this stream, in order -> EVB_OK with
+ *     duplicate = true and the original positions, nothing written; some
+ *     but not all -> EVB_EPARTIAL naming them; an id twice in the batch ->
+ *     EVB_EINVAL.
+ *  2. version: mismatch -> EVB_ECONFLICT naming the current version.
+ * One WriteBatch; under EVB_SYNC_EVERY it is fsynced before returning.
+ * A LevelDB write failure makes the store refuse later writes
+ * (EVB_EUNWRITABLE) until it is reopened; reads keep working.
+ */
+EVB_EXPORT int evb_store_append(evb_store_t *st, const char *stream,
+                                int64_t expected_version, evb_event_t *events, size_t n,
+                                evb_append_result *res, evb_err *err);
+
+/* Current version of stream (0 if it has no events). */
+EVB_EXPORT int evb_store_stream_version(evb_store_t *st, const char *stream,
+                                        uint64_t *version, evb_err *err);
+
+/* Position of an event id: EVB_ENOTFOUND if not stored. */
+EVB_EXPORT int evb_store_find_id(evb_store_t *st, const evb_id *id, uint64_t *seq,
+                                 evb_err *err);
+
+/* ---- durability and indexing ---- */
+
+/* Last sequence covered by an fsync (EVB_SYNC_EVERY/GROUP) or simply
+ * written (EVB_SYNC_NONE, where nothing is promised across power loss). */
+EVB_EXPORT uint64_t evb_store_synced(const evb_store_t *st);
+/* fsync now; returns once everything appended so far is durable. */
+EVB_EXPORT int evb_store_sync(evb_store_t *st, evb_err *err);
+
+/* Index up to max_events events now (any index mode); *done gets how many.
+ * Used by EVB_INDEX_MANUAL stores and tools. */
+EVB_EXPORT int evb_store_index_step(evb_store_t *st, size_t max_events, size_t *done,
+                                    evb_err *err);
+/* Wait until the indexer has caught up with the head (or index inline in
+ * manual mode). */
+EVB_EXPORT int evb_store_index_wait(evb_store_t *st, evb_err *err);
+/* Drop every index entry and index again from sequence 1. */
+EVB_EXPORT int evb_store_reindex(evb_store_t *st, evb_err *err);
+
+/* ---- reads ----
+ * Iterators read a consistent LevelDB snapshot taken when they are made:
+ * events appended later are not seen. Memory is bounded (one page of keys and
+ * one decoded event) however long the log is. Passing an upcaster registry
+ * (may be NULL) returns events in their current shape. */
+
+/* Events with from_seq <= seq <= to_seq (to_seq 0: up to the head). */
+EVB_EXPORT evb_iter_t *evb_store_read_range(evb_store_t *st, uint64_t from_seq,
+                                            uint64_t to_seq,
+                                            const evb_upcasters_t *up, evb_err *err);
+/* Events of stream with from_version <= version <= to_version (to_version 0:
+ * all; "as of version V" is from 1 to V). */
+EVB_EXPORT evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream,
+                                             uint64_t from_version, uint64_t to_version,
+                                             const evb_upcasters_t *up, evb_err *err);
+/* Events of category with seq > after_seq, in log order. */
+EVB_EXPORT evb_iter_t *evb_store_read_category(evb_store_t *st, const char *category,
+                                               uint64_t after_seq,
+                                               const evb_upcasters_t *up, evb_err *err);
+
+/* Next event: returns true and sets *ev (lent: valid until the next call or
+ * destroy), or false at the end or on error (err->code != EVB_OK then: a
+ * damaged record is EVB_ECORRUPT naming its sequence). */
+EVB_EXPORT bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err);
+EVB_EXPORT void evb_iter_destroy(evb_iter_t **itp);
+
+/* Per-category heads: calls fn for every category known to the indexes
+ * and the unindexed tail, in name order. */
+typedef struct evb_category_info {
+    const char *name;
+    uint64_t head;   /* seq of its last event */
+    uint64_t count;  /* events in it */
+} evb_category_info;
+typedef int (*evb_category_fn)(const evb_category_info *ci, void *ctx);
+EVB_EXPORT int evb_store_categories(evb_store_t *st, evb_category_fn fn, void *ctx,
+                                    evb_err *err);
+EVB_EXPORT int evb_store_category_head(evb_store_t *st, const char *category,
+                                       uint64_t *head, evb_err *err);
+
+/* ---- consumer transactions ----
+ * A transaction gathers the caller's key/values, checkpoints, snapshots and
+ * own appends and commits them in one WriteBatch: all or nothing. This is what
+ * makes a consumer's effects exactly-once. One transaction at a time per store
+ * (EVB_EBUSY otherwise); its appends see each other's versions. */
+EVB_EXPORT evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err);
+EVB_EXPORT int evb_txn_put(evb_txn_t *tx, const void *key, size_t klen, const void *val,
+                           size_t vlen, evb_err *err);
+EVB_EXPORT int evb_txn_delete(evb_txn_t *tx, const void *key, size_t klen, evb_err *err);
+/* Checkpoint of consumer for (source log, category): the last applied seq. */
+EVB_EXPORT int evb_txn_checkpoint(evb_txn_t *tx, const char *consumer,
+                                  const evb_id *source_log, const char *category,
+                                  uint64_t seq, evb_err *err);
+EVB_EXPORT int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
+                              evb_event_t *events, size_t n, evb_append_result *res,
+                              evb_err *err);
+EVB_EXPORT int evb_txn_snapshot(evb_txn_t *tx, const char *stream, uint64_t version,
+                                const void *state, size_t len, evb_err *err);
+/* Commit and free; *txp becomes NULL whatever the outcome (a failed commit
+ * wrote nothing). */
+EVB_EXPORT int evb_txn_commit(evb_txn_t **txp, evb_err *err);
+/* Abort (nothing written) and free. */
+EVB_EXPORT void evb_txn_destroy(evb_txn_t **txp);
+
+/* Read a consumer key: value copied into out (replacing its contents).
+ * EVB_ENOTFOUND if absent. */
+EVB_EXPORT int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
+                             evb_err *err);
+/* Last checkpoint; *seq = 0 and EVB_OK when none was ever committed. */
+EVB_EXPORT int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
+                                        const evb_id *source_log, const char *category,
+                                        uint64_t *seq, evb_err *err);
+typedef int (*evb_checkpoint_fn)(const char *consumer, const evb_id *source_log,
+                                 const char *category, uint64_t seq, void *ctx);
+EVB_EXPORT int evb_store_checkpoints(evb_store_t *st, evb_checkpoint_fn fn, void *ctx,
+                                     evb_err *err);
+
+/* ---- snapshots ----
+ * Save the state of stream's aggregate as of version (outside a transaction;
+ * see evb_txn_snapshot for inside one). Load the latest snapshot: state
+ * copied into out, *version set; *version = 0 and out empty when there is
+ * none. Loading an aggregate = evb_store_snapshot_load + evb_store_read_stream
+ * from *version + 1. */
+EVB_EXPORT int evb_store_snapshot_save(evb_store_t *st, const char *stream,
+                                       uint64_t version, const void *state, size_t len,
+                                       evb_err *err);
+EVB_EXPORT int evb_store_snapshot_load(evb_store_t *st, const char *stream,
+                                       uint64_t *version, evb_buf *out, evb_err *err);
+
+/* ---- verify ----
+ * Checks: the sequence is contiguous from 1 to the head; every event decodes
+ * and names this log and its own sequence; stream versions are contiguous;
+ * every index entry points at a real event of the right stream / category /
+ * id; every event up to the indexer's position is indexed. fn (may be NULL)
+ * gets each problem as a sentence; progress (may be NULL) gets the sequence
+ * reached every 65536 events. Returns EVB_OK when clean, EVB_ECORRUPT with the
+ * number of problems in *problems otherwise. */
+typedef void (*evb_problem_fn)(const char *problem, void *ctx);
+typedef void (*evb_progress_fn)(uint64_t done, uint64_t total, void *ctx);
+EVB_EXPORT int evb_store_verify(evb_store_t *st, evb_problem_fn fn,
+                                evb_progress_fn progress, void *ctx, uint64_t *problems,
+                                evb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

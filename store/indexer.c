@@ -1,0 +1,375 @@
+/*
+ * indexer.c: derives the stream, category and id indexes from the log.
+ *
+ * The indexer reads events after its position and writes, in one WriteBatch,
+ * their index entries, the per-category statistics and its new position. So
+ * a crash at any instant leaves either the old position with none of the
+ * batch's entries or the new one with all of them: the indexes are never
+ * ahead of or out of step with the position, and indexing again from the
+ * position is all a restart needs. The category index is covering (its value
+ * is the event itself) so that a category read, the bus's catch-up path, is a
+ * sequential scan rather than a lookup per event; FORMAT.md has the figures.
+ *
+ * One step at a time runs (ix_mu): the background thread's and the owner's
+ * (evb_store_index_step, reindex) never interleave.
+ */
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define IX_STEP_EVENTS 4096
+
+typedef struct cat_delta {
+    hmap m; /* category -> a = head, b = count added in this step */
+} cat_delta;
+
+/* One indexing step; caller holds ix_mu. */
+static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
+{
+    *done = 0;
+    uint64_t from = atomic_load(&st->indexed) + 1;
+    uint64_t head = atomic_load(&st->head);
+    if (from > head || max_events == 0)
+        return EVB_OK;
+    uint64_t to = head;
+    if (to - from + 1 > max_events)
+        to = from + max_events - 1;
+
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    cat_delta cd = {{0}};
+    evb_event_t ev = {0};
+    uint64_t new_streams = 0, expect = from;
+    int rc = EVB_OK;
+    uint8_t key[KEY_MAX], val[8];
+    leveldb_iter_seek(it, (const char *)key, key_event(key, from));
+    for (; expect <= to; leveldb_iter_next(it), expect++) {
+        size_t kl, vl;
+        if (!leveldb_iter_valid(it)) {
+            rc = evb_err_set(err, EVB_ECORRUPT, "%s: indexer: event %llu is missing",
+                             st->dir, (unsigned long long)expect);
+            break;
+        }
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl != 9 || k[0] != K_EVENT || be64_get(k + 1) != expect) {
+            rc = evb_err_set(err, EVB_ECORRUPT, "%s: indexer: event %llu is missing",
+                             st->dir, (unsigned long long)expect);
+            break;
+        }
+        const char *v = leveldb_iter_value(it, &vl);
+        if (evb_event_decode_into(v, vl, &ev, err) != EVB_OK) {
+            rc = evb_err_set(err, EVB_ECORRUPT, "%s: indexer: event %llu: %.400s", st->dir,
+                             (unsigned long long)expect, err ? err->msg : "");
+            break;
+        }
+        size_t sn = strlen(ev.stream), cn = strlen(ev.category);
+        be64_put(val, expect);
+        leveldb_writebatch_put(wb, (const char *)key,
+                               key_name_num(key, K_STREAM, ev.stream, sn, ev.version),
+                               (const char *)val, 8);
+        leveldb_writebatch_put(wb, (const char *)key,
+                               key_name_num(key, K_CAT, ev.category, cn, expect), v, vl);
+        leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
+                               (const char *)val, 8);
+        if (ev.version == 1)
+            new_streams++;
+        hent *c = hmap_get(&cd.m, ev.category, cn);
+        if (c == NULL && (c = hmap_put(&cd.m, ev.category, cn, 0, 0)) == NULL) {
+            rc = evb_err_set(err, EVB_ENOMEM, "indexer: out of memory");
+            break;
+        }
+        c->a = expect;
+        c->b++;
+    }
+    char *e = NULL;
+    leveldb_iter_get_error(it, &e);
+    leveldb_iter_destroy(it);
+    if (e != NULL && rc == EVB_OK)
+        rc = st_ldb_err(st, e, "indexer read", err);
+    else if (e != NULL)
+        leveldb_free(e);
+    evb_event_clear(&ev);
+
+    /* Per-category statistics: stored value + this step's delta. */
+    for (size_t i = 0; rc == EVB_OK && i < cd.m.cap; i++) {
+        hent *c = &cd.m.slots[i];
+        if (c->hash == 0)
+            continue;
+        key[0] = K_CATSTAT;
+        memcpy(key + 1, hent_key(c), c->klen);
+        char *old;
+        size_t ol;
+        if ((rc = st_get(st, NULL, key, 1 + c->klen, &old, &ol, err)) != EVB_OK)
+            break;
+        uint8_t stat[16];
+        uint64_t count = c->b;
+        if (old != NULL) {
+            if (ol == 16)
+                count += be64_get(old + 8);
+            leveldb_free(old);
+        }
+        be64_put(stat, c->a);
+        be64_put(stat + 8, count);
+        leveldb_writebatch_put(wb, (const char *)key, 1 + c->klen, (const char *)stat, 16);
+    }
+    hmap_free(&cd.m);
+    if (rc == EVB_OK) {
+        uint64_t nstreams = atomic_load(&st->nstreams) + new_streams;
+        be64_put(val, to);
+        leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)val, 8);
+        be64_put(val, nstreams);
+        leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)val,
+                               8);
+        CRASH_POINT(st, "index.before_write");
+        /* Index entries need no fsync: they are derived, and LevelDB keeps
+         * writes in order, so a lost index batch can only lose a suffix. */
+        leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+        leveldb_write(st->db, wo, wb, &e);
+        leveldb_writeoptions_destroy(wo);
+        if (e != NULL) {
+            rc = st_ldb_err(st, e, "indexer write", err);
+        } else {
+            CRASH_POINT(st, "index.after_write");
+            atomic_store(&st->nstreams, nstreams);
+            atomic_store(&st->indexed, to);
+            *done = (size_t)(to - from + 1);
+        }
+    }
+    leveldb_writebatch_destroy(wb);
+    return rc;
+}
+
+int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
+{
+    pthread_mutex_lock(&st->ix_mu);
+    int rc = s_step_locked(st, max_events, done, err);
+    pthread_mutex_unlock(&st->ix_mu);
+    return rc;
+}
+
+static void *s_indexer(void *arg)
+{
+    evb_store_t *st = arg;
+    bool failing = false;
+    pthread_mutex_lock(&st->mu);
+    while (!st->stop) {
+        if (atomic_load(&st->indexed) >= atomic_load(&st->head) || failing) {
+            if (failing) { /* retry a failed step once a second, not in a spin */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                pthread_cond_timedwait(&st->cv_work, &st->mu, &ts);
+                failing = false;
+            } else {
+                pthread_cond_wait(&st->cv_work, &st->mu);
+            }
+            continue;
+        }
+        pthread_mutex_unlock(&st->mu);
+        size_t done;
+        evb_err e;
+        int rc = ix_step(st, IX_STEP_EVENTS, &done, &e);
+        pthread_mutex_lock(&st->mu);
+        if (rc != EVB_OK) {
+            if (strcmp(st->ix_error, e.msg) != 0) {
+                evb_log(EVB_LOG_ERROR, "%s", e.msg);
+                snprintf(st->ix_error, sizeof st->ix_error, "%s", e.msg);
+            }
+            failing = true;
+        }
+        pthread_cond_broadcast(&st->cv_done);
+    }
+    pthread_cond_broadcast(&st->cv_done);
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+int ix_start(evb_store_t *st, evb_err *err)
+{
+    if (pthread_create(&st->ix_thread, NULL, s_indexer, st) != 0)
+        return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the indexer thread", st->dir);
+    st->ix_running = true;
+    return EVB_OK;
+}
+
+void ix_stop(evb_store_t *st)
+{
+    if (!st->ix_running)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stop = true;
+    pthread_cond_broadcast(&st->cv_work);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->ix_thread, NULL);
+    st->ix_running = false;
+}
+
+void ix_kick(evb_store_t *st)
+{
+    if (!st->ix_running)
+        return;
+    pthread_mutex_lock(&st->mu);
+    pthread_cond_signal(&st->cv_work);
+    pthread_mutex_unlock(&st->mu);
+}
+
+int evb_store_index_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
+{
+    size_t d = 0;
+    if (st->read_only) {
+        if (done)
+            *done = 0;
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+    }
+    int rc = ix_step(st, max_events, &d, err);
+    if (done)
+        *done = d;
+    return rc;
+}
+
+int evb_store_index_wait(evb_store_t *st, evb_err *err)
+{
+    if (st->read_only)
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+    if (!st->ix_running) {
+        while (atomic_load(&st->indexed) < atomic_load(&st->head)) {
+            size_t done;
+            int rc = ix_step(st, IX_STEP_EVENTS, &done, err);
+            if (rc != EVB_OK)
+                return rc;
+        }
+        return EVB_OK;
+    }
+    pthread_mutex_lock(&st->mu);
+    while (!st->stop && atomic_load(&st->indexed) < atomic_load(&st->head) &&
+           st->ix_error[0] == '\0') {
+        pthread_cond_signal(&st->cv_work);
+        pthread_cond_wait(&st->cv_done, &st->mu);
+    }
+    int rc = EVB_OK;
+    if (atomic_load(&st->indexed) < atomic_load(&st->head))
+        rc = evb_err_set(err, st->ix_error[0] ? EVB_ECORRUPT : EVB_ECLOSED,
+                         "%s: indexer stopped at %llu: %s", st->dir,
+                         (unsigned long long)atomic_load(&st->indexed),
+                         st->ix_error[0] ? st->ix_error : "store closing");
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+/* Delete every key that starts with one of the index prefixes. */
+static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    size_t n = 0;
+    int rc = EVB_OK;
+    char *e = NULL;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == 0 || k[0] != prefix)
+            break;
+        leveldb_writebatch_delete(wb, k, kl);
+        if (++n % 10000 == 0) {
+            leveldb_write(st->db, wo, wb, &e);
+            leveldb_writebatch_clear(wb);
+            if (e != NULL)
+                break;
+        }
+    }
+    if (e == NULL)
+        leveldb_write(st->db, wo, wb, &e);
+    if (e != NULL)
+        rc = st_ldb_err(st, e, "dropping the indexes", err);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_writebatch_destroy(wb);
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
+int evb_store_reindex(evb_store_t *st, evb_err *err)
+{
+    if (st->read_only)
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+    pthread_mutex_lock(&st->ix_mu);
+    /* The position goes to 0 first: a crash half-way leaves a log that indexes
+     * again from the start (entries rewritten are identical). */
+    uint8_t zero[8] = {0};
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)zero, 8);
+    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero, 8);
+    char *e = NULL;
+    leveldb_write(st->db, st->wo_sync, wb, &e);
+    leveldb_writebatch_destroy(wb);
+    int rc = EVB_OK;
+    if (e != NULL)
+        rc = st_ldb_err(st, e, "reindex", err);
+    if (rc == EVB_OK) {
+        atomic_store(&st->indexed, 0);
+        atomic_store(&st->nstreams, 0);
+    }
+    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
+    for (size_t i = 0; rc == EVB_OK && i < sizeof prefixes; i++)
+        rc = s_drop_prefix(st, prefixes[i], err);
+    /* Build again before returning: the owner's caches assume that whatever
+     * they evicted is indexed, and the owner is here, not appending. */
+    while (rc == EVB_OK && atomic_load(&st->indexed) < atomic_load(&st->head)) {
+        size_t done;
+        rc = s_step_locked(st, IX_STEP_EVENTS, &done, err);
+    }
+    pthread_mutex_unlock(&st->ix_mu);
+    return rc;
+}
+
+/* ---- categories ---- */
+
+static int s_cmp_cat(const void *a, const void *b)
+{
+    const evb_category_info *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+int evb_store_categories(evb_store_t *st, evb_category_fn fn, void *ctx, evb_err *err)
+{
+    size_t n = st->cats.len, k = 0;
+    if (n == 0)
+        return EVB_OK;
+    evb_category_info *arr = calloc(n, sizeof *arr);
+    char(*names)[EVB_MAX_CATEGORY_LEN + 1] = calloc(n, sizeof *names);
+    if (arr == NULL || names == NULL) {
+        free(arr);
+        free(names);
+        return evb_err_set(err, EVB_ENOMEM, "out of memory listing categories");
+    }
+    for (size_t i = 0; i < st->cats.cap && k < n; i++) {
+        const hent *c = &st->cats.slots[i];
+        if (c->hash == 0)
+            continue;
+        size_t l = c->klen > EVB_MAX_CATEGORY_LEN ? EVB_MAX_CATEGORY_LEN : c->klen;
+        memcpy(names[k], hent_key(c), l);
+        names[k][l] = '\0';
+        arr[k] = (evb_category_info){names[k], c->a, c->b};
+        k++;
+    }
+    qsort(arr, k, sizeof *arr, s_cmp_cat);
+    int rc = EVB_OK;
+    for (size_t i = 0; i < k && rc == EVB_OK; i++)
+        rc = fn(&arr[i], ctx);
+    free(arr);
+    free(names);
+    return rc;
+}
+
+int evb_store_category_head(evb_store_t *st, const char *category, uint64_t *head,
+                            evb_err *err)
+{
+    int rc = evb_check_category(category, err);
+    if (rc != EVB_OK)
+        return rc;
+    const hent *c = hmap_get(&st->cats, category, strlen(category));
+    *head = c ? c->a : 0;
+    return EVB_OK;
+}

@@ -1,0 +1,317 @@
+/*
+ * read.c: iterators over a consistent snapshot of the log.
+ *
+ * A read has two phases: the index phase walks the stream or category index,
+ * which covers events up to the indexer's position as of the snapshot; the
+ * tail phase scans the few events after it and keeps the matching ones
+ * (recognised by a peek at the envelope's stream field, without a full
+ * decode). Range reads walk the event keys directly. Memory per iterator: one
+ * LevelDB iterator and one decoded event whose block is reused.
+ */
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+enum it_kind { IT_RANGE, IT_STREAM, IT_CATEGORY };
+enum it_phase { PH_INDEX, PH_TAIL, PH_DONE };
+
+struct evb_iter {
+    evb_store_t *st;
+    leveldb_readoptions_t *ro;
+    const leveldb_snapshot_t *snap;
+    leveldb_iterator_t *it;
+    enum it_kind kind;
+    enum it_phase phase;
+    bool started;
+    uint64_t ix_snap, head_snap;
+    char name[EVB_MAX_STREAM_LEN + 1];
+    size_t nlen;
+    uint64_t lo, hi; /* range: seqs; stream: versions; category: seq > lo */
+    uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
+    size_t plen;
+    evb_event_t ev;
+    const evb_upcasters_t *up;
+};
+
+static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind, const evb_upcasters_t *up,
+                              evb_err *err)
+{
+    evb_iter_t *it = calloc(1, sizeof *it);
+    if (it == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory for an iterator");
+        return NULL;
+    }
+    it->st = st;
+    it->kind = kind;
+    it->up = up;
+    it->head_snap = atomic_load(&st->head);
+    it->snap = leveldb_create_snapshot(st->db);
+    it->ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(it->ro, it->snap);
+    leveldb_readoptions_set_fill_cache(it->ro, 0); /* long scans: keep the cache warm */
+    char *v;
+    size_t vl;
+    int rc = st_get(st, it->ro, META_IXPOS, strlen(META_IXPOS), &v, &vl, err);
+    if (rc != EVB_OK) {
+        evb_iter_destroy(&it);
+        return NULL;
+    }
+    it->ix_snap = (v != NULL && vl == 8) ? be64_get(v) : 0;
+    if (v)
+        leveldb_free(v);
+    if (it->ix_snap > it->head_snap)
+        it->ix_snap = it->head_snap;
+    it->it = leveldb_create_iterator(st->db, it->ro);
+    return it;
+}
+
+void evb_iter_destroy(evb_iter_t **itp)
+{
+    if (itp == NULL || *itp == NULL)
+        return;
+    evb_iter_t *it = *itp;
+    if (it->it)
+        leveldb_iter_destroy(it->it);
+    if (it->ro)
+        leveldb_readoptions_destroy(it->ro);
+    if (it->snap)
+        leveldb_release_snapshot(it->st->db, it->snap);
+    evb_event_clear(&it->ev);
+    free(it);
+    *itp = NULL;
+}
+
+evb_iter_t *evb_store_read_range(evb_store_t *st, uint64_t from_seq, uint64_t to_seq,
+                                 const evb_upcasters_t *up, evb_err *err)
+{
+    evb_iter_t *it = s_iter_new(st, IT_RANGE, up, err);
+    if (it == NULL)
+        return NULL;
+    it->lo = from_seq ? from_seq : 1;
+    it->hi = (to_seq == 0 || to_seq > it->head_snap) ? it->head_snap : to_seq;
+    it->phase = PH_TAIL; /* the event keys themselves */
+    return it;
+}
+
+evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream, uint64_t from_version,
+                                  uint64_t to_version, const evb_upcasters_t *up,
+                                  evb_err *err)
+{
+    if (evb_check_stream(stream, err) != EVB_OK)
+        return NULL;
+    evb_iter_t *it = s_iter_new(st, IT_STREAM, up, err);
+    if (it == NULL)
+        return NULL;
+    it->nlen = strlen(stream);
+    memcpy(it->name, stream, it->nlen + 1);
+    it->lo = from_version ? from_version : 1;
+    it->hi = to_version ? to_version : UINT64_MAX;
+    it->prefix[0] = K_STREAM;
+    memcpy(it->prefix + 1, stream, it->nlen);
+    it->prefix[1 + it->nlen] = 0;
+    it->plen = it->nlen + 2;
+    it->phase = PH_INDEX;
+    return it;
+}
+
+evb_iter_t *evb_store_read_category(evb_store_t *st, const char *category,
+                                    uint64_t after_seq, const evb_upcasters_t *up,
+                                    evb_err *err)
+{
+    if (evb_check_category(category, err) != EVB_OK)
+        return NULL;
+    evb_iter_t *it = s_iter_new(st, IT_CATEGORY, up, err);
+    if (it == NULL)
+        return NULL;
+    it->nlen = strlen(category);
+    memcpy(it->name, category, it->nlen + 1);
+    it->lo = after_seq;
+    it->prefix[0] = K_CAT;
+    memcpy(it->prefix + 1, category, it->nlen);
+    it->prefix[1 + it->nlen] = 0;
+    it->plen = it->nlen + 2;
+    it->phase = PH_INDEX;
+    return it;
+}
+
+/* Decode value as the event at seq into it->ev, then upcast. */
+static bool s_emit(evb_iter_t *it, const char *v, size_t vl, uint64_t seq, evb_err *err)
+{
+    evb_err derr;
+    if (evb_event_decode_into(v, vl, &it->ev, &derr) != EVB_OK) {
+        evb_err_set(err, EVB_ECORRUPT, "%s: event %llu does not decode: %.400s",
+                    it->st->dir, (unsigned long long)seq, derr.msg);
+        return false;
+    }
+    if (it->ev.seq != seq) {
+        evb_err_set(err, EVB_ECORRUPT, "%s: the record at %llu says it is event %llu",
+                    it->st->dir, (unsigned long long)seq, (unsigned long long)it->ev.seq);
+        return false;
+    }
+    if (it->up != NULL && evb_upcasters_apply(it->up, &it->ev, err) != EVB_OK)
+        return false;
+    return true;
+}
+
+static bool s_iter_error(evb_iter_t *it, evb_err *err)
+{
+    char *e = NULL;
+    leveldb_iter_get_error(it->it, &e);
+    if (e != NULL) {
+        st_ldb_err(it->st, e, "read", err);
+        it->phase = PH_DONE;
+        return true;
+    }
+    return false;
+}
+
+/* Does the envelope belong to what this iterator reads (tail phase)? */
+static bool s_tail_match(const evb_iter_t *it, const char *v, size_t vl)
+{
+    if (it->kind == IT_RANGE)
+        return true;
+    const char *s;
+    size_t sl;
+    if (!st_peek_stream(v, vl, &s, &sl))
+        return true; /* let the decoder report it */
+    if (it->kind == IT_STREAM)
+        return sl == it->nlen && memcmp(s, it->name, sl) == 0;
+    const char *dash = memchr(s, '-', sl);
+    size_t cl = dash ? (size_t)(dash - s) : sl;
+    return cl == it->nlen && memcmp(s, it->name, cl) == 0;
+}
+
+static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+{
+    if (!it->started) {
+        uint8_t key[KEY_MAX];
+        memcpy(key, it->prefix, it->plen);
+        uint64_t start = it->kind == IT_STREAM ? it->lo : it->lo + 1;
+        be64_put(key + it->plen, start);
+        leveldb_iter_seek(it->it, (const char *)key, it->plen + 8);
+        it->started = true;
+    } else {
+        leveldb_iter_next(it->it);
+    }
+    if (!leveldb_iter_valid(it->it)) {
+        if (s_iter_error(it, err))
+            return false;
+        it->phase = PH_TAIL;
+        it->started = false;
+        return false;
+    }
+    size_t kl, vl;
+    const char *k = leveldb_iter_key(it->it, &kl);
+    const char *v = leveldb_iter_value(it->it, &vl);
+    if (kl != it->plen + 8 || memcmp(k, it->prefix, it->plen) != 0) {
+        it->phase = PH_TAIL;
+        it->started = false;
+        return false;
+    }
+    uint64_t n = be64_get(k + it->plen);
+    if (it->kind == IT_STREAM) {
+        if (n > it->hi) {
+            it->phase = PH_DONE; /* later versions only grow */
+            return false;
+        }
+        if (vl != 8) {
+            evb_err_set(err, EVB_ECORRUPT, "%s: stream index entry of %s v%llu is damaged",
+                        it->st->dir, it->name, (unsigned long long)n);
+            it->phase = PH_DONE;
+            return false;
+        }
+        uint64_t seq = be64_get(v);
+        uint8_t ek[9];
+        char *ev_val;
+        size_t ev_len;
+        if (st_get(it->st, it->ro, ek, key_event(ek, seq), &ev_val, &ev_len, err) != EVB_OK) {
+            it->phase = PH_DONE;
+            return false;
+        }
+        if (ev_val == NULL) {
+            evb_err_set(err, EVB_ECORRUPT, "%s: stream %s v%llu points at missing event %llu",
+                        it->st->dir, it->name, (unsigned long long)n,
+                        (unsigned long long)seq);
+            it->phase = PH_DONE;
+            return false;
+        }
+        bool ok = s_emit(it, ev_val, ev_len, seq, err);
+        leveldb_free(ev_val);
+        if (!ok) {
+            it->phase = PH_DONE;
+            return false;
+        }
+    } else if (!s_emit(it, v, vl, n, err)) {
+        it->phase = PH_DONE;
+        return false;
+    }
+    *ev = &it->ev;
+    return true;
+}
+
+static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+{
+    for (;;) {
+        if (!it->started) {
+            uint64_t from = it->kind == IT_RANGE ? it->lo : it->ix_snap + 1;
+            if (it->kind == IT_CATEGORY && it->lo + 1 > from)
+                from = it->lo + 1;
+            uint8_t key[9];
+            leveldb_iter_seek(it->it, (const char *)key, key_event(key, from));
+            it->started = true;
+        } else {
+            leveldb_iter_next(it->it);
+        }
+        if (!leveldb_iter_valid(it->it)) {
+            s_iter_error(it, err);
+            it->phase = PH_DONE;
+            return false;
+        }
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it->it, &kl);
+        if (kl != 9 || k[0] != K_EVENT) {
+            it->phase = PH_DONE;
+            return false;
+        }
+        uint64_t seq = be64_get(k + 1);
+        uint64_t last = it->kind == IT_RANGE ? it->hi : it->head_snap;
+        if (seq > last) {
+            it->phase = PH_DONE;
+            return false;
+        }
+        const char *v = leveldb_iter_value(it->it, &vl);
+        if (!s_tail_match(it, v, vl))
+            continue;
+        if (!s_emit(it, v, vl, seq, err)) {
+            it->phase = PH_DONE;
+            return false;
+        }
+        if (it->kind == IT_STREAM && (strcmp(it->ev.stream, it->name) != 0 ||
+                                      it->ev.version < it->lo || it->ev.version > it->hi))
+            continue;
+        if (it->kind == IT_CATEGORY && strcmp(it->ev.category, it->name) != 0)
+            continue;
+        *ev = &it->ev;
+        return true;
+    }
+}
+
+bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+{
+    evb_err_clear(err);
+    *ev = NULL;
+    while (it->phase != PH_DONE) {
+        if (it->phase == PH_INDEX) {
+            if (s_next_index(it, ev, err))
+                return true;
+            if (err && err->code != EVB_OK)
+                return false;
+        } else if (s_next_tail(it, ev, err)) {
+            return true;
+        } else {
+            return false;
+        }
+    }
+    return false;
+}

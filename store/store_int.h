@@ -1,0 +1,186 @@
+/*
+ * store_int.h (private): the store's internal state and key layout, shared by
+ * store.c (open, append, transactions), indexer.c, read.c and verify.c.
+ * The key layout is specified in store/FORMAT.md; keep the two in step.
+ */
+#ifndef EVB_STORE_INT_H
+#define EVB_STORE_INT_H
+
+#include "evbus_store.h"
+#include "hmap.h"
+
+#include <leveldb/c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* Key prefixes (one byte). */
+#define K_EVENT 'E'    /* E seq(8)                    -> envelope */
+#define K_META 'M'     /* M name                      -> value */
+#define K_STREAM 'S'   /* S stream \0 version(8)      -> seq(8) */
+#define K_CAT 'C'      /* C category \0 seq(8)        -> envelope (covering) */
+#define K_ID 'I'       /* I id(16)                    -> seq(8) */
+#define K_CATSTAT 'c'  /* c category                  -> head(8) count(8) */
+#define K_USER 'U'     /* U key                       -> consumer value */
+#define K_CKPT 'P'     /* P consumer \0 log_id(16) category -> seq(8) */
+#define K_SNAP 'N'     /* N stream \0 version(8)      -> state */
+
+#define META_FORMAT "Mformat"
+#define META_LOGID "Mlogid"
+#define META_SERVICE "Mservice"
+#define META_IXPOS "Mixpos"
+#define META_NSTREAMS "Mnstreams"
+#define META_SYNCED "Msynced"
+
+#define KEY_MAX (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + \
+                 EVB_MAX_KEY_LEN)
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t be64_get(const void *q)
+{
+    const uint8_t *p = q;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline size_t key_event(uint8_t *out, uint64_t seq)
+{
+    out[0] = K_EVENT;
+    be64_put(out + 1, seq);
+    return 9;
+}
+
+/* prefix byte + name + \0 + be64(n) */
+static inline size_t key_name_num(uint8_t *out, char prefix, const char *name, size_t nlen,
+                                  uint64_t n)
+{
+    out[0] = (uint8_t)prefix;
+    memcpy(out + 1, name, nlen);
+    out[1 + nlen] = 0;
+    be64_put(out + 2 + nlen, n);
+    return nlen + 10;
+}
+
+static inline size_t key_id(uint8_t *out, const evb_id *id)
+{
+    out[0] = K_ID;
+    memcpy(out + 1, id->b, EVB_ID_LEN);
+    return 1 + EVB_ID_LEN;
+}
+
+/* A Bloom filter over event ids: "maybe stored" or "surely not". */
+typedef struct bloom {
+    uint64_t *bits;
+    uint64_t nbits; /* power of two */
+} bloom;
+
+/* Ids and stream versions staged by an open transaction. */
+typedef struct txn_stream {
+    char stream[EVB_MAX_STREAM_LEN + 1];
+    uint64_t version, last_seq;
+} txn_stream;
+
+typedef struct txn_id {
+    evb_id id;
+    uint64_t seq;
+    uint32_t stream_ix; /* into txn streams */
+} txn_id;
+
+struct evb_txn {
+    evb_store_t *st;
+    leveldb_writebatch_t *wb;
+    uint64_t next_seq; /* next sequence to assign */
+    txn_stream *streams;
+    size_t nstreams, cap_streams;
+    txn_id *ids;
+    size_t nids, cap_ids;
+    bool failed; /* a staged step failed: commit refuses */
+    bool plain;  /* made by evb_store_append (names its crash points) */
+};
+
+struct evb_store {
+    char *dir;
+    leveldb_t *db;
+    leveldb_options_t *options;
+    leveldb_readoptions_t *ro;
+    leveldb_writeoptions_t *wo;      /* per the sync policy */
+    leveldb_writeoptions_t *wo_sync; /* explicit fsync */
+    evb_id log_id;
+    uint32_t format;
+    char service[EVB_MAX_SERVICE_LEN + 1];
+    evb_sync sync;
+    unsigned group_ms;
+    evb_index_mode index_mode;
+    bool read_only;
+    bool unwritable;
+    size_t stream_cache_max;
+
+    _Atomic uint64_t head;    /* written by the owner thread only */
+    _Atomic uint64_t indexed; /* written under ix_mu only */
+    _Atomic uint64_t synced;
+    _Atomic uint64_t max_lag;
+    _Atomic uint64_t nstreams;
+
+    /* Owner-thread state. */
+    hmap streams;   /* stream -> a = version, b = seq of its last event */
+    hmap tail_ids;  /* id -> a = seq, for ids possibly not yet indexed */
+    size_t tail_sweep_at;
+    hmap cats;      /* category -> a = head seq, b = count */
+    bloom ids;
+    evb_buf enc;    /* reused encode buffer */
+    evb_txn_t *open_txn;
+
+    /* Indexer and flusher threads. */
+    pthread_mutex_t ix_mu; /* one indexing step at a time */
+    pthread_mutex_t mu;    /* guards the flags and conditions below */
+    pthread_cond_t cv_work;
+    pthread_cond_t cv_done;
+    pthread_cond_t cv_flush;
+    bool stop;
+    bool ix_running, fl_running;
+    pthread_t ix_thread, fl_thread;
+    char ix_error[EVB_ERR_MSG_LEN]; /* last indexer failure, logged once */
+
+#ifdef EVB_CRASH_POINTS
+    const char *crash_point; /* from EVB_CRASH_POINT */
+    long crash_after;
+    atomic_long crash_hits;
+#endif
+};
+
+/* Test hook: SIGKILL the process the n-th time point `name` is reached when
+ * EVB_CRASH_POINT=name (and EVB_CRASH_AFTER=n, default 1). */
+#ifdef EVB_CRASH_POINTS
+void evb_crash_point(evb_store_t *st, const char *name);
+#define CRASH_POINT(st, name) evb_crash_point((st), (name))
+#else
+#define CRASH_POINT(st, name) ((void)0)
+#endif
+
+/* Turn a LevelDB error string (freed here) into an evb_err. */
+int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err);
+
+/* Get a key with optional read options (NULL = st->ro). *val is malloc'd (free
+ * it with leveldb_free) or NULL when absent. */
+int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, size_t klen,
+           char **val, size_t *vlen, evb_err *err);
+
+/* Peek at an envelope's stream id without decoding all of it. */
+bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen);
+
+/* Indexer (indexer.c). */
+int ix_start(evb_store_t *st, evb_err *err);
+void ix_stop(evb_store_t *st);
+void ix_kick(evb_store_t *st);
+int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err);
+
+#endif

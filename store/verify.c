@@ -1,0 +1,347 @@
+/*
+ * verify.c: a full consistency check of a log (see evb_store_verify).
+ *
+ * Forward pass over the events: contiguous sequence from 1, every record
+ * decodes and names this log and its own sequence, stream versions follow
+ * each other, and every event up to the indexer's position has its stream,
+ * category and id entries. Backward passes over each index: every entry
+ * points at a real event of the right stream, category or id, and nothing is
+ * indexed past the indexer's position. Everything reads one snapshot, so a
+ * live store can be verified. Memory: the per-category counters and the
+ * stream versions of the unindexed tail; index entries are checked by point
+ * lookups, not held.
+ */
+#include "store_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_REPORTED 1000
+
+typedef struct vctx {
+    evb_store_t *st;
+    leveldb_readoptions_t *ro;
+    evb_problem_fn fn;
+    void *ctx;
+    uint64_t problems;
+} vctx;
+
+__attribute__((format(printf, 2, 3))) static void s_problem(vctx *v, const char *fmt, ...)
+{
+    v->problems++;
+    if (v->fn == NULL || v->problems > MAX_REPORTED)
+        return;
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    v->fn(msg, v->ctx);
+}
+
+/* Value of key as a be64, or 0 when absent / not 8 bytes (*present says). */
+static uint64_t s_get_u64(vctx *v, const uint8_t *key, size_t klen, bool *present)
+{
+    char *val;
+    size_t vl;
+    *present = false;
+    if (st_get(v->st, v->ro, key, klen, &val, &vl, NULL) != EVB_OK || val == NULL)
+        return 0;
+    *present = true;
+    uint64_t r = vl == 8 ? be64_get(val) : 0;
+    leveldb_free(val);
+    return r;
+}
+
+static void s_check_event_indexed(vctx *v, const evb_event_t *ev, const char *raw,
+                                  size_t rawlen, uint64_t seq)
+{
+    uint8_t key[KEY_MAX];
+    bool present;
+    size_t sn = strlen(ev->stream), cn = strlen(ev->category);
+    uint64_t s = s_get_u64(v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version),
+                           &present);
+    if (!present)
+        s_problem(v, "event %llu (%s v%llu) is not in the stream index",
+                  (unsigned long long)seq, ev->stream, (unsigned long long)ev->version);
+    else if (s != seq)
+        s_problem(v, "stream index entry %s v%llu points at %llu, not %llu", ev->stream,
+                  (unsigned long long)ev->version, (unsigned long long)s,
+                  (unsigned long long)seq);
+    size_t kl = key_name_num(key, K_CAT, ev->category, cn, seq);
+    char *val;
+    size_t vl;
+    if (st_get(v->st, v->ro, key, kl, &val, &vl, NULL) != EVB_OK || val == NULL) {
+        s_problem(v, "event %llu is not in the category index of %s",
+                  (unsigned long long)seq, ev->category);
+    } else {
+        if (vl != rawlen || memcmp(val, raw, vl) != 0)
+            s_problem(v, "category index copy of event %llu differs from the event",
+                      (unsigned long long)seq);
+        leveldb_free(val);
+    }
+    s = s_get_u64(v, key, key_id(key, &ev->id), &present);
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&ev->id, hex);
+    if (!present)
+        s_problem(v, "event %llu (id %s) is not in the id index", (unsigned long long)seq,
+                  hex);
+    else if (s != seq)
+        s_problem(v, "id index entry %s points at %llu, not %llu", hex,
+                  (unsigned long long)s, (unsigned long long)seq);
+}
+
+/* Version continuity: the previous version of the stream must exist at a
+ * lower sequence (from the tail map or the stream index). */
+static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_t seq,
+                            uint64_t ixpos)
+{
+    size_t sn = strlen(ev->stream);
+    if (seq <= ixpos) {
+        if (ev->version > 1) {
+            uint8_t key[KEY_MAX];
+            bool present;
+            uint64_t p = s_get_u64(
+                v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version - 1),
+                &present);
+            if (!present || p >= seq)
+                s_problem(v, "event %llu is %s v%llu but v%llu is not before it",
+                          (unsigned long long)seq, ev->stream,
+                          (unsigned long long)ev->version,
+                          (unsigned long long)ev->version - 1);
+        }
+        return;
+    }
+    hent *e = hmap_get(tailv, ev->stream, sn);
+    uint64_t prev;
+    if (e != NULL) {
+        prev = e->a;
+    } else {
+        /* First tail event of this stream: its last indexed version. */
+        uint8_t key[KEY_MAX];
+        size_t kl = key_name_num(key, K_STREAM, ev->stream, sn, UINT64_MAX);
+        leveldb_iterator_t *it = leveldb_create_iterator(v->st->db, v->ro);
+        leveldb_iter_seek(it, (const char *)key, kl);
+        if (leveldb_iter_valid(it))
+            leveldb_iter_prev(it);
+        else
+            leveldb_iter_seek_to_last(it);
+        prev = 0;
+        if (leveldb_iter_valid(it)) {
+            size_t l;
+            const char *k = leveldb_iter_key(it, &l);
+            if (l == kl && memcmp(k, key, 2 + sn) == 0)
+                prev = be64_get(k + 2 + sn);
+        }
+        leveldb_iter_destroy(it);
+    }
+    if (ev->version != prev + 1)
+        s_problem(v, "event %llu is %s v%llu, but the stream was at v%llu",
+                  (unsigned long long)seq, ev->stream, (unsigned long long)ev->version,
+                  (unsigned long long)prev);
+    hmap_put(tailv, ev->stream, sn, ev->version, seq);
+}
+
+static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats, uint64_t *firsts,
+                      evb_progress_fn progress)
+{
+    evb_store_t *st = v->st;
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, v->ro);
+    hmap tailv = {0};
+    evb_event_t ev = {0};
+    uint64_t expect = 1;
+    const char pfx = K_EVENT;
+    for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == 0 || k[0] != K_EVENT)
+            break;
+        if (kl != 9) {
+            s_problem(v, "event key of %zu bytes (want 9)", kl);
+            continue;
+        }
+        uint64_t seq = be64_get(k + 1);
+        if (seq != expect) {
+            if (seq > expect)
+                s_problem(v, "sequence gap: events %llu..%llu are missing",
+                          (unsigned long long)expect, (unsigned long long)seq - 1);
+            else
+                s_problem(v, "event key %llu out of order", (unsigned long long)seq);
+        }
+        expect = seq + 1;
+        const char *val = leveldb_iter_value(it, &vl);
+        evb_err derr;
+        if (evb_event_decode_into(val, vl, &ev, &derr) != EVB_OK) {
+            s_problem(v, "event %llu does not decode: %s", (unsigned long long)seq,
+                      derr.msg);
+            continue;
+        }
+        if (ev.seq != seq)
+            s_problem(v, "event %llu says it is event %llu", (unsigned long long)seq,
+                      (unsigned long long)ev.seq);
+        if (memcmp(&ev.log_id, &st->log_id, sizeof ev.log_id) != 0)
+            s_problem(v, "event %llu names another log", (unsigned long long)seq);
+        s_check_version(v, &tailv, &ev, seq, ixpos);
+        if (seq <= ixpos) {
+            s_check_event_indexed(v, &ev, val, vl, seq);
+            size_t cn = strlen(ev.category);
+            hent *c = hmap_get(cats, ev.category, cn);
+            if (c == NULL)
+                c = hmap_put(cats, ev.category, cn, 0, 0);
+            if (c != NULL) {
+                c->a = seq;
+                c->b++;
+            }
+            if (ev.version == 1)
+                (*firsts)++;
+        }
+        if (progress && seq % 65536 == 0)
+            progress(seq, head, v->ctx);
+    }
+    if (expect <= head)
+        s_problem(v, "events %llu..%llu are missing", (unsigned long long)expect,
+                  (unsigned long long)head);
+    char *e = NULL;
+    leveldb_iter_get_error(it, &e);
+    if (e != NULL) {
+        s_problem(v, "LevelDB read error: %s", e);
+        leveldb_free(e);
+    }
+    evb_event_clear(&ev);
+    hmap_free(&tailv);
+    leveldb_iter_destroy(it);
+}
+
+/* Every index entry points at a real event that agrees with it. */
+static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats, uint64_t nstreams,
+                       uint64_t firsts)
+{
+    evb_store_t *st = v->st;
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, v->ro);
+    evb_event_t ev = {0};
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *val = leveldb_iter_value(it, &vl);
+        if (kl == 0 || k[0] != prefix)
+            break;
+        if (prefix == K_CATSTAT) {
+            hent *c = hmap_get(cats, k + 1, kl - 1);
+            uint64_t head = vl == 16 ? be64_get(val) : 0, cnt = vl == 16 ? be64_get(val + 8) : 0;
+            if (c == NULL || c->a != head || c->b != cnt)
+                s_problem(v, "category statistics of %.*s (head %llu, %llu events) disagree "
+                          "with the events (head %llu, %llu events)",
+                          (int)(kl - 1), k + 1, (unsigned long long)head,
+                          (unsigned long long)cnt, (unsigned long long)(c ? c->a : 0),
+                          (unsigned long long)(c ? c->b : 0));
+            if (c != NULL)
+                c->b = UINT64_MAX; /* seen */
+            continue;
+        }
+        uint64_t seq;
+        const char *raw = NULL;
+        size_t rawlen = 0;
+        char *got = NULL;
+        if (prefix == K_CAT) {
+            if (kl < 11 || k[kl - 9] != 0) {
+                s_problem(v, "malformed category index key");
+                continue;
+            }
+            seq = be64_get(k + kl - 8);
+            raw = val;
+            rawlen = vl;
+        } else {
+            if (vl != 8 || (prefix == K_ID && kl != 1 + EVB_ID_LEN) ||
+                (prefix == K_STREAM && (kl < 11 || k[kl - 9] != 0))) {
+                s_problem(v, "malformed %s index entry",
+                          prefix == K_ID ? "id" : "stream");
+                continue;
+            }
+            seq = be64_get(val);
+            uint8_t ek[9];
+            if (st_get(st, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) != EVB_OK ||
+                got == NULL) {
+                s_problem(v, "%s index entry points at missing event %llu",
+                          prefix == K_ID ? "id" : "stream", (unsigned long long)seq);
+                continue;
+            }
+            raw = got;
+        }
+        if (seq > ixpos)
+            s_problem(v, "index entry for event %llu is past the indexer position %llu",
+                      (unsigned long long)seq, (unsigned long long)ixpos);
+        evb_err derr;
+        if (evb_event_decode_into(raw, rawlen, &ev, &derr) != EVB_OK) {
+            s_problem(v, "index entry for event %llu: the event does not decode",
+                      (unsigned long long)seq);
+        } else if (prefix == K_CAT) {
+            size_t cn = strlen(ev.category);
+            if (kl - 10 != cn || memcmp(k + 1, ev.category, cn) != 0 || ev.seq != seq)
+                s_problem(v, "category index entry %.*s/%llu holds event %llu of %s",
+                          (int)(kl - 10), k + 1, (unsigned long long)seq,
+                          (unsigned long long)ev.seq, ev.category);
+        } else if (prefix == K_STREAM) {
+            size_t sn = strlen(ev.stream);
+            uint64_t ver = be64_get(k + kl - 8);
+            if (kl - 10 != sn || memcmp(k + 1, ev.stream, sn) != 0 || ev.version != ver)
+                s_problem(v, "stream index entry %.*s v%llu points at event %llu, which is "
+                          "%s v%llu",
+                          (int)(kl - 10), k + 1, (unsigned long long)ver,
+                          (unsigned long long)seq, ev.stream,
+                          (unsigned long long)ev.version);
+        } else if (memcmp(ev.id.b, k + 1, EVB_ID_LEN) != 0) {
+            s_problem(v, "id index entry points at event %llu, which has another id",
+                      (unsigned long long)seq);
+        }
+        if (got)
+            leveldb_free(got);
+    }
+    if (prefix == K_CATSTAT) {
+        for (size_t i = 0; i < cats->cap; i++)
+            if (cats->slots[i].hash && cats->slots[i].b != UINT64_MAX)
+                s_problem(v, "category %.*s has indexed events but no statistics",
+                          (int)cats->slots[i].klen, hent_key(&cats->slots[i]));
+        if (nstreams != firsts)
+            s_problem(v, "stream count says %llu, the index has %llu streams",
+                      (unsigned long long)nstreams, (unsigned long long)firsts);
+    }
+    evb_event_clear(&ev);
+    leveldb_iter_destroy(it);
+}
+
+int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progress,
+                     void *ctx, uint64_t *problems, evb_err *err)
+{
+    vctx v = {st, NULL, fn, ctx, 0};
+    const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
+    v.ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(v.ro, snap);
+    leveldb_readoptions_set_fill_cache(v.ro, 0);
+    leveldb_readoptions_set_verify_checksums(v.ro, 1);
+    uint64_t head = atomic_load(&st->head);
+    bool present;
+    uint64_t ixpos = s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
+    uint64_t nstreams =
+        s_get_u64(&v, (const uint8_t *)META_NSTREAMS, strlen(META_NSTREAMS), &present);
+    if (ixpos > head)
+        s_problem(&v, "indexer position %llu is past the head %llu",
+                  (unsigned long long)ixpos, (unsigned long long)head);
+    hmap cats = {0};
+    uint64_t firsts = 0;
+    s_forward(&v, head, ixpos, &cats, &firsts, progress);
+    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
+    for (size_t i = 0; i < sizeof prefixes; i++)
+        s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
+    if (progress)
+        progress(head, head, ctx);
+    hmap_free(&cats);
+    leveldb_readoptions_destroy(v.ro);
+    leveldb_release_snapshot(st->db, snap);
+    if (problems)
+        *problems = v.problems;
+    if (v.problems > 0)
+        return evb_err_set(err, EVB_ECORRUPT, "%s: %llu problems found", st->dir,
+                           (unsigned long long)v.problems);
+    return EVB_OK;
+}
