@@ -9,9 +9,11 @@
  * and its allocation is bounded by the input length (plus the category).
  */
 #include "evbus_codec.h"
+#include "codec_int.h"
 #include "mpread.h"
 
 #include <msgpack.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,22 +35,34 @@ static const struct {
     [NAME_SERVICE] = {"service name", EVB_MAX_SERVICE_LEN},
 };
 
+/* Allowed bytes per kind, one bit per kind, built once by s_name_table. A
+ * table, not a switch: names are checked on every encode and decode. */
+static uint8_t s_allowed[256];
+
+static void s_name_table_init(void)
+{
+    for (unsigned c = 0; c < 256; c++) {
+        bool lower_digit = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        bool upper = (c >= 'A' && c <= 'Z');
+        bool punct = c == '_' || c == '.';
+        uint8_t m = 0;
+        if (lower_digit || upper || punct || c == ':' || c == '@' || c == '-')
+            m |= 1u << NAME_STREAM;
+        if (lower_digit || upper || punct || c == ':' || c == '@')
+            m |= 1u << NAME_CATEGORY;
+        if (lower_digit || upper || punct || c == ':' || c == '-')
+            m |= 1u << NAME_TYPE;
+        if (lower_digit || punct || c == '-')
+            m |= 1u << NAME_SERVICE;
+        s_allowed[c] = m;
+    }
+}
+
 static bool s_name_char(enum name_kind k, unsigned char c)
 {
-    bool alnum_lower = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    bool upper = (c >= 'A' && c <= 'Z');
-    switch (k) {
-    case NAME_STREAM:
-        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '@' ||
-               c == '-';
-    case NAME_CATEGORY:
-        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '@';
-    case NAME_TYPE:
-        return alnum_lower || upper || c == '_' || c == '.' || c == ':' || c == '-';
-    case NAME_SERVICE:
-        return alnum_lower || c == '_' || c == '.' || c == '-';
-    }
-    return false;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, s_name_table_init);
+    return (s_allowed[c] >> k) & 1u;
 }
 
 /* Check a name given as (p, len); field names the envelope field for the
@@ -63,9 +77,11 @@ static int s_check_name(enum name_kind k, const char *p, size_t len, const char 
     if (len > s_names[k].max)
         return evb_err_set(err, EVB_EINVAL, "%s: %s is %zu bytes, more than %zu", pre,
                            what, len, s_names[k].max);
+    (void)s_name_char(k, 'a'); /* builds the table once */
+    uint8_t bit = (uint8_t)(1u << k);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (!s_name_char(k, c))
+        if (!(s_allowed[c] & bit))
             return evb_err_set(err, EVB_EINVAL,
                                "%s: %s '%.*s' has a character not allowed (byte 0x%02x at "
                                "%zu)",
@@ -231,6 +247,11 @@ int evb_event_encode(const evb_event_t *ev, evb_buf *out, evb_err *err)
     int rc = s_validate_for_encode(ev, err);
     if (rc != EVB_OK)
         return rc;
+    return evb__event_encode_checked(ev, out, err);
+}
+
+int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err)
+{
     size_t start = out->len;
     pack_ctx pc = {out, err, EVB_OK};
     msgpack_packer pk;
@@ -338,9 +359,11 @@ static int s_want_name(mp_cur *c, unsigned field, enum name_kind k, const char *
         return rc;
     if (v.type != MP_STR)
         return s_bad(err, field, "want str, got ", mp_type_str(v.type));
-    char where[64];
-    snprintf(where, sizeof where, "envelope field %u (%s)", field, s_field_names[field]);
-    if (s_check_name(k, v.v.s.p, v.v.s.len, where, err) != EVB_OK) {
+    if (s_check_name(k, v.v.s.p, v.v.s.len, NULL, NULL) != EVB_OK) {
+        /* Format the message only on failure: this runs for every decode. */
+        char where[64];
+        snprintf(where, sizeof where, "envelope field %u (%s)", field, s_field_names[field]);
+        s_check_name(k, v.v.s.p, v.v.s.len, where, err);
         if (err != NULL)
             err->code = EVB_EDECODE; /* a bad name on the wire is a decode error */
         return EVB_EDECODE;

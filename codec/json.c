@@ -44,19 +44,18 @@
 
 typedef struct s_writer {
     evb_buf *out;
-    size_t budget;  /* bytes this rendering may still append */
-    unsigned esc;   /* times every character is string-escaped (key nesting) */
-    const char *what; /* names the value in error messages */
+    size_t budget;       /* bytes this rendering may still append */
+    unsigned esc;        /* times every character is string-escaped (key nesting) */
+    const char *what;    /* names the value in error messages */
     const uint8_t *base; /* start of the msgpack input, for byte offsets */
     evb_err *err;
-    size_t n;          /* staged bytes */
+    size_t n;         /* staged bytes */
     char stage[1024]; /* staging area: appends to out in chunks */
 } s_writer;
 
 static int s_flush(s_writer *w)
 {
-    if (w->n == 0)
-        return EVB_OK;
+    if (w->n == 0) return EVB_OK;
     int rc = evb_buf_append(w->out, w->stage, w->n, w->err);
     w->n = 0;
     return rc;
@@ -71,14 +70,12 @@ static int s_too_big(s_writer *w)
 /* Emit count copies of byte c, charged to the budget. */
 static int s_emit(s_writer *w, char c, size_t count)
 {
-    if (count > w->budget)
-        return s_too_big(w);
+    if (count > w->budget) return s_too_big(w);
     w->budget -= count;
     while (count-- > 0) {
         if (w->n == sizeof w->stage) {
             int rc = s_flush(w);
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
         }
         w->stage[w->n++] = c;
     }
@@ -91,14 +88,11 @@ static int s_emit(s_writer *w, char c, size_t count)
  * escaping: JSON text we produce holds no raw control characters. */
 static int s_ch(s_writer *w, char c)
 {
-    if (w->esc == 0 || (c != '\\' && c != '"'))
-        return s_emit(w, c, 1);
-    if (w->esc >= 8 * sizeof(size_t) - 1)
-        return s_too_big(w);
+    if (w->esc == 0 || (c != '\\' && c != '"')) return s_emit(w, c, 1);
+    if (w->esc >= 8 * sizeof(size_t) - 1) return s_too_big(w);
     size_t n = (size_t)1 << w->esc;
     int rc = s_emit(w, '\\', c == '\\' ? n : n - 1);
-    if (rc == EVB_OK && c == '"')
-        rc = s_emit(w, '"', 1);
+    if (rc == EVB_OK && c == '"') rc = s_emit(w, '"', 1);
     return rc;
 }
 
@@ -106,18 +100,15 @@ static int s_raw(s_writer *w, const char *s, size_t len)
 {
     if (w->esc == 0) {
         /* Fast path: no per-character expansion. */
-        if (len > w->budget)
-            return s_too_big(w);
+        if (len > w->budget) return s_too_big(w);
         w->budget -= len;
         while (len > 0) {
             if (w->n == sizeof w->stage) {
                 int rc = s_flush(w);
-                if (rc != EVB_OK)
-                    return rc;
+                if (rc != EVB_OK) return rc;
             }
             size_t k = sizeof w->stage - w->n;
-            if (k > len)
-                k = len;
+            if (k > len) k = len;
             memcpy(w->stage + w->n, s, k);
             w->n += k;
             s += k;
@@ -127,8 +118,7 @@ static int s_raw(s_writer *w, const char *s, size_t len)
     }
     for (size_t i = 0; i < len; i++) {
         int rc = s_ch(w, s[i]);
-        if (rc != EVB_OK)
-            return rc;
+        if (rc != EVB_OK) return rc;
     }
     return EVB_OK;
 }
@@ -145,8 +135,7 @@ static size_t s_utf8_len(const uint8_t *p, size_t n)
     uint8_t b = p[0];
     size_t len;
     uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (b < 0x80)
-        return 1;
+    if (b < 0x80) return 1;
     if (b >= 0xc2 && b <= 0xdf) {
         len = 2;
     } else if (b >= 0xe0 && b <= 0xef) {
@@ -164,11 +153,9 @@ static size_t s_utf8_len(const uint8_t *p, size_t n)
     } else {
         return 0;
     }
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
     for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
+        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
     return len;
 }
 
@@ -193,14 +180,29 @@ static int s_string(s_writer *w, const char *s, size_t len)
         char esc[8];
         const char *e = NULL;
         switch (c) {
-        case '"': e = "\\\""; break;
-        case '\\': e = "\\\\"; break;
-        case '\b': e = "\\b"; break;
-        case '\f': e = "\\f"; break;
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        default: break;
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        default:
+            break;
         }
         if (e != NULL) {
             rc = s_cstr(w, e);
@@ -220,8 +222,7 @@ static int s_string(s_writer *w, const char *s, size_t len)
             }
         }
     }
-    if (rc == EVB_OK)
-        rc = s_ch(w, '"');
+    if (rc == EVB_OK) rc = s_ch(w, '"');
     return rc;
 }
 
@@ -233,32 +234,27 @@ static int s_base64(s_writer *w, const uint8_t *p, size_t len)
     char quad[4];
     for (size_t i = 0; rc == EVB_OK && i < len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
+        if (i + 1 < len) v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len) v |= p[i + 2];
         quad[0] = tab[(v >> 18) & 63];
         quad[1] = tab[(v >> 12) & 63];
         quad[2] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
         quad[3] = i + 2 < len ? tab[v & 63] : '=';
         rc = s_raw(w, quad, 4);
     }
-    if (rc == EVB_OK)
-        rc = s_ch(w, '"');
+    if (rc == EVB_OK) rc = s_ch(w, '"');
     return rc;
 }
 
 static int s_float(s_writer *w, double d)
 {
-    if (isnan(d))
-        return s_cstr(w, "{\"$float\":\"nan\"}");
+    if (isnan(d)) return s_cstr(w, "{\"$float\":\"nan\"}");
     if (isinf(d))
         return s_cstr(w, d > 0 ? "{\"$float\":\"inf\"}" : "{\"$float\":\"-inf\"}");
     char tmp[64];
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-        if (prec == 17 || strtod(tmp, NULL) == d)
-            break;
+        if (prec == 17 || strtod(tmp, NULL) == d) break;
     }
     /* Normalise: keep sign, digits and exponent; whatever the locale used as
      * the decimal separator becomes '.'. */
@@ -296,17 +292,14 @@ static int s_map(s_writer *w, mp_cur *c, uint32_t n, unsigned depth)
 {
     int rc = s_ch(w, '{');
     for (uint32_t i = 0; rc == EVB_OK && i < n; i++) {
-        if (i > 0)
-            rc = s_ch(w, ',');
-        if (rc != EVB_OK)
-            break;
+        if (i > 0) rc = s_ch(w, ',');
+        if (rc != EVB_OK) break;
         /* Peek at the key: a string is written as is, anything else as its
          * JSON text inside a string (escaped one level deeper). */
         mp_cur peek = *c;
         mp_val k;
         int mprc = mp_next(&peek, &k);
-        if (mprc != MP_OK)
-            return s_decode_err(w, c->p, mprc);
+        if (mprc != MP_OK) return s_decode_err(w, c->p, mprc);
         if (k.type == MP_STR) {
             *c = peek;
             rc = s_string(w, k.v.s.p, k.v.s.len);
@@ -317,16 +310,12 @@ static int s_map(s_writer *w, mp_cur *c, uint32_t n, unsigned depth)
                 rc = s_value(w, c, depth);
                 w->esc--;
             }
-            if (rc == EVB_OK)
-                rc = s_ch(w, '"');
+            if (rc == EVB_OK) rc = s_ch(w, '"');
         }
-        if (rc == EVB_OK)
-            rc = s_ch(w, ':');
-        if (rc == EVB_OK)
-            rc = s_value(w, c, depth);
+        if (rc == EVB_OK) rc = s_ch(w, ':');
+        if (rc == EVB_OK) rc = s_value(w, c, depth);
     }
-    if (rc == EVB_OK)
-        rc = s_ch(w, '}');
+    if (rc == EVB_OK) rc = s_ch(w, '}');
     return rc;
 }
 
@@ -336,8 +325,7 @@ static int s_value(s_writer *w, mp_cur *c, unsigned depth)
     const uint8_t *at = c->p;
     mp_val v;
     int mprc = mp_next(c, &v);
-    if (mprc != MP_OK)
-        return s_decode_err(w, at, mprc);
+    if (mprc != MP_OK) return s_decode_err(w, at, mprc);
     char tmp[64];
     switch (v.type) {
     case MP_NIL:
@@ -364,19 +352,15 @@ static int s_value(s_writer *w, mp_cur *c, unsigned depth)
         return s_string(w, v.v.s.p, v.v.s.len);
     case MP_BIN: {
         int rc = s_cstr(w, "{\"$bin\":");
-        if (rc == EVB_OK)
-            rc = s_base64(w, (const uint8_t *)v.v.s.p, v.v.s.len);
-        if (rc == EVB_OK)
-            rc = s_ch(w, '}');
+        if (rc == EVB_OK) rc = s_base64(w, (const uint8_t *)v.v.s.p, v.v.s.len);
+        if (rc == EVB_OK) rc = s_ch(w, '}');
         return rc;
     }
     case MP_EXT: {
         snprintf(tmp, sizeof tmp, "{\"$ext\":%d,\"data\":", (int)v.v.s.ext_type);
         int rc = s_cstr(w, tmp);
-        if (rc == EVB_OK)
-            rc = s_base64(w, (const uint8_t *)v.v.s.p, v.v.s.len);
-        if (rc == EVB_OK)
-            rc = s_ch(w, '}');
+        if (rc == EVB_OK) rc = s_base64(w, (const uint8_t *)v.v.s.p, v.v.s.len);
+        if (rc == EVB_OK) rc = s_ch(w, '}');
         return rc;
     }
     case MP_ARRAY:
@@ -385,18 +369,14 @@ static int s_value(s_writer *w, mp_cur *c, unsigned depth)
             return evb_err_set(w->err, EVB_EDECODE,
                                "%s: nested deeper than %u at byte %zu", w->what,
                                EVB_MAX_DEPTH, (size_t)(at - w->base));
-        if (v.type == MP_MAP)
-            return s_map(w, c, v.v.n, depth + 1);
+        if (v.type == MP_MAP) return s_map(w, c, v.v.n, depth + 1);
         {
             int rc = s_ch(w, '[');
             for (uint32_t i = 0; rc == EVB_OK && i < v.v.n; i++) {
-                if (i > 0)
-                    rc = s_ch(w, ',');
-                if (rc == EVB_OK)
-                    rc = s_value(w, c, depth + 1);
+                if (i > 0) rc = s_ch(w, ',');
+                if (rc == EVB_OK) rc = s_value(w, c, depth + 1);
             }
-            if (rc == EVB_OK)
-                rc = s_ch(w, ']');
+            if (rc == EVB_OK) rc = s_ch(w, ']');
             return rc;
         }
     }
@@ -407,8 +387,7 @@ static int s_value(s_writer *w, mp_cur *c, unsigned depth)
 /* The most a rendering of len input bytes may append (see S_BUDGET_FACTOR). */
 static size_t s_budget(size_t len)
 {
-    if (len > (SIZE_MAX - S_BUDGET_SLACK) / S_BUDGET_FACTOR)
-        return SIZE_MAX;
+    if (len > (SIZE_MAX - S_BUDGET_SLACK) / S_BUDGET_FACTOR) return SIZE_MAX;
     return len * S_BUDGET_FACTOR + S_BUDGET_SLACK;
 }
 
@@ -426,8 +405,7 @@ static int s_render(s_writer *w, const void *buf, size_t len)
     if (rc == EVB_OK && mp_left(&c) != 0)
         rc = evb_err_set(w->err, EVB_EDECODE, "%s: %zu trailing bytes after the value",
                          w->what, mp_left(&c));
-    if (rc == EVB_OK)
-        rc = s_flush(w);
+    if (rc == EVB_OK) rc = s_flush(w);
     return rc;
 }
 
@@ -438,8 +416,7 @@ int evb_msgpack_to_json(const void *buf, size_t len, evb_buf *out, evb_err *err)
     size_t start = out->len;
     s_writer w = {.out = out, .what = "msgpack", .err = err};
     int rc = s_render(&w, buf, len);
-    if (rc != EVB_OK)
-        out->len = start;
+    if (rc != EVB_OK) out->len = start;
     return rc;
 }
 
@@ -451,26 +428,20 @@ static int s_put_id(s_writer *w, const char *key, const evb_id *id, bool zero_is
 {
     char hex[EVB_ID_HEX_LEN + 1];
     int rc = s_cstr(w, key);
-    if (rc != EVB_OK)
-        return rc;
-    if (zero_is_null && evb_id_is_zero(id))
-        return s_cstr(w, "null");
+    if (rc != EVB_OK) return rc;
+    if (zero_is_null && evb_id_is_zero(id)) return s_cstr(w, "null");
     evb_id_to_hex(id, hex);
     rc = s_ch(w, '"');
-    if (rc == EVB_OK)
-        rc = s_raw(w, hex, EVB_ID_HEX_LEN);
-    if (rc == EVB_OK)
-        rc = s_ch(w, '"');
+    if (rc == EVB_OK) rc = s_raw(w, hex, EVB_ID_HEX_LEN);
+    if (rc == EVB_OK) rc = s_ch(w, '"');
     return rc;
 }
 
 static int s_put_str(s_writer *w, const char *key, const char *s)
 {
     int rc = s_cstr(w, key);
-    if (rc != EVB_OK)
-        return rc;
-    if (s == NULL)
-        return s_cstr(w, "null");
+    if (rc != EVB_OK) return rc;
+    if (s == NULL) return s_cstr(w, "null");
     return s_string(w, s, strlen(s));
 }
 
@@ -479,8 +450,7 @@ static int s_put_u64(s_writer *w, const char *key, uint64_t u)
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%" PRIu64, u);
     int rc = s_cstr(w, key);
-    if (rc == EVB_OK)
-        rc = s_cstr(w, tmp);
+    if (rc == EVB_OK) rc = s_cstr(w, tmp);
     return rc;
 }
 
@@ -488,15 +458,12 @@ static int s_put_map(s_writer *w, const char *key, const char *what, const void 
                      size_t len)
 {
     int rc = s_cstr(w, key);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     /* Render straight into out after flushing the staged envelope text; the
      * budget is per value. */
     rc = s_flush(w);
-    if (rc != EVB_OK)
-        return rc;
-    if (p == NULL && len == 0)
-        return s_cstr(w, "{}");
+    if (rc != EVB_OK) return rc;
+    if (p == NULL && len == 0) return s_cstr(w, "{}");
     if (p == NULL)
         return evb_err_set(w->err, EVB_EINVAL, "%s: NULL with length %zu", what, len);
     w->what = what;
@@ -509,16 +476,11 @@ static int s_event(s_writer *w, const evb_event_t *ev)
 {
     char tmp[48];
     int rc = s_put_id(w, "{\"log_id\":", &ev->log_id, false);
-    if (rc == EVB_OK)
-        rc = s_put_u64(w, ",\"seq\":", ev->seq);
-    if (rc == EVB_OK)
-        rc = s_put_id(w, ",\"id\":", &ev->id, false);
-    if (rc == EVB_OK)
-        rc = s_put_str(w, ",\"service\":", ev->service);
-    if (rc == EVB_OK)
-        rc = s_put_str(w, ",\"stream\":", ev->stream);
-    if (rc == EVB_OK)
-        rc = s_put_u64(w, ",\"version\":", ev->version);
+    if (rc == EVB_OK) rc = s_put_u64(w, ",\"seq\":", ev->seq);
+    if (rc == EVB_OK) rc = s_put_id(w, ",\"id\":", &ev->id, false);
+    if (rc == EVB_OK) rc = s_put_str(w, ",\"service\":", ev->service);
+    if (rc == EVB_OK) rc = s_put_str(w, ",\"stream\":", ev->stream);
+    if (rc == EVB_OK) rc = s_put_u64(w, ",\"version\":", ev->version);
     if (rc == EVB_OK) {
         /* A caller-filled event has no category: derive it as decode would. */
         const char *cat = ev->category;
@@ -528,10 +490,8 @@ static int s_event(s_writer *w, const evb_event_t *ev)
             cat = derived;
         rc = s_put_str(w, ",\"category\":", cat);
     }
-    if (rc == EVB_OK)
-        rc = s_put_str(w, ",\"type\":", ev->type);
-    if (rc == EVB_OK)
-        rc = s_put_u64(w, ",\"schema\":", ev->schema);
+    if (rc == EVB_OK) rc = s_put_str(w, ",\"type\":", ev->type);
+    if (rc == EVB_OK) rc = s_put_u64(w, ",\"schema\":", ev->schema);
     if (rc == EVB_OK) {
         char ts[32];
         evb_ts_format(ev->ts_us, ts);
@@ -541,23 +501,18 @@ static int s_event(s_writer *w, const evb_event_t *ev)
         snprintf(tmp, sizeof tmp, ",\"ts_us\":%" PRId64, ev->ts_us);
         rc = s_cstr(w, tmp);
     }
-    if (rc == EVB_OK)
-        rc = s_put_id(w, ",\"correlation_id\":", &ev->correlation_id, true);
-    if (rc == EVB_OK)
-        rc = s_put_id(w, ",\"causation_id\":", &ev->causation_id, true);
+    if (rc == EVB_OK) rc = s_put_id(w, ",\"correlation_id\":", &ev->correlation_id, true);
+    if (rc == EVB_OK) rc = s_put_id(w, ",\"causation_id\":", &ev->causation_id, true);
     if (rc == EVB_OK)
         rc = s_put_map(w, ",\"payload\":", "payload", ev->payload, ev->payload_len);
     if (rc == EVB_OK && ev->metadata != NULL)
         rc = s_put_map(w, ",\"metadata\":", "metadata", ev->metadata, ev->metadata_len);
     if (rc == EVB_OK && ev->origin_seq != 0) {
         rc = s_put_id(w, ",\"origin_log_id\":", &ev->origin_log_id, false);
-        if (rc == EVB_OK)
-            rc = s_put_u64(w, ",\"origin_seq\":", ev->origin_seq);
+        if (rc == EVB_OK) rc = s_put_u64(w, ",\"origin_seq\":", ev->origin_seq);
     }
-    if (rc == EVB_OK)
-        rc = s_ch(w, '}');
-    if (rc == EVB_OK)
-        rc = s_flush(w);
+    if (rc == EVB_OK) rc = s_ch(w, '}');
+    if (rc == EVB_OK) rc = s_flush(w);
     return rc;
 }
 
@@ -568,8 +523,7 @@ int evb_event_to_json(const evb_event_t *ev, evb_buf *out, evb_err *err)
     size_t start = out->len;
     s_writer w = {.out = out, .budget = SIZE_MAX, .what = "event", .err = err};
     int rc = s_event(&w, ev);
-    if (rc != EVB_OK)
-        out->len = start;
+    if (rc != EVB_OK) out->len = start;
     return rc;
 }
 
@@ -632,8 +586,7 @@ static bool s_digits(const char **p, unsigned n, unsigned *v)
     unsigned acc = 0;
     for (unsigned i = 0; i < n; i++) {
         char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
+        if (c < '0' || c > '9') return false;
         acc = acc * 10 + (unsigned)(c - '0');
     }
     *p += n;
@@ -667,15 +620,13 @@ int evb_ts_parse(const char *s, int64_t *ts_us, evb_err *err)
         unsigned n = 0;
         int64_t scale = 100000;
         while (*p >= '0' && *p <= '9') {
-            if (++n > 9)
-                goto bad;
+            if (++n > 9) goto bad;
             /* Digits past the sixth are dropped (truncation). */
             frac_us += (*p - '0') * scale;
             scale /= 10;
             p++;
         }
-        if (n == 0)
-            goto bad;
+        if (n == 0) goto bad;
     }
     int64_t offset_s = 0;
     if (*p == 'Z' || *p == 'z') {
@@ -690,12 +641,10 @@ int evb_ts_parse(const char *s, int64_t *ts_us, evb_err *err)
     } else {
         goto bad;
     }
-    if (*p != '\0')
-        goto bad;
-    int64_t secs = s_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                   offset_s;
-    if (secs < 0)
-        return evb_err_set(err, EVB_EINVAL, "time \"%.64s\" is before 1970", s);
+    if (*p != '\0') goto bad;
+    int64_t secs =
+        s_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    if (secs < 0) return evb_err_set(err, EVB_EINVAL, "time \"%.64s\" is before 1970", s);
     *ts_us = secs * 1000000 + frac_us;
     return EVB_OK;
 bad:

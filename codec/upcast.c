@@ -32,8 +32,7 @@ struct evb_upcasters {
 static int s_cmp(const char *type, uint32_t schema, const s_entry *e)
 {
     int c = strcmp(type, e->type);
-    if (c != 0)
-        return c;
+    if (c != 0) return c;
     return schema < e->from_schema ? -1 : schema > e->from_schema ? 1 : 0;
 }
 
@@ -69,8 +68,7 @@ evb_upcasters_t *evb_upcasters_new(evb_err *err)
 
 void evb_upcasters_destroy(evb_upcasters_t **regp)
 {
-    if (regp == NULL || *regp == NULL)
-        return;
+    if (regp == NULL || *regp == NULL) return;
     evb_upcasters_t *reg = *regp;
     for (size_t i = 0; i < reg->n; i++)
         free(reg->v[i].type);
@@ -85,8 +83,7 @@ int evb_upcasters_add(evb_upcasters_t *reg, const char *type, uint32_t from_sche
     if (reg == NULL || fn == NULL)
         return evb_err_set(err, EVB_EINVAL, "upcasters_add: NULL registry or function");
     int rc = evb_check_type(type, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     bool found;
     size_t at = s_find(reg, type, from_schema, &found);
     if (found)
@@ -99,7 +96,8 @@ int evb_upcasters_add(evb_upcasters_t *reg, const char *type, uint32_t from_sche
             return evb_err_set(err, EVB_ENOMEM, "upcaster registry too large");
         s_entry *v = realloc(reg->v, cap * sizeof *v);
         if (v == NULL)
-            return evb_err_set(err, EVB_ENOMEM, "out of memory growing upcaster registry");
+            return evb_err_set(err, EVB_ENOMEM,
+                               "out of memory growing upcaster registry");
         reg->v = v;
         reg->cap = cap;
     }
@@ -107,7 +105,8 @@ int evb_upcasters_add(evb_upcasters_t *reg, const char *type, uint32_t from_sche
     if (copy == NULL)
         return evb_err_set(err, EVB_ENOMEM, "out of memory copying upcaster type");
     memmove(&reg->v[at + 1], &reg->v[at], (reg->n - at) * sizeof *reg->v);
-    reg->v[at] = (s_entry){.type = copy, .from_schema = from_schema, .fn = fn, .ctx = ctx};
+    reg->v[at] =
+        (s_entry){.type = copy, .from_schema = from_schema, .fn = fn, .ctx = ctx};
     reg->n++;
     return EVB_OK;
 }
@@ -124,8 +123,7 @@ static int s_step(const s_entry *e, const evb_event_t *view, evb_buf *out,
     if (rc != EVB_OK) {
         /* Keep the upcaster's own code; fall back to EINVAL if it returned
          * something that is not an evb_code. */
-        if (rc < 0 || rc >= EVB_CODE_COUNT)
-            rc = EVB_EINVAL;
+        if (rc < 0 || rc >= EVB_CODE_COUNT) rc = EVB_EINVAL;
         return evb_err_set(err, rc, "upcaster %s schema %u failed: %s", e->type,
                            e->from_schema, fe.msg[0] ? fe.msg : evb_strerror(rc));
     }
@@ -139,8 +137,8 @@ static int s_step(const s_entry *e, const evb_event_t *view, evb_buf *out,
                            e->from_schema, out->len, EVB_MAX_PAYLOAD_BYTES);
     rc = evb_check_map(out->data, out->len, "upcast payload", &fe);
     if (rc != EVB_OK)
-        return evb_err_set(err, rc, "upcaster %s schema %u: %s", e->type,
-                           e->from_schema, fe.msg);
+        return evb_err_set(err, rc, "upcaster %s schema %u: %s", e->type, e->from_schema,
+                           fe.msg);
     return EVB_OK;
 }
 
@@ -160,8 +158,7 @@ int evb_upcasters_apply(const evb_upcasters_t *reg, evb_event_t *ev, evb_err *er
     for (;;) {
         bool found;
         size_t i = s_find(reg, view.type, view.schema, &found);
-        if (!found)
-            break;
+        if (!found) break;
         if (steps == EVB_MAX_UPCAST_STEPS) {
             rc = evb_err_set(err, EVB_EINVAL,
                              "upcasters for %s: chain longer than %d steps at schema %u",
@@ -172,8 +169,7 @@ int evb_upcasters_apply(const evb_upcasters_t *reg, evb_event_t *ev, evb_err *er
         next.len = 0;
         next.max_cap = EVB_MAX_PAYLOAD_BYTES;
         rc = s_step(&reg->v[i], &view, &next, &to, err);
-        if (rc != EVB_OK)
-            goto done;
+        if (rc != EVB_OK) goto done;
         evb_buf t = cur;
         cur = next;
         next = t;

@@ -17,9 +17,14 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define IX_STEP_EVENTS 4096
+#define IX_KICK_LAG 8192
+#define IX_IDLE_MS 2
 
 typedef struct cat_delta {
     hmap m; /* category -> a = head, b = count added in this step */
@@ -149,22 +154,31 @@ int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
     return rc;
 }
 
+/* The indexer yields to appends: its thread runs at a lower priority (Linux
+ * nice values are per thread), so on a busy machine the appender gets the
+ * CPU and the indexer uses what is left; appends wait for it only past
+ * EVB_STORE_MAX_INDEX_LAG. It is woken by a kick once IX_KICK_LAG events
+ * wait, and otherwise looks every IX_IDLE_MS, so a trickle of appends is
+ * indexed within milliseconds without a wake-up per append. */
 static void *s_indexer(void *arg)
 {
     evb_store_t *st = arg;
     bool failing = false;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&st->mu);
     while (!st->stop) {
         if (atomic_load(&st->indexed) >= atomic_load(&st->head) || failing) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
             if (failing) { /* retry a failed step once a second, not in a spin */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += 1;
-                pthread_cond_timedwait(&st->cv_work, &st->mu, &ts);
-                failing = false;
             } else {
-                pthread_cond_wait(&st->cv_work, &st->mu);
+                ts.tv_nsec += IX_IDLE_MS * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
             }
+            pthread_cond_timedwait(&st->cv_work, &st->mu, &ts);
+            failing = false;
             continue;
         }
         pthread_mutex_unlock(&st->mu);
@@ -208,7 +222,8 @@ void ix_stop(evb_store_t *st)
 
 void ix_kick(evb_store_t *st)
 {
-    if (!st->ix_running)
+    if (!st->ix_running ||
+        atomic_load(&st->head) - atomic_load(&st->indexed) < IX_KICK_LAG)
         return;
     pthread_mutex_lock(&st->mu);
     pthread_cond_signal(&st->cv_work);

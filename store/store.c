@@ -18,12 +18,14 @@
  *    plain appends and for consumers that commit effects with checkpoints.
  */
 #include "store_int.h"
+#include "codec_int.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,14 +194,14 @@ static void s_sweep(evb_store_t *st)
     }
 }
 
-/* Record an event the log now holds (at open for the tail, at commit). */
-static int s_note_event(evb_store_t *st, const evb_id *id, const char *stream,
-                        uint64_t version, uint64_t seq, const char *cat, size_t cat_len)
+/* Record that stream reached version at seq, adding count events to its
+ * category. */
+static int s_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64_t seq,
+                         const char *cat, uint64_t count)
 {
-    if (hmap_put(&st->streams, stream, strlen(stream), version, seq) == NULL ||
-        hmap_put(&st->tail_ids, id->b, EVB_ID_LEN, seq, 0) == NULL)
+    if (hmap_put(&st->streams, stream, strlen(stream), version, seq) == NULL)
         return EVB_ENOMEM;
-    s_bloom_add(&st->ids, id);
+    size_t cat_len = strlen(cat);
     hent *c = hmap_get(&st->cats, cat, cat_len);
     if (c == NULL)
         c = hmap_put(&st->cats, cat, cat_len, 0, 0);
@@ -207,8 +209,18 @@ static int s_note_event(evb_store_t *st, const evb_id *id, const char *stream,
         return EVB_ENOMEM;
     if (seq > c->a)
         c->a = seq;
-    c->b++;
+    c->b += count;
     return EVB_OK;
+}
+
+/* Record an event the log holds (the unindexed tail, at open). */
+static int s_note_event(evb_store_t *st, const evb_id *id, const char *stream,
+                        uint64_t version, uint64_t seq, const char *cat)
+{
+    if (hmap_put(&st->tail_ids, id->b, EVB_ID_LEN, seq, 0) == NULL)
+        return EVB_ENOMEM;
+    s_bloom_add(&st->ids, id);
+    return s_note_stream(st, stream, version, seq, cat, 1);
 }
 
 /* Current version and last seq of stream from memory or the stream index. */
@@ -538,8 +550,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                              st->dir, (unsigned long long)seq, derr.msg);
             break;
         }
-        if (s_note_event(st, &ev.id, ev.stream, ev.version, seq, ev.category,
-                         strlen(ev.category)) != EVB_OK) {
+        if (s_note_event(st, &ev.id, ev.stream, ev.version, seq, ev.category) != EVB_OK) {
             rc = evb_err_set(err, EVB_ENOMEM, "out of memory loading the log's tail");
             break;
         }
@@ -950,6 +961,40 @@ static int s_cmp_id(const void *a, const void *b)
     return memcmp(a, b, EVB_ID_LEN);
 }
 
+/* Give every event without an id a random one: one getrandom call for the
+ * batch, not one per event (a syscall per event cost ~10% of an append). */
+static int s_fill_ids(evb_event_t *events, size_t n, evb_err *err)
+{
+    size_t missing = 0;
+    for (size_t i = 0; i < n; i++)
+        missing += evb_id_is_zero(&events[i].id);
+    if (missing == 0)
+        return EVB_OK;
+    uint8_t *rnd = malloc(missing * EVB_ID_LEN);
+    if (rnd == NULL)
+        return evb_err_set(err, EVB_ENOMEM, "out of memory making ids");
+    size_t got = 0, want = missing * EVB_ID_LEN;
+    while (got < want) {
+        ssize_t r = getrandom(rnd + got, want - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(rnd);
+            return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
+        }
+        got += (size_t)r;
+    }
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (!evb_id_is_zero(&events[i].id))
+            continue;
+        memcpy(events[i].id.b, rnd + EVB_ID_LEN * j++, EVB_ID_LEN);
+        if (evb_id_is_zero(&events[i].id))
+            events[i].id.b[0] = 1; /* zero means "none" */
+    }
+    free(rnd);
+    return EVB_OK;
+}
+
 /* Checks that the events an append was given are well-formed and that no id
  * appears twice; fills zero ids. */
 static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *events,
@@ -974,9 +1019,24 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
             evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
             return rc;
         }
-        if (evb_id_is_zero(&ev->id) && (rc = evb_id_random(&ev->id, err)) != EVB_OK)
+        if (ev->metadata != NULL &&
+            (rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", err)) != EVB_OK) {
+            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
             return rc;
+        }
+        if (ev->metadata != NULL && ev->payload != NULL &&
+            ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+            return evb_err_set(err, EVB_ETOOBIG,
+                               "append to %s, event %zu: payload + metadata over %u bytes",
+                               stream, i, EVB_MAX_PAYLOAD_BYTES);
+        if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
+            return evb_err_set(err, EVB_EINVAL,
+                               "append to %s, event %zu: set origin_log_id and origin_seq "
+                               "both (a copy) or neither",
+                               stream, i);
     }
+    if ((rc = s_fill_ids(events, n, err)) != EVB_OK)
+        return rc;
     if (n > 1) {
         evb_id *ids = malloc(n * sizeof *ids);
         if (ids == NULL)
@@ -1167,7 +1227,8 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
             goto out;
         }
         ts = &tx->streams[tx->nstreams++];
-        snprintf(ts->stream, sizeof ts->stream, "%s", stream);
+        memset(ts, 0, sizeof *ts);
+        memcpy(ts->stream, stream, strlen(stream) + 1); /* checked: <= max length */
         ts->version = cur;
     }
     if (s_grow((void **)&tx->ids, &tx->cap_ids, tx->nids + n, sizeof *tx->ids) != 0) {
@@ -1192,7 +1253,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
             ev->payload_len = sizeof evb_empty_map;
         }
         st->enc.len = 0;
-        if ((rc = evb_event_encode(ev, &st->enc, err)) != EVB_OK) {
+        if ((rc = evb__event_encode_checked(ev, &st->enc, err)) != EVB_OK) {
             /* Other staged steps stay; this append added nothing yet, but the
              * batch may hold some of its events: refuse the commit. */
             tx->failed = i > 0;
@@ -1206,6 +1267,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
     tx->next_seq += n;
     ts->version = cur + n;
     ts->last_seq = tx->next_seq - 1;
+    ts->count += n;
     if (res) {
         res->first_seq = first_seq;
         res->last_seq = tx->next_seq - 1;
@@ -1251,17 +1313,23 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
     }
     CRASH_POINT(st, tx->plain ? "append.after_write" : "txn.after_write");
     if (tx->nids > 0) {
+        bool oom = false;
         for (size_t i = 0; i < tx->nids; i++) {
             const txn_id *ti = &tx->ids[i];
-            const txn_stream *ts = &tx->streams[ti->stream_ix];
-            uint64_t version = ts->version - (ts->last_seq - ti->seq);
+            oom |= hmap_put(&st->tail_ids, ti->id.b, EVB_ID_LEN, ti->seq, 0) == NULL;
+            s_bloom_add(&st->ids, &ti->id);
+        }
+        for (size_t i = 0; i < tx->nstreams; i++) {
+            const txn_stream *ts = &tx->streams[i];
+            if (ts->count == 0)
+                continue;
             char cat[EVB_MAX_CATEGORY_LEN + 1];
             evb_stream_category(ts->stream, cat, NULL);
-            if (s_note_event(st, &ti->id, ts->stream, version, ti->seq, cat, strlen(cat)) !=
-                EVB_OK)
-                evb_log(EVB_LOG_WARN, "%s: out of memory caching appended events",
-                        st->dir);
+            oom |= s_note_stream(st, ts->stream, ts->version, ts->last_seq, cat, ts->count) !=
+                   EVB_OK;
         }
+        if (oom) /* the caches are an optimisation only where they can miss */
+            evb_log(EVB_LOG_WARN, "%s: out of memory caching appended events", st->dir);
         uint64_t head = tx->next_seq - 1;
         atomic_store(&st->head, head);
         if (st->sync != EVB_SYNC_GROUP)

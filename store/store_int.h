@@ -87,6 +87,7 @@ typedef struct bloom {
 typedef struct txn_stream {
     char stream[EVB_MAX_STREAM_LEN + 1];
     uint64_t version, last_seq;
+    uint64_t count; /* events staged for it */
 } txn_stream;
 
 typedef struct txn_id {
