@@ -419,7 +419,7 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
                            mp_type_str(v.type));
     uint32_t nfields = v.v.n;
     uint64_t u;
-    if ((rc = s_want_uint(&c, 0, 0, UINT32_MAX, &u, err)) != EVB_OK)
+    if ((rc = s_want_uint(&c, 0, 0, UINT64_MAX, &u, err)) != EVB_OK)
         return rc;
     if (u != EVB_ENVELOPE_VERSION)
         return evb_err_set(err, EVB_EVERSION,
@@ -455,6 +455,11 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
         (rc = s_want_id(&c, 14, true, &ev->origin_log_id, err)) != EVB_OK ||
         (rc = s_want_uint(&c, 15, 0, UINT64_MAX, &ev->origin_seq, err)) != EVB_OK)
         return rc;
+    if (vw->metadata != NULL && vw->payload_len + vw->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG,
+                           "envelope fields 12/13 (payload + metadata): %zu bytes, more than "
+                           "%u",
+                           vw->payload_len + vw->metadata_len, EVB_MAX_PAYLOAD_BYTES);
     if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
         return evb_err_set(err, EVB_EDECODE,
                            "envelope fields 14/15 (origin_log_id/origin_seq): set both "
@@ -513,8 +518,8 @@ static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
 
 int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    if (buf == NULL && len > 0)
-        return evb_err_set(err, EVB_EINVAL, "envelope: NULL buffer");
+    if (buf == NULL) /* also for len 0: NULL + 0 is undefined in C */
+        return evb_err_set(err, EVB_EDECODE, "envelope: no bytes (NULL buffer)");
     void *block = ev->priv.block;
     size_t cap = ev->priv.cap;
     memset(ev, 0, sizeof *ev);

@@ -13,6 +13,8 @@
  *  - stream id: 1..EVB_MAX_STREAM_LEN bytes of [A-Za-z0-9_.:@-], not starting
  *    with '-'. Its category is the part before the first '-' (the whole id
  *    when it has none): "show-42" is in category "show"; "show-42-a" too.
+ *    The category part must itself be a valid category (at most
+ *    EVB_MAX_CATEGORY_LEN bytes).
  *  - category: 1..EVB_MAX_CATEGORY_LEN bytes of [A-Za-z0-9_.:@].
  *  - event type: 1..EVB_MAX_TYPE_LEN bytes of [A-Za-z0-9_.:-].
  *  - service name: 1..EVB_MAX_SERVICE_LEN bytes of [a-z0-9_.-].
@@ -136,7 +138,12 @@ EVB_EXPORT void evb_event_clear(evb_event_t *ev);
  */
 EVB_EXPORT int evb_event_to_json(const evb_event_t *ev, evb_buf *out, evb_err *err);
 
-/* Render one msgpack value (e.g. a payload) as JSON with the same rules. */
+/* Render one msgpack value (e.g. a payload) as JSON with the same rules.
+ * Trailing bytes are an error; on any error nothing is appended. Output is
+ * capped at 16 x len + 4 KiB (EVB_ETOOBIG past it): map keys rendered inside
+ * map keys could otherwise double in size per level. Envelope integers (seq,
+ * version, origin_seq) are plain JSON numbers; the {"$int":...} form is for
+ * payload values. */
 EVB_EXPORT int evb_msgpack_to_json(const void *buf, size_t len, evb_buf *out,
                                    evb_err *err);
 

@@ -59,7 +59,7 @@ typedef enum mp_rc {
 static inline void mp_init(mp_cur *c, const void *buf, size_t len)
 {
     c->p = (const uint8_t *)buf;
-    c->end = c->p + len;
+    c->end = buf ? c->p + len : c->p; /* NULL + 0 is undefined behaviour */
 }
 
 static inline size_t mp_left(const mp_cur *c)
