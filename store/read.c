@@ -28,6 +28,7 @@ struct evb_iter {
     char name[EVB_MAX_STREAM_LEN + 1];
     size_t nlen;
     uint64_t lo, hi; /* range: seqs; stream: versions; category: seq > lo */
+    uint64_t next_seq; /* tail phase: the sequence that must come next */
     uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
     size_t plen;
     evb_event_t ev;
@@ -260,17 +261,18 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
             uint8_t key[9];
             leveldb_iter_seek(it->it, (const char *)key, key_event(key, from));
             it->started = true;
+            it->next_seq = from;
         } else {
             leveldb_iter_next(it->it);
         }
-        if (!leveldb_iter_valid(it->it)) {
-            s_iter_error(it, err);
-            it->phase = PH_DONE;
-            return false;
-        }
-        size_t kl, vl;
-        const char *k = leveldb_iter_key(it->it, &kl);
-        if (kl != 9 || k[0] != K_EVENT) {
+        size_t kl = 0, vl;
+        const char *k = leveldb_iter_valid(it->it) ? leveldb_iter_key(it->it, &kl) : NULL;
+        if (k == NULL || kl != 9 || k[0] != K_EVENT) {
+            uint64_t last = it->kind == IT_RANGE ? it->hi : it->head_snap;
+            if (!s_iter_error(it, err) && it->next_seq <= last)
+                evb_err_set(err, EVB_ECORRUPT, "%s: events %llu..%llu are missing",
+                            it->st->dir, (unsigned long long)it->next_seq,
+                            (unsigned long long)last);
             it->phase = PH_DONE;
             return false;
         }
@@ -280,6 +282,15 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
             it->phase = PH_DONE;
             return false;
         }
+        /* The sequence is contiguous: a hole is damage, not an empty slot. */
+        if (it->next_seq != 0 && seq != it->next_seq) {
+            evb_err_set(err, EVB_ECORRUPT, "%s: event %llu is missing (next stored is %llu)",
+                        it->st->dir, (unsigned long long)it->next_seq,
+                        (unsigned long long)seq);
+            it->phase = PH_DONE;
+            return false;
+        }
+        it->next_seq = seq + 1;
         const char *v = leveldb_iter_value(it->it, &vl);
         if (!s_tail_match(it, v, vl))
             continue;

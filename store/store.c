@@ -480,10 +480,18 @@ static int s_find_head(evb_store_t *st, evb_err *err)
 static int s_load_tail(evb_store_t *st, evb_err *err)
 {
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
-    if (ix > head)
-        return evb_err_set(err, EVB_ECORRUPT,
-                           "%s: indexer position %llu is beyond the head %llu (events lost?)",
-                           st->dir, (unsigned long long)ix, (unsigned long long)head);
+    if (ix > head) {
+        if (!st->read_only)
+            return evb_err_set(err, EVB_ECORRUPT,
+                               "%s: indexer position %llu is beyond the head %llu (events "
+                               "lost?); run evbus log verify",
+                               st->dir, (unsigned long long)ix, (unsigned long long)head);
+        /* Tools open anyway so that verify can report it. */
+        evb_log(EVB_LOG_WARN, "%s: indexer position %llu is beyond the head %llu", st->dir,
+                (unsigned long long)ix, (unsigned long long)head);
+        atomic_store(&st->indexed, head);
+        ix = head;
+    }
     if (!st->read_only) {
         uint64_t want = head * 12 > (1ull << 23) ? head * 12 : (1ull << 23);
         uint64_t nbits = 1ull << 23;

@@ -273,8 +273,10 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats, uint64_
                       (unsigned long long)seq, (unsigned long long)ixpos);
         evb_err derr;
         if (evb_event_decode_into(raw, rawlen, &ev, &derr) != EVB_OK) {
-            s_problem(v, "index entry for event %llu: the event does not decode",
-                      (unsigned long long)seq);
+            s_problem(v, "%s index entry for event %llu: %s does not decode",
+                      prefix == K_CAT ? "category" : prefix == K_ID ? "id" : "stream",
+                      (unsigned long long)seq,
+                      prefix == K_CAT ? "its copy of the event" : "the event");
         } else if (prefix == K_CAT) {
             size_t cn = strlen(ev.category);
             if (kl - 10 != cn || memcmp(k + 1, ev.category, cn) != 0 || ev.seq != seq)

@@ -1,0 +1,402 @@
+/*
+ * cli.c: flag parsing and output helpers shared by the evbus subcommands.
+ *
+ * Why a small parser of our own rather than getopt_long: getopt prints its own
+ * messages (without our "evbus log cat:" prefix), keeps global state that has
+ * to be reset between the command and verb levels, and cannot check a value's
+ * type. The table in each command doubles as its help screen, so flags and
+ * help cannot drift apart.
+ *
+ * Output: SIGPIPE is ignored by main(), so a write to a closed pipe fails with
+ * EPIPE; cli_write turns that into a quiet stop (exit 0), as `cat | head` does.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+const char cli_exit_codes_help[] =
+    "Exit codes:\n"
+    "  0  ok\n"
+    "  1  the operation found problems (e.g. verify found damage)\n"
+    "  2  usage error (unknown command, bad flag or argument)\n"
+    "  3  the log cannot be opened (locked, missing, not a log, corrupt)\n"
+    "  4  any other runtime error\n";
+
+void cli_init(cli_t *cli, const char *name)
+{
+    memset(cli, 0, sizeof *cli);
+    snprintf(cli->name, sizeof cli->name, "%s", name);
+    cli->out_tty = isatty(STDOUT_FILENO) == 1;
+    cli->err_tty = isatty(STDERR_FILENO) == 1;
+    const char *nc = getenv("NO_COLOR");
+    /* no-color.org: set and non-empty disables colour */
+    cli->color = cli->out_tty && (nc == NULL || nc[0] == '\0');
+}
+
+/* ---- flags ---- */
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0') return EVB_EINVAL;
+    uint64_t v = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') return EVB_EINVAL;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return EVB_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return EVB_OK;
+}
+
+static const cli_opt *s_find(const cli_opt *opts, const char *name, size_t len)
+{
+    for (const cli_opt *o = opts; o->name != NULL; o++)
+        if (strlen(o->name) == len && memcmp(o->name, name, len) == 0) return o;
+    return NULL;
+}
+
+static int s_set(cli_t *cli, const cli_opt *o, const char *val)
+{
+    switch (o->kind) {
+    case CLI_FLAG:
+        *(bool *)o->target = true;
+        break;
+    case CLI_U64:
+        if (cli_parse_u64(val, (uint64_t *)o->target) != EVB_OK)
+            return cli_usage_error(cli, "--%s: expected a non-negative integer, got '%s'",
+                                   o->name, val);
+        break;
+    case CLI_STR:
+        if (val[0] == '\0')
+            return cli_usage_error(cli, "--%s: the value is empty", o->name);
+        *(const char **)o->target = val;
+        break;
+    }
+    if (o->seen != NULL) *o->seen = true;
+    return -1;
+}
+
+int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+              const cli_usage *usage, size_t min_pos, size_t max_pos, const char **pos,
+              size_t *npos)
+{
+    bool only_pos = false;
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') { /* "-" is an argument */
+            if (*npos >= max_pos) {
+                if (max_pos == 0)
+                    return cli_usage_error(cli, "unexpected argument '%s'", a);
+                return cli_usage_error(cli, "unexpected argument '%s' (takes %zu)", a,
+                                       max_pos);
+            }
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = true;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cli_help(cli, opts, usage);
+            return CLI_EXIT_OK;
+        }
+        if (a[1] != '-') return cli_usage_error(cli, "unknown option '%s'", a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = s_find(opts, name, len);
+        if (o == NULL)
+            return cli_usage_error(cli, "unknown option '--%.*s'", (int)len, name);
+        const char *val = NULL;
+        if (o->kind == CLI_FLAG) {
+            if (eq != NULL) return cli_usage_error(cli, "--%s takes no value", o->name);
+        } else if (eq != NULL) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return cli_usage_error(cli, "--%s needs a value (%s)", o->name,
+                                       o->meta != NULL ? o->meta : "VALUE");
+            val = argv[++i];
+        }
+        int rc = s_set(cli, o, val);
+        if (rc >= 0) return rc;
+    }
+    if (*npos < min_pos)
+        return cli_usage_error(cli, "missing argument (usage: %s %s)", cli->name,
+                               usage->synopsis);
+    return -1;
+}
+
+void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
+{
+    printf("Usage: %s %s\n", cli->name, usage->synopsis);
+    if (usage->description != NULL) printf("\n%s\n", usage->description);
+    printf("\nOptions:\n");
+    for (const cli_opt *o = opts; o->name != NULL; o++) {
+        char left[64];
+        if (o->kind == CLI_FLAG)
+            snprintf(left, sizeof left, "--%s", o->name);
+        else
+            snprintf(left, sizeof left, "--%s %s", o->name,
+                     o->meta != NULL ? o->meta : "VALUE");
+        printf("  %-22s %s\n", left, o->help);
+    }
+    printf("  %-22s %s\n", "-h, --help", "show this help and exit");
+    if (usage->notes != NULL) printf("\n%s", usage->notes);
+    printf("\n%s", cli_exit_codes_help);
+}
+
+/* ---- messages ---- */
+
+static __attribute__((format(printf, 2, 0))) void s_verror(cli_t *cli, const char *fmt,
+                                                           va_list ap)
+{
+    cli_progress_end(cli);
+    fflush(stdout); /* keep stdout and stderr in order on a shared terminal */
+    fprintf(stderr, "%s: ", cli->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_error(cli_t *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_verror(cli, fmt, ap);
+    va_end(ap);
+}
+
+int cli_usage_error(cli_t *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_verror(cli, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help'.\n", cli->name);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_exit_for_open(int code)
+{
+    switch (code) {
+    case EVB_ELOCKED:
+    case EVB_EFORMAT:
+    case EVB_ENOTFOUND:
+    case EVB_ECORRUPT:
+    case EVB_EIO:
+    case EVB_EVERSION:
+    case EVB_EDECODE:
+        return CLI_EXIT_OPEN;
+    default:
+        return CLI_EXIT_RUNTIME;
+    }
+}
+
+static void s_log_sink(evb_log_level level, const char *msg, void *ctx)
+{
+    cli_t *cli = ctx;
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    const char *ln = (unsigned)level < 4 ? names[level] : "log";
+    cli_progress_end(cli);
+    fprintf(stderr, "%s: %s: %s\n", cli->name, ln, msg);
+}
+
+void cli_install_log_sink(cli_t *cli)
+{
+    evb_log_set_sink(s_log_sink, cli, EVB_LOG_WARN);
+}
+
+void cli_progress(cli_t *cli, const char *fmt, ...)
+{
+    if (!cli->err_tty) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("\r\033[K", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    cli->progress_shown = true;
+}
+
+void cli_progress_end(cli_t *cli)
+{
+    if (!cli->progress_shown) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    cli->progress_shown = false;
+}
+
+/* ---- stdout ---- */
+
+static int s_out_failed(cli_t *cli)
+{
+    if (errno == EPIPE) {
+        cli->pipe_closed = true;
+    } else if (!cli->write_failed) {
+        cli_error(cli, "writing to stdout: %s", strerror(errno != 0 ? errno : EIO));
+        cli->write_failed = true;
+    }
+    return -1;
+}
+
+int cli_write(cli_t *cli, const void *p, size_t n)
+{
+    if (cli->pipe_closed || cli->write_failed) return -1;
+    errno = 0;
+    if (fwrite(p, 1, n, stdout) != n) return s_out_failed(cli);
+    return 0;
+}
+
+int cli_printf(cli_t *cli, const char *fmt, ...)
+{
+    if (cli->pipe_closed || cli->write_failed) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int n = vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    if (n < 0) return s_out_failed(cli);
+    return 0;
+}
+
+int cli_finish(cli_t *cli, int rc)
+{
+    cli_progress_end(cli);
+    if (cli->pipe_closed) {
+        clearerr(stdout);
+        return rc;
+    }
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (errno == EPIPE) return rc;
+        if (!cli->write_failed)
+            cli_error(cli, "writing to stdout: %s", strerror(errno != 0 ? errno : EIO));
+        cli->write_failed = true;
+    }
+    if (cli->write_failed && rc == CLI_EXIT_OK) return CLI_EXIT_RUNTIME;
+    return rc;
+}
+
+unsigned cli_term_width(const cli_t *cli)
+{
+    if (!cli->out_tty) return 0;
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    return 80;
+}
+
+const char *cli_bold(const cli_t *cli)
+{
+    return cli->color ? "\033[1m" : "";
+}
+const char *cli_red(const cli_t *cli)
+{
+    return cli->color ? "\033[31m" : "";
+}
+const char *cli_green(const cli_t *cli)
+{
+    return cli->color ? "\033[32m" : "";
+}
+const char *cli_dim(const cli_t *cli)
+{
+    return cli->color ? "\033[2m" : "";
+}
+const char *cli_reset(const cli_t *cli)
+{
+    return cli->color ? "\033[0m" : "";
+}
+
+/* ---- JSON and numbers ---- */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static size_t s_utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    unsigned cp = c & (0x3fu >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return n;
+}
+
+int cli_json_str(evb_buf *b, const char *s, evb_err *err)
+{
+    int rc = evb_buf_append(b, "\"", 1, err);
+    const unsigned char *p = (const unsigned char *)s;
+    while (rc == EVB_OK && *p != '\0') {
+        size_t n = s_utf8_len(p);
+        if (n == 0) {
+            rc = evb_buf_append(b, "\\ufffd", 6, err);
+            p++;
+        } else if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            rc = evb_buf_append(b, esc, 2, err);
+            p++;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            rc = evb_buf_printf(b, err, "\\u%04x", *p);
+            p++;
+        } else {
+            rc = evb_buf_append(b, p, n, err);
+            p += n;
+        }
+    }
+    if (rc == EVB_OK) rc = evb_buf_append(b, "\"", 1, err);
+    return rc;
+}
+
+const char *cli_group(uint64_t v, char out[32])
+{
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && (n - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *cli_bytes(uint64_t v, char out[32])
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double d = (double)v;
+    unsigned u = 0;
+    while (d >= 1024.0 && u < 5) {
+        d /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, 32, "%" PRIu64 " B", v);
+    else
+        snprintf(out, 32, "%.1f %s", d, units[u]);
+    return out;
+}

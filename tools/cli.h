@@ -1,0 +1,152 @@
+/*
+ * cli.h (private to the evbus program): what every subcommand shares: one
+ * flag parser (GNU long options, `--flag VALUE` and `--flag=VALUE`, -h/--help
+ * everywhere), the exit codes, error messages that start with the command's
+ * full name ("evbus log cat: ..."), colour only for a terminal with NO_COLOR
+ * unset, and stdout writes that treat a closed pipe (`| head`) as a normal end.
+ *
+ * Thread rules: the program is single-threaded on its side; none of this is
+ * thread-safe. Limits: CLI_MAX_POSITIONAL positional arguments per command.
+ */
+#ifndef EVB_TOOLS_CLI_H
+#define EVB_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <evbus/evbus_common.h>
+
+/* Exit codes of every evbus command (also in `evbus --help` and README.md). */
+enum {
+    CLI_EXIT_OK = 0,       /* done, nothing wrong */
+    CLI_EXIT_PROBLEMS = 1, /* the operation found problems (verify: damage) */
+    CLI_EXIT_USAGE = 2,    /* bad command, flag or argument */
+    CLI_EXIT_OPEN = 3,     /* the log cannot be opened: locked, missing, ... */
+    CLI_EXIT_RUNTIME = 4   /* any other runtime error */
+};
+
+/* Text of the exit-code list, for help screens. */
+extern const char cli_exit_codes_help[];
+
+#define CLI_MAX_POSITIONAL 8
+
+typedef struct cli {
+    char name[96];       /* "evbus log cat": prefix of every message */
+    bool out_tty;        /* stdout is a terminal */
+    bool err_tty;        /* stderr is a terminal */
+    bool color;          /* out_tty and NO_COLOR unset (or empty) */
+    bool write_failed;   /* a stdout write failed otherwise (reported once) */
+    bool pipe_closed;    /* stdout's reader went away (EPIPE); stop quietly */
+    bool progress_shown; /* a progress line is on stderr and needs clearing */
+} cli_t;
+
+/* Fill cli for the command called `name` (copied). */
+void cli_init(cli_t *cli, const char *name);
+
+/* ---- flags ---- */
+
+typedef enum cli_kind {
+    CLI_FLAG, /* bool, no value */
+    CLI_U64,  /* uint64_t, decimal digits only */
+    CLI_STR   /* const char *, borrowed from argv */
+} cli_kind;
+
+typedef struct cli_opt {
+    const char *name; /* long name without "--" */
+    cli_kind kind;
+    void *target;     /* bool *, uint64_t * or const char ** */
+    bool *seen;       /* set to true when given (may be NULL) */
+    const char *meta; /* value's name in help ("SEQ"); NULL for flags */
+    const char *help; /* one line */
+} cli_opt;
+
+typedef struct cli_usage {
+    const char *synopsis;    /* after the command name: "DIR [--json]" */
+    const char *description; /* a paragraph (may be NULL) */
+    const char *notes;       /* printed after the options (may be NULL) */
+} cli_usage;
+
+/*
+ * Parse argv[1..argc) (argv[0] is the command word) against opts, a table
+ * ended by an entry with name == NULL. -h and --help are always accepted.
+ * Options and positional arguments may be mixed; "--" ends the options.
+ * Positional arguments are stored in pos[0..*npos); more than max_pos, or
+ * fewer than min_pos, is a usage error.
+ * Returns -1 to go on, or the exit code to return now: CLI_EXIT_OK after
+ * printing help to stdout, CLI_EXIT_USAGE after naming the problem on stderr.
+ */
+int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+              const cli_usage *usage, size_t min_pos, size_t max_pos, const char **pos,
+              size_t *npos);
+
+/* Print the help screen of a command (as -h does) to stdout. */
+void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage);
+
+/* Parse a decimal unsigned integer (no sign, no spaces, no overflow).
+ * EVB_EINVAL otherwise. */
+int cli_parse_u64(const char *s, uint64_t *out);
+
+/* ---- messages ---- */
+
+/* "evbus log cat: <message>\n" on stderr (clears a progress line first). */
+void cli_error(cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Same as cli_error, plus "(try 'NAME --help')"; returns CLI_EXIT_USAGE. */
+int cli_usage_error(cli_t *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Exit code for an evb_code: open failures map to CLI_EXIT_OPEN when
+ * opening, everything else to CLI_EXIT_RUNTIME. */
+int cli_exit_for_open(int code);
+
+/* Install a library log sink that prints WARN and above as
+ * "evbus log cat: warning: ...". Keeps a pointer to cli. */
+void cli_install_log_sink(cli_t *cli);
+
+/* Progress on stderr, only when stderr is a terminal: "\r<text>" rewritten
+ * in place. cli_progress_end clears the line. */
+void cli_progress(cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_progress_end(cli_t *cli);
+
+/* ---- stdout ---- */
+
+/* Write n bytes to stdout. Returns 0, or -1 when stdout failed: after EPIPE
+ * cli->pipe_closed is set and nothing is printed (the reader left, which is
+ * how `| head` ends us); any other failure is reported on stderr. */
+int cli_write(cli_t *cli, const void *p, size_t n);
+int cli_printf(cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Flush stdout. Returns the exit code to use: rc unchanged when all went
+ * well or the pipe was closed by its reader, CLI_EXIT_RUNTIME when a write
+ * failed otherwise. Call once at the end of every command. */
+int cli_finish(cli_t *cli, int rc);
+
+/* Terminal width of stdout, 0 when it is not a terminal (no truncation). */
+unsigned cli_term_width(const cli_t *cli);
+
+/* ANSI attributes, or "" when colour is off. */
+const char *cli_bold(const cli_t *cli);
+const char *cli_red(const cli_t *cli);
+const char *cli_green(const cli_t *cli);
+const char *cli_dim(const cli_t *cli);
+const char *cli_reset(const cli_t *cli);
+
+/* ---- JSON and numbers ---- */
+
+/* Append s as a JSON string (quotes included). Control characters are
+ * escaped and invalid UTF-8 bytes become \ufffd, so the result is valid JSON
+ * whatever s holds. */
+int cli_json_str(evb_buf *b, const char *s, evb_err *err);
+
+/* "1,234,567" into out (>= 32 bytes). */
+const char *cli_group(uint64_t v, char out[32]);
+/* "1.2 GiB" into out (>= 32 bytes). */
+const char *cli_bytes(uint64_t v, char out[32]);
+
+/* ---- commands ----
+ * Each takes argv[0] = its own word ("log") and returns an exit code. */
+int cmd_log(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
