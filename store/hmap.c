@@ -54,7 +54,7 @@ static int s_grow(hmap *m)
     hent *ns = calloc(ncap, sizeof *ns);
     if (ns == NULL)
         return -1;
-    hmap nm = {ns, ncap, 0};
+    hmap nm = {ns, ncap, 0, m->spare, m->spare_cap};
     for (size_t i = 0; i < m->cap; i++) {
         hent *e = &m->slots[i];
         if (e->hash == 0)
@@ -97,10 +97,22 @@ int hmap_filter(hmap *m, bool (*keep)(const hent *e, void *ctx), void *ctx)
 {
     if (m->cap == 0)
         return 0;
-    hent *ns = calloc(m->cap, sizeof *ns);
-    if (ns == NULL)
-        return -1;
-    hmap nm = {ns, m->cap, 0};
+    /* Rebuild into the spare table when it has the right size: sweeps repeat,
+     * and a fresh calloc of a large table each time costs page faults. */
+    hent *ns;
+    if (m->spare != NULL && m->spare_cap == m->cap) {
+        ns = m->spare;
+        memset(ns, 0, m->cap * sizeof *ns);
+    } else {
+        free(m->spare);
+        ns = calloc(m->cap, sizeof *ns);
+        if (ns == NULL) {
+            m->spare = NULL;
+            m->spare_cap = 0;
+            return -1;
+        }
+    }
+    hmap nm = {ns, m->cap, 0, m->slots, m->cap};
     for (size_t i = 0; i < m->cap; i++) {
         hent *e = &m->slots[i];
         if (e->hash == 0)
@@ -112,8 +124,7 @@ int hmap_filter(hmap *m, bool (*keep)(const hent *e, void *ctx), void *ctx)
             free(e->k.heap);
         }
     }
-    free(m->slots);
-    *m = nm;
+    *m = nm; /* the old table is now the spare */
     return 0;
 }
 
@@ -123,6 +134,6 @@ void hmap_free(hmap *m)
         if (m->slots[i].hash != 0 && m->slots[i].klen > HMAP_INLINE)
             free(m->slots[i].k.heap);
     free(m->slots);
-    m->slots = NULL;
-    m->cap = m->len = 0;
+    free(m->spare);
+    memset(m, 0, sizeof *m);
 }

@@ -28,6 +28,8 @@ typedef struct hmap {
     hent *slots;
     size_t cap; /* power of two, or 0 */
     size_t len;
+    hent *spare; /* the previous table, reused by the next hmap_filter */
+    size_t spare_cap;
 } hmap;
 
 static inline const char *hent_key(const hent *e)

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define IX_STEP_EVENTS 4096
-#define IX_KICK_LAG 8192
+#define IX_DEFER_LAG 65536
 #define IX_IDLE_MS 2
 
 typedef struct cat_delta {
@@ -42,7 +42,9 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     if (to - from + 1 > max_events)
         to = from + max_events - 1;
 
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    if (st->ix_wb == NULL)
+        st->ix_wb = leveldb_writebatch_create(); /* reused: keeps its capacity */
+    leveldb_writebatch_t *wb = st->ix_wb;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     cat_delta cd = {{0}};
     evb_event_t ev = {0};
@@ -142,7 +144,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
             *done = (size_t)(to - from + 1);
         }
     }
-    leveldb_writebatch_destroy(wb);
+    leveldb_writebatch_clear(wb);
     return rc;
 }
 
@@ -154,12 +156,22 @@ int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
     return rc;
 }
 
-/* The indexer yields to appends: its thread runs at a lower priority (Linux
- * nice values are per thread), so on a busy machine the appender gets the
- * CPU and the indexer uses what is left; appends wait for it only past
- * EVB_STORE_MAX_INDEX_LAG. It is woken by a kick once IX_KICK_LAG events
- * wait, and otherwise looks every IX_IDLE_MS, so a trickle of appends is
- * indexed within milliseconds without a wake-up per append. */
+/* The indexer yields to appends. Its thread runs at a lower priority (Linux
+ * nice values are per thread), and while appends keep coming it waits until
+ * IX_DEFER_LAG events are pending, so a burst is not slowed by indexing that
+ * can be done after it; a quiet log is indexed within IX_IDLE_MS. Appends wait
+ * for the indexer only past EVB_STORE_MAX_INDEX_LAG; evb_store_index_wait
+ * asks for indexing now. */
+static bool s_should_index(evb_store_t *st)
+{
+    uint64_t lag = atomic_load(&st->head) - atomic_load(&st->indexed);
+    if (lag == 0)
+        return false;
+    if (lag >= IX_DEFER_LAG || st->ix_urgent)
+        return true;
+    return evb_now_us() - atomic_load(&st->last_append_us) >= IX_IDLE_MS * 1000;
+}
+
 static void *s_indexer(void *arg)
 {
     evb_store_t *st = arg;
@@ -167,7 +179,7 @@ static void *s_indexer(void *arg)
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&st->mu);
     while (!st->stop) {
-        if (atomic_load(&st->indexed) >= atomic_load(&st->head) || failing) {
+        if (failing || !s_should_index(st)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             if (failing) { /* retry a failed step once a second, not in a spin */
@@ -222,8 +234,9 @@ void ix_stop(evb_store_t *st)
 
 void ix_kick(evb_store_t *st)
 {
+    atomic_store(&st->last_append_us, evb_now_us());
     if (!st->ix_running ||
-        atomic_load(&st->head) - atomic_load(&st->indexed) < IX_KICK_LAG)
+        atomic_load(&st->head) - atomic_load(&st->indexed) < IX_DEFER_LAG)
         return;
     pthread_mutex_lock(&st->mu);
     pthread_cond_signal(&st->cv_work);
@@ -258,11 +271,13 @@ int evb_store_index_wait(evb_store_t *st, evb_err *err)
         return EVB_OK;
     }
     pthread_mutex_lock(&st->mu);
+    st->ix_urgent = true;
     while (!st->stop && atomic_load(&st->indexed) < atomic_load(&st->head) &&
            st->ix_error[0] == '\0') {
         pthread_cond_signal(&st->cv_work);
         pthread_cond_wait(&st->cv_done, &st->mu);
     }
+    st->ix_urgent = false;
     int rc = EVB_OK;
     if (atomic_load(&st->indexed) < atomic_load(&st->head))
         rc = evb_err_set(err, st->ix_error[0] ? EVB_ECORRUPT : EVB_ECLOSED,

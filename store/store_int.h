@@ -8,6 +8,7 @@
 
 #include "evbus_store.h"
 #include "hmap.h"
+#include "idset.h"
 
 #include <leveldb/c.h>
 #include <pthread.h>
@@ -133,21 +134,24 @@ struct evb_store {
 
     /* Owner-thread state. */
     hmap streams;   /* stream -> a = version, b = seq of its last event */
-    hmap tail_ids;  /* id -> a = seq, for ids possibly not yet indexed */
-    size_t tail_sweep_at;
+    idset tail_ids; /* ids possibly not yet indexed, and their seqs */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
     evb_buf enc;    /* reused encode buffer */
+    evb_txn_t txn;  /* the one transaction object, reused */
     evb_txn_t *open_txn;
 
     /* Indexer and flusher threads. */
     pthread_mutex_t ix_mu; /* one indexing step at a time */
+    leveldb_writebatch_t *ix_wb; /* the indexer's batch, under ix_mu */
     pthread_mutex_t mu;    /* guards the flags and conditions below */
     pthread_cond_t cv_work;
     pthread_cond_t cv_done;
     pthread_cond_t cv_flush;
     bool stop;
+    bool ix_urgent; /* someone waits in evb_store_index_wait */
     bool ix_running, fl_running;
+    _Atomic int64_t last_append_us; /* for the indexer's idle test */
     pthread_t ix_thread, fl_thread;
     char ix_error[EVB_ERR_MSG_LEN]; /* last indexer failure, logged once */
 
