@@ -6,9 +6,10 @@
  * a crash at any instant leaves either the old position with none of the
  * batch's entries or the new one with all of them: the indexes are never
  * ahead of or out of step with the position, and indexing again from the
- * position is all a restart needs. The category index is covering (its value
- * is the event itself) so that a category read, the bus's catch-up path, is a
- * sequential scan rather than a lookup per event; FORMAT.md has the figures.
+ * position is all a restart needs. Index entries are small (no copy of the
+ * event): the indexer writes three keys per event, and every extra byte it
+ * writes competes with appends for LevelDB and the CPU (FORMAT.md has the
+ * figures).
  *
  * One step at a time runs (ix_mu): the background thread's and the owner's
  * (evb_store_index_step, reindex) never interleave.
@@ -77,7 +78,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
                                key_name_num(key, K_STREAM, ev.stream, sn, ev.version),
                                (const char *)val, 8);
         leveldb_writebatch_put(wb, (const char *)key,
-                               key_name_num(key, K_CAT, ev.category, cn, expect), v, vl);
+                               key_name_num(key, K_CAT, ev.category, cn, expect), "", 0);
         leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
                                (const char *)val, 8);
         if (ev.version == 1)

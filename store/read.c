@@ -21,6 +21,7 @@ struct evb_iter {
     leveldb_readoptions_t *ro;
     const leveldb_snapshot_t *snap;
     leveldb_iterator_t *it;
+    leveldb_iterator_t *eit; /* index phase: walks the event keys forward */
     enum it_kind kind;
     enum it_phase phase;
     bool started;
@@ -74,6 +75,8 @@ void evb_iter_destroy(evb_iter_t **itp)
     evb_iter_t *it = *itp;
     if (it->it)
         leveldb_iter_destroy(it->it);
+    if (it->eit)
+        leveldb_iter_destroy(it->eit);
     if (it->ro)
         leveldb_readoptions_destroy(it->ro);
     if (it->snap)
@@ -183,6 +186,38 @@ static bool s_tail_match(const evb_iter_t *it, const char *v, size_t vl)
     return cl == it->nlen && memcmp(s, it->name, cl) == 0;
 }
 
+/* The stored event at seq, through a second iterator that moves forward:
+ * index entries come in increasing seq order, so the next event is usually a
+ * few keys ahead in the same block and a next() beats a fresh lookup. NULL
+ * when the event is missing. */
+static const char *s_event_at(evb_iter_t *it, uint64_t seq, size_t *vl)
+{
+    uint8_t key[9];
+    key_event(key, seq);
+    if (it->eit == NULL) {
+        it->eit = leveldb_create_iterator(it->st->db, it->ro);
+        leveldb_iter_seek(it->eit, (const char *)key, 9);
+    } else {
+        size_t kl = 0;
+        for (int i = 0; i < 8 && leveldb_iter_valid(it->eit); i++) {
+            const char *k = leveldb_iter_key(it->eit, &kl);
+            if (kl != 9 || memcmp(k, key, 9) >= 0)
+                break;
+            leveldb_iter_next(it->eit);
+        }
+        const char *k = leveldb_iter_valid(it->eit) ? leveldb_iter_key(it->eit, &kl) : NULL;
+        if (k == NULL || kl != 9 || memcmp(k, key, 9) != 0)
+            leveldb_iter_seek(it->eit, (const char *)key, 9);
+    }
+    if (!leveldb_iter_valid(it->eit))
+        return NULL;
+    size_t kl;
+    const char *k = leveldb_iter_key(it->eit, &kl);
+    if (kl != 9 || memcmp(k, key, 9) != 0)
+        return NULL;
+    return leveldb_iter_value(it->eit, vl);
+}
+
 static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
 {
     if (!it->started) {
@@ -210,7 +245,7 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
         it->started = false;
         return false;
     }
-    uint64_t n = be64_get(k + it->plen);
+    uint64_t n = be64_get(k + it->plen), seq = n;
     if (it->kind == IT_STREAM) {
         if (n > it->hi) {
             it->phase = PH_DONE; /* later versions only grow */
@@ -222,28 +257,29 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
             it->phase = PH_DONE;
             return false;
         }
-        uint64_t seq = be64_get(v);
-        uint8_t ek[9];
-        char *ev_val;
-        size_t ev_len;
-        if (st_get(it->st, it->ro, ek, key_event(ek, seq), &ev_val, &ev_len, err) != EVB_OK) {
-            it->phase = PH_DONE;
-            return false;
-        }
-        if (ev_val == NULL) {
-            evb_err_set(err, EVB_ECORRUPT, "%s: stream %s v%llu points at missing event %llu",
-                        it->st->dir, it->name, (unsigned long long)n,
-                        (unsigned long long)seq);
-            it->phase = PH_DONE;
-            return false;
-        }
-        bool ok = s_emit(it, ev_val, ev_len, seq, err);
-        leveldb_free(ev_val);
-        if (!ok) {
-            it->phase = PH_DONE;
-            return false;
-        }
-    } else if (!s_emit(it, v, vl, n, err)) {
+        seq = be64_get(v);
+    }
+    size_t ev_len;
+    const char *ev_val = s_event_at(it, seq, &ev_len);
+    if (ev_val == NULL) {
+        if (!s_iter_error(it, err))
+            evb_err_set(err, EVB_ECORRUPT, "%s: the %s index of %s points at missing event "
+                        "%llu",
+                        it->st->dir, it->kind == IT_STREAM ? "stream" : "category",
+                        it->name, (unsigned long long)seq);
+        it->phase = PH_DONE;
+        return false;
+    }
+    if (!s_emit(it, ev_val, ev_len, seq, err)) {
+        it->phase = PH_DONE;
+        return false;
+    }
+    /* The index must agree with the event it names. */
+    if (strcmp(it->kind == IT_STREAM ? it->ev.stream : it->ev.category, it->name) != 0 ||
+        (it->kind == IT_STREAM && it->ev.version != n)) {
+        evb_err_set(err, EVB_ECORRUPT, "%s: the %s index of %s names event %llu of %s",
+                    it->st->dir, it->kind == IT_STREAM ? "stream" : "category", it->name,
+                    (unsigned long long)seq, it->ev.stream);
         it->phase = PH_DONE;
         return false;
     }
