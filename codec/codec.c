@@ -253,6 +253,12 @@ int evb_event_encode(const evb_event_t *ev, evb_buf *out, evb_err *err)
 int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err)
 {
     size_t start = out->len;
+    /* One reservation for the whole envelope (fields are bounded), so the
+     * packer's many small writes do not reallocate. Best effort: a buffer
+     * with a tight max_cap fails below only if the envelope does not fit. */
+    size_t bound = ev->payload_len + (ev->metadata ? ev->metadata_len : 0) + 512 +
+                   EVB_MAX_STREAM_LEN + EVB_MAX_TYPE_LEN + EVB_MAX_SERVICE_LEN;
+    (void)evb_buf_reserve(out, bound, NULL);
     pack_ctx pc = {out, err, EVB_OK};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &pc, s_pack_write);
