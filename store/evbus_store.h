@@ -179,6 +179,10 @@ EVB_EXPORT evb_iter_t *evb_store_read_category(evb_store_t *st, const char *cate
  * damaged record is EVB_ECORRUPT naming its sequence). */
 EVB_EXPORT bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err);
 EVB_EXPORT void evb_iter_destroy(evb_iter_t **itp);
+/* The stored envelope bytes of the event the last evb_iter_next returned
+ * (before any upcasting): what the bus sends. Lent like the event. False
+ * before the first event. */
+EVB_EXPORT bool evb_iter_raw(const evb_iter_t *it, const void **buf, size_t *len);
 
 /* Per-category heads: calls fn for every category known to the indexes
  * and the unindexed tail, in name order. */

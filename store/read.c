@@ -33,6 +33,8 @@ struct evb_iter {
     uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
     size_t plen;
     evb_event_t ev;
+    const void *raw; /* the stored bytes of ev (lent from the LevelDB iterator) */
+    size_t raw_len;
     const evb_upcasters_t *up;
 };
 
@@ -155,6 +157,8 @@ static bool s_emit(evb_iter_t *it, const char *v, size_t vl, uint64_t seq, evb_e
     }
     if (it->up != NULL && evb_upcasters_apply(it->up, &it->ev, err) != EVB_OK)
         return false;
+    it->raw = v;
+    it->raw_len = vl;
     return true;
 }
 
@@ -361,4 +365,13 @@ bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
         }
     }
     return false;
+}
+
+bool evb_iter_raw(const evb_iter_t *it, const void **buf, size_t *len)
+{
+    if (it->raw == NULL)
+        return false;
+    *buf = it->raw;
+    *len = it->raw_len;
+    return true;
 }

@@ -1,0 +1,409 @@
+/*
+ * busmsg.c: the bus's control messages (PROTOCOL.md). Every message is one
+ * msgpack array whose first element is the protocol version and whose second
+ * names the message ("hello", "fetch", "page", "error", "hb"); the live
+ * header is the short form [version, prev].
+ */
+#include "busmsg.h"
+#include "mpread.h"
+
+#include <msgpack.h>
+#include <stdio.h>
+#include <string.h>
+
+size_t bm_topic_event(char *out, const char *category)
+{
+    size_t n = strlen(category);
+    out[0] = 'E';
+    memcpy(out + 1, category, n);
+    out[1 + n] = '\0';
+    return n + 2;
+}
+
+/* ---- writing ---- */
+
+typedef struct {
+    evb_buf *b;
+    int rc;
+} wctx;
+
+static int s_write(void *data, const char *buf, size_t len)
+{
+    wctx *w = data;
+    if (w->rc == EVB_OK)
+        w->rc = evb_buf_append(w->b, buf, len, NULL);
+    return w->rc == EVB_OK ? 0 : -1;
+}
+
+#define PACK_BEGIN(b)                                                                      \
+    wctx w_ = {(b), EVB_OK};                                                               \
+    msgpack_packer pk_;                                                                    \
+    msgpack_packer_init(&pk_, &w_, s_write)
+#define PK (&pk_)
+#define PACK_END(err)                                                                      \
+    (w_.rc == EVB_OK ? EVB_OK : evb_err_set((err), w_.rc, "bus message: out of memory"))
+
+static void s_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void s_id(msgpack_packer *pk, const evb_id *id)
+{
+    msgpack_pack_bin(pk, EVB_ID_LEN);
+    msgpack_pack_bin_body(pk, id->b, EVB_ID_LEN);
+}
+
+int bm_live_header(evb_buf *b, uint64_t prev, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 2);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    msgpack_pack_uint64(PK, prev);
+    return PACK_END(err);
+}
+
+int bm_heartbeat(evb_buf *b, const evb_id *log_id, uint64_t head, const char *service,
+                 const bm_cat_head *heads, size_t n, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 6);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "hb");
+    s_id(PK, log_id);
+    msgpack_pack_uint64(PK, head);
+    s_str(PK, service);
+    msgpack_pack_array(PK, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(PK, 2);
+        s_str(PK, heads[i].name);
+        msgpack_pack_uint64(PK, heads[i].head);
+    }
+    return PACK_END(err);
+}
+
+int bm_hello(evb_buf *b, uint64_t req_id, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 3);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "hello");
+    msgpack_pack_uint64(PK, req_id);
+    return PACK_END(err);
+}
+
+int bm_fetch(evb_buf *b, uint64_t req_id, const char *category, uint64_t after,
+             unsigned max_events, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 6);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "fetch");
+    msgpack_pack_uint64(PK, req_id);
+    if (category == NULL || category[0] == '\0')
+        msgpack_pack_nil(PK);
+    else
+        s_str(PK, category);
+    msgpack_pack_uint64(PK, after);
+    msgpack_pack_uint32(PK, max_events);
+    return PACK_END(err);
+}
+
+int bm_hello_reply(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
+                   const char *service, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 6);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "hello");
+    msgpack_pack_uint64(PK, req_id);
+    s_id(PK, log_id);
+    msgpack_pack_uint64(PK, head);
+    s_str(PK, service);
+    return PACK_END(err);
+}
+
+int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
+            uint64_t position, bool more, size_t count, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 8);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "page");
+    msgpack_pack_uint64(PK, req_id);
+    s_id(PK, log_id);
+    msgpack_pack_uint64(PK, head);
+    msgpack_pack_uint64(PK, position);
+    if (more)
+        msgpack_pack_true(PK);
+    else
+        msgpack_pack_false(PK);
+    msgpack_pack_uint64(PK, count);
+    return PACK_END(err);
+}
+
+int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 5);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "error");
+    msgpack_pack_uint64(PK, req_id);
+    s_str(PK, code);
+    s_str(PK, msg);
+    return PACK_END(err);
+}
+
+/* ---- parsing ---- */
+
+typedef struct {
+    mp_cur c;
+    const char *what;
+    evb_err *err;
+} rd;
+
+static int s_fail(rd *r, const char *field, const char *why)
+{
+    return evb_err_set(r->err, EVB_EDECODE, "%s: %s: %s", r->what, field, why);
+}
+
+static int s_uint(rd *r, const char *field, uint64_t *out)
+{
+    mp_val v;
+    int rc = mp_next(&r->c, &v);
+    if (rc != MP_OK)
+        return s_fail(r, field, mp_rc_str(rc));
+    if (v.type != MP_UINT)
+        return s_fail(r, field, "want an unsigned integer");
+    *out = v.v.u;
+    return EVB_OK;
+}
+
+static int s_sval(rd *r, const char *field, mp_val *v)
+{
+    int rc = mp_next(&r->c, v);
+    if (rc != MP_OK)
+        return s_fail(r, field, mp_rc_str(rc));
+    if (v->type != MP_STR)
+        return s_fail(r, field, "want a string");
+    return EVB_OK;
+}
+
+static int s_cstr(rd *r, const char *field, char *out, size_t cap)
+{
+    mp_val v;
+    int rc = s_sval(r, field, &v);
+    if (rc != EVB_OK)
+        return rc;
+    if (v.v.s.len >= cap)
+        return s_fail(r, field, "too long");
+    if (memchr(v.v.s.p, '\0', v.v.s.len) != NULL)
+        return s_fail(r, field, "contains NUL");
+    memcpy(out, v.v.s.p, v.v.s.len);
+    out[v.v.s.len] = '\0';
+    return EVB_OK;
+}
+
+static int s_idv(rd *r, const char *field, evb_id *out)
+{
+    mp_val v;
+    int rc = mp_next(&r->c, &v);
+    if (rc != MP_OK)
+        return s_fail(r, field, mp_rc_str(rc));
+    if (v.type != MP_BIN || v.v.s.len != EVB_ID_LEN)
+        return s_fail(r, field, "want a 16-byte bin");
+    memcpy(out->b, v.v.s.p, EVB_ID_LEN);
+    return EVB_OK;
+}
+
+static int s_bool(rd *r, const char *field, bool *out)
+{
+    mp_val v;
+    int rc = mp_next(&r->c, &v);
+    if (rc != MP_OK)
+        return s_fail(r, field, mp_rc_str(rc));
+    if (v.type != MP_BOOL)
+        return s_fail(r, field, "want a boolean");
+    *out = v.v.b;
+    return EVB_OK;
+}
+
+/* [version, name, ...]: the array header, the version and the name. */
+static int s_head(rd *r, const void *buf, size_t len, uint32_t *nfields, char *name,
+                  size_t cap)
+{
+    if (buf == NULL)
+        return s_fail(r, "frame", "empty");
+    mp_init(&r->c, buf, len);
+    mp_val v;
+    int rc = mp_next(&r->c, &v);
+    if (rc != MP_OK)
+        return s_fail(r, "frame", mp_rc_str(rc));
+    if (v.type != MP_ARRAY || v.v.n < 2)
+        return s_fail(r, "frame", "want an array of at least 2 elements");
+    *nfields = v.v.n;
+    uint64_t ver;
+    if ((rc = s_uint(r, "version", &ver)) != EVB_OK)
+        return rc;
+    if (ver != EVB_BUS_PROTOCOL)
+        return evb_err_set(r->err, EVB_EVERSION,
+                           "%s: protocol version %llu, this peer speaks %u", r->what,
+                           (unsigned long long)ver, EVB_BUS_PROTOCOL);
+    return s_cstr(r, "name", name, cap);
+}
+
+static int s_end(rd *r)
+{
+    if (mp_left(&r->c) != 0)
+        return s_fail(r, "frame", "trailing bytes");
+    return EVB_OK;
+}
+
+int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, evb_err *err)
+{
+    rd r = {{0}, "live header", err};
+    if (buf == NULL)
+        return s_fail(&r, "frame", "empty");
+    mp_init(&r.c, buf, len);
+    mp_val v;
+    int rc = mp_next(&r.c, &v);
+    if (rc != MP_OK || v.type != MP_ARRAY || v.v.n != 2)
+        return s_fail(&r, "frame", "want [version, prev]");
+    uint64_t ver;
+    if ((rc = s_uint(&r, "version", &ver)) != EVB_OK)
+        return rc;
+    if (ver != EVB_BUS_PROTOCOL)
+        return evb_err_set(err, EVB_EVERSION, "live header: protocol version %llu",
+                           (unsigned long long)ver);
+    if ((rc = s_uint(&r, "prev", prev)) != EVB_OK)
+        return rc;
+    return s_end(&r);
+}
+
+int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
+{
+    memset(rq, 0, sizeof *rq);
+    rd r = {{0}, "request", err};
+    uint32_t n;
+    char name[16];
+    int rc = s_head(&r, buf, len, &n, name, sizeof name);
+    if (rc != EVB_OK)
+        return rc;
+    if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK)
+        return rc;
+    if (strcmp(name, "hello") == 0) {
+        if (n != 3)
+            return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
+        rq->kind = BM_HELLO;
+        return s_end(&r);
+    }
+    if (strcmp(name, "fetch") != 0)
+        return evb_err_set(err, EVB_EINVAL, "request: unknown command \"%s\"", name);
+    if (n != 6)
+        return s_fail(&r, "fetch", "want [version, \"fetch\", req_id, category|nil, after, "
+                                   "max_events]");
+    rq->kind = BM_FETCH;
+    if (mp_left(&r.c) > 0 && *r.c.p == 0xc0) {
+        r.c.p++;
+    } else {
+        if ((rc = s_cstr(&r, "category", rq->category, sizeof rq->category)) != EVB_OK)
+            return rc;
+        evb_err cerr;
+        if (evb_check_category(rq->category, &cerr) != EVB_OK)
+            return s_fail(&r, "category", cerr.msg);
+    }
+    uint64_t max;
+    if ((rc = s_uint(&r, "after", &rq->after)) != EVB_OK ||
+        (rc = s_uint(&r, "max_events", &max)) != EVB_OK)
+        return rc;
+    rq->max_events = max > EVB_BUS_MAX_PAGE_EVENTS ? EVB_BUS_MAX_PAGE_EVENTS : (unsigned)max;
+    return s_end(&r);
+}
+
+int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, evb_err *err)
+{
+    rp->kind = BM_ERROR;
+    rp->nheads = 0;
+    rp->service[0] = rp->code[0] = rp->message[0] = '\0';
+    rd r = {{0}, "reply", err};
+    uint32_t n;
+    char name[16];
+    int rc = s_head(&r, buf, len, &n, name, sizeof name);
+    if (rc != EVB_OK)
+        return rc;
+    if (strcmp(name, "hb") == 0) {
+        r.what = "heartbeat";
+        if (n != 6)
+            return s_fail(&r, "hb", "want 6 elements");
+        rp->kind = BM_HB;
+        rp->req_id = 0;
+        if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
+            (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
+            (rc = s_cstr(&r, "service", rp->service, sizeof rp->service)) != EVB_OK)
+            return rc;
+        mp_val v;
+        if ((rc = mp_next(&r.c, &v)) != MP_OK || v.type != MP_ARRAY)
+            return s_fail(&r, "heads", "want an array");
+        if (v.v.n > BM_MAX_HB_CATS)
+            return s_fail(&r, "heads", "too many categories");
+        for (uint32_t i = 0; i < v.v.n; i++) {
+            mp_val pair;
+            if ((rc = mp_next(&r.c, &pair)) != MP_OK || pair.type != MP_ARRAY ||
+                pair.v.n != 2)
+                return s_fail(&r, "heads", "want [category, head] pairs");
+            if ((rc = s_cstr(&r, "heads.category", rp->names[i], sizeof rp->names[i])) !=
+                    EVB_OK ||
+                (rc = s_uint(&r, "heads.head", &rp->heads[i].head)) != EVB_OK)
+                return rc;
+            if (evb_check_category(rp->names[i], NULL) != EVB_OK)
+                return s_fail(&r, "heads.category", "not a valid category");
+            rp->heads[i].name = rp->names[i];
+            rp->nheads++;
+        }
+        return s_end(&r);
+    }
+    if (n < 3 || (rc = s_uint(&r, "req_id", &rp->req_id)) != EVB_OK)
+        return n < 3 ? s_fail(&r, "reply", "too short") : rc;
+    if (strcmp(name, "hello") == 0) {
+        if (n != 6)
+            return s_fail(&r, "hello", "want 6 elements");
+        rp->kind = BM_HELLO;
+        if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
+            (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
+            (rc = s_cstr(&r, "service", rp->service, sizeof rp->service)) != EVB_OK)
+            return rc;
+        return s_end(&r);
+    }
+    if (strcmp(name, "page") == 0) {
+        if (n != 8)
+            return s_fail(&r, "page", "want 8 elements");
+        rp->kind = BM_PAGE;
+        uint64_t count;
+        if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
+            (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
+            (rc = s_uint(&r, "position", &rp->position)) != EVB_OK ||
+            (rc = s_bool(&r, "more", &rp->more)) != EVB_OK ||
+            (rc = s_uint(&r, "count", &count)) != EVB_OK)
+            return rc;
+        if (count > EVB_BUS_MAX_PAGE_EVENTS)
+            return s_fail(&r, "count", "more than a page may hold");
+        rp->count = (uint32_t)count;
+        return s_end(&r);
+    }
+    if (strcmp(name, "error") == 0) {
+        if (n != 5)
+            return s_fail(&r, "error", "want 5 elements");
+        rp->kind = BM_ERROR;
+        mp_val v;
+        if ((rc = s_cstr(&r, "code", rp->code, sizeof rp->code)) != EVB_OK ||
+            (rc = s_sval(&r, "message", &v)) != EVB_OK)
+            return rc;
+        size_t l = v.v.s.len < sizeof rp->message - 1 ? v.v.s.len : sizeof rp->message - 1;
+        memcpy(rp->message, v.v.s.p, l);
+        rp->message[l] = '\0';
+        return s_end(&r);
+    }
+    return evb_err_set(err, EVB_EINVAL, "reply: unknown message \"%s\"", name);
+}

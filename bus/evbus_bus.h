@@ -1,0 +1,153 @@
+/*
+ * evbus_bus.h: publishing a log on the bus, and following publishers with
+ * exactly-once effects. The wire protocol is specified in bus/PROTOCOL.md.
+ *
+ * Publisher (evb_pub_t): serves one store's log on a PUB socket (live, in log
+ * order, only what the store has made durable under its sync policy) and a
+ * ROUTER socket (catch-up pages read from the log). It runs in the thread that
+ * owns the store: call evb_pub_poll in that thread's loop, after appends.
+ *
+ * Subscriber (evb_sub_t): follows publishers, each named by its pair of
+ * endpoints; keeps one feed per (publisher, category); detects gaps, fetches
+ * what is missing, drops duplicates, and calls the handler with a store
+ * transaction in which the feed's checkpoint is committed together with the
+ * handler's writes. It runs in the thread that owns its store: call
+ * evb_sub_poll in that thread's loop.
+ *
+ * Both objects own their ZeroMQ sockets and a ZeroMQ context; neither is
+ * thread-safe. Sockets bound by a publisher accept at most
+ * EVB_BUS_MAX_MSG_BYTES per message (ZMQ_MAXMSGSIZE).
+ */
+#ifndef EVBUS_BUS_H
+#define EVBUS_BUS_H
+
+#include "evbus_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EVB_BUS_PROTOCOL 1u
+#define EVB_BUS_MAX_MSG_BYTES (EVB_MAX_EVENT_BYTES + 4096u)
+#define EVB_BUS_MAX_PAGE_EVENTS 4096u
+#define EVB_BUS_MAX_PAGE_BYTES (4u * 1024u * 1024u)
+#define EVB_BUS_MAX_ENDPOINT 256u
+
+/* ---- publisher ---- */
+
+typedef struct evb_pub evb_pub_t;
+
+typedef struct evb_pub_opts {
+    evb_store_t *store;           /* borrowed; must outlive the publisher */
+    const char *pub_endpoint;     /* bound, e.g. "tcp://127.0.0.1:5601" */
+    const char *catchup_endpoint; /* bound, e.g. "tcp://127.0.0.1:5602" */
+    unsigned heartbeat_ms;        /* default 500 */
+    int sndhwm;                   /* PUB high-water mark (default 100000) */
+} evb_pub_opts;
+
+typedef struct evb_pub_stats {
+    uint64_t published;      /* last seq sent live */
+    uint64_t events_sent;    /* live events sent */
+    uint64_t heartbeats;
+    uint64_t fetches;        /* catch-up requests answered */
+    uint64_t pages_sent;
+    uint64_t bad_requests;   /* malformed or unknown, answered with an error */
+    uint64_t unroutable;     /* replies ROUTER could not deliver (peer gone/full) */
+} evb_pub_stats;
+
+/* Bind both sockets. Errors name the endpoint (EVB_EINVAL bad endpoint,
+ * EVB_EIO cannot bind). Events already in the log are not re-sent live:
+ * subscribers learn the head from heartbeats and fetch what they miss. */
+EVB_EXPORT evb_pub_t *evb_pub_new(const evb_pub_opts *opts, evb_err *err);
+EVB_EXPORT void evb_pub_destroy(evb_pub_t **pubp);
+
+/* One turn of the publisher: send live every durable event not sent yet (in
+ * log order), answer pending catch-up requests, send a heartbeat when due.
+ * Waits up to timeout_ms (0: do not wait, -1: until a request arrives) for a
+ * request. Bad requests are answered with an error and counted; they never
+ * fail the call. Returns EVB_OK, or an error reading the log. */
+EVB_EXPORT int evb_pub_poll(evb_pub_t *pub, int timeout_ms, evb_err *err);
+
+/* The catch-up ROUTER socket, to poll it in the caller's own loop (readable:
+ * call evb_pub_poll(pub, 0, ...)). Borrowed. */
+EVB_EXPORT void *evb_pub_socket(evb_pub_t *pub);
+
+EVB_EXPORT void evb_pub_get_stats(const evb_pub_t *pub, evb_pub_stats *stats);
+
+/* ---- subscriber ---- */
+
+typedef struct evb_sub evb_sub_t;
+
+/* Called once per event, in log order per (publisher, category). Add the
+ * event's effects to tx (evb_txn_put, evb_txn_append, ...); the subscriber
+ * adds the feed's checkpoint and commits. Return EVB_OK to apply, anything
+ * else to refuse: nothing of tx is committed and the event is offered again
+ * later. ev and tx are lent for the call. */
+typedef int (*evb_handler_fn)(const evb_event_t *ev, evb_txn_t *tx, void *ctx,
+                              evb_err *err);
+
+typedef enum evb_log_id_policy {
+    EVB_LOGID_STOP = 0, /* a publisher whose log id changed: stop that feed, say why */
+    EVB_LOGID_RESTART   /* start over from 1 with the new log */
+} evb_log_id_policy;
+
+typedef struct evb_sub_opts {
+    evb_store_t *store;    /* the consumer's own store; borrowed */
+    const char *consumer;  /* checkpoint namespace, 1..EVB_MAX_CONSUMER_LEN bytes */
+    evb_handler_fn handler;
+    void *ctx;
+    unsigned page_events;  /* events per catch-up page (default 2000) */
+    unsigned fetch_timeout_ms; /* re-ask after this (default 3000) */
+    unsigned dead_after_ms;    /* no heartbeat for this long: reconnect (default 5000) */
+    int rcvhwm;                /* SUB high-water mark (default 100000) */
+    size_t live_buffer;        /* live events kept per feed while catching up (default 10000) */
+    evb_log_id_policy log_id_policy;
+} evb_sub_opts;
+
+EVB_EXPORT evb_sub_t *evb_sub_new(const evb_sub_opts *opts, evb_err *err);
+EVB_EXPORT void evb_sub_destroy(evb_sub_t **subp);
+
+/* Follow a publisher: connect to its PUB and catch-up endpoints and keep one
+ * feed per category in categories[0..n) (n = 0: every category it has).
+ * Returns EVB_EINVAL for a bad endpoint or category. */
+EVB_EXPORT int evb_sub_follow(evb_sub_t *sub, const char *pub_endpoint,
+                              const char *catchup_endpoint, const char *const *categories,
+                              size_t n, evb_err *err);
+
+/* One turn: receive and apply what arrived, fetch what is missing, re-ask
+ * timed-out fetches. Waits up to timeout_ms for traffic. Malformed frames are
+ * counted and dropped (logged at a limited rate, naming the peer); a failing
+ * handler leaves its event for a later turn. Returns EVB_OK, or an error of
+ * the consumer's store. */
+EVB_EXPORT int evb_sub_poll(evb_sub_t *sub, int timeout_ms, evb_err *err);
+
+typedef enum evb_feed_state {
+    EVB_FEED_CATCHING_UP = 0,
+    EVB_FEED_LIVE,
+    EVB_FEED_STALLED, /* the handler keeps refusing one event */
+    EVB_FEED_STOPPED  /* the publisher's log id changed (EVB_LOGID_STOP) */
+} evb_feed_state;
+
+typedef struct evb_feed_status {
+    const char *publisher;  /* "PUB_EP,CATCHUP_EP" */
+    const char *category;
+    evb_id log_id;          /* zero until learned */
+    uint64_t applied;       /* every event of the category <= this is applied */
+    uint64_t head;          /* the publisher's head, as last heard */
+    uint64_t lag;           /* events of the log after applied (head - applied) */
+    evb_feed_state state;
+    const char *reason;     /* why stalled or stopped; "" otherwise */
+    uint64_t applied_events, duplicates, gaps, pages, bad_frames, refusals;
+    int64_t heartbeat_age_ms; /* -1: none yet */
+} evb_feed_status;
+
+typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);
+/* Call fn for every feed (lent for the call). */
+EVB_EXPORT int evb_sub_status(evb_sub_t *sub, evb_feed_fn fn, void *ctx, evb_err *err);
+
+EVB_EXPORT const char *evb_feed_state_name(evb_feed_state s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

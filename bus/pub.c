@@ -1,0 +1,435 @@
+/*
+ * pub.c: the publisher (PROTOCOL.md, "Live", "Heartbeat", "Catch-up").
+ *
+ * Publishing follows from the log: every turn reads the events after the last
+ * one sent, up to what the store reports durable, and sends them in log
+ * order. Nothing is sent from the append path, so "appended but never sent"
+ * cannot be silent: a subscriber that misses an event (PUB dropped it, the
+ * publisher died before sending it) learns the head from a heartbeat and
+ * fetches it. Catch-up is stateless on this side: each request names where to
+ * start, and one reply page is read, sent and forgotten, so memory is one
+ * page whatever subscribers ask for and however many there are.
+ */
+#include "evbus_bus.h"
+#include "busmsg.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define PUB_MAX_PER_TURN 20000  /* live events per turn: keeps requests answered */
+#define PUB_MAX_REQ_PER_TURN 64
+#define HB_CATS_PER_PAGE 64
+
+typedef struct cat_entry {
+    char name[EVB_MAX_CATEGORY_LEN + 1];
+    uint64_t last; /* seq of its last event sent live (or in the log at start) */
+} cat_entry;
+
+struct evb_pub {
+    evb_store_t *st;
+    void *zctx, *pub, *router;
+    char pub_ep[EVB_BUS_MAX_ENDPOINT], cu_ep[EVB_BUS_MAX_ENDPOINT];
+    evb_id log_id;
+    char service[EVB_MAX_SERVICE_LEN + 1];
+    uint64_t published;
+    cat_entry *cats; /* sorted by name */
+    size_t ncats, capcats;
+    size_t hb_cursor; /* next category for the rotating heartbeat pages */
+    unsigned hb_ms;
+    int64_t next_hb_us;
+    evb_pub_stats stats;
+    evb_buf hdr, page;
+    int64_t last_bad_log_us;
+    uint64_t bad_unlogged;
+};
+
+static int s_cmp_cat(const void *a, const void *b)
+{
+    return strcmp(((const cat_entry *)a)->name, ((const cat_entry *)b)->name);
+}
+
+static cat_entry *s_cat(evb_pub_t *p, const char *name, bool create)
+{
+    cat_entry key;
+    snprintf(key.name, sizeof key.name, "%s", name);
+    cat_entry *c = bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
+    if (c != NULL || !create)
+        return c;
+    if (p->ncats == p->capcats) {
+        size_t nc = p->capcats ? p->capcats * 2 : 16;
+        cat_entry *n = realloc(p->cats, nc * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        p->cats = n;
+        p->capcats = nc;
+    }
+    key.last = 0;
+    p->cats[p->ncats++] = key;
+    qsort(p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
+    return bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
+}
+
+static int s_on_category(const evb_category_info *ci, void *ctx)
+{
+    evb_pub_t *p = ctx;
+    cat_entry *c = s_cat(p, ci->name, true);
+    if (c == NULL)
+        return EVB_ENOMEM;
+    c->last = ci->head;
+    return 0;
+}
+
+static void *s_socket(evb_pub_t *p, int type, const char *ep, evb_err *err)
+{
+    void *s = zmq_socket(p->zctx, type);
+    if (s == NULL) {
+        evb_err_set(err, EVB_EIO, "socket for %s: %s", ep, zmq_strerror(errno));
+        return NULL;
+    }
+    int zero = 0, one = 1;
+    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (type == ZMQ_ROUTER)
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (zmq_bind(s, ep) != 0) {
+        evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
+                    "cannot bind %s: %s", ep, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+evb_pub_t *evb_pub_new(const evb_pub_opts *o, evb_err *err)
+{
+    if (o == NULL || o->store == NULL || o->pub_endpoint == NULL ||
+        o->catchup_endpoint == NULL) {
+        evb_err_set(err, EVB_EINVAL, "publisher: store and both endpoints are required");
+        return NULL;
+    }
+    if (strlen(o->pub_endpoint) >= EVB_BUS_MAX_ENDPOINT ||
+        strlen(o->catchup_endpoint) >= EVB_BUS_MAX_ENDPOINT) {
+        evb_err_set(err, EVB_EINVAL, "publisher: endpoint longer than %u bytes",
+                    EVB_BUS_MAX_ENDPOINT - 1);
+        return NULL;
+    }
+    evb_pub_t *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    p->st = o->store;
+    snprintf(p->pub_ep, sizeof p->pub_ep, "%s", o->pub_endpoint);
+    snprintf(p->cu_ep, sizeof p->cu_ep, "%s", o->catchup_endpoint);
+    p->hb_ms = o->heartbeat_ms ? o->heartbeat_ms : 500;
+    p->page.max_cap = EVB_BUS_MAX_PAGE_BYTES + EVB_BUS_MAX_MSG_BYTES;
+    evb_store_info info;
+    evb_store_get_info(p->st, &info);
+    p->log_id = info.log_id;
+    snprintf(p->service, sizeof p->service, "%s", info.service);
+    p->published = info.synced;
+    if (evb_store_categories(p->st, s_on_category, p, err) != EVB_OK)
+        goto fail;
+    p->zctx = zmq_ctx_new();
+    if (p->zctx == NULL) {
+        evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, err)) == NULL)
+        goto fail;
+    int hwm = o->sndhwm > 0 ? o->sndhwm : 100000;
+    zmq_setsockopt(p->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if ((p->router = s_socket(p, ZMQ_ROUTER, p->cu_ep, err)) == NULL)
+        goto fail;
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&p->log_id, hex);
+    evb_log(EVB_LOG_INFO, "%s: publishing log %s on %s, catch-up on %s, from seq %llu",
+            p->service, hex, p->pub_ep, p->cu_ep, (unsigned long long)p->published + 1);
+    return p;
+fail:
+    evb_pub_destroy(&p);
+    return NULL;
+}
+
+void evb_pub_destroy(evb_pub_t **pp)
+{
+    if (pp == NULL || *pp == NULL)
+        return;
+    evb_pub_t *p = *pp;
+    if (p->pub)
+        zmq_close(p->pub);
+    if (p->router)
+        zmq_close(p->router);
+    if (p->zctx)
+        zmq_ctx_term(p->zctx);
+    free(p->cats);
+    evb_buf_free(&p->hdr);
+    evb_buf_free(&p->page);
+    free(p);
+    *pp = NULL;
+}
+
+void *evb_pub_socket(evb_pub_t *p)
+{
+    return p->router;
+}
+
+void evb_pub_get_stats(const evb_pub_t *p, evb_pub_stats *s)
+{
+    *s = p->stats;
+    s->published = p->published;
+}
+
+/* ---- live ---- */
+
+static int s_publish(evb_pub_t *p, evb_err *err)
+{
+    uint64_t durable = evb_store_synced(p->st);
+    if (durable <= p->published)
+        return EVB_OK;
+    uint64_t to = durable;
+    if (to - p->published > PUB_MAX_PER_TURN)
+        to = p->published + PUB_MAX_PER_TURN;
+    evb_iter_t *it = evb_store_read_range(p->st, p->published + 1, to, NULL, err);
+    if (it == NULL)
+        return err ? err->code : EVB_EIO;
+    const evb_event_t *ev;
+    while (evb_iter_next(it, &ev, err)) {
+        const void *raw;
+        size_t rawlen;
+        evb_iter_raw(it, &raw, &rawlen);
+        cat_entry *c = s_cat(p, ev->category, true);
+        uint64_t prev = c ? c->last : 0;
+        char topic[2 + EVB_MAX_CATEGORY_LEN];
+        size_t tl = bm_topic_event(topic, ev->category);
+        p->hdr.len = 0;
+        if (bm_live_header(&p->hdr, prev, err) != EVB_OK)
+            break;
+        /* PUB never blocks: at the high-water mark it drops, and the
+         * subscriber's gap detection fetches what was dropped. */
+        zmq_send(p->pub, topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(p->pub, raw, rawlen, ZMQ_DONTWAIT);
+        if (c)
+            c->last = ev->seq;
+        p->published = ev->seq;
+        p->stats.events_sent++;
+    }
+    evb_iter_destroy(&it);
+    if (err && err->code != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "%s: publishing stopped at %llu: %s", p->service,
+                (unsigned long long)p->published, err->msg);
+        return err->code;
+    }
+    return EVB_OK;
+}
+
+static void s_heartbeat(evb_pub_t *p)
+{
+    size_t n = p->ncats < HB_CATS_PER_PAGE ? p->ncats : HB_CATS_PER_PAGE;
+    if (p->hb_cursor >= p->ncats)
+        p->hb_cursor = 0;
+    bm_cat_head heads[HB_CATS_PER_PAGE];
+    for (size_t i = 0; i < n; i++) {
+        const cat_entry *c = &p->cats[(p->hb_cursor + i) % p->ncats];
+        heads[i].name = c->name;
+        heads[i].head = c->last;
+    }
+    p->hb_cursor += n;
+    p->hdr.len = 0;
+    if (bm_heartbeat(&p->hdr, &p->log_id, p->published, p->service, heads, n, NULL) !=
+        EVB_OK)
+        return;
+    zmq_send(p->pub, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_DONTWAIT);
+    p->stats.heartbeats++;
+}
+
+/* ---- catch-up ---- */
+
+static void s_bad(evb_pub_t *p, const char *why)
+{
+    p->stats.bad_requests++;
+    int64_t now = evb_now_us();
+    if (now - p->last_bad_log_us < 1000000) { /* at most one line a second */
+        p->bad_unlogged++;
+        return;
+    }
+    evb_log(EVB_LOG_WARN, "%s: bad catch-up request on %s: %s (%llu more not logged)",
+            p->service, p->cu_ep, why, (unsigned long long)p->bad_unlogged);
+    p->last_bad_log_us = now;
+    p->bad_unlogged = 0;
+}
+
+/* Send frames to a peer; false (counted) when ROUTER cannot deliver. */
+static bool s_reply(evb_pub_t *p, const zmq_msg_t *idm, const void *a, size_t alen,
+                    bool more)
+{
+    if (zmq_send(p->router, zmq_msg_data((zmq_msg_t *)idm), zmq_msg_size((zmq_msg_t *)idm),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(p->router, a, alen, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+        p->stats.unroutable++;
+        return false;
+    }
+    return true;
+}
+
+static void s_error_reply(evb_pub_t *p, const zmq_msg_t *idm, uint64_t req_id,
+                          const char *code, const char *msg)
+{
+    p->hdr.len = 0;
+    if (bm_error(&p->hdr, req_id, code, msg, NULL) == EVB_OK)
+        s_reply(p, idm, p->hdr.data, p->hdr.len, false);
+}
+
+static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, evb_err *err)
+{
+    uint64_t durable = p->published; /* only what subscribers may see live */
+    unsigned max = rq->max_events;
+    if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS)
+        max = EVB_BUS_MAX_PAGE_EVENTS;
+    evb_iter_t *it;
+    if (rq->category[0] != '\0')
+        it = evb_store_read_category(p->st, rq->category, rq->after, NULL, err);
+    else
+        it = evb_store_read_range(p->st, rq->after + 1, durable, NULL, err);
+    if (it == NULL) {
+        s_error_reply(p, idm, rq->req_id, "EVB_EINVAL", err ? err->msg : "bad request");
+        return;
+    }
+    /* Gather the page (bounded in events and bytes), then send it. */
+    p->page.len = 0;
+    size_t count = 0;
+    uint64_t last = rq->after;
+    bool more = false;
+    const evb_event_t *ev;
+    size_t offsets[EVB_BUS_MAX_PAGE_EVENTS + 1];
+    while (evb_iter_next(it, &ev, err)) {
+        if (ev->seq > durable)
+            break;
+        const void *raw;
+        size_t rawlen;
+        evb_iter_raw(it, &raw, &rawlen);
+        if (count == max || (count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES)) {
+            more = true;
+            break;
+        }
+        offsets[count] = p->page.len;
+        if (evb_buf_append(&p->page, raw, rawlen, NULL) != EVB_OK) {
+            more = true;
+            break;
+        }
+        count++;
+        last = ev->seq;
+    }
+    bool failed = err && err->code != EVB_OK;
+    evb_iter_destroy(&it);
+    if (failed) {
+        s_error_reply(p, idm, rq->req_id, "EVB_ECORRUPT", err->msg);
+        return;
+    }
+    offsets[count] = p->page.len;
+    /* Without more, every event of the request up to `durable` was read. */
+    uint64_t position = more ? last : (durable > last ? durable : last);
+    p->hdr.len = 0;
+    if (bm_page(&p->hdr, rq->req_id, &p->log_id, durable, position, more, count, NULL) !=
+        EVB_OK)
+        return;
+    if (!s_reply(p, idm, p->hdr.data, p->hdr.len, count > 0))
+        return;
+    for (size_t i = 0; i < count; i++) {
+        if (zmq_send(p->router, p->page.data + offsets[i], offsets[i + 1] - offsets[i],
+                     (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+            p->stats.unroutable++;
+            return;
+        }
+    }
+    p->stats.fetches++;
+    p->stats.pages_sent++;
+}
+
+/* Receive one request (all its frames) and answer it. */
+static void s_request(evb_pub_t *p, evb_err *err)
+{
+    zmq_msg_t idm, body;
+    zmq_msg_init(&idm);
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&idm, p->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&idm);
+        zmq_msg_close(&body);
+        return;
+    }
+    int nframes = 0;
+    bool more = zmq_msg_more(&idm);
+    while (more) { /* read every frame of the message, keep the first */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, p->router, 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (nframes++ == 0)
+            zmq_msg_move(&body, &part);
+        zmq_msg_close(&part);
+    }
+    if (nframes != 1) {
+        s_bad(p, nframes == 0 ? "no request frame" : "more than one request frame");
+        s_error_reply(p, &idm, 0, "EVB_EDECODE", "a request is exactly one frame");
+        goto done;
+    }
+    bm_request rq;
+    evb_err perr;
+    if (bm_parse_request(zmq_msg_data(&body), zmq_msg_size(&body), &rq, &perr) != EVB_OK) {
+        s_bad(p, perr.msg);
+        s_error_reply(p, &idm, rq.req_id, perr.code == EVB_EVERSION ? "EVB_EVERSION" :
+                                                                         "EVB_EDECODE",
+                      perr.msg);
+        goto done;
+    }
+    if (rq.kind == BM_HELLO) {
+        p->hdr.len = 0;
+        if (bm_hello_reply(&p->hdr, rq.req_id, &p->log_id, p->published, p->service, NULL) ==
+            EVB_OK)
+            s_reply(p, &idm, p->hdr.data, p->hdr.len, false);
+    } else {
+        s_fetch(p, &idm, &rq, err);
+    }
+done:
+    zmq_msg_close(&idm);
+    zmq_msg_close(&body);
+}
+
+int evb_pub_poll(evb_pub_t *p, int timeout_ms, evb_err *err)
+{
+    evb_err_clear(err);
+    int rc = s_publish(p, err);
+    if (rc != EVB_OK)
+        return rc;
+    int64_t now = evb_now_us();
+    if (now >= p->next_hb_us) {
+        s_heartbeat(p);
+        p->next_hb_us = now + (int64_t)p->hb_ms * 1000;
+    }
+    /* Never wait past the next heartbeat. */
+    int64_t until_hb = (p->next_hb_us - now) / 1000;
+    if (timeout_ms < 0 || timeout_ms > until_hb)
+        timeout_ms = until_hb < 0 ? 0 : (int)until_hb;
+    zmq_pollitem_t item = {p->router, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0)
+        return EVB_OK;
+    for (int i = 0; i < PUB_MAX_REQ_PER_TURN; i++) {
+        int events = 0;
+        size_t sz = sizeof events;
+        if (zmq_getsockopt(p->router, ZMQ_EVENTS, &events, &sz) != 0 ||
+            !(events & ZMQ_POLLIN))
+            break;
+        evb_err rerr;
+        s_request(p, &rerr);
+    }
+    return EVB_OK;
+}

@@ -1,0 +1,917 @@
+/*
+ * sub.c: the subscriber (PROTOCOL.md, "Subscriber", "Switch-over").
+ *
+ * One feed per (publisher, category), each a small state machine:
+ *   CATCHING_UP: fetch pages after `applied` until a page says no more, while
+ *                live events are kept in a bounded buffer; then apply the
+ *                buffered ones that follow on (prev <= applied) and go LIVE.
+ *   LIVE:        apply a live event whose prev is covered by `applied`, drop
+ *                one already applied, and on anything else (prev ahead:
+ *                PUB dropped one; a heartbeat head ahead: the last one was
+ *                lost) go back to CATCHING_UP. Falling behind is a state,
+ *                never a dropped subscription.
+ * `applied` is a position, not just the last event: every event of the
+ * category up to it is applied. It advances with each event and, at the end
+ * of a catch-up, to the position the publisher says it read to. It is the
+ * checkpoint, committed in the same store transaction as the handler's writes,
+ * so an event's effects and the record that it was applied cannot part.
+ * Duplicates are recognised by sequence alone (seq <= applied), never by id.
+ */
+#include "evbus_bus.h"
+#include "busmsg.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define SUB_MAX_MSGS_PER_TURN 50000
+#define SUB_STALL_AFTER 5  /* refusals of one event before the feed stalls */
+
+typedef struct live_ev {
+    uint64_t seq, prev;
+    size_t len;
+    char *data;
+} live_ev;
+
+typedef struct conn conn;
+
+typedef struct feed {
+    conn *c;
+    char category[EVB_MAX_CATEGORY_LEN + 1];
+    uint64_t applied;
+    uint64_t cat_head; /* last seq of the category heard of (live or heartbeat) */
+    evb_feed_state state;
+    char reason[256];
+    bool loaded;            /* checkpoint read for the conn's log id */
+    uint64_t fetch_req;     /* outstanding fetch, 0 = none */
+    int64_t fetch_deadline; /* resend after; or the back-off of a refusal */
+    live_ev *buf;
+    size_t nbuf, capbuf;
+    uint64_t refused_seq;
+    unsigned refusals_in_row;
+    uint64_t applied_events, duplicates, gaps, pages, refusals, dropped_live;
+} feed;
+
+struct conn {
+    char pub_ep[EVB_BUS_MAX_ENDPOINT], cu_ep[EVB_BUS_MAX_ENDPOINT];
+    char name[2 * EVB_BUS_MAX_ENDPOINT + 2];
+    void *sub, *dealer;
+    bool all;
+    bool have_log_id;
+    evb_id log_id;
+    uint64_t head;
+    int64_t last_hb_us;
+    uint64_t hello_req;
+    int64_t hello_deadline;
+    feed **feeds;
+    size_t nfeeds;
+    uint64_t bad_frames;
+    int64_t last_bad_log_us;
+    uint64_t bad_unlogged;
+};
+
+struct evb_sub {
+    evb_sub_opts o;
+    char consumer[EVB_MAX_CONSUMER_LEN + 1];
+    void *zctx;
+    conn **conns;
+    size_t nconns;
+    uint64_t next_req;
+    evb_buf msg;
+    evb_event_t ev;
+};
+
+const char *evb_feed_state_name(evb_feed_state s)
+{
+    switch (s) {
+    case EVB_FEED_CATCHING_UP:
+        return "catching-up";
+    case EVB_FEED_LIVE:
+        return "live";
+    case EVB_FEED_STALLED:
+        return "stalled";
+    case EVB_FEED_STOPPED:
+        return "stopped";
+    }
+    return "?";
+}
+
+evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
+{
+    if (o == NULL || o->store == NULL || o->handler == NULL || o->consumer == NULL) {
+        evb_err_set(err, EVB_EINVAL, "subscriber: store, consumer and handler are required");
+        return NULL;
+    }
+    size_t cn = strlen(o->consumer);
+    if (cn == 0 || cn > EVB_MAX_CONSUMER_LEN) {
+        evb_err_set(err, EVB_EINVAL, "subscriber: consumer name must be 1..%u bytes",
+                    EVB_MAX_CONSUMER_LEN);
+        return NULL;
+    }
+    evb_sub_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->o = *o;
+    memcpy(s->consumer, o->consumer, cn + 1);
+    s->o.consumer = s->consumer;
+    if (s->o.page_events == 0 || s->o.page_events > EVB_BUS_MAX_PAGE_EVENTS)
+        s->o.page_events = 2000;
+    if (s->o.fetch_timeout_ms == 0)
+        s->o.fetch_timeout_ms = 3000;
+    if (s->o.dead_after_ms == 0)
+        s->o.dead_after_ms = 5000;
+    if (s->o.rcvhwm <= 0)
+        s->o.rcvhwm = 100000;
+    if (s->o.live_buffer == 0)
+        s->o.live_buffer = 10000;
+    s->next_req = 1;
+    s->zctx = zmq_ctx_new();
+    if (s->zctx == NULL) {
+        evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void s_feed_free(feed *f)
+{
+    for (size_t i = 0; i < f->nbuf; i++)
+        free(f->buf[i].data);
+    free(f->buf);
+    free(f);
+}
+
+void evb_sub_destroy(evb_sub_t **sp)
+{
+    if (sp == NULL || *sp == NULL)
+        return;
+    evb_sub_t *s = *sp;
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn *c = s->conns[i];
+        for (size_t j = 0; j < c->nfeeds; j++)
+            s_feed_free(c->feeds[j]);
+        free(c->feeds);
+        if (c->sub)
+            zmq_close(c->sub);
+        if (c->dealer)
+            zmq_close(c->dealer);
+        free(c);
+    }
+    free(s->conns);
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    evb_buf_free(&s->msg);
+    evb_event_clear(&s->ev);
+    free(s);
+    *sp = NULL;
+}
+
+/* ---- helpers ---- */
+
+static void s_bad_frame(conn *c, feed *f, const char *why)
+{
+    c->bad_frames++;
+    (void)f;
+    int64_t now = evb_now_us();
+    if (now - c->last_bad_log_us < 1000000) {
+        c->bad_unlogged++;
+        return;
+    }
+    evb_log(EVB_LOG_WARN, "bad frame from %s: %s (%llu more not logged)", c->name, why,
+            (unsigned long long)c->bad_unlogged);
+    c->last_bad_log_us = now;
+    c->bad_unlogged = 0;
+}
+
+static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
+{
+    for (size_t i = 0; i < c->nfeeds; i++)
+        if (strcmp(c->feeds[i]->category, category) == 0)
+            return c->feeds[i];
+    if (!create)
+        return NULL;
+    feed **nf = realloc(c->feeds, (c->nfeeds + 1) * sizeof *nf);
+    if (nf == NULL)
+        return NULL;
+    c->feeds = nf;
+    feed *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    f->c = c;
+    snprintf(f->category, sizeof f->category, "%s", category);
+    f->state = EVB_FEED_CATCHING_UP;
+    c->feeds[c->nfeeds++] = f;
+    (void)s;
+    return f;
+}
+
+static void s_drop_buffer(feed *f)
+{
+    for (size_t i = 0; i < f->nbuf; i++)
+        free(f->buf[i].data);
+    f->nbuf = 0;
+}
+
+/* Send a request frame on the conn's DEALER; false when no peer takes it now
+ * (ZMQ_IMMEDIATE: nothing queues for a publisher that is not there). */
+static bool s_send(conn *c, const evb_buf *b)
+{
+    return zmq_send(c->dealer, b->data, b->len, ZMQ_DONTWAIT) >= 0;
+}
+
+static void s_hello(evb_sub_t *s, conn *c)
+{
+    s->msg.len = 0;
+    c->hello_req = s->next_req++;
+    c->hello_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+    if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK)
+        (void)s_send(c, &s->msg);
+}
+
+static void s_fetch(evb_sub_t *s, feed *f)
+{
+    conn *c = f->c;
+    s->msg.len = 0;
+    f->fetch_req = s->next_req++;
+    f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+    if (bm_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events, NULL) ==
+        EVB_OK)
+        (void)s_send(c, &s->msg);
+}
+
+/* Read the feed's checkpoint for the conn's log and start catching up. */
+static int s_load(evb_sub_t *s, feed *f, evb_err *err)
+{
+    uint64_t seq;
+    int rc = evb_store_checkpoint_get(s->o.store, s->consumer, &f->c->log_id, f->category,
+                                      &seq, err);
+    if (rc != EVB_OK)
+        return rc;
+    f->applied = seq;
+    f->loaded = true;
+    f->state = EVB_FEED_CATCHING_UP;
+    s_fetch(s, f);
+    return EVB_OK;
+}
+
+/* A log id heard from the publisher: learn it, or react to a change. */
+static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *err)
+{
+    if (!c->have_log_id) {
+        c->log_id = *log_id;
+        c->have_log_id = true;
+        for (size_t i = 0; i < c->nfeeds; i++)
+            if (!c->feeds[i]->loaded && s_load(s, c->feeds[i], err) != EVB_OK)
+                return false;
+        return true;
+    }
+    if (memcmp(&c->log_id, log_id, sizeof *log_id) == 0)
+        return true;
+    char was[EVB_ID_HEX_LEN + 1], now[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&c->log_id, was);
+    evb_id_to_hex(log_id, now);
+    if (s->o.log_id_policy == EVB_LOGID_RESTART) {
+        evb_log(EVB_LOG_WARN,
+                "publisher %s: log id changed from %s to %s (log recreated); starting "
+                "over from sequence 1 as configured",
+                c->name, was, now);
+        c->log_id = *log_id;
+        for (size_t i = 0; i < c->nfeeds; i++) {
+            feed *f = c->feeds[i];
+            s_drop_buffer(f);
+            f->loaded = false;
+            if (f->state != EVB_FEED_STOPPED && s_load(s, f, err) != EVB_OK)
+                return false;
+        }
+        return false;
+    }
+    for (size_t i = 0; i < c->nfeeds; i++) {
+        feed *f = c->feeds[i];
+        if (f->state == EVB_FEED_STOPPED)
+            continue;
+        evb_log(EVB_LOG_ERROR,
+                "publisher %s, category %s: log id changed from %s to %s (its log was "
+                "wiped and recreated); feed stopped at %llu. Its old events are not in the "
+                "new log: check the publisher, then restart this consumer with the "
+                "restart policy to start over from sequence 1",
+                c->name, f->category, was, now, (unsigned long long)f->applied);
+        f->state = EVB_FEED_STOPPED;
+        snprintf(f->reason, sizeof f->reason, "publisher log id changed from %s to %s", was,
+                 now);
+        s_drop_buffer(f);
+        f->fetch_req = 0;
+    }
+    return false;
+}
+
+/* ---- applying ---- */
+
+/* Count a refusal (or an undecodable event) of seq; stall the feed after
+ * SUB_STALL_AFTER in a row on the same event. */
+static void s_refused(evb_sub_t *s, feed *f, uint64_t seq, const char *type, const char *why)
+{
+    f->refusals++;
+    f->refusals_in_row = (f->refused_seq == seq) ? f->refusals_in_row + 1 : 1;
+    f->refused_seq = seq;
+    evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: event %llu (%s) not applied (attempt %u): %s",
+            s->consumer, f->c->name, f->category, (unsigned long long)seq, type,
+            f->refusals_in_row, why);
+    if (f->refusals_in_row >= SUB_STALL_AFTER) {
+        f->state = EVB_FEED_STALLED;
+        snprintf(f->reason, sizeof f->reason, "event %llu (%s) refused %u times: %.180s",
+                 (unsigned long long)seq, type, f->refusals_in_row, why);
+        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
+                f->c->name, f->category, f->reason);
+    }
+}
+
+typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
+
+/* One transaction over frames[0..n): handler per event, then the checkpoint
+ * (at least `position`), then commit. With `batch`, any trouble aborts the
+ * whole transaction and asks for a retry one event at a time; unbatched runs
+ * hold at most one event, and stop (nothing committed) if it cannot go in. */
+static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t position,
+                 bool batch, run_result *res, evb_err *err)
+{
+    *res = RUN_OK;
+    evb_txn_t *tx = evb_txn_begin(s->o.store, err);
+    if (tx == NULL)
+        return err ? err->code : EVB_EBUSY;
+    uint64_t pos = f->applied, done = 0, dups = 0;
+    for (size_t i = 0; i < n && *res == RUN_OK; i++) {
+        evb_err e;
+        evb_err_clear(&e);
+        if (evb_event_decode_into(zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]), &s->ev,
+                                  &e) != EVB_OK) {
+            s_bad_frame(f->c, f, e.msg);
+            *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
+            if (!batch)
+                s_refused(s, f, pos + 1, "?", e.msg);
+            break;
+        }
+        const evb_event_t *ev = &s->ev;
+        if (ev->seq <= pos) {
+            dups++;
+            continue;
+        }
+        if (strcmp(ev->category, f->category) != 0 ||
+            memcmp(&ev->log_id, &f->c->log_id, sizeof ev->log_id) != 0) {
+            s_bad_frame(f->c, f, "an event of another category or log in a feed");
+            *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
+            break;
+        }
+        if (s->o.handler(ev, tx, s->o.ctx, &e) != EVB_OK) {
+            *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
+            if (!batch)
+                s_refused(s, f, ev->seq, ev->type, e.msg[0] ? e.msg : "handler refused");
+            break;
+        }
+        pos = ev->seq;
+        done++;
+    }
+    if (*res == RUN_RETRY_SINGLY) {
+        evb_txn_destroy(&tx);
+        return EVB_OK;
+    }
+    /* Unbatched runs hold one event, so a stopped run has applied nothing:
+     * the handler's writes for the refused event are discarded with tx. */
+    if (*res == RUN_OK && position > pos)
+        pos = position;
+    f->duplicates += dups;
+    if (pos <= f->applied || *res == RUN_STOPPED) {
+        evb_txn_destroy(&tx);
+        return EVB_OK;
+    }
+    int rc = evb_txn_checkpoint(tx, s->consumer, &f->c->log_id, f->category, pos, err);
+    if (rc == EVB_OK)
+        rc = evb_txn_commit(&tx, err);
+    evb_txn_destroy(&tx);
+    if (rc != EVB_OK)
+        return rc;
+    f->applied = pos;
+    f->applied_events += done;
+    if (done > 0)
+        f->refusals_in_row = 0;
+    return EVB_OK;
+}
+
+/* Apply frames[0..n) (envelopes in log order) and move the feed's position to
+ * at least `position` when all of them went in. One transaction for the lot;
+ * if anything goes wrong, again one event per transaction, stopping at the
+ * event that cannot be applied (*refused). */
+static int s_apply(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t position,
+                   bool *refused, evb_err *err)
+{
+    *refused = false;
+    run_result res;
+    int rc = s_run(s, f, frames, n, position, n > 1, &res, err);
+    if (rc != EVB_OK || res == RUN_OK)
+        return rc;
+    if (res == RUN_STOPPED) {
+        *refused = true;
+        return EVB_OK;
+    }
+    for (size_t k = 0; k < n; k++) {
+        rc = s_run(s, f, &frames[k], 1, 0, false, &res, err);
+        if (rc != EVB_OK)
+            return rc;
+        if (res != RUN_OK) {
+            *refused = true;
+            return EVB_OK;
+        }
+    }
+    if (position > f->applied)
+        return s_run(s, f, NULL, 0, position, false, &res, err);
+    return EVB_OK;
+}
+
+/* After a catch-up ends: apply buffered live events that follow on. */
+static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
+{
+    size_t i = 0;
+    int rc = EVB_OK;
+    for (; i < f->nbuf; i++) {
+        live_ev *le = &f->buf[i];
+        if (le->seq <= f->applied) {
+            f->duplicates++;
+            continue;
+        }
+        if (le->prev > f->applied)
+            break; /* a gap: catch up again from applied */
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, le->data, le->len, NULL, NULL);
+        bool refused;
+        rc = s_apply(s, f, &m, 1, 0, &refused, err);
+        zmq_msg_close(&m);
+        if (rc != EVB_OK || refused)
+            break;
+    }
+    bool all_done = (i == f->nbuf);
+    s_drop_buffer(f);
+    if (rc != EVB_OK)
+        return rc;
+    if (all_done && f->state == EVB_FEED_CATCHING_UP) {
+        f->state = EVB_FEED_LIVE;
+    } else if (f->state == EVB_FEED_CATCHING_UP) {
+        f->gaps++;
+        s_fetch(s, f);
+    }
+    return EVB_OK;
+}
+
+/* ---- receiving ---- */
+
+/* Receive the remaining frames of a message into frames[] (at most max). */
+static size_t s_recv_rest(void *sock, zmq_msg_t *frames, size_t max, bool more,
+                          size_t *total)
+{
+    size_t n = 0;
+    *total = 0;
+    while (more) {
+        zmq_msg_t tmp;
+        zmq_msg_t *dst = n < max ? &frames[n] : &tmp;
+        zmq_msg_init(dst);
+        if (zmq_msg_recv(dst, sock, 0) < 0) {
+            zmq_msg_close(dst);
+            break;
+        }
+        more = zmq_msg_more(dst);
+        (*total)++;
+        if (n < max)
+            n++;
+        else
+            zmq_msg_close(&tmp);
+    }
+    return n;
+}
+
+static void s_close_frames(zmq_msg_t *frames, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
+                          evb_err *err)
+{
+    static bm_reply r; /* large; the subscriber is single-threaded per object */
+    evb_err perr;
+    if (bm_parse_reply(body, len, &r, &perr) != EVB_OK || r.kind != BM_HB) {
+        s_bad_frame(c, NULL, perr.msg);
+        return EVB_OK;
+    }
+    c->last_hb_us = evb_now_us();
+    if (!s_check_log(s, c, &r.log_id, err))
+        return err && err->code ? err->code : EVB_OK;
+    if (r.head > c->head)
+        c->head = r.head;
+    for (size_t i = 0; i < r.nheads; i++) {
+        feed *f = s_feed(s, c, r.heads[i].name, c->all);
+        if (f == NULL)
+            continue;
+        if (!f->loaded) {
+            int rc = s_load(s, f, err);
+            if (rc != EVB_OK)
+                return rc;
+            continue;
+        }
+        if (r.heads[i].head > f->cat_head)
+            f->cat_head = r.heads[i].head;
+        /* The heartbeat follows every event it counts on the same socket: a
+         * head beyond what we applied means the last event(s) were lost. */
+        if (f->state == EVB_FEED_LIVE && r.heads[i].head > f->applied) {
+            f->gaps++;
+            f->state = EVB_FEED_CATCHING_UP;
+            s_fetch(s, f);
+        }
+    }
+    return EVB_OK;
+}
+
+static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames, size_t n,
+                     evb_err *err)
+{
+    size_t tl = zmq_msg_size(topic);
+    const char *t = zmq_msg_data(topic);
+    if (n != 2 || tl < 3 || t[tl - 1] != '\0') {
+        s_bad_frame(c, NULL, "live event: want topic, header and envelope");
+        return EVB_OK;
+    }
+    char cat[EVB_MAX_CATEGORY_LEN + 1];
+    if (tl - 2 > EVB_MAX_CATEGORY_LEN) {
+        s_bad_frame(c, NULL, "live event: topic too long");
+        return EVB_OK;
+    }
+    memcpy(cat, t + 1, tl - 2);
+    cat[tl - 2] = '\0';
+    uint64_t prev;
+    evb_err perr;
+    if (bm_parse_live_header(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &prev,
+                             &perr) != EVB_OK) {
+        s_bad_frame(c, NULL, perr.msg);
+        return EVB_OK;
+    }
+    if (evb_event_decode_into(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &s->ev,
+                              &perr) != EVB_OK) {
+        s_bad_frame(c, NULL, perr.msg);
+        return EVB_OK;
+    }
+    if (strcmp(s->ev.category, cat) != 0 || prev >= s->ev.seq) {
+        s_bad_frame(c, NULL, "live event: topic or prev disagrees with the envelope");
+        return EVB_OK;
+    }
+    if (!c->have_log_id)
+        return EVB_OK; /* not yet introduced: the catch-up will bring it */
+    if (!s_check_log(s, c, &s->ev.log_id, err))
+        return err && err->code ? err->code : EVB_OK;
+    feed *f = s_feed(s, c, cat, c->all);
+    if (f == NULL)
+        return EVB_OK;
+    uint64_t seq = s->ev.seq;
+    if (!f->loaded) {
+        int rc = s_load(s, f, err);
+        if (rc != EVB_OK)
+            return rc;
+    }
+    if (seq > c->head)
+        c->head = seq;
+    if (seq > f->cat_head)
+        f->cat_head = seq;
+    if (f->state == EVB_FEED_STALLED || f->state == EVB_FEED_STOPPED)
+        return EVB_OK;
+    if (seq <= f->applied) {
+        f->duplicates++;
+        return EVB_OK;
+    }
+    if (f->state == EVB_FEED_LIVE) {
+        if (prev <= f->applied) {
+            bool refused;
+            int rc = s_apply(s, f, &frames[1], 1, 0, &refused, err);
+            if (rc != EVB_OK)
+                return rc;
+            if (refused && f->state == EVB_FEED_LIVE) {
+                /* Offer it again after a short back-off, through catch-up. */
+                f->state = EVB_FEED_CATCHING_UP;
+                f->fetch_req = 0;
+                f->fetch_deadline = evb_now_us() + 100000LL * f->refusals_in_row;
+            }
+            return EVB_OK;
+        }
+        f->gaps++;
+        f->state = EVB_FEED_CATCHING_UP;
+        s_fetch(s, f);
+    }
+    /* Catching up: keep it for the switch-over, within the bound. */
+    if (f->nbuf >= s->o.live_buffer) {
+        f->dropped_live++; /* the catch-up fetches it */
+        return EVB_OK;
+    }
+    if (f->nbuf == f->capbuf) {
+        size_t nc = f->capbuf ? f->capbuf * 2 : 64;
+        live_ev *nb = realloc(f->buf, nc * sizeof *nb);
+        if (nb == NULL)
+            return EVB_OK;
+        f->buf = nb;
+        f->capbuf = nc;
+    }
+    size_t len = zmq_msg_size(&frames[1]);
+    char *copy = malloc(len);
+    if (copy == NULL)
+        return EVB_OK;
+    memcpy(copy, zmq_msg_data(&frames[1]), len);
+    f->buf[f->nbuf++] = (live_ev){seq, prev, len, copy};
+    return EVB_OK;
+}
+
+static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t total,
+                      evb_err *err)
+{
+    static bm_reply r;
+    evb_err perr;
+    if (n == 0 || bm_parse_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &r,
+                                 &perr) != EVB_OK) {
+        s_bad_frame(c, NULL, n == 0 ? "empty reply" : perr.msg);
+        return EVB_OK;
+    }
+    c->last_hb_us = evb_now_us();
+    if (r.kind == BM_HELLO) {
+        if (r.req_id != c->hello_req)
+            return EVB_OK; /* an answer to an older hello */
+        c->hello_req = 0;
+        if (r.head > c->head)
+            c->head = r.head;
+        if (!s_check_log(s, c, &r.log_id, err))
+            return err && err->code ? err->code : EVB_OK;
+        /* Known log (reconnect): feeds that were live check for a gap. */
+        for (size_t i = 0; i < c->nfeeds; i++) {
+            feed *f = c->feeds[i];
+            if (!f->loaded) {
+                int rc = s_load(s, f, err);
+                if (rc != EVB_OK)
+                    return rc;
+            } else if (f->state == EVB_FEED_LIVE && f->fetch_req == 0) {
+                f->state = EVB_FEED_CATCHING_UP;
+                s_fetch(s, f);
+            }
+        }
+        return EVB_OK;
+    }
+    feed *f = NULL;
+    for (size_t i = 0; i < c->nfeeds && f == NULL; i++)
+        if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == r.req_id)
+            f = c->feeds[i];
+    if (f == NULL)
+        return EVB_OK; /* a reply to a fetch we gave up on */
+    f->fetch_req = 0;
+    if (r.kind == BM_ERROR) {
+        evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
+                c->name, f->category, (unsigned long long)f->applied, r.code, r.message);
+        f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+        return EVB_OK;
+    }
+    if (total != (size_t)r.count + 1 || n != total) {
+        s_bad_frame(c, f, "page: frame count disagrees with its header");
+        f->fetch_deadline = 0; /* ask again now */
+        return EVB_OK;
+    }
+    if (!s_check_log(s, c, &r.log_id, err))
+        return err && err->code ? err->code : EVB_OK;
+    if (r.head > c->head)
+        c->head = r.head;
+    f->pages++;
+    bool refused;
+    int rc = s_apply(s, f, &frames[1], r.count, r.more ? 0 : r.position, &refused, err);
+    if (rc != EVB_OK)
+        return rc;
+    if (refused || f->state != EVB_FEED_CATCHING_UP) {
+        f->fetch_deadline = evb_now_us() + 100000LL * f->refusals_in_row;
+        return EVB_OK;
+    }
+    if (r.more || f->applied < r.position)
+        s_fetch(s, f);
+    else
+        rc = s_drain(s, f, err);
+    return rc;
+}
+
+#define MAX_FRAMES (EVB_BUS_MAX_PAGE_EVENTS + 2)
+
+static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
+{
+    static zmq_msg_t frames[4];
+    for (;;) {
+        zmq_msg_t topic;
+        zmq_msg_init(&topic);
+        if (zmq_msg_recv(&topic, c->sub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&topic);
+            return EVB_OK;
+        }
+        size_t total;
+        size_t n = s_recv_rest(c->sub, frames, 3, zmq_msg_more(&topic), &total);
+        int rc = EVB_OK;
+        const char *t = zmq_msg_data(&topic);
+        size_t tl = zmq_msg_size(&topic);
+        if (tl == BM_TOPIC_HEARTBEAT_LEN && memcmp(t, BM_TOPIC_HEARTBEAT, tl) == 0) {
+            if (total == 1)
+                rc = s_on_heartbeat(s, c, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+                                    err);
+            else
+                s_bad_frame(c, NULL, "heartbeat: want 2 frames");
+        } else if (tl >= 1 && t[0] == 'E' && total == n) {
+            rc = s_on_live(s, c, &topic, frames, n, err);
+        } else {
+            s_bad_frame(c, NULL, "unknown topic on the live socket");
+        }
+        s_close_frames(frames, n);
+        zmq_msg_close(&topic);
+        if (rc != EVB_OK)
+            return rc;
+        if (++*handled >= SUB_MAX_MSGS_PER_TURN)
+            return EVB_OK;
+    }
+}
+
+static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
+{
+    static zmq_msg_t frames[MAX_FRAMES];
+    for (;;) {
+        zmq_msg_init(&frames[0]);
+        if (zmq_msg_recv(&frames[0], c->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&frames[0]);
+            return EVB_OK;
+        }
+        size_t total;
+        size_t n = 1 + s_recv_rest(c->dealer, frames + 1, MAX_FRAMES - 1,
+                                   zmq_msg_more(&frames[0]), &total);
+        int rc = s_on_reply(s, c, frames, n, total + 1, err);
+        s_close_frames(frames, n);
+        if (rc != EVB_OK)
+            return rc;
+        if (++*handled >= SUB_MAX_MSGS_PER_TURN / 100)
+            return EVB_OK;
+    }
+}
+
+/* ---- public ---- */
+
+int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
+                   const char *const *categories, size_t n, evb_err *err)
+{
+    if (pub_ep == NULL || cu_ep == NULL || strlen(pub_ep) >= EVB_BUS_MAX_ENDPOINT ||
+        strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
+        return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
+                           EVB_BUS_MAX_ENDPOINT - 1);
+    for (size_t i = 0; i < n; i++)
+        if (evb_check_category(categories[i], err) != EVB_OK)
+            return EVB_EINVAL;
+    conn *c = calloc(1, sizeof *c);
+    conn **nc = realloc(s->conns, (s->nconns + 1) * sizeof *nc);
+    if (c == NULL || nc == NULL) {
+        free(c);
+        if (nc)
+            s->conns = nc;
+        return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    }
+    s->conns = nc;
+    snprintf(c->pub_ep, sizeof c->pub_ep, "%s", pub_ep);
+    snprintf(c->cu_ep, sizeof c->cu_ep, "%s", cu_ep);
+    snprintf(c->name, sizeof c->name, "%s,%s", pub_ep, cu_ep);
+    c->all = (n == 0);
+    c->sub = zmq_socket(s->zctx, ZMQ_SUB);
+    c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
+    s->conns[s->nconns++] = c; /* destroy frees it from here on */
+    if (c->sub == NULL || c->dealer == NULL)
+        return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
+    int zero = 0, one = 1, ivl = 1000, tmo = 3000;
+    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    void *socks[2] = {c->sub, c->dealer};
+    for (int i = 0; i < 2; i++) {
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        /* ZMTP heartbeats notice a dead or half-open connection. */
+        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
+    }
+    zmq_setsockopt(c->sub, ZMQ_RCVHWM, &s->o.rcvhwm, sizeof s->o.rcvhwm);
+    zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    int rcvhwm = 0; /* catch-up replies are bounded by the one outstanding fetch per feed */
+    zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
+    if (n == 0) {
+        zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            char topic[2 + EVB_MAX_CATEGORY_LEN];
+            size_t tl = bm_topic_event(topic, categories[i]);
+            zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
+            if (s_feed(s, c, categories[i], true) == NULL)
+                return evb_err_set(err, EVB_ENOMEM, "out of memory");
+        }
+    }
+    if (zmq_connect(c->sub, pub_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", pub_ep,
+                           zmq_strerror(errno));
+    if (zmq_connect(c->dealer, cu_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", cu_ep,
+                           zmq_strerror(errno));
+    c->last_hb_us = evb_now_us();
+    s_hello(s, c);
+    return EVB_OK;
+}
+
+/* Timers: hellos and fetches that got no answer, refusal back-offs, and
+ * publishers that went quiet. */
+static void s_timers(evb_sub_t *s)
+{
+    int64_t now = evb_now_us();
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn *c = s->conns[i];
+        if (now - c->last_hb_us > (int64_t)s->o.dead_after_ms * 1000) {
+            /* Quiet for too long: ask again who is there (a restarted
+             * publisher may have a new log) and re-check every feed. */
+            c->last_hb_us = now;
+            s_hello(s, c);
+        } else if (c->hello_req != 0 && now > c->hello_deadline) {
+            s_hello(s, c);
+        }
+        for (size_t j = 0; j < c->nfeeds; j++) {
+            feed *f = c->feeds[j];
+            if (!f->loaded || f->state != EVB_FEED_CATCHING_UP)
+                continue;
+            if ((f->fetch_req != 0 && now > f->fetch_deadline) ||
+                (f->fetch_req == 0 && now >= f->fetch_deadline))
+                s_fetch(s, f);
+        }
+    }
+}
+
+int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
+{
+    evb_err_clear(err);
+    size_t n = 2 * s->nconns;
+    zmq_pollitem_t items[64];
+    if (n > 64)
+        n = 64;
+    for (size_t i = 0; i < n / 2; i++) {
+        items[2 * i] = (zmq_pollitem_t){s->conns[i]->sub, 0, ZMQ_POLLIN, 0};
+        items[2 * i + 1] = (zmq_pollitem_t){s->conns[i]->dealer, 0, ZMQ_POLLIN, 0};
+    }
+    if (timeout_ms > 100 || timeout_ms < 0)
+        timeout_ms = 100; /* timers need a turn now and then */
+    int rc = zmq_poll(items, (int)n, timeout_ms);
+    if (rc < 0 && errno != EINTR)
+        return evb_err_set(err, EVB_EIO, "zmq_poll: %s", zmq_strerror(errno));
+    size_t handled = 0;
+    for (size_t i = 0; i < n / 2; i++) {
+        conn *c = s->conns[i];
+        if ((rc = s_read_dealer(s, c, err, &handled)) != EVB_OK)
+            return rc;
+        if ((rc = s_read_sub(s, c, err, &handled)) != EVB_OK)
+            return rc;
+    }
+    s_timers(s);
+    return EVB_OK;
+}
+
+int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
+{
+    (void)err;
+    int64_t now = evb_now_us();
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn *c = s->conns[i];
+        for (size_t j = 0; j < c->nfeeds; j++) {
+            feed *f = c->feeds[j];
+            evb_feed_status fs = {
+                .publisher = c->name,
+                .category = f->category,
+                .log_id = c->log_id,
+                .applied = f->applied,
+                .head = c->head,
+                /* Lag counts the log's events after applied, but only while
+                 * the category has events we lack: a caught-up feed of a
+                 * quiet category shows 0 however busy the log is. */
+                .lag = (f->cat_head > f->applied && c->head > f->applied) ?
+                           c->head - f->applied : 0,
+                .state = f->state,
+                .reason = f->reason,
+                .applied_events = f->applied_events,
+                .duplicates = f->duplicates,
+                .gaps = f->gaps,
+                .pages = f->pages,
+                .bad_frames = c->bad_frames,
+                .refusals = f->refusals,
+                .heartbeat_age_ms = (now - c->last_hb_us) / 1000,
+            };
+            int rc = fn(&fs, ctx);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return EVB_OK;
+}
