@@ -55,7 +55,8 @@ static cat_entry *s_cat(evb_pub_t *p, const char *name, bool create)
 {
     cat_entry key;
     snprintf(key.name, sizeof key.name, "%s", name);
-    cat_entry *c = bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
+    cat_entry *c =
+        p->ncats ? bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat) : NULL;
     if (c != NULL || !create)
         return c;
     if (p->ncats == p->capcats) {
