@@ -155,10 +155,10 @@ void evb_buf_free(evb_buf *b)
 
 bool evb_id_is_zero(const evb_id *id)
 {
-    uint8_t acc = 0;
-    for (unsigned i = 0; i < EVB_ID_LEN; i++)
-        acc |= id->b[i];
-    return acc == 0;
+    uint64_t a, b;
+    memcpy(&a, id->b, 8);
+    memcpy(&b, id->b + 8, 8);
+    return (a | b) == 0;
 }
 
 int evb_id_random(evb_id *id, evb_err *err)
