@@ -82,7 +82,12 @@ typedef struct evb_sub evb_sub_t;
  * event's effects to tx (evb_txn_put, evb_txn_append, ...); the subscriber
  * adds the feed's checkpoint and commits. Return EVB_OK to apply, anything
  * else to refuse: nothing of tx is committed and the event is offered again
- * later. ev and tx are lent for the call. */
+ * later. ev and tx are lent for the call. Events are applied in batches (a
+ * catch-up page, one transaction): when one is refused the batch is undone
+ * and applied again one event at a time, so the handler can be called more
+ * than once for an event whose effects were never committed. Effects kept in
+ * tx happen exactly once; anything else the handler does (a message, a file)
+ * is at-least-once: use (publisher log id, seq) as its idempotency key. */
 typedef int (*evb_handler_fn)(const evb_event_t *ev, evb_txn_t *tx, void *ctx,
                               evb_err *err);
 
@@ -124,7 +129,7 @@ EVB_EXPORT int evb_sub_poll(evb_sub_t *sub, int timeout_ms, evb_err *err);
 typedef enum evb_feed_state {
     EVB_FEED_CATCHING_UP = 0,
     EVB_FEED_LIVE,
-    EVB_FEED_STALLED, /* the handler keeps refusing one event */
+    EVB_FEED_STALLED, /* no progress after 5 attempts (refusals or crashes) */
     EVB_FEED_STOPPED  /* the publisher's log id changed (EVB_LOGID_STOP) */
 } evb_feed_state;
 
@@ -146,6 +151,17 @@ typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);
 EVB_EXPORT int evb_sub_status(evb_sub_t *sub, evb_feed_fn fn, void *ctx, evb_err *err);
 
 EVB_EXPORT const char *evb_feed_state_name(evb_feed_state s);
+
+/* Operator actions on a stalled feed, named by publisher ("PUB_EP,CATCHUP_EP"
+ * or just PUB_EP; NULL: the first feed of that category) and category.
+ * retry: forget the attempts and try again. skip: record that the events up
+ * to seq are skipped (a key in the consumer's store, committed with the
+ * checkpoint that passes them) and go on after seq. EVB_ENOTFOUND: no such
+ * feed; EVB_EINVAL: the feed is not stalled, or seq is not ahead of it. */
+EVB_EXPORT int evb_sub_retry(evb_sub_t *sub, const char *publisher, const char *category,
+                             evb_err *err);
+EVB_EXPORT int evb_sub_skip(evb_sub_t *sub, const char *publisher, const char *category,
+                            uint64_t seq, evb_err *err);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,7 @@
 #include <zmq.h>
 
 #define SUB_MAX_MSGS_PER_TURN 50000
-#define SUB_STALL_AFTER 5  /* refusals of one event before the feed stalls */
+#define SUB_MAX_ATTEMPTS 5 /* attempts without progress before a feed stalls */
 
 typedef struct live_ev {
     uint64_t seq, prev;
@@ -49,8 +49,9 @@ typedef struct feed {
     int64_t fetch_deadline; /* resend after; or the back-off of a refusal */
     live_ev *buf;
     size_t nbuf, capbuf;
-    uint64_t refused_seq;
-    unsigned refusals_in_row;
+    uint64_t att_pos;   /* durable attempt record: position it started from */
+    uint32_t att_count; /* attempts from att_pos without progress (crashes count) */
+    char last_error[160];
     uint64_t applied_events, duplicates, gaps, pages, refusals, dropped_live;
 } feed;
 
@@ -244,6 +245,98 @@ static void s_fetch(evb_sub_t *s, feed *f)
         (void)s_send(c, &s->msg);
 }
 
+/* ---- attempts ----
+ * Before a run of events is handed to the handler, the feed records in its
+ * store (position, attempts): an attempt from the same position as the last
+ * recorded one means the last one made no progress (the handler refused, or
+ * the process died in it), so crashes count too. After SUB_MAX_ATTEMPTS
+ * without progress the feed stalls until an operator retries or skips. The
+ * records live among the consumer's keys under a "\0evb:" prefix. */
+static size_t s_feed_key(evb_sub_t *s, const feed *f, const char *kind, char *key)
+{
+    size_t n = 0, cl = strlen(s->consumer), kl = strlen(kind), catl = strlen(f->category);
+    key[n++] = '\0';
+    memcpy(key + n, "evb:", 4);
+    n += 4;
+    memcpy(key + n, kind, kl);
+    n += kl;
+    key[n++] = '\0';
+    memcpy(key + n, s->consumer, cl);
+    n += cl;
+    key[n++] = '\0';
+    memcpy(key + n, f->c->log_id.b, EVB_ID_LEN);
+    n += EVB_ID_LEN;
+    memcpy(key + n, f->category, catl);
+    return n + catl;
+}
+
+static int s_att_load(evb_sub_t *s, feed *f, evb_err *err)
+{
+    char key[EVB_MAX_KEY_LEN];
+    size_t kl = s_feed_key(s, f, "att", key);
+    f->att_pos = 0;
+    f->att_count = 0;
+    int rc = evb_store_get(s->o.store, key, kl, &s->msg, err);
+    if (rc == EVB_ENOTFOUND) {
+        evb_err_clear(err);
+        return EVB_OK;
+    }
+    if (rc != EVB_OK)
+        return rc;
+    if (s->msg.len == 12) {
+        const uint8_t *p = (const uint8_t *)s->msg.data;
+        for (int i = 0; i < 8; i++)
+            f->att_pos = (f->att_pos << 8) | p[i];
+        for (int i = 8; i < 12; i++)
+            f->att_count = (f->att_count << 8) | p[i];
+    }
+    return EVB_OK;
+}
+
+static int s_att_write(evb_sub_t *s, feed *f, uint64_t pos, uint32_t count, evb_err *err)
+{
+    char key[EVB_MAX_KEY_LEN];
+    size_t kl = s_feed_key(s, f, "att", key);
+    uint8_t v[12];
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)(pos >> (56 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        v[8 + i] = (uint8_t)(count >> (24 - 8 * i));
+    evb_txn_t *tx = evb_txn_begin(s->o.store, err);
+    if (tx == NULL)
+        return err ? err->code : EVB_EBUSY;
+    int rc = evb_txn_put(tx, key, kl, v, sizeof v, err);
+    if (rc == EVB_OK)
+        rc = evb_txn_commit(&tx, err);
+    evb_txn_destroy(&tx);
+    if (rc == EVB_OK) {
+        f->att_pos = pos;
+        f->att_count = count;
+    }
+    return rc;
+}
+
+/* Count an attempt from the feed's position; false (and the feed stalled)
+ * when it has had its share. */
+static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
+{
+    uint32_t count = (f->att_pos == f->applied && f->att_count > 0) ? f->att_count + 1 : 1;
+    if (count > SUB_MAX_ATTEMPTS) {
+        f->state = EVB_FEED_STALLED;
+        snprintf(f->reason, sizeof f->reason,
+                 "no progress past %llu after %u attempts: %.100s; retry or skip it",
+                 (unsigned long long)f->applied, f->att_count,
+                 f->last_error[0] ? f->last_error : "the process died in the handler");
+        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
+                f->c->name, f->category, f->reason);
+        s_drop_buffer(f);
+        *rc = EVB_OK;
+        return false;
+    }
+    *rc = s_att_write(s, f, f->applied, count, err);
+    return *rc == EVB_OK;
+}
+
 /* Read the feed's checkpoint for the conn's log and start catching up. */
 static int s_load(evb_sub_t *s, feed *f, evb_err *err)
 {
@@ -255,6 +348,18 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
     f->applied = seq;
     f->loaded = true;
     f->state = EVB_FEED_CATCHING_UP;
+    if ((rc = s_att_load(s, f, err)) != EVB_OK)
+        return rc;
+    if (f->att_pos == f->applied && f->att_count >= SUB_MAX_ATTEMPTS) {
+        f->state = EVB_FEED_STALLED;
+        snprintf(f->reason, sizeof f->reason,
+                 "no progress past %llu after %u attempts (before a restart); retry or "
+                 "skip it",
+                 (unsigned long long)f->applied, f->att_count);
+        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
+                f->c->name, f->category, f->reason);
+        return EVB_OK;
+    }
     s_fetch(s, f);
     return EVB_OK;
 }
@@ -311,23 +416,16 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
 
 /* ---- applying ---- */
 
-/* Count a refusal (or an undecodable event) of seq; stall the feed after
- * SUB_STALL_AFTER in a row on the same event. */
+/* The handler refused seq (or it does not decode): the attempt failed. The
+ * next attempt from the same position counts on (s_attempt). */
 static void s_refused(evb_sub_t *s, feed *f, uint64_t seq, const char *type, const char *why)
 {
     f->refusals++;
-    f->refusals_in_row = (f->refused_seq == seq) ? f->refusals_in_row + 1 : 1;
-    f->refused_seq = seq;
+    snprintf(f->last_error, sizeof f->last_error, "event %llu (%.40s): %.100s",
+             (unsigned long long)seq, type, why);
     evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: event %llu (%s) not applied (attempt %u): %s",
             s->consumer, f->c->name, f->category, (unsigned long long)seq, type,
-            f->refusals_in_row, why);
-    if (f->refusals_in_row >= SUB_STALL_AFTER) {
-        f->state = EVB_FEED_STALLED;
-        snprintf(f->reason, sizeof f->reason, "event %llu (%s) refused %u times: %.180s",
-                 (unsigned long long)seq, type, f->refusals_in_row, why);
-        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
-                f->c->name, f->category, f->reason);
-    }
+            f->att_count, why);
 }
 
 typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
@@ -397,7 +495,7 @@ static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t po
     f->applied = pos;
     f->applied_events += done;
     if (done > 0)
-        f->refusals_in_row = 0;
+        f->last_error[0] = '\0';
     return EVB_OK;
 }
 
@@ -410,14 +508,27 @@ static int s_apply(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t 
 {
     *refused = false;
     run_result res;
-    int rc = s_run(s, f, frames, n, position, n > 1, &res, err);
-    if (rc != EVB_OK || res == RUN_OK)
-        return rc;
-    if (res == RUN_STOPPED) {
+    int rc;
+    if (n > 0 && !s_attempt(s, f, &rc, err)) {
         *refused = true;
-        return EVB_OK;
+        return rc;
+    }
+    /* A repeated attempt goes one event at a time, to find the one at fault. */
+    bool batch = n > 1 && f->att_count <= 1;
+    if (batch || n <= 1) {
+        rc = s_run(s, f, frames, n, position, batch, &res, err);
+        if (rc != EVB_OK || res == RUN_OK)
+            return rc;
+        if (res == RUN_STOPPED) {
+            *refused = true;
+            return EVB_OK;
+        }
     }
     for (size_t k = 0; k < n; k++) {
+        if (k > 0 && f->applied != f->att_pos && !s_attempt(s, f, &rc, err)) {
+            *refused = true;
+            return rc;
+        }
         rc = s_run(s, f, &frames[k], 1, 0, false, &res, err);
         if (rc != EVB_OK)
             return rc;
@@ -599,7 +710,7 @@ static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames,
                 /* Offer it again after a short back-off, through catch-up. */
                 f->state = EVB_FEED_CATCHING_UP;
                 f->fetch_req = 0;
-                f->fetch_deadline = evb_now_us() + 100000LL * f->refusals_in_row;
+                f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
             }
             return EVB_OK;
         }
@@ -690,7 +801,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t
     if (rc != EVB_OK)
         return rc;
     if (refused || f->state != EVB_FEED_CATCHING_UP) {
-        f->fetch_deadline = evb_now_us() + 100000LL * f->refusals_in_row;
+        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
         return EVB_OK;
     }
     if (r.more || f->applied < r.position)
@@ -913,5 +1024,83 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 return rc;
         }
     }
+    return EVB_OK;
+}
+
+/* ---- operator actions ---- */
+
+static feed *s_find_feed(evb_sub_t *s, const char *publisher, const char *category,
+                         evb_err *err)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn *c = s->conns[i];
+        if (publisher != NULL && strcmp(publisher, c->name) != 0 &&
+            strcmp(publisher, c->pub_ep) != 0)
+            continue;
+        for (size_t j = 0; j < c->nfeeds; j++)
+            if (strcmp(c->feeds[j]->category, category) == 0)
+                return c->feeds[j];
+    }
+    evb_err_set(err, EVB_ENOTFOUND, "no feed %s/%s", publisher ? publisher : "*", category);
+    return NULL;
+}
+
+int evb_sub_retry(evb_sub_t *s, const char *publisher, const char *category, evb_err *err)
+{
+    feed *f = s_find_feed(s, publisher, category, err);
+    if (f == NULL)
+        return EVB_ENOTFOUND;
+    if (f->state != EVB_FEED_STALLED)
+        return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
+                           category, evb_feed_state_name(f->state));
+    int rc = s_att_write(s, f, f->applied, 0, err);
+    if (rc != EVB_OK)
+        return rc;
+    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: retry from %llu by operator", s->consumer,
+            f->c->name, category, (unsigned long long)f->applied);
+    f->state = EVB_FEED_CATCHING_UP;
+    f->reason[0] = '\0';
+    s_fetch(s, f);
+    return EVB_OK;
+}
+
+int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint64_t seq,
+                 evb_err *err)
+{
+    feed *f = s_find_feed(s, publisher, category, err);
+    if (f == NULL)
+        return EVB_ENOTFOUND;
+    if (f->state != EVB_FEED_STALLED)
+        return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
+                           category, evb_feed_state_name(f->state));
+    if (seq <= f->applied)
+        return evb_err_set(err, EVB_EINVAL, "feed %s/%s is already past %llu", f->c->name,
+                           category, (unsigned long long)seq);
+    /* The skip is recorded with the checkpoint that passes over it. */
+    char key[EVB_MAX_KEY_LEN];
+    size_t kl = s_feed_key(s, f, "skip", key);
+    for (int i = 0; i < 8; i++)
+        key[kl++] = (char)(seq >> (56 - 8 * i));
+    char val[256];
+    int vl = snprintf(val, sizeof val, "skipped by operator at %lld us; applied was %llu; %s",
+                      (long long)evb_now_us(), (unsigned long long)f->applied, f->reason);
+    evb_txn_t *tx = evb_txn_begin(s->o.store, err);
+    if (tx == NULL)
+        return err ? err->code : EVB_EBUSY;
+    int rc = evb_txn_put(tx, key, kl, val, (size_t)vl < sizeof val ? (size_t)vl : sizeof val - 1,
+                         err);
+    if (rc == EVB_OK)
+        rc = evb_txn_checkpoint(tx, s->consumer, &f->c->log_id, category, seq, err);
+    if (rc == EVB_OK)
+        rc = evb_txn_commit(&tx, err);
+    evb_txn_destroy(&tx);
+    if (rc != EVB_OK)
+        return rc;
+    evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: events up to %llu skipped by operator",
+            s->consumer, f->c->name, category, (unsigned long long)seq);
+    f->applied = seq;
+    f->state = EVB_FEED_CATCHING_UP;
+    f->reason[0] = '\0';
+    s_fetch(s, f);
     return EVB_OK;
 }

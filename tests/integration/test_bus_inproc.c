@@ -1,0 +1,415 @@
+/*
+ * test_bus_inproc.c: the bus with a publisher and subscribers in one process,
+ * over real ipc sockets and real stores: category framing, late joining,
+ * exactly-once with gaps, stalls with retry and skip (attempts survive a
+ * restart of the subscriber), hostile catch-up requests, a publisher whose
+ * log was recreated. Every wait is a loop on a condition with a deadline.
+ */
+#include <evbus/evbus_bus.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <cmocka.h>
+
+#define DEADLINE_US (30 * 1000000LL)
+
+typedef struct world {
+    char dir[256];
+    char pub_ep[300], cu_ep[300];
+    evb_store_t *pst, *sst;
+    evb_pub_t *pub;
+    evb_sub_t *sub;
+    /* what the handler saw */
+    uint64_t count, sum, last_seq_show, order_errors, refuse_seq, refusals;
+    char key_prefix[16];
+} world;
+
+static int s_handler(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *err)
+{
+    world *w = ctx;
+    if (ev->seq == w->refuse_seq) {
+        w->refusals++;
+        return evb_err_set(err, EVB_EINVAL, "refusing %llu on purpose",
+                           (unsigned long long)ev->seq);
+    }
+    /* The durable effect: a new event (fresh random id) in the subscriber's
+     * own log, so every committed application shows, twice if it happened
+     * twice. The in-memory counters below see calls, not commits: a handler
+     * may be called again for an event whose transaction was not committed. */
+    uint8_t payload[16] = {0x81, 0xa3, 's', 'e', 'q', 0xcf};
+    for (int i = 0; i < 8; i++)
+        payload[6 + i] = (uint8_t)(ev->seq >> (56 - 8 * i));
+    evb_event_t e = {0};
+    e.type = "Applied";
+    e.payload = payload;
+    e.payload_len = 14;
+    int rc = evb_txn_append(tx, "applied", EVB_EXPECT_ANY, &e, 1, NULL, err);
+    if (rc != EVB_OK)
+        return rc;
+    w->count++;
+    w->sum += ev->seq;
+    if (strcmp(ev->category, "show") == 0) {
+        if (ev->seq <= w->last_seq_show)
+            w->order_errors++;
+        w->last_seq_show = ev->seq;
+    }
+    return EVB_OK;
+}
+
+static evb_store_t *s_open(world *w, const char *name, const char *service)
+{
+    char d[300];
+    snprintf(d, sizeof d, "%s/%s", w->dir, name);
+    evb_store_opts o = {0};
+    o.dir = d;
+    o.service = service;
+    o.create = true;
+    evb_err err;
+    evb_store_t *st = evb_store_open(&o, &err);
+    if (st == NULL)
+        fail_msg("open %s: %s", d, err.msg);
+    return st;
+}
+
+static void s_new_pub(world *w)
+{
+    evb_pub_opts po = {0};
+    po.store = w->pst;
+    po.pub_endpoint = w->pub_ep;
+    po.catchup_endpoint = w->cu_ep;
+    po.heartbeat_ms = 50;
+    evb_err err;
+    w->pub = evb_pub_new(&po, &err);
+    if (w->pub == NULL)
+        fail_msg("pub: %s", err.msg);
+}
+
+static void s_new_sub(world *w, const char *const *cats, size_t n)
+{
+    evb_sub_opts so = {0};
+    so.store = w->sst;
+    so.consumer = "test";
+    so.handler = s_handler;
+    so.ctx = w;
+    so.fetch_timeout_ms = 500;
+    evb_err err;
+    w->sub = evb_sub_new(&so, &err);
+    if (w->sub == NULL)
+        fail_msg("sub: %s", err.msg);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, cats, n, &err), EVB_OK);
+}
+
+static int s_setup(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    const char *tmp = getenv("EVB_TEST_TMP");
+    snprintf(w->dir, sizeof w->dir, "%s/busXXXXXX", tmp ? tmp : "/tmp");
+    if (mkdtemp(w->dir) == NULL)
+        return -1;
+    snprintf(w->pub_ep, sizeof w->pub_ep, "ipc://%s/pub.sock", w->dir);
+    snprintf(w->cu_ep, sizeof w->cu_ep, "ipc://%s/cu.sock", w->dir);
+    w->pst = s_open(w, "pub", "pubsvc");
+    w->sst = s_open(w, "sub", "subsvc");
+    *state = w;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    world *w = *state;
+    evb_sub_destroy(&w->sub);
+    evb_pub_destroy(&w->pub);
+    evb_store_destroy(&w->pst);
+    evb_store_destroy(&w->sst);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(w);
+    return 0;
+}
+
+static uint64_t s_append(world *w, const char *stream, int n)
+{
+    static const uint8_t payload[] = {0x81, 0xa1, 'n', 0x01};
+    evb_err err;
+    uint64_t last = 0;
+    for (int i = 0; i < n; i++) {
+        evb_event_t ev = {0};
+        ev.type = "Thing";
+        ev.payload = payload;
+        ev.payload_len = sizeof payload;
+        evb_append_result r;
+        if (evb_store_append(w->pst, stream, EVB_EXPECT_ANY, &ev, 1, &r, &err) != EVB_OK)
+            fail_msg("append: %s", err.msg);
+        last = r.last_seq;
+    }
+    return last;
+}
+
+/* The subscriber's log holds exactly the publisher's events of `category`
+ * (minus `skipped`), each once, in order. */
+static void s_check_effects(world *w, const char *category, uint64_t skipped)
+{
+    evb_err err;
+    evb_iter_t *pit = evb_store_read_category(w->pst, category, 0, NULL, &err);
+    evb_iter_t *sit = evb_store_read_stream(w->sst, "applied", 1, 0, NULL, &err);
+    assert_non_null(pit);
+    assert_non_null(sit);
+    const evb_event_t *pe, *se;
+    uint64_t n = 0;
+    while (evb_iter_next(pit, &pe, &err)) {
+        if (pe->seq == skipped)
+            continue;
+        assert_true(evb_iter_next(sit, &se, &err));
+        const uint8_t *p = (const uint8_t *)se->payload + 6;
+        uint64_t seq = 0;
+        for (int i = 0; i < 8; i++)
+            seq = (seq << 8) | p[i];
+        assert_int_equal(seq, pe->seq);
+        n++;
+    }
+    assert_false(evb_iter_next(sit, &se, &err)); /* nothing applied twice or extra */
+    assert_int_equal(err.code, EVB_OK);
+    evb_iter_destroy(&pit);
+    evb_iter_destroy(&sit);
+    assert_true(n > 0);
+}
+
+typedef struct want {
+    const char *category;
+    evb_feed_state state;
+    uint64_t applied;
+    bool found;
+    evb_feed_status got;
+} want;
+
+static int s_on_feed(const evb_feed_status *fs, void *ctx)
+{
+    want *wt = ctx;
+    if (strcmp(fs->category, wt->category) == 0) {
+        wt->found = true;
+        wt->got = *fs;
+    }
+    return 0;
+}
+
+/* Turn both loops until the feed of category is in state with applied >= a. */
+static evb_feed_status s_until(world *w, const char *category, evb_feed_state state,
+                               uint64_t applied)
+{
+    int64_t end = evb_now_us() + DEADLINE_US;
+    evb_err err;
+    want wt = {category, state, applied, false, {0}};
+    while (evb_now_us() < end) {
+        if (w->pub)
+            assert_int_equal(evb_pub_poll(w->pub, 0, &err), EVB_OK);
+        assert_int_equal(evb_sub_poll(w->sub, 5, &err), EVB_OK);
+        wt.found = false;
+        evb_sub_status(w->sub, s_on_feed, &wt, &err);
+        if (wt.found && wt.got.state == state && wt.got.applied >= applied)
+            return wt.got;
+    }
+    fail_msg("feed %s never reached %s at %llu (now %s at %llu)", category,
+             evb_feed_state_name(state), (unsigned long long)applied,
+             wt.found ? evb_feed_state_name(wt.got.state) : "absent",
+             (unsigned long long)wt.got.applied);
+    return wt.got;
+}
+
+static void test_prefix_categories_do_not_mix(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    s_append(w, "showtime-1", 5);
+    uint64_t last = s_append(w, "show-1", 3);
+    s_append(w, "showtime-2", 5);
+    s_until(w, "show", EVB_FEED_LIVE, last);
+    assert_int_equal(w->count, 3);
+    assert_int_equal(w->order_errors, 0);
+    s_check_effects(w, "show", 0);
+}
+
+static void test_late_joiner_gets_history_then_live(void **state)
+{
+    world *w = *state;
+    uint64_t sum = 0;
+    uint64_t before = s_append(w, "show-7", 3000);
+    for (uint64_t i = 1; i <= before; i++)
+        sum += i;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    s_until(w, "show", EVB_FEED_LIVE, before);
+    uint64_t last = s_append(w, "show-7", 500);
+    for (uint64_t i = before + 1; i <= last; i++)
+        sum += i;
+    evb_feed_status fs = s_until(w, "show", EVB_FEED_LIVE, last);
+    assert_int_equal(w->count, last);
+    assert_int_equal(w->sum, sum);
+    assert_int_equal(w->order_errors, 0);
+    assert_int_equal(fs.lag, 0);
+    /* The checkpoint is in the subscriber's store. */
+    evb_store_info pi;
+    evb_store_get_info(w->pst, &pi);
+    uint64_t ck;
+    evb_err err;
+    assert_int_equal(evb_store_checkpoint_get(w->sst, "test", &pi.log_id, "show", &ck, &err),
+                     EVB_OK);
+    assert_int_equal(ck, last);
+    s_check_effects(w, "show", 0);
+}
+
+static void test_restart_resumes_without_duplicates(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    s_new_sub(w, NULL, 0);
+    uint64_t a = s_append(w, "show-1", 200);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    evb_sub_destroy(&w->sub);
+    uint64_t b = s_append(w, "show-1", 300); /* while the subscriber is away */
+    s_new_sub(w, NULL, 0);
+    s_until(w, "show", EVB_FEED_LIVE, b);
+    assert_int_equal(w->count, b);
+    assert_int_equal(w->sum, b * (b + 1) / 2);
+    assert_int_equal(w->order_errors, 0);
+    s_check_effects(w, "show", 0);
+}
+
+static void test_refusing_handler_stalls_then_skip(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    uint64_t a = s_append(w, "show-1", 10);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    w->refuse_seq = a + 1;
+    uint64_t b = s_append(w, "show-1", 5);
+    evb_feed_status fs = s_until(w, "show", EVB_FEED_STALLED, a);
+    assert_int_equal(fs.applied, a);
+    assert_true(strstr(fs.reason, "attempts") != NULL);
+    assert_int_equal(w->refusals, 5);
+    /* The attempts are in the store: a new subscriber object starts stalled. */
+    evb_sub_destroy(&w->sub);
+    s_new_sub(w, cats, 1);
+    s_until(w, "show", EVB_FEED_STALLED, a);
+    assert_int_equal(w->refusals, 5);
+    evb_err err;
+    assert_int_equal(evb_sub_skip(w->sub, NULL, "show", a, &err), EVB_EINVAL);
+    assert_int_equal(evb_sub_skip(w->sub, NULL, "show", a + 1, &err), EVB_OK);
+    fs = s_until(w, "show", EVB_FEED_LIVE, b);
+    assert_int_equal(w->refusals, 5);
+    s_check_effects(w, "show", a + 1); /* all but the skipped one */
+    /* The skip is on record in the subscriber's store: the feed's position
+     * passed it, so the checkpoint is beyond it. */
+    evb_store_info pi;
+    evb_store_get_info(w->pst, &pi);
+    uint64_t ck;
+    assert_int_equal(evb_store_checkpoint_get(w->sst, "test", &pi.log_id, "show", &ck, &err),
+                     EVB_OK);
+    assert_true(ck >= b);
+}
+
+static void test_retry_after_fix(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    w->refuse_seq = 3;
+    uint64_t b = s_append(w, "show-1", 6);
+    s_until(w, "show", EVB_FEED_STALLED, 2);
+    w->refuse_seq = 0; /* "deploy the fix" */
+    evb_err err;
+    assert_int_equal(evb_sub_retry(w->sub, NULL, "show", &err), EVB_OK);
+    s_until(w, "show", EVB_FEED_LIVE, b);
+    s_check_effects(w, "show", 0);
+}
+
+static void test_garbage_requests_are_answered_and_counted(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    uint64_t a = s_append(w, "show-1", 50);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, tmo = 5000;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(d, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    assert_int_equal(zmq_connect(d, w->cu_ep), 0);
+    static const char *bad[] = {"", "\xc1", "\xdd\xff\xff\xff\xff", "\x93\x01\xa5hello",
+                                "\x92\x01\xa4nope", "\x96\x02\xa5""fetch\x01\xc0\x00\x10"};
+    static const size_t badlen[] = {0, 1, 5, 8, 7, 12};
+    evb_err err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_true(zmq_send(d, bad[i], badlen[i], 0) >= 0);
+        char buf[512];
+        int got = -1;
+        int64_t end = evb_now_us() + DEADLINE_US;
+        while (got < 0 && evb_now_us() < end) {
+            assert_int_equal(evb_pub_poll(w->pub, 10, &err), EVB_OK);
+            got = zmq_recv(d, buf, sizeof buf, ZMQ_DONTWAIT);
+        }
+        assert_true(got > 0); /* every bad request gets an error reply */
+        assert_non_null(memmem(buf, (size_t)got, "error", 5));
+    }
+    evb_pub_stats ps;
+    evb_pub_get_stats(w->pub, &ps);
+    assert_int_equal(ps.bad_requests, sizeof bad / sizeof bad[0]);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    /* ... and the publisher still serves a real subscriber. */
+    s_new_sub(w, NULL, 0);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    s_check_effects(w, "show", 0);
+}
+
+static void test_recreated_publisher_log_stops_feed(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    s_new_sub(w, NULL, 0);
+    uint64_t a = s_append(w, "show-1", 20);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    /* The publisher's log is wiped and recreated: same endpoints, new log id. */
+    evb_pub_destroy(&w->pub);
+    evb_store_destroy(&w->pst);
+    w->pst = s_open(w, "pub2", "pubsvc");
+    s_append(w, "show-1", 30);
+    s_new_pub(w);
+    evb_feed_status fs = s_until(w, "show", EVB_FEED_STOPPED, 0);
+    assert_true(strstr(fs.reason, "log id changed") != NULL);
+    assert_int_equal(evb_store_head(w->sst), a); /* nothing of the new log applied */
+}
+
+int main(void)
+{
+    evb_log_set_sink(NULL, NULL, EVB_LOG_ERROR + 1); /* quiet: the tests check states */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_prefix_categories_do_not_mix, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_late_joiner_gets_history_then_live, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_resumes_without_duplicates, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_refusing_handler_stalls_then_skip, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_fix, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_requests_are_answered_and_counted,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
+                                        s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
