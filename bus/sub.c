@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #define SUB_MAX_MSGS_PER_TURN 50000
+#define MAX_FRAMES (EVB_BUS_MAX_PAGE_EVENTS + 2) /* a page: header + events */
 #define SUB_MAX_ATTEMPTS 5 /* attempts without progress before a feed stalls */
 
 typedef struct live_ev {
@@ -63,7 +64,8 @@ struct conn {
     bool have_log_id;
     evb_id log_id;
     uint64_t head;
-    int64_t last_hb_us;
+    int64_t last_hb_us;   /* last heartbeat, 0 = none yet */
+    int64_t last_seen_us; /* last heartbeat or reply: the dead-publisher timer */
     uint64_t hello_req;
     int64_t hello_deadline;
     feed **feeds;
@@ -82,6 +84,8 @@ struct evb_sub {
     uint64_t next_req;
     evb_buf msg;
     evb_event_t ev;
+    bm_reply reply;     /* parse buffers, per object (not static: */
+    zmq_msg_t *frames;  /* two subscribers may live in two threads) */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -130,9 +134,11 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     if (s->o.live_buffer == 0)
         s->o.live_buffer = 10000;
     s->next_req = 1;
-    s->zctx = zmq_ctx_new();
+    s->frames = calloc(MAX_FRAMES, sizeof *s->frames);
+    s->zctx = s->frames ? zmq_ctx_new() : NULL;
     if (s->zctx == NULL) {
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        free(s->frames);
         free(s);
         return NULL;
     }
@@ -168,6 +174,7 @@ void evb_sub_destroy(evb_sub_t **sp)
         zmq_ctx_term(s->zctx);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
+    free(s->frames);
     free(s);
     *sp = NULL;
 }
@@ -611,19 +618,20 @@ static void s_close_frames(zmq_msg_t *frames, size_t n)
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                           evb_err *err)
 {
-    static bm_reply r; /* large; the subscriber is single-threaded per object */
+    bm_reply *rp = &s->reply;
     evb_err perr;
-    if (bm_parse_reply(body, len, &r, &perr) != EVB_OK || r.kind != BM_HB) {
-        s_bad_frame(c, NULL, perr.msg);
+    evb_err_clear(&perr);
+    if (bm_parse_reply(body, len, rp, &perr) != EVB_OK || rp->kind != BM_HB) {
+        s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return EVB_OK;
     }
-    c->last_hb_us = evb_now_us();
-    if (!s_check_log(s, c, &r.log_id, err))
+    c->last_hb_us = c->last_seen_us = evb_now_us();
+    if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
-    if (r.head > c->head)
-        c->head = r.head;
-    for (size_t i = 0; i < r.nheads; i++) {
-        feed *f = s_feed(s, c, r.heads[i].name, c->all);
+    if (rp->head > c->head)
+        c->head = rp->head;
+    for (size_t i = 0; i < rp->nheads; i++) {
+        feed *f = s_feed(s, c, rp->heads[i].name, c->all);
         if (f == NULL)
             continue;
         if (!f->loaded) {
@@ -632,11 +640,11 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                 return rc;
             continue;
         }
-        if (r.heads[i].head > f->cat_head)
-            f->cat_head = r.heads[i].head;
+        if (rp->heads[i].head > f->cat_head)
+            f->cat_head = rp->heads[i].head;
         /* The heartbeat follows every event it counts on the same socket: a
          * head beyond what we applied means the last event(s) were lost. */
-        if (f->state == EVB_FEED_LIVE && r.heads[i].head > f->applied) {
+        if (f->state == EVB_FEED_LIVE && rp->heads[i].head > f->applied) {
             f->gaps++;
             f->state = EVB_FEED_CATCHING_UP;
             s_fetch(s, f);
@@ -743,21 +751,23 @@ static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames,
 static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t total,
                       evb_err *err)
 {
-    static bm_reply r;
+    bm_reply *rp = &s->reply;
     evb_err perr;
-    if (n == 0 || bm_parse_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &r,
-                                 &perr) != EVB_OK) {
-        s_bad_frame(c, NULL, n == 0 ? "empty reply" : perr.msg);
+    evb_err_clear(&perr);
+    if (n == 0 || bm_parse_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), rp,
+                                 &perr) != EVB_OK || rp->kind == BM_HB) {
+        s_bad_frame(c, NULL, n == 0 ? "empty reply" : perr.msg[0] ? perr.msg :
+                                                       "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
-    c->last_hb_us = evb_now_us();
-    if (r.kind == BM_HELLO) {
-        if (r.req_id != c->hello_req)
+    c->last_seen_us = evb_now_us();
+    if (rp->kind == BM_HELLO) {
+        if (rp->req_id != c->hello_req)
             return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
-        if (r.head > c->head)
-            c->head = r.head;
-        if (!s_check_log(s, c, &r.log_id, err))
+        if (rp->head > c->head)
+            c->head = rp->head;
+        if (!s_check_log(s, c, &rp->log_id, err))
             return err && err->code ? err->code : EVB_OK;
         /* Known log (reconnect): feeds that were live check for a gap. */
         for (size_t i = 0; i < c->nfeeds; i++) {
@@ -775,47 +785,46 @@ static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t
     }
     feed *f = NULL;
     for (size_t i = 0; i < c->nfeeds && f == NULL; i++)
-        if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == r.req_id)
+        if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == rp->req_id)
             f = c->feeds[i];
     if (f == NULL)
         return EVB_OK; /* a reply to a fetch we gave up on */
     f->fetch_req = 0;
-    if (r.kind == BM_ERROR) {
+    if (rp->kind == BM_ERROR) {
         evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
-                c->name, f->category, (unsigned long long)f->applied, r.code, r.message);
+                c->name, f->category, (unsigned long long)f->applied, rp->code, rp->message);
         f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
         return EVB_OK;
     }
-    if (total != (size_t)r.count + 1 || n != total) {
+    if (total != (size_t)rp->count + 1 || n != total) {
         s_bad_frame(c, f, "page: frame count disagrees with its header");
         f->fetch_deadline = 0; /* ask again now */
         return EVB_OK;
     }
-    if (!s_check_log(s, c, &r.log_id, err))
+    if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
-    if (r.head > c->head)
-        c->head = r.head;
+    if (rp->head > c->head)
+        c->head = rp->head;
     f->pages++;
     bool refused;
-    int rc = s_apply(s, f, &frames[1], r.count, r.more ? 0 : r.position, &refused, err);
+    int rc = s_apply(s, f, &frames[1], rp->count, rp->more ? 0 : rp->position, &refused, err);
     if (rc != EVB_OK)
         return rc;
     if (refused || f->state != EVB_FEED_CATCHING_UP) {
         f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
         return EVB_OK;
     }
-    if (r.more || f->applied < r.position)
+    if (rp->more || f->applied < rp->position)
         s_fetch(s, f);
     else
         rc = s_drain(s, f, err);
     return rc;
 }
 
-#define MAX_FRAMES (EVB_BUS_MAX_PAGE_EVENTS + 2)
 
 static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 {
-    static zmq_msg_t frames[4];
+    zmq_msg_t *frames = s->frames;
     for (;;) {
         zmq_msg_t topic;
         zmq_msg_init(&topic);
@@ -850,7 +859,7 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 
 static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 {
-    static zmq_msg_t frames[MAX_FRAMES];
+    zmq_msg_t *frames = s->frames;
     for (;;) {
         zmq_msg_init(&frames[0]);
         if (zmq_msg_recv(&frames[0], c->dealer, ZMQ_DONTWAIT) < 0) {
@@ -931,7 +940,7 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     if (zmq_connect(c->dealer, cu_ep) != 0)
         return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", cu_ep,
                            zmq_strerror(errno));
-    c->last_hb_us = evb_now_us();
+    c->last_seen_us = evb_now_us();
     s_hello(s, c);
     return EVB_OK;
 }
@@ -943,10 +952,10 @@ static void s_timers(evb_sub_t *s)
     int64_t now = evb_now_us();
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
-        if (now - c->last_hb_us > (int64_t)s->o.dead_after_ms * 1000) {
+        if (now - c->last_seen_us > (int64_t)s->o.dead_after_ms * 1000) {
             /* Quiet for too long: ask again who is there (a restarted
              * publisher may have a new log) and re-check every feed. */
-            c->last_hb_us = now;
+            c->last_seen_us = now;
             s_hello(s, c);
         } else if (c->hello_req != 0 && now > c->hello_deadline) {
             s_hello(s, c);
@@ -1017,7 +1026,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .pages = f->pages,
                 .bad_frames = c->bad_frames,
                 .refusals = f->refusals,
-                .heartbeat_age_ms = (now - c->last_hb_us) / 1000,
+                .heartbeat_age_ms = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1,
             };
             int rc = fn(&fs, ctx);
             if (rc != 0)

@@ -14,12 +14,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <evbus/evbus_store.h>
 
 const char cli_exit_codes_help[] =
     "Exit codes:\n"
@@ -79,6 +82,16 @@ static int s_set(cli_t *cli, const cli_opt *o, const char *val)
             return cli_usage_error(cli, "--%s: the value is empty", o->name);
         *(const char **)o->target = val;
         break;
+    case CLI_LIST: {
+        cli_list *l = o->target;
+        if (val[0] == '\0')
+            return cli_usage_error(cli, "--%s: the value is empty", o->name);
+        if (l->n == CLI_MAX_LIST)
+            return cli_usage_error(cli, "--%s: given more than %d times", o->name,
+                                   CLI_MAX_LIST);
+        l->v[l->n++] = val;
+        break;
+    }
     }
     if (o->seen != NULL) *o->seen = true;
     return -1;
@@ -147,8 +160,9 @@ void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
         if (o->kind == CLI_FLAG)
             snprintf(left, sizeof left, "--%s", o->name);
         else
-            snprintf(left, sizeof left, "--%s %s", o->name,
-                     o->meta != NULL ? o->meta : "VALUE");
+            snprintf(left, sizeof left, "--%s %s%s", o->name,
+                     o->meta != NULL ? o->meta : "VALUE",
+                     o->kind == CLI_LIST ? "..." : "");
         printf("  %-22s %s\n", left, o->help);
     }
     printf("  %-22s %s\n", "-h, --help", "show this help and exit");
@@ -399,4 +413,43 @@ const char *cli_bytes(uint64_t v, char out[32])
     else
         snprintf(out, 32, "%.1f %s", d, units[u]);
     return out;
+}
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_stop(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+void cli_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: zmq_poll returns EINTR at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+bool cli_stop_requested(void)
+{
+    return s_stop != 0;
+}
+
+int cli_parse_sync(const char *s, int *out)
+{
+    if (strcmp(s, "none") == 0)
+        *out = EVB_SYNC_NONE;
+    else if (strcmp(s, "every") == 0)
+        *out = EVB_SYNC_EVERY;
+    else if (strcmp(s, "group") == 0)
+        *out = EVB_SYNC_GROUP;
+    else
+        return EVB_EINVAL;
+    return EVB_OK;
 }

@@ -49,13 +49,22 @@ void cli_init(cli_t *cli, const char *name);
 typedef enum cli_kind {
     CLI_FLAG, /* bool, no value */
     CLI_U64,  /* uint64_t, decimal digits only */
-    CLI_STR   /* const char *, borrowed from argv */
+    CLI_STR,  /* const char *, borrowed from argv */
+    CLI_LIST  /* cli_list: a flag given more than once, each value kept */
 } cli_kind;
+
+/* Values of a repeatable flag (--category A --category B), borrowed from
+ * argv. More than CLI_MAX_LIST values is a usage error. */
+#define CLI_MAX_LIST 64
+typedef struct cli_list {
+    const char *v[CLI_MAX_LIST];
+    size_t n;
+} cli_list;
 
 typedef struct cli_opt {
     const char *name; /* long name without "--" */
     cli_kind kind;
-    void *target;     /* bool *, uint64_t * or const char ** */
+    void *target;     /* bool *, uint64_t *, const char ** or cli_list * */
     bool *seen;       /* set to true when given (may be NULL) */
     const char *meta; /* value's name in help ("SEQ"); NULL for flags */
     const char *help; /* one line */
@@ -148,5 +157,19 @@ const char *cli_bytes(uint64_t v, char out[32]);
  * Each takes argv[0] = its own word ("log") and returns an exit code. */
 int cmd_log(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_append(int argc, char **argv);
+int cmd_mirror(int argc, char **argv);
+
+/* ---- shared by the commands that run until a signal ---- */
+
+/* Install SIGINT/SIGTERM handlers that set a flag (no SA_RESTART, so a
+ * blocking poll returns); cli_stop_requested() reads it. */
+void cli_catch_stop_signals(void);
+bool cli_stop_requested(void);
+
+/* Parse "none", "every" or "group" into an evb_sync (as int). EVB_EINVAL
+ * otherwise. */
+int cli_parse_sync(const char *s, int *out);
 
 #endif

@@ -22,6 +22,9 @@ typedef struct command {
 static const command_t s_commands[] = {
     {"log", cmd_log, "inspect a stopped service's log: info, cat, verify"},
     {"bench", cmd_bench, "measure the store next to raw LevelDB, in one run"},
+    {"serve", cmd_serve, "serve a log on the bus: live on PUB, catch-up on ROUTER"},
+    {"append", cmd_append, "append events read as JSON lines to a stopped log"},
+    {"mirror", cmd_mirror, "keep a copy of a publisher's events in a log of its own"},
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])

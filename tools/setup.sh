@@ -62,15 +62,16 @@ else
             echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
             exit 1
         fi
-        sudo=(sudo -n)
+        # Ask for a password only when someone can type it.
+        if [[ -t 0 ]]; then sudo=(sudo); else sudo=(sudo -n); fi
     fi
     say "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     say "apt-get update"
-    "${sudo[@]}" apt-get update -q </dev/null
+    "${sudo[@]}" apt-get update -q
     say "apt-get install -y --no-install-recommends ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ((build == 0)); then

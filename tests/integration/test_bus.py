@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""Bus integration tests: real processes over ipc:// sockets.
+
+    test_bus.py CASE EVBUS BUS_PUB BUS_GARBAGE
+
+CASE is one of: late_joiner, slow_subscriber, garbage, pub_kill, mirror_kill,
+append_cli. The publisher is bus_pub (appends and publishes, killable); the
+subscriber is `evbus mirror`, whose copy is compared with the publisher's log
+through `evbus log cat --json` once both are stopped (a log is opened by one
+process at a time). No sleep is used to wait for something: every wait polls
+a condition (a line on a child's stdout, a status line) with a deadline.
+EVB_TEST_SCALE scales round counts; EVB_TEST_TMP is the scratch directory.
+"""
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CASE, EVBUS, BUS_PUB, GARBAGE = sys.argv[1:5]
+SCALE = float(os.environ.get("EVB_TEST_SCALE", "1") or "1")
+TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
+SEED = int(os.environ.get("EVB_TEST_SEED", str(int(time.time()))))
+rng = random.Random(SEED)
+CATS3 = ["show", "showtime", "booking"]
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def log(msg):
+    print(f"[{CASE}] {msg}", flush=True)
+
+
+class Proc:
+    """A child whose stdout lines are read by a thread into a queue."""
+
+    def __init__(self, argv, stdin=False, name=None):
+        self.name = name or os.path.basename(argv[0])
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  text=True, errors="replace")
+        self.lines = queue.Queue()
+        self.err = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.p.stdout, self.lines.put),
+                             daemon=True),
+            threading.Thread(target=self._read, args=(self.p.stderr, self.err.append),
+                             daemon=True)]
+        for t in self.readers:
+            t.start()
+
+    @staticmethod
+    def _read(f, put):
+        for line in f:
+            put(line.rstrip("\n"))
+        put(None)
+
+    def wait_line(self, pred, timeout, what):
+        """Consume stdout lines until pred(line) is true; return that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail(f"{self.name}: timed out after {timeout}s waiting for {what}; "
+                           f"stderr: {self.stderr()[-2000:]}")
+            try:
+                line = self.lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if line is None:
+                self.p.wait()
+                raise Fail(f"{self.name} exited ({self.p.returncode}) while waiting for "
+                           f"{what}; stderr: {self.stderr()[-2000:]}")
+            if pred(line):
+                return line
+
+    def send(self, text):
+        self.p.stdin.write(text)
+        self.p.stdin.flush()
+
+    def _join(self):
+        # The child is gone; its last lines may still be in the pipes.
+        for t in self.readers:
+            t.join(timeout=10)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        self._join()
+
+    def term(self, timeout=30):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise Fail(f"{self.name} did not stop within {timeout}s of SIGTERM")
+        self._join()
+        return rc
+
+    def stderr(self):
+        return "\n".join(l for l in self.err if l is not None)
+
+    def drain(self):
+        out = []
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return out
+            if line is not None:
+                out.append(line)
+
+
+class Env:
+    def __init__(self):
+        base = tempfile.mkdtemp(prefix=f"bus_{CASE}_", dir=TMP)
+        self.dir = base
+        # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
+        self.ipcdir = base if len(base) < 70 else tempfile.mkdtemp(prefix="evbt_")
+        self.procs = []
+
+    def ep(self, name):
+        return f"ipc://{self.ipcdir}/{name}.sock"
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def start(self, argv, stdin=False, name=None):
+        p = Proc(argv, stdin=stdin, name=name)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self, ok):
+        for p in self.procs:
+            p.kill()
+        if ok:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.ipcdir != self.dir:
+                shutil.rmtree(self.ipcdir, ignore_errors=True)
+        else:
+            log(f"kept {self.dir}")
+
+
+# ---- helpers ----
+
+def start_pub(env, d, count, batch=100, cats=CATS3, extra=(), pub="pub", cu="cu"):
+    p = env.start([BUS_PUB, d, env.ep(pub), env.ep(cu), str(count), str(batch),
+                   ",".join(cats), *extra], stdin=True, name="bus_pub")
+    p.ready_head = int(p.wait_line(lambda l: l.startswith("ready"), 30, "ready").split()[1])
+    return p
+
+
+def wait_done(p, timeout):
+    line = p.wait_line(lambda l: l.startswith("done"), timeout, "done")
+    return int(line.split()[1])
+
+
+def mirror_argv(env, d, cats, pub="pub", cu="cu", extra=()):
+    a = [EVBUS, "mirror", "--follow", f"{env.ep(pub)},{env.ep(cu)}", "--store", d]
+    for c in cats:
+        a += ["--category", c]
+    return a + list(extra)
+
+
+def status_lines(lines):
+    return [json.loads(l) for l in lines if l.startswith("{")]
+
+
+def wait_status(p, pred, timeout, what):
+    """Read status-every JSON lines (one per feed, repeated) until pred(feeds)
+    holds for a complete set; feeds is {category: status}."""
+    feeds = {}
+    deadline = time.monotonic() + timeout
+
+    def ok(line):
+        if not line.startswith("{"):
+            return False
+        s = json.loads(line)
+        feeds[s["category"]] = s
+        return pred(feeds)
+
+    p.wait_line(ok, max(1, deadline - time.monotonic()), what)
+    return feeds
+
+
+def caught_up_at(n, cats):
+    def pred(feeds):
+        return (set(feeds) == set(cats) and
+                all(f["state"] == "live" and f["lag"] == 0 and f["applied"] >= n and
+                    f["head"] >= n for f in feeds.values()))
+    return pred
+
+
+def cat_json(d, category=None):
+    a = [EVBUS, "log", "cat", "--json", d]
+    if category:
+        a += ["--category", category]
+    r = subprocess.run(a, capture_output=True, text=True, timeout=300)
+    check(r.returncode == 0, f"log cat {d} exited {r.returncode}: {r.stderr}")
+    return [json.loads(l) for l in r.stdout.splitlines()]
+
+
+def compare(src_dir, mirror_dir, cats):
+    """The mirror holds exactly the source's events of cats: same ids in the
+    same order per category, each once, origin = source position."""
+    src = cat_json(src_dir)
+    mir = cat_json(mirror_dir)
+    check([e["seq"] for e in src] == list(range(1, len(src) + 1)),
+          "source log is not contiguous")
+    want = [e for e in src if e["category"] in cats]
+    log_id = src[0]["log_id"] if src else None
+    ids = [e["id"] for e in mir]
+    check(len(ids) == len(set(ids)), "mirror holds an id twice")
+    origins = [e.get("origin_seq") for e in mir]
+    check(len(origins) == len(set(origins)), "mirror holds an origin_seq twice")
+    extra = {e["category"] for e in mir} - set(cats)
+    check(not extra, f"mirror holds categories it did not follow: {sorted(extra)}")
+    for c in cats:
+        s = [e for e in want if e["category"] == c]
+        m = [e for e in mir if e["category"] == c]
+        check(len(s) == len(m), f"category {c}: source has {len(s)} events, mirror {len(m)}")
+        for a, b in zip(s, m):
+            if (a["id"], a["seq"], log_id, a["stream"], a["type"], a["payload"], a["ts_us"]) != \
+               (b["id"], b.get("origin_seq"), b.get("origin_log_id"), b["stream"], b["type"],
+                    b["payload"], b["ts_us"]):
+                raise Fail(f"category {c}: source seq {a['seq']} differs from mirror seq "
+                           f"{b['seq']}:\n  {a}\n  {b}")
+    check(len(mir) == len(want), f"mirror has {len(mir)} events, want {len(want)}")
+    return len(want)
+
+
+def run(argv, timeout, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+# ---- cases ----
+
+def case_late_joiner(env):
+    n = 200000
+    d, m = env.path("pub"), env.path("mirror")
+    t0 = time.monotonic()
+    pub = start_pub(env, d, n, batch=100)
+    check(wait_done(pub, 120) == n, "bus_pub did not reach its count")
+    log(f"published {n} events in {time.monotonic() - t0:.1f}s")
+    t0 = time.monotonic()
+    r = run(mirror_argv(env, m, ["show", "booking"],
+                        extra=["--until-caught-up", "--timeout", "120", "--stats-json"]), 180)
+    check(r.returncode == 0, f"mirror exited {r.returncode}: {r.stderr}")
+    st = status_lines(r.stdout.splitlines())
+    log(f"mirror caught up in {time.monotonic() - t0:.1f}s: {st}")
+    check(all(s["applied"] == n and s["state"] == "live" for s in st) and len(st) == 2,
+          f"final status: {st}")
+    check(pub.term() == 0, "bus_pub did not exit 0 on SIGTERM")
+    got = compare(d, m, ["show", "booking"])
+    check(sum(s["applied_events"] for s in st) == got, "applied_events != events copied")
+    log(f"mirror equals source ({got} events of show+booking, none of showtime)")
+
+    # Live: the mirror runs, then the publisher appends more.
+    more = 20000
+    pub = start_pub(env, d, n + more, batch=100, extra=["--go-on-stdin"])
+    mir = env.start(mirror_argv(env, m, ["show", "booking"],
+                                extra=["--status-every", "100", "--stats-json"]),
+                    name="mirror")
+    wait_status(mir, caught_up_at(n, ["show", "booking"]), 60, "mirror live at the head")
+    pub.send("go\n")
+    check(wait_done(pub, 120) == n + more, "bus_pub did not reach its count")
+    wait_status(mir, caught_up_at(n + more, ["show", "booking"]), 60,
+                "mirror live at the new head")
+    check(mir.term() == 0, "mirror did not exit 0 on SIGTERM")
+    final = [s for s in status_lines(mir.drain()) if s["final"]]
+    check(pub.term() == 0, "bus_pub did not exit 0 on SIGTERM")
+    got2 = compare(d, m, ["show", "booking"])
+    check(sum(s["applied_events"] for s in final) == got2 - got,
+          f"live run applied {sum(s['applied_events'] for s in final)} events, "
+          f"want {got2 - got}: {final}")
+    log(f"live: {got2 - got} more events, each once; final {final}")
+
+
+def case_slow_subscriber(env):
+    n = int(100000 * max(SCALE, 0.2))
+    d, m = env.path("pub"), env.path("mirror")
+    pub = start_pub(env, d, n, batch=1000, extra=["--go-on-stdin", "--sndhwm", "100"])
+    mir = env.start(mirror_argv(env, m, CATS3, extra=["--rcvhwm", "100", "--status-every",
+                                                      "200", "--stats-json"]), name="mirror")
+    wait_status(mir, lambda f: set(f) == set(CATS3) and
+                all(s["log_id"] != "0" * 32 for s in f.values()), 30, "mirror connected")
+    pub.send("go\n")
+    check(wait_done(pub, 120) == n, "bus_pub did not reach its count")
+    wait_status(mir, caught_up_at(n, CATS3), 120, "mirror caught up after the flood")
+    check(mir.term() == 0, "mirror did not exit 0 on SIGTERM")
+    final = [s for s in status_lines(mir.drain()) if s["final"]]
+    check(pub.term() == 0, "bus_pub did not exit 0 on SIGTERM")
+    gaps = sum(s["gaps"] for s in final)
+    pages = sum(s["pages"] for s in final)
+    log(f"final: {final}")
+    check(gaps > 0, f"no gap was detected (gaps={gaps}): the test proved nothing; "
+                    "tune --sndhwm/--rcvhwm/count")
+    check(pages > 0, "gaps but no catch-up page fetched")
+    got = compare(d, m, CATS3)
+    check(sum(s["applied_events"] for s in final) == got, "applied_events != events copied")
+    check(sum(s["duplicates"] for s in final) >= 0, "")
+    log(f"{got} events once each; {gaps} gaps filled with {pages} pages")
+
+
+def case_garbage(env):
+    n = 5000
+    d = env.path("pub")
+    pub = start_pub(env, d, n, batch=50)
+    wait_done(pub, 60)
+    r = run([GARBAGE, "router", env.ep("cu"), str(int(50 * max(SCALE, 0.2)))], 60)
+    log(f"router garbage: {r.stdout.strip()!r}")
+    check(r.returncode == 0, f"bus_garbage router: {r.returncode} {r.stdout} {r.stderr}")
+    check(pub.p.poll() is None, "publisher died from garbage")
+    # The publisher still serves: a fresh mirror catches up.
+    m1 = env.path("mirror1")
+    r = run(mirror_argv(env, m1, ["show", "booking"],
+                        extra=["--until-caught-up", "--timeout", "60"]), 90)
+    check(r.returncode == 0, f"mirror after garbage exited {r.returncode}: {r.stderr}")
+    # Garbage on the SUB side: follow a garbage PUB with the real catch-up.
+    g = env.start([GARBAGE, "pub", env.ep("gpub")], name="bus_garbage")
+    g.wait_line(lambda l: l == "ready", 10, "ready")
+    m2 = env.path("mirror2")
+    mir = env.start(mirror_argv(env, m2, ["show", "booking"], pub="gpub",
+                                extra=["--status-every", "100", "--stats-json"]),
+                    name="mirror")
+    wait_status(mir, lambda f: caught_up_at(n, ["show", "booking"])(f) and
+                all(s["bad_frames"] > 0 for s in f.values()), 60,
+                "mirror caught up while counting bad frames")
+    check(mir.term() == 0, "mirror did not exit 0 on SIGTERM")
+    final = [s for s in status_lines(mir.drain()) if s["final"]]
+    log(f"final: {final}")
+    check(g.term() == 0, "bus_garbage pub did not stop")
+    check(pub.term() == 0, "bus_pub did not exit 0 on SIGTERM after garbage")
+    check("bad catch-up request" in pub.stderr(),
+          "publisher did not log the bad requests")
+    got = compare(d, m2, ["show", "booking"])
+    check(sum(s["applied_events"] for s in final) == got, "applied_events != copied")
+    compare(d, m1, ["show", "booking"])
+    log(f"garbage counted ({final[0]['bad_frames']} bad frames); {got} real events applied")
+
+
+def case_pub_kill(env):
+    rounds = max(2, int(20 * SCALE))
+    per = 3000
+    d, m = env.path("pub"), env.path("mirror")
+    mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "100",
+                                                      "--stats-json"]), name="mirror")
+    head = 0
+    for r in range(rounds):
+        sync = ["none", "group", "every"][r % 3]
+        target = (r + 1) * per
+        p = start_pub(env, d, target, batch=rng.choice([1, 10, 100]), extra=["--sync", sync])
+        start = p.ready_head
+        check(start >= head, f"publisher restarted at head {start}, below {head}")
+        kill_at = start + rng.randint(0, per)
+        if kill_at > start:
+            p.wait_line(lambda l: l.startswith(("appended", "done")) and
+                        int(l.split()[1]) >= kill_at, 60, f"appended >= {kill_at}")
+        p.kill()
+        last = [l for l in p.drain() if l.startswith("appended")]
+        head = max(head, int(last[-1].split()[1]) if last else kill_at)
+        log(f"round {r + 1}/{rounds}: sync {sync}, killed at >= {kill_at}")
+    final_n = rounds * per
+    p = start_pub(env, d, final_n, batch=100)
+    check(wait_done(p, 120) == final_n, "bus_pub did not reach its count")
+    wait_status(mir, caught_up_at(final_n, CATS3), 120, "mirror caught up after the kills")
+    check(mir.term() == 0, "mirror did not exit 0 on SIGTERM")
+    final = [s for s in status_lines(mir.drain()) if s["final"]]
+    check(p.term() == 0, "bus_pub did not exit 0")
+    got = compare(d, m, CATS3)
+    check(got == final_n, f"mirror has {got} events, publisher {final_n}")
+    check(sum(s["applied_events"] for s in final) == got, "applied_events != copied")
+    log(f"{rounds} publisher kills; mirror equals the publisher's {got} events: {final}")
+
+
+def case_mirror_kill(env):
+    rounds = max(2, int(20 * SCALE))
+    per = 3000
+    d, m = env.path("pub"), env.path("mirror")
+    pub = start_pub(env, d, 0, batch=50, extra=["--go-on-stdin"])
+    pub.send("go\n")
+    for r in range(rounds):
+        pub.send(f"more {per}\n")
+        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "20"]),
+                        name="mirror")
+        # Kill after a random number of events applied this run (or at once).
+        want = rng.randint(0, per)
+        if want > 0:
+            try:
+                wait_status(mir, lambda f: len(f) == 3 and
+                            sum(s["applied_events"] for s in f.values()) >= want, 60,
+                            f"{want} events applied")
+            except Fail:
+                if mir.p.poll() is not None:
+                    raise
+        if rng.random() < 0.5:
+            time.sleep(rng.random() * 0.05)  # a random kill instant, not a wait
+        mir.kill()
+        log(f"round {r + 1}/{rounds}: mirror killed after >= {want} events")
+    total = rounds * per
+    pub.wait_line(lambda l: l == f"done {total}", 120, f"done {total}")
+    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120",
+                                              "--stats-json"]), 180)
+    check(r.returncode == 0, f"final mirror exited {r.returncode}: {r.stderr}")
+    check(pub.term() == 0, "bus_pub did not exit 0")
+    got = compare(d, m, CATS3)
+    check(got == total, f"mirror has {got} events, publisher {total}")
+    head = json.loads(run([EVBUS, "log", "info", "--json", m], 60).stdout)["head"]
+    check(head == total, f"mirror head {head} != {total} source events")
+    log(f"{rounds} mirror kills; mirror equals source ({got} events, each origin once)")
+
+
+def case_append_cli(env):
+    d = env.path("log")
+    lines = [
+        '{"stream":"show-1","type":"ShowAdded","payload":{"n":1,"f":1.5,"s":"\\u00e9\\ud83d\\ude00","a":[true,null]}}',
+        '{"stream":"show-1","type":"Again","expected_version":5}',
+        'not json',
+        '',
+        '{"stream":"booking-1","type":"B","id":"0123456789abcdef0123456789abcdef"}',
+        '{"stream":"booking-1","type":"B","id":"0123456789abcdef0123456789abcdef"}',
+        '{"stream":"bad stream","type":"B"}',
+        '{"stream":"x-1","type":"B","paylod":{}}',
+        '{"stream":"x-1","type":"B","payload":{"big":18446744073709551615}}',
+    ]
+    r = run([EVBUS, "append", "--store", d, "--create", "--service", "demo", "--json"], 60,
+            input="\n".join(lines) + "\n")
+    check(r.returncode == 1, f"append with bad lines: exit {r.returncode}, want 1")
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    check([o["line"] for o in out] == [1, 2, 3, 5, 6, 7, 8, 9], f"lines: {out}")
+    check([o["ok"] for o in out] == [True, False, False, True, True, False, False, True],
+          f"ok flags: {out}")
+    check(out[4]["duplicate"] and out[4]["seq"] == out[3]["seq"], "retry not a duplicate")
+    check("line 2:" in r.stderr and "expected version 5" in r.stderr, r.stderr)
+    check('line 8: unknown field "paylod"' in r.stderr, r.stderr)
+    check('line 7: field "stream"' in r.stderr, r.stderr)
+    ev = cat_json(d)
+    check(len(ev) == 3 and ev[0]["payload"] == {"n": 1, "f": 1.5, "s": "\u00e9\U0001F600",
+                                                "a": [True, None]}, f"stored: {ev[0]}")
+    check(ev[2]["payload"] == {"big": {"$int": "18446744073709551615"}}, f"stored: {ev[2]}")
+    r = run([EVBUS, "append", "--store", d], 30, input='{"stream":"s-1","type":"T"}\n')
+    check(r.returncode == 0 and "appended seq 4" in r.stdout, f"{r.returncode} {r.stdout}")
+    r = run([EVBUS, "append", "--store", env.path("none")], 30, input="")
+    check(r.returncode == 3, f"missing log: exit {r.returncode}")
+    r = run([EVBUS, "append"], 30, input="")
+    check(r.returncode == 2 and "--store" in r.stderr, f"no --store: {r.returncode}")
+
+    # serve: a start line, the log locked, a mirror catches up, SIGTERM -> 0.
+    srv = env.start([EVBUS, "serve", "--store", d, "--pub", env.ep("p"), "--catchup",
+                     env.ep("c")], name="serve")
+    deadline = time.monotonic() + 20
+    while not any("evbus serve: serving" in l for l in srv.err):
+        check(time.monotonic() < deadline and srv.p.poll() is None,
+              f"serve did not start: {srv.stderr()}")
+        time.sleep(0.05)
+    r = run([EVBUS, "append", "--store", d], 30, input='{"stream":"s-1","type":"T"}\n')
+    check(r.returncode == 3 and "in use" in r.stderr, f"locked log: {r.returncode} {r.stderr}")
+    m = env.path("m")
+    r = run([EVBUS, "mirror", "--follow", f"{env.ep('p')},{env.ep('c')}", "--store", m,
+             "--until-caught-up", "--timeout", "30", "--stats-json"], 60)
+    check(r.returncode == 0, f"mirror of serve: {r.returncode} {r.stderr}")
+    check(srv.term() == 0, f"serve exit on SIGTERM: {srv.p.returncode} {srv.stderr()}")
+    compare(d, m, sorted({e["category"] for e in cat_json(d)}))
+    r = run([EVBUS, "serve", "--store", d, "--pub", "bogus://x", "--catchup",
+             env.ep("c")], 30)
+    check(r.returncode in (2, 4) and "bogus://x" in r.stderr, f"bad endpoint: {r.stderr}")
+    r = run([EVBUS, "mirror", "--follow", "nocomma", "--store", m], 30)
+    check(r.returncode == 2 and "--follow" in r.stderr, f"bad --follow: {r.stderr}")
+    r = run([EVBUS, "mirror", "--follow", f"{env.ep('p')},{env.ep('c')}", "--store", m,
+             "--until-caught-up", "--timeout", "1"], 30)
+    check(r.returncode == 4 and "not caught up" in r.stderr, f"timeout: {r.returncode} {r.stderr}")
+    for c in ("serve", "append", "mirror"):
+        r = run([EVBUS, c, "--help"], 30)
+        check(r.returncode == 0 and "Usage: evbus " + c in r.stdout, f"{c} --help")
+    log("append, serve and mirror behave")
+
+
+CASES = {
+    "late_joiner": case_late_joiner,
+    "slow_subscriber": case_slow_subscriber,
+    "garbage": case_garbage,
+    "pub_kill": case_pub_kill,
+    "mirror_kill": case_mirror_kill,
+    "append_cli": case_append_cli,
+}
+
+
+def main():
+    if CASE not in CASES:
+        print(f"unknown case {CASE}; one of {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    log(f"seed {SEED} (EVB_TEST_SEED), scale {SCALE}")
+    env = Env()
+    ok = False
+    t0 = time.monotonic()
+    try:
+        CASES[CASE](env)
+        ok = True
+    except Fail as e:
+        print(f"[{CASE}] FAIL: {e}", file=sys.stderr)
+    finally:
+        env.cleanup(ok)
+    log(f"{'ok' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
