@@ -163,6 +163,40 @@ EVB_EXPORT int evb_sub_retry(evb_sub_t *sub, const char *publisher, const char *
 EVB_EXPORT int evb_sub_skip(evb_sub_t *sub, const char *publisher, const char *category,
                             uint64_t seq, evb_err *err);
 
+/* ---- command socket ----
+ * A service's requests and replies (PROTOCOL.md, "Command socket"): the
+ * service binds a ROUTER, clients use a DEALER so that a request that times
+ * out never wedges them. A request names a command and carries a msgpack map
+ * of arguments; the reply is "ok" with a msgpack map, or an error code name
+ * with a message. The server runs in its owner's thread (evb_cmd_poll). */
+typedef struct evb_cmd evb_cmd_t;
+
+/* A command handler: read args (a msgpack map, lent), write the reply body
+ * (one msgpack map) into out, which is empty on entry. Return EVB_OK, or an
+ * error code with err->msg: the client gets both (EVB_EREJECTED for "the
+ * domain said no", EVB_EINVAL for a bad request, ...). */
+typedef int (*evb_cmd_fn)(const void *args, size_t args_len, evb_buf *out, void *ctx,
+                          evb_err *err);
+
+EVB_EXPORT evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err);
+EVB_EXPORT void evb_cmd_destroy(evb_cmd_t **cmdp);
+/* Register fn for command `name` (copied; at most 32 commands). */
+EVB_EXPORT int evb_cmd_on(evb_cmd_t *cmd, const char *name, evb_cmd_fn fn, void *ctx,
+                          evb_err *err);
+/* Answer the requests that arrived; wait up to timeout_ms for one. Bad and
+ * unknown requests get an error reply and are counted; the call does not
+ * fail for them. */
+EVB_EXPORT int evb_cmd_poll(evb_cmd_t *cmd, int timeout_ms, evb_err *err);
+EVB_EXPORT void *evb_cmd_socket(evb_cmd_t *cmd);
+EVB_EXPORT uint64_t evb_cmd_bad_requests(const evb_cmd_t *cmd);
+
+/* Client: send command with args (a msgpack map; NULL for none) to endpoint
+ * and wait up to timeout_ms for the reply. EVB_OK: body (a msgpack map) in
+ * out. An error reply: its code, with the service's message in err.
+ * EVB_ETIMEDOUT: no reply in time (service down, unreachable or busy). */
+EVB_EXPORT int evb_cmd_call(const char *endpoint, const char *command, const void *args,
+                            size_t args_len, int timeout_ms, evb_buf *out, evb_err *err);
+
 #ifdef __cplusplus
 }
 #endif

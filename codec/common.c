@@ -28,6 +28,8 @@ static const char *s_code_names[EVB_CODE_COUNT] = {
     [EVB_EBUSY] = "EVB_EBUSY: busy",
     [EVB_ECLOSED] = "EVB_ECLOSED: closed",
     [EVB_EUNWRITABLE] = "EVB_EUNWRITABLE: log refuses writes after a failed write",
+    [EVB_ETIMEDOUT] = "EVB_ETIMEDOUT: no answer in time",
+    [EVB_EREJECTED] = "EVB_EREJECTED: rejected by the domain",
 };
 
 const char *evb_strerror(int code)
@@ -35,6 +37,29 @@ const char *evb_strerror(int code)
     if (code < 0 || code >= EVB_CODE_COUNT)
         return "EVB_?: unknown error code";
     return s_code_names[code];
+}
+
+/* The bare names, as carried on the wire (command replies). */
+static const char *const s_bare_names[EVB_CODE_COUNT] = {
+    "EVB_OK",        "EVB_EINVAL",   "EVB_ENOMEM",    "EVB_EDECODE",     "EVB_ETOOBIG",
+    "EVB_EVERSION",  "EVB_ECONFLICT", "EVB_EPARTIAL", "EVB_ELOCKED",     "EVB_EFORMAT",
+    "EVB_ECORRUPT",  "EVB_EIO",      "EVB_ENOTFOUND", "EVB_EBUSY",       "EVB_ECLOSED",
+    "EVB_EUNWRITABLE", "EVB_ETIMEDOUT", "EVB_EREJECTED",
+};
+
+const char *evb_code_name(int code)
+{
+    if (code < 0 || code >= EVB_CODE_COUNT)
+        return "EVB_?";
+    return s_bare_names[code];
+}
+
+int evb_code_from_name(const char *name)
+{
+    for (int i = 0; i < EVB_CODE_COUNT; i++)
+        if (strcmp(s_bare_names[i], name) == 0)
+            return i;
+    return -1;
 }
 
 int evb_err_set(evb_err *err, int code, const char *fmt, ...)

@@ -156,6 +156,26 @@ EVB_EXPORT int evb_ts_parse(const char *s, int64_t *ts_us, evb_err *err);
 EVB_EXPORT int64_t evb_now_us(void);
 
 /*
+ * Reading fields of a msgpack map (payloads, command arguments) without
+ * msgpack-c objects. The map is checked as it is walked (bounded, depth
+ * limited); keys are compared as strings.
+ *  evb_map_find:  *val and *vlen give the value's bytes (lent from map).
+ *  evb_map_str:   copies a str value, NUL-terminated, into out (cap bytes);
+ *                 EVB_ETOOBIG if it does not fit, EVB_EDECODE if not a str.
+ *  evb_map_uint / evb_map_int: an integer value (EVB_EDECODE if not one, or
+ *                 out of range).
+ * All return EVB_ENOTFOUND when the key is absent, naming it.
+ */
+EVB_EXPORT int evb_map_find(const void *map, size_t len, const char *key, const void **val,
+                            size_t *vlen, evb_err *err);
+EVB_EXPORT int evb_map_str(const void *map, size_t len, const char *key, char *out,
+                           size_t cap, evb_err *err);
+EVB_EXPORT int evb_map_uint(const void *map, size_t len, const char *key, uint64_t *out,
+                            evb_err *err);
+EVB_EXPORT int evb_map_int(const void *map, size_t len, const char *key, int64_t *out,
+                           evb_err *err);
+
+/*
  * Schema upcasters. A function registered for (type, from_schema) turns a
  * payload of that schema into the next shape: it writes the new msgpack map
  * into out (caller-owned, empty on entry) and the schema it produced into

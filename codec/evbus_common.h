@@ -64,6 +64,8 @@ typedef enum evb_code {
     EVB_EBUSY,      /* another transaction is open */
     EVB_ECLOSED,    /* the object is shutting down */
     EVB_EUNWRITABLE, /* a write failed before: the log refuses writes until reopened */
+    EVB_ETIMEDOUT,   /* no answer in time (peer down, unreachable or slow) */
+    EVB_EREJECTED,   /* the domain said no (a command's rules), not a fault */
     EVB_CODE_COUNT
 } evb_code;
 
@@ -76,6 +78,10 @@ typedef struct evb_err {
 
 /* Name of a code, e.g. "EVB_ECONFLICT: expected version mismatch". Static. */
 EVB_EXPORT const char *evb_strerror(int code);
+/* The bare name, "EVB_ECONFLICT", as carried on the wire; and back (-1 when
+ * the name is unknown). */
+EVB_EXPORT const char *evb_code_name(int code);
+EVB_EXPORT int evb_code_from_name(const char *name);
 
 /* Fill err (if not NULL) with code and a printf-style message; returns code. */
 EVB_EXPORT int evb_err_set(evb_err *err, int code, const char *fmt, ...)

@@ -7,7 +7,9 @@
  */
 #include <evbus/evbus_bus.h>
 
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -393,6 +395,95 @@ static void test_recreated_publisher_log_stops_feed(void **state)
     assert_int_equal(evb_store_head(w->sst), a); /* nothing of the new log applied */
 }
 
+/* ---- command socket ---- */
+
+static int s_cmd_echo(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    (void)ctx;
+    char name[64];
+    int rc = evb_map_str(args, len, "name", name, sizeof name, err);
+    if (rc != EVB_OK)
+        return rc == EVB_ENOTFOUND ? EVB_EINVAL : rc;
+    if (strcmp(name, "nobody") == 0)
+        return evb_err_set(err, EVB_EREJECTED, "nobody is not welcome");
+    /* {"hello": name} */
+    uint8_t head[] = {0x81, 0xa5, 'h', 'e', 'l', 'l', 'o', (uint8_t)(0xa0 | strlen(name))};
+    evb_buf_append(out, head, sizeof head, NULL);
+    return evb_buf_append(out, name, strlen(name), err);
+}
+
+typedef struct cmd_world {
+    evb_cmd_t *cmd;
+    atomic_bool stop;
+} cmd_world;
+
+static void *s_cmd_thread(void *arg)
+{
+    cmd_world *cw = arg;
+    evb_err err;
+    while (!atomic_load(&cw->stop))
+        evb_cmd_poll(cw->cmd, 10, &err);
+    return NULL;
+}
+
+static void test_command_socket_replies_and_errors(void **state)
+{
+    world *w = *state;
+    char ep[320];
+    snprintf(ep, sizeof ep, "ipc://%s/cmd.sock", w->dir);
+    evb_err err;
+    cmd_world cw = {evb_cmd_new(ep, &err), false};
+    assert_non_null(cw.cmd);
+    assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_OK);
+    assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_EINVAL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_cmd_thread, &cw), 0);
+    evb_buf out = {0};
+    static const uint8_t ann[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa3, 'a', 'n', 'n'};
+    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    char got[16];
+    assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err), EVB_OK);
+    assert_string_equal(got, "ann");
+    static const uint8_t nobody[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa6,
+                                     'n',  'o',  'b', 'o', 'd', 'y'};
+    assert_int_equal(evb_cmd_call(ep, "echo", nobody, sizeof nobody, 5000, &out, &err),
+                     EVB_EREJECTED);
+    assert_non_null(strstr(err.msg, "not welcome"));
+    assert_int_equal(evb_cmd_call(ep, "echo", NULL, 0, 5000, &out, &err), EVB_EINVAL);
+    assert_non_null(strstr(err.msg, "name"));
+    assert_int_equal(evb_cmd_call(ep, "frobnicate", NULL, 0, 5000, &out, &err), EVB_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown command"));
+    static const uint8_t notmap[] = {0x93, 1, 2, 3};
+    assert_int_equal(evb_cmd_call(ep, "echo", notmap, sizeof notmap, 5000, &out, &err),
+                     EVB_EINVAL);
+    /* Nobody at this endpoint: a clear timeout, not a hang. */
+    char nowhere[320];
+    snprintf(nowhere, sizeof nowhere, "ipc://%s/nobody.sock", w->dir);
+    assert_int_equal(evb_cmd_call(nowhere, "echo", ann, sizeof ann, 300, &out, &err),
+                     EVB_ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "nobody.sock"));
+    /* Garbage straight at the socket: an error reply, and the server goes on. */
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, tmo = 5000;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(d, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    assert_int_equal(zmq_connect(d, ep), 0);
+    assert_true(zmq_send(d, "\xc1\xc1", 2, 0) == 2);
+    char buf[256];
+    int n = zmq_recv(d, buf, sizeof buf, 0);
+    assert_true(n > 0);
+    assert_non_null(memmem(buf, (size_t)n, "EVB_EDECODE", 11));
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    atomic_store(&cw.stop, true);
+    pthread_join(t, NULL);
+    assert_true(evb_cmd_bad_requests(cw.cmd) >= 2);
+    evb_cmd_destroy(&cw.cmd);
+    evb_buf_free(&out);
+}
+
 int main(void)
 {
     evb_log_set_sink(NULL, NULL, EVB_LOG_ERROR + 1); /* quiet: the tests check states */
@@ -409,6 +500,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_requests_are_answered_and_counted,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,
                                         s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

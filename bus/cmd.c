@@ -1,0 +1,393 @@
+/*
+ * cmd.c: the command socket (PROTOCOL.md, "Command socket").
+ *
+ * Request:  [1, req_id (uint), command (str), args (map)]
+ * Reply:    [1, req_id, "ok", body (map)]  or  [1, req_id, code (str), message (str)]
+ * One frame each way (the ROUTER adds the identity). The server is
+ * stateless between requests; the client makes a fresh DEALER per call, so a
+ * late reply to a call that timed out can never be taken for the next one.
+ */
+#include "evbus_bus.h"
+#include "mpread.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define CMD_MAX 32
+#define CMD_NAME_MAX 32
+
+typedef struct cmd_entry {
+    char name[CMD_NAME_MAX + 1];
+    evb_cmd_fn fn;
+    void *ctx;
+} cmd_entry;
+
+struct evb_cmd {
+    void *zctx, *router;
+    char endpoint[EVB_BUS_MAX_ENDPOINT];
+    cmd_entry cmds[CMD_MAX];
+    size_t ncmds;
+    evb_buf body, reply;
+    uint64_t bad;
+    int64_t last_bad_log_us;
+};
+
+typedef struct {
+    evb_buf *b;
+    int rc;
+} wctx;
+
+static int s_write(void *data, const char *buf, size_t len)
+{
+    wctx *w = data;
+    if (w->rc == EVB_OK)
+        w->rc = evb_buf_append(w->b, buf, len, NULL);
+    return w->rc == EVB_OK ? 0 : -1;
+}
+
+static void s_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
+{
+    if (endpoint == NULL || strlen(endpoint) >= EVB_BUS_MAX_ENDPOINT) {
+        evb_err_set(err, EVB_EINVAL, "command socket: bad endpoint");
+        return NULL;
+    }
+    evb_cmd_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    c->zctx = zmq_ctx_new();
+    c->router = c->zctx ? zmq_socket(c->zctx, ZMQ_ROUTER) : NULL;
+    if (c->router == NULL) {
+        evb_err_set(err, EVB_EIO, "command socket: %s", zmq_strerror(errno));
+        evb_cmd_destroy(&c);
+        return NULL;
+    }
+    int zero = 0, one = 1;
+    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    zmq_setsockopt(c->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(c->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (zmq_bind(c->router, endpoint) != 0) {
+        evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
+                    "cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        evb_cmd_destroy(&c);
+        return NULL;
+    }
+    return c;
+}
+
+void evb_cmd_destroy(evb_cmd_t **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    evb_cmd_t *c = *cp;
+    if (c->router)
+        zmq_close(c->router);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    evb_buf_free(&c->body);
+    evb_buf_free(&c->reply);
+    free(c);
+    *cp = NULL;
+}
+
+int evb_cmd_on(evb_cmd_t *c, const char *name, evb_cmd_fn fn, void *ctx, evb_err *err)
+{
+    if (name == NULL || strlen(name) == 0 || strlen(name) > CMD_NAME_MAX || fn == NULL)
+        return evb_err_set(err, EVB_EINVAL, "command name must be 1..%d bytes",
+                           CMD_NAME_MAX);
+    if (c->ncmds == CMD_MAX)
+        return evb_err_set(err, EVB_ETOOBIG, "more than %d commands", CMD_MAX);
+    for (size_t i = 0; i < c->ncmds; i++)
+        if (strcmp(c->cmds[i].name, name) == 0)
+            return evb_err_set(err, EVB_EINVAL, "command %s registered twice", name);
+    snprintf(c->cmds[c->ncmds].name, sizeof c->cmds[0].name, "%s", name);
+    c->cmds[c->ncmds].fn = fn;
+    c->cmds[c->ncmds].ctx = ctx;
+    c->ncmds++;
+    return EVB_OK;
+}
+
+void *evb_cmd_socket(evb_cmd_t *c)
+{
+    return c->router;
+}
+
+uint64_t evb_cmd_bad_requests(const evb_cmd_t *c)
+{
+    return c->bad;
+}
+
+/* Reply: [1, req_id, status, body-or-message]. body is a packed map. */
+static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *status,
+                    const evb_buf *body, const char *message)
+{
+    c->reply.len = 0;
+    wctx w = {&c->reply, EVB_OK};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w, s_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, EVB_BUS_PROTOCOL);
+    msgpack_pack_uint64(&pk, req_id);
+    s_str(&pk, status);
+    if (body != NULL)
+        s_write(&w, body->data, body->len);
+    else
+        s_str(&pk, message);
+    if (w.rc != EVB_OK)
+        return;
+    if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+            0 ||
+        zmq_send(c->router, c->reply.data, c->reply.len, ZMQ_DONTWAIT) < 0)
+        evb_log(EVB_LOG_WARN, "command socket %s: reply not delivered (client gone)",
+                c->endpoint);
+}
+
+static void s_bad(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, int code, const char *why)
+{
+    c->bad++;
+    int64_t now = evb_now_us();
+    if (now - c->last_bad_log_us >= 1000000) {
+        evb_log(EVB_LOG_WARN, "command socket %s: bad request: %s", c->endpoint, why);
+        c->last_bad_log_us = now;
+    }
+    s_reply(c, idm, req_id, evb_code_name(code), NULL, why);
+}
+
+static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
+{
+    mp_cur cur;
+    mp_init(&cur, buf, len);
+    mp_val v;
+    uint64_t req_id = 0;
+    if (mp_next(&cur, &v) != MP_OK || v.type != MP_ARRAY || v.v.n != 4) {
+        s_bad(c, idm, 0, EVB_EDECODE, "a request is [1, req_id, command, args]");
+        return;
+    }
+    if (mp_next(&cur, &v) != MP_OK || v.type != MP_UINT) {
+        s_bad(c, idm, 0, EVB_EDECODE, "request: version is not an integer");
+        return;
+    }
+    if (v.v.u != EVB_BUS_PROTOCOL) {
+        s_bad(c, idm, 0, EVB_EVERSION, "request: unknown protocol version");
+        return;
+    }
+    if (mp_next(&cur, &v) != MP_OK || v.type != MP_UINT) {
+        s_bad(c, idm, 0, EVB_EDECODE, "request: req_id is not an unsigned integer");
+        return;
+    }
+    req_id = v.v.u;
+    if (mp_next(&cur, &v) != MP_OK || v.type != MP_STR || v.v.s.len == 0 ||
+        v.v.s.len > CMD_NAME_MAX) {
+        s_bad(c, idm, req_id, EVB_EDECODE, "request: command is not a short string");
+        return;
+    }
+    char name[CMD_NAME_MAX + 1];
+    memcpy(name, v.v.s.p, v.v.s.len);
+    name[v.v.s.len] = '\0';
+    const void *args = cur.p;
+    size_t args_len = mp_left(&cur);
+    evb_err err;
+    if (evb_check_map(args, args_len, "request args", &err) != EVB_OK) {
+        s_bad(c, idm, req_id, EVB_EDECODE, err.msg);
+        return;
+    }
+    const cmd_entry *e = NULL;
+    for (size_t i = 0; i < c->ncmds && e == NULL; i++)
+        if (strcmp(c->cmds[i].name, name) == 0)
+            e = &c->cmds[i];
+    if (e == NULL) {
+        char why[128];
+        snprintf(why, sizeof why, "unknown command \"%s\"", name);
+        s_bad(c, idm, req_id, EVB_EINVAL, why);
+        return;
+    }
+    c->body.len = 0;
+    evb_err_clear(&err);
+    int rc = e->fn(args, args_len, &c->body, e->ctx, &err);
+    if (rc == EVB_OK) {
+        if (c->body.len == 0)
+            evb_buf_append(&c->body, evb_empty_map, sizeof evb_empty_map, NULL);
+        s_reply(c, idm, req_id, "ok", &c->body, NULL);
+    } else {
+        s_reply(c, idm, req_id, evb_code_name(rc), NULL,
+                err.msg[0] ? err.msg : evb_strerror(rc));
+    }
+}
+
+int evb_cmd_poll(evb_cmd_t *c, int timeout_ms, evb_err *err)
+{
+    (void)err;
+    zmq_pollitem_t item = {c->router, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0)
+        return EVB_OK;
+    for (int n = 0; n < 256; n++) {
+        zmq_msg_t idm, body;
+        zmq_msg_init(&idm);
+        if (zmq_msg_recv(&idm, c->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&idm);
+            break;
+        }
+        zmq_msg_init(&body);
+        int frames = 0;
+        bool more = zmq_msg_more(&idm);
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, c->router, 0) < 0) {
+                zmq_msg_close(&part);
+                break;
+            }
+            more = zmq_msg_more(&part);
+            if (frames++ == 0)
+                zmq_msg_move(&body, &part);
+            zmq_msg_close(&part);
+        }
+        if (frames != 1)
+            s_bad(c, &idm, 0, EVB_EDECODE, "a request is exactly one frame");
+        else
+            s_handle(c, &idm, zmq_msg_data(&body), zmq_msg_size(&body));
+        zmq_msg_close(&body);
+        zmq_msg_close(&idm);
+    }
+    return EVB_OK;
+}
+
+/* ---- client ---- */
+
+int evb_cmd_call(const char *endpoint, const char *command, const void *args,
+                 size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
+{
+    if (endpoint == NULL || command == NULL)
+        return evb_err_set(err, EVB_EINVAL, "call: endpoint and command are required");
+    if (args == NULL) {
+        args = evb_empty_map;
+        args_len = sizeof evb_empty_map;
+    }
+    if (evb_check_map(args, args_len, "call args", err) != EVB_OK)
+        return EVB_EINVAL;
+    static _Atomic uint64_t next_id = 1;
+    uint64_t req_id = next_id++;
+    evb_buf req = {0};
+    wctx w = {&req, EVB_OK};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w, s_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, EVB_BUS_PROTOCOL);
+    msgpack_pack_uint64(&pk, req_id);
+    s_str(&pk, command);
+    s_write(&w, args, args_len);
+    if (w.rc != EVB_OK) {
+        evb_buf_free(&req);
+        return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    }
+    int rc = EVB_OK;
+    void *zctx = zmq_ctx_new();
+    void *d = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
+    if (d == NULL) {
+        rc = evb_err_set(err, EVB_EIO, "call: %s", zmq_strerror(errno));
+        goto done;
+    }
+    int zero = 0;
+    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(d, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(d, endpoint) != 0) {
+        rc = evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", endpoint,
+                         zmq_strerror(errno));
+        goto done;
+    }
+    zmq_send(d, req.data, req.len, ZMQ_DONTWAIT);
+    int64_t end = evb_now_us() + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        int64_t left = (end - evb_now_us()) / 1000;
+        zmq_pollitem_t item = {d, 0, ZMQ_POLLIN, 0};
+        if (left <= 0 || zmq_poll(&item, 1, (long)left) <= 0) {
+            rc = evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms", endpoint,
+                             command, timeout_ms);
+            break;
+        }
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, d, 0) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        bool more = zmq_msg_more(&m);
+        while (more) { /* a reply is one frame; drain anything else */
+            zmq_msg_t x;
+            zmq_msg_init(&x);
+            if (zmq_msg_recv(&x, d, 0) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&x);
+            zmq_msg_close(&x);
+        }
+        mp_cur cur;
+        mp_init(&cur, zmq_msg_data(&m), zmq_msg_size(&m));
+        mp_val v;
+        uint64_t id = 0;
+        char status[32] = "";
+        bool ok = mp_next(&cur, &v) == MP_OK && v.type == MP_ARRAY && v.v.n == 4 &&
+                  mp_next(&cur, &v) == MP_OK && v.type == MP_UINT &&
+                  mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
+        if (ok) {
+            id = v.v.u;
+            ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR && v.v.s.len < sizeof status;
+        }
+        if (ok) {
+            memcpy(status, v.v.s.p, v.v.s.len);
+            status[v.v.s.len] = '\0';
+        }
+        if (!ok || id != req_id) {
+            zmq_msg_close(&m);
+            if (!ok) {
+                rc = evb_err_set(err, EVB_EDECODE, "%s: malformed reply to %s", endpoint,
+                                 command);
+                break;
+            }
+            continue; /* not ours */
+        }
+        const void *rest = cur.p;
+        size_t rest_len = mp_left(&cur);
+        if (strcmp(status, "ok") == 0) {
+            out->len = 0;
+            rc = evb_check_map(rest, rest_len, "reply body", err);
+            if (rc == EVB_OK)
+                rc = evb_buf_append(out, rest, rest_len, err);
+        } else {
+            int code = evb_code_from_name(status);
+            if (code <= 0)
+                code = EVB_EIO;
+            mp_val msg;
+            if (mp_next(&cur, &msg) == MP_OK && msg.type == MP_STR)
+                evb_err_set(err, code, "%.*s", (int)(msg.v.s.len > 400 ? 400 : msg.v.s.len),
+                            msg.v.s.p);
+            else
+                evb_err_set(err, code, "%s", evb_strerror(code));
+            rc = code;
+        }
+        zmq_msg_close(&m);
+        break;
+    }
+done:
+    if (d)
+        zmq_close(d);
+    if (zctx)
+        zmq_ctx_term(zctx);
+    evb_buf_free(&req);
+    return rc;
+}
