@@ -12,7 +12,6 @@
 #include "codec_int.h"
 #include "mpread.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,35 +34,32 @@ static const struct {
     [NAME_SERVICE] = {"service name", EVB_MAX_SERVICE_LEN},
 };
 
-/* Allowed bytes per kind, one bit per kind, built once by s_name_table. A
- * table, not a switch: names are checked on every encode and decode. */
-static uint8_t s_allowed[256];
-
-static void s_name_table_init(void)
-{
-    for (unsigned c = 0; c < 256; c++) {
-        bool lower_digit = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        bool upper = (c >= 'A' && c <= 'Z');
-        bool punct = c == '_' || c == '.';
-        uint8_t m = 0;
-        if (lower_digit || upper || punct || c == ':' || c == '@' || c == '-')
-            m |= 1u << NAME_STREAM;
-        if (lower_digit || upper || punct || c == ':' || c == '@')
-            m |= 1u << NAME_CATEGORY;
-        if (lower_digit || upper || punct || c == ':' || c == '-')
-            m |= 1u << NAME_TYPE;
-        if (lower_digit || punct || c == '-')
-            m |= 1u << NAME_SERVICE;
-        s_allowed[c] = m;
-    }
-}
-
-static bool s_name_char(enum name_kind k, unsigned char c)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, s_name_table_init);
-    return (s_allowed[c] >> k) & 1u;
-}
+/* Allowed bytes per kind, one bit per kind (bit k for enum name_kind k), as
+ * a constant table: names are checked on every encode and decode. */
+#define B_STREAM (1u << NAME_STREAM)
+#define B_CATEGORY (1u << NAME_CATEGORY)
+#define B_TYPE (1u << NAME_TYPE)
+#define B_SERVICE (1u << NAME_SERVICE)
+#define B_ALL (B_STREAM | B_CATEGORY | B_TYPE | B_SERVICE)
+static const uint8_t s_allowed[256] = {
+    ['a'] = B_ALL, ['b'] = B_ALL, ['c'] = B_ALL, ['d'] = B_ALL, ['e'] = B_ALL,
+    ['f'] = B_ALL, ['g'] = B_ALL, ['h'] = B_ALL, ['i'] = B_ALL, ['j'] = B_ALL,
+    ['k'] = B_ALL, ['l'] = B_ALL, ['m'] = B_ALL, ['n'] = B_ALL, ['o'] = B_ALL,
+    ['p'] = B_ALL, ['q'] = B_ALL, ['r'] = B_ALL, ['s'] = B_ALL, ['t'] = B_ALL,
+    ['u'] = B_ALL, ['v'] = B_ALL, ['w'] = B_ALL, ['x'] = B_ALL, ['y'] = B_ALL,
+    ['z'] = B_ALL, ['0'] = B_ALL, ['1'] = B_ALL, ['2'] = B_ALL, ['3'] = B_ALL,
+    ['4'] = B_ALL, ['5'] = B_ALL, ['6'] = B_ALL, ['7'] = B_ALL, ['8'] = B_ALL,
+    ['9'] = B_ALL, ['_'] = B_ALL, ['.'] = B_ALL,
+#define UP B_STREAM | B_CATEGORY | B_TYPE
+    ['A'] = UP, ['B'] = UP, ['C'] = UP, ['D'] = UP, ['E'] = UP, ['F'] = UP, ['G'] = UP,
+    ['H'] = UP, ['I'] = UP, ['J'] = UP, ['K'] = UP, ['L'] = UP, ['M'] = UP, ['N'] = UP,
+    ['O'] = UP, ['P'] = UP, ['Q'] = UP, ['R'] = UP, ['S'] = UP, ['T'] = UP, ['U'] = UP,
+    ['V'] = UP, ['W'] = UP, ['X'] = UP, ['Y'] = UP, ['Z'] = UP,
+#undef UP
+    [':'] = B_STREAM | B_CATEGORY | B_TYPE,
+    ['@'] = B_STREAM | B_CATEGORY,
+    ['-'] = B_STREAM | B_TYPE | B_SERVICE,
+};
 
 /* Check a name given as (p, len); field names the envelope field for the
  * message (NULL for argument checks). */
@@ -77,7 +73,6 @@ static int s_check_name(enum name_kind k, const char *p, size_t len, const char 
     if (len > s_names[k].max)
         return evb_err_set(err, EVB_EINVAL, "%s: %s is %zu bytes, more than %zu", pre,
                            what, len, s_names[k].max);
-    (void)s_name_char(k, 'a'); /* builds the table once */
     uint8_t bit = (uint8_t)(1u << k);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
