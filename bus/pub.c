@@ -12,6 +12,7 @@
  */
 #include "evbus_bus.h"
 #include "busmsg.h"
+#include "codec_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -210,6 +211,8 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         p->hdr.len = 0;
         if (bm_live_header(&p->hdr, prev, err) != EVB_OK)
             break;
+        /* Durable, not yet sent: a crash here loses nothing. */
+        EVB_CRASH("pub.before_send");
         /* PUB never blocks: at the high-water mark it drops, and the
          * subscriber's gap detection fetches what was dropped. */
         zmq_send(p->pub, topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -343,6 +346,8 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
     if (!s_reply(p, idm, p->hdr.data, p->hdr.len, count > 0))
         return;
     for (size_t i = 0; i < count; i++) {
+        if (i == count / 2)
+            EVB_CRASH("pub.mid_page");
         if (zmq_send(p->router, p->page.data + offsets[i], offsets[i + 1] - offsets[i],
                      (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
             p->stats.unroutable++;

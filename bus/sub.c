@@ -19,6 +19,7 @@
  */
 #include "evbus_bus.h"
 #include "busmsg.h"
+#include "codec_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -493,9 +494,12 @@ static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t po
         evb_txn_destroy(&tx);
         return EVB_OK;
     }
+    EVB_CRASH("sub.before_commit"); /* handler done, effects not committed */
     int rc = evb_txn_checkpoint(tx, s->consumer, &f->c->log_id, f->category, pos, err);
     if (rc == EVB_OK)
         rc = evb_txn_commit(&tx, err);
+    if (rc == EVB_OK)
+        EVB_CRASH("sub.after_commit");
     evb_txn_destroy(&tx);
     if (rc != EVB_OK)
         return rc;

@@ -12,4 +12,15 @@
  * Same output as evb_event_encode. */
 int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err);
 
+/* Test hook shared by the bus (the store has its own, per store): SIGKILL
+ * the process the n-th time a point named by EVB_CRASH_POINT is reached
+ * (EVB_CRASH_AFTER=n, default 1). Compiled to nothing without
+ * EVB_CRASH_POINTS. */
+#ifdef EVB_CRASH_POINTS
+void evb__crash_point(const char *name);
+#define EVB_CRASH(name) evb__crash_point(name)
+#else
+#define EVB_CRASH(name) ((void)0)
+#endif
+
 #endif

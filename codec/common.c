@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/random.h>
 
 static const char *s_code_names[EVB_CODE_COUNT] = {
@@ -237,3 +240,30 @@ int evb_id_from_hex(const char *hex, evb_id *id, evb_err *err)
     }
     return EVB_OK;
 }
+
+#ifdef EVB_CRASH_POINTS
+#include "codec_int.h"
+
+static const char *s_crash_want;
+static long s_crash_after = 1;
+
+static void s_crash_init(void)
+{
+    s_crash_want = getenv("EVB_CRASH_POINT");
+    const char *after = getenv("EVB_CRASH_AFTER");
+    if (after != NULL)
+        s_crash_after = atol(after);
+}
+
+void evb__crash_point(const char *name)
+{
+    /* The environment is read once: some points sit on hot paths. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static atomic_long hits;
+    pthread_once(&once, s_crash_init);
+    if (s_crash_want == NULL || strcmp(s_crash_want, name) != 0)
+        return;
+    if (atomic_fetch_add(&hits, 1) + 1 == s_crash_after)
+        raise(SIGKILL);
+}
+#endif

@@ -47,12 +47,13 @@ def log(msg):
 class Proc:
     """A child whose stdout lines are read by a thread into a queue."""
 
-    def __init__(self, argv, stdin=False, name=None):
+    def __init__(self, argv, stdin=False, name=None, env=None):
         self.name = name or os.path.basename(argv[0])
         self.argv = argv
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  text=True, errors="replace")
+                                  text=True, errors="replace",
+                                  env=None if env is None else {**os.environ, **env})
         self.lines = queue.Queue()
         self.err = []
         self.readers = [
@@ -142,8 +143,8 @@ class Env:
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def start(self, argv, stdin=False, name=None):
-        p = Proc(argv, stdin=stdin, name=name)
+    def start(self, argv, stdin=False, name=None, env=None):
+        p = Proc(argv, stdin=stdin, name=name, env=env)
         self.procs.append(p)
         return p
 
@@ -160,9 +161,10 @@ class Env:
 
 # ---- helpers ----
 
-def start_pub(env, d, count, batch=100, cats=CATS3, extra=(), pub="pub", cu="cu"):
+def start_pub(env, d, count, batch=100, cats=CATS3, extra=(), pub="pub", cu="cu",
+              penv=None):
     p = env.start([BUS_PUB, d, env.ep(pub), env.ep(cu), str(count), str(batch),
-                   ",".join(cats), *extra], stdin=True, name="bus_pub")
+                   ",".join(cats), *extra], stdin=True, name="bus_pub", env=penv)
     p.ready_head = int(p.wait_line(lambda l: l.startswith("ready"), 30, "ready").split()[1])
     return p
 
@@ -427,6 +429,54 @@ def case_mirror_kill(env):
     log(f"{rounds} mirror kills; mirror equals source ({got} events, each origin once)")
 
 
+def case_crash_points(env):
+    """Deterministic crash points: the publisher dies between making events
+    durable and sending them, and in the middle of a catch-up page; the
+    mirror dies after its handler and before its commit, and right after a
+    commit. Each process must die by its own SIGKILL (the point was hit);
+    after restarts the mirror equals the source."""
+    rounds = max(1, int(3 * SCALE))
+    d, m = env.path("pub"), env.path("mirror")
+    total = 0
+    for point in ["pub.before_send", "pub.mid_page"] * rounds:
+        total += 4000
+        if point == "pub.mid_page":
+            # A mirror that starts behind makes the publisher serve pages.
+            p = start_pub(env, d, total - 2000, batch=100)
+            wait_done(p, 60)
+            check(p.term() == 0, "bus_pub did not exit 0")
+        # Every append is a point hit for before_send; the first page that
+        # holds events is one for mid_page.
+        after = str(rng.randint(1, 20) if point == "pub.before_send" else 1)
+        p = start_pub(env, d, total, batch=100,
+                      penv={"EVB_CRASH_POINT": point, "EVB_CRASH_AFTER": after})
+        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "50"]),
+                        name="mirror")
+        rc = p.p.wait(timeout=120)
+        check(rc == -9, f"publisher with {point}:{after} exited {rc}, not by SIGKILL")
+        mir.wait_line(lambda l: l.startswith("{"), 30, "mirror status")
+        check(mir.term() == 0, "mirror did not exit 0 on SIGTERM")
+        log(f"publisher died at {point} (hit {after})")
+    p = start_pub(env, d, total, batch=100)
+    wait_done(p, 120)
+    for point in ["sub.before_commit", "sub.after_commit"] * rounds:
+        after = str(rng.randint(1, 3))  # commits: one per catch-up page or live event
+        p.send("more 3000\n")
+        total += 3000
+        mir = env.start(mirror_argv(env, m, CATS3), name="mirror",
+                        env={"EVB_CRASH_POINT": point, "EVB_CRASH_AFTER": after})
+        rc = mir.p.wait(timeout=120)
+        check(rc == -9, f"mirror with {point}:{after} exited {rc}, not by SIGKILL")
+        log(f"mirror died at {point} (hit {after})")
+    p.wait_line(lambda l: l == f"done {total}", 120, f"done {total}")
+    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120"]), 180)
+    check(r.returncode == 0, f"final mirror exited {r.returncode}: {r.stderr}")
+    check(p.term() == 0, "bus_pub did not exit 0")
+    got = compare(d, m, CATS3)
+    check(got == total, f"mirror has {got} events, publisher {total}")
+    log(f"crash points hit; mirror equals the publisher's {got} events")
+
+
 def case_append_cli(env):
     d = env.path("log")
     lines = [
@@ -499,6 +549,7 @@ CASES = {
     "pub_kill": case_pub_kill,
     "mirror_kill": case_mirror_kill,
     "append_cli": case_append_cli,
+    "crash_points": case_crash_points,
 }
 
 

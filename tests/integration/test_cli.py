@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""test_cli.py: the `evbus log` commands against real logs.
+
+usage: test_cli.py EVBUS CRASH_APPENDER DAMAGE
+
+Logs are made by crash_appender (--count N: it appends N batches and exits;
+its report lines say what it appended), broken by `damage` (which edits the
+LevelDB directory directly). --json output is parsed with the json module.
+Checks: info/cat/verify agree with what was appended; exit codes 0 (clean),
+1 (verify found damage, naming the sequence), 2 (bad flag), 3 (missing
+directory, directory that is not a log, log held open by a running process,
+with "in use by another process" on stderr).
+"""
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+EVBUS, APPENDER, DAMAGE = sys.argv[1:4]
+TIMEOUT = 60
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
+    return cond
+
+
+def run(*args):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+def evbus(*args):
+    return run(EVBUS, *args)
+
+
+def jlines(text):
+    """Every non-empty line as JSON; raises on a line that is not JSON."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def make_log(path, count, seed):
+    """Run the appender to completion; return its reports as tuples
+    (first_seq, last_seq, stream, first_version, [ids])."""
+    p = run(APPENDER, "--dir", path, "--count", str(count), "--seed", str(seed),
+            "--sync", "none")
+    if p.returncode != 0:
+        raise SystemExit(f"crash_appender failed ({p.returncode}): {p.stderr}")
+    reps = []
+    for line in p.stdout.splitlines():
+        f = line.split()
+        reps.append((int(f[0]), int(f[1]), f[2], int(f[3]), f[4:]))
+    return reps
+
+
+def expected_events(reps):
+    """seq -> (stream, version, id) from the appender's reports."""
+    ev = {}
+    for first, last, stream, ver, ids in reps:
+        for i, eid in enumerate(ids):
+            ev[first + i] = (stream, ver + i, eid)
+    return ev
+
+
+def main():
+    base = os.environ.get("EVB_TEST_TMP") or None
+    if base:
+        os.makedirs(base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="cli.", dir=base)
+    try:
+        tests(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+def tests(tmp):
+    log = os.path.join(tmp, "log")
+    reps = make_log(log, 40, 7)
+    want = expected_events(reps)
+    head = max(want)
+    check("appender made a log", head >= 40 and sorted(want) == list(range(1, head + 1)))
+
+    # ---- info ----
+    p = evbus("log", "info", log, "--json")
+    check("info --json exits 0", p.returncode == 0, p.stderr)
+    try:
+        info = json.loads(p.stdout)
+    except ValueError as e:
+        info = {}
+        check("info --json is one JSON object", False, f"{e}: {p.stdout!r}")
+    check("info: head", info.get("head") == head, f"{info.get('head')} != {head}")
+    check("info: service", info.get("service") == "crash", info.get("service"))
+    check("info: log_id is 32 hex", re.fullmatch(r"[0-9a-f]{32}", str(info.get("log_id"))))
+    cats = {c["name"]: c for c in info.get("categories", [])}
+    want_cats = {}
+    for seq, (stream, _, _) in want.items():
+        c = stream.split("-")[0]
+        n, h = want_cats.get(c, (0, 0))
+        want_cats[c] = (n + 1, max(h, seq))
+    check("info: categories, counts and heads",
+          {k: (v["count"], v["head"]) for k, v in cats.items()} == want_cats,
+          f"{cats} vs {want_cats}")
+    p = evbus("log", "info", log)
+    check("info (text) exits 0 and names the service",
+          p.returncode == 0 and "crash" in p.stdout, p.stderr)
+
+    # ---- cat ----
+    p = evbus("log", "cat", log, "--json")
+    check("cat --json exits 0", p.returncode == 0, p.stderr)
+    evs = jlines(p.stdout)
+    check("cat: every event in order", [e["seq"] for e in evs] == list(range(1, head + 1)))
+    got = {e["seq"]: (e["stream"], e["version"], e["id"]) for e in evs}
+    check("cat: stream, version, id as appended", got == want)
+    check("cat: category derived from stream",
+          all(e["category"] == e["stream"].split("-")[0] for e in evs))
+    check("cat: payload decoded", all(isinstance(e.get("payload"), dict)
+                                      and "i" in e["payload"] for e in evs))
+
+    show1 = sorted((v, s) for s, (st, v, _) in want.items() if st == "show-1")
+    p = evbus("log", "cat", log, "--stream", "show-1", "--json")
+    evs = jlines(p.stdout) if p.returncode == 0 else []
+    check("cat --stream: versions 1..n of that stream",
+          p.returncode == 0 and [(e["version"], e["seq"]) for e in evs] == show1
+          and [v for v, _ in show1] == list(range(1, len(show1) + 1)),
+          p.stderr)
+    bk = sorted(s for s, (st, _, _) in want.items() if st.startswith("booking-"))
+    p = evbus("log", "cat", log, "--category", "booking", "--json")
+    evs = jlines(p.stdout) if p.returncode == 0 else []
+    check("cat --category: that category in log order",
+          p.returncode == 0 and [e["seq"] for e in evs] == bk, p.stderr)
+    p = evbus("log", "cat", log, "--from", "3", "--to", "7", "--json")
+    evs = jlines(p.stdout) if p.returncode == 0 else []
+    check("cat --from 3 --to 7", [e["seq"] for e in evs] == [3, 4, 5, 6, 7], p.stderr)
+
+    # ---- verify, clean ----
+    p = evbus("log", "verify", log, "--json")
+    out = jlines(p.stdout) if p.stdout else []
+    check("verify on a clean log exits 0", p.returncode == 0, p.stdout + p.stderr)
+    check("verify --json: summary ok, 0 problems",
+          bool(out) and out[-1].get("ok") is True and out[-1].get("problems") == 0
+          and out[-1].get("head") == head, out)
+
+    # ---- usage and open errors ----
+    p = evbus("log", "info", log, "--no-such-flag")
+    check("bad flag exits 2", p.returncode == 2, f"{p.returncode} {p.stderr}")
+    p = evbus("log", "frobnicate", log)
+    check("unknown verb exits 2", p.returncode == 2, f"{p.returncode}")
+    missing = os.path.join(tmp, "does-not-exist")
+    for verb in ("info", "cat", "verify"):
+        p = evbus("log", verb, missing)
+        check(f"{verb} on a missing dir exits 3", p.returncode == 3,
+              f"{p.returncode} {p.stderr}")
+    check("missing dir was not created", not os.path.exists(missing))
+    empty = os.path.join(tmp, "empty")
+    os.mkdir(empty)
+    p = evbus("log", "info", empty)
+    check("info on an empty dir exits 3", p.returncode == 3, f"{p.returncode} {p.stderr}")
+    check("empty dir left empty", os.listdir(empty) == [], os.listdir(empty))
+    notlog = os.path.join(tmp, "notlog")
+    os.mkdir(notlog)
+    with open(os.path.join(notlog, "README"), "w") as f:
+        f.write("not a log\n")
+    p = evbus("log", "verify", notlog)
+    check("verify on a dir that is not a log exits 3", p.returncode == 3,
+          f"{p.returncode} {p.stderr}")
+
+    # ---- held open by a running process ----
+    held = subprocess.Popen([APPENDER, "--dir", log, "--count", "1", "--hold",
+                             "--sync", "none"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = b""
+    try:
+        # Await "holding" on the pipe with a deadline (no sleeps).
+        fd = held.stdout.fileno()
+        deadline = time.monotonic() + TIMEOUT
+        while b"holding\n" not in seen:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([fd], [], [], max(left, 0))
+            if not r:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            seen += chunk
+        if check("appender holds the log open", b"holding\n" in seen, seen):
+            for verb in ("info", "verify"):
+                p = evbus("log", verb, log)
+                check(f"{verb} on a log in use exits 3", p.returncode == 3,
+                      f"{p.returncode}")
+                check(f"{verb} says 'in use by another process'",
+                      "in use by another process" in p.stderr, p.stderr)
+    finally:
+        held.stdin.close()
+        try:
+            rc = held.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            held.kill()
+            rc = held.wait()
+        held.stdout.close()
+    check("holding appender ended cleanly", rc == 0, f"exit {rc}")
+    new_head = int(seen.split()[1]) if seen[:1].isdigit() else -1
+    p = evbus("log", "info", log, "--json")
+    check("log usable after the holder closed it; its append is there",
+          p.returncode == 0 and json.loads(p.stdout).get("head") == new_head > head,
+          p.stdout + p.stderr)
+
+    # ---- damage: verify must find it and name the sequence ----
+    for mode, seq in (("delete", 5), ("garbage", 3)):
+        d = os.path.join(tmp, f"dmg-{mode}")
+        r = make_log(d, 20, 11)
+        n = r[-1][1]
+        p = evbus("log", "verify", d)
+        check(f"{mode}: clean before damage", p.returncode == 0, p.stdout + p.stderr)
+        p = run(DAMAGE, d, mode, str(seq))
+        check(f"{mode}: damage seq {seq}", p.returncode == 0, p.stderr)
+        p = evbus("log", "verify", d)
+        check(f"{mode}: verify exits 1", p.returncode == 1,
+              f"{p.returncode} {p.stdout} {p.stderr}")
+        check(f"{mode}: verify names seq {seq}",
+              re.search(rf"(?<![0-9]){seq}(?![0-9])", p.stdout) is not None, p.stdout)
+        p = evbus("log", "verify", d, "--json")
+        out = jlines(p.stdout) if p.stdout else []
+        probs = [o["problem"] for o in out if "problem" in o]
+        check(f"{mode}: verify --json exits 1 with problems and ok=false",
+              p.returncode == 1 and probs and out[-1].get("ok") is False
+              and out[-1].get("problems", 0) >= 1 and out[-1].get("head") in (n, n - 1),
+              out)
+        check(f"{mode}: a --json problem names seq {seq}",
+              any(re.search(rf"(?<![0-9]){seq}(?![0-9])", t) for t in probs), probs)
+        if mode == "garbage":
+            p = evbus("log", "cat", d, "--json")
+            check("garbage: cat does not pass the damaged record silently",
+                  p.returncode != 0, f"{p.returncode}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Operator commands against real processes over ipc:// sockets.
+
+    test_ops.py EVBUS
+
+`evbus serve --cmd` takes appends from `evbus append --to` (good lines, a
+version conflict, bad lines: each reported on its own, exit 1) and answers
+`evbus status`; an `evbus mirror --cmd` follows it and `status` shows its
+feeds live with no lag; an event type the mirror refuses (--refuse-type, a
+test-only flag) stalls its feed, `feed retry` leaves it stalled, `feed skip`
+moves it past that event, and the mirror's copy lacks exactly that event.
+Unreachable and bad endpoints give exit 4 (quickly, naming the endpoint) and
+2. No sleep is used to wait for something: every wait polls a condition
+with a deadline. EVB_TEST_TMP is the scratch directory.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+EVBUS = sys.argv[1]
+TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def log(msg):
+    print(f"[ops] {msg}", flush=True)
+
+
+def run(argv, timeout=60, **kw):
+    return subprocess.run([EVBUS, *argv], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def wait_for(what, fn, timeout=30):
+    """Call fn until it returns a true value; return it. Fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.05)  # poll interval, not a synchronisation
+    raise Fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def status_json(ep, timeout_ms=1000):
+    """The parsed status reply, or None when the call failed."""
+    r = run(["status", "--json", "--timeout", str(timeout_ms), ep])
+    if r.returncode not in (0, 1):
+        return None
+    lines = r.stdout.splitlines()
+    check(len(lines) == 1, f"status --json printed {len(lines)} lines: {r.stdout!r}")
+    return json.loads(lines[0])
+
+
+def feeds_by_cat(st):
+    return {f["category"]: f for f in st["feeds"]}
+
+
+def cat_json(d):
+    r = run(["log", "cat", "--json", d])
+    check(r.returncode == 0, f"log cat {d}: exit {r.returncode}: {r.stderr}")
+    return [json.loads(l) for l in r.stdout.splitlines()]
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, name):
+        errf = open(os.path.join(BASE, f"{name}.err"), "w")
+        p = subprocess.Popen([EVBUS, *argv], stdout=subprocess.DEVNULL, stderr=errf,
+                             stdin=subprocess.DEVNULL)
+        p.name = name
+        p.errpath = errf.name
+        errf.close()
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def stderr(p):
+        with open(p.errpath) as f:
+            return f.read()
+
+    def term(self, p, timeout=30):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise Fail(f"{p.name} did not stop within {timeout}s of SIGTERM")
+
+    def kill_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def lines_of(*objs):
+    return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+
+
+def main_test(procs, ep):
+    src, mir = os.path.join(BASE, "src"), os.path.join(BASE, "mirror")
+    pub, cu, cmd, mcmd = ep("pub"), ep("cu"), ep("cmd"), ep("mcmd")
+
+    # ---- serve --cmd, append --to ----
+    srv = procs.start(["serve", "--store", src, "--create", "--service", "demo",
+                       "--pub", pub, "--catchup", cu, "--cmd", cmd], "serve")
+    def serve_up():
+        check(srv.poll() is None, f"serve exited: {procs.stderr(srv)}")
+        return status_json(cmd, 200)
+
+    wait_for("serve to answer status", serve_up)
+
+    bid = "0123456789abcdef0123456789abcdef"
+    r = run(["append", "--to", cmd, "--json"], input=lines_of(
+        {"stream": "show-1", "type": "ShowAdded", "payload": {"n": 1, "s": "\u00e9"}},
+        {"stream": "show-1", "type": "Again", "expected_version": 5},
+        "not json",
+        "",
+        {"stream": "booking-1", "type": "Booked", "id": bid},
+        {"stream": "booking-1", "type": "Booked", "id": bid},
+        {"stream": "show-1", "type": "ShowMoved", "expected_version": 1},
+        {"stream": "x-1", "type": "T", "schema": 0},
+        {"stream": "x-1", "type": "T", "paylod": {}},
+        {"stream": "bad stream", "type": "T"},
+        {"stream": "show-2", "type": "ShowAdded", "expected_version": "none"},
+        {"stream": "booking-2", "type": "Booked", "payload": {"seats": [1, 2]}}))
+    check(r.returncode == 1, f"append --to with bad lines: exit {r.returncode}, want 1; "
+                             f"{r.stderr}")
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    check([o["line"] for o in out] == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12], f"lines: {out}")
+    check([o["ok"] for o in out] ==
+          [True, False, False, True, True, True, False, False, False, True, True],
+          f"ok flags: {out}")
+    check([o.get("seq") for o in out if o["ok"]] == [1, 2, 2, 3, 4, 5], f"seqs: {out}")
+    check(out[4]["duplicate"] and not out[3]["duplicate"] and out[4]["id"] == bid,
+          f"retry with the same id is not a duplicate: {out}")
+    check(out[5]["version"] == 2 and out[5]["stream"] == "show-1", f"version: {out[5]}")
+    check("expected version 5" in out[1]["error"] and "at 1" in out[1]["error"],
+          f"conflict message does not name the versions: {out[1]}")
+    check("not valid JSON" in out[2]["error"], f"bad JSON: {out[2]}")
+    check('field "schema"' in out[6]["error"], f"schema: {out[6]}")
+    check('unknown field "paylod"' in out[7]["error"], f"typo: {out[7]}")
+    check('field "stream"' in out[8]["error"], f"stream: {out[8]}")
+    check("line 2:" in r.stderr and "5 of 11 lines failed" in r.stderr, r.stderr)
+
+    # plain output, same format as the offline mode
+    r = run(["append", "--to", cmd], input=lines_of({"stream": "show-3", "type": "T"}))
+    check(r.returncode == 0 and r.stdout.startswith("line 1: appended seq 6 show-3 "
+                                                    "version 1 id "),
+          f"append --to text: {r.returncode} {r.stdout!r} {r.stderr}")
+
+    # ---- status of the publisher ----
+    serve_st = st = wait_for("serve to publish up to 6",
+                  lambda: (lambda s: s if s and s["published"] == 6 else None)(
+                      status_json(cmd)))
+    check(st["head"] == 6 and st["service"] == "demo" and len(st["log_id"]) == 32,
+          f"serve status: {st}")
+    cats = {c["name"]: c for c in st["categories"]}
+    check(cats["show"]["count"] == 4 and cats["show"]["head"] == 6 and
+          cats["booking"]["count"] == 2 and cats["booking"]["head"] == 5, f"categories: {st}")
+    check(st["sync"] == "group" and st["synced"] >= 6, f"sync: {st}")
+    r = run(["status", cmd])
+    check(r.returncode == 0 and "head" in r.stdout and "booking" in r.stdout and
+          st["log_id"] in r.stdout, f"status text: {r.returncode} {r.stdout} {r.stderr}")
+    log("serve --cmd: appends through append --to, status")
+
+    # ---- a mirror with a command socket ----
+    mir_p = procs.start(["mirror", "--follow", f"{pub},{cu}", "--store", mir, "--cmd", mcmd,
+                         "--refuse-type", "Refused"], "mirror")
+
+    def mirror_at(n):
+        """Both feeds live, no lag, applied up to n (a feed's position is a
+        sequence of the publisher's log, not a count of its own events)."""
+        def f():
+            check(mir_p.poll() is None, f"mirror exited: {procs.stderr(mir_p)}")
+            s = status_json(mcmd)
+            if not s:
+                return None
+            fb = feeds_by_cat(s)
+            if (set(fb) == {"show", "booking"} and
+                    all(x["state"] == "live" and x["lag"] == 0 for x in fb.values()) and
+                    all(x["applied"] == n and x["head"] == n for x in fb.values())):
+                return s
+            return None
+        return f
+
+    st = wait_for("the mirror's feeds live with no lag", mirror_at(6))
+    fb = feeds_by_cat(st)
+    check(fb["show"]["head"] == 6 and fb["show"]["log_id"] == serve_st["log_id"],
+          f"mirror feed head/log id: {st} vs {serve_st}")
+    check(fb["show"]["publisher"] == f"{pub},{cu}" and fb["show"]["reason"] == "" and
+          fb["show"]["applied_events"] == 4 and fb["booking"]["applied_events"] == 2,
+          f"mirror status: {st}")
+    r = run(["status", mcmd])
+    check(r.returncode == 0 and "live" in r.stdout and f"{pub},{cu}" in r.stdout and
+          "CATEGORY" in r.stdout, f"mirror status text: {r.returncode} {r.stdout}")
+    log("mirror --cmd: status shows both feeds live, lag 0")
+
+    # ---- a refused event stalls its feed ----
+    r = run(["append", "--to", cmd, "--json"], input=lines_of(
+        {"stream": "booking-9", "type": "Refused"},
+        {"stream": "booking-1", "type": "Booked2"},
+        {"stream": "show-1", "type": "ShowMoved"}))
+    check(r.returncode == 0, f"append: {r.returncode} {r.stderr}")
+    check([json.loads(l)["seq"] for l in r.stdout.splitlines()] == [7, 8, 9], r.stdout)
+
+    def stalled(min_refusals):
+        def f():
+            s = status_json(mcmd)
+            b = s and feeds_by_cat(s)["booking"]
+            return b if b and b["state"] == "stalled" and b["refusals"] >= min_refusals \
+                else None
+        return f
+
+    b = wait_for("the booking feed to stall", stalled(5))
+    check(5 <= b["applied"] < 7 and b["head"] == 9 and b["lag"] == 9 - b["applied"],
+          f"stalled feed: {b}")
+    check("event 7" in b["reason"] and "Refused" in b["reason"], f"reason: {b}")
+    def show_at(n):
+        s = status_json(mcmd)
+        return s if s and feeds_by_cat(s)["show"]["applied"] == n else None
+
+    wait_for("show to reach 9 (a stalled feed holds up no other)", lambda: show_at(9))
+    r = run(["status", mcmd])
+    check(r.returncode == 1 and "stalled" in r.stdout and "event 7" in r.stdout,
+          f"status with a stalled feed: exit {r.returncode} {r.stdout}")
+    r = run(["status", "--json", mcmd])
+    check(r.returncode == 1 and json.loads(r.stdout)["feeds"], f"--json exit {r.returncode}")
+
+    # retry: the handler still refuses, the feed stalls again
+    r = run(["feed", "retry", mcmd, "booking"])
+    check(r.returncode == 0, f"feed retry: {r.returncode} {r.stderr}")
+    b = wait_for("the booking feed to stall again", stalled(10))
+    check(5 <= b["applied"] < 7, f"after retry: {b}")
+
+    # rejections: a live feed, an unknown feed, a sequence behind the feed
+    r = run(["feed", "retry", mcmd, f"{pub},{cu}/show"])
+    check(r.returncode == 1 and "not stalled" in r.stderr and mcmd in r.stderr,
+          f"retry of a live feed: {r.returncode} {r.stderr}")
+    r = run(["feed", "skip", mcmd, "nosuch", "3"])
+    check(r.returncode == 1 and "nosuch" in r.stderr, f"unknown feed: {r.returncode} "
+                                                      f"{r.stderr}")
+    r = run(["feed", "skip", mcmd, "booking", "4"])
+    check(r.returncode == 1 and "already past 4" in r.stderr,
+          f"skip behind: {r.returncode} {r.stderr}")
+    r = run(["feed", "skip", mcmd, "booking", "x"])
+    check(r.returncode == 2 and "SEQ" in r.stderr, f"bad SEQ: {r.returncode} {r.stderr}")
+
+    # skip the refused event (publisher named by its PUB endpoint alone)
+    r = run(["feed", "skip", mcmd, f"{pub}/booking", "7"])
+    check(r.returncode == 0, f"feed skip: {r.returncode} {r.stderr}")
+    st = wait_for("the mirror live again past the skipped event", mirror_at(9))
+    r = run(["status", mcmd])
+    check(r.returncode == 0, f"status after skip: {r.returncode} {r.stdout}")
+    log("stall, retry (stalls again), skip (moves on)")
+
+    check(procs.term(mir_p) == 0, f"mirror exit: {procs.stderr(mir_p)}")
+    check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
+    source = cat_json(src)
+    copy = cat_json(mir)
+    check([e["seq"] for e in source] == list(range(1, 10)), f"source: {source}")
+    want = [e for e in source if e["seq"] != 7]
+    # Categories are applied independently: compare as sets, each once.
+    check(sorted(e["origin_seq"] for e in copy) == [e["seq"] for e in want],
+          f"mirror origins {[e['origin_seq'] for e in copy]}")
+    check(sorted(e["id"] for e in copy) == sorted(e["id"] for e in want),
+          "mirror ids differ from the source's (less the skipped one)")
+    check(all(e["type"] != "Refused" for e in copy), "the refused event was copied")
+    log(f"mirror holds the source less exactly event 7 ({len(copy)} events)")
+
+
+def endpoints_test(procs, ep):
+    nothing = ep("nothing")
+    for argv in (["status", "--timeout", "300", nothing],
+                 ["feed", "retry", "--timeout", "300", nothing, "show"],
+                 ["feed", "skip", "--timeout", "300", nothing, "show", "3"]):
+        t0 = time.monotonic()
+        r = run(argv)
+        took = time.monotonic() - t0
+        check(r.returncode == 4 and nothing in r.stderr,
+              f"{argv[:2]} unreachable: exit {r.returncode} {r.stderr}")
+        check(took < 3, f"{argv[:2]} took {took:.1f}s with --timeout 300")
+    r = run(["append", "--to", nothing, "--timeout", "300"],
+            input=lines_of({"stream": "a-1", "type": "T"}, {"stream": "a-1", "type": "T"}))
+    check(r.returncode == 4 and nothing in r.stderr and r.stdout == "" and
+          "lines after 1 were not read" in r.stderr,
+          f"append --to unreachable: {r.returncode} {r.stdout!r} {r.stderr}")
+
+    # garbage: an endpoint that is not a command socket (a PUB), one that is
+    # not an endpoint at all
+    d = os.path.join(BASE, "g")
+    srv = procs.start(["serve", "--store", d, "--create", "--service", "g", "--pub",
+                       ep("gpub"), "--catchup", ep("gcu")], "gserve")
+    wait_for("serve to bind", lambda: "serving" in procs.stderr(srv) or srv.poll())
+    check(srv.poll() is None, f"serve exited: {procs.stderr(srv)}")
+    t0 = time.monotonic()
+    r = run(["status", "--timeout", "300", ep("gpub")])
+    check(r.returncode == 4 and ep("gpub") in r.stderr and time.monotonic() - t0 < 3,
+          f"status on a PUB: {r.returncode} {r.stderr}")
+    r = run(["status", "--timeout", "300", ep("gcu")])
+    check(r.returncode == 4 and ep("gcu") in r.stderr,
+          f"status on a catch-up ROUTER: {r.returncode} {r.stderr}")
+    check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
+    for bad in ("not-an-endpoint", "tcp://nohost"):
+        r = run(["status", bad])
+        check(r.returncode == 2 and bad in r.stderr, f"status {bad}: {r.returncode} "
+                                                     f"{r.stderr}")
+    r = run(["append", "--to", ep("x"), "--store", d])
+    check(r.returncode == 2 and "--to" in r.stderr, f"--to with --store: {r.stderr}")
+    r = run(["status"])
+    check(r.returncode == 2, f"status without endpoint: {r.returncode}")
+    r = run(["feed", "bogus"])
+    check(r.returncode == 2 and "retry" in r.stderr, f"feed bogus: {r.stderr}")
+    for argv in (["status"], ["feed"], ["feed", "retry"], ["feed", "skip"], ["append"],
+                 ["serve"], ["mirror"]):
+        r = run([*argv, "--help"])
+        check(r.returncode == 0 and "Usage: evbus " + " ".join(argv) in r.stdout,
+              f"{argv} --help: {r.returncode} {r.stdout[:200]}")
+    r = run(["serve", "--help"])
+    check("--cmd" in r.stdout, "serve --help lacks --cmd")
+    r = run(["mirror", "--help"])
+    check("--cmd" in r.stdout and "--refuse-type" in r.stdout, "mirror --help")
+    log("unreachable (exit 4, fast), garbage endpoints, usage errors, --help")
+
+
+def main():
+    global BASE
+    BASE = tempfile.mkdtemp(prefix="ops_", dir=TMP)
+    # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
+    ipcdir = BASE if len(BASE) < 70 else tempfile.mkdtemp(prefix="evbo_")
+
+    def ep(name):
+        return f"ipc://{ipcdir}/{name}.sock"
+
+    procs = Procs()
+    ok = False
+    t0 = time.monotonic()
+    try:
+        main_test(procs, ep)
+        endpoints_test(procs, ep)
+        ok = True
+    except Fail as e:
+        print(f"[ops] FAIL: {e}", file=sys.stderr)
+        for p in procs.procs:
+            print(f"--- {p.name} stderr:\n{procs.stderr(p)[-3000:]}", file=sys.stderr)
+    finally:
+        procs.kill_all()
+        if ok:
+            shutil.rmtree(BASE, ignore_errors=True)
+            if ipcdir != BASE:
+                shutil.rmtree(ipcdir, ignore_errors=True)
+        else:
+            log(f"kept {BASE}")
+    log(f"{'ok' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
