@@ -261,7 +261,8 @@ static int s_end(rd *r)
     return EVB_OK;
 }
 
-int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, evb_err *err)
+int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
+                         evb_err *err)
 {
     rd r = {{0}, "live header", err};
     if (buf == NULL)
@@ -279,7 +280,26 @@ int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, evb_err *e
                            (unsigned long long)ver);
     if ((rc = s_uint(&r, "prev", prev)) != EVB_OK)
         return rc;
-    return s_end(&r);
+    *hlen = len - mp_left(&r.c);
+    return EVB_OK;
+}
+
+size_t bm_split(const void *buf, size_t len, bview *views, size_t max)
+{
+    mp_cur c;
+    mp_init(&c, buf, len);
+    size_t n = 0;
+    while (mp_left(&c) > 0) {
+        if (n == max)
+            return (size_t)-1;
+        const uint8_t *start = c.p;
+        if (mp_skip(&c, EVB_MAX_DEPTH + 2) != MP_OK)
+            return (size_t)-1;
+        views[n].p = start;
+        views[n].len = (size_t)(c.p - start);
+        n++;
+    }
+    return n;
 }
 
 int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
@@ -322,8 +342,9 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     return s_end(&r);
 }
 
-int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, evb_err *err)
+int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_err *err)
 {
+    *used = 0;
     rp->kind = BM_ERROR;
     rp->nheads = 0;
     rp->service[0] = rp->code[0] = rp->message[0] = '\0';
@@ -390,7 +411,8 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, evb_err *err)
         if (count > EVB_BUS_MAX_PAGE_EVENTS)
             return s_fail(&r, "count", "more than a page may hold");
         rp->count = (uint32_t)count;
-        return s_end(&r);
+        *used = len - mp_left(&r.c); /* the events follow */
+        return EVB_OK;
     }
     if (strcmp(name, "error") == 0) {
         if (n != 5)

@@ -17,6 +17,12 @@
  * subscription prefix matches another ("show" never gets "showtime"). */
 size_t bm_topic_event(char *out, const char *category);
 
+/* A msgpack value inside a received message. */
+typedef struct bview {
+    const void *p;
+    size_t len;
+} bview;
+
 typedef enum bm_kind { BM_HELLO, BM_FETCH, BM_PAGE, BM_ERROR, BM_HB } bm_kind;
 
 typedef struct bm_cat_head {
@@ -50,7 +56,10 @@ typedef struct bm_reply {
 } bm_reply;
 
 int bm_live_header(evb_buf *b, uint64_t prev, evb_err *err);
-int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, evb_err *err);
+/* Parse the live header at the start of buf; *hlen gets its length (the
+ * envelope follows it). */
+int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
+                         evb_err *err);
 int bm_heartbeat(evb_buf *b, const evb_id *log_id, uint64_t head, const char *service,
                  const bm_cat_head *heads, size_t n, evb_err *err);
 int bm_hello(evb_buf *b, uint64_t req_id, evb_err *err);
@@ -62,7 +71,13 @@ int bm_hello_reply(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t h
 int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
             uint64_t position, bool more, size_t count, evb_err *err);
 int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg, evb_err *err);
-/* Parse a catch-up reply (hello, page, error) or a heartbeat body. */
-int bm_parse_reply(const void *buf, size_t len, bm_reply *r, evb_err *err);
+/* Parse a catch-up reply (hello, page, error) or a heartbeat body; *used
+ * gets the header's length. Only a page may have bytes after its header:
+ * its events. */
+int bm_parse_reply(const void *buf, size_t len, bm_reply *r, size_t *used, evb_err *err);
+/* Split up to max msgpack values laid end to end in buf into views; returns
+ * how many were found, or (size_t)-1 when buf holds anything else (a value
+ * too deep or truncated, bytes left over, more than max). */
+size_t bm_split(const void *buf, size_t len, bview *views, size_t max);
 
 #endif

@@ -206,18 +206,19 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         evb_iter_raw(it, &raw, &rawlen);
         cat_entry *c = s_cat(p, ev->category, true);
         uint64_t prev = c ? c->last : 0;
+        /* One frame: topic, header, envelope (PROTOCOL.md, "Live"). */
         char topic[2 + EVB_MAX_CATEGORY_LEN];
         size_t tl = bm_topic_event(topic, ev->category);
         p->hdr.len = 0;
-        if (bm_live_header(&p->hdr, prev, err) != EVB_OK)
+        if (evb_buf_append(&p->hdr, topic, tl, err) != EVB_OK ||
+            bm_live_header(&p->hdr, prev, err) != EVB_OK ||
+            evb_buf_append(&p->hdr, raw, rawlen, err) != EVB_OK)
             break;
         /* Durable, not yet sent: a crash here loses nothing. */
         EVB_CRASH("pub.before_send");
         /* PUB never blocks: at the high-water mark it drops, and the
          * subscriber's gap detection fetches what was dropped. */
-        zmq_send(p->pub, topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(p->pub, raw, rawlen, ZMQ_DONTWAIT);
+        zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_DONTWAIT);
         if (c)
             c->last = ev->seq;
         p->published = ev->seq;
@@ -245,10 +246,10 @@ static void s_heartbeat(evb_pub_t *p)
     }
     p->hb_cursor += n;
     p->hdr.len = 0;
-    if (bm_heartbeat(&p->hdr, &p->log_id, p->published, p->service, heads, n, NULL) !=
-        EVB_OK)
+    if (evb_buf_append(&p->hdr, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN, NULL) != EVB_OK ||
+        bm_heartbeat(&p->hdr, &p->log_id, p->published, p->service, heads, n, NULL) !=
+            EVB_OK)
         return;
-    zmq_send(p->pub, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_DONTWAIT);
     p->stats.heartbeats++;
 }
@@ -311,7 +312,6 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
     uint64_t last = rq->after;
     bool more = false;
     const evb_event_t *ev;
-    size_t offsets[EVB_BUS_MAX_PAGE_EVENTS + 1];
     while (evb_iter_next(it, &ev, err)) {
         if (ev->seq > durable)
             break;
@@ -322,7 +322,6 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
             more = true;
             break;
         }
-        offsets[count] = p->page.len;
         if (evb_buf_append(&p->page, raw, rawlen, NULL) != EVB_OK) {
             more = true;
             break;
@@ -336,24 +335,18 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
         s_error_reply(p, idm, rq->req_id, "EVB_ECORRUPT", err->msg);
         return;
     }
-    offsets[count] = p->page.len;
     /* Without more, every event of the request up to `durable` was read. */
     uint64_t position = more ? last : (durable > last ? durable : last);
     p->hdr.len = 0;
     if (bm_page(&p->hdr, rq->req_id, &p->log_id, durable, position, more, count, NULL) !=
         EVB_OK)
         return;
-    if (!s_reply(p, idm, p->hdr.data, p->hdr.len, count > 0))
+    /* One frame: the page header, then the envelopes end to end. */
+    if (evb_buf_append(&p->hdr, p->page.data, p->page.len, NULL) != EVB_OK)
         return;
-    for (size_t i = 0; i < count; i++) {
-        if (i == count / 2)
-            EVB_CRASH("pub.mid_page");
-        if (zmq_send(p->router, p->page.data + offsets[i], offsets[i + 1] - offsets[i],
-                     (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
-            p->stats.unroutable++;
-            return;
-        }
-    }
+    EVB_CRASH("pub.mid_page");
+    if (!s_reply(p, idm, p->hdr.data, p->hdr.len, false))
+        return;
     p->stats.fetches++;
     p->stats.pages_sent++;
 }

@@ -85,8 +85,8 @@ struct evb_sub {
     uint64_t next_req;
     evb_buf msg;
     evb_event_t ev;
-    bm_reply reply;     /* parse buffers, per object (not static: */
-    zmq_msg_t *frames;  /* two subscribers may live in two threads) */
+    bm_reply reply; /* parse buffers, per object (not static: */
+    bview *views;   /* two subscribers may live in two threads) */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -135,11 +135,11 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     if (s->o.live_buffer == 0)
         s->o.live_buffer = 10000;
     s->next_req = 1;
-    s->frames = calloc(MAX_FRAMES, sizeof *s->frames);
-    s->zctx = s->frames ? zmq_ctx_new() : NULL;
+    s->views = calloc(MAX_FRAMES, sizeof *s->views);
+    s->zctx = s->views ? zmq_ctx_new() : NULL;
     if (s->zctx == NULL) {
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
-        free(s->frames);
+        free(s->views);
         free(s);
         return NULL;
     }
@@ -175,7 +175,7 @@ void evb_sub_destroy(evb_sub_t **sp)
         zmq_ctx_term(s->zctx);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
-    free(s->frames);
+    free(s->views);
     free(s);
     *sp = NULL;
 }
@@ -442,7 +442,7 @@ typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
  * (at least `position`), then commit. With `batch`, any trouble aborts the
  * whole transaction and asks for a retry one event at a time; unbatched runs
  * hold at most one event, and stop (nothing committed) if it cannot go in. */
-static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t position,
+static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t position,
                  bool batch, run_result *res, evb_err *err)
 {
     *res = RUN_OK;
@@ -453,8 +453,7 @@ static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t po
     for (size_t i = 0; i < n && *res == RUN_OK; i++) {
         evb_err e;
         evb_err_clear(&e);
-        if (evb_event_decode_into(zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]), &s->ev,
-                                  &e) != EVB_OK) {
+        if (evb_event_decode_into(frames[i].p, frames[i].len, &s->ev, &e) != EVB_OK) {
             s_bad_frame(f->c, f, e.msg);
             *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
             if (!batch)
@@ -514,7 +513,7 @@ static int s_run(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t po
  * at least `position` when all of them went in. One transaction for the lot;
  * if anything goes wrong, again one event per transaction, stopping at the
  * event that cannot be applied (*refused). */
-static int s_apply(evb_sub_t *s, feed *f, zmq_msg_t *frames, size_t n, uint64_t position,
+static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t position,
                    bool *refused, evb_err *err)
 {
     *refused = false;
@@ -566,11 +565,9 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
         }
         if (le->prev > f->applied)
             break; /* a gap: catch up again from applied */
-        zmq_msg_t m;
-        zmq_msg_init_data(&m, le->data, le->len, NULL, NULL);
+        bview v = {le->data, le->len};
         bool refused;
-        rc = s_apply(s, f, &m, 1, 0, &refused, err);
-        zmq_msg_close(&m);
+        rc = s_apply(s, f, &v, 1, 0, &refused, err);
         if (rc != EVB_OK || refused)
             break;
     }
@@ -589,34 +586,24 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
 
 /* ---- receiving ---- */
 
-/* Receive the remaining frames of a message into frames[] (at most max). */
-static size_t s_recv_rest(void *sock, zmq_msg_t *frames, size_t max, bool more,
-                          size_t *total)
+/* Read and drop the rest of a multipart message: every message of this
+ * protocol is one frame (PROTOCOL.md says why). Returns the frames dropped. */
+static size_t s_drain_parts(void *sock, zmq_msg_t *first)
 {
     size_t n = 0;
-    *total = 0;
+    bool more = zmq_msg_more(first);
     while (more) {
-        zmq_msg_t tmp;
-        zmq_msg_t *dst = n < max ? &frames[n] : &tmp;
-        zmq_msg_init(dst);
-        if (zmq_msg_recv(dst, sock, 0) < 0) {
-            zmq_msg_close(dst);
+        zmq_msg_t x;
+        zmq_msg_init(&x);
+        if (zmq_msg_recv(&x, sock, 0) < 0) {
+            zmq_msg_close(&x);
             break;
         }
-        more = zmq_msg_more(dst);
-        (*total)++;
-        if (n < max)
-            n++;
-        else
-            zmq_msg_close(&tmp);
+        more = zmq_msg_more(&x);
+        zmq_msg_close(&x);
+        n++;
     }
     return n;
-}
-
-static void s_close_frames(zmq_msg_t *frames, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        zmq_msg_close(&frames[i]);
 }
 
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
@@ -625,7 +612,8 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     bm_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
-    if (bm_parse_reply(body, len, rp, &perr) != EVB_OK || rp->kind != BM_HB) {
+    size_t used;
+    if (bm_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != BM_HB) {
         s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return EVB_OK;
     }
@@ -657,31 +645,20 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     return EVB_OK;
 }
 
-static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames, size_t n,
-                     evb_err *err)
+/* A live message: cat from its topic; body = header then envelope. */
+static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body,
+                     size_t blen, evb_err *err)
 {
-    size_t tl = zmq_msg_size(topic);
-    const char *t = zmq_msg_data(topic);
-    if (n != 2 || tl < 3 || t[tl - 1] != '\0') {
-        s_bad_frame(c, NULL, "live event: want topic, header and envelope");
-        return EVB_OK;
-    }
-    char cat[EVB_MAX_CATEGORY_LEN + 1];
-    if (tl - 2 > EVB_MAX_CATEGORY_LEN) {
-        s_bad_frame(c, NULL, "live event: topic too long");
-        return EVB_OK;
-    }
-    memcpy(cat, t + 1, tl - 2);
-    cat[tl - 2] = '\0';
     uint64_t prev;
+    size_t hlen;
     evb_err perr;
-    if (bm_parse_live_header(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &prev,
-                             &perr) != EVB_OK) {
+    evb_err_clear(&perr);
+    if (bm_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
     }
-    if (evb_event_decode_into(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &s->ev,
-                              &perr) != EVB_OK) {
+    bview env = {body + hlen, blen - hlen};
+    if (evb_event_decode_into(env.p, env.len, &s->ev, &perr) != EVB_OK) {
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
     }
@@ -715,7 +692,7 @@ static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames,
     if (f->state == EVB_FEED_LIVE) {
         if (prev <= f->applied) {
             bool refused;
-            int rc = s_apply(s, f, &frames[1], 1, 0, &refused, err);
+            int rc = s_apply(s, f, &env, 1, 0, &refused, err);
             if (rc != EVB_OK)
                 return rc;
             if (refused && f->state == EVB_FEED_LIVE) {
@@ -743,25 +720,22 @@ static int s_on_live(evb_sub_t *s, conn *c, zmq_msg_t *topic, zmq_msg_t *frames,
         f->buf = nb;
         f->capbuf = nc;
     }
-    size_t len = zmq_msg_size(&frames[1]);
-    char *copy = malloc(len);
+    char *copy = malloc(env.len);
     if (copy == NULL)
         return EVB_OK;
-    memcpy(copy, zmq_msg_data(&frames[1]), len);
-    f->buf[f->nbuf++] = (live_ev){seq, prev, len, copy};
+    memcpy(copy, env.p, env.len);
+    f->buf[f->nbuf++] = (live_ev){seq, prev, env.len, copy};
     return EVB_OK;
 }
 
-static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t total,
-                      evb_err *err)
+static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, evb_err *err)
 {
     bm_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
-    if (n == 0 || bm_parse_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), rp,
-                                 &perr) != EVB_OK || rp->kind == BM_HB) {
-        s_bad_frame(c, NULL, n == 0 ? "empty reply" : perr.msg[0] ? perr.msg :
-                                                       "a heartbeat on the catch-up socket");
+    size_t used;
+    if (bm_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == BM_HB) {
+        s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
     c->last_seen_us = evb_now_us();
@@ -800,8 +774,11 @@ static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t
         f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
         return EVB_OK;
     }
-    if (total != (size_t)rp->count + 1 || n != total) {
-        s_bad_frame(c, f, "page: frame count disagrees with its header");
+    /* The envelopes follow the header in the same frame: find their bounds
+     * (each is checked again when it is decoded). */
+    size_t count = bm_split(msg + used, mlen - used, s->views, rp->count);
+    if (count != rp->count) {
+        s_bad_frame(c, f, "page: its events disagree with its header");
         f->fetch_deadline = 0; /* ask again now */
         return EVB_OK;
     }
@@ -811,7 +788,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t
         c->head = rp->head;
     f->pages++;
     bool refused;
-    int rc = s_apply(s, f, &frames[1], rp->count, rp->more ? 0 : rp->position, &refused, err);
+    int rc = s_apply(s, f, s->views, count, rp->more ? 0 : rp->position, &refused, err);
     if (rc != EVB_OK)
         return rc;
     if (refused || f->state != EVB_FEED_CATCHING_UP) {
@@ -828,32 +805,38 @@ static int s_on_reply(evb_sub_t *s, conn *c, zmq_msg_t *frames, size_t n, size_t
 
 static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 {
-    zmq_msg_t *frames = s->frames;
     for (;;) {
-        zmq_msg_t topic;
-        zmq_msg_init(&topic);
-        if (zmq_msg_recv(&topic, c->sub, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&topic);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->sub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
             return EVB_OK;
         }
-        size_t total;
-        size_t n = s_recv_rest(c->sub, frames, 3, zmq_msg_more(&topic), &total);
         int rc = EVB_OK;
-        const char *t = zmq_msg_data(&topic);
-        size_t tl = zmq_msg_size(&topic);
-        if (tl == BM_TOPIC_HEARTBEAT_LEN && memcmp(t, BM_TOPIC_HEARTBEAT, tl) == 0) {
-            if (total == 1)
-                rc = s_on_heartbeat(s, c, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
-                                    err);
+        const uint8_t *p = zmq_msg_data(&m);
+        size_t len = zmq_msg_size(&m);
+        /* topic: "H\0" or "E" category "\0", then the body */
+        const uint8_t *nul = memchr(p, '\0', len < 2 + EVB_MAX_CATEGORY_LEN ? len :
+                                                                 2 + EVB_MAX_CATEGORY_LEN);
+        if (s_drain_parts(c->sub, &m) != 0) {
+            s_bad_frame(c, NULL, "a multipart message on the live socket");
+        } else if (nul == NULL || len == 0) {
+            s_bad_frame(c, NULL, "live socket: no topic");
+        } else if (p[0] == 'H' && nul == p + 1) {
+            rc = s_on_heartbeat(s, c, nul + 1, len - 2, err);
+        } else if (p[0] == 'E' && nul > p + 1) {
+            char cat[EVB_MAX_CATEGORY_LEN + 1];
+            size_t cl = (size_t)(nul - p - 1);
+            memcpy(cat, p + 1, cl);
+            cat[cl] = '\0';
+            if (evb_check_category(cat, NULL) != EVB_OK)
+                s_bad_frame(c, NULL, "live socket: topic is not a category");
             else
-                s_bad_frame(c, NULL, "heartbeat: want 2 frames");
-        } else if (tl >= 1 && t[0] == 'E' && total == n) {
-            rc = s_on_live(s, c, &topic, frames, n, err);
+                rc = s_on_live(s, c, cat, nul + 1, len - (size_t)(nul + 1 - p), err);
         } else {
             s_bad_frame(c, NULL, "unknown topic on the live socket");
         }
-        s_close_frames(frames, n);
-        zmq_msg_close(&topic);
+        zmq_msg_close(&m);
         if (rc != EVB_OK)
             return rc;
         if (++*handled >= SUB_MAX_MSGS_PER_TURN)
@@ -863,18 +846,19 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 
 static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 {
-    zmq_msg_t *frames = s->frames;
     for (;;) {
-        zmq_msg_init(&frames[0]);
-        if (zmq_msg_recv(&frames[0], c->dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&frames[0]);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
             return EVB_OK;
         }
-        size_t total;
-        size_t n = 1 + s_recv_rest(c->dealer, frames + 1, MAX_FRAMES - 1,
-                                   zmq_msg_more(&frames[0]), &total);
-        int rc = s_on_reply(s, c, frames, n, total + 1, err);
-        s_close_frames(frames, n);
+        int rc = EVB_OK;
+        if (s_drain_parts(c->dealer, &m) != 0)
+            s_bad_frame(c, NULL, "a multipart message on the catch-up socket");
+        else
+            rc = s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m), err);
+        zmq_msg_close(&m);
         if (rc != EVB_OK)
             return rc;
         if (++*handled >= SUB_MAX_MSGS_PER_TURN / 100)
