@@ -132,6 +132,8 @@ EVB_EXPORT void evb_event_clear(evb_event_t *ev);
  *   - ext type t:                   {"$ext":t,"data":"<base64>"}
  *   - NaN / infinities:             {"$float":"nan"|"inf"|"-inf"}
  *   - map key that is not a string: its JSON text, as a string key
+ *     ({"1":..} for the integer key 1); a key that is a map or an array:
+ *     "$key:<base64 of its msgpack bytes>"
  *   - invalid UTF-8 in a string:    each bad byte becomes \ufffd (lossy: the
  *     exact bytes are in `evbus log export`)
  * Control characters and quotes are escaped. Always valid JSON.

@@ -11,12 +11,11 @@
  *  - Output is always valid JSON. What JSON cannot say takes the typed forms
  *    documented in evbus_codec.h ({"$int":..}, {"$bin":..}, ...).
  *  - A map key that is not a string is rendered as JSON text and then used as
- *    a string key. Rather than rendering into a temporary buffer and escaping
- *    it (one buffer per nesting level), the writer carries an escape level and
- *    escapes every character on the way out. Keys nested in keys double their
- *    backslashes per level, so a tiny hostile input could ask for 2^31 bytes:
- *    every rendering therefore has an output budget (see s_budget) and fails
- *    with EVB_ETOOBIG before writing past it.
+ *    a string key: the writer carries an escape level and escapes every
+ *    character on the way out. A key that is itself a map or an array is
+ *    written as "$key:<base64 of its msgpack>" instead, so keys never nest and
+ *    the escaping never compounds. Every rendering still has an output budget
+ *    (see s_budget) and fails with EVB_ETOOBIG before writing past it.
  *  - On error nothing is left appended: out->len is restored.
  *  - Floats print with the fewest of 15, 16 or 17 significant digits that read
  *    back to the same double, and always with a '.' or an exponent so that a
@@ -226,11 +225,14 @@ static int s_string(s_writer *w, const char *s, size_t len)
     return rc;
 }
 
-static int s_base64(s_writer *w, const uint8_t *p, size_t len)
+/* A JSON string: prefix (plain characters) then p in base64. */
+static int s_base64p(s_writer *w, const char *prefix, const uint8_t *p, size_t len)
 {
     static const char tab[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     int rc = s_ch(w, '"');
+    if (rc == EVB_OK && prefix[0] != '\0')
+        rc = s_raw(w, prefix, strlen(prefix));
     char quad[4];
     for (size_t i = 0; rc == EVB_OK && i < len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
@@ -244,6 +246,11 @@ static int s_base64(s_writer *w, const uint8_t *p, size_t len)
     }
     if (rc == EVB_OK) rc = s_ch(w, '"');
     return rc;
+}
+
+static int s_base64(s_writer *w, const uint8_t *p, size_t len)
+{
+    return s_base64p(w, "", p, len);
 }
 
 static int s_float(s_writer *w, double d)
@@ -303,6 +310,15 @@ static int s_map(s_writer *w, mp_cur *c, uint32_t n, unsigned depth)
         if (k.type == MP_STR) {
             *c = peek;
             rc = s_string(w, k.v.s.p, k.v.s.len);
+        } else if (k.type == MP_ARRAY || k.type == MP_MAP) {
+            /* A container as a key: "$key:" and its msgpack bytes in base64.
+             * Rendering it as escaped JSON would double the escaping at each
+             * level of keys within keys (the fuzzer found 3.8 KB that asked
+             * for more than the budget); base64 grows by 4/3, once. */
+            const uint8_t *start = c->p;
+            int sk = mp_skip(c, EVB_MAX_DEPTH > depth ? EVB_MAX_DEPTH - depth : 0);
+            if (sk != MP_OK) return s_decode_err(w, start, sk);
+            rc = s_base64p(w, "$key:", start, (size_t)(c->p - start));
         } else {
             rc = s_ch(w, '"');
             if (rc == EVB_OK) {
