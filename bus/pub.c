@@ -84,7 +84,10 @@ static int s_on_category(const evb_category_info *ci, void *ctx)
     return 0;
 }
 
-static void *s_socket(evb_pub_t *p, int type, const char *ep, evb_err *err)
+/* Options are set before the bind: libzmq gives each connection the options
+ * the socket had when it was bound (a high-water mark set after the bind left
+ * every subscriber with the default 1000 and ~1 in 10 events to catch up). */
+static void *s_socket(evb_pub_t *p, int type, const char *ep, int sndhwm, evb_err *err)
 {
     void *s = zmq_socket(p->zctx, type);
     if (s == NULL) {
@@ -97,6 +100,8 @@ static void *s_socket(evb_pub_t *p, int type, const char *ep, evb_err *err)
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (sndhwm > 0)
+        zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     if (zmq_bind(s, ep) != 0) {
         evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
                     "cannot bind %s: %s", ep, zmq_strerror(errno));
@@ -141,11 +146,10 @@ evb_pub_t *evb_pub_new(const evb_pub_opts *o, evb_err *err)
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
-    if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, err)) == NULL)
+    if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, o->sndhwm > 0 ? o->sndhwm : 100000, err)) ==
+        NULL)
         goto fail;
-    int hwm = o->sndhwm > 0 ? o->sndhwm : 100000;
-    zmq_setsockopt(p->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    if ((p->router = s_socket(p, ZMQ_ROUTER, p->cu_ep, err)) == NULL)
+    if ((p->router = s_socket(p, ZMQ_ROUTER, p->cu_ep, 0, err)) == NULL)
         goto fail;
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&p->log_id, hex);

@@ -69,6 +69,7 @@ struct conn {
     int64_t last_seen_us; /* last heartbeat or reply: the dead-publisher timer */
     uint64_t hello_req;
     int64_t hello_deadline;
+    unsigned hello_wait_ms; /* current re-ask interval */
     feed **feeds;
     size_t nfeeds;
     uint64_t bad_frames;
@@ -237,7 +238,13 @@ static void s_hello(evb_sub_t *s, conn *c)
 {
     s->msg.len = 0;
     c->hello_req = s->next_req++;
-    c->hello_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+    /* Re-ask soon at first: with ZMQ_IMMEDIATE a hello sent before the
+     * connection is up is dropped, not queued. Then back off to the fetch
+     * timeout. */
+    c->hello_wait_ms = c->hello_wait_ms ? c->hello_wait_ms * 2 : 20;
+    if (c->hello_wait_ms > s->o.fetch_timeout_ms)
+        c->hello_wait_ms = s->o.fetch_timeout_ms;
+    c->hello_deadline = evb_now_us() + (int64_t)c->hello_wait_ms * 1000;
     if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK)
         (void)s_send(c, &s->msg);
 }
@@ -606,6 +613,8 @@ static size_t s_drain_parts(void *sock, zmq_msg_t *first)
     return n;
 }
 
+static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err);
+
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                           evb_err *err)
 {
@@ -632,6 +641,9 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                 return rc;
             continue;
         }
+        int frc = s_flush_live(s, f, err);
+        if (frc != EVB_OK)
+            return frc;
         if (rp->heads[i].head > f->cat_head)
             f->cat_head = rp->heads[i].head;
         /* The heartbeat follows every event it counts on the same socket: a
@@ -641,6 +653,41 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
             f->state = EVB_FEED_CATCHING_UP;
             s_fetch(s, f);
         }
+    }
+    return EVB_OK;
+}
+
+/* Apply the live events gathered for a live feed during this turn. */
+static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
+{
+    if (f->state != EVB_FEED_LIVE || f->nbuf == 0)
+        return EVB_OK;
+    size_t n = f->nbuf < MAX_FRAMES ? f->nbuf : MAX_FRAMES;
+    for (size_t i = 0; i < n; i++)
+        s->views[i] = (bview){f->buf[i].data, f->buf[i].len};
+    bool refused;
+    int rc = s_apply(s, f, s->views, n, 0, &refused, err);
+    s_drop_buffer(f); /* what did not go in comes again by catch-up */
+    if (rc != EVB_OK)
+        return rc;
+    if (refused && f->state == EVB_FEED_LIVE) {
+        /* Offer it again after a short back-off, through catch-up. */
+        f->state = EVB_FEED_CATCHING_UP;
+        f->fetch_req = 0;
+        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
+    } else if (f->state == EVB_FEED_LIVE && n < f->nbuf) {
+        f->state = EVB_FEED_CATCHING_UP;
+        s_fetch(s, f);
+    }
+    return EVB_OK;
+}
+
+static int s_flush_conn(evb_sub_t *s, conn *c, evb_err *err)
+{
+    for (size_t i = 0; i < c->nfeeds; i++) {
+        int rc = s_flush_live(s, c->feeds[i], err);
+        if (rc != EVB_OK)
+            return rc;
     }
     return EVB_OK;
 }
@@ -690,22 +737,27 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
         return EVB_OK;
     }
     if (f->state == EVB_FEED_LIVE) {
-        if (prev <= f->applied) {
-            bool refused;
-            int rc = s_apply(s, f, &env, 1, 0, &refused, err);
-            if (rc != EVB_OK)
-                return rc;
-            if (refused && f->state == EVB_FEED_LIVE) {
-                /* Offer it again after a short back-off, through catch-up. */
-                f->state = EVB_FEED_CATCHING_UP;
-                f->fetch_req = 0;
-                f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
-            }
+        /* Live events that follow on are gathered and applied together at
+         * the end of the turn (s_flush_live): one transaction for all of them. */
+        uint64_t upto = f->nbuf ? f->buf[f->nbuf - 1].seq : f->applied;
+        if (seq <= upto) {
+            f->duplicates++;
             return EVB_OK;
         }
-        f->gaps++;
-        f->state = EVB_FEED_CATCHING_UP;
-        s_fetch(s, f);
+        if (prev > upto) {
+            int rc = s_flush_live(s, f, err);
+            if (rc != EVB_OK)
+                return rc;
+            if (f->state == EVB_FEED_LIVE) {
+                f->gaps++;
+                f->state = EVB_FEED_CATCHING_UP;
+                s_fetch(s, f);
+            }
+        } else if (f->nbuf >= s->o.live_buffer) {
+            int rc = s_flush_live(s, f, err); /* keep the batch bounded */
+            if (rc != EVB_OK)
+                return rc;
+        }
     }
     /* Catching up: keep it for the switch-over, within the bound. */
     if (f->nbuf >= s->o.live_buffer) {
@@ -743,6 +795,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, ev
         if (rp->req_id != c->hello_req)
             return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
+        c->hello_wait_ms = 0;
         if (rp->head > c->head)
             c->head = rp->head;
         if (!s_check_log(s, c, &rp->log_id, err))
@@ -810,7 +863,7 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, c->sub, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
-            return EVB_OK;
+            return s_flush_conn(s, c, err);
         }
         int rc = EVB_OK;
         const uint8_t *p = zmq_msg_data(&m);
@@ -840,7 +893,7 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         if (rc != EVB_OK)
             return rc;
         if (++*handled >= SUB_MAX_MSGS_PER_TURN)
-            return EVB_OK;
+            return s_flush_conn(s, c, err);
     }
 }
 
@@ -972,6 +1025,15 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
     }
     if (timeout_ms > 100 || timeout_ms < 0)
         timeout_ms = 100; /* timers need a turn now and then */
+    int64_t now = evb_now_us();
+    for (size_t i = 0; i < s->nconns; i++) { /* ... and a hello retry sooner */
+        const conn *c = s->conns[i];
+        if (c->hello_req != 0) {
+            int64_t ms = (c->hello_deadline - now) / 1000 + 1;
+            if (ms < timeout_ms)
+                timeout_ms = ms < 0 ? 0 : (int)ms;
+        }
+    }
     int rc = zmq_poll(items, (int)n, timeout_ms);
     if (rc < 0 && errno != EINTR)
         return evb_err_set(err, EVB_EIO, "zmq_poll: %s", zmq_strerror(errno));

@@ -301,17 +301,20 @@ static void test_refusing_handler_stalls_then_skip(void **state)
     evb_feed_status fs = s_until(w, "show", EVB_FEED_STALLED, a);
     assert_int_equal(fs.applied, a);
     assert_true(strstr(fs.reason, "attempts") != NULL);
-    assert_int_equal(w->refusals, 5);
+    /* 5 attempts; the first may call the handler twice (in its batch, then
+     * alone to find the event at fault). */
+    uint64_t calls = w->refusals;
+    assert_true(calls >= 5 && calls <= 6);
     /* The attempts are in the store: a new subscriber object starts stalled. */
     evb_sub_destroy(&w->sub);
     s_new_sub(w, cats, 1);
     s_until(w, "show", EVB_FEED_STALLED, a);
-    assert_int_equal(w->refusals, 5);
+    assert_int_equal(w->refusals, calls); /* stalled at start: not called again */
     evb_err err;
     assert_int_equal(evb_sub_skip(w->sub, NULL, "show", a, &err), EVB_EINVAL);
     assert_int_equal(evb_sub_skip(w->sub, NULL, "show", a + 1, &err), EVB_OK);
     fs = s_until(w, "show", EVB_FEED_LIVE, b);
-    assert_int_equal(w->refusals, 5);
+    assert_int_equal(w->refusals, calls);
     s_check_effects(w, "show", a + 1); /* all but the skipped one */
     /* The skip is on record in the subscriber's store: the feed's position
      * passed it, so the checkpoint is beyond it. */
