@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define IX_STEP_EVENTS 4096
-#define IX_DEFER_LAG 65536
+#define IX_DEFER_LAG 262144
 #define IX_IDLE_MS 2
 
 typedef struct cat_delta {

@@ -30,6 +30,7 @@ struct evb_iter {
     size_t nlen;
     uint64_t lo, hi; /* range: seqs; stream: versions; category: seq > lo */
     uint64_t next_seq; /* tail phase: the sequence that must come next */
+    bool skip_tail;    /* the tail holds none of this stream or category */
     uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
     size_t plen;
     evb_event_t ev;
@@ -118,6 +119,10 @@ evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream, uint64_t 
     it->prefix[1 + it->nlen] = 0;
     it->plen = it->nlen + 2;
     it->phase = PH_INDEX;
+    /* The stream map says whether the unindexed tail can hold this stream:
+     * an entry is dropped only once the indexer covers its last event. */
+    const hent *e = hmap_get(&st->streams, stream, it->nlen);
+    it->skip_tail = (e == NULL || e->b <= it->ix_snap);
     return it;
 }
 
@@ -138,6 +143,8 @@ evb_iter_t *evb_store_read_category(evb_store_t *st, const char *category,
     it->prefix[1 + it->nlen] = 0;
     it->plen = it->nlen + 2;
     it->phase = PH_INDEX;
+    const hent *e = hmap_get(&st->cats, category, it->nlen);
+    it->skip_tail = (e == NULL || e->a <= it->ix_snap);
     return it;
 }
 
@@ -358,6 +365,8 @@ bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
                 return true;
             if (err && err->code != EVB_OK)
                 return false;
+        } else if (it->skip_tail) {
+            it->phase = PH_DONE;
         } else if (s_next_tail(it, ev, err)) {
             return true;
         } else {
