@@ -147,8 +147,12 @@ static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *s
         s_write(&w, body->data, body->len);
     else
         s_str(&pk, message);
-    if (w.rc != EVB_OK)
+    if (w.rc != EVB_OK || c->reply.len > EVB_BUS_MAX_MSG_BYTES) {
+        evb_log(EVB_LOG_ERROR, "command socket %s: reply to request %llu not sent (%s)",
+                c->endpoint, (unsigned long long)req_id,
+                w.rc != EVB_OK ? "out of memory" : "larger than the message ceiling");
         return;
+    }
     if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
             0 ||
         zmq_send(c->router, c->reply.data, c->reply.len, ZMQ_DONTWAIT) < 0)
@@ -230,11 +234,14 @@ static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
 
 int evb_cmd_poll(evb_cmd_t *c, int timeout_ms, evb_err *err)
 {
-    (void)err;
     zmq_pollitem_t item = {c->router, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, timeout_ms) <= 0)
+    int n = zmq_poll(&item, 1, timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return evb_err_set(err, errno == ETERM ? EVB_ECLOSED : EVB_EIO,
+                           "command socket %s: %s", c->endpoint, zmq_strerror(errno));
+    if (n <= 0)
         return EVB_OK;
-    for (int n = 0; n < 256; n++) {
+    for (int k = 0; k < 256; k++) {
         zmq_msg_t idm, body;
         zmq_msg_init(&idm);
         if (zmq_msg_recv(&idm, c->router, ZMQ_DONTWAIT) < 0) {

@@ -69,7 +69,9 @@ int evb_map_str(const void *map, size_t len, const char *key, char *out, size_t 
     if (v.type != MP_STR)
         return evb_err_set(err, EVB_EDECODE, "field \"%s\": want a string, got %s", key,
                            mp_type_str(v.type));
-    if (v.v.s.len >= cap || memchr(v.v.s.p, '\0', v.v.s.len) != NULL)
+    if (memchr(v.v.s.p, '\0', v.v.s.len) != NULL)
+        return evb_err_set(err, EVB_EDECODE, "field \"%s\": string holds a NUL byte", key);
+    if (v.v.s.len >= cap)
         return evb_err_set(err, EVB_ETOOBIG, "field \"%s\": string too long (max %zu)", key,
                            cap ? cap - 1 : 0);
     memcpy(out, v.v.s.p, v.v.s.len);

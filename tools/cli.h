@@ -160,6 +160,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_append(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_feed(int argc, char **argv);
 
 /* ---- shared by the commands that run until a signal ---- */
 

@@ -10,9 +10,18 @@
  * Unknown fields are errors, so a typo ("paylaod") is not silently dropped.
  * Lines are read with a bounded buffer: a line longer than S_MAX_LINE is
  * reported and skipped without holding it in memory.
+ *
+ * `evbus append --to CMD_EP` sends each line as an "append" request to a
+ * running `evbus serve --cmd` instead: the line is parsed and its fields
+ * checked for names here (so a typo is caught before the network), then the
+ * whole object goes over as msgpack and the service checks the values, with
+ * messages that name the field as the offline mode does. A call that gets
+ * no answer stops the run (exit 4): the service is down or wedged, and
+ * every later line would wait out the same timeout.
  */
 #include "cli.h"
 #include "json_in.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <evbus/evbus_bus.h>
 #include <evbus/evbus_store.h>
 
 /* JSON text of one event: the payload's ceiling, with room for escapes. */
@@ -260,29 +270,140 @@ static int s_print_err(cli_t *cli, bool json, unsigned long long lineno, const c
     return rc;
 }
 
+/* One line through the service at ep. EVB_OK with lr filled, or the
+ * call's error (EVB_ETIMEDOUT: no answer) with err naming the problem. */
+static int s_send_line(const char *ep, int timeout_ms, const evb_buf *line, evb_buf *args,
+                       evb_buf *reply, line_result *lr, evb_err *err)
+{
+    json_val *obj = NULL;
+    int rc = json_parse(line->data, line->len, &obj, err);
+    if (rc != EVB_OK) {
+        char msg[EVB_ERR_MSG_LEN];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return evb_err_set(err, EVB_EINVAL, "not valid JSON: %s", msg);
+    }
+    args->len = 0;
+    rc = s_check_fields(obj, err);
+    if (rc == EVB_OK) rc = json_to_msgpack(obj, args, err);
+    json_free(&obj);
+    if (rc != EVB_OK) return rc;
+    /* A request past the service's message ceiling would be dropped by its
+     * socket and look like a timeout: refuse it here, by name. */
+    if (args->len > EVB_MAX_EVENT_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG, "the event is larger than %u bytes",
+                           EVB_MAX_EVENT_BYTES);
+    rc = evb_cmd_call(ep, "append", args->data, args->len, timeout_ms, reply, err);
+    if (rc != EVB_OK) return rc;
+    ops_reply r;
+    rc = ops_reply_parse(&r, reply->data, reply->len, err);
+    char hex[EVB_ID_HEX_LEN + 1];
+    const msgpack_object *dup = rc == EVB_OK ? ops_get(r.root, "duplicate") : NULL;
+    bool complete =
+        rc == EVB_OK && dup != NULL && dup->type == MSGPACK_OBJECT_BOOLEAN &&
+        ops_get(r.root, "seq") != NULL &&
+        ops_str(r.root, "stream", lr->stream, sizeof lr->stream, NULL) != NULL &&
+        ops_str(r.root, "id", hex, sizeof hex, NULL) != NULL &&
+        evb_id_from_hex(hex, &lr->id, NULL) == EVB_OK;
+    if (complete) {
+        lr->res.first_seq = lr->res.last_seq = ops_u64(r.root, "seq", 0);
+        lr->res.first_version = lr->res.last_version = ops_u64(r.root, "version", 0);
+        lr->res.duplicate = dup->via.boolean;
+    } else if (rc == EVB_OK) {
+        rc = evb_err_set(err, EVB_EDECODE, "%s: the reply to append lacks a field", ep);
+    }
+    ops_reply_free(&r);
+    return rc;
+}
+
+/* `append --to EP`: every line through the service. */
+static int s_run_remote(cli_t *cli, const char *ep, int timeout_ms, bool json)
+{
+    line_in in = {0};
+    evb_buf args = {0}, reply = {0};
+    evb_err err = {0};
+    unsigned long long lineno = 0, ok = 0, failed = 0;
+    int rc = CLI_EXIT_OK;
+    while (!cli->pipe_closed && s_read_line(&in)) {
+        lineno++;
+        if (in.too_long) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "line longer than %u bytes (skipped)", S_MAX_LINE);
+            s_print_err(cli, json, lineno, msg);
+            failed++;
+            continue;
+        }
+        if (s_blank(&in.buf)) continue;
+        line_result lr = {0};
+        evb_err_clear(&err);
+        int arc = s_send_line(ep, timeout_ms, &in.buf, &args, &reply, &lr, &err);
+        if (arc == EVB_OK) {
+            s_print_ok(cli, json, lineno, &lr);
+            ok++;
+            continue;
+        }
+        failed++;
+        s_print_err(cli, json, lineno, err.msg[0] ? err.msg : evb_strerror(arc));
+        if (arc == EVB_ETIMEDOUT) {
+            cli_error(cli,
+                      "%s: the service did not answer; lines after %llu were not read "
+                      "(line %llu may or may not be stored: send it again with its id)",
+                      ep, lineno, lineno);
+            rc = CLI_EXIT_RUNTIME;
+            break;
+        }
+        if (arc == EVB_EUNWRITABLE || arc == EVB_EIO || arc == EVB_ECORRUPT ||
+            arc == EVB_ENOMEM) {
+            cli_error(cli,
+                      "%s: the service's log stopped accepting writes; lines after "
+                      "%llu were not read",
+                      ep, lineno);
+            rc = CLI_EXIT_RUNTIME;
+            break;
+        }
+    }
+    if (rc == CLI_EXIT_OK && ferror(stdin)) {
+        cli_error(cli, "reading stdin: %s", strerror(errno));
+        rc = CLI_EXIT_RUNTIME;
+    }
+    if (rc == CLI_EXIT_OK && failed > 0) rc = CLI_EXIT_PROBLEMS;
+    if (failed > 0) cli_error(cli, "%llu of %llu lines failed", failed, ok + failed);
+    evb_buf_free(&in.buf);
+    evb_buf_free(&args);
+    evb_buf_free(&reply);
+    return cli_finish(cli, rc);
+}
+
 int cmd_append(int argc, char **argv)
 {
     cli_t cli;
     cli_init(&cli, "evbus append");
     cli_install_log_sink(&cli);
-    const char *dir = NULL, *service = NULL, *sync_s = "group";
-    bool create = false, json = false;
+    const char *dir = NULL, *service = NULL, *sync_s = "group", *to = NULL;
+    bool create = false, json = false, sync_set = false, timeout_set = false;
+    uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const cli_opt opts[] = {
-        {"store", CLI_STR, &dir, NULL, "DIR", "the log to append to (required)"},
+        {"store", CLI_STR, &dir, NULL, "DIR",
+         "the log to append to (it must not be served)"},
+        {"to", CLI_STR, &to, NULL, "CMD_EP",
+         "append through a running `evbus serve --cmd CMD_EP` instead"},
+        {"timeout", CLI_U64, &timeout_ms, &timeout_set, "MS",
+         "with --to: wait at most MS ms per line (default 3000)"},
         {"create", CLI_FLAG, &create, NULL, NULL,
          "create the log if DIR holds none (needs --service)"},
         {"service", CLI_STR, &service, NULL, "NAME", "service name of a new log"},
-        {"sync", CLI_STR, &sync_s, NULL, "POLICY",
+        {"sync", CLI_STR, &sync_s, &sync_set, "POLICY",
          "none, every (fsync each line) or group (default)"},
         {"json", CLI_FLAG, &json, NULL, NULL,
          "one JSON result object per line on stdout, errors included"},
         {0},
     };
     const cli_usage usage = {
-        "--store DIR [--create --service NAME] [--sync none|every|group] [--json]",
+        "--store DIR [--create --service NAME] [--sync none|every|group] [--json]\n"
+        "       --to CMD_EP [--timeout MS] [--json]",
         "Append events read from stdin, one JSON object per line, to the log in\n"
         "DIR, with no service running (use a copy, or stop the service: a log is\n"
-        "opened by one process at a time). Each line is appended on its own:\n"
+        "opened by one process at a time), or with --to through the command\n"
+        "socket of a running `evbus serve --cmd`. Each line is appended on its own:\n"
         "  {\"stream\": \"show-1\", \"type\": \"ShowAdded\", \"payload\": {...},\n"
         "   \"id\": \"<32 hex>\", \"expected_version\": \"any\" | \"none\" | N,\n"
         "   \"schema\": N, \"correlation_id\": \"<32 hex>\",\n"
@@ -297,12 +418,29 @@ int cmd_append(int argc, char **argv)
         "integers, other numbers float64.\n"
         "Exit code 0 when every line was appended (or was a duplicate), 1 when\n"
         "some failed, 3 when the log cannot be opened, 4 when the store stopped\n"
-        "accepting writes (the rest of stdin is not read).\n"};
+        "accepting writes or (--to) the service did not answer within --timeout\n"
+        "(the rest of stdin is not read; give lines an id so that sending them\n"
+        "again is safe).\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
-    if (dir == NULL) return cli_usage_error(&cli, "--store DIR is required");
+    if (to != NULL) {
+        if (dir != NULL || create || service != NULL || sync_set)
+            return cli_usage_error(&cli,
+                                   "--to takes none of --store, --create, --service, "
+                                   "--sync (the service owns its log)");
+        if (timeout_ms == 0 || timeout_ms > OPS_MAX_TIMEOUT_MS)
+            return cli_usage_error(&cli, "--timeout: expected 1..%u ms",
+                                   OPS_MAX_TIMEOUT_MS);
+        if ((rc = ops_check_endpoint(&cli, to)) >= 0) return rc;
+        rc = s_run_remote(&cli, to, (int)timeout_ms, json);
+        evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
+        return rc;
+    }
+    if (timeout_set) return cli_usage_error(&cli, "--timeout only goes with --to");
+    if (dir == NULL)
+        return cli_usage_error(&cli, "--store DIR or --to CMD_EP is required");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",

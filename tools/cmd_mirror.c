@@ -13,8 +13,15 @@
  *
  * --until-caught-up turns the mirror into a one-shot sync for scripts and
  * tests: it exits 0 once every feed is live with no lag (4 after --timeout).
+ *
+ * --cmd binds a command socket served between subscriber turns in the same
+ * thread (the subscriber is not thread-safe): "status" (every feed),
+ * "retry" and "skip" (operator actions on a stalled feed). --refuse-type is
+ * for tests: the handler refuses events of that type, which is the only way
+ * to stall a mirror, whose handler otherwise refuses nothing.
  */
 #include "cli.h"
+#include "ops.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,11 +33,16 @@ typedef struct mirror {
     cli_t *cli;
     uint64_t copied;
     evb_buf line;
+    evb_sub_t *sub;          /* for the command handlers */
+    const char *refuse_type; /* --refuse-type, or NULL */
 } mirror_t;
 
 static int s_copy(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *err)
 {
     mirror_t *m = ctx;
+    if (m->refuse_type != NULL && strcmp(ev->type, m->refuse_type) == 0)
+        return evb_err_set(err, EVB_EREJECTED, "event type %s refused (--refuse-type)",
+                           ev->type);
     evb_event_t copy = {0};
     copy.id = ev->id;
     copy.type = ev->type;
@@ -125,6 +137,113 @@ static void s_status(mirror_t *m, evb_sub_t *sub, bool json, bool final, bool te
     if (json) fflush(stdout);
 }
 
+/* ---- command socket ---- */
+
+typedef struct feeds_acc {
+    ops_w *w;
+    uint32_t n;
+} feeds_acc;
+
+static int s_feed_entry(const evb_feed_status *fs, void *ctx)
+{
+    feeds_acc *a = ctx;
+    ops_w *w = a->w;
+    msgpack_pack_map(&w->pk, 15);
+    ops_w_kv_str(w, "publisher", fs->publisher);
+    ops_w_kv_str(w, "category", fs->category);
+    ops_w_kv_id(w, "log_id", &fs->log_id);
+    ops_w_kv_u64(w, "applied", fs->applied);
+    ops_w_kv_u64(w, "head", fs->head);
+    ops_w_kv_u64(w, "lag", fs->lag);
+    ops_w_kv_str(w, "state", evb_feed_state_name(fs->state));
+    ops_w_kv_str(w, "reason", fs->reason != NULL ? fs->reason : "");
+    ops_w_kv_u64(w, "applied_events", fs->applied_events);
+    ops_w_kv_u64(w, "duplicates", fs->duplicates);
+    ops_w_kv_u64(w, "gaps", fs->gaps);
+    ops_w_kv_u64(w, "pages", fs->pages);
+    ops_w_kv_u64(w, "bad_frames", fs->bad_frames);
+    ops_w_kv_u64(w, "refusals", fs->refusals);
+    ops_w_kv_i64(w, "heartbeat_age_ms", fs->heartbeat_age_ms);
+    a->n++;
+    return w->rc;
+}
+
+/* "status": {feeds: [{publisher, category, log_id, applied, head, lag, state,
+ * reason, applied_events, duplicates, gaps, pages, bad_frames, refusals,
+ * heartbeat_age_ms}]}. */
+static int s_cmd_status(const void *args, size_t len, evb_buf *out, void *ctx,
+                        evb_err *err)
+{
+    (void)args;
+    (void)len;
+    mirror_t *m = ctx;
+    evb_buf feeds = {0};
+    ops_w fw;
+    ops_w_init(&fw, &feeds);
+    feeds_acc acc = {&fw, 0};
+    int rc = evb_sub_status(m->sub, s_feed_entry, &acc, err);
+    if (rc == EVB_OK && fw.rc != EVB_OK)
+        rc = evb_err_set(err, fw.rc, "status: out of memory");
+    if (rc == EVB_OK) {
+        ops_w w;
+        ops_w_init(&w, out);
+        msgpack_pack_map(&w.pk, 1);
+        ops_w_str(&w, "feeds");
+        msgpack_pack_array(&w.pk, acc.n);
+        if (w.rc == EVB_OK) w.rc = evb_buf_append(out, feeds.data, feeds.len, NULL);
+        if (w.rc != EVB_OK) rc = evb_err_set(err, w.rc, "status: out of memory");
+    }
+    evb_buf_free(&feeds);
+    return rc;
+}
+
+/* The feed named by a retry or skip: category, and publisher if given. */
+static int s_arg_feed(const void *args, size_t len, const char *const *known, char *cat,
+                      size_t cat_cap, char *pub, size_t pub_cap, bool *has_pub,
+                      evb_err *err)
+{
+    bool present;
+    int rc = ops_arg_known(args, len, known, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_str(args, len, "category", true, cat, cat_cap, &present, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_str(args, len, "publisher", false, pub, pub_cap, has_pub, err);
+    return rc;
+}
+
+#define S_PUB_CAP (2 * EVB_BUS_MAX_ENDPOINT + 2)
+
+/* "retry": {category, publisher?} -> {}. */
+static int s_cmd_retry(const void *args, size_t len, evb_buf *out, void *ctx,
+                       evb_err *err)
+{
+    (void)out;
+    mirror_t *m = ctx;
+    static const char *const known[] = {"category", "publisher", NULL};
+    char cat[EVB_MAX_CATEGORY_LEN + 1], pub[S_PUB_CAP];
+    bool has_pub;
+    int rc =
+        s_arg_feed(args, len, known, cat, sizeof cat, pub, sizeof pub, &has_pub, err);
+    if (rc != EVB_OK) return rc;
+    return evb_sub_retry(m->sub, has_pub ? pub : NULL, cat, err);
+}
+
+/* "skip": {category, seq, publisher?} -> {}. */
+static int s_cmd_skip(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    (void)out;
+    mirror_t *m = ctx;
+    static const char *const known[] = {"category", "publisher", "seq", NULL};
+    char cat[EVB_MAX_CATEGORY_LEN + 1], pub[S_PUB_CAP];
+    bool has_pub, present;
+    uint64_t seq = 0;
+    int rc =
+        s_arg_feed(args, len, known, cat, sizeof cat, pub, sizeof pub, &has_pub, err);
+    if (rc == EVB_OK) rc = ops_arg_u64(args, len, "seq", true, &seq, &present, err);
+    if (rc != EVB_OK) return rc;
+    return evb_sub_skip(m->sub, has_pub ? pub : NULL, cat, seq, err);
+}
+
 /* "PUB_EP,CATCHUP_EP" into two buffers. */
 static int s_split_follow(const char *v, char *pub, char *cu)
 {
@@ -145,6 +264,7 @@ int cmd_mirror(int argc, char **argv)
     cli_init(&cli, "evbus mirror");
     cli_list follow = {0}, cats = {0};
     const char *dir = NULL, *service = "mirror", *consumer = "mirror", *sync_s = "group";
+    const char *cmd_ep = NULL, *refuse_type = NULL;
     bool until = false, stats_json = false, timeout_set = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
     const cli_opt opts[] = {
@@ -167,11 +287,16 @@ int cmd_mirror(int argc, char **argv)
          "at exit, print each feed's status as a JSON line on stdout"},
         {"status-every", CLI_U64, &status_ms, NULL, "MS",
          "print each feed's status as JSON lines on stdout every MS ms"},
+        {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
+         "command endpoint to bind: status, retry and skip requests"},
+        {"refuse-type", CLI_STR, &refuse_type, NULL, "TYPE",
+         "for tests: refuse events of TYPE (the feed stalls)"},
         {0},
     };
     const cli_usage usage = {
         "--follow PUB_EP,CATCHUP_EP --store DIR [--category C]... [--service NAME]\n"
-        "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]",
+        "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
+        "       [--cmd EP] [--refuse-type TYPE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
         "into the log in DIR, with the feed's checkpoint in the same write: a live\n"
         "backup that survives crashes without losing or doubling an event. The\n"
@@ -182,6 +307,10 @@ int cmd_mirror(int argc, char **argv)
         "Status JSON fields: publisher, category, log_id, state, reason, applied,\n"
         "head, lag, applied_events, duplicates, gaps, pages, bad_frames, refusals,\n"
         "heartbeat_age_ms, final.\n"
+        "With --cmd EP: `evbus status EP` shows the feeds; `evbus feed retry EP\n"
+        "CATEGORY` and `evbus feed skip EP CATEGORY SEQ` act on a stalled one.\n"
+        "--refuse-type exists to test stalls: such events are never copied unless\n"
+        "skipped.\n"
         "Exit code 0 after a signal or once caught up, 1 when a feed stopped (the\n"
         "publisher's log id changed), 3 when DIR cannot be opened, 4 on a store\n"
         "error or when --timeout passed.\n"};
@@ -209,6 +338,8 @@ int cmd_mirror(int argc, char **argv)
     if (strlen(consumer) > EVB_MAX_CONSUMER_LEN)
         return cli_usage_error(&cli, "--consumer: at most %u bytes",
                                EVB_MAX_CONSUMER_LEN);
+    if (refuse_type != NULL && evb_check_type(refuse_type, &err) != EVB_OK)
+        return cli_usage_error(&cli, "--refuse-type: %s", err.msg);
     for (size_t i = 0; i < cats.n; i++)
         if (evb_check_category(cats.v[i], &err) != EVB_OK)
             return cli_usage_error(&cli, "--category '%s': %s", cats.v[i], err.msg);
@@ -237,7 +368,7 @@ int cmd_mirror(int argc, char **argv)
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return cli_exit_for_open(err.code);
     }
-    mirror_t m = {.cli = &cli};
+    mirror_t m = {.cli = &cli, .refuse_type = refuse_type};
     evb_sub_opts o = {0};
     o.store = st;
     o.consumer = consumer;
@@ -257,17 +388,36 @@ int cmd_mirror(int argc, char **argv)
         }
     }
 
+    evb_cmd_t *cmd = NULL;
+    if (rc == CLI_EXIT_OK && cmd_ep != NULL) {
+        m.sub = sub;
+        cmd = evb_cmd_new(cmd_ep, &err);
+        if (cmd != NULL && (evb_cmd_on(cmd, "status", s_cmd_status, &m, &err) != EVB_OK ||
+                            evb_cmd_on(cmd, "retry", s_cmd_retry, &m, &err) != EVB_OK ||
+                            evb_cmd_on(cmd, "skip", s_cmd_skip, &m, &err) != EVB_OK))
+            evb_cmd_destroy(&cmd);
+        if (cmd == NULL) {
+            if (strstr(err.msg, cmd_ep) != NULL)
+                cli_error(&cli, "--cmd: %s", err.msg);
+            else
+                cli_error(&cli, "--cmd %s: %s", cmd_ep, err.msg);
+            rc = err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+        }
+    }
+
     int64_t start = evb_now_us();
     int64_t deadline = timeout_set ? start + (int64_t)timeout_s * 1000000 : 0;
     int64_t next_status = start + (status_ms > 0 ? (int64_t)status_ms * 1000 : 0);
     int64_t next_text = start + 2000000;
     status_acc a;
     while (rc == CLI_EXIT_OK && !cli_stop_requested()) {
-        if (evb_sub_poll(sub, 100, &err) != EVB_OK) {
+        /* With a command socket, a shorter turn bounds a command's wait. */
+        if (evb_sub_poll(sub, cmd != NULL ? 10 : 100, &err) != EVB_OK) {
             cli_error(&cli, "%s: %s", dir, err.msg);
             rc = CLI_EXIT_RUNTIME;
             break;
         }
+        if (cmd != NULL) evb_cmd_poll(cmd, 0, NULL);
         int64_t now = evb_now_us();
         bool json_due = status_ms > 0 && now >= next_status;
         bool text_due = cli.err_tty && now >= next_text;
@@ -294,6 +444,7 @@ int cmd_mirror(int argc, char **argv)
     }
     cli_progress_end(&cli);
     if (sub != NULL && stats_json) s_status(&m, sub, true, true, false, &a);
+    evb_cmd_destroy(&cmd);
     evb_sub_destroy(&sub);
     evb_store_destroy(&st);
     evb_buf_free(&m.line);

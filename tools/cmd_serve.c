@@ -6,16 +6,194 @@
  * category index) and the publisher polls in the main thread, which owns
  * both. A signal only sets a flag; the loop sees it within one poll
  * interval, destroys the publisher, then the store (a pending group fsync is
- * done first), and exits 0. --cmd (appends through a command socket) is not
- * built yet.
+ * done first), and exits 0.
+ *
+ * --cmd binds a command socket served by the same thread (the store and the
+ * publisher are not thread-safe): "status" and "append". The loop polls the
+ * catch-up ROUTER and the command ROUTER together; after an append it
+ * publishes at once, and while the publisher is behind the head (events
+ * waiting for the group fsync) it polls with a short timeout so that they
+ * go out as soon as they are durable rather than at the next heartbeat.
  */
 #include "cli.h"
+#include "ops.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <zmq.h>
+
 #include <evbus/evbus_bus.h>
+
+typedef struct serve {
+    evb_store_t *st;
+    evb_pub_t *pub;
+    const char *sync_name;
+    bool appended; /* an append since the last publish */
+} serve_t;
+
+typedef struct cat_acc {
+    ops_w *w;
+    uint32_t n;
+} cat_acc;
+
+static int s_on_category(const evb_category_info *ci, void *ctx)
+{
+    cat_acc *a = ctx;
+    msgpack_pack_map(&a->w->pk, 3);
+    ops_w_kv_str(a->w, "name", ci->name);
+    ops_w_kv_u64(a->w, "head", ci->head);
+    ops_w_kv_u64(a->w, "count", ci->count);
+    a->n++;
+    return a->w->rc;
+}
+
+/* "status": {service, log_id, head, synced, indexed, published, sync,
+ * categories: [{name, head, count}]}. */
+static int s_cmd_status(const void *args, size_t args_len, evb_buf *out, void *ctx,
+                        evb_err *err)
+{
+    (void)args;
+    (void)args_len;
+    serve_t *sv = ctx;
+    evb_store_info in;
+    evb_store_get_info(sv->st, &in);
+    evb_pub_stats ps;
+    evb_pub_get_stats(sv->pub, &ps);
+    /* The category count is known only after the walk: write the entries
+     * into their own buffer, then the array header and the entries. */
+    evb_buf cats = {0};
+    ops_w cw;
+    ops_w_init(&cw, &cats);
+    cat_acc acc = {&cw, 0};
+    int rc = evb_store_categories(sv->st, s_on_category, &acc, err);
+    if (rc == EVB_OK && cw.rc != EVB_OK)
+        rc = evb_err_set(err, cw.rc, "status: out of memory");
+    if (rc == EVB_OK) {
+        ops_w w;
+        ops_w_init(&w, out);
+        msgpack_pack_map(&w.pk, 8);
+        ops_w_kv_str(&w, "service", in.service);
+        ops_w_kv_id(&w, "log_id", &in.log_id);
+        ops_w_kv_u64(&w, "head", in.head);
+        ops_w_kv_u64(&w, "synced", in.synced);
+        ops_w_kv_u64(&w, "indexed", in.indexed);
+        ops_w_kv_u64(&w, "published", ps.published);
+        ops_w_kv_str(&w, "sync", sv->sync_name);
+        ops_w_str(&w, "categories");
+        msgpack_pack_array(&w.pk, acc.n);
+        if (w.rc == EVB_OK) w.rc = evb_buf_append(out, cats.data, cats.len, NULL);
+        if (w.rc != EVB_OK) rc = evb_err_set(err, w.rc, "status: out of memory");
+    }
+    evb_buf_free(&cats);
+    return rc;
+}
+
+static const char *const s_append_fields[] = {
+    "stream", "type",           "payload",      "id",       "expected_version",
+    "schema", "correlation_id", "causation_id", "metadata", NULL};
+
+/* expected_version: an integer >= 0, "any" or "none"; absent or nil: any. */
+static int s_arg_expected(const void *args, size_t len, int64_t *exp, evb_err *err)
+{
+    char s[8];
+    bool present;
+    *exp = EVB_EXPECT_ANY;
+    const void *v;
+    size_t vl;
+    if (evb_map_find(args, len, "expected_version", &v, &vl, NULL) != EVB_OK ||
+        (vl == 1 && *(const unsigned char *)v == 0xc0))
+        return EVB_OK;
+    if (ops_arg_str(args, len, "expected_version", false, s, sizeof s, &present, NULL) ==
+        EVB_OK) {
+        if (strcmp(s, "any") == 0) return EVB_OK;
+        if (strcmp(s, "none") == 0) {
+            *exp = EVB_EXPECT_NONE;
+            return EVB_OK;
+        }
+    } else if (evb_map_int(args, len, "expected_version", exp, NULL) == EVB_OK &&
+               *exp >= 0) {
+        return EVB_OK;
+    }
+    *exp = EVB_EXPECT_ANY;
+    return evb_err_set(err, EVB_EINVAL,
+                       "field \"expected_version\": expected \"any\", \"none\" or a "
+                       "version >= 0");
+}
+
+/* Prefix a name check's message with the field it came from. */
+static int s_field_err(evb_err *err, const char *field)
+{
+    char msg[EVB_ERR_MSG_LEN];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return evb_err_set(err, EVB_EINVAL, "field \"%s\": %s", field, msg);
+}
+
+/* "append": {stream, type, payload?, id?, expected_version?, schema?,
+ * correlation_id?, causation_id?, metadata?} -> {seq, version, duplicate,
+ * id, stream}. The store's own errors (EVB_ECONFLICT naming the current
+ * version, EVB_EPARTIAL, EVB_EUNWRITABLE, ...) pass through. */
+static int s_cmd_append(const void *args, size_t len, evb_buf *out, void *ctx,
+                        evb_err *err)
+{
+    serve_t *sv = ctx;
+    char stream[EVB_MAX_STREAM_LEN + 1], type[EVB_MAX_TYPE_LEN + 1];
+    bool present, has_payload = false, has_meta = false;
+    evb_event_t ev = {0};
+    int64_t expected = EVB_EXPECT_ANY;
+    uint64_t schema = 1;
+    const void *payload = NULL, *meta = NULL;
+    size_t payload_len = 0, meta_len = 0;
+    int rc = ops_arg_known(args, len, s_append_fields, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_str(args, len, "stream", true, stream, sizeof stream, &present, err);
+    if (rc == EVB_OK && evb_check_stream(stream, err) != EVB_OK)
+        rc = s_field_err(err, "stream");
+    if (rc == EVB_OK)
+        rc = ops_arg_str(args, len, "type", true, type, sizeof type, &present, err);
+    if (rc == EVB_OK && evb_check_type(type, err) != EVB_OK)
+        rc = s_field_err(err, "type");
+    if (rc == EVB_OK) rc = ops_arg_id(args, len, "id", &ev.id, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_id(args, len, "correlation_id", &ev.correlation_id, err);
+    if (rc == EVB_OK) rc = ops_arg_id(args, len, "causation_id", &ev.causation_id, err);
+    if (rc == EVB_OK) rc = s_arg_expected(args, len, &expected, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_map(args, len, "payload", &payload, &payload_len, &has_payload, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_map(args, len, "metadata", &meta, &meta_len, &has_meta, err);
+    if (rc == EVB_OK)
+        rc = ops_arg_u64(args, len, "schema", false, &schema, &present, err);
+    if (rc == EVB_OK && (schema < 1 || schema > UINT32_MAX))
+        rc = evb_err_set(err, EVB_EINVAL,
+                         "field \"schema\": expected an integer from 1 to %" PRIu32,
+                         UINT32_MAX);
+    if (rc != EVB_OK) return rc;
+    ev.type = type;
+    ev.schema = (uint32_t)schema;
+    ev.payload = has_payload ? payload : (const void *)evb_empty_map;
+    ev.payload_len = has_payload ? payload_len : sizeof evb_empty_map;
+    ev.metadata = has_meta ? meta : NULL;
+    ev.metadata_len = has_meta ? meta_len : 0;
+    evb_append_result res;
+    rc = evb_store_append(sv->st, stream, expected, &ev, 1, &res, err);
+    if (rc != EVB_OK) return rc;
+    sv->appended = !res.duplicate;
+    ops_w w;
+    ops_w_init(&w, out);
+    msgpack_pack_map(&w.pk, 5);
+    ops_w_kv_u64(&w, "seq", res.first_seq);
+    ops_w_kv_u64(&w, "version", res.first_version);
+    ops_w_kv_bool(&w, "duplicate", res.duplicate);
+    ops_w_kv_id(&w, "id", &ev.id);
+    ops_w_kv_str(&w, "stream", stream);
+    /* The event is stored: a reply that cannot be built is still a failure
+     * for the client, which retries with the same id and gets a duplicate. */
+    if (w.rc != EVB_OK)
+        return evb_err_set(err, w.rc, "append: out of memory for the reply");
+    return EVB_OK;
+}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -23,6 +201,7 @@ int cmd_serve(int argc, char **argv)
     cli_init(&cli, "evbus serve");
     const char *dir = NULL, *pub_ep = NULL, *cu_ep = NULL, *service = NULL;
     const char *sync_s = "group";
+    const char *cmd_ep = NULL;
     bool create = false;
     uint64_t hb_ms = 500, sndhwm = 0;
     const cli_opt opts[] = {
@@ -38,11 +217,13 @@ int cmd_serve(int argc, char **argv)
         {"heartbeat-ms", CLI_U64, &hb_ms, NULL, "N", "heartbeat interval (default 500)"},
         {"sndhwm", CLI_U64, &sndhwm, NULL, "N",
          "PUB high-water mark in messages (default: the library's, 100000)"},
+        {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
+         "command endpoint to bind: status and append requests"},
         {0},
     };
     const cli_usage usage = {
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
-        "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N]",
+        "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
         "from the catch-up endpoint. Endpoints are ZeroMQ addresses, e.g.\n"
@@ -50,6 +231,8 @@ int cmd_serve(int argc, char **argv)
         "while it is served (evbus log and evbus append fail with exit code 3).",
         "With --sync none, a power loss can take back events that subscribers\n"
         "have already applied; every and group publish only fsynced events.\n"
+        "With --cmd EP, clients can ask for the log's status (evbus status EP)\n"
+        "and append events (evbus append --to EP) while it is served.\n"
         "A start line goes to stderr. Exit code 0 after a signal, 3 when the log\n"
         "cannot be opened, 4 when an endpoint cannot be bound or reading fails.\n"};
     const char *pos[1];
@@ -61,6 +244,8 @@ int cmd_serve(int argc, char **argv)
     if (cu_ep == NULL) return cli_usage_error(&cli, "--catchup EP is required");
     if (strcmp(pub_ep, cu_ep) == 0)
         return cli_usage_error(&cli, "--pub and --catchup must be different endpoints");
+    if (cmd_ep != NULL && (strcmp(cmd_ep, pub_ep) == 0 || strcmp(cmd_ep, cu_ep) == 0))
+        return cli_usage_error(&cli, "--cmd must differ from --pub and --catchup");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",
@@ -106,6 +291,25 @@ int cmd_serve(int argc, char **argv)
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
+    serve_t sv = {st, pub, sync_s, false};
+    evb_cmd_t *cmd = NULL;
+    if (cmd_ep != NULL) {
+        cmd = evb_cmd_new(cmd_ep, &err);
+        if (cmd != NULL &&
+            (evb_cmd_on(cmd, "status", s_cmd_status, &sv, &err) != EVB_OK ||
+             evb_cmd_on(cmd, "append", s_cmd_append, &sv, &err) != EVB_OK))
+            evb_cmd_destroy(&cmd);
+        if (cmd == NULL) {
+            if (strstr(err.msg, cmd_ep) != NULL)
+                cli_error(&cli, "--cmd: %s", err.msg);
+            else
+                cli_error(&cli, "--cmd %s: %s", cmd_ep, err.msg);
+            evb_pub_destroy(&pub);
+            evb_store_destroy(&st);
+            evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
+            return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+        }
+    }
     evb_store_info in;
     evb_store_get_info(st, &in);
     char id[EVB_ID_HEX_LEN + 1];
@@ -114,19 +318,41 @@ int cmd_serve(int argc, char **argv)
             "evbus serve: serving %s (service %s, log %s, head %" PRIu64
             ") live on %s, catch-up on %s, sync %s\n",
             dir, in.service, id, in.head, pub_ep, cu_ep, sync_s);
+    if (cmd_ep != NULL) fprintf(stderr, "evbus serve: commands on %s\n", cmd_ep);
     if (sync == EVB_SYNC_NONE)
         fprintf(stderr, "evbus serve: warning: --sync none: a power loss can take back "
                         "events subscribers have already applied\n");
     fflush(stderr);
 
     rc = CLI_EXIT_OK;
-    while (!cli_stop_requested()) {
-        if (evb_pub_poll(pub, 200, &err) != EVB_OK) {
-            cli_error(&cli, "%s: publishing stopped: %s", dir, err.msg);
-            rc = CLI_EXIT_RUNTIME;
-            break;
+    /* Idle wait: short enough for the heartbeat to be on time. */
+    long idle_ms = hb_ms / 2 < 100 ? (long)(hb_ms / 2) : 100;
+    if (idle_ms < 1) idle_ms = 1;
+    bool failed = false;
+    while (!failed && !cli_stop_requested()) {
+        if (cmd == NULL) {
+            failed = evb_pub_poll(pub, 200, &err) != EVB_OK;
+            continue;
+        }
+        evb_pub_stats ps;
+        evb_pub_get_stats(pub, &ps);
+        zmq_pollitem_t items[2] = {{evb_pub_socket(pub), 0, ZMQ_POLLIN, 0},
+                                   {evb_cmd_socket(cmd), 0, ZMQ_POLLIN, 0}};
+        /* Events not yet published (waiting for their fsync): look again
+         * soon instead of after the idle wait. */
+        zmq_poll(items, 2, evb_store_head(st) > ps.published ? 1 : idle_ms);
+        failed = evb_pub_poll(pub, 0, &err) != EVB_OK;
+        if (!failed) evb_cmd_poll(cmd, 0, NULL);
+        if (!failed && sv.appended) {
+            sv.appended = false;
+            failed = evb_pub_poll(pub, 0, &err) != EVB_OK;
         }
     }
+    if (failed) {
+        cli_error(&cli, "%s: publishing stopped: %s", dir, err.msg);
+        rc = CLI_EXIT_RUNTIME;
+    }
+    evb_cmd_destroy(&cmd);
     evb_pub_stats ps;
     evb_pub_get_stats(pub, &ps);
     evb_pub_destroy(&pub);

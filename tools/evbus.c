@@ -23,8 +23,10 @@ static const command_t s_commands[] = {
     {"log", cmd_log, "inspect a stopped service's log: info, cat, verify"},
     {"bench", cmd_bench, "measure the store next to raw LevelDB, in one run"},
     {"serve", cmd_serve, "serve a log on the bus: live on PUB, catch-up on ROUTER"},
-    {"append", cmd_append, "append events read as JSON lines to a stopped log"},
+    {"append", cmd_append, "append events read as JSON lines (to a log, or a service)"},
     {"mirror", cmd_mirror, "keep a copy of a publisher's events in a log of its own"},
+    {"status", cmd_status, "ask a running service for its status (feeds, log)"},
+    {"feed", cmd_feed, "retry or skip a stalled feed of a running subscriber"},
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
