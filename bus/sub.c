@@ -652,6 +652,14 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
             f->gaps++;
             f->state = EVB_FEED_CATCHING_UP;
             s_fetch(s, f);
+        } else if (f->state == EVB_FEED_LIVE && rp->head > f->applied) {
+            /* Nothing of the category is missing up to the publisher's head:
+             * the position moves there (and the checkpoint with it), so a
+             * quiet category shows no lag and a restart starts further on. */
+            bool refused;
+            int arc = s_apply(s, f, NULL, 0, rp->head, &refused, err);
+            if (arc != EVB_OK)
+                return arc;
         }
     }
     return EVB_OK;

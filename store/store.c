@@ -309,9 +309,20 @@ static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_cur
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        *empty = false;
         if (strcmp(de->d_name, "CURRENT") == 0)
             *has_current = true;
+        /* Files LevelDB makes before CURRENT exists: a creation that was
+         * killed half-way leaves only these, and is not someone else's data. */
+        const char *n = de->d_name;
+        size_t digits = strspn(n, "0123456789");
+        bool numbered = digits == 6 && (strcmp(n + 6, ".log") == 0 ||
+                                        strcmp(n + 6, ".dbtmp") == 0);
+        bool leveldb_start = strcmp(n, "LOCK") == 0 || strcmp(n, "LOG") == 0 ||
+                             strcmp(n, "LOG.old") == 0 || numbered ||
+                             (strncmp(n, "MANIFEST-", 9) == 0 && strspn(n + 9, "0123456789") ==
+                                                                  strlen(n + 9));
+        if (!leveldb_start)
+            *empty = false;
     }
     closedir(d);
     return EVB_OK;
@@ -385,6 +396,15 @@ static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err 
     return EVB_OK;
 }
 
+static bool s_db_is_empty(evb_store_t *st)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_iter_seek_to_first(it);
+    bool empty = !leveldb_iter_valid(it);
+    leveldb_iter_destroy(it);
+    return empty;
+}
+
 static int s_load_meta(evb_store_t *st, evb_err *err)
 {
     char *v;
@@ -392,10 +412,13 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     int rc = st_get(st, NULL, META_FORMAT, strlen(META_FORMAT), &v, &vl, err);
     if (rc != EVB_OK)
         return rc;
-    if (v == NULL)
+    if (v == NULL) {
+        if (s_db_is_empty(st))
+            return EVB_ENOTFOUND; /* a creation killed before its metadata */
         return evb_err_set(err, EVB_EFORMAT,
                            "%s: a LevelDB database but not an evbus log (no format record)",
                            st->dir);
+    }
     if (vl != 4) {
         leveldb_free(v);
         return evb_err_set(err, EVB_ECORRUPT, "%s: format record is %zu bytes, not 4",
@@ -642,8 +665,18 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     if (!has_current) {
         if (s_init_meta(st, opts->service, err) != EVB_OK)
             goto fail;
-    } else if (s_load_meta(st, err) != EVB_OK) {
-        goto fail;
+    } else {
+        int mrc = s_load_meta(st, err);
+        if (mrc == EVB_ENOTFOUND && opts->create) {
+            if (s_init_meta(st, opts->service, err) != EVB_OK)
+                goto fail;
+        } else if (mrc == EVB_ENOTFOUND) {
+            evb_err_set(err, EVB_ENOTFOUND, "%s: an empty database, no evbus log (its "
+                        "creation was interrupted?)", st->dir);
+            goto fail;
+        } else if (mrc != EVB_OK) {
+            goto fail;
+        }
     }
     if (s_find_head(st, err) != EVB_OK || s_load_tail(st, err) != EVB_OK)
         goto fail;

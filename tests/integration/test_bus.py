@@ -510,15 +510,22 @@ def case_two_publishers(env):
             running[name] = start_pub(env, pubs[name], target[name], batch=rng.choice([1, 20]),
                                       pub=eps[name][0], cu=eps[name][1])
         else:
-            running[name] = env.start(margv(name), name=name)
+            running[name] = env.start(margv(name, ["--status-every", "20"]), name=name)
 
     for name in ["A", "B", "M1", "M2", "M3"]:
         start(name)
     for r in range(rounds):
         victim = rng.choice(sorted(running))
         p = running.pop(victim)
-        if victim in pubs:  # let it make some progress first
+        # Let the victim make some progress first: appends, or applied events.
+        if victim in pubs:
             p.wait_line(lambda l: l.startswith(("appended", "done")), 30, "progress")
+        else:
+            want = rng.randint(0, 500)
+            p.wait_line(lambda l: l.startswith("{") and
+                        json.loads(l)["applied_events"] >= want or
+                        (l.startswith("{") and json.loads(l)["lag"] == 0), 30,
+                        f"{victim} applying")
         p.kill()
         start(victim)
         log(f"round {r + 1}/{rounds}: killed and restarted {victim}")
@@ -529,6 +536,8 @@ def case_two_publishers(env):
         running.pop(name).kill()
         r = run(margv(name, ["--until-caught-up", "--timeout", "120"]), 180)
         check(r.returncode == 0, f"{name} exited {r.returncode}: {r.stderr}")
+    for name in pubs:
+        check(running[name].term() == 0, f"{name} did not exit 0")
     src = {n: cat_json(d) for n, d in pubs.items()}
     logids = {n: e[0]["log_id"] for n, e in src.items()}
     for name, (follows, cats) in mirrors.items():
@@ -546,8 +555,6 @@ def case_two_publishers(env):
                 total += len(want)
         check(len(mir) == total, f"{name} holds {len(mir)} events, want {total}")
         log(f"{name}: {total} events, each once, in order")
-    for name in pubs:
-        check(running[name].term() == 0, f"{name} did not exit 0")
 
 
 def case_append_cli(env):
