@@ -35,6 +35,7 @@ typedef struct mirror {
     evb_buf line;
     evb_sub_t *sub;          /* for the command handlers */
     const char *refuse_type; /* --refuse-type, or NULL */
+    bool fresh_ids;          /* --fresh-ids: copies get new ids (tests) */
 } mirror_t;
 
 static int s_copy(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *err)
@@ -44,7 +45,11 @@ static int s_copy(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *err)
         return evb_err_set(err, EVB_EREJECTED, "event type %s refused (--refuse-type)",
                            ev->type);
     evb_event_t copy = {0};
-    copy.id = ev->id;
+    /* Same id: a copy applied twice would be stored once (a retry). With
+     * --fresh-ids every application makes a new event, so a test can see a
+     * double application instead of having it hidden. */
+    if (!m->fresh_ids)
+        copy.id = ev->id;
     copy.type = ev->type;
     copy.schema = ev->schema;
     copy.ts_us = ev->ts_us;
@@ -265,6 +270,7 @@ int cmd_mirror(int argc, char **argv)
     cli_list follow = {0}, cats = {0};
     const char *dir = NULL, *service = "mirror", *consumer = "mirror", *sync_s = "group";
     const char *cmd_ep = NULL, *refuse_type = NULL;
+    bool fresh_ids = false;
     bool until = false, stats_json = false, timeout_set = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
     const cli_opt opts[] = {
@@ -291,6 +297,8 @@ int cmd_mirror(int argc, char **argv)
          "command endpoint to bind: status, retry and skip requests"},
         {"refuse-type", CLI_STR, &refuse_type, NULL, "TYPE",
          "for tests: refuse events of TYPE (the feed stalls)"},
+        {"fresh-ids", CLI_FLAG, &fresh_ids, NULL, NULL,
+         "for tests: give copies new ids, so a double application shows"},
         {0},
     };
     const cli_usage usage = {
@@ -368,7 +376,7 @@ int cmd_mirror(int argc, char **argv)
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return cli_exit_for_open(err.code);
     }
-    mirror_t m = {.cli = &cli, .refuse_type = refuse_type};
+    mirror_t m = {.cli = &cli, .refuse_type = refuse_type, .fresh_ids = fresh_ids};
     evb_sub_opts o = {0};
     o.store = st;
     o.consumer = consumer;

@@ -219,9 +219,11 @@ def cat_json(d, category=None):
     return [json.loads(l) for l in r.stdout.splitlines()]
 
 
-def compare(src_dir, mirror_dir, cats):
+def compare(src_dir, mirror_dir, cats, same_ids=True):
     """The mirror holds exactly the source's events of cats: same ids in the
-    same order per category, each once, origin = source position."""
+    same order per category, each once, origin = source position. With
+    same_ids False (a mirror run with --fresh-ids) the copies have new ids,
+    so an event applied twice would be there twice: origins must be unique."""
     src = cat_json(src_dir)
     mir = cat_json(mirror_dir)
     check([e["seq"] for e in src] == list(range(1, len(src) + 1)),
@@ -239,9 +241,10 @@ def compare(src_dir, mirror_dir, cats):
         m = [e for e in mir if e["category"] == c]
         check(len(s) == len(m), f"category {c}: source has {len(s)} events, mirror {len(m)}")
         for a, b in zip(s, m):
-            if (a["id"], a["seq"], log_id, a["stream"], a["type"], a["payload"], a["ts_us"]) != \
-               (b["id"], b.get("origin_seq"), b.get("origin_log_id"), b["stream"], b["type"],
-                    b["payload"], b["ts_us"]):
+            if (a["id"] if same_ids else None, a["seq"], log_id, a["stream"], a["type"],
+                a["payload"], a["ts_us"]) != \
+               (b["id"] if same_ids else None, b.get("origin_seq"), b.get("origin_log_id"),
+                    b["stream"], b["type"], b["payload"], b["ts_us"]):
                 raise Fail(f"category {c}: source seq {a['seq']} differs from mirror seq "
                            f"{b['seq']}:\n  {a}\n  {b}")
     check(len(mir) == len(want), f"mirror has {len(mir)} events, want {len(want)}")
@@ -400,7 +403,8 @@ def case_mirror_kill(env):
     pub.send("go\n")
     for r in range(rounds):
         pub.send(f"more {per}\n")
-        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "20"]),
+        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "20",
+                                                          "--fresh-ids"]),
                         name="mirror")
         # Kill after a random number of events applied this run (or at once).
         want = rng.randint(0, per)
@@ -419,10 +423,10 @@ def case_mirror_kill(env):
     total = rounds * per
     pub.wait_line(lambda l: l == f"done {total}", 120, f"done {total}")
     r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120",
-                                              "--stats-json"]), 180)
+                                              "--stats-json", "--fresh-ids"]), 180)
     check(r.returncode == 0, f"final mirror exited {r.returncode}: {r.stderr}")
     check(pub.term() == 0, "bus_pub did not exit 0")
-    got = compare(d, m, CATS3)
+    got = compare(d, m, CATS3, same_ids=False)
     check(got == total, f"mirror has {got} events, publisher {total}")
     head = json.loads(run([EVBUS, "log", "info", "--json", m], 60).stdout)["head"]
     check(head == total, f"mirror head {head} != {total} source events")

@@ -398,6 +398,52 @@ static void test_recreated_publisher_log_stops_feed(void **state)
     assert_int_equal(evb_store_head(w->sst), a); /* nothing of the new log applied */
 }
 
+static void s_check_published_le_synced(world *w, evb_sync sync)
+{
+    evb_store_destroy(&w->pst);
+    char d[300];
+    snprintf(d, sizeof d, "%s/pub-sync", w->dir);
+    evb_store_opts o = {0};
+    o.dir = d;
+    o.service = "pubsvc";
+    o.create = true;
+    o.sync = sync;
+    o.group_interval_ms = 20;
+    evb_err err;
+    w->pst = evb_store_open(&o, &err);
+    assert_non_null(w->pst);
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    evb_pub_stats ps;
+    uint64_t last = 0, behind = 0;
+    for (int round = 0; round < 200; round++) {
+        last = s_append(w, "show-1", 5);
+        assert_int_equal(evb_pub_poll(w->pub, 0, &err), EVB_OK);
+        evb_pub_get_stats(w->pub, &ps);
+        /* the invariant: nothing goes out that a power loss could take back */
+        assert_true(ps.published <= evb_store_synced(w->pst));
+        behind += ps.published < last;
+        assert_int_equal(evb_sub_poll(w->sub, 0, &err), EVB_OK);
+    }
+    s_until(w, "show", EVB_FEED_LIVE, last);
+    evb_pub_get_stats(w->pub, &ps);
+    assert_int_equal(ps.published, last);
+    if (sync == EVB_SYNC_GROUP)
+        assert_true(behind > 0); /* group fsync did hold events back */
+    s_check_effects(w, "show", 0);
+}
+
+static void test_published_never_ahead_of_synced_group(void **state)
+{
+    s_check_published_le_synced(*state, EVB_SYNC_GROUP);
+}
+
+static void test_published_never_ahead_of_synced_every(void **state)
+{
+    s_check_published_le_synced(*state, EVB_SYNC_EVERY);
+}
+
 /* ---- command socket ---- */
 
 static int s_cmd_echo(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
@@ -505,6 +551,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_every, s_setup,
                                         s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
