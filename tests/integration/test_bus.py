@@ -561,6 +561,62 @@ def case_two_publishers(env):
         log(f"{name}: {total} events, each once, in order")
 
 
+def proc_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def case_catchup_memory(env):
+    """A subscriber catches up 1,000,000 events (EVB_TEST_SCALE scales it)
+    while another follows live and the publisher keeps appending. Bounds,
+    stated here and in the closing note: the catching-up mirror's peak RSS
+    (VmHWM) under 200 MB, the publisher's anonymous memory (RssAnon, sampled;
+    its mapped LevelDB tables are page cache, not its own) under 200 MB; and
+    the live mirror keeps applying during the catch-up."""
+    n = max(100000, int(1000000 * SCALE))
+    d = env.path("pub")
+    pub = start_pub(env, d, n, batch=1000, extra=["--go-on-stdin"])
+    pub.send("go\n")
+    check(wait_done(pub, 600) == n, "bus_pub did not reach its count")
+    live = env.start(mirror_argv(env, env.path("live"), ["booking"],
+                                 extra=["--status-every", "100", "--stats-json"]),
+                     name="live")
+    # The live mirror starts at the head: catch it up first (booking only).
+    lf = wait_status(live, caught_up_at(n, ["booking"]), 300, "live mirror at the head")
+    live_start = lf["booking"]["applied_events"]
+    big = env.start(mirror_argv(env, env.path("big"), CATS3, extra=["--status-every", "200"]),
+                    name="big")
+    peak_pub_anon = 0
+    deadline = time.monotonic() + 600
+    more = 0
+    while True:
+        check(time.monotonic() < deadline, "catch-up did not finish in 600 s")
+        pub.send("more 1000\n")  # live traffic goes on meanwhile (one batch)
+        more += 1000
+        peak_pub_anon = max(peak_pub_anon, proc_kb(pub.p.pid, "RssAnon"))
+        try:
+            feeds = wait_status(big, lambda f: len(f) == 3, 5, "big mirror status")
+        except Fail:
+            continue
+        if all(f["state"] == "live" and f["lag"] == 0 for f in feeds.values()) and \
+                sum(f["applied_events"] for f in feeds.values()) >= n:
+            break
+    big_hwm = proc_kb(big.p.pid, "VmHWM")
+    check(live.term() == 0, "live mirror did not exit 0")
+    final = [x for x in status_lines(live.drain()) if x.get("final")]
+    live_end = final[0]["applied_events"] if final else live_start
+    log(f"caught up {n} events; big mirror VmHWM {big_hwm} kB, publisher RssAnon peak "
+        f"{peak_pub_anon} kB; live mirror applied {live_end - live_start} events meanwhile")
+    check(big_hwm < 200 * 1024, f"catching-up mirror peaked at {big_hwm} kB")
+    check(peak_pub_anon < 200 * 1024, f"publisher anonymous memory peaked at {peak_pub_anon} kB")
+    check(live_end > live_start, "the live mirror did not move during the catch-up")
+    check(big.term() == 0, "big mirror did not exit 0")
+    check(pub.term() == 0, "bus_pub did not exit 0")
+
+
 def case_append_cli(env):
     d = env.path("log")
     lines = [
@@ -635,6 +691,7 @@ CASES = {
     "append_cli": case_append_cli,
     "crash_points": case_crash_points,
     "two_publishers": case_two_publishers,
+    "catchup_memory": case_catchup_memory,
 }
 
 
