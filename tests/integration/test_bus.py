@@ -610,8 +610,12 @@ def case_catchup_memory(env):
     live_end = final[0]["applied_events"] if final else live_start
     log(f"caught up {n} events; big mirror VmHWM {big_hwm} kB, publisher RssAnon peak "
         f"{peak_pub_anon} kB; live mirror applied {live_end - live_start} events meanwhile")
-    check(big_hwm < 200 * 1024, f"catching-up mirror peaked at {big_hwm} kB")
-    check(peak_pub_anon < 200 * 1024, f"publisher anonymous memory peaked at {peak_pub_anon} kB")
+    # AddressSanitizer keeps freed memory in quarantine (256 MB by default) and
+    # adds shadow memory: instrumented builds get a looser bound.
+    bound = (800 if os.environ.get("EVB_SANITIZED") else 200) * 1024
+    check(big_hwm < bound, f"catching-up mirror peaked at {big_hwm} kB (bound {bound} kB)")
+    check(peak_pub_anon < bound,
+          f"publisher anonymous memory peaked at {peak_pub_anon} kB (bound {bound} kB)")
     check(live_end > live_start, "the live mirror did not move during the catch-up")
     check(big.term() == 0, "big mirror did not exit 0")
     check(pub.term() == 0, "bus_pub did not exit 0")
