@@ -30,17 +30,16 @@ typedef struct {
 static int s_write(void *data, const char *buf, size_t len)
 {
     wctx *w = data;
-    if (w->rc == EVB_OK)
-        w->rc = evb_buf_append(w->b, buf, len, NULL);
+    if (w->rc == EVB_OK) w->rc = evb_buf_append(w->b, buf, len, NULL);
     return w->rc == EVB_OK ? 0 : -1;
 }
 
-#define PACK_BEGIN(b)                                                                      \
-    wctx w_ = {(b), EVB_OK};                                                               \
-    msgpack_packer pk_;                                                                    \
+#define PACK_BEGIN(b)                                                                    \
+    wctx w_ = {(b), EVB_OK};                                                             \
+    msgpack_packer pk_;                                                                  \
     msgpack_packer_init(&pk_, &w_, s_write)
 #define PK (&pk_)
-#define PACK_END(err)                                                                      \
+#define PACK_END(err)                                                                    \
     (w_.rc == EVB_OK ? EVB_OK : evb_err_set((err), w_.rc, "bus message: out of memory"))
 
 static void s_str(msgpack_packer *pk, const char *s)
@@ -173,10 +172,8 @@ static int s_uint(rd *r, const char *field, uint64_t *out)
 {
     mp_val v;
     int rc = mp_next(&r->c, &v);
-    if (rc != MP_OK)
-        return s_fail(r, field, mp_rc_str(rc));
-    if (v.type != MP_UINT)
-        return s_fail(r, field, "want an unsigned integer");
+    if (rc != MP_OK) return s_fail(r, field, mp_rc_str(rc));
+    if (v.type != MP_UINT) return s_fail(r, field, "want an unsigned integer");
     *out = v.v.u;
     return EVB_OK;
 }
@@ -184,10 +181,8 @@ static int s_uint(rd *r, const char *field, uint64_t *out)
 static int s_sval(rd *r, const char *field, mp_val *v)
 {
     int rc = mp_next(&r->c, v);
-    if (rc != MP_OK)
-        return s_fail(r, field, mp_rc_str(rc));
-    if (v->type != MP_STR)
-        return s_fail(r, field, "want a string");
+    if (rc != MP_OK) return s_fail(r, field, mp_rc_str(rc));
+    if (v->type != MP_STR) return s_fail(r, field, "want a string");
     return EVB_OK;
 }
 
@@ -195,12 +190,9 @@ static int s_cstr(rd *r, const char *field, char *out, size_t cap)
 {
     mp_val v;
     int rc = s_sval(r, field, &v);
-    if (rc != EVB_OK)
-        return rc;
-    if (v.v.s.len >= cap)
-        return s_fail(r, field, "too long");
-    if (memchr(v.v.s.p, '\0', v.v.s.len) != NULL)
-        return s_fail(r, field, "contains NUL");
+    if (rc != EVB_OK) return rc;
+    if (v.v.s.len >= cap) return s_fail(r, field, "too long");
+    if (memchr(v.v.s.p, '\0', v.v.s.len) != NULL) return s_fail(r, field, "contains NUL");
     memcpy(out, v.v.s.p, v.v.s.len);
     out[v.v.s.len] = '\0';
     return EVB_OK;
@@ -210,8 +202,7 @@ static int s_idv(rd *r, const char *field, evb_id *out)
 {
     mp_val v;
     int rc = mp_next(&r->c, &v);
-    if (rc != MP_OK)
-        return s_fail(r, field, mp_rc_str(rc));
+    if (rc != MP_OK) return s_fail(r, field, mp_rc_str(rc));
     if (v.type != MP_BIN || v.v.s.len != EVB_ID_LEN)
         return s_fail(r, field, "want a 16-byte bin");
     memcpy(out->b, v.v.s.p, EVB_ID_LEN);
@@ -222,10 +213,8 @@ static int s_bool(rd *r, const char *field, bool *out)
 {
     mp_val v;
     int rc = mp_next(&r->c, &v);
-    if (rc != MP_OK)
-        return s_fail(r, field, mp_rc_str(rc));
-    if (v.type != MP_BOOL)
-        return s_fail(r, field, "want a boolean");
+    if (rc != MP_OK) return s_fail(r, field, mp_rc_str(rc));
+    if (v.type != MP_BOOL) return s_fail(r, field, "want a boolean");
     *out = v.v.b;
     return EVB_OK;
 }
@@ -234,19 +223,16 @@ static int s_bool(rd *r, const char *field, bool *out)
 static int s_head(rd *r, const void *buf, size_t len, uint32_t *nfields, char *name,
                   size_t cap)
 {
-    if (buf == NULL)
-        return s_fail(r, "frame", "empty");
+    if (buf == NULL) return s_fail(r, "frame", "empty");
     mp_init(&r->c, buf, len);
     mp_val v;
     int rc = mp_next(&r->c, &v);
-    if (rc != MP_OK)
-        return s_fail(r, "frame", mp_rc_str(rc));
+    if (rc != MP_OK) return s_fail(r, "frame", mp_rc_str(rc));
     if (v.type != MP_ARRAY || v.v.n < 2)
         return s_fail(r, "frame", "want an array of at least 2 elements");
     *nfields = v.v.n;
     uint64_t ver;
-    if ((rc = s_uint(r, "version", &ver)) != EVB_OK)
-        return rc;
+    if ((rc = s_uint(r, "version", &ver)) != EVB_OK) return rc;
     if (ver != EVB_BUS_PROTOCOL)
         return evb_err_set(r->err, EVB_EVERSION,
                            "%s: protocol version %llu, this peer speaks %u", r->what,
@@ -256,8 +242,7 @@ static int s_head(rd *r, const void *buf, size_t len, uint32_t *nfields, char *n
 
 static int s_end(rd *r)
 {
-    if (mp_left(&r->c) != 0)
-        return s_fail(r, "frame", "trailing bytes");
+    if (mp_left(&r->c) != 0) return s_fail(r, "frame", "trailing bytes");
     return EVB_OK;
 }
 
@@ -265,21 +250,18 @@ int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hl
                          evb_err *err)
 {
     rd r = {{0}, "live header", err};
-    if (buf == NULL)
-        return s_fail(&r, "frame", "empty");
+    if (buf == NULL) return s_fail(&r, "frame", "empty");
     mp_init(&r.c, buf, len);
     mp_val v;
     int rc = mp_next(&r.c, &v);
     if (rc != MP_OK || v.type != MP_ARRAY || v.v.n != 2)
         return s_fail(&r, "frame", "want [version, prev]");
     uint64_t ver;
-    if ((rc = s_uint(&r, "version", &ver)) != EVB_OK)
-        return rc;
+    if ((rc = s_uint(&r, "version", &ver)) != EVB_OK) return rc;
     if (ver != EVB_BUS_PROTOCOL)
         return evb_err_set(err, EVB_EVERSION, "live header: protocol version %llu",
                            (unsigned long long)ver);
-    if ((rc = s_uint(&r, "prev", prev)) != EVB_OK)
-        return rc;
+    if ((rc = s_uint(&r, "prev", prev)) != EVB_OK) return rc;
     *hlen = len - mp_left(&r.c);
     return EVB_OK;
 }
@@ -290,11 +272,9 @@ size_t bm_split(const void *buf, size_t len, bview *views, size_t max)
     mp_init(&c, buf, len);
     size_t n = 0;
     while (mp_left(&c) > 0) {
-        if (n == max)
-            return (size_t)-1;
+        if (n == max) return (size_t)-1;
         const uint8_t *start = c.p;
-        if (mp_skip(&c, EVB_MAX_DEPTH + 2) != MP_OK)
-            return (size_t)-1;
+        if (mp_skip(&c, EVB_MAX_DEPTH + 2) != MP_OK) return (size_t)-1;
         views[n].p = start;
         views[n].len = (size_t)(c.p - start);
         n++;
@@ -309,21 +289,19 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     uint32_t n;
     char name[16];
     int rc = s_head(&r, buf, len, &n, name, sizeof name);
-    if (rc != EVB_OK)
-        return rc;
-    if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
+    if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK) return rc;
     if (strcmp(name, "hello") == 0) {
-        if (n != 3)
-            return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
+        if (n != 3) return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
         rq->kind = BM_HELLO;
         return s_end(&r);
     }
     if (strcmp(name, "fetch") != 0)
         return evb_err_set(err, EVB_EINVAL, "request: unknown command \"%s\"", name);
     if (n != 6)
-        return s_fail(&r, "fetch", "want [version, \"fetch\", req_id, category|nil, after, "
-                                   "max_events]");
+        return s_fail(&r, "fetch",
+                      "want [version, \"fetch\", req_id, category|nil, after, "
+                      "max_events]");
     rq->kind = BM_FETCH;
     if (mp_left(&r.c) > 0 && *r.c.p == 0xc0) {
         r.c.p++;
@@ -338,7 +316,8 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     if ((rc = s_uint(&r, "after", &rq->after)) != EVB_OK ||
         (rc = s_uint(&r, "max_events", &max)) != EVB_OK)
         return rc;
-    rq->max_events = max > EVB_BUS_MAX_PAGE_EVENTS ? EVB_BUS_MAX_PAGE_EVENTS : (unsigned)max;
+    rq->max_events =
+        max > EVB_BUS_MAX_PAGE_EVENTS ? EVB_BUS_MAX_PAGE_EVENTS : (unsigned)max;
     return s_end(&r);
 }
 
@@ -352,12 +331,10 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
     uint32_t n;
     char name[16];
     int rc = s_head(&r, buf, len, &n, name, sizeof name);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (strcmp(name, "hb") == 0) {
         r.what = "heartbeat";
-        if (n != 6)
-            return s_fail(&r, "hb", "want 6 elements");
+        if (n != 6) return s_fail(&r, "hb", "want 6 elements");
         rp->kind = BM_HB;
         rp->req_id = 0;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
@@ -367,8 +344,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         mp_val v;
         if ((rc = mp_next(&r.c, &v)) != MP_OK || v.type != MP_ARRAY)
             return s_fail(&r, "heads", "want an array");
-        if (v.v.n > BM_MAX_HB_CATS)
-            return s_fail(&r, "heads", "too many categories");
+        if (v.v.n > BM_MAX_HB_CATS) return s_fail(&r, "heads", "too many categories");
         for (uint32_t i = 0; i < v.v.n; i++) {
             mp_val pair;
             if ((rc = mp_next(&r.c, &pair)) != MP_OK || pair.type != MP_ARRAY ||
@@ -388,8 +364,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
     if (n < 3 || (rc = s_uint(&r, "req_id", &rp->req_id)) != EVB_OK)
         return n < 3 ? s_fail(&r, "reply", "too short") : rc;
     if (strcmp(name, "hello") == 0) {
-        if (n != 6)
-            return s_fail(&r, "hello", "want 6 elements");
+        if (n != 6) return s_fail(&r, "hello", "want 6 elements");
         rp->kind = BM_HELLO;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
@@ -398,8 +373,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         return s_end(&r);
     }
     if (strcmp(name, "page") == 0) {
-        if (n != 8)
-            return s_fail(&r, "page", "want 8 elements");
+        if (n != 8) return s_fail(&r, "page", "want 8 elements");
         rp->kind = BM_PAGE;
         uint64_t count;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
@@ -415,14 +389,14 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         return EVB_OK;
     }
     if (strcmp(name, "error") == 0) {
-        if (n != 5)
-            return s_fail(&r, "error", "want 5 elements");
+        if (n != 5) return s_fail(&r, "error", "want 5 elements");
         rp->kind = BM_ERROR;
         mp_val v;
         if ((rc = s_cstr(&r, "code", rp->code, sizeof rp->code)) != EVB_OK ||
             (rc = s_sval(&r, "message", &v)) != EVB_OK)
             return rc;
-        size_t l = v.v.s.len < sizeof rp->message - 1 ? v.v.s.len : sizeof rp->message - 1;
+        size_t l =
+            v.v.s.len < sizeof rp->message - 1 ? v.v.s.len : sizeof rp->message - 1;
         memcpy(rp->message, v.v.s.p, l);
         rp->message[l] = '\0';
         return s_end(&r);

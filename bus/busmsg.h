@@ -70,7 +70,8 @@ int bm_hello_reply(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t h
                    const char *service, evb_err *err);
 int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
             uint64_t position, bool more, size_t count, evb_err *err);
-int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg, evb_err *err);
+int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg,
+             evb_err *err);
 /* Parse a catch-up reply (hello, page, error) or a heartbeat body; *used
  * gets the header's length. Only a page may have bytes after its header:
  * its events. */

@@ -44,8 +44,7 @@ typedef struct {
 static int s_write(void *data, const char *buf, size_t len)
 {
     wctx *w = data;
-    if (w->rc == EVB_OK)
-        w->rc = evb_buf_append(w->b, buf, len, NULL);
+    if (w->rc == EVB_OK) w->rc = evb_buf_append(w->b, buf, len, NULL);
     return w->rc == EVB_OK ? 0 : -1;
 }
 
@@ -81,7 +80,8 @@ evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
     zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (zmq_bind(c->router, endpoint) != 0) {
-        evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
+        evb_err_set(err,
+                    errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
                     "cannot bind %s: %s", endpoint, zmq_strerror(errno));
         evb_cmd_destroy(&c);
         return NULL;
@@ -91,13 +91,10 @@ evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
 
 void evb_cmd_destroy(evb_cmd_t **cp)
 {
-    if (cp == NULL || *cp == NULL)
-        return;
+    if (cp == NULL || *cp == NULL) return;
     evb_cmd_t *c = *cp;
-    if (c->router)
-        zmq_close(c->router);
-    if (c->zctx)
-        zmq_ctx_term(c->zctx);
+    if (c->router) zmq_close(c->router);
+    if (c->zctx) zmq_ctx_term(c->zctx);
     evb_buf_free(&c->body);
     evb_buf_free(&c->reply);
     free(c);
@@ -153,14 +150,15 @@ static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *s
                 w.rc != EVB_OK ? "out of memory" : "larger than the message ceiling");
         return;
     }
-    if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
-            0 ||
+    if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(c->router, c->reply.data, c->reply.len, ZMQ_DONTWAIT) < 0)
         evb_log(EVB_LOG_WARN, "command socket %s: reply not delivered (client gone)",
                 c->endpoint);
 }
 
-static void s_bad(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, int code, const char *why)
+static void s_bad(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, int code,
+                  const char *why)
 {
     c->bad++;
     int64_t now = evb_now_us();
@@ -211,8 +209,7 @@ static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
     }
     const cmd_entry *e = NULL;
     for (size_t i = 0; i < c->ncmds && e == NULL; i++)
-        if (strcmp(c->cmds[i].name, name) == 0)
-            e = &c->cmds[i];
+        if (strcmp(c->cmds[i].name, name) == 0) e = &c->cmds[i];
     if (e == NULL) {
         char why[128];
         snprintf(why, sizeof why, "unknown command \"%s\"", name);
@@ -239,8 +236,7 @@ int evb_cmd_poll(evb_cmd_t *c, int timeout_ms, evb_err *err)
     if (n < 0 && errno != EINTR)
         return evb_err_set(err, errno == ETERM ? EVB_ECLOSED : EVB_EIO,
                            "command socket %s: %s", c->endpoint, zmq_strerror(errno));
-    if (n <= 0)
-        return EVB_OK;
+    if (n <= 0) return EVB_OK;
     for (int k = 0; k < 256; k++) {
         zmq_msg_t idm, body;
         zmq_msg_init(&idm);
@@ -259,8 +255,7 @@ int evb_cmd_poll(evb_cmd_t *c, int timeout_ms, evb_err *err)
                 break;
             }
             more = zmq_msg_more(&part);
-            if (frames++ == 0)
-                zmq_msg_move(&body, &part);
+            if (frames++ == 0) zmq_msg_move(&body, &part);
             zmq_msg_close(&part);
         }
         if (frames != 1)
@@ -284,8 +279,7 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
         args = evb_empty_map;
         args_len = sizeof evb_empty_map;
     }
-    if (evb_check_map(args, args_len, "call args", err) != EVB_OK)
-        return EVB_EINVAL;
+    if (evb_check_map(args, args_len, "call args", err) != EVB_OK) return EVB_EINVAL;
     static _Atomic uint64_t next_id = 1;
     uint64_t req_id = next_id++;
     evb_buf req = {0};
@@ -323,8 +317,8 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
         int64_t left = (end - evb_now_us()) / 1000;
         zmq_pollitem_t item = {d, 0, ZMQ_POLLIN, 0};
         if (left <= 0 || zmq_poll(&item, 1, (long)left) <= 0) {
-            rc = evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms", endpoint,
-                             command, timeout_ms);
+            rc = evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms",
+                             endpoint, command, timeout_ms);
             break;
         }
         zmq_msg_t m;
@@ -353,7 +347,8 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
                   mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
         if (ok) {
             id = v.v.u;
-            ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR && v.v.s.len < sizeof status;
+            ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR &&
+                 v.v.s.len < sizeof status;
         }
         if (ok) {
             memcpy(status, v.v.s.p, v.v.s.len);
@@ -373,16 +368,14 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
         if (strcmp(status, "ok") == 0) {
             out->len = 0;
             rc = evb_check_map(rest, rest_len, "reply body", err);
-            if (rc == EVB_OK)
-                rc = evb_buf_append(out, rest, rest_len, err);
+            if (rc == EVB_OK) rc = evb_buf_append(out, rest, rest_len, err);
         } else {
             int code = evb_code_from_name(status);
-            if (code <= 0)
-                code = EVB_EIO;
+            if (code <= 0) code = EVB_EIO;
             mp_val msg;
             if (mp_next(&cur, &msg) == MP_OK && msg.type == MP_STR)
-                evb_err_set(err, code, "%.*s", (int)(msg.v.s.len > 400 ? 400 : msg.v.s.len),
-                            msg.v.s.p);
+                evb_err_set(err, code, "%.*s",
+                            (int)(msg.v.s.len > 400 ? 400 : msg.v.s.len), msg.v.s.p);
             else
                 evb_err_set(err, code, "%s", evb_strerror(code));
             rc = code;
@@ -391,10 +384,8 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
         break;
     }
 done:
-    if (d)
-        zmq_close(d);
-    if (zctx)
-        zmq_ctx_term(zctx);
+    if (d) zmq_close(d);
+    if (zctx) zmq_ctx_term(zctx);
     evb_buf_free(&req);
     return rc;
 }

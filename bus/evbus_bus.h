@@ -46,13 +46,13 @@ typedef struct evb_pub_opts {
 } evb_pub_opts;
 
 typedef struct evb_pub_stats {
-    uint64_t published;      /* last seq sent live */
-    uint64_t events_sent;    /* live events sent */
+    uint64_t published;   /* last seq sent live */
+    uint64_t events_sent; /* live events sent */
     uint64_t heartbeats;
-    uint64_t fetches;        /* catch-up requests answered */
+    uint64_t fetches; /* catch-up requests answered */
     uint64_t pages_sent;
-    uint64_t bad_requests;   /* malformed or unknown, answered with an error */
-    uint64_t unroutable;     /* replies ROUTER could not deliver (peer gone/full) */
+    uint64_t bad_requests; /* malformed or unknown, answered with an error */
+    uint64_t unroutable;   /* replies ROUTER could not deliver (peer gone/full) */
 } evb_pub_stats;
 
 /* Bind both sockets. Errors name the endpoint (EVB_EINVAL bad endpoint,
@@ -97,15 +97,15 @@ typedef enum evb_log_id_policy {
 } evb_log_id_policy;
 
 typedef struct evb_sub_opts {
-    evb_store_t *store;    /* the consumer's own store; borrowed */
-    const char *consumer;  /* checkpoint namespace, 1..EVB_MAX_CONSUMER_LEN bytes */
+    evb_store_t *store;   /* the consumer's own store; borrowed */
+    const char *consumer; /* checkpoint namespace, 1..EVB_MAX_CONSUMER_LEN bytes */
     evb_handler_fn handler;
     void *ctx;
-    unsigned page_events;  /* events per catch-up page (default 2000) */
+    unsigned page_events;      /* events per catch-up page (default 2000) */
     unsigned fetch_timeout_ms; /* re-ask after this (default 3000) */
     unsigned dead_after_ms;    /* no heartbeat for this long: reconnect (default 5000) */
     int rcvhwm;                /* SUB high-water mark (default 100000) */
-    size_t live_buffer;        /* live events kept per feed while catching up (default 10000) */
+    size_t live_buffer; /* live events kept per feed while catching up (default 10000) */
     evb_log_id_policy log_id_policy;
 } evb_sub_opts;
 
@@ -134,14 +134,14 @@ typedef enum evb_feed_state {
 } evb_feed_state;
 
 typedef struct evb_feed_status {
-    const char *publisher;  /* "PUB_EP,CATCHUP_EP" */
+    const char *publisher; /* "PUB_EP,CATCHUP_EP" */
     const char *category;
-    evb_id log_id;          /* zero until learned */
-    uint64_t applied;       /* every event of the category <= this is applied */
-    uint64_t head;          /* the publisher's head, as last heard */
-    uint64_t lag;           /* events of the log after applied (head - applied) */
+    evb_id log_id;    /* zero until learned */
+    uint64_t applied; /* every event of the category <= this is applied */
+    uint64_t head;    /* the publisher's head, as last heard */
+    uint64_t lag;     /* events of the log after applied (head - applied) */
     evb_feed_state state;
-    const char *reason;     /* why stalled or stopped; "" otherwise */
+    const char *reason; /* why stalled or stopped; "" otherwise */
     uint64_t applied_events, duplicates, gaps, pages, bad_frames, refusals;
     int64_t heartbeat_age_ms; /* -1: none yet */
 } evb_feed_status;

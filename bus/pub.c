@@ -20,7 +20,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#define PUB_MAX_PER_TURN 20000  /* live events per turn: keeps requests answered */
+#define PUB_MAX_PER_TURN 20000 /* live events per turn: keeps requests answered */
 #define PUB_MAX_REQ_PER_TURN 64
 #define HB_CATS_PER_PAGE 64
 
@@ -58,13 +58,11 @@ static cat_entry *s_cat(evb_pub_t *p, const char *name, bool create)
     snprintf(key.name, sizeof key.name, "%s", name);
     cat_entry *c =
         p->ncats ? bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat) : NULL;
-    if (c != NULL || !create)
-        return c;
+    if (c != NULL || !create) return c;
     if (p->ncats == p->capcats) {
         size_t nc = p->capcats ? p->capcats * 2 : 16;
         cat_entry *n = realloc(p->cats, nc * sizeof *n);
-        if (n == NULL)
-            return NULL;
+        if (n == NULL) return NULL;
         p->cats = n;
         p->capcats = nc;
     }
@@ -78,8 +76,7 @@ static int s_on_category(const evb_category_info *ci, void *ctx)
 {
     evb_pub_t *p = ctx;
     cat_entry *c = s_cat(p, ci->name, true);
-    if (c == NULL)
-        return EVB_ENOMEM;
+    if (c == NULL) return EVB_ENOMEM;
     c->last = ci->head;
     return 0;
 }
@@ -98,12 +95,11 @@ static void *s_socket(evb_pub_t *p, int type, const char *ep, int sndhwm, evb_er
     int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (type == ZMQ_ROUTER)
-        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    if (sndhwm > 0)
-        zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    if (type == ZMQ_ROUTER) zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (sndhwm > 0) zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     if (zmq_bind(s, ep) != 0) {
-        evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
+        evb_err_set(err,
+                    errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
                     "cannot bind %s: %s", ep, zmq_strerror(errno));
         zmq_close(s);
         return NULL;
@@ -139,18 +135,16 @@ evb_pub_t *evb_pub_new(const evb_pub_opts *o, evb_err *err)
     p->log_id = info.log_id;
     snprintf(p->service, sizeof p->service, "%s", info.service);
     p->published = info.synced;
-    if (evb_store_categories(p->st, s_on_category, p, err) != EVB_OK)
-        goto fail;
+    if (evb_store_categories(p->st, s_on_category, p, err) != EVB_OK) goto fail;
     p->zctx = zmq_ctx_new();
     if (p->zctx == NULL) {
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
-    if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, o->sndhwm > 0 ? o->sndhwm : 100000, err)) ==
-        NULL)
+    if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, o->sndhwm > 0 ? o->sndhwm : 100000,
+                           err)) == NULL)
         goto fail;
-    if ((p->router = s_socket(p, ZMQ_ROUTER, p->cu_ep, 0, err)) == NULL)
-        goto fail;
+    if ((p->router = s_socket(p, ZMQ_ROUTER, p->cu_ep, 0, err)) == NULL) goto fail;
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&p->log_id, hex);
     evb_log(EVB_LOG_INFO, "%s: publishing log %s on %s, catch-up on %s, from seq %llu",
@@ -163,15 +157,11 @@ fail:
 
 void evb_pub_destroy(evb_pub_t **pp)
 {
-    if (pp == NULL || *pp == NULL)
-        return;
+    if (pp == NULL || *pp == NULL) return;
     evb_pub_t *p = *pp;
-    if (p->pub)
-        zmq_close(p->pub);
-    if (p->router)
-        zmq_close(p->router);
-    if (p->zctx)
-        zmq_ctx_term(p->zctx);
+    if (p->pub) zmq_close(p->pub);
+    if (p->router) zmq_close(p->router);
+    if (p->zctx) zmq_ctx_term(p->zctx);
     free(p->cats);
     evb_buf_free(&p->hdr);
     evb_buf_free(&p->page);
@@ -195,14 +185,11 @@ void evb_pub_get_stats(const evb_pub_t *p, evb_pub_stats *s)
 static int s_publish(evb_pub_t *p, evb_err *err)
 {
     uint64_t durable = evb_store_synced(p->st);
-    if (durable <= p->published)
-        return EVB_OK;
+    if (durable <= p->published) return EVB_OK;
     uint64_t to = durable;
-    if (to - p->published > PUB_MAX_PER_TURN)
-        to = p->published + PUB_MAX_PER_TURN;
+    if (to - p->published > PUB_MAX_PER_TURN) to = p->published + PUB_MAX_PER_TURN;
     evb_iter_t *it = evb_store_read_range(p->st, p->published + 1, to, NULL, err);
-    if (it == NULL)
-        return err ? err->code : EVB_EIO;
+    if (it == NULL) return err ? err->code : EVB_EIO;
     const evb_event_t *ev;
     while (evb_iter_next(it, &ev, err)) {
         const void *raw;
@@ -223,8 +210,7 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         /* PUB never blocks: at the high-water mark it drops, and the
          * subscriber's gap detection fetches what was dropped. */
         zmq_send(p->pub, p->hdr.data, p->hdr.len, ZMQ_DONTWAIT);
-        if (c)
-            c->last = ev->seq;
+        if (c) c->last = ev->seq;
         p->published = ev->seq;
         p->stats.events_sent++;
     }
@@ -240,8 +226,7 @@ static int s_publish(evb_pub_t *p, evb_err *err)
 static void s_heartbeat(evb_pub_t *p)
 {
     size_t n = p->ncats < HB_CATS_PER_PAGE ? p->ncats : HB_CATS_PER_PAGE;
-    if (p->hb_cursor >= p->ncats)
-        p->hb_cursor = 0;
+    if (p->hb_cursor >= p->ncats) p->hb_cursor = 0;
     bm_cat_head heads[HB_CATS_PER_PAGE];
     for (size_t i = 0; i < n; i++) {
         const cat_entry *c = &p->cats[(p->hb_cursor + i) % p->ncats];
@@ -250,7 +235,8 @@ static void s_heartbeat(evb_pub_t *p)
     }
     p->hb_cursor += n;
     p->hdr.len = 0;
-    if (evb_buf_append(&p->hdr, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN, NULL) != EVB_OK ||
+    if (evb_buf_append(&p->hdr, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN, NULL) !=
+            EVB_OK ||
         bm_heartbeat(&p->hdr, &p->log_id, p->published, p->service, heads, n, NULL) !=
             EVB_OK)
         return;
@@ -278,8 +264,8 @@ static void s_bad(evb_pub_t *p, const char *why)
 static bool s_reply(evb_pub_t *p, const zmq_msg_t *idm, const void *a, size_t alen,
                     bool more)
 {
-    if (zmq_send(p->router, zmq_msg_data((zmq_msg_t *)idm), zmq_msg_size((zmq_msg_t *)idm),
-                 ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+    if (zmq_send(p->router, zmq_msg_data((zmq_msg_t *)idm),
+                 zmq_msg_size((zmq_msg_t *)idm), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(p->router, a, alen, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
         p->stats.unroutable++;
         return false;
@@ -295,12 +281,12 @@ static void s_error_reply(evb_pub_t *p, const zmq_msg_t *idm, uint64_t req_id,
         s_reply(p, idm, p->hdr.data, p->hdr.len, false);
 }
 
-static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, evb_err *err)
+static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
+                    evb_err *err)
 {
     uint64_t durable = p->published; /* only what subscribers may see live */
     unsigned max = rq->max_events;
-    if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS)
-        max = EVB_BUS_MAX_PAGE_EVENTS;
+    if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS) max = EVB_BUS_MAX_PAGE_EVENTS;
     evb_iter_t *it;
     if (rq->category[0] != '\0')
         it = evb_store_read_category(p->st, rq->category, rq->after, NULL, err);
@@ -317,12 +303,12 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
     bool more = false;
     const evb_event_t *ev;
     while (evb_iter_next(it, &ev, err)) {
-        if (ev->seq > durable)
-            break;
+        if (ev->seq > durable) break;
         const void *raw;
         size_t rawlen;
         evb_iter_raw(it, &raw, &rawlen);
-        if (count == max || (count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES)) {
+        if (count == max ||
+            (count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES)) {
             more = true;
             break;
         }
@@ -346,11 +332,9 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq, ev
         EVB_OK)
         return;
     /* One frame: the page header, then the envelopes end to end. */
-    if (evb_buf_append(&p->hdr, p->page.data, p->page.len, NULL) != EVB_OK)
-        return;
+    if (evb_buf_append(&p->hdr, p->page.data, p->page.len, NULL) != EVB_OK) return;
     EVB_CRASH("pub.mid_page");
-    if (!s_reply(p, idm, p->hdr.data, p->hdr.len, false))
-        return;
+    if (!s_reply(p, idm, p->hdr.data, p->hdr.len, false)) return;
     p->stats.fetches++;
     p->stats.pages_sent++;
 }
@@ -376,8 +360,7 @@ static void s_request(evb_pub_t *p, evb_err *err)
             break;
         }
         more = zmq_msg_more(&part);
-        if (nframes++ == 0)
-            zmq_msg_move(&body, &part);
+        if (nframes++ == 0) zmq_msg_move(&body, &part);
         zmq_msg_close(&part);
     }
     if (nframes != 1) {
@@ -387,17 +370,18 @@ static void s_request(evb_pub_t *p, evb_err *err)
     }
     bm_request rq;
     evb_err perr;
-    if (bm_parse_request(zmq_msg_data(&body), zmq_msg_size(&body), &rq, &perr) != EVB_OK) {
+    if (bm_parse_request(zmq_msg_data(&body), zmq_msg_size(&body), &rq, &perr) !=
+        EVB_OK) {
         s_bad(p, perr.msg);
-        s_error_reply(p, &idm, rq.req_id, perr.code == EVB_EVERSION ? "EVB_EVERSION" :
-                                                                         "EVB_EDECODE",
+        s_error_reply(p, &idm, rq.req_id,
+                      perr.code == EVB_EVERSION ? "EVB_EVERSION" : "EVB_EDECODE",
                       perr.msg);
         goto done;
     }
     if (rq.kind == BM_HELLO) {
         p->hdr.len = 0;
-        if (bm_hello_reply(&p->hdr, rq.req_id, &p->log_id, p->published, p->service, NULL) ==
-            EVB_OK)
+        if (bm_hello_reply(&p->hdr, rq.req_id, &p->log_id, p->published, p->service,
+                           NULL) == EVB_OK)
             s_reply(p, &idm, p->hdr.data, p->hdr.len, false);
     } else {
         s_fetch(p, &idm, &rq, err);
@@ -411,8 +395,7 @@ int evb_pub_poll(evb_pub_t *p, int timeout_ms, evb_err *err)
 {
     evb_err_clear(err);
     int rc = s_publish(p, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     int64_t now = evb_now_us();
     if (now >= p->next_hb_us) {
         s_heartbeat(p);
@@ -423,8 +406,7 @@ int evb_pub_poll(evb_pub_t *p, int timeout_ms, evb_err *err)
     if (timeout_ms < 0 || timeout_ms > until_hb)
         timeout_ms = until_hb < 0 ? 0 : (int)until_hb;
     zmq_pollitem_t item = {p->router, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, timeout_ms) <= 0)
-        return EVB_OK;
+    if (zmq_poll(&item, 1, timeout_ms) <= 0) return EVB_OK;
     for (int i = 0; i < PUB_MAX_REQ_PER_TURN; i++) {
         int events = 0;
         size_t sz = sizeof events;

@@ -108,7 +108,8 @@ const char *evb_feed_state_name(evb_feed_state s)
 evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
 {
     if (o == NULL || o->store == NULL || o->handler == NULL || o->consumer == NULL) {
-        evb_err_set(err, EVB_EINVAL, "subscriber: store, consumer and handler are required");
+        evb_err_set(err, EVB_EINVAL,
+                    "subscriber: store, consumer and handler are required");
         return NULL;
     }
     size_t cn = strlen(o->consumer);
@@ -127,14 +128,10 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     s->o.consumer = s->consumer;
     if (s->o.page_events == 0 || s->o.page_events > EVB_BUS_MAX_PAGE_EVENTS)
         s->o.page_events = 2000;
-    if (s->o.fetch_timeout_ms == 0)
-        s->o.fetch_timeout_ms = 3000;
-    if (s->o.dead_after_ms == 0)
-        s->o.dead_after_ms = 5000;
-    if (s->o.rcvhwm <= 0)
-        s->o.rcvhwm = 100000;
-    if (s->o.live_buffer == 0)
-        s->o.live_buffer = 10000;
+    if (s->o.fetch_timeout_ms == 0) s->o.fetch_timeout_ms = 3000;
+    if (s->o.dead_after_ms == 0) s->o.dead_after_ms = 5000;
+    if (s->o.rcvhwm <= 0) s->o.rcvhwm = 100000;
+    if (s->o.live_buffer == 0) s->o.live_buffer = 10000;
     s->next_req = 1;
     s->views = calloc(MAX_FRAMES, sizeof *s->views);
     s->zctx = s->views ? zmq_ctx_new() : NULL;
@@ -157,23 +154,19 @@ static void s_feed_free(feed *f)
 
 void evb_sub_destroy(evb_sub_t **sp)
 {
-    if (sp == NULL || *sp == NULL)
-        return;
+    if (sp == NULL || *sp == NULL) return;
     evb_sub_t *s = *sp;
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
         for (size_t j = 0; j < c->nfeeds; j++)
             s_feed_free(c->feeds[j]);
         free(c->feeds);
-        if (c->sub)
-            zmq_close(c->sub);
-        if (c->dealer)
-            zmq_close(c->dealer);
+        if (c->sub) zmq_close(c->sub);
+        if (c->dealer) zmq_close(c->dealer);
         free(c);
     }
     free(s->conns);
-    if (s->zctx)
-        zmq_ctx_term(s->zctx);
+    if (s->zctx) zmq_ctx_term(s->zctx);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
     free(s->views);
@@ -201,17 +194,13 @@ static void s_bad_frame(conn *c, feed *f, const char *why)
 static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
 {
     for (size_t i = 0; i < c->nfeeds; i++)
-        if (strcmp(c->feeds[i]->category, category) == 0)
-            return c->feeds[i];
-    if (!create)
-        return NULL;
+        if (strcmp(c->feeds[i]->category, category) == 0) return c->feeds[i];
+    if (!create) return NULL;
     feed **nf = realloc(c->feeds, (c->nfeeds + 1) * sizeof *nf);
-    if (nf == NULL)
-        return NULL;
+    if (nf == NULL) return NULL;
     c->feeds = nf;
     feed *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) return NULL;
     f->c = c;
     snprintf(f->category, sizeof f->category, "%s", category);
     f->state = EVB_FEED_CATCHING_UP;
@@ -245,8 +234,7 @@ static void s_hello(evb_sub_t *s, conn *c)
     if (c->hello_wait_ms > s->o.fetch_timeout_ms)
         c->hello_wait_ms = s->o.fetch_timeout_ms;
     c->hello_deadline = evb_now_us() + (int64_t)c->hello_wait_ms * 1000;
-    if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK)
-        (void)s_send(c, &s->msg);
+    if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
 }
 
 static void s_fetch(evb_sub_t *s, feed *f)
@@ -255,8 +243,8 @@ static void s_fetch(evb_sub_t *s, feed *f)
     s->msg.len = 0;
     f->fetch_req = s->next_req++;
     f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
-    if (bm_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events, NULL) ==
-        EVB_OK)
+    if (bm_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events,
+                 NULL) == EVB_OK)
         (void)s_send(c, &s->msg);
 }
 
@@ -296,8 +284,7 @@ static int s_att_load(evb_sub_t *s, feed *f, evb_err *err)
         evb_err_clear(err);
         return EVB_OK;
     }
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (s->msg.len == 12) {
         const uint8_t *p = (const uint8_t *)s->msg.data;
         for (int i = 0; i < 8; i++)
@@ -318,11 +305,9 @@ static int s_att_write(evb_sub_t *s, feed *f, uint64_t pos, uint32_t count, evb_
     for (int i = 0; i < 4; i++)
         v[8 + i] = (uint8_t)(count >> (24 - 8 * i));
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
-    if (tx == NULL)
-        return err ? err->code : EVB_EBUSY;
+    if (tx == NULL) return err ? err->code : EVB_EBUSY;
     int rc = evb_txn_put(tx, key, kl, v, sizeof v, err);
-    if (rc == EVB_OK)
-        rc = evb_txn_commit(&tx, err);
+    if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
     evb_txn_destroy(&tx);
     if (rc == EVB_OK) {
         f->att_pos = pos;
@@ -335,7 +320,8 @@ static int s_att_write(evb_sub_t *s, feed *f, uint64_t pos, uint32_t count, evb_
  * when it has had its share. */
 static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
 {
-    uint32_t count = (f->att_pos == f->applied && f->att_count > 0) ? f->att_count + 1 : 1;
+    uint32_t count =
+        (f->att_pos == f->applied && f->att_count > 0) ? f->att_count + 1 : 1;
     if (count > SUB_MAX_ATTEMPTS) {
         f->state = EVB_FEED_STALLED;
         snprintf(f->reason, sizeof f->reason,
@@ -358,13 +344,11 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
     uint64_t seq;
     int rc = evb_store_checkpoint_get(s->o.store, s->consumer, &f->c->log_id, f->category,
                                       &seq, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     f->applied = seq;
     f->loaded = true;
     f->state = EVB_FEED_CATCHING_UP;
-    if ((rc = s_att_load(s, f, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_att_load(s, f, err)) != EVB_OK) return rc;
     if (f->att_pos == f->applied && f->att_count >= SUB_MAX_ATTEMPTS) {
         f->state = EVB_FEED_STALLED;
         snprintf(f->reason, sizeof f->reason,
@@ -390,8 +374,7 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
                 return false;
         return true;
     }
-    if (memcmp(&c->log_id, log_id, sizeof *log_id) == 0)
-        return true;
+    if (memcmp(&c->log_id, log_id, sizeof *log_id) == 0) return true;
     char was[EVB_ID_HEX_LEN + 1], now[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&c->log_id, was);
     evb_id_to_hex(log_id, now);
@@ -405,24 +388,23 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
             feed *f = c->feeds[i];
             s_drop_buffer(f);
             f->loaded = false;
-            if (f->state != EVB_FEED_STOPPED && s_load(s, f, err) != EVB_OK)
-                return false;
+            if (f->state != EVB_FEED_STOPPED && s_load(s, f, err) != EVB_OK) return false;
         }
         return false;
     }
     for (size_t i = 0; i < c->nfeeds; i++) {
         feed *f = c->feeds[i];
-        if (f->state == EVB_FEED_STOPPED)
-            continue;
-        evb_log(EVB_LOG_ERROR,
-                "publisher %s, category %s: log id changed from %s to %s (its log was "
-                "wiped and recreated); feed stopped at %llu. Its old events are not in the "
-                "new log: check the publisher, then restart this consumer with the "
-                "restart policy to start over from sequence 1",
-                c->name, f->category, was, now, (unsigned long long)f->applied);
+        if (f->state == EVB_FEED_STOPPED) continue;
+        evb_log(
+            EVB_LOG_ERROR,
+            "publisher %s, category %s: log id changed from %s to %s (its log was "
+            "wiped and recreated); feed stopped at %llu. Its old events are not in the "
+            "new log: check the publisher, then restart this consumer with the "
+            "restart policy to start over from sequence 1",
+            c->name, f->category, was, now, (unsigned long long)f->applied);
         f->state = EVB_FEED_STOPPED;
-        snprintf(f->reason, sizeof f->reason, "publisher log id changed from %s to %s", was,
-                 now);
+        snprintf(f->reason, sizeof f->reason, "publisher log id changed from %s to %s",
+                 was, now);
         s_drop_buffer(f);
         f->fetch_req = 0;
     }
@@ -433,12 +415,14 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
 
 /* The handler refused seq (or it does not decode): the attempt failed. The
  * next attempt from the same position counts on (s_attempt). */
-static void s_refused(evb_sub_t *s, feed *f, uint64_t seq, const char *type, const char *why)
+static void s_refused(evb_sub_t *s, feed *f, uint64_t seq, const char *type,
+                      const char *why)
 {
     f->refusals++;
     snprintf(f->last_error, sizeof f->last_error, "event %llu (%.40s): %.100s",
              (unsigned long long)seq, type, why);
-    evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: event %llu (%s) not applied (attempt %u): %s",
+    evb_log(EVB_LOG_WARN,
+            "consumer %s, %s/%s: event %llu (%s) not applied (attempt %u): %s",
             s->consumer, f->c->name, f->category, (unsigned long long)seq, type,
             f->att_count, why);
 }
@@ -454,8 +438,7 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
 {
     *res = RUN_OK;
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
-    if (tx == NULL)
-        return err ? err->code : EVB_EBUSY;
+    if (tx == NULL) return err ? err->code : EVB_EBUSY;
     uint64_t pos = f->applied, done = 0, dups = 0;
     for (size_t i = 0; i < n && *res == RUN_OK; i++) {
         evb_err e;
@@ -463,8 +446,7 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
         if (evb_event_decode_into(frames[i].p, frames[i].len, &s->ev, &e) != EVB_OK) {
             s_bad_frame(f->c, f, e.msg);
             *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
-            if (!batch)
-                s_refused(s, f, pos + 1, "?", e.msg);
+            if (!batch) s_refused(s, f, pos + 1, "?", e.msg);
             break;
         }
         const evb_event_t *ev = &s->ev;
@@ -493,8 +475,7 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
     }
     /* Unbatched runs hold one event, so a stopped run has applied nothing:
      * the handler's writes for the refused event are discarded with tx. */
-    if (*res == RUN_OK && position > pos)
-        pos = position;
+    if (*res == RUN_OK && position > pos) pos = position;
     f->duplicates += dups;
     if (pos <= f->applied || *res == RUN_STOPPED) {
         evb_txn_destroy(&tx);
@@ -502,17 +483,13 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
     }
     EVB_CRASH("sub.before_commit"); /* handler done, effects not committed */
     int rc = evb_txn_checkpoint(tx, s->consumer, &f->c->log_id, f->category, pos, err);
-    if (rc == EVB_OK)
-        rc = evb_txn_commit(&tx, err);
-    if (rc == EVB_OK)
-        EVB_CRASH("sub.after_commit");
+    if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
+    if (rc == EVB_OK) EVB_CRASH("sub.after_commit");
     evb_txn_destroy(&tx);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     f->applied = pos;
     f->applied_events += done;
-    if (done > 0)
-        f->last_error[0] = '\0';
+    if (done > 0) f->last_error[0] = '\0';
     return EVB_OK;
 }
 
@@ -520,8 +497,8 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
  * at least `position` when all of them went in. One transaction for the lot;
  * if anything goes wrong, again one event per transaction, stopping at the
  * event that cannot be applied (*refused). */
-static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t position,
-                   bool *refused, evb_err *err)
+static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n,
+                   uint64_t position, bool *refused, evb_err *err)
 {
     *refused = false;
     run_result res;
@@ -534,8 +511,7 @@ static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_
     bool batch = n > 1 && f->att_count <= 1;
     if (batch || n <= 1) {
         rc = s_run(s, f, frames, n, position, batch, &res, err);
-        if (rc != EVB_OK || res == RUN_OK)
-            return rc;
+        if (rc != EVB_OK || res == RUN_OK) return rc;
         if (res == RUN_STOPPED) {
             *refused = true;
             return EVB_OK;
@@ -547,15 +523,13 @@ static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_
             return rc;
         }
         rc = s_run(s, f, &frames[k], 1, 0, false, &res, err);
-        if (rc != EVB_OK)
-            return rc;
+        if (rc != EVB_OK) return rc;
         if (res != RUN_OK) {
             *refused = true;
             return EVB_OK;
         }
     }
-    if (position > f->applied)
-        return s_run(s, f, NULL, 0, position, false, &res, err);
+    if (position > f->applied) return s_run(s, f, NULL, 0, position, false, &res, err);
     return EVB_OK;
 }
 
@@ -570,18 +544,15 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
             f->duplicates++;
             continue;
         }
-        if (le->prev > f->applied)
-            break; /* a gap: catch up again from applied */
+        if (le->prev > f->applied) break; /* a gap: catch up again from applied */
         bview v = {le->data, le->len};
         bool refused;
         rc = s_apply(s, f, &v, 1, 0, &refused, err);
-        if (rc != EVB_OK || refused)
-            break;
+        if (rc != EVB_OK || refused) break;
     }
     bool all_done = (i == f->nbuf);
     s_drop_buffer(f);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (all_done && f->state == EVB_FEED_CATCHING_UP) {
         f->state = EVB_FEED_LIVE;
     } else if (f->state == EVB_FEED_CATCHING_UP) {
@@ -629,23 +600,18 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     c->last_hb_us = c->last_seen_us = evb_now_us();
     if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
-    if (rp->head > c->head)
-        c->head = rp->head;
+    if (rp->head > c->head) c->head = rp->head;
     for (size_t i = 0; i < rp->nheads; i++) {
         feed *f = s_feed(s, c, rp->heads[i].name, c->all);
-        if (f == NULL)
-            continue;
+        if (f == NULL) continue;
         if (!f->loaded) {
             int rc = s_load(s, f, err);
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
             continue;
         }
         int frc = s_flush_live(s, f, err);
-        if (frc != EVB_OK)
-            return frc;
-        if (rp->heads[i].head > f->cat_head)
-            f->cat_head = rp->heads[i].head;
+        if (frc != EVB_OK) return frc;
+        if (rp->heads[i].head > f->cat_head) f->cat_head = rp->heads[i].head;
         /* The heartbeat follows every event it counts on the same socket: a
          * head beyond what we applied means the last event(s) were lost. */
         if (f->state == EVB_FEED_LIVE && rp->heads[i].head > f->applied) {
@@ -658,8 +624,7 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
              * quiet category shows no lag and a restart starts further on. */
             bool refused;
             int arc = s_apply(s, f, NULL, 0, rp->head, &refused, err);
-            if (arc != EVB_OK)
-                return arc;
+            if (arc != EVB_OK) return arc;
         }
     }
     return EVB_OK;
@@ -668,16 +633,14 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
 /* Apply the live events gathered for a live feed during this turn. */
 static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
 {
-    if (f->state != EVB_FEED_LIVE || f->nbuf == 0)
-        return EVB_OK;
+    if (f->state != EVB_FEED_LIVE || f->nbuf == 0) return EVB_OK;
     size_t n = f->nbuf < MAX_FRAMES ? f->nbuf : MAX_FRAMES;
     for (size_t i = 0; i < n; i++)
         s->views[i] = (bview){f->buf[i].data, f->buf[i].len};
     bool refused;
     int rc = s_apply(s, f, s->views, n, 0, &refused, err);
     s_drop_buffer(f); /* what did not go in comes again by catch-up */
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (refused && f->state == EVB_FEED_LIVE) {
         /* Offer it again after a short back-off, through catch-up. */
         f->state = EVB_FEED_CATCHING_UP;
@@ -694,8 +657,7 @@ static int s_flush_conn(evb_sub_t *s, conn *c, evb_err *err)
 {
     for (size_t i = 0; i < c->nfeeds; i++) {
         int rc = s_flush_live(s, c->feeds[i], err);
-        if (rc != EVB_OK)
-            return rc;
+        if (rc != EVB_OK) return rc;
     }
     return EVB_OK;
 }
@@ -726,20 +688,15 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     if (!s_check_log(s, c, &s->ev.log_id, err))
         return err && err->code ? err->code : EVB_OK;
     feed *f = s_feed(s, c, cat, c->all);
-    if (f == NULL)
-        return EVB_OK;
+    if (f == NULL) return EVB_OK;
     uint64_t seq = s->ev.seq;
     if (!f->loaded) {
         int rc = s_load(s, f, err);
-        if (rc != EVB_OK)
-            return rc;
+        if (rc != EVB_OK) return rc;
     }
-    if (seq > c->head)
-        c->head = seq;
-    if (seq > f->cat_head)
-        f->cat_head = seq;
-    if (f->state == EVB_FEED_STALLED || f->state == EVB_FEED_STOPPED)
-        return EVB_OK;
+    if (seq > c->head) c->head = seq;
+    if (seq > f->cat_head) f->cat_head = seq;
+    if (f->state == EVB_FEED_STALLED || f->state == EVB_FEED_STOPPED) return EVB_OK;
     if (seq <= f->applied) {
         f->duplicates++;
         return EVB_OK;
@@ -754,8 +711,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
         }
         if (prev > upto) {
             int rc = s_flush_live(s, f, err);
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
             if (f->state == EVB_FEED_LIVE) {
                 f->gaps++;
                 f->state = EVB_FEED_CATCHING_UP;
@@ -763,8 +719,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
             }
         } else if (f->nbuf >= s->o.live_buffer) {
             int rc = s_flush_live(s, f, err); /* keep the batch bounded */
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
         }
     }
     /* Catching up: keep it for the switch-over, within the bound. */
@@ -775,37 +730,35 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     if (f->nbuf == f->capbuf) {
         size_t nc = f->capbuf ? f->capbuf * 2 : 64;
         live_ev *nb = realloc(f->buf, nc * sizeof *nb);
-        if (nb == NULL)
-            return EVB_OK;
+        if (nb == NULL) return EVB_OK;
         f->buf = nb;
         f->capbuf = nc;
     }
     char *copy = malloc(env.len);
-    if (copy == NULL)
-        return EVB_OK;
+    if (copy == NULL) return EVB_OK;
     memcpy(copy, env.p, env.len);
     f->buf[f->nbuf++] = (live_ev){seq, prev, env.len, copy};
     return EVB_OK;
 }
 
-static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, evb_err *err)
+static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
+                      evb_err *err)
 {
     bm_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
     if (bm_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == BM_HB) {
-        s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
+        s_bad_frame(c, NULL,
+                    perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
     c->last_seen_us = evb_now_us();
     if (rp->kind == BM_HELLO) {
-        if (rp->req_id != c->hello_req)
-            return EVB_OK; /* an answer to an older hello */
+        if (rp->req_id != c->hello_req) return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
         c->hello_wait_ms = 0;
-        if (rp->head > c->head)
-            c->head = rp->head;
+        if (rp->head > c->head) c->head = rp->head;
         if (!s_check_log(s, c, &rp->log_id, err))
             return err && err->code ? err->code : EVB_OK;
         /* Known log (reconnect): feeds that were live check for a gap. */
@@ -813,8 +766,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, ev
             feed *f = c->feeds[i];
             if (!f->loaded) {
                 int rc = s_load(s, f, err);
-                if (rc != EVB_OK)
-                    return rc;
+                if (rc != EVB_OK) return rc;
             } else if (f->state == EVB_FEED_LIVE && f->fetch_req == 0) {
                 f->state = EVB_FEED_CATCHING_UP;
                 s_fetch(s, f);
@@ -826,12 +778,12 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, ev
     for (size_t i = 0; i < c->nfeeds && f == NULL; i++)
         if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == rp->req_id)
             f = c->feeds[i];
-    if (f == NULL)
-        return EVB_OK; /* a reply to a fetch we gave up on */
+    if (f == NULL) return EVB_OK; /* a reply to a fetch we gave up on */
     f->fetch_req = 0;
     if (rp->kind == BM_ERROR) {
         evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
-                c->name, f->category, (unsigned long long)f->applied, rp->code, rp->message);
+                c->name, f->category, (unsigned long long)f->applied, rp->code,
+                rp->message);
         f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
         return EVB_OK;
     }
@@ -845,13 +797,11 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, ev
     }
     if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
-    if (rp->head > c->head)
-        c->head = rp->head;
+    if (rp->head > c->head) c->head = rp->head;
     f->pages++;
     bool refused;
     int rc = s_apply(s, f, s->views, count, rp->more ? 0 : rp->position, &refused, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (refused || f->state != EVB_FEED_CATCHING_UP) {
         f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
         return EVB_OK;
@@ -862,7 +812,6 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen, ev
         rc = s_drain(s, f, err);
     return rc;
 }
-
 
 static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 {
@@ -877,8 +826,8 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         const uint8_t *p = zmq_msg_data(&m);
         size_t len = zmq_msg_size(&m);
         /* topic: "H\0" or "E" category "\0", then the body */
-        const uint8_t *nul = memchr(p, '\0', len < 2 + EVB_MAX_CATEGORY_LEN ? len :
-                                                                 2 + EVB_MAX_CATEGORY_LEN);
+        const uint8_t *nul = memchr(
+            p, '\0', len < 2 + EVB_MAX_CATEGORY_LEN ? len : 2 + EVB_MAX_CATEGORY_LEN);
         if (s_drain_parts(c->sub, &m) != 0) {
             s_bad_frame(c, NULL, "a multipart message on the live socket");
         } else if (nul == NULL || len == 0) {
@@ -898,10 +847,8 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
             s_bad_frame(c, NULL, "unknown topic on the live socket");
         }
         zmq_msg_close(&m);
-        if (rc != EVB_OK)
-            return rc;
-        if (++*handled >= SUB_MAX_MSGS_PER_TURN)
-            return s_flush_conn(s, c, err);
+        if (rc != EVB_OK) return rc;
+        if (++*handled >= SUB_MAX_MSGS_PER_TURN) return s_flush_conn(s, c, err);
     }
 }
 
@@ -920,10 +867,8 @@ static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         else
             rc = s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m), err);
         zmq_msg_close(&m);
-        if (rc != EVB_OK)
-            return rc;
-        if (++*handled >= SUB_MAX_MSGS_PER_TURN / 100)
-            return EVB_OK;
+        if (rc != EVB_OK) return rc;
+        if (++*handled >= SUB_MAX_MSGS_PER_TURN / 100) return EVB_OK;
     }
 }
 
@@ -937,14 +882,12 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
         return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
                            EVB_BUS_MAX_ENDPOINT - 1);
     for (size_t i = 0; i < n; i++)
-        if (evb_check_category(categories[i], err) != EVB_OK)
-            return EVB_EINVAL;
+        if (evb_check_category(categories[i], err) != EVB_OK) return EVB_EINVAL;
     conn *c = calloc(1, sizeof *c);
     conn **nc = realloc(s->conns, (s->nconns + 1) * sizeof *nc);
     if (c == NULL || nc == NULL) {
         free(c);
-        if (nc)
-            s->conns = nc;
+        if (nc) s->conns = nc;
         return evb_err_set(err, EVB_ENOMEM, "out of memory");
     }
     s->conns = nc;
@@ -969,7 +912,8 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     }
     zmq_setsockopt(c->sub, ZMQ_RCVHWM, &s->o.rcvhwm, sizeof s->o.rcvhwm);
     zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    int rcvhwm = 0; /* catch-up replies are bounded by the one outstanding fetch per feed */
+    int rcvhwm =
+        0; /* catch-up replies are bounded by the one outstanding fetch per feed */
     zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
     if (n == 0) {
@@ -1011,8 +955,7 @@ static void s_timers(evb_sub_t *s)
         }
         for (size_t j = 0; j < c->nfeeds; j++) {
             feed *f = c->feeds[j];
-            if (!f->loaded || f->state != EVB_FEED_CATCHING_UP)
-                continue;
+            if (!f->loaded || f->state != EVB_FEED_CATCHING_UP) continue;
             if ((f->fetch_req != 0 && now > f->fetch_deadline) ||
                 (f->fetch_req == 0 && now >= f->fetch_deadline))
                 s_fetch(s, f);
@@ -1025,8 +968,7 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
     evb_err_clear(err);
     size_t n = 2 * s->nconns;
     zmq_pollitem_t items[64];
-    if (n > 64)
-        n = 64;
+    if (n > 64) n = 64;
     for (size_t i = 0; i < n / 2; i++) {
         items[2 * i] = (zmq_pollitem_t){s->conns[i]->sub, 0, ZMQ_POLLIN, 0};
         items[2 * i + 1] = (zmq_pollitem_t){s->conns[i]->dealer, 0, ZMQ_POLLIN, 0};
@@ -1038,8 +980,7 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
         const conn *c = s->conns[i];
         if (c->hello_req != 0) {
             int64_t ms = (c->hello_deadline - now) / 1000 + 1;
-            if (ms < timeout_ms)
-                timeout_ms = ms < 0 ? 0 : (int)ms;
+            if (ms < timeout_ms) timeout_ms = ms < 0 ? 0 : (int)ms;
         }
     }
     int rc = zmq_poll(items, (int)n, timeout_ms);
@@ -1048,10 +989,8 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
     size_t handled = 0;
     for (size_t i = 0; i < n / 2; i++) {
         conn *c = s->conns[i];
-        if ((rc = s_read_dealer(s, c, err, &handled)) != EVB_OK)
-            return rc;
-        if ((rc = s_read_sub(s, c, err, &handled)) != EVB_OK)
-            return rc;
+        if ((rc = s_read_dealer(s, c, err, &handled)) != EVB_OK) return rc;
+        if ((rc = s_read_sub(s, c, err, &handled)) != EVB_OK) return rc;
     }
     s_timers(s);
     return EVB_OK;
@@ -1074,8 +1013,9 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 /* Lag counts the log's events after applied, but only while
                  * the category has events we lack: a caught-up feed of a
                  * quiet category shows 0 however busy the log is. */
-                .lag = (f->cat_head > f->applied && c->head > f->applied) ?
-                           c->head - f->applied : 0,
+                .lag = (f->cat_head > f->applied && c->head > f->applied)
+                           ? c->head - f->applied
+                           : 0,
                 .state = f->state,
                 .reason = f->reason,
                 .applied_events = f->applied_events,
@@ -1087,8 +1027,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .heartbeat_age_ms = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1,
             };
             int rc = fn(&fs, ctx);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
         }
     }
     return EVB_OK;
@@ -1105,24 +1044,22 @@ static feed *s_find_feed(evb_sub_t *s, const char *publisher, const char *catego
             strcmp(publisher, c->pub_ep) != 0)
             continue;
         for (size_t j = 0; j < c->nfeeds; j++)
-            if (strcmp(c->feeds[j]->category, category) == 0)
-                return c->feeds[j];
+            if (strcmp(c->feeds[j]->category, category) == 0) return c->feeds[j];
     }
-    evb_err_set(err, EVB_ENOTFOUND, "no feed %s/%s", publisher ? publisher : "*", category);
+    evb_err_set(err, EVB_ENOTFOUND, "no feed %s/%s", publisher ? publisher : "*",
+                category);
     return NULL;
 }
 
 int evb_sub_retry(evb_sub_t *s, const char *publisher, const char *category, evb_err *err)
 {
     feed *f = s_find_feed(s, publisher, category, err);
-    if (f == NULL)
-        return EVB_ENOTFOUND;
+    if (f == NULL) return EVB_ENOTFOUND;
     if (f->state != EVB_FEED_STALLED)
         return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
                            category, evb_feed_state_name(f->state));
     int rc = s_att_write(s, f, f->applied, 0, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: retry from %llu by operator", s->consumer,
             f->c->name, category, (unsigned long long)f->applied);
     f->state = EVB_FEED_CATCHING_UP;
@@ -1135,8 +1072,7 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
                  evb_err *err)
 {
     feed *f = s_find_feed(s, publisher, category, err);
-    if (f == NULL)
-        return EVB_ENOTFOUND;
+    if (f == NULL) return EVB_ENOTFOUND;
     if (f->state != EVB_FEED_STALLED)
         return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
                            category, evb_feed_state_name(f->state));
@@ -1149,20 +1085,18 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     for (int i = 0; i < 8; i++)
         key[kl++] = (char)(seq >> (56 - 8 * i));
     char val[256];
-    int vl = snprintf(val, sizeof val, "skipped by operator at %lld us; applied was %llu; %s",
-                      (long long)evb_now_us(), (unsigned long long)f->applied, f->reason);
+    int vl =
+        snprintf(val, sizeof val, "skipped by operator at %lld us; applied was %llu; %s",
+                 (long long)evb_now_us(), (unsigned long long)f->applied, f->reason);
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
-    if (tx == NULL)
-        return err ? err->code : EVB_EBUSY;
-    int rc = evb_txn_put(tx, key, kl, val, (size_t)vl < sizeof val ? (size_t)vl : sizeof val - 1,
-                         err);
+    if (tx == NULL) return err ? err->code : EVB_EBUSY;
+    int rc = evb_txn_put(tx, key, kl, val,
+                         (size_t)vl < sizeof val ? (size_t)vl : sizeof val - 1, err);
     if (rc == EVB_OK)
         rc = evb_txn_checkpoint(tx, s->consumer, &f->c->log_id, category, seq, err);
-    if (rc == EVB_OK)
-        rc = evb_txn_commit(&tx, err);
+    if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
     evb_txn_destroy(&tx);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: events up to %llu skipped by operator",
             s->consumer, f->c->name, category, (unsigned long long)seq);
     f->applied = seq;

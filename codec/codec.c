@@ -42,19 +42,71 @@ static const struct {
 #define B_SERVICE (1u << NAME_SERVICE)
 #define B_ALL (B_STREAM | B_CATEGORY | B_TYPE | B_SERVICE)
 static const uint8_t s_allowed[256] = {
-    ['a'] = B_ALL, ['b'] = B_ALL, ['c'] = B_ALL, ['d'] = B_ALL, ['e'] = B_ALL,
-    ['f'] = B_ALL, ['g'] = B_ALL, ['h'] = B_ALL, ['i'] = B_ALL, ['j'] = B_ALL,
-    ['k'] = B_ALL, ['l'] = B_ALL, ['m'] = B_ALL, ['n'] = B_ALL, ['o'] = B_ALL,
-    ['p'] = B_ALL, ['q'] = B_ALL, ['r'] = B_ALL, ['s'] = B_ALL, ['t'] = B_ALL,
-    ['u'] = B_ALL, ['v'] = B_ALL, ['w'] = B_ALL, ['x'] = B_ALL, ['y'] = B_ALL,
-    ['z'] = B_ALL, ['0'] = B_ALL, ['1'] = B_ALL, ['2'] = B_ALL, ['3'] = B_ALL,
-    ['4'] = B_ALL, ['5'] = B_ALL, ['6'] = B_ALL, ['7'] = B_ALL, ['8'] = B_ALL,
-    ['9'] = B_ALL, ['_'] = B_ALL, ['.'] = B_ALL,
+    ['a'] = B_ALL,
+    ['b'] = B_ALL,
+    ['c'] = B_ALL,
+    ['d'] = B_ALL,
+    ['e'] = B_ALL,
+    ['f'] = B_ALL,
+    ['g'] = B_ALL,
+    ['h'] = B_ALL,
+    ['i'] = B_ALL,
+    ['j'] = B_ALL,
+    ['k'] = B_ALL,
+    ['l'] = B_ALL,
+    ['m'] = B_ALL,
+    ['n'] = B_ALL,
+    ['o'] = B_ALL,
+    ['p'] = B_ALL,
+    ['q'] = B_ALL,
+    ['r'] = B_ALL,
+    ['s'] = B_ALL,
+    ['t'] = B_ALL,
+    ['u'] = B_ALL,
+    ['v'] = B_ALL,
+    ['w'] = B_ALL,
+    ['x'] = B_ALL,
+    ['y'] = B_ALL,
+    ['z'] = B_ALL,
+    ['0'] = B_ALL,
+    ['1'] = B_ALL,
+    ['2'] = B_ALL,
+    ['3'] = B_ALL,
+    ['4'] = B_ALL,
+    ['5'] = B_ALL,
+    ['6'] = B_ALL,
+    ['7'] = B_ALL,
+    ['8'] = B_ALL,
+    ['9'] = B_ALL,
+    ['_'] = B_ALL,
+    ['.'] = B_ALL,
 #define UP B_STREAM | B_CATEGORY | B_TYPE
-    ['A'] = UP, ['B'] = UP, ['C'] = UP, ['D'] = UP, ['E'] = UP, ['F'] = UP, ['G'] = UP,
-    ['H'] = UP, ['I'] = UP, ['J'] = UP, ['K'] = UP, ['L'] = UP, ['M'] = UP, ['N'] = UP,
-    ['O'] = UP, ['P'] = UP, ['Q'] = UP, ['R'] = UP, ['S'] = UP, ['T'] = UP, ['U'] = UP,
-    ['V'] = UP, ['W'] = UP, ['X'] = UP, ['Y'] = UP, ['Z'] = UP,
+    ['A'] = UP,
+    ['B'] = UP,
+    ['C'] = UP,
+    ['D'] = UP,
+    ['E'] = UP,
+    ['F'] = UP,
+    ['G'] = UP,
+    ['H'] = UP,
+    ['I'] = UP,
+    ['J'] = UP,
+    ['K'] = UP,
+    ['L'] = UP,
+    ['M'] = UP,
+    ['N'] = UP,
+    ['O'] = UP,
+    ['P'] = UP,
+    ['Q'] = UP,
+    ['R'] = UP,
+    ['S'] = UP,
+    ['T'] = UP,
+    ['U'] = UP,
+    ['V'] = UP,
+    ['W'] = UP,
+    ['X'] = UP,
+    ['Y'] = UP,
+    ['Z'] = UP,
 #undef UP
     [':'] = B_STREAM | B_CATEGORY | B_TYPE,
     ['@'] = B_STREAM | B_CATEGORY,
@@ -68,8 +120,7 @@ static int s_check_name(enum name_kind k, const char *p, size_t len, const char 
 {
     const char *what = s_names[k].what;
     const char *pre = field ? field : what;
-    if (len == 0)
-        return evb_err_set(err, EVB_EINVAL, "%s: empty %s", pre, what);
+    if (len == 0) return evb_err_set(err, EVB_EINVAL, "%s: empty %s", pre, what);
     if (len > s_names[k].max)
         return evb_err_set(err, EVB_EINVAL, "%s: %s is %zu bytes, more than %zu", pre,
                            what, len, s_names[k].max);
@@ -77,10 +128,11 @@ static int s_check_name(enum name_kind k, const char *p, size_t len, const char 
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
         if (!(s_allowed[c] & bit))
-            return evb_err_set(err, EVB_EINVAL,
-                               "%s: %s '%.*s' has a character not allowed (byte 0x%02x at "
-                               "%zu)",
-                               pre, what, (int)(len > 64 ? 64 : len), p, c, i);
+            return evb_err_set(
+                err, EVB_EINVAL,
+                "%s: %s '%.*s' has a character not allowed (byte 0x%02x at "
+                "%zu)",
+                pre, what, (int)(len > 64 ? 64 : len), p, c, i);
     }
     if (k == NAME_STREAM && p[0] == '-')
         return evb_err_set(err, EVB_EINVAL, "%s: stream id '%.*s' starts with '-'", pre,
@@ -97,8 +149,7 @@ static size_t s_category_len(const char *p, size_t len)
 
 static int s_check_cstr(enum name_kind k, const char *s, evb_err *err)
 {
-    if (s == NULL)
-        return evb_err_set(err, EVB_EINVAL, "%s is missing", s_names[k].what);
+    if (s == NULL) return evb_err_set(err, EVB_EINVAL, "%s is missing", s_names[k].what);
     size_t len = strnlen(s, s_names[k].max + 1);
     int rc = s_check_name(k, s, len, NULL, err);
     if (rc == EVB_OK && k == NAME_STREAM && s_category_len(s, len) > EVB_MAX_CATEGORY_LEN)
@@ -130,8 +181,7 @@ int evb_check_service(const char *service, evb_err *err)
 int evb_stream_category(const char *stream, char *out, evb_err *err)
 {
     int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     size_t n = s_category_len(stream, strlen(stream));
     memcpy(out, stream, n);
     out[n] = '\0';
@@ -162,8 +212,7 @@ static int s_check_map_view(const void *buf, size_t len, const char *what, evb_e
 
 int evb_check_map(const void *buf, size_t len, const char *what, evb_err *err)
 {
-    if (buf == NULL)
-        return evb_err_set(err, EVB_EINVAL, "%s: missing", what);
+    if (buf == NULL) return evb_err_set(err, EVB_EINVAL, "%s: missing", what);
     if (len > EVB_MAX_PAYLOAD_BYTES)
         return evb_err_set(err, EVB_ETOOBIG, "%s: %zu bytes, more than %u", what, len,
                            EVB_MAX_PAYLOAD_BYTES);
@@ -177,18 +226,14 @@ static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
     int rc;
     if (evb_id_is_zero(&ev->id))
         return evb_err_set(err, EVB_EINVAL, "id: zero (every event needs an id)");
-    if ((rc = evb_check_service(ev->service, err)) != EVB_OK)
-        return rc;
-    if (evb_id_is_zero(&ev->log_id))
-        return evb_err_set(err, EVB_EINVAL, "log_id: zero");
+    if ((rc = evb_check_service(ev->service, err)) != EVB_OK) return rc;
+    if (evb_id_is_zero(&ev->log_id)) return evb_err_set(err, EVB_EINVAL, "log_id: zero");
     if (ev->seq == 0)
         return evb_err_set(err, EVB_EINVAL, "seq: 0 (sequences count from 1)");
-    if ((rc = evb_check_stream(ev->stream, err)) != EVB_OK)
-        return rc;
+    if ((rc = evb_check_stream(ev->stream, err)) != EVB_OK) return rc;
     if (ev->version == 0)
         return evb_err_set(err, EVB_EINVAL, "version: 0 (versions count from 1)");
-    if ((rc = evb_check_type(ev->type, err)) != EVB_OK)
-        return rc;
+    if ((rc = evb_check_type(ev->type, err)) != EVB_OK) return rc;
     if (ev->schema == 0)
         return evb_err_set(err, EVB_EINVAL, "schema: 0 (schemas count from 1)");
     if ((rc = evb_check_map(ev->payload, ev->payload_len, "payload", err)) != EVB_OK)
@@ -196,8 +241,10 @@ static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
     if (ev->metadata != NULL &&
         (rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", err)) != EVB_OK)
         return rc;
-    if (ev->metadata != NULL && ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG, "payload + metadata: %zu bytes, more than %u",
+    if (ev->metadata != NULL &&
+        ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(err, EVB_ETOOBIG,
+                           "payload + metadata: %zu bytes, more than %u",
                            ev->payload_len + ev->metadata_len, EVB_MAX_PAYLOAD_BYTES);
     if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
         return evb_err_set(err, EVB_EINVAL,
@@ -208,8 +255,7 @@ static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
 int evb_event_encode(const evb_event_t *ev, evb_buf *out, evb_err *err)
 {
     int rc = s_validate_for_encode(ev, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     return evb__event_encode_checked(ev, out, err);
 }
 
@@ -251,8 +297,7 @@ static uint8_t *s_w_uint(uint8_t *p, uint64_t v)
 
 static uint8_t *s_w_int(uint8_t *p, int64_t v)
 {
-    if (v >= 0)
-        return s_w_uint(p, (uint64_t)v);
+    if (v >= 0) return s_w_uint(p, (uint64_t)v);
     if (v >= -32) {
         *p++ = (uint8_t)(int8_t)v;
         return p;
@@ -308,8 +353,7 @@ int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err)
      * 3*3 string headers: under 256 bytes besides the variable parts. */
     size_t bound = 256 + sl + stl + tl + ev->payload_len + meta;
     int rc = evb_buf_reserve(out, bound, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     uint8_t *p = (uint8_t *)out->data + out->len;
     uint8_t *const start = p;
     *p++ = 0xdc; /* array16: the shape readers may peek at (store.c) */
@@ -352,9 +396,9 @@ typedef struct {
 } env_views;
 
 static const char *s_field_names[ENV_FIELDS] = {
-    "envelope_version", "id",         "service",   "log_id",       "seq",
-    "stream",           "version",    "type",      "schema",       "ts",
-    "correlation_id",   "causation_id", "payload", "metadata",     "origin_log_id",
+    "envelope_version", "id",           "service", "log_id",   "seq",
+    "stream",           "version",      "type",    "schema",   "ts",
+    "correlation_id",   "causation_id", "payload", "metadata", "origin_log_id",
     "origin_seq",       "extensions"};
 
 static int s_bad(evb_err *err, unsigned field, const char *what, const char *detail)
@@ -366,18 +410,16 @@ static int s_bad(evb_err *err, unsigned field, const char *what, const char *det
 static int s_read(mp_cur *c, mp_val *v, unsigned field, evb_err *err)
 {
     int rc = mp_next(c, v);
-    if (rc != MP_OK)
-        return s_bad(err, field, "", mp_rc_str(rc));
+    if (rc != MP_OK) return s_bad(err, field, "", mp_rc_str(rc));
     return EVB_OK;
 }
 
-static int s_want_uint(mp_cur *c, unsigned field, uint64_t min, uint64_t max, uint64_t *out,
-                       evb_err *err)
+static int s_want_uint(mp_cur *c, unsigned field, uint64_t min, uint64_t max,
+                       uint64_t *out, evb_err *err)
 {
     mp_val v;
     int rc = s_read(c, &v, field, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v.type != MP_UINT)
         return s_bad(err, field, "want an unsigned integer, got ", mp_type_str(v.type));
     if (v.v.u < min || v.v.u > max)
@@ -391,19 +433,16 @@ static int s_want_id(mp_cur *c, unsigned field, bool nil_ok, evb_id *out, evb_er
 {
     mp_val v;
     int rc = s_read(c, &v, field, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v.type == MP_NIL && nil_ok) {
         memset(out, 0, sizeof *out);
         return EVB_OK;
     }
     if (v.type != MP_BIN)
         return s_bad(err, field, "want 16-byte bin, got ", mp_type_str(v.type));
-    if (v.v.s.len != EVB_ID_LEN)
-        return s_bad(err, field, "bin is not 16 bytes", "");
+    if (v.v.s.len != EVB_ID_LEN) return s_bad(err, field, "bin is not 16 bytes", "");
     memcpy(out->b, v.v.s.p, EVB_ID_LEN);
-    if (!nil_ok && evb_id_is_zero(out))
-        return s_bad(err, field, "zero id", "");
+    if (!nil_ok && evb_id_is_zero(out)) return s_bad(err, field, "zero id", "");
     return EVB_OK;
 }
 
@@ -412,14 +451,13 @@ static int s_want_name(mp_cur *c, unsigned field, enum name_kind k, const char *
 {
     mp_val v;
     int rc = s_read(c, &v, field, err);
-    if (rc != EVB_OK)
-        return rc;
-    if (v.type != MP_STR)
-        return s_bad(err, field, "want str, got ", mp_type_str(v.type));
+    if (rc != EVB_OK) return rc;
+    if (v.type != MP_STR) return s_bad(err, field, "want str, got ", mp_type_str(v.type));
     if (s_check_name(k, v.v.s.p, v.v.s.len, NULL, NULL) != EVB_OK) {
         /* Format the message only on failure: this runs for every decode. */
         char where[64];
-        snprintf(where, sizeof where, "envelope field %u (%s)", field, s_field_names[field]);
+        snprintf(where, sizeof where, "envelope field %u (%s)", field,
+                 s_field_names[field]);
         s_check_name(k, v.v.s.p, v.v.s.len, where, err);
         if (err != NULL)
             err->code = EVB_EDECODE; /* a bad name on the wire is a decode error */
@@ -443,24 +481,24 @@ static int s_want_map(mp_cur *c, unsigned field, bool nil_ok, const void **p, si
         *len = 0;
         return EVB_OK;
     }
-    if (mp_left(c) == 0)
-        return s_bad(err, field, "truncated", "");
+    if (mp_left(c) == 0) return s_bad(err, field, "truncated", "");
     uint8_t b = *c->p;
     if (!((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf))
         return s_bad(err, field, "want a map", "");
     int rc = mp_skip(c, EVB_MAX_DEPTH);
-    if (rc != MP_OK)
-        return s_bad(err, field, "", mp_rc_str(rc));
+    if (rc != MP_OK) return s_bad(err, field, "", mp_rc_str(rc));
     *p = start;
     *len = (size_t)(c->p - start);
     if (*len > EVB_MAX_PAYLOAD_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG, "envelope field %u (%s): %zu bytes, more than %u",
-                           field, s_field_names[field], *len, EVB_MAX_PAYLOAD_BYTES);
+        return evb_err_set(err, EVB_ETOOBIG,
+                           "envelope field %u (%s): %zu bytes, more than %u", field,
+                           s_field_names[field], *len, EVB_MAX_PAYLOAD_BYTES);
     return EVB_OK;
 }
 
 /* Pass 1: validate buf and fill the scalar fields of ev plus the views. */
-static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, evb_err *err)
+static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw,
+                   evb_err *err)
 {
     if (len > EVB_MAX_EVENT_BYTES)
         return evb_err_set(err, EVB_ETOOBIG, "envelope: %zu bytes, more than %u", len,
@@ -469,15 +507,13 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
     mp_init(&c, buf, len);
     mp_val v;
     int rc = mp_next(&c, &v);
-    if (rc != MP_OK)
-        return evb_err_set(err, EVB_EDECODE, "envelope: %s", mp_rc_str(rc));
+    if (rc != MP_OK) return evb_err_set(err, EVB_EDECODE, "envelope: %s", mp_rc_str(rc));
     if (v.type != MP_ARRAY || v.v.n == 0)
         return evb_err_set(err, EVB_EDECODE, "envelope: want a non-empty array, got %s",
                            mp_type_str(v.type));
     uint32_t nfields = v.v.n;
     uint64_t u;
-    if ((rc = s_want_uint(&c, 0, 0, UINT64_MAX, &u, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_want_uint(&c, 0, 0, UINT64_MAX, &u, err)) != EVB_OK) return rc;
     if (u != EVB_ENVELOPE_VERSION)
         return evb_err_set(err, EVB_EVERSION,
                            "envelope_version %llu is not supported (this build reads %u)",
@@ -497,8 +533,7 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
         (rc = s_want_uint(&c, 8, 1, UINT32_MAX, &u, err)) != EVB_OK)
         return rc;
     ev->schema = (uint32_t)u;
-    if ((rc = s_read(&c, &v, 9, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_read(&c, &v, 9, err)) != EVB_OK) return rc;
     if (v.type == MP_UINT && v.v.u <= (uint64_t)INT64_MAX)
         ev->ts_us = (int64_t)v.v.u;
     else if (v.type == MP_INT)
@@ -508,15 +543,18 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
     if ((rc = s_want_id(&c, 10, true, &ev->correlation_id, err)) != EVB_OK ||
         (rc = s_want_id(&c, 11, true, &ev->causation_id, err)) != EVB_OK ||
         (rc = s_want_map(&c, 12, false, &vw->payload, &vw->payload_len, err)) != EVB_OK ||
-        (rc = s_want_map(&c, 13, true, &vw->metadata, &vw->metadata_len, err)) != EVB_OK ||
+        (rc = s_want_map(&c, 13, true, &vw->metadata, &vw->metadata_len, err)) !=
+            EVB_OK ||
         (rc = s_want_id(&c, 14, true, &ev->origin_log_id, err)) != EVB_OK ||
         (rc = s_want_uint(&c, 15, 0, UINT64_MAX, &ev->origin_seq, err)) != EVB_OK)
         return rc;
-    if (vw->metadata != NULL && vw->payload_len + vw->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG,
-                           "envelope fields 12/13 (payload + metadata): %zu bytes, more than "
-                           "%u",
-                           vw->payload_len + vw->metadata_len, EVB_MAX_PAYLOAD_BYTES);
+    if (vw->metadata != NULL &&
+        vw->payload_len + vw->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+        return evb_err_set(
+            err, EVB_ETOOBIG,
+            "envelope fields 12/13 (payload + metadata): %zu bytes, more than "
+            "%u",
+            vw->payload_len + vw->metadata_len, EVB_MAX_PAYLOAD_BYTES);
     if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
         return evb_err_set(err, EVB_EDECODE,
                            "envelope fields 14/15 (origin_log_id/origin_seq): set both "
@@ -524,8 +562,7 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw, 
     /* Extensions: nil, or a map that version-1 readers validate and ignore. */
     const void *ext;
     size_t ext_len;
-    if ((rc = s_want_map(&c, 16, true, &ext, &ext_len, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_want_map(&c, 16, true, &ext, &ext_len, err)) != EVB_OK) return rc;
     if (mp_left(&c) != 0)
         return evb_err_set(err, EVB_EDECODE, "envelope: %zu trailing bytes", mp_left(&c));
     return EVB_OK;
@@ -546,12 +583,12 @@ static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
         ev->priv.cap = need;
     }
     char *w = ev->priv.block;
-#define COPY_STR(field, p, n)                                                              \
-    do {                                                                                   \
-        memcpy(w, (p), (n));                                                               \
-        w[(n)] = '\0';                                                                     \
-        ev->field = w;                                                                     \
-        w += (n) + 1;                                                                      \
+#define COPY_STR(field, p, n)                                                            \
+    do {                                                                                 \
+        memcpy(w, (p), (n));                                                             \
+        w[(n)] = '\0';                                                                   \
+        ev->field = w;                                                                   \
+        w += (n) + 1;                                                                    \
     } while (0)
     COPY_STR(service, vw->service, vw->service_len);
     COPY_STR(stream, vw->stream, vw->stream_len);
@@ -585,8 +622,7 @@ int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err 
     env_views vw;
     memset(&vw, 0, sizeof vw);
     int rc = s_parse(buf, len, ev, &vw, err);
-    if (rc == EVB_OK)
-        rc = s_fill(ev, &vw, err);
+    if (rc == EVB_OK) rc = s_fill(ev, &vw, err);
     if (rc != EVB_OK) { /* s_fill only replaces the block when it succeeds */
         block = ev->priv.block;
         cap = ev->priv.cap;
@@ -642,16 +678,14 @@ evb_event_t *evb_event_dup(const evb_event_t *src, evb_err *err)
 
 void evb_event_clear(evb_event_t *ev)
 {
-    if (ev == NULL)
-        return;
+    if (ev == NULL) return;
     free(ev->priv.block);
     memset(ev, 0, sizeof *ev);
 }
 
 void evb_event_destroy(evb_event_t **evp)
 {
-    if (evp == NULL || *evp == NULL)
-        return;
+    if (evp == NULL || *evp == NULL) return;
     evb_event_clear(*evp);
     free(*evp);
     *evp = NULL;

@@ -37,31 +37,28 @@ static const char *s_code_names[EVB_CODE_COUNT] = {
 
 const char *evb_strerror(int code)
 {
-    if (code < 0 || code >= EVB_CODE_COUNT)
-        return "EVB_?: unknown error code";
+    if (code < 0 || code >= EVB_CODE_COUNT) return "EVB_?: unknown error code";
     return s_code_names[code];
 }
 
 /* The bare names, as carried on the wire (command replies). */
 static const char *const s_bare_names[EVB_CODE_COUNT] = {
-    "EVB_OK",        "EVB_EINVAL",   "EVB_ENOMEM",    "EVB_EDECODE",     "EVB_ETOOBIG",
-    "EVB_EVERSION",  "EVB_ECONFLICT", "EVB_EPARTIAL", "EVB_ELOCKED",     "EVB_EFORMAT",
-    "EVB_ECORRUPT",  "EVB_EIO",      "EVB_ENOTFOUND", "EVB_EBUSY",       "EVB_ECLOSED",
+    "EVB_OK",          "EVB_EINVAL",    "EVB_ENOMEM",    "EVB_EDECODE", "EVB_ETOOBIG",
+    "EVB_EVERSION",    "EVB_ECONFLICT", "EVB_EPARTIAL",  "EVB_ELOCKED", "EVB_EFORMAT",
+    "EVB_ECORRUPT",    "EVB_EIO",       "EVB_ENOTFOUND", "EVB_EBUSY",   "EVB_ECLOSED",
     "EVB_EUNWRITABLE", "EVB_ETIMEDOUT", "EVB_EREJECTED",
 };
 
 const char *evb_code_name(int code)
 {
-    if (code < 0 || code >= EVB_CODE_COUNT)
-        return "EVB_?";
+    if (code < 0 || code >= EVB_CODE_COUNT) return "EVB_?";
     return s_bare_names[code];
 }
 
 int evb_code_from_name(const char *name)
 {
     for (int i = 0; i < EVB_CODE_COUNT; i++)
-        if (strcmp(s_bare_names[i], name) == 0)
-            return i;
+        if (strcmp(s_bare_names[i], name) == 0) return i;
     return -1;
 }
 
@@ -100,8 +97,7 @@ void evb_log_set_sink(evb_log_sink_fn sink, void *ctx, evb_log_level min)
 
 void evb_log(evb_log_level level, const char *fmt, ...)
 {
-    if (level < s_min_level)
-        return;
+    if (level < s_min_level) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -123,13 +119,11 @@ int evb_buf_reserve(evb_buf *b, size_t extra, evb_err *err)
     if (extra > max || b->len > max - extra)
         return evb_err_set(err, EVB_ETOOBIG, "buffer would exceed %zu bytes", max);
     size_t need = b->len + extra;
-    if (need <= b->cap)
-        return EVB_OK;
+    if (need <= b->cap) return EVB_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap = (cap > SIZE_MAX / 2) ? need : cap * 2;
-    if (cap > max)
-        cap = max;
+    if (cap > max) cap = max;
     char *p = realloc(b->data, cap);
     if (p == NULL)
         return evb_err_set(err, EVB_ENOMEM, "out of memory growing a buffer to %zu bytes",
@@ -142,10 +136,8 @@ int evb_buf_reserve(evb_buf *b, size_t extra, evb_err *err)
 int evb_buf_append(evb_buf *b, const void *p, size_t n, evb_err *err)
 {
     int rc = evb_buf_reserve(b, n, err);
-    if (rc != EVB_OK)
-        return rc;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
+    if (rc != EVB_OK) return rc;
+    if (n > 0) memcpy(b->data + b->len, p, n);
     b->len += n;
     return EVB_OK;
 }
@@ -157,13 +149,10 @@ int evb_buf_printf(evb_buf *b, evb_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return evb_err_set(err, EVB_EINVAL, "bad format string");
-    if ((size_t)n < sizeof small)
-        return evb_buf_append(b, small, (size_t)n, err);
+    if (n < 0) return evb_err_set(err, EVB_EINVAL, "bad format string");
+    if ((size_t)n < sizeof small) return evb_buf_append(b, small, (size_t)n, err);
     int rc = evb_buf_reserve(b, (size_t)n + 1, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -195,8 +184,7 @@ int evb_id_random(evb_id *id, evb_err *err)
     while (got < EVB_ID_LEN) {
         ssize_t n = getrandom(id->b + got, EVB_ID_LEN - got, 0);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
         }
         got += (size_t)n;
@@ -218,12 +206,9 @@ void evb_id_to_hex(const evb_id *id, char out[EVB_ID_HEX_LEN + 1])
 
 static int s_hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -251,8 +236,7 @@ static void s_crash_init(void)
 {
     s_crash_want = getenv("EVB_CRASH_POINT");
     const char *after = getenv("EVB_CRASH_AFTER");
-    if (after != NULL)
-        s_crash_after = atol(after);
+    if (after != NULL) s_crash_after = atol(after);
 }
 
 void evb__crash_point(const char *name)
@@ -261,9 +245,7 @@ void evb__crash_point(const char *name)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     static atomic_long hits;
     pthread_once(&once, s_crash_init);
-    if (s_crash_want == NULL || strcmp(s_crash_want, name) != 0)
-        return;
-    if (atomic_fetch_add(&hits, 1) + 1 == s_crash_after)
-        raise(SIGKILL);
+    if (s_crash_want == NULL || strcmp(s_crash_want, name) != 0) return;
+    if (atomic_fetch_add(&hits, 1) + 1 == s_crash_after) raise(SIGKILL);
 }
 #endif

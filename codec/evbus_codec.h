@@ -50,24 +50,24 @@ extern "C" {
  * category is derived from stream on decode; it is not on the wire.
  */
 typedef struct evb_event {
-    evb_id id;                 /* unique event id */
-    const char *service;       /* origin service name */
-    evb_id log_id;             /* the log that holds this record */
-    uint64_t seq;              /* position in that log, from 1 */
-    const char *stream;        /* stream id */
-    const char *category;      /* derived; NULL when filled by a caller */
-    uint64_t version;          /* version in the stream, from 1 */
-    const char *type;          /* event type */
-    uint32_t schema;           /* payload schema version, from 1 */
-    int64_t ts_us;             /* commit time, us since epoch, UTC */
-    evb_id correlation_id;     /* zero = none */
-    evb_id causation_id;       /* zero = none */
-    const void *payload;       /* one msgpack map, payload_len bytes */
+    evb_id id;             /* unique event id */
+    const char *service;   /* origin service name */
+    evb_id log_id;         /* the log that holds this record */
+    uint64_t seq;          /* position in that log, from 1 */
+    const char *stream;    /* stream id */
+    const char *category;  /* derived; NULL when filled by a caller */
+    uint64_t version;      /* version in the stream, from 1 */
+    const char *type;      /* event type */
+    uint32_t schema;       /* payload schema version, from 1 */
+    int64_t ts_us;         /* commit time, us since epoch, UTC */
+    evb_id correlation_id; /* zero = none */
+    evb_id causation_id;   /* zero = none */
+    const void *payload;   /* one msgpack map, payload_len bytes */
     size_t payload_len;
-    const void *metadata;      /* one msgpack map or NULL */
+    const void *metadata; /* one msgpack map or NULL */
     size_t metadata_len;
-    evb_id origin_log_id;      /* copies (mirror): the log it came from */
-    uint64_t origin_seq;       /* copies: its seq there; 0 = not a copy */
+    evb_id origin_log_id; /* copies (mirror): the log it came from */
+    uint64_t origin_seq;  /* copies: its seq there; 0 = not a copy */
     struct {
         void *block; /* owned block for decoded events */
         size_t cap;
@@ -168,8 +168,8 @@ EVB_EXPORT int64_t evb_now_us(void);
  *                 out of range).
  * All return EVB_ENOTFOUND when the key is absent, naming it.
  */
-EVB_EXPORT int evb_map_find(const void *map, size_t len, const char *key, const void **val,
-                            size_t *vlen, evb_err *err);
+EVB_EXPORT int evb_map_find(const void *map, size_t len, const char *key,
+                            const void **val, size_t *vlen, evb_err *err);
 EVB_EXPORT int evb_map_str(const void *map, size_t len, const char *key, char *out,
                            size_t cap, evb_err *err);
 EVB_EXPORT int evb_map_uint(const void *map, size_t len, const char *key, uint64_t *out,

@@ -38,31 +38,31 @@ extern "C" {
  * bytes left before anything is allocated. */
 #define EVB_MAX_EVENT_BYTES (1024u * 1024u) /* one encoded envelope */
 #define EVB_MAX_PAYLOAD_BYTES (EVB_MAX_EVENT_BYTES - 4096u)
-#define EVB_MAX_STREAM_LEN 128u   /* stream id, bytes */
-#define EVB_MAX_CATEGORY_LEN 64u  /* category: stream id before its first '-' */
-#define EVB_MAX_TYPE_LEN 128u     /* event type */
-#define EVB_MAX_SERVICE_LEN 64u   /* service name */
-#define EVB_MAX_DEPTH 32u         /* nesting of maps/arrays inside a payload */
-#define EVB_MAX_BATCH 10000u      /* events in one append */
+#define EVB_MAX_STREAM_LEN 128u  /* stream id, bytes */
+#define EVB_MAX_CATEGORY_LEN 64u /* category: stream id before its first '-' */
+#define EVB_MAX_TYPE_LEN 128u    /* event type */
+#define EVB_MAX_SERVICE_LEN 64u  /* service name */
+#define EVB_MAX_DEPTH 32u        /* nesting of maps/arrays inside a payload */
+#define EVB_MAX_BATCH 10000u     /* events in one append */
 #define EVB_ID_LEN 16u
 #define EVB_ID_HEX_LEN 32u
 
 typedef enum evb_code {
     EVB_OK = 0,
-    EVB_EINVAL,     /* bad argument, flag or config */
-    EVB_ENOMEM,     /* out of memory */
-    EVB_EDECODE,    /* malformed encoding; msg names the field */
-    EVB_ETOOBIG,    /* a size ceiling was exceeded */
-    EVB_EVERSION,   /* unknown envelope version */
-    EVB_ECONFLICT,  /* expected version did not match; nothing written */
-    EVB_EPARTIAL,   /* some (not all) event ids of a batch already stored */
-    EVB_ELOCKED,    /* the log is in use by another process */
-    EVB_EFORMAT,    /* on-disk format newer than this build, or not a log */
-    EVB_ECORRUPT,   /* stored data is damaged */
-    EVB_EIO,        /* LevelDB or file-system error */
-    EVB_ENOTFOUND,  /* no such log, stream, key */
-    EVB_EBUSY,      /* another transaction is open */
-    EVB_ECLOSED,    /* the object is shutting down */
+    EVB_EINVAL,      /* bad argument, flag or config */
+    EVB_ENOMEM,      /* out of memory */
+    EVB_EDECODE,     /* malformed encoding; msg names the field */
+    EVB_ETOOBIG,     /* a size ceiling was exceeded */
+    EVB_EVERSION,    /* unknown envelope version */
+    EVB_ECONFLICT,   /* expected version did not match; nothing written */
+    EVB_EPARTIAL,    /* some (not all) event ids of a batch already stored */
+    EVB_ELOCKED,     /* the log is in use by another process */
+    EVB_EFORMAT,     /* on-disk format newer than this build, or not a log */
+    EVB_ECORRUPT,    /* stored data is damaged */
+    EVB_EIO,         /* LevelDB or file-system error */
+    EVB_ENOTFOUND,   /* no such log, stream, key */
+    EVB_EBUSY,       /* another transaction is open */
+    EVB_ECLOSED,     /* the object is shutting down */
     EVB_EUNWRITABLE, /* a write failed before: the log refuses writes until reopened */
     EVB_ETIMEDOUT,   /* no answer in time (peer down, unreachable or slow) */
     EVB_EREJECTED,   /* the domain said no (a command's rules), not a fault */
@@ -72,8 +72,8 @@ typedef enum evb_code {
 #define EVB_ERR_MSG_LEN 512
 
 typedef struct evb_err {
-    int code;                   /* an evb_code */
-    char msg[EVB_ERR_MSG_LEN];  /* human text naming what was wrong */
+    int code;                  /* an evb_code */
+    char msg[EVB_ERR_MSG_LEN]; /* human text naming what was wrong */
 } evb_err;
 
 /* Name of a code, e.g. "EVB_ECONFLICT: expected version mismatch". Static. */

@@ -231,8 +231,7 @@ static int s_base64p(s_writer *w, const char *prefix, const uint8_t *p, size_t l
     static const char tab[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     int rc = s_ch(w, '"');
-    if (rc == EVB_OK && prefix[0] != '\0')
-        rc = s_raw(w, prefix, strlen(prefix));
+    if (rc == EVB_OK && prefix[0] != '\0') rc = s_raw(w, prefix, strlen(prefix));
     char quad[4];
     for (size_t i = 0; rc == EVB_OK && i < len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;

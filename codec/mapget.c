@@ -16,15 +16,16 @@ int evb_map_find(const void *map, size_t len, const char *key, const void **val,
     mp_val v;
     int rc = mp_next(&c, &v);
     if (rc != MP_OK || v.type != MP_MAP)
-        return evb_err_set(err, EVB_EDECODE, "looking for \"%s\": not a msgpack map", key);
+        return evb_err_set(err, EVB_EDECODE, "looking for \"%s\": not a msgpack map",
+                           key);
     size_t klen = strlen(key);
     for (uint32_t i = 0; i < v.v.n; i++) {
         mp_val k;
         if ((rc = mp_next(&c, &k)) != MP_OK)
             return evb_err_set(err, EVB_EDECODE, "looking for \"%s\": %s", key,
                                mp_rc_str(rc));
-        bool match = (k.type == MP_STR && k.v.s.len == klen &&
-                      memcmp(k.v.s.p, key, klen) == 0);
+        bool match =
+            (k.type == MP_STR && k.v.s.len == klen && memcmp(k.v.s.p, key, klen) == 0);
         if (k.type == MP_ARRAY || k.type == MP_MAP) { /* a container as key: skip it */
             uint64_t inner = k.type == MP_MAP ? 2ull * k.v.n : k.v.n;
             for (uint64_t j = 0; j < inner; j++)
@@ -50,8 +51,7 @@ static int s_value(const void *map, size_t len, const char *key, mp_val *v, evb_
     const void *p;
     size_t n;
     int rc = evb_map_find(map, len, key, &p, &n, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     mp_cur c;
     mp_init(&c, p, n);
     if (mp_next(&c, v) != MP_OK)
@@ -64,30 +64,31 @@ int evb_map_str(const void *map, size_t len, const char *key, char *out, size_t 
 {
     mp_val v;
     int rc = s_value(map, len, key, &v, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v.type != MP_STR)
         return evb_err_set(err, EVB_EDECODE, "field \"%s\": want a string, got %s", key,
                            mp_type_str(v.type));
     if (memchr(v.v.s.p, '\0', v.v.s.len) != NULL)
-        return evb_err_set(err, EVB_EDECODE, "field \"%s\": string holds a NUL byte", key);
+        return evb_err_set(err, EVB_EDECODE, "field \"%s\": string holds a NUL byte",
+                           key);
     if (v.v.s.len >= cap)
-        return evb_err_set(err, EVB_ETOOBIG, "field \"%s\": string too long (max %zu)", key,
-                           cap ? cap - 1 : 0);
+        return evb_err_set(err, EVB_ETOOBIG, "field \"%s\": string too long (max %zu)",
+                           key, cap ? cap - 1 : 0);
     memcpy(out, v.v.s.p, v.v.s.len);
     out[v.v.s.len] = '\0';
     return EVB_OK;
 }
 
-int evb_map_uint(const void *map, size_t len, const char *key, uint64_t *out, evb_err *err)
+int evb_map_uint(const void *map, size_t len, const char *key, uint64_t *out,
+                 evb_err *err)
 {
     mp_val v;
     int rc = s_value(map, len, key, &v, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v.type != MP_UINT)
-        return evb_err_set(err, EVB_EDECODE, "field \"%s\": want an unsigned integer, got %s",
-                           key, mp_type_str(v.type));
+        return evb_err_set(err, EVB_EDECODE,
+                           "field \"%s\": want an unsigned integer, got %s", key,
+                           mp_type_str(v.type));
     *out = v.v.u;
     return EVB_OK;
 }
@@ -96,8 +97,7 @@ int evb_map_int(const void *map, size_t len, const char *key, int64_t *out, evb_
 {
     mp_val v;
     int rc = s_value(map, len, key, &v, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v.type == MP_INT) {
         *out = v.v.i;
         return EVB_OK;

@@ -18,8 +18,7 @@ static uint64_t s_be(const uint8_t *p, unsigned n)
 /* Consume n bytes of header payload; NULL if they are not there. */
 static const uint8_t *s_take(mp_cur *c, size_t n)
 {
-    if (mp_left(c) < n)
-        return NULL;
+    if (mp_left(c) < n) return NULL;
     const uint8_t *q = c->p;
     c->p += n;
     return q;
@@ -29,18 +28,15 @@ static int s_body(mp_cur *c, mp_val *v, mp_type t, size_t lenbytes, int8_t ext_t
                   bool has_ext_type)
 {
     const uint8_t *q = s_take(c, lenbytes);
-    if (q == NULL)
-        return MP_TRUNCATED;
+    if (q == NULL) return MP_TRUNCATED;
     uint32_t len = (uint32_t)s_be(q, (unsigned)lenbytes);
     if (has_ext_type) {
         const uint8_t *tq = s_take(c, 1);
-        if (tq == NULL)
-            return MP_TRUNCATED;
+        if (tq == NULL) return MP_TRUNCATED;
         ext_type = (int8_t)tq[0];
     }
     const uint8_t *body = s_take(c, len);
-    if (body == NULL)
-        return MP_TRUNCATED;
+    if (body == NULL) return MP_TRUNCATED;
     v->type = t;
     v->v.s.p = (const char *)body;
     v->v.s.len = len;
@@ -51,8 +47,7 @@ static int s_body(mp_cur *c, mp_val *v, mp_type t, size_t lenbytes, int8_t ext_t
 static int s_fixext(mp_cur *c, mp_val *v, uint32_t len)
 {
     const uint8_t *q = s_take(c, 1 + (size_t)len);
-    if (q == NULL)
-        return MP_TRUNCATED;
+    if (q == NULL) return MP_TRUNCATED;
     v->type = MP_EXT;
     v->v.s.ext_type = (int8_t)q[0];
     v->v.s.p = (const char *)q + 1;
@@ -64,8 +59,7 @@ static int s_container(mp_cur *c, mp_val *v, mp_type t, uint32_t n)
 {
     /* Each element needs at least one byte (a map entry two). */
     uint64_t need = (t == MP_MAP) ? 2ull * n : n;
-    if (need > mp_left(c))
-        return MP_TOO_MANY;
+    if (need > mp_left(c)) return MP_TOO_MANY;
     v->type = t;
     v->v.n = n;
     return MP_OK;
@@ -74,8 +68,7 @@ static int s_container(mp_cur *c, mp_val *v, mp_type t, uint32_t n)
 int mp_next(mp_cur *c, mp_val *v)
 {
     const uint8_t *q = s_take(c, 1);
-    if (q == NULL)
-        return MP_TRUNCATED;
+    if (q == NULL) return MP_TRUNCATED;
     uint8_t b = q[0];
     if (b <= 0x7f) {
         v->type = MP_UINT;
@@ -87,15 +80,12 @@ int mp_next(mp_cur *c, mp_val *v)
         v->v.i = (int8_t)b;
         return MP_OK;
     }
-    if ((b & 0xf0) == 0x80)
-        return s_container(c, v, MP_MAP, b & 0x0f);
-    if ((b & 0xf0) == 0x90)
-        return s_container(c, v, MP_ARRAY, b & 0x0f);
+    if ((b & 0xf0) == 0x80) return s_container(c, v, MP_MAP, b & 0x0f);
+    if ((b & 0xf0) == 0x90) return s_container(c, v, MP_ARRAY, b & 0x0f);
     if ((b & 0xe0) == 0xa0) {
         uint32_t len = b & 0x1f;
         const uint8_t *body = s_take(c, len);
-        if (body == NULL)
-            return MP_TRUNCATED;
+        if (body == NULL) return MP_TRUNCATED;
         v->type = MP_STR;
         v->v.s.p = (const char *)body;
         v->v.s.len = len;
@@ -120,8 +110,7 @@ int mp_next(mp_cur *c, mp_val *v)
         return s_body(c, v, MP_EXT, (size_t)1 << (b - 0xc7), 0, true);
     case 0xca: {
         const uint8_t *p = s_take(c, 4);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         uint32_t bits = (uint32_t)s_be(p, 4);
         float f;
         memcpy(&f, &bits, 4);
@@ -131,8 +120,7 @@ int mp_next(mp_cur *c, mp_val *v)
     }
     case 0xcb: {
         const uint8_t *p = s_take(c, 8);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         uint64_t bits = s_be(p, 8);
         double d;
         memcpy(&d, &bits, 8);
@@ -146,8 +134,7 @@ int mp_next(mp_cur *c, mp_val *v)
     case 0xcf: {
         unsigned n = 1u << (b - 0xcc);
         const uint8_t *p = s_take(c, n);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         v->type = MP_UINT;
         v->v.u = s_be(p, n);
         return MP_OK;
@@ -158,8 +145,7 @@ int mp_next(mp_cur *c, mp_val *v)
     case 0xd3: {
         unsigned n = 1u << (b - 0xd0);
         const uint8_t *p = s_take(c, n);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         uint64_t raw = s_be(p, n);
         int64_t i;
         if (n == 8) {
@@ -195,16 +181,14 @@ int mp_next(mp_cur *c, mp_val *v)
     case 0xdd: {
         unsigned n = (b == 0xdc) ? 2 : 4;
         const uint8_t *p = s_take(c, n);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         return s_container(c, v, MP_ARRAY, (uint32_t)s_be(p, n));
     }
     case 0xde:
     case 0xdf: {
         unsigned n = (b == 0xde) ? 2 : 4;
         const uint8_t *p = s_take(c, n);
-        if (p == NULL)
-            return MP_TRUNCATED;
+        if (p == NULL) return MP_TRUNCATED;
         return s_container(c, v, MP_MAP, (uint32_t)s_be(p, n));
     }
     default: /* 0xc1: never used */
@@ -217,30 +201,25 @@ int mp_next(mp_cur *c, mp_val *v)
 int mp_skip(mp_cur *c, unsigned max_depth)
 {
     uint64_t pending[64];
-    if (max_depth > 63)
-        max_depth = 63;
+    if (max_depth > 63) max_depth = 63;
     unsigned depth = 0;
     pending[0] = 1;
     while (1) {
         while (depth > 0 && pending[depth] == 0)
             depth--;
-        if (pending[depth] == 0)
-            return MP_OK;
+        if (pending[depth] == 0) return MP_OK;
         pending[depth]--;
         mp_val v;
         int rc = mp_next(c, &v);
-        if (rc != MP_OK)
-            return rc;
+        if (rc != MP_OK) return rc;
         if ((v.type == MP_ARRAY || v.type == MP_MAP) && v.v.n > 0) {
-            if (depth + 1 > max_depth)
-                return MP_TOO_DEEP;
+            if (depth + 1 > max_depth) return MP_TOO_DEEP;
             depth++;
             pending[depth] = (v.type == MP_MAP) ? 2ull * v.v.n : v.v.n;
         } else if ((v.type == MP_ARRAY || v.type == MP_MAP) && depth + 1 > max_depth) {
             return MP_TOO_DEEP;
         }
-        if (depth == 0 && pending[0] == 0)
-            return MP_OK;
+        if (depth == 0 && pending[0] == 0) return MP_OK;
     }
 }
 
@@ -264,7 +243,7 @@ const char *mp_rc_str(int rc)
 
 const char *mp_type_str(mp_type t)
 {
-    static const char *names[] = {"nil", "bool",  "uint", "int", "float",
-                                  "str", "bin",   "array", "map", "ext"};
+    static const char *names[] = {"nil", "bool", "uint",  "int", "float",
+                                  "str", "bin",  "array", "map", "ext"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }

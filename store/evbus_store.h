@@ -32,16 +32,16 @@
 extern "C" {
 #endif
 
-#define EVB_STORE_FORMAT 1u           /* on-disk format this build writes */
+#define EVB_STORE_FORMAT 1u /* on-disk format this build writes */
 #define EVB_STORE_MAX_INDEX_LAG 1000000u
-#define EVB_MAX_KEY_LEN 1024u         /* consumer keys */
+#define EVB_MAX_KEY_LEN 1024u /* consumer keys */
 #define EVB_MAX_VALUE_BYTES (16u * 1024u * 1024u)
 #define EVB_MAX_CONSUMER_LEN 128u
 
 typedef enum evb_sync {
-    EVB_SYNC_NONE = 0,  /* no fsync: a power loss may take back recent appends */
-    EVB_SYNC_EVERY,     /* fsync inside every append/commit */
-    EVB_SYNC_GROUP      /* appends return at once; one fsync every interval */
+    EVB_SYNC_NONE = 0, /* no fsync: a power loss may take back recent appends */
+    EVB_SYNC_EVERY,    /* fsync inside every append/commit */
+    EVB_SYNC_GROUP     /* appends return at once; one fsync every interval */
 } evb_sync;
 
 typedef enum evb_index_mode {
@@ -50,15 +50,15 @@ typedef enum evb_index_mode {
 } evb_index_mode;
 
 typedef struct evb_store_opts {
-    const char *dir;          /* the log's directory */
-    const char *service;      /* service name; required when creating */
-    bool create;              /* create the log if the directory has none */
-    bool read_only_intent;    /* tools: never write, not even the indexer */
+    const char *dir;       /* the log's directory */
+    const char *service;   /* service name; required when creating */
+    bool create;           /* create the log if the directory has none */
+    bool read_only_intent; /* tools: never write, not even the indexer */
     evb_sync sync;
     unsigned group_interval_ms; /* EVB_SYNC_GROUP: fsync period (default 2) */
     evb_index_mode index_mode;
-    size_t write_buffer_bytes;  /* LevelDB write buffer (default 32 MiB) */
-    size_t stream_cache_entries;/* stream versions kept in memory (default 100k) */
+    size_t write_buffer_bytes;   /* LevelDB write buffer (default 32 MiB) */
+    size_t stream_cache_entries; /* stream versions kept in memory (default 100k) */
 } evb_store_opts;
 
 typedef struct evb_store evb_store_t;
@@ -81,11 +81,11 @@ typedef struct evb_store_info {
     evb_id log_id;
     uint32_t format;
     char service[EVB_MAX_SERVICE_LEN + 1];
-    uint64_t head;         /* last sequence appended (0 = empty) */
-    uint64_t indexed;      /* indexer position: events <= this are indexed */
-    uint64_t synced;       /* last sequence known durable under the policy */
-    uint64_t streams;      /* streams indexed so far */
-    uint64_t max_index_lag;/* largest head - indexed seen since open */
+    uint64_t head;          /* last sequence appended (0 = empty) */
+    uint64_t indexed;       /* indexer position: events <= this are indexed */
+    uint64_t synced;        /* last sequence known durable under the policy */
+    uint64_t streams;       /* streams indexed so far */
+    uint64_t max_index_lag; /* largest head - indexed seen since open */
     evb_sync sync;
 } evb_store_info;
 
@@ -162,8 +162,8 @@ EVB_EXPORT int evb_store_reindex(evb_store_t *st, evb_err *err);
 
 /* Events with from_seq <= seq <= to_seq (to_seq 0: up to the head). */
 EVB_EXPORT evb_iter_t *evb_store_read_range(evb_store_t *st, uint64_t from_seq,
-                                            uint64_t to_seq,
-                                            const evb_upcasters_t *up, evb_err *err);
+                                            uint64_t to_seq, const evb_upcasters_t *up,
+                                            evb_err *err);
 /* Events of stream with from_version <= version <= to_version (to_version 0:
  * all; "as of version V" is from 1 to V). */
 EVB_EXPORT evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream,
@@ -188,8 +188,8 @@ EVB_EXPORT bool evb_iter_raw(const evb_iter_t *it, const void **buf, size_t *len
  * and the unindexed tail, in name order. */
 typedef struct evb_category_info {
     const char *name;
-    uint64_t head;   /* seq of its last event */
-    uint64_t count;  /* events in it */
+    uint64_t head;  /* seq of its last event */
+    uint64_t count; /* events in it */
 } evb_category_info;
 typedef int (*evb_category_fn)(const evb_category_info *ci, void *ctx);
 EVB_EXPORT int evb_store_categories(evb_store_t *st, evb_category_fn fn, void *ctx,

@@ -33,8 +33,7 @@ static hent *s_find(const hmap *m, const void *key, size_t klen, uint64_t h)
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         hent *e = &m->slots[i];
-        if (e->hash == 0)
-            return e;
+        if (e->hash == 0) return e;
         if (e->hash == h && e->klen == klen && memcmp(hent_key(e), key, klen) == 0)
             return e;
     }
@@ -42,8 +41,7 @@ static hent *s_find(const hmap *m, const void *key, size_t klen, uint64_t h)
 
 hent *hmap_get(const hmap *m, const void *key, size_t klen)
 {
-    if (m->cap == 0)
-        return NULL;
+    if (m->cap == 0) return NULL;
     hent *e = s_find(m, key, klen, hmap_hash(key, klen));
     return e->hash ? e : NULL;
 }
@@ -52,13 +50,11 @@ static int s_grow(hmap *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 64;
     hent *ns = calloc(ncap, sizeof *ns);
-    if (ns == NULL)
-        return -1;
+    if (ns == NULL) return -1;
     hmap nm = {ns, ncap, 0, m->spare, m->spare_cap};
     for (size_t i = 0; i < m->cap; i++) {
         hent *e = &m->slots[i];
-        if (e->hash == 0)
-            continue;
+        if (e->hash == 0) continue;
         hent *d = s_find(&nm, hent_key(e), e->klen, e->hash);
         *d = *e; /* moves the heap key pointer too */
         nm.len++;
@@ -70,15 +66,13 @@ static int s_grow(hmap *m)
 
 hent *hmap_put(hmap *m, const void *key, size_t klen, uint64_t a, uint64_t b)
 {
-    if ((m->len + 1) * 2 > m->cap && s_grow(m) != 0)
-        return NULL;
+    if ((m->len + 1) * 2 > m->cap && s_grow(m) != 0) return NULL;
     uint64_t h = hmap_hash(key, klen);
     hent *e = s_find(m, key, klen, h);
     if (e->hash == 0) {
         if (klen > HMAP_INLINE) {
             char *k = malloc(klen);
-            if (k == NULL)
-                return NULL;
+            if (k == NULL) return NULL;
             memcpy(k, key, klen);
             e->k.heap = k;
         } else {
@@ -95,8 +89,7 @@ hent *hmap_put(hmap *m, const void *key, size_t klen, uint64_t a, uint64_t b)
 
 int hmap_filter(hmap *m, bool (*keep)(const hent *e, void *ctx), void *ctx)
 {
-    if (m->cap == 0)
-        return 0;
+    if (m->cap == 0) return 0;
     /* Rebuild into the spare table when it has the right size: sweeps repeat,
      * and a fresh calloc of a large table each time costs page faults. */
     hent *ns;
@@ -115,8 +108,7 @@ int hmap_filter(hmap *m, bool (*keep)(const hent *e, void *ctx), void *ctx)
     hmap nm = {ns, m->cap, 0, m->slots, m->cap};
     for (size_t i = 0; i < m->cap; i++) {
         hent *e = &m->slots[i];
-        if (e->hash == 0)
-            continue;
+        if (e->hash == 0) continue;
         if (keep(e, ctx)) {
             *s_find(&nm, hent_key(e), e->klen, e->hash) = *e;
             nm.len++;

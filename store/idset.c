@@ -24,8 +24,7 @@ int idset_init(idset *s, size_t cap)
         c <<= 1;
     memset(s, 0, sizeof *s);
     s->slots = calloc(c, sizeof *s->slots);
-    if (s->slots == NULL)
-        return -1;
+    if (s->slots == NULL) return -1;
     s->cap = c;
     return 0;
 }
@@ -39,15 +38,12 @@ void idset_free(idset *s)
 
 uint64_t idset_get(const idset *s, const evb_id *id)
 {
-    if (s->cap == 0)
-        return 0;
+    if (s->cap == 0) return 0;
     size_t mask = s->cap - 1;
     for (size_t i = s_slot(id, mask);; i = (i + 1) & mask) {
         const idslot *e = &s->slots[i];
-        if (e->seq == 0)
-            return 0;
-        if (memcmp(e->id.b, id->b, EVB_ID_LEN) == 0)
-            return e->seq;
+        if (e->seq == 0) return 0;
+        if (memcmp(e->id.b, id->b, EVB_ID_LEN) == 0) return e->seq;
     }
 }
 
@@ -72,8 +68,7 @@ static int s_rebuild(idset *s, size_t ncap, uint64_t floor)
         memset(ns, 0, ncap * sizeof *ns);
     } else {
         ns = calloc(ncap, sizeof *ns);
-        if (ns == NULL)
-            return -1;
+        if (ns == NULL) return -1;
         free(s->spare);
         s->spare = NULL;
     }
@@ -98,13 +93,10 @@ static int s_rebuild(idset *s, size_t ncap, uint64_t floor)
 
 int idset_put(idset *s, const evb_id *id, uint64_t seq, uint64_t floor)
 {
-    if (s->cap == 0 && idset_init(s, 1024) != 0)
-        return -1;
+    if (s->cap == 0 && idset_init(s, 1024) != 0) return -1;
     if ((s->used + 1) * 4 > s->cap * 3) {
-        if (s_rebuild(s, s->cap, floor) != 0)
-            return -1;
-        if (s->used * 2 > s->cap && s_rebuild(s, s->cap * 2, floor) != 0)
-            return -1;
+        if (s_rebuild(s, s->cap, floor) != 0) return -1;
+        if (s->used * 2 > s->cap && s_rebuild(s, s->cap * 2, floor) != 0) return -1;
     }
     size_t mask = s->cap - 1;
     for (size_t i = s_slot(id, mask);; i = (i + 1) & mask) {

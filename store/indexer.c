@@ -37,11 +37,9 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     *done = 0;
     uint64_t from = atomic_load(&st->indexed) + 1;
     uint64_t head = atomic_load(&st->head);
-    if (from > head || max_events == 0)
-        return EVB_OK;
+    if (from > head || max_events == 0) return EVB_OK;
     uint64_t to = head;
-    if (to - from + 1 > max_events)
-        to = from + max_events - 1;
+    if (to - from + 1 > max_events) to = from + max_events - 1;
 
     if (st->ix_wb == NULL)
         st->ix_wb = leveldb_writebatch_create(); /* reused: keeps its capacity */
@@ -68,8 +66,8 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
         }
         const char *v = leveldb_iter_value(it, &vl);
         if (evb_event_decode_into(v, vl, &ev, err) != EVB_OK) {
-            rc = evb_err_set(err, EVB_ECORRUPT, "%s: indexer: event %llu: %.400s", st->dir,
-                             (unsigned long long)expect, err ? err->msg : "");
+            rc = evb_err_set(err, EVB_ECORRUPT, "%s: indexer: event %llu: %.400s",
+                             st->dir, (unsigned long long)expect, err ? err->msg : "");
             break;
         }
         size_t sn = strlen(ev.stream), cn = strlen(ev.category);
@@ -81,8 +79,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
                                key_name_num(key, K_CAT, ev.category, cn, expect), "", 0);
         leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
                                (const char *)val, 8);
-        if (ev.version == 1)
-            new_streams++;
+        if (ev.version == 1) new_streams++;
         hent *c = hmap_get(&cd.m, ev.category, cn);
         if (c == NULL && (c = hmap_put(&cd.m, ev.category, cn, 0, 0)) == NULL) {
             rc = evb_err_set(err, EVB_ENOMEM, "indexer: out of memory");
@@ -103,24 +100,22 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     /* Per-category statistics: stored value + this step's delta. */
     for (size_t i = 0; rc == EVB_OK && i < cd.m.cap; i++) {
         hent *c = &cd.m.slots[i];
-        if (c->hash == 0)
-            continue;
+        if (c->hash == 0) continue;
         key[0] = K_CATSTAT;
         memcpy(key + 1, hent_key(c), c->klen);
         char *old;
         size_t ol;
-        if ((rc = st_get(st, NULL, key, 1 + c->klen, &old, &ol, err)) != EVB_OK)
-            break;
+        if ((rc = st_get(st, NULL, key, 1 + c->klen, &old, &ol, err)) != EVB_OK) break;
         uint8_t stat[16];
         uint64_t count = c->b;
         if (old != NULL) {
-            if (ol == 16)
-                count += be64_get(old + 8);
+            if (ol == 16) count += be64_get(old + 8);
             leveldb_free(old);
         }
         be64_put(stat, c->a);
         be64_put(stat + 8, count);
-        leveldb_writebatch_put(wb, (const char *)key, 1 + c->klen, (const char *)stat, 16);
+        leveldb_writebatch_put(wb, (const char *)key, 1 + c->klen, (const char *)stat,
+                               16);
     }
     hmap_free(&cd.m);
     if (rc == EVB_OK) {
@@ -128,8 +123,8 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
         be64_put(val, to);
         leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)val, 8);
         be64_put(val, nstreams);
-        leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)val,
-                               8);
+        leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS),
+                               (const char *)val, 8);
         CRASH_POINT(st, "index.before_write");
         /* Index entries need no fsync: they are derived, and LevelDB keeps
          * writes in order, so a lost index batch can only lose a suffix. */
@@ -166,10 +161,8 @@ int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
 static bool s_should_index(evb_store_t *st)
 {
     uint64_t lag = atomic_load(&st->head) - atomic_load(&st->indexed);
-    if (lag == 0)
-        return false;
-    if (lag >= IX_DEFER_LAG || st->ix_urgent)
-        return true;
+    if (lag == 0) return false;
+    if (lag >= IX_DEFER_LAG || st->ix_urgent) return true;
     return evb_now_us() - atomic_load(&st->last_append_us) >= IX_IDLE_MS * 1000;
 }
 
@@ -216,15 +209,15 @@ static void *s_indexer(void *arg)
 int ix_start(evb_store_t *st, evb_err *err)
 {
     if (pthread_create(&st->ix_thread, NULL, s_indexer, st) != 0)
-        return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the indexer thread", st->dir);
+        return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the indexer thread",
+                           st->dir);
     st->ix_running = true;
     return EVB_OK;
 }
 
 void ix_stop(evb_store_t *st)
 {
-    if (!st->ix_running)
-        return;
+    if (!st->ix_running) return;
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_broadcast(&st->cv_work);
@@ -248,26 +241,25 @@ int evb_store_index_step(evb_store_t *st, size_t max_events, size_t *done, evb_e
 {
     size_t d = 0;
     if (st->read_only) {
-        if (done)
-            *done = 0;
-        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+        if (done) *done = 0;
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing",
+                           st->dir);
     }
     int rc = ix_step(st, max_events, &d, err);
-    if (done)
-        *done = d;
+    if (done) *done = d;
     return rc;
 }
 
 int evb_store_index_wait(evb_store_t *st, evb_err *err)
 {
     if (st->read_only)
-        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing",
+                           st->dir);
     if (!st->ix_running) {
         while (atomic_load(&st->indexed) < atomic_load(&st->head)) {
             size_t done;
             int rc = ix_step(st, IX_STEP_EVENTS, &done, err);
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
         }
         return EVB_OK;
     }
@@ -298,23 +290,20 @@ static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
     size_t n = 0;
     int rc = EVB_OK;
     char *e = NULL;
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
         size_t kl;
         const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 0 || k[0] != prefix)
-            break;
+        if (kl == 0 || k[0] != prefix) break;
         leveldb_writebatch_delete(wb, k, kl);
         if (++n % 10000 == 0) {
             leveldb_write(st->db, wo, wb, &e);
             leveldb_writebatch_clear(wb);
-            if (e != NULL)
-                break;
+            if (e != NULL) break;
         }
     }
-    if (e == NULL)
-        leveldb_write(st->db, wo, wb, &e);
-    if (e != NULL)
-        rc = st_ldb_err(st, e, "dropping the indexes", err);
+    if (e == NULL) leveldb_write(st->db, wo, wb, &e);
+    if (e != NULL) rc = st_ldb_err(st, e, "dropping the indexes", err);
     leveldb_writeoptions_destroy(wo);
     leveldb_writebatch_destroy(wb);
     leveldb_iter_destroy(it);
@@ -324,20 +313,21 @@ static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
 int evb_store_reindex(evb_store_t *st, evb_err *err)
 {
     if (st->read_only)
-        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing", st->dir);
+        return evb_err_set(err, EVB_EINVAL, "%s: opened read-only; not indexing",
+                           st->dir);
     pthread_mutex_lock(&st->ix_mu);
     /* The position goes to 0 first: a crash half-way leaves a log that indexes
      * again from the start (entries rewritten are identical). */
     uint8_t zero[8] = {0};
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)zero, 8);
-    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero, 8);
+    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero,
+                           8);
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
     int rc = EVB_OK;
-    if (e != NULL)
-        rc = st_ldb_err(st, e, "reindex", err);
+    if (e != NULL) rc = st_ldb_err(st, e, "reindex", err);
     if (rc == EVB_OK) {
         atomic_store(&st->indexed, 0);
         atomic_store(&st->nstreams, 0);
@@ -366,8 +356,7 @@ static int s_cmp_cat(const void *a, const void *b)
 int evb_store_categories(evb_store_t *st, evb_category_fn fn, void *ctx, evb_err *err)
 {
     size_t n = st->cats.len, k = 0;
-    if (n == 0)
-        return EVB_OK;
+    if (n == 0) return EVB_OK;
     evb_category_info *arr = calloc(n, sizeof *arr);
     char(*names)[EVB_MAX_CATEGORY_LEN + 1] = calloc(n, sizeof *names);
     if (arr == NULL || names == NULL) {
@@ -377,8 +366,7 @@ int evb_store_categories(evb_store_t *st, evb_category_fn fn, void *ctx, evb_err
     }
     for (size_t i = 0; i < st->cats.cap && k < n; i++) {
         const hent *c = &st->cats.slots[i];
-        if (c->hash == 0)
-            continue;
+        if (c->hash == 0) continue;
         size_t l = c->klen > EVB_MAX_CATEGORY_LEN ? EVB_MAX_CATEGORY_LEN : c->klen;
         memcpy(names[k], hent_key(c), l);
         names[k][l] = '\0';
@@ -398,8 +386,7 @@ int evb_store_category_head(evb_store_t *st, const char *category, uint64_t *hea
                             evb_err *err)
 {
     int rc = evb_check_category(category, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     const hent *c = hmap_get(&st->cats, category, strlen(category));
     *head = c ? c->a : 0;
     return EVB_OK;

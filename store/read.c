@@ -28,7 +28,7 @@ struct evb_iter {
     uint64_t ix_snap, head_snap;
     char name[EVB_MAX_STREAM_LEN + 1];
     size_t nlen;
-    uint64_t lo, hi; /* range: seqs; stream: versions; category: seq > lo */
+    uint64_t lo, hi;   /* range: seqs; stream: versions; category: seq > lo */
     uint64_t next_seq; /* tail phase: the sequence that must come next */
     bool skip_tail;    /* the tail holds none of this stream or category */
     uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
@@ -39,8 +39,8 @@ struct evb_iter {
     const evb_upcasters_t *up;
 };
 
-static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind, const evb_upcasters_t *up,
-                              evb_err *err)
+static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
+                              const evb_upcasters_t *up, evb_err *err)
 {
     evb_iter_t *it = calloc(1, sizeof *it);
     if (it == NULL) {
@@ -63,27 +63,20 @@ static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind, const evb_upca
         return NULL;
     }
     it->ix_snap = (v != NULL && vl == 8) ? be64_get(v) : 0;
-    if (v)
-        leveldb_free(v);
-    if (it->ix_snap > it->head_snap)
-        it->ix_snap = it->head_snap;
+    if (v) leveldb_free(v);
+    if (it->ix_snap > it->head_snap) it->ix_snap = it->head_snap;
     it->it = leveldb_create_iterator(st->db, it->ro);
     return it;
 }
 
 void evb_iter_destroy(evb_iter_t **itp)
 {
-    if (itp == NULL || *itp == NULL)
-        return;
+    if (itp == NULL || *itp == NULL) return;
     evb_iter_t *it = *itp;
-    if (it->it)
-        leveldb_iter_destroy(it->it);
-    if (it->eit)
-        leveldb_iter_destroy(it->eit);
-    if (it->ro)
-        leveldb_readoptions_destroy(it->ro);
-    if (it->snap)
-        leveldb_release_snapshot(it->st->db, it->snap);
+    if (it->it) leveldb_iter_destroy(it->it);
+    if (it->eit) leveldb_iter_destroy(it->eit);
+    if (it->ro) leveldb_readoptions_destroy(it->ro);
+    if (it->snap) leveldb_release_snapshot(it->st->db, it->snap);
     evb_event_clear(&it->ev);
     free(it);
     *itp = NULL;
@@ -93,23 +86,20 @@ evb_iter_t *evb_store_read_range(evb_store_t *st, uint64_t from_seq, uint64_t to
                                  const evb_upcasters_t *up, evb_err *err)
 {
     evb_iter_t *it = s_iter_new(st, IT_RANGE, up, err);
-    if (it == NULL)
-        return NULL;
+    if (it == NULL) return NULL;
     it->lo = from_seq ? from_seq : 1;
     it->hi = (to_seq == 0 || to_seq > it->head_snap) ? it->head_snap : to_seq;
     it->phase = PH_TAIL; /* the event keys themselves */
     return it;
 }
 
-evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream, uint64_t from_version,
-                                  uint64_t to_version, const evb_upcasters_t *up,
-                                  evb_err *err)
+evb_iter_t *evb_store_read_stream(evb_store_t *st, const char *stream,
+                                  uint64_t from_version, uint64_t to_version,
+                                  const evb_upcasters_t *up, evb_err *err)
 {
-    if (evb_check_stream(stream, err) != EVB_OK)
-        return NULL;
+    if (evb_check_stream(stream, err) != EVB_OK) return NULL;
     evb_iter_t *it = s_iter_new(st, IT_STREAM, up, err);
-    if (it == NULL)
-        return NULL;
+    if (it == NULL) return NULL;
     it->nlen = strlen(stream);
     memcpy(it->name, stream, it->nlen + 1);
     it->lo = from_version ? from_version : 1;
@@ -130,11 +120,9 @@ evb_iter_t *evb_store_read_category(evb_store_t *st, const char *category,
                                     uint64_t after_seq, const evb_upcasters_t *up,
                                     evb_err *err)
 {
-    if (evb_check_category(category, err) != EVB_OK)
-        return NULL;
+    if (evb_check_category(category, err) != EVB_OK) return NULL;
     evb_iter_t *it = s_iter_new(st, IT_CATEGORY, up, err);
-    if (it == NULL)
-        return NULL;
+    if (it == NULL) return NULL;
     it->nlen = strlen(category);
     memcpy(it->name, category, it->nlen + 1);
     it->lo = after_seq;
@@ -184,14 +172,11 @@ static bool s_iter_error(evb_iter_t *it, evb_err *err)
 /* Does the envelope belong to what this iterator reads (tail phase)? */
 static bool s_tail_match(const evb_iter_t *it, const char *v, size_t vl)
 {
-    if (it->kind == IT_RANGE)
-        return true;
+    if (it->kind == IT_RANGE) return true;
     const char *s;
     size_t sl;
-    if (!st_peek_stream(v, vl, &s, &sl))
-        return true; /* let the decoder report it */
-    if (it->kind == IT_STREAM)
-        return sl == it->nlen && memcmp(s, it->name, sl) == 0;
+    if (!st_peek_stream(v, vl, &s, &sl)) return true; /* let the decoder report it */
+    if (it->kind == IT_STREAM) return sl == it->nlen && memcmp(s, it->name, sl) == 0;
     const char *dash = memchr(s, '-', sl);
     size_t cl = dash ? (size_t)(dash - s) : sl;
     return cl == it->nlen && memcmp(s, it->name, cl) == 0;
@@ -212,20 +197,18 @@ static const char *s_event_at(evb_iter_t *it, uint64_t seq, size_t *vl)
         size_t kl = 0;
         for (int i = 0; i < 8 && leveldb_iter_valid(it->eit); i++) {
             const char *k = leveldb_iter_key(it->eit, &kl);
-            if (kl != 9 || memcmp(k, key, 9) >= 0)
-                break;
+            if (kl != 9 || memcmp(k, key, 9) >= 0) break;
             leveldb_iter_next(it->eit);
         }
-        const char *k = leveldb_iter_valid(it->eit) ? leveldb_iter_key(it->eit, &kl) : NULL;
+        const char *k =
+            leveldb_iter_valid(it->eit) ? leveldb_iter_key(it->eit, &kl) : NULL;
         if (k == NULL || kl != 9 || memcmp(k, key, 9) != 0)
             leveldb_iter_seek(it->eit, (const char *)key, 9);
     }
-    if (!leveldb_iter_valid(it->eit))
-        return NULL;
+    if (!leveldb_iter_valid(it->eit)) return NULL;
     size_t kl;
     const char *k = leveldb_iter_key(it->eit, &kl);
-    if (kl != 9 || memcmp(k, key, 9) != 0)
-        return NULL;
+    if (kl != 9 || memcmp(k, key, 9) != 0) return NULL;
     return leveldb_iter_value(it->eit, vl);
 }
 
@@ -242,8 +225,7 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
         leveldb_iter_next(it->it);
     }
     if (!leveldb_iter_valid(it->it)) {
-        if (s_iter_error(it, err))
-            return false;
+        if (s_iter_error(it, err)) return false;
         it->phase = PH_TAIL;
         it->started = false;
         return false;
@@ -263,8 +245,9 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
             return false;
         }
         if (vl != 8) {
-            evb_err_set(err, EVB_ECORRUPT, "%s: stream index entry of %s v%llu is damaged",
-                        it->st->dir, it->name, (unsigned long long)n);
+            evb_err_set(err, EVB_ECORRUPT,
+                        "%s: stream index entry of %s v%llu is damaged", it->st->dir,
+                        it->name, (unsigned long long)n);
             it->phase = PH_DONE;
             return false;
         }
@@ -274,7 +257,8 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
     const char *ev_val = s_event_at(it, seq, &ev_len);
     if (ev_val == NULL) {
         if (!s_iter_error(it, err))
-            evb_err_set(err, EVB_ECORRUPT, "%s: the %s index of %s points at missing event "
+            evb_err_set(err, EVB_ECORRUPT,
+                        "%s: the %s index of %s points at missing event "
                         "%llu",
                         it->st->dir, it->kind == IT_STREAM ? "stream" : "category",
                         it->name, (unsigned long long)seq);
@@ -303,8 +287,7 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
     for (;;) {
         if (!it->started) {
             uint64_t from = it->kind == IT_RANGE ? it->lo : it->ix_snap + 1;
-            if (it->kind == IT_CATEGORY && it->lo + 1 > from)
-                from = it->lo + 1;
+            if (it->kind == IT_CATEGORY && it->lo + 1 > from) from = it->lo + 1;
             uint8_t key[9];
             leveldb_iter_seek(it->it, (const char *)key, key_event(key, from));
             it->started = true;
@@ -331,16 +314,15 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
         }
         /* The sequence is contiguous: a hole is damage, not an empty slot. */
         if (it->next_seq != 0 && seq != it->next_seq) {
-            evb_err_set(err, EVB_ECORRUPT, "%s: event %llu is missing (next stored is %llu)",
-                        it->st->dir, (unsigned long long)it->next_seq,
-                        (unsigned long long)seq);
+            evb_err_set(err, EVB_ECORRUPT,
+                        "%s: event %llu is missing (next stored is %llu)", it->st->dir,
+                        (unsigned long long)it->next_seq, (unsigned long long)seq);
             it->phase = PH_DONE;
             return false;
         }
         it->next_seq = seq + 1;
         const char *v = leveldb_iter_value(it->it, &vl);
-        if (!s_tail_match(it, v, vl))
-            continue;
+        if (!s_tail_match(it, v, vl)) continue;
         if (!s_emit(it, v, vl, seq, err)) {
             it->phase = PH_DONE;
             return false;
@@ -348,8 +330,7 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
         if (it->kind == IT_STREAM && (strcmp(it->ev.stream, it->name) != 0 ||
                                       it->ev.version < it->lo || it->ev.version > it->hi))
             continue;
-        if (it->kind == IT_CATEGORY && strcmp(it->ev.category, it->name) != 0)
-            continue;
+        if (it->kind == IT_CATEGORY && strcmp(it->ev.category, it->name) != 0) continue;
         *ev = &it->ev;
         return true;
     }
@@ -361,10 +342,8 @@ bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
     *ev = NULL;
     while (it->phase != PH_DONE) {
         if (it->phase == PH_INDEX) {
-            if (s_next_index(it, ev, err))
-                return true;
-            if (err && err->code != EVB_OK)
-                return false;
+            if (s_next_index(it, ev, err)) return true;
+            if (err && err->code != EVB_OK) return false;
         } else if (it->skip_tail) {
             it->phase = PH_DONE;
         } else if (s_next_tail(it, ev, err)) {
@@ -378,8 +357,7 @@ bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
 
 bool evb_iter_raw(const evb_iter_t *it, const void **buf, size_t *len)
 {
-    if (it->raw == NULL)
-        return false;
+    if (it->raw == NULL) return false;
     *buf = it->raw;
     *len = it->raw_len;
     return true;

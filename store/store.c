@@ -35,18 +35,15 @@
 #ifdef EVB_CRASH_POINTS
 void evb_crash_point(evb_store_t *st, const char *name)
 {
-    if (st->crash_point == NULL || strcmp(st->crash_point, name) != 0)
-        return;
-    if (atomic_fetch_add(&st->crash_hits, 1) + 1 == st->crash_after)
-        raise(SIGKILL);
+    if (st->crash_point == NULL || strcmp(st->crash_point, name) != 0) return;
+    if (atomic_fetch_add(&st->crash_hits, 1) + 1 == st->crash_after) raise(SIGKILL);
 }
 #endif
 
 int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err)
 {
     int code = EVB_EIO;
-    if (strstr(ldb_err, "Corruption") != NULL)
-        code = EVB_ECORRUPT;
+    if (strstr(ldb_err, "Corruption") != NULL) code = EVB_ECORRUPT;
     evb_err_set(err, code, "%s: %s: %s", st->dir, what, ldb_err);
     leveldb_free(ldb_err);
     return code;
@@ -57,8 +54,7 @@ int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, si
 {
     char *e = NULL;
     *val = leveldb_get(st->db, ro ? ro : st->ro, key, klen, vlen, &e);
-    if (e != NULL)
-        return st_ldb_err(st, e, "read", err);
+    if (e != NULL) return st_ldb_err(st, e, "read", err);
     return EVB_OK;
 }
 
@@ -70,15 +66,12 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
     if (len < 3 || p[0] != 0xdc || p[1] != 0 || p[2] != 17) /* array16 of 17 */
         return false;
     p += 3;
-    if (p >= end || p[0] != 0x01)
-        return false;
+    if (p >= end || p[0] != 0x01) return false;
     p++;
-    if (end - p < 18 || p[0] != 0xc4 || p[1] != 16)
-        return false;
+    if (end - p < 18 || p[0] != 0xc4 || p[1] != 16) return false;
     p += 18;
     size_t n;
-    if (p >= end)
-        return false;
+    if (p >= end) return false;
     if ((p[0] & 0xe0) == 0xa0) {
         n = p[0] & 0x1f;
         p += 1;
@@ -88,22 +81,18 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
     } else {
         return false;
     }
-    if ((size_t)(end - p) < n + 18)
-        return false;
+    if ((size_t)(end - p) < n + 18) return false;
     p += n;
-    if (p[0] != 0xc4 || p[1] != 16)
-        return false;
+    if (p[0] != 0xc4 || p[1] != 16) return false;
     p += 18;
-    if (p >= end)
-        return false;
+    if (p >= end) return false;
     if (p[0] <= 0x7f)
         p += 1;
     else if (p[0] >= 0xcc && p[0] <= 0xcf)
         p += 1 + (1u << (p[0] - 0xcc));
     else
         return false;
-    if (p >= end)
-        return false;
+    if (p >= end) return false;
     if ((p[0] & 0xe0) == 0xa0) {
         n = p[0] & 0x1f;
         p += 1;
@@ -113,8 +102,7 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
     } else {
         return false;
     }
-    if ((size_t)(end - p) < n)
-        return false;
+    if ((size_t)(end - p) < n) return false;
     *stream = (const char *)p;
     *slen = n;
     return true;
@@ -148,8 +136,7 @@ static void s_bloom_hashes(const evb_id *id, uint64_t *h1, uint64_t *h2)
 
 static void s_bloom_add(bloom *bf, const evb_id *id)
 {
-    if (bf->bits == NULL)
-        return;
+    if (bf->bits == NULL) return;
     uint64_t h1, h2;
     s_bloom_hashes(id, &h1, &h2);
     uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
@@ -161,15 +148,13 @@ static void s_bloom_add(bloom *bf, const evb_id *id)
 
 static bool s_bloom_maybe(const bloom *bf, const evb_id *id)
 {
-    if (bf->bits == NULL)
-        return true;
+    if (bf->bits == NULL) return true;
     uint64_t h1, h2;
     s_bloom_hashes(id, &h1, &h2);
     const uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
     for (int i = 0; i < BLOOM_K; i++) {
         unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
-        if (!(blk[bit >> 6] & (1ull << (bit & 63))))
-            return false;
+        if (!(blk[bit >> 6] & (1ull << (bit & 63)))) return false;
     }
     return true;
 }
@@ -191,19 +176,16 @@ static void s_sweep(evb_store_t *st)
 
 /* Record that stream reached version at seq, adding count events to its
  * category. */
-static int s_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64_t seq,
-                         const char *cat, uint64_t count)
+static int s_note_stream(evb_store_t *st, const char *stream, uint64_t version,
+                         uint64_t seq, const char *cat, uint64_t count)
 {
     if (hmap_put(&st->streams, stream, strlen(stream), version, seq) == NULL)
         return EVB_ENOMEM;
     size_t cat_len = strlen(cat);
     hent *c = hmap_get(&st->cats, cat, cat_len);
-    if (c == NULL)
-        c = hmap_put(&st->cats, cat, cat_len, 0, 0);
-    if (c == NULL)
-        return EVB_ENOMEM;
-    if (seq > c->a)
-        c->a = seq;
+    if (c == NULL) c = hmap_put(&st->cats, cat, cat_len, 0, 0);
+    if (c == NULL) return EVB_ENOMEM;
+    if (seq > c->a) c->a = seq;
     c->b += count;
     return EVB_OK;
 }
@@ -252,8 +234,7 @@ static int s_stream_lookup(evb_store_t *st, const char *stream, uint64_t *versio
     char *ie = NULL;
     leveldb_iter_get_error(it, &ie);
     leveldb_iter_destroy(it);
-    if (ie != NULL)
-        return st_ldb_err(st, ie, "stream index", err);
+    if (ie != NULL) return st_ldb_err(st, ie, "stream index", err);
     if (*version > 0 && hmap_put(&st->streams, stream, n, *version, *last_seq) == NULL)
         return evb_err_set(err, EVB_ENOMEM, "out of memory caching stream versions");
     s_sweep(st);
@@ -264,19 +245,15 @@ static int s_stream_lookup(evb_store_t *st, const char *stream, uint64_t *versio
 static int s_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
 {
     *seq = 0;
-    if ((*seq = idset_get(&st->tail_ids, id)) != 0)
-        return EVB_OK;
-    if (!s_bloom_maybe(&st->ids, id))
-        return EVB_OK;
+    if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
+    if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
     uint8_t key[1 + EVB_ID_LEN];
     char *v;
     size_t vl;
     int rc = st_get(st, NULL, key, key_id(key, id), &v, &vl, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v != NULL) {
-        if (vl == 8)
-            *seq = be64_get(v);
+        if (vl == 8) *seq = be64_get(v);
         leveldb_free(v);
         if (*seq == 0)
             return evb_err_set(err, EVB_ECORRUPT, "%s: id index entry is not 8 bytes",
@@ -293,8 +270,7 @@ static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_cur
     struct stat sb;
     *exists = *empty = *has_current = false;
     if (stat(dir, &sb) != 0) {
-        if (errno == ENOENT)
-            return EVB_OK;
+        if (errno == ENOENT) return EVB_OK;
         return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
     }
     if (!S_ISDIR(sb.st_mode))
@@ -302,27 +278,23 @@ static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_cur
                            dir);
     *exists = true;
     DIR *d = opendir(dir);
-    if (d == NULL)
-        return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
+    if (d == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
     *empty = true;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (strcmp(de->d_name, "CURRENT") == 0)
-            *has_current = true;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (strcmp(de->d_name, "CURRENT") == 0) *has_current = true;
         /* Files LevelDB makes before CURRENT exists: a creation that was
          * killed half-way leaves only these, and is not someone else's data. */
         const char *n = de->d_name;
         size_t digits = strspn(n, "0123456789");
-        bool numbered = digits == 6 && (strcmp(n + 6, ".log") == 0 ||
-                                        strcmp(n + 6, ".dbtmp") == 0);
+        bool numbered =
+            digits == 6 && (strcmp(n + 6, ".log") == 0 || strcmp(n + 6, ".dbtmp") == 0);
         bool leveldb_start = strcmp(n, "LOCK") == 0 || strcmp(n, "LOG") == 0 ||
                              strcmp(n, "LOG.old") == 0 || numbered ||
-                             (strncmp(n, "MANIFEST-", 9) == 0 && strspn(n + 9, "0123456789") ==
-                                                                  strlen(n + 9));
-        if (!leveldb_start)
-            *empty = false;
+                             (strncmp(n, "MANIFEST-", 9) == 0 &&
+                              strspn(n + 9, "0123456789") == strlen(n + 9));
+        if (!leveldb_start) *empty = false;
     }
     closedir(d);
     return EVB_OK;
@@ -333,8 +305,7 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
     char *e = NULL;
     leveldb_options_set_create_if_missing(st->options, create);
     st->db = leveldb_open(st->options, st->dir, &e);
-    if (e == NULL)
-        return EVB_OK;
+    if (e == NULL) return EVB_OK;
     int rc;
     if (strstr(e, "lock") != NULL || strstr(e, "LOCK") != NULL)
         rc = evb_err_set(err, EVB_ELOCKED,
@@ -354,8 +325,7 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
 static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
 {
     int rc = evb_id_random(&st->log_id, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     uint8_t fmt[4] = {0, 0, 0, EVB_STORE_FORMAT};
     uint8_t zero[8] = {0};
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
@@ -365,12 +335,12 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
     leveldb_writebatch_put(wb, META_SERVICE, strlen(META_SERVICE), service,
                            strlen(service));
     leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)zero, 8);
-    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero, 8);
+    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero,
+                           8);
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
-    if (e != NULL)
-        return st_ldb_err(st, e, "writing the new log's metadata", err);
+    if (e != NULL) return st_ldb_err(st, e, "writing the new log's metadata", err);
     st->format = EVB_STORE_FORMAT;
     snprintf(st->service, sizeof st->service, "%s", service);
     return EVB_OK;
@@ -381,14 +351,11 @@ static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err 
     char *v;
     size_t vl;
     int rc = st_get(st, NULL, name, strlen(name), &v, &vl, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     *out = 0;
-    if (v == NULL)
-        return EVB_OK;
+    if (v == NULL) return EVB_OK;
     bool ok = (vl == 8);
-    if (ok)
-        *out = be64_get(v);
+    if (ok) *out = be64_get(v);
     leveldb_free(v);
     if (!ok)
         return evb_err_set(err, EVB_ECORRUPT, "%s: metadata %s is not 8 bytes", st->dir,
@@ -410,21 +377,21 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     char *v;
     size_t vl;
     int rc = st_get(st, NULL, META_FORMAT, strlen(META_FORMAT), &v, &vl, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (v == NULL) {
         if (s_db_is_empty(st))
             return EVB_ENOTFOUND; /* a creation killed before its metadata */
-        return evb_err_set(err, EVB_EFORMAT,
-                           "%s: a LevelDB database but not an evbus log (no format record)",
-                           st->dir);
+        return evb_err_set(
+            err, EVB_EFORMAT,
+            "%s: a LevelDB database but not an evbus log (no format record)", st->dir);
     }
     if (vl != 4) {
         leveldb_free(v);
         return evb_err_set(err, EVB_ECORRUPT, "%s: format record is %zu bytes, not 4",
                            st->dir, vl);
     }
-    st->format = (uint32_t)(be64_get((const char[8]){0, 0, 0, 0, v[0], v[1], v[2], v[3]}));
+    st->format =
+        (uint32_t)(be64_get((const char[8]){0, 0, 0, 0, v[0], v[1], v[2], v[3]}));
     leveldb_free(v);
     if (st->format > EVB_STORE_FORMAT)
         return evb_err_set(err, EVB_EFORMAT,
@@ -436,18 +403,17 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     if ((rc = st_get(st, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, err)) != EVB_OK)
         return rc;
     if (v == NULL || vl != EVB_ID_LEN) {
-        if (v)
-            leveldb_free(v);
+        if (v) leveldb_free(v);
         return evb_err_set(err, EVB_ECORRUPT, "%s: log id record missing or not 16 bytes",
                            st->dir);
     }
     memcpy(st->log_id.b, v, EVB_ID_LEN);
     leveldb_free(v);
-    if ((rc = st_get(st, NULL, META_SERVICE, strlen(META_SERVICE), &v, &vl, err)) != EVB_OK)
+    if ((rc = st_get(st, NULL, META_SERVICE, strlen(META_SERVICE), &v, &vl, err)) !=
+        EVB_OK)
         return rc;
     if (v == NULL || vl == 0 || vl > EVB_MAX_SERVICE_LEN) {
-        if (v)
-            leveldb_free(v);
+        if (v) leveldb_free(v);
         return evb_err_set(err, EVB_ECORRUPT, "%s: service name record missing or bad",
                            st->dir);
     }
@@ -455,11 +421,9 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     st->service[vl] = '\0';
     leveldb_free(v);
     uint64_t u;
-    if ((rc = s_meta_u64(st, META_IXPOS, &u, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_meta_u64(st, META_IXPOS, &u, err)) != EVB_OK) return rc;
     atomic_store(&st->indexed, u);
-    if ((rc = s_meta_u64(st, META_NSTREAMS, &u, err)) != EVB_OK)
-        return rc;
+    if ((rc = s_meta_u64(st, META_NSTREAMS, &u, err)) != EVB_OK) return rc;
     atomic_store(&st->nstreams, u);
     return EVB_OK;
 }
@@ -478,14 +442,12 @@ static int s_find_head(evb_store_t *st, evb_err *err)
     if (leveldb_iter_valid(it)) {
         size_t kl;
         const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 9 && k[0] == K_EVENT)
-            head = be64_get(k + 1);
+        if (kl == 9 && k[0] == K_EVENT) head = be64_get(k + 1);
     }
     char *e = NULL;
     leveldb_iter_get_error(it, &e);
     leveldb_iter_destroy(it);
-    if (e != NULL)
-        return st_ldb_err(st, e, "finding the head", err);
+    if (e != NULL) return st_ldb_err(st, e, "finding the head", err);
     atomic_store(&st->head, head);
     return EVB_OK;
 }
@@ -497,13 +459,14 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
     if (ix > head) {
         if (!st->read_only)
-            return evb_err_set(err, EVB_ECORRUPT,
-                               "%s: indexer position %llu is beyond the head %llu (events "
-                               "lost?); run evbus log verify",
-                               st->dir, (unsigned long long)ix, (unsigned long long)head);
+            return evb_err_set(
+                err, EVB_ECORRUPT,
+                "%s: indexer position %llu is beyond the head %llu (events "
+                "lost?); run evbus log verify",
+                st->dir, (unsigned long long)ix, (unsigned long long)head);
         /* Tools open anyway so that verify can report it. */
-        evb_log(EVB_LOG_WARN, "%s: indexer position %llu is beyond the head %llu", st->dir,
-                (unsigned long long)ix, (unsigned long long)head);
+        evb_log(EVB_LOG_WARN, "%s: indexer position %llu is beyond the head %llu",
+                st->dir, (unsigned long long)ix, (unsigned long long)head);
         atomic_store(&st->indexed, head);
         ix = head;
     }
@@ -518,11 +481,11 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         st->ids.nbits = nbits;
         leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
         const char pfx = K_ID;
-        for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it);
+             leveldb_iter_next(it)) {
             size_t kl;
             const char *k = leveldb_iter_key(it, &kl);
-            if (kl == 0 || k[0] != K_ID)
-                break;
+            if (kl == 0 || k[0] != K_ID) break;
             if (kl == 1 + EVB_ID_LEN) {
                 evb_id id;
                 memcpy(id.b, k + 1, EVB_ID_LEN);
@@ -538,8 +501,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
         const char *v = leveldb_iter_value(it, &vl);
-        if (kl == 0 || k[0] != K_CATSTAT)
-            break;
+        if (kl == 0 || k[0] != K_CATSTAT) break;
         if (vl == 16 && kl > 1 &&
             hmap_put(&st->cats, k + 1, kl - 1, be64_get(v), be64_get(v + 8)) == NULL) {
             leveldb_iter_destroy(it);
@@ -547,8 +509,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         }
     }
     leveldb_iter_destroy(it);
-    if (ix == head)
-        return EVB_OK;
+    if (ix == head) return EVB_OK;
     it = leveldb_create_iterator(st->db, st->ro);
     uint8_t key[9];
     leveldb_iter_seek(it, (const char *)key, key_event(key, ix + 1));
@@ -557,8 +518,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
-        if (kl != 9 || k[0] != K_EVENT)
-            break;
+        if (kl != 9 || k[0] != K_EVENT) break;
         uint64_t seq = be64_get(k + 1);
         const char *v = leveldb_iter_value(it, &vl);
         evb_err derr;
@@ -594,8 +554,10 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     }
     if (opts->create && evb_check_service(opts->service, err) != EVB_OK) {
         if (err)
-            snprintf(err->msg, sizeof err->msg, "%s: creating a log needs a valid service "
-                     "name ([a-z0-9_.-], 1..%u bytes)", opts->dir, EVB_MAX_SERVICE_LEN);
+            snprintf(err->msg, sizeof err->msg,
+                     "%s: creating a log needs a valid service "
+                     "name ([a-z0-9_.-], 1..%u bytes)",
+                     opts->dir, EVB_MAX_SERVICE_LEN);
         return NULL;
     }
     if (opts->sync > EVB_SYNC_GROUP || opts->index_mode > EVB_INDEX_MANUAL) {
@@ -603,14 +565,14 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         return NULL;
     }
     bool exists, empty, has_current;
-    if (s_dir_state(opts->dir, &exists, &empty, &has_current, err) != EVB_OK)
-        return NULL;
+    if (s_dir_state(opts->dir, &exists, &empty, &has_current, err) != EVB_OK) return NULL;
     if (!has_current) {
         if (exists && !empty) {
-            evb_err_set(err, EVB_EFORMAT,
-                        "%s: holds files but no LevelDB database (no CURRENT file): not an "
-                        "evbus log",
-                        opts->dir);
+            evb_err_set(
+                err, EVB_EFORMAT,
+                "%s: holds files but no LevelDB database (no CURRENT file): not an "
+                "evbus log",
+                opts->dir);
             return NULL;
         }
         if (!opts->create) {
@@ -633,7 +595,8 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->group_ms = opts->group_interval_ms ? opts->group_interval_ms : 2;
     st->index_mode = opts->read_only_intent ? EVB_INDEX_MANUAL : opts->index_mode;
     st->read_only = opts->read_only_intent;
-    st->stream_cache_max = opts->stream_cache_entries ? opts->stream_cache_entries : 100000;
+    st->stream_cache_max =
+        opts->stream_cache_entries ? opts->stream_cache_entries : 100000;
     if (idset_init(&st->tail_ids, 2 * 65536) != 0) {
         free(st->dir);
         free(st);
@@ -660,28 +623,27 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo_sync, 1);
 
-    if (s_open_db(st, !has_current, err) != EVB_OK)
-        goto fail;
+    if (s_open_db(st, !has_current, err) != EVB_OK) goto fail;
     if (!has_current) {
-        if (s_init_meta(st, opts->service, err) != EVB_OK)
-            goto fail;
+        if (s_init_meta(st, opts->service, err) != EVB_OK) goto fail;
     } else {
         int mrc = s_load_meta(st, err);
         if (mrc == EVB_ENOTFOUND && opts->create) {
-            if (s_init_meta(st, opts->service, err) != EVB_OK)
-                goto fail;
+            if (s_init_meta(st, opts->service, err) != EVB_OK) goto fail;
         } else if (mrc == EVB_ENOTFOUND) {
-            evb_err_set(err, EVB_ENOTFOUND, "%s: an empty database, no evbus log (its "
-                        "creation was interrupted?)", st->dir);
+            evb_err_set(err, EVB_ENOTFOUND,
+                        "%s: an empty database, no evbus log (its "
+                        "creation was interrupted?)",
+                        st->dir);
             goto fail;
         } else if (mrc != EVB_OK) {
             goto fail;
         }
     }
-    if (s_find_head(st, err) != EVB_OK || s_load_tail(st, err) != EVB_OK)
-        goto fail;
+    if (s_find_head(st, err) != EVB_OK || s_load_tail(st, err) != EVB_OK) goto fail;
     atomic_store(&st->synced, atomic_load(&st->head));
-    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD && ix_start(st, err) != EVB_OK)
+    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD &&
+        ix_start(st, err) != EVB_OK)
         goto fail;
     if (!st->read_only && st->sync == EVB_SYNC_GROUP) {
         if (pthread_create(&st->fl_thread, NULL, s_flusher, st) != 0) {
@@ -703,35 +665,26 @@ fail:
 
 void evb_store_destroy(evb_store_t **stp)
 {
-    if (stp == NULL || *stp == NULL)
-        return;
+    if (stp == NULL || *stp == NULL) return;
     evb_store_t *st = *stp;
-    if (st->open_txn != NULL)
-        evb_txn_destroy(&st->open_txn);
+    if (st->open_txn != NULL) evb_txn_destroy(&st->open_txn);
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_broadcast(&st->cv_work);
     pthread_cond_broadcast(&st->cv_flush);
     pthread_mutex_unlock(&st->mu);
-    if (st->fl_running)
-        pthread_join(st->fl_thread, NULL);
+    if (st->fl_running) pthread_join(st->fl_thread, NULL);
     ix_stop(st);
     if (st->db != NULL && !st->read_only && st->sync != EVB_SYNC_NONE &&
         atomic_load(&st->synced) < atomic_load(&st->head))
         (void)evb_store_sync(st, NULL);
-    if (st->db != NULL)
-        leveldb_close(st->db);
-    if (st->options)
-        leveldb_options_destroy(st->options);
-    if (st->ro)
-        leveldb_readoptions_destroy(st->ro);
-    if (st->wo)
-        leveldb_writeoptions_destroy(st->wo);
-    if (st->wo_sync)
-        leveldb_writeoptions_destroy(st->wo_sync);
+    if (st->db != NULL) leveldb_close(st->db);
+    if (st->options) leveldb_options_destroy(st->options);
+    if (st->ro) leveldb_readoptions_destroy(st->ro);
+    if (st->wo) leveldb_writeoptions_destroy(st->wo);
+    if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);
     s_txn_free(&st->txn);
-    if (st->ix_wb)
-        leveldb_writebatch_destroy(st->ix_wb);
+    if (st->ix_wb) leveldb_writebatch_destroy(st->ix_wb);
     hmap_free(&st->streams);
     idset_free(&st->tail_ids);
     hmap_free(&st->cats);
@@ -775,8 +728,7 @@ int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
 {
     *bytes = 0;
     DIR *d = opendir(st->dir);
-    if (d == NULL)
-        return evb_err_set(err, EVB_EIO, "%s: %s", st->dir, strerror(errno));
+    if (d == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", st->dir, strerror(errno));
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         struct stat sb;
@@ -800,8 +752,7 @@ static int s_sync_write(evb_store_t *st, evb_err *err)
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
-    if (e != NULL)
-        return st_ldb_err(st, e, "fsync", err);
+    if (e != NULL) return st_ldb_err(st, e, "fsync", err);
     CRASH_POINT(st, "sync.after");
     /* Everything up to h was written before this synced write: durable. */
     uint64_t cur = atomic_load(&st->synced);
@@ -812,8 +763,7 @@ static int s_sync_write(evb_store_t *st, evb_err *err)
 
 int evb_store_sync(evb_store_t *st, evb_err *err)
 {
-    if (st->read_only)
-        return EVB_OK;
+    if (st->read_only) return EVB_OK;
     return s_sync_write(st, err);
 }
 
@@ -835,14 +785,11 @@ static void *s_flusher(void *arg)
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&st->cv_flush, &st->mu, &ts);
-        if (st->stop)
-            break;
-        if (atomic_load(&st->synced) >= atomic_load(&st->head))
-            continue;
+        if (st->stop) break;
+        if (atomic_load(&st->synced) >= atomic_load(&st->head)) continue;
         pthread_mutex_unlock(&st->mu);
         evb_err e;
-        if (s_sync_write(st, &e) != EVB_OK)
-            evb_log(EVB_LOG_ERROR, "%s", e.msg);
+        if (s_sync_write(st, &e) != EVB_OK) evb_log(EVB_LOG_ERROR, "%s", e.msg);
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
@@ -871,8 +818,7 @@ evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
      * their capacity, so a steady stream of appends allocates nothing (a
      * fresh 300 KB batch per append cost page faults on every call). */
     evb_txn_t *tx = &st->txn;
-    if (tx->wb == NULL)
-        tx->wb = leveldb_writebatch_create();
+    if (tx->wb == NULL) tx->wb = leveldb_writebatch_create();
     tx->st = st;
     tx->next_seq = atomic_load(&st->head) + 1;
     tx->nstreams = tx->nids = 0;
@@ -883,11 +829,9 @@ evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
 
 void evb_txn_destroy(evb_txn_t **txp)
 {
-    if (txp == NULL || *txp == NULL)
-        return;
+    if (txp == NULL || *txp == NULL) return;
     evb_txn_t *tx = *txp;
-    if (tx->st->open_txn == tx)
-        tx->st->open_txn = NULL;
+    if (tx->st->open_txn == tx) tx->st->open_txn = NULL;
     leveldb_writebatch_clear(tx->wb);
     /* Do not keep a huge batch's memory for ever. */
     if (tx->cap_ids > 2 * EVB_MAX_BATCH) {
@@ -901,8 +845,7 @@ void evb_txn_destroy(evb_txn_t **txp)
 /* Free the reusable transaction's memory (store destroy). */
 static void s_txn_free(evb_txn_t *tx)
 {
-    if (tx->wb)
-        leveldb_writebatch_destroy(tx->wb);
+    if (tx->wb) leveldb_writebatch_destroy(tx->wb);
     free(tx->streams);
     free(tx->ids);
     memset(tx, 0, sizeof *tx);
@@ -945,8 +888,7 @@ static int s_ckpt_key(uint8_t *k, size_t *klen, const char *consumer, const evb_
         return evb_err_set(err, EVB_EINVAL, "consumer name must be 1..%u bytes",
                            EVB_MAX_CONSUMER_LEN);
     int rc = evb_check_category(category, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     size_t catn = strlen(category);
     k[0] = K_CKPT;
     memcpy(k + 1, consumer, cn);
@@ -963,8 +905,7 @@ int evb_txn_checkpoint(evb_txn_t *tx, const char *consumer, const evb_id *source
     uint8_t k[KEY_MAX];
     size_t klen;
     int rc = s_ckpt_key(k, &klen, consumer, source_log, category, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     uint8_t v[8];
     be64_put(v, seq);
     leveldb_writebatch_put(tx->wb, (const char *)k, klen, (const char *)v, 8);
@@ -975,8 +916,7 @@ static int s_snap_put(leveldb_writebatch_t *wb, const char *stream, uint64_t ver
                       const void *state, size_t len, evb_err *err)
 {
     int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (len > EVB_MAX_VALUE_BYTES)
         return evb_err_set(err, EVB_ETOOBIG, "snapshot of %zu bytes, more than %u", len,
                            EVB_MAX_VALUE_BYTES);
@@ -1000,16 +940,14 @@ int evb_txn_snapshot(evb_txn_t *tx, const char *stream, uint64_t version,
 static txn_stream *s_txn_stream(evb_txn_t *tx, const char *stream)
 {
     for (size_t i = 0; i < tx->nstreams; i++)
-        if (strcmp(tx->streams[i].stream, stream) == 0)
-            return &tx->streams[i];
+        if (strcmp(tx->streams[i].stream, stream) == 0) return &tx->streams[i];
     return NULL;
 }
 
 static txn_id *s_txn_id(evb_txn_t *tx, const evb_id *id)
 {
     for (size_t i = 0; i < tx->nids; i++)
-        if (memcmp(tx->ids[i].id.b, id->b, EVB_ID_LEN) == 0)
-            return &tx->ids[i];
+        if (memcmp(tx->ids[i].id.b, id->b, EVB_ID_LEN) == 0) return &tx->ids[i];
     return NULL;
 }
 
@@ -1025,16 +963,13 @@ static int s_fill_ids(evb_event_t *events, size_t n, evb_err *err)
     size_t missing = 0;
     for (size_t i = 0; i < n; i++)
         missing += evb_id_is_zero(&events[i].id);
-    if (missing == 0)
-        return EVB_OK;
+    if (missing == 0) return EVB_OK;
     uint8_t *rnd = malloc(missing * EVB_ID_LEN);
-    if (rnd == NULL)
-        return evb_err_set(err, EVB_ENOMEM, "out of memory making ids");
+    if (rnd == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory making ids");
     size_t got = 0, want = missing * EVB_ID_LEN;
     while (got < want) {
         ssize_t r = getrandom(rnd + got, want - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             free(rnd);
             return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
@@ -1042,11 +977,9 @@ static int s_fill_ids(evb_event_t *events, size_t n, evb_err *err)
         got += (size_t)r;
     }
     for (size_t i = 0, j = 0; i < n; i++) {
-        if (!evb_id_is_zero(&events[i].id))
-            continue;
+        if (!evb_id_is_zero(&events[i].id)) continue;
         memcpy(events[i].id.b, rnd + EVB_ID_LEN * j++, EVB_ID_LEN);
-        if (evb_id_is_zero(&events[i].id))
-            events[i].id.b[0] = 1; /* zero means "none" */
+        if (evb_id_is_zero(&events[i].id)) events[i].id.b[0] = 1; /* zero means "none" */
     }
     free(rnd);
     return EVB_OK;
@@ -1058,11 +991,10 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
                          size_t n, evb_err *err)
 {
     int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     if (n == 0 || n > EVB_MAX_BATCH)
-        return evb_err_set(err, EVB_EINVAL, "append to %s: %zu events (want 1..%u)", stream,
-                           n, EVB_MAX_BATCH);
+        return evb_err_set(err, EVB_EINVAL, "append to %s: %zu events (want 1..%u)",
+                           stream, n, EVB_MAX_BATCH);
     if (events == NULL)
         return evb_err_set(err, EVB_EINVAL, "append to %s: no events", stream);
     for (size_t i = 0; i < n; i++) {
@@ -1071,26 +1003,28 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
             evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
             return rc;
         }
-        if (ev->payload != NULL &&
-            (rc = evb_check_map(ev->payload, ev->payload_len, "payload", err)) != EVB_OK) {
+        if (ev->payload != NULL && (rc = evb_check_map(ev->payload, ev->payload_len,
+                                                       "payload", err)) != EVB_OK) {
             evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
             return rc;
         }
-        if (ev->metadata != NULL &&
-            (rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", err)) != EVB_OK) {
+        if (ev->metadata != NULL && (rc = evb_check_map(ev->metadata, ev->metadata_len,
+                                                        "metadata", err)) != EVB_OK) {
             evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
             return rc;
         }
         if (ev->metadata != NULL && ev->payload != NULL &&
             ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-            return evb_err_set(err, EVB_ETOOBIG,
-                               "append to %s, event %zu: payload + metadata over %u bytes",
-                               stream, i, EVB_MAX_PAYLOAD_BYTES);
+            return evb_err_set(
+                err, EVB_ETOOBIG,
+                "append to %s, event %zu: payload + metadata over %u bytes", stream, i,
+                EVB_MAX_PAYLOAD_BYTES);
         if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
-            return evb_err_set(err, EVB_EINVAL,
-                               "append to %s, event %zu: set origin_log_id and origin_seq "
-                               "both (a copy) or neither",
-                               stream, i);
+            return evb_err_set(
+                err, EVB_EINVAL,
+                "append to %s, event %zu: set origin_log_id and origin_seq "
+                "both (a copy) or neither",
+                stream, i);
     }
     /* Only ids the caller chose can repeat inside the batch; fresh random ids
      * cannot (2^-128), so they skip the sort. */
@@ -1103,8 +1037,7 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
         if (ids == NULL)
             return evb_err_set(err, EVB_ENOMEM, "out of memory checking ids");
         for (size_t i = 0, j = 0; i < n; i++)
-            if (!evb_id_is_zero(&events[i].id))
-                ids[j++] = events[i].id;
+            if (!evb_id_is_zero(&events[i].id)) ids[j++] = events[i].id;
     }
     if ((rc = s_fill_ids(events, n, err)) != EVB_OK) {
         free(ids);
@@ -1118,8 +1051,8 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
                 char hex[EVB_ID_HEX_LEN + 1];
                 evb_id_to_hex(&ids[i], hex);
                 free(ids);
-                return evb_err_set(err, EVB_EINVAL, "append to %s: id %s twice in one batch",
-                                   stream, hex);
+                return evb_err_set(err, EVB_EINVAL,
+                                   "append to %s: id %s twice in one batch", stream, hex);
             }
         }
         free(ids);
@@ -1130,8 +1063,9 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
 
 /* A retry whose ids are all stored: check they are this stream's events, in
  * order, and report their positions. */
-static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events, size_t n,
-                          const uint64_t *seqs, evb_append_result *res, evb_err *err)
+static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events,
+                          size_t n, const uint64_t *seqs, evb_append_result *res,
+                          evb_err *err)
 {
     evb_store_t *st = tx->st;
     for (size_t i = 1; i < n; i++)
@@ -1146,26 +1080,25 @@ static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events
         uint64_t seq = end ? seqs[n - 1] : seqs[0];
         txn_id *ti = NULL;
         for (size_t i = 0; i < tx->nids && ti == NULL; i++)
-            if (tx->ids[i].seq == seq)
-                ti = &tx->ids[i];
+            if (tx->ids[i].seq == seq) ti = &tx->ids[i];
         uint64_t version;
         if (ti != NULL) { /* staged in this transaction */
             const txn_stream *ts = &tx->streams[ti->stream_ix];
             if (strcmp(ts->stream, stream) != 0)
                 return evb_err_set(err, EVB_EINVAL,
-                                   "append to %s: ids already staged for stream %s", stream,
-                                   ts->stream);
+                                   "append to %s: ids already staged for stream %s",
+                                   stream, ts->stream);
             version = ts->version - (ts->last_seq - seq);
         } else {
             uint8_t key[9];
             char *v;
             size_t vl;
             int rc = st_get(st, NULL, key, key_event(key, seq), &v, &vl, err);
-            if (rc != EVB_OK)
-                return rc;
+            if (rc != EVB_OK) return rc;
             if (v == NULL)
-                return evb_err_set(err, EVB_ECORRUPT, "%s: id points at missing event %llu",
-                                   st->dir, (unsigned long long)seq);
+                return evb_err_set(err, EVB_ECORRUPT,
+                                   "%s: id points at missing event %llu", st->dir,
+                                   (unsigned long long)seq);
             evb_event_t ev = {0};
             rc = evb_event_decode_into(v, vl, &ev, err);
             leveldb_free(v);
@@ -1181,8 +1114,8 @@ static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events
             evb_event_clear(&ev);
             if (!same)
                 return evb_err_set(err, EVB_EINVAL,
-                                   "append to %s: ids already stored in stream %s", stream,
-                                   other);
+                                   "append to %s: ids already stored in stream %s",
+                                   stream, other);
         }
         if (end)
             vlast = version;
@@ -1191,7 +1124,8 @@ static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events
     }
     if (vlast - vfirst != n - 1)
         return evb_err_set(err, EVB_EINVAL,
-                           "append to %s: ids already stored, but not as this batch", stream);
+                           "append to %s: ids already stored, but not as this batch",
+                           stream);
     for (size_t i = 0; i < n; i++) {
         events[i].seq = seqs[i];
         events[i].version = vfirst + i;
@@ -1210,14 +1144,12 @@ static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events
 
 static int s_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t nc = *cap ? *cap * 2 : 8;
     while (nc < need)
         nc *= 2;
     void *p = realloc(*arr, nc * elem);
-    if (p == NULL)
-        return -1;
+    if (p == NULL) return -1;
     *arr = p;
     *cap = nc;
     return 0;
@@ -1227,8 +1159,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
                    evb_event_t *events, size_t n, evb_append_result *res, evb_err *err)
 {
     evb_store_t *st = tx->st;
-    if (res)
-        memset(res, 0, sizeof *res);
+    if (res) memset(res, 0, sizeof *res);
     if (expected_version < EVB_EXPECT_ANY)
         return evb_err_set(err, EVB_EINVAL, "append to %s: expected version %lld invalid",
                            stream, (long long)expected_version);
@@ -1239,13 +1170,11 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
      * memory misses. FRESH marks them until the lookup loop. */
     const uint64_t FRESH = UINT64_MAX;
     uint64_t *seqs = calloc(n ? n : 1, sizeof *seqs);
-    if (seqs == NULL)
-        return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    if (seqs == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         seqs[i] = evb_id_is_zero(&events[i].id) ? FRESH : 0;
     int rc = s_check_batch(st, stream, events, n, err);
-    if (rc != EVB_OK)
-        goto out;
+    if (rc != EVB_OK) goto out;
 
     /* 1. ids already stored (checked before the version, so a retry of a
      * successful append succeeds although the version moved on). */
@@ -1270,8 +1199,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         char list[400] = "";
         size_t shown = 0;
         for (size_t i = 0; i < n && shown < 4; i++) {
-            if (seqs[i] == 0)
-                continue;
+            if (seqs[i] == 0) continue;
             char hex[EVB_ID_HEX_LEN + 1];
             evb_id_to_hex(&events[i].id, hex);
             size_t l = strlen(list);
@@ -1325,10 +1253,8 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         ev->seq = tx->next_seq + i;
         ev->stream = stream;
         ev->version = cur + 1 + i;
-        if (ev->schema == 0)
-            ev->schema = 1;
-        if (ev->ts_us == 0)
-            ev->ts_us = now;
+        if (ev->schema == 0) ev->schema = 1;
+        if (ev->ts_us == 0) ev->ts_us = now;
         if (ev->payload == NULL) {
             ev->payload = evb_empty_map;
             ev->payload_len = sizeof evb_empty_map;
@@ -1367,16 +1293,17 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
     evb_store_t *st = tx->st;
     int rc = EVB_OK;
     if (tx->failed) {
-        rc = evb_err_set(err, EVB_EINVAL,
-                         "%s: a step of this transaction failed half-way; nothing written",
-                         st->dir);
+        rc = evb_err_set(
+            err, EVB_EINVAL,
+            "%s: a step of this transaction failed half-way; nothing written", st->dir);
         goto done;
     }
     /* Back-pressure: the indexer may fall only so far behind. */
     if (st->index_mode == EVB_INDEX_THREAD && tx->nids > 0) {
         pthread_mutex_lock(&st->mu);
         while (!st->stop && st->ix_error[0] == '\0' &&
-               atomic_load(&st->head) - atomic_load(&st->indexed) > EVB_STORE_MAX_INDEX_LAG) {
+               atomic_load(&st->head) - atomic_load(&st->indexed) >
+                   EVB_STORE_MAX_INDEX_LAG) {
             pthread_cond_signal(&st->cv_work);
             pthread_cond_wait(&st->cv_done, &st->mu);
         }
@@ -1403,22 +1330,19 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         }
         for (size_t i = 0; i < tx->nstreams; i++) {
             const txn_stream *ts = &tx->streams[i];
-            if (ts->count == 0)
-                continue;
+            if (ts->count == 0) continue;
             char cat[EVB_MAX_CATEGORY_LEN + 1];
             evb_stream_category(ts->stream, cat, NULL);
-            oom |= s_note_stream(st, ts->stream, ts->version, ts->last_seq, cat, ts->count) !=
-                   EVB_OK;
+            oom |= s_note_stream(st, ts->stream, ts->version, ts->last_seq, cat,
+                                 ts->count) != EVB_OK;
         }
         if (oom) /* the caches are an optimisation only where they can miss */
             evb_log(EVB_LOG_WARN, "%s: out of memory caching appended events", st->dir);
         uint64_t head = tx->next_seq - 1;
         atomic_store(&st->head, head);
-        if (st->sync != EVB_SYNC_GROUP)
-            atomic_store(&st->synced, head);
+        if (st->sync != EVB_SYNC_GROUP) atomic_store(&st->synced, head);
         uint64_t lag = head - atomic_load(&st->indexed);
-        if (lag > atomic_load(&st->max_lag))
-            atomic_store(&st->max_lag, lag);
+        if (lag > atomic_load(&st->max_lag)) atomic_store(&st->max_lag, lag);
         s_sweep(st);
         ix_kick(st);
     }
@@ -1431,16 +1355,13 @@ int evb_store_append(evb_store_t *st, const char *stream, int64_t expected_versi
                      evb_event_t *events, size_t n, evb_append_result *res, evb_err *err)
 {
     evb_txn_t *tx = evb_txn_begin(st, err);
-    if (tx == NULL)
-        return err ? err->code : EVB_EBUSY;
+    if (tx == NULL) return err ? err->code : EVB_EBUSY;
     tx->plain = true;
     evb_append_result r;
     int rc = evb_txn_append(tx, stream, expected_version, events, n, &r, err);
-    if (rc == EVB_OK && !r.duplicate)
-        rc = evb_txn_commit(&tx, err);
+    if (rc == EVB_OK && !r.duplicate) rc = evb_txn_commit(&tx, err);
     evb_txn_destroy(&tx);
-    if (rc == EVB_OK && res)
-        *res = r;
+    if (rc == EVB_OK && res) *res = r;
     return rc;
 }
 
@@ -1448,8 +1369,7 @@ int evb_store_stream_version(evb_store_t *st, const char *stream, uint64_t *vers
                              evb_err *err)
 {
     int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     uint64_t last;
     return s_stream_lookup(st, stream, version, &last, err);
 }
@@ -1467,7 +1387,8 @@ int evb_store_find_id(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err 
 
 /* ---- consumer key/values, checkpoints, snapshots ---- */
 
-int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out, evb_err *err)
+int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
+                  evb_err *err)
 {
     if (klen == 0 || klen > EVB_MAX_KEY_LEN)
         return evb_err_set(err, EVB_EINVAL, "key length %zu not in 1..%u", klen,
@@ -1478,34 +1399,29 @@ int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out, e
     char *v;
     size_t vl;
     int rc = st_get(st, NULL, k, klen + 1, &v, &vl, err);
-    if (rc != EVB_OK)
-        return rc;
-    if (v == NULL)
-        return evb_err_set(err, EVB_ENOTFOUND, "%s: no such key", st->dir);
+    if (rc != EVB_OK) return rc;
+    if (v == NULL) return evb_err_set(err, EVB_ENOTFOUND, "%s: no such key", st->dir);
     out->len = 0;
     rc = evb_buf_append(out, v, vl, err);
     leveldb_free(v);
     return rc;
 }
 
-int evb_store_checkpoint_get(evb_store_t *st, const char *consumer, const evb_id *source_log,
-                             const char *category, uint64_t *seq, evb_err *err)
+int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
+                             const evb_id *source_log, const char *category,
+                             uint64_t *seq, evb_err *err)
 {
     uint8_t k[KEY_MAX];
     size_t klen;
     *seq = 0;
     int rc = s_ckpt_key(k, &klen, consumer, source_log, category, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     char *v;
     size_t vl;
-    if ((rc = st_get(st, NULL, k, klen, &v, &vl, err)) != EVB_OK)
-        return rc;
-    if (v == NULL)
-        return EVB_OK;
+    if ((rc = st_get(st, NULL, k, klen, &v, &vl, err)) != EVB_OK) return rc;
+    if (v == NULL) return EVB_OK;
     bool ok = vl == 8;
-    if (ok)
-        *seq = be64_get(v);
+    if (ok) *seq = be64_get(v);
     leveldb_free(v);
     return ok ? EVB_OK
               : evb_err_set(err, EVB_ECORRUPT, "%s: checkpoint of %s is not 8 bytes",
@@ -1521,14 +1437,14 @@ int evb_store_checkpoints(evb_store_t *st, evb_checkpoint_fn fn, void *ctx, evb_
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
         const char *v = leveldb_iter_value(it, &vl);
-        if (kl == 0 || k[0] != K_CKPT)
-            break;
+        if (kl == 0 || k[0] != K_CKPT) break;
         const char *nul = memchr(k + 1, '\0', kl - 1);
         size_t cn = nul ? (size_t)(nul - k - 1) : 0;
         size_t catn = nul ? kl - 2 - cn - EVB_ID_LEN : 0;
         if (nul == NULL || kl < 2 + cn + EVB_ID_LEN + 1 || vl != 8 ||
             catn > EVB_MAX_CATEGORY_LEN) {
-            rc = evb_err_set(err, EVB_ECORRUPT, "%s: malformed checkpoint record", st->dir);
+            rc = evb_err_set(err, EVB_ECORRUPT, "%s: malformed checkpoint record",
+                             st->dir);
             break;
         }
         char consumer[EVB_MAX_CONSUMER_LEN + 1], cat[EVB_MAX_CATEGORY_LEN + 1];
@@ -1538,8 +1454,7 @@ int evb_store_checkpoints(evb_store_t *st, evb_checkpoint_fn fn, void *ctx, evb_
         memcpy(log.b, k + 2 + cn, EVB_ID_LEN);
         memcpy(cat, k + 2 + cn + EVB_ID_LEN, catn);
         cat[catn] = '\0';
-        if ((rc = fn(consumer, &log, cat, be64_get(v), ctx)) != 0)
-            break;
+        if ((rc = fn(consumer, &log, cat, be64_get(v), ctx)) != 0) break;
     }
     leveldb_iter_destroy(it);
     return rc;
@@ -1549,11 +1464,9 @@ int evb_store_snapshot_save(evb_store_t *st, const char *stream, uint64_t versio
                             const void *state, size_t len, evb_err *err)
 {
     evb_txn_t *tx = evb_txn_begin(st, err);
-    if (tx == NULL)
-        return err ? err->code : EVB_EBUSY;
+    if (tx == NULL) return err ? err->code : EVB_EBUSY;
     int rc = evb_txn_snapshot(tx, stream, version, state, len, err);
-    if (rc == EVB_OK)
-        return evb_txn_commit(&tx, err);
+    if (rc == EVB_OK) return evb_txn_commit(&tx, err);
     evb_txn_destroy(&tx);
     return rc;
 }
@@ -1564,8 +1477,7 @@ int evb_store_snapshot_load(evb_store_t *st, const char *stream, uint64_t *versi
     *version = 0;
     out->len = 0;
     int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK)
-        return rc;
+    if (rc != EVB_OK) return rc;
     size_t sn = strlen(stream);
     uint8_t k[KEY_MAX];
     size_t klen = key_name_num(k, K_SNAP, stream, sn, UINT64_MAX);
@@ -1587,7 +1499,6 @@ int evb_store_snapshot_load(evb_store_t *st, const char *stream, uint64_t *versi
     char *e = NULL;
     leveldb_iter_get_error(it, &e);
     leveldb_iter_destroy(it);
-    if (e != NULL)
-        return st_ldb_err(st, e, "snapshot read", err);
+    if (e != NULL) return st_ldb_err(st, e, "snapshot read", err);
     return rc;
 }

@@ -16,15 +16,15 @@
 #include <string.h>
 
 /* Key prefixes (one byte). */
-#define K_EVENT 'E'    /* E seq(8)                    -> envelope */
-#define K_META 'M'     /* M name                      -> value */
-#define K_STREAM 'S'   /* S stream \0 version(8)      -> seq(8) */
-#define K_CAT 'C'      /* C category \0 seq(8)        -> envelope (covering) */
-#define K_ID 'I'       /* I id(16)                    -> seq(8) */
-#define K_CATSTAT 'c'  /* c category                  -> head(8) count(8) */
-#define K_USER 'U'     /* U key                       -> consumer value */
-#define K_CKPT 'P'     /* P consumer \0 log_id(16) category -> seq(8) */
-#define K_SNAP 'N'     /* N stream \0 version(8)      -> state */
+#define K_EVENT 'E'   /* E seq(8)                    -> envelope */
+#define K_META 'M'    /* M name                      -> value */
+#define K_STREAM 'S'  /* S stream \0 version(8)      -> seq(8) */
+#define K_CAT 'C'     /* C category \0 seq(8)        -> envelope (covering) */
+#define K_ID 'I'      /* I id(16)                    -> seq(8) */
+#define K_CATSTAT 'c' /* c category                  -> head(8) count(8) */
+#define K_USER 'U'    /* U key                       -> consumer value */
+#define K_CKPT 'P'    /* P consumer \0 log_id(16) category -> seq(8) */
+#define K_SNAP 'N'    /* N stream \0 version(8)      -> state */
 
 #define META_FORMAT "Mformat"
 #define META_LOGID "Mlogid"
@@ -33,8 +33,8 @@
 #define META_NSTREAMS "Mnstreams"
 #define META_SYNCED "Msynced"
 
-#define KEY_MAX (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + \
-                 EVB_MAX_KEY_LEN)
+#define KEY_MAX                                                                          \
+    (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + EVB_MAX_KEY_LEN)
 
 static inline void be64_put(uint8_t *p, uint64_t v)
 {
@@ -61,8 +61,8 @@ static inline size_t key_event(uint8_t *out, uint64_t seq)
 }
 
 /* prefix byte + name + \0 + be64(n) */
-static inline size_t key_name_num(uint8_t *out, char prefix, const char *name, size_t nlen,
-                                  uint64_t n)
+static inline size_t key_name_num(uint8_t *out, char prefix, const char *name,
+                                  size_t nlen, uint64_t n)
 {
     out[0] = (uint8_t)prefix;
     memcpy(out + 1, name, nlen);
@@ -137,14 +137,14 @@ struct evb_store {
     idset tail_ids; /* ids possibly not yet indexed, and their seqs */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
-    evb_buf enc;    /* reused encode buffer */
-    evb_txn_t txn;  /* the one transaction object, reused */
+    evb_buf enc;   /* reused encode buffer */
+    evb_txn_t txn; /* the one transaction object, reused */
     evb_txn_t *open_txn;
 
     /* Indexer and flusher threads. */
-    pthread_mutex_t ix_mu; /* one indexing step at a time */
+    pthread_mutex_t ix_mu;       /* one indexing step at a time */
     leveldb_writebatch_t *ix_wb; /* the indexer's batch, under ix_mu */
-    pthread_mutex_t mu;    /* guards the flags and conditions below */
+    pthread_mutex_t mu;          /* guards the flags and conditions below */
     pthread_cond_t cv_work;
     pthread_cond_t cv_done;
     pthread_cond_t cv_flush;

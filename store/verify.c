@@ -30,8 +30,7 @@ typedef struct vctx {
 __attribute__((format(printf, 2, 3))) static void s_problem(vctx *v, const char *fmt, ...)
 {
     v->problems++;
-    if (v->fn == NULL || v->problems > MAX_REPORTED)
-        return;
+    if (v->fn == NULL || v->problems > MAX_REPORTED) return;
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
@@ -60,8 +59,8 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, const char *ra
     uint8_t key[KEY_MAX];
     bool present;
     size_t sn = strlen(ev->stream), cn = strlen(ev->category);
-    uint64_t s = s_get_u64(v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version),
-                           &present);
+    uint64_t s = s_get_u64(
+        v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version), &present);
     if (!present)
         s_problem(v, "event %llu (%s v%llu) is not in the stream index",
                   (unsigned long long)seq, ev->stream, (unsigned long long)ev->version);
@@ -130,8 +129,7 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
         if (leveldb_iter_valid(it)) {
             size_t l;
             const char *k = leveldb_iter_key(it, &l);
-            if (l == kl && memcmp(k, key, 2 + sn) == 0)
-                prev = be64_get(k + 2 + sn);
+            if (l == kl && memcmp(k, key, 2 + sn) == 0) prev = be64_get(k + 2 + sn);
         }
         leveldb_iter_destroy(it);
     }
@@ -142,8 +140,8 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     hmap_put(tailv, ev->stream, sn, ev->version, seq);
 }
 
-static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats, uint64_t *firsts,
-                      evb_progress_fn progress)
+static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
+                      uint64_t *firsts, evb_progress_fn progress)
 {
     evb_store_t *st = v->st;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, v->ro);
@@ -154,8 +152,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats, uint64
     for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 0 || k[0] != K_EVENT)
-            break;
+        if (kl == 0 || k[0] != K_EVENT) break;
         if (kl != 9) {
             s_problem(v, "event key of %zu bytes (want 9)", kl);
             continue;
@@ -186,17 +183,14 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats, uint64
             s_check_event_indexed(v, &ev, val, vl, seq);
             size_t cn = strlen(ev.category);
             hent *c = hmap_get(cats, ev.category, cn);
-            if (c == NULL)
-                c = hmap_put(cats, ev.category, cn, 0, 0);
+            if (c == NULL) c = hmap_put(cats, ev.category, cn, 0, 0);
             if (c != NULL) {
                 c->a = seq;
                 c->b++;
             }
-            if (ev.version == 1)
-                (*firsts)++;
+            if (ev.version == 1) (*firsts)++;
         }
-        if (progress && seq % 65536 == 0)
-            progress(seq, head, v->ctx);
+        if (progress && seq % 65536 == 0) progress(seq, head, v->ctx);
     }
     if (expect <= head)
         s_problem(v, "events %llu..%llu are missing", (unsigned long long)expect,
@@ -213,36 +207,39 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats, uint64
 }
 
 /* Every index entry points at a real event that agrees with it. */
-static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats, uint64_t nstreams,
-                       uint64_t firsts)
+static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
+                       uint64_t nstreams, uint64_t firsts)
 {
     evb_store_t *st = v->st;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, v->ro);
     evb_event_t ev = {0};
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
         const char *val = leveldb_iter_value(it, &vl);
-        if (kl == 0 || k[0] != prefix)
-            break;
+        if (kl == 0 || k[0] != prefix) break;
         if (prefix == K_CATSTAT) {
             hent *c = hmap_get(cats, k + 1, kl - 1);
-            uint64_t head = vl == 16 ? be64_get(val) : 0, cnt = vl == 16 ? be64_get(val + 8) : 0;
+            uint64_t head = vl == 16 ? be64_get(val) : 0,
+                     cnt = vl == 16 ? be64_get(val + 8) : 0;
             if (c == NULL || c->a != head || c->b != cnt)
-                s_problem(v, "category statistics of %.*s (head %llu, %llu events) disagree "
+                s_problem(v,
+                          "category statistics of %.*s (head %llu, %llu events) disagree "
                           "with the events (head %llu, %llu events)",
                           (int)(kl - 1), k + 1, (unsigned long long)head,
                           (unsigned long long)cnt, (unsigned long long)(c ? c->a : 0),
                           (unsigned long long)(c ? c->b : 0));
-            if (c != NULL)
-                c->b = UINT64_MAX; /* seen */
+            if (c != NULL) c->b = UINT64_MAX; /* seen */
             continue;
         }
         uint64_t seq;
         const char *raw = NULL;
         size_t rawlen = 0;
         char *got = NULL;
-        const char *what = prefix == K_CAT ? "category" : prefix == K_ID ? "id" : "stream";
+        const char *what = prefix == K_CAT  ? "category"
+                           : prefix == K_ID ? "id"
+                                            : "stream";
         if (prefix == K_CAT) {
             if (kl < 11 || k[kl - 9] != 0 || vl != 0) {
                 s_problem(v, "malformed category index entry");
@@ -282,7 +279,8 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats, uint64_
             size_t sn = strlen(ev.stream);
             uint64_t ver = be64_get(k + kl - 8);
             if (kl - 10 != sn || memcmp(k + 1, ev.stream, sn) != 0 || ev.version != ver)
-                s_problem(v, "stream index entry %.*s v%llu points at event %llu, which is "
+                s_problem(v,
+                          "stream index entry %.*s v%llu points at event %llu, which is "
                           "%s v%llu",
                           (int)(kl - 10), k + 1, (unsigned long long)ver,
                           (unsigned long long)seq, ev.stream,
@@ -291,8 +289,7 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats, uint64_
             s_problem(v, "id index entry points at event %llu, which has another id",
                       (unsigned long long)seq);
         }
-        if (got)
-            leveldb_free(got);
+        if (got) leveldb_free(got);
     }
     if (prefix == K_CATSTAT) {
         for (size_t i = 0; i < cats->cap; i++)
@@ -318,7 +315,8 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     leveldb_readoptions_set_verify_checksums(v.ro, 1);
     uint64_t head = atomic_load(&st->head);
     bool present;
-    uint64_t ixpos = s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
+    uint64_t ixpos =
+        s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
     uint64_t nstreams =
         s_get_u64(&v, (const uint8_t *)META_NSTREAMS, strlen(META_NSTREAMS), &present);
     if (ixpos > head)
@@ -330,13 +328,11 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
     for (size_t i = 0; i < sizeof prefixes; i++)
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
-    if (progress)
-        progress(head, head, ctx);
+    if (progress) progress(head, head, ctx);
     hmap_free(&cats);
     leveldb_readoptions_destroy(v.ro);
     leveldb_release_snapshot(st->db, snap);
-    if (problems)
-        *problems = v.problems;
+    if (problems) *problems = v.problems;
     if (v.problems > 0)
         return evb_err_set(err, EVB_ECORRUPT, "%s: %llu problems found", st->dir,
                            (unsigned long long)v.problems);
