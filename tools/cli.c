@@ -200,6 +200,29 @@ int cli_usage_error(cli_t *cli, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool create,
+                          int sync, int *exit_code)
+{
+    evb_store_opts so = {0};
+    so.dir = dir;
+    so.service = service;
+    so.create = create;
+    so.sync = (evb_sync)sync;
+    so.index_mode = EVB_INDEX_THREAD;
+    evb_err err;
+    evb_store_t *st = evb_store_open(&so, &err);
+    if (st != NULL)
+        return st;
+    if (strstr(err.msg, dir) != NULL)
+        cli_error(cli, "cannot open log: %s", err.msg);
+    else
+        cli_error(cli, "%s: cannot open log: %s", dir, err.msg);
+    if (err.code == EVB_ENOTFOUND && !create)
+        fprintf(stderr, "(use --create --service NAME to make a new log)\n");
+    *exit_code = cli_exit_for_open(err.code);
+    return NULL;
+}
+
 int cli_exit_for_open(int code)
 {
     switch (code) {

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <evbus/evbus_common.h>
+#include <evbus/evbus_store.h>
 
 /* Exit codes of every evbus command (also in `evbus --help` and README.md). */
 enum {
@@ -108,6 +108,12 @@ int cli_usage_error(cli_t *cli, const char *fmt, ...)
 /* Exit code for an evb_code: open failures map to CLI_EXIT_OPEN when
  * opening, everything else to CLI_EXIT_RUNTIME. */
 int cli_exit_for_open(int code);
+
+/* Open (with create: or create) the log in dir for writing, indexed by a
+ * background thread. On failure print why, naming dir, and return NULL with
+ * *exit_code set (cli_exit_for_open). */
+evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool create,
+                          int sync, int *exit_code);
 
 /* Install a library log sink that prints WARN and above as
  * "evbus log cat: warning: ...". Keeps a pointer to cli. */

@@ -453,22 +453,10 @@ int cmd_append(int argc, char **argv)
     if (service != NULL && evb_check_service(service, &err) != EVB_OK)
         return cli_usage_error(&cli, "--service: %s", err.msg);
 
-    evb_store_opts so = {0};
-    so.dir = dir;
-    so.service = service;
-    so.create = create;
-    so.sync = (evb_sync)sync;
-    so.index_mode = EVB_INDEX_THREAD;
-    evb_store_t *st = evb_store_open(&so, &err);
-    if (st == NULL) {
-        if (strstr(err.msg, dir) != NULL)
-            cli_error(&cli, "cannot open log: %s", err.msg);
-        else
-            cli_error(&cli, "%s: cannot open log: %s", dir, err.msg);
-        if (err.code == EVB_ENOTFOUND)
-            fprintf(stderr, "(use --create --service NAME to make a new log)\n");
-        return cli_exit_for_open(err.code);
-    }
+    int xc;
+    evb_store_t *st = cli_open_log(&cli, dir, service, create, sync, &xc);
+    if (st == NULL)
+        return xc;
 
     line_in in = {0};
     evb_buf payload = {0}, meta = {0};

@@ -263,20 +263,11 @@ int cmd_serve(int argc, char **argv)
 
     cli_install_log_sink(&cli);
     cli_catch_stop_signals();
-    evb_store_opts so = {0};
-    so.dir = dir;
-    so.service = service;
-    so.create = create;
-    so.sync = (evb_sync)sync;
-    so.index_mode = EVB_INDEX_THREAD;
-    evb_store_t *st = evb_store_open(&so, &err);
+    int xc;
+    evb_store_t *st = cli_open_log(&cli, dir, service, create, sync, &xc);
     if (st == NULL) {
-        if (strstr(err.msg, dir) != NULL)
-            cli_error(&cli, "cannot open log: %s", err.msg);
-        else
-            cli_error(&cli, "%s: cannot open log: %s", dir, err.msg);
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
-        return cli_exit_for_open(err.code);
+        return xc;
     }
     evb_pub_opts po = {0};
     po.store = st;
