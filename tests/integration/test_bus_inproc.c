@@ -354,7 +354,7 @@ static void test_garbage_requests_are_answered_and_counted(void **state)
     zmq_setsockopt(d, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     assert_int_equal(zmq_connect(d, w->cu_ep), 0);
     static const char *bad[] = {"", "\xc1", "\xdd\xff\xff\xff\xff", "\x93\x01\xa5hello",
-                                "\x92\x01\xa4nope", "\x96\x02\xa5""fetch\x01\xc0\x00\x10"};
+                                "\x92\x01\xa4nope", "\x96\x02\xa5\146etch\x01\xc0\x00\x10"};
     static const size_t badlen[] = {0, 1, 5, 8, 7, 12};
     evb_err err;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
