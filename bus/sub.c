@@ -28,6 +28,7 @@
 #include <zmq.h>
 
 #define SUB_MAX_MSGS_PER_TURN 50000
+#define SUB_LIVE_MAX_BYTES (16u * 1024u * 1024u) /* live events kept per feed */
 #define MAX_FRAMES (EVB_BUS_MAX_PAGE_EVENTS + 2) /* a page: header + events */
 #define SUB_MAX_ATTEMPTS 5 /* attempts without progress before a feed stalls */
 
@@ -51,6 +52,7 @@ typedef struct feed {
     int64_t fetch_deadline; /* resend after; or the back-off of a refusal */
     live_ev *buf;
     size_t nbuf, capbuf;
+    size_t buf_bytes;
     uint64_t att_pos;   /* durable attempt record: position it started from */
     uint32_t att_count; /* attempts from att_pos without progress (crashes count) */
     char last_error[160];
@@ -86,8 +88,9 @@ struct evb_sub {
     uint64_t next_req;
     evb_buf msg;
     evb_event_t ev;
-    bm_reply reply; /* parse buffers, per object (not static: */
-    bview *views;   /* two subscribers may live in two threads) */
+    zmq_pollitem_t *items; /* two per conn */
+    bm_reply reply;        /* parse buffers, per object (not static: */
+    bview *views;          /* two subscribers may live in two threads) */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -152,20 +155,24 @@ static void s_feed_free(feed *f)
     free(f);
 }
 
+static void s_conn_free(conn *c)
+{
+    for (size_t j = 0; j < c->nfeeds; j++)
+        s_feed_free(c->feeds[j]);
+    free(c->feeds);
+    if (c->sub) zmq_close(c->sub);
+    if (c->dealer) zmq_close(c->dealer);
+    free(c);
+}
+
 void evb_sub_destroy(evb_sub_t **sp)
 {
     if (sp == NULL || *sp == NULL) return;
     evb_sub_t *s = *sp;
-    for (size_t i = 0; i < s->nconns; i++) {
-        conn *c = s->conns[i];
-        for (size_t j = 0; j < c->nfeeds; j++)
-            s_feed_free(c->feeds[j]);
-        free(c->feeds);
-        if (c->sub) zmq_close(c->sub);
-        if (c->dealer) zmq_close(c->dealer);
-        free(c);
-    }
+    for (size_t i = 0; i < s->nconns; i++)
+        s_conn_free(s->conns[i]);
     free(s->conns);
+    free(s->items);
     if (s->zctx) zmq_ctx_term(s->zctx);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
@@ -214,6 +221,7 @@ static void s_drop_buffer(feed *f)
     for (size_t i = 0; i < f->nbuf; i++)
         free(f->buf[i].data);
     f->nbuf = 0;
+    f->buf_bytes = 0;
 }
 
 /* Send a request frame on the conn's DEALER; false when no peer takes it now
@@ -367,6 +375,25 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
 static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *err)
 {
     if (!c->have_log_id) {
+        /* One log, one set of checkpoints: a second connection to the same
+         * log (another spelling of its endpoints, a copy served elsewhere)
+         * would apply every event again. */
+        for (size_t i = 0; i < s->nconns; i++) {
+            const conn *o = s->conns[i];
+            if (o != c && o->have_log_id &&
+                memcmp(&o->log_id, log_id, sizeof *log_id) == 0) {
+                for (size_t j = 0; j < c->nfeeds; j++) {
+                    feed *f = c->feeds[j];
+                    if (f->state == EVB_FEED_STOPPED) continue;
+                    f->state = EVB_FEED_STOPPED;
+                    snprintf(f->reason, sizeof f->reason,
+                             "same log as publisher %.200s: followed once only", o->name);
+                    evb_log(EVB_LOG_ERROR, "publisher %s, category %s: %s", c->name,
+                            f->category, f->reason);
+                }
+                return false;
+            }
+        }
         c->log_id = *log_id;
         c->have_log_id = true;
         for (size_t i = 0; i < c->nfeeds; i++)
@@ -533,29 +560,46 @@ static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n,
     return EVB_OK;
 }
 
-/* After a catch-up ends: apply buffered live events that follow on. */
+/* After a catch-up ends: apply the buffered live events that follow on, in
+ * batches (one transaction each), and go live; at a gap, catch up again. */
 static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
 {
     size_t i = 0;
     int rc = EVB_OK;
-    for (; i < f->nbuf; i++) {
-        live_ev *le = &f->buf[i];
-        if (le->seq <= f->applied) {
-            f->duplicates++;
-            continue;
+    bool refused = false, gap = false;
+    while (i < f->nbuf && !refused && !gap) {
+        size_t n = 0, j = i;
+        uint64_t upto = f->applied;
+        for (; j < f->nbuf && n < MAX_FRAMES; j++) {
+            const live_ev *le = &f->buf[j];
+            if (le->seq <= upto) {
+                f->duplicates++;
+                continue;
+            }
+            if (le->prev > upto) {
+                gap = true; /* catch up again from applied */
+                break;
+            }
+            s->views[n++] = (bview){le->data, le->len};
+            upto = le->seq;
         }
-        if (le->prev > f->applied) break; /* a gap: catch up again from applied */
-        bview v = {le->data, le->len};
-        bool refused;
-        rc = s_apply(s, f, &v, 1, 0, &refused, err);
-        if (rc != EVB_OK || refused) break;
+        if (n > 0) {
+            rc = s_apply(s, f, s->views, n, 0, &refused, err);
+            if (rc != EVB_OK) break;
+            if (f->applied < upto) refused = true; /* stopped short */
+        }
+        i = j;
     }
-    bool all_done = (i == f->nbuf);
+    bool all_done = i == f->nbuf && !gap && !refused;
     s_drop_buffer(f);
     if (rc != EVB_OK) return rc;
-    if (all_done && f->state == EVB_FEED_CATCHING_UP) {
+    if (f->state != EVB_FEED_CATCHING_UP) return EVB_OK;
+    if (all_done) {
         f->state = EVB_FEED_LIVE;
-    } else if (f->state == EVB_FEED_CATCHING_UP) {
+    } else if (refused) { /* offered again after the back-off */
+        f->fetch_req = 0;
+        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
+    } else {
         f->gaps++;
         s_fetch(s, f);
     }
@@ -634,7 +678,10 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
 static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
 {
     if (f->state != EVB_FEED_LIVE || f->nbuf == 0) return EVB_OK;
-    size_t n = f->nbuf < MAX_FRAMES ? f->nbuf : MAX_FRAMES;
+    /* The buffer never holds more than MAX_FRAMES (s_on_live flushes before),
+     * so one batch takes it all; anything else would be a bug of ours. */
+    size_t total = f->nbuf;
+    size_t n = total < MAX_FRAMES ? total : MAX_FRAMES;
     for (size_t i = 0; i < n; i++)
         s->views[i] = (bview){f->buf[i].data, f->buf[i].len};
     bool refused;
@@ -646,7 +693,7 @@ static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
         f->state = EVB_FEED_CATCHING_UP;
         f->fetch_req = 0;
         f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
-    } else if (f->state == EVB_FEED_LIVE && n < f->nbuf) {
+    } else if (f->state == EVB_FEED_LIVE && n < total) {
         f->state = EVB_FEED_CATCHING_UP;
         s_fetch(s, f);
     }
@@ -717,13 +764,20 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
                 f->state = EVB_FEED_CATCHING_UP;
                 s_fetch(s, f);
             }
-        } else if (f->nbuf >= s->o.live_buffer) {
+        } else if (f->nbuf >= s->o.live_buffer || f->nbuf >= MAX_FRAMES - 1 ||
+                   f->buf_bytes >= SUB_LIVE_MAX_BYTES) {
             int rc = s_flush_live(s, f, err); /* keep the batch bounded */
             if (rc != EVB_OK) return rc;
+            /* Whatever the flush did, this event must still follow on. */
+            if (f->state == EVB_FEED_LIVE && prev > f->applied) {
+                f->gaps++;
+                f->state = EVB_FEED_CATCHING_UP;
+                s_fetch(s, f);
+            }
         }
     }
-    /* Catching up: keep it for the switch-over, within the bound. */
-    if (f->nbuf >= s->o.live_buffer) {
+    /* Catching up: keep it for the switch-over, within the bounds. */
+    if (f->nbuf >= s->o.live_buffer || f->buf_bytes + env.len > SUB_LIVE_MAX_BYTES) {
         f->dropped_live++; /* the catch-up fetches it */
         return EVB_OK;
     }
@@ -738,6 +792,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     if (copy == NULL) return EVB_OK;
     memcpy(copy, env.p, env.len);
     f->buf[f->nbuf++] = (live_ev){seq, prev, env.len, copy};
+    f->buf_bytes += env.len;
     return EVB_OK;
 }
 
@@ -793,6 +848,11 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     if (count != rp->count) {
         s_bad_frame(c, f, "page: its events disagree with its header");
         f->fetch_deadline = 0; /* ask again now */
+        return EVB_OK;
+    }
+    if (rp->more && count == 0) {
+        s_bad_frame(c, f, "page: says more but holds no event");
+        f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
         return EVB_OK;
     }
     if (!s_check_log(s, c, &rp->log_id, err))
@@ -874,46 +934,31 @@ static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
 
 /* ---- public ---- */
 
-int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
-                   const char *const *categories, size_t n, evb_err *err)
+/* Make the conn's sockets; EVB_OK or an error naming the endpoint. */
+static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, size_t n,
+                       evb_err *err)
 {
-    if (pub_ep == NULL || cu_ep == NULL || strlen(pub_ep) >= EVB_BUS_MAX_ENDPOINT ||
-        strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
-        return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
-                           EVB_BUS_MAX_ENDPOINT - 1);
-    for (size_t i = 0; i < n; i++)
-        if (evb_check_category(categories[i], err) != EVB_OK) return EVB_EINVAL;
-    conn *c = calloc(1, sizeof *c);
-    conn **nc = realloc(s->conns, (s->nconns + 1) * sizeof *nc);
-    if (c == NULL || nc == NULL) {
-        free(c);
-        if (nc) s->conns = nc;
-        return evb_err_set(err, EVB_ENOMEM, "out of memory");
-    }
-    s->conns = nc;
-    snprintf(c->pub_ep, sizeof c->pub_ep, "%s", pub_ep);
-    snprintf(c->cu_ep, sizeof c->cu_ep, "%s", cu_ep);
-    snprintf(c->name, sizeof c->name, "%s,%s", pub_ep, cu_ep);
-    c->all = (n == 0);
     c->sub = zmq_socket(s->zctx, ZMQ_SUB);
     c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
-    s->conns[s->nconns++] = c; /* destroy frees it from here on */
     if (c->sub == NULL || c->dealer == NULL)
         return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
     int zero = 0, one = 1, ivl = 1000, tmo = 3000;
-    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    /* Live messages are one event; catch-up replies are one page. */
+    int64_t live_max = EVB_BUS_MAX_MSG_BYTES;
+    int64_t page_max = (int64_t)EVB_BUS_MAX_PAGE_BYTES + EVB_BUS_MAX_MSG_BYTES;
     void *socks[2] = {c->sub, c->dealer};
     for (int i = 0; i < 2; i++) {
         zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
-        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, i == 0 ? &live_max : &page_max,
+                       sizeof live_max);
         /* ZMTP heartbeats notice a dead or half-open connection. */
         zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
         zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
     }
     zmq_setsockopt(c->sub, ZMQ_RCVHWM, &s->o.rcvhwm, sizeof s->o.rcvhwm);
     zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    int rcvhwm =
-        0; /* catch-up replies are bounded by the one outstanding fetch per feed */
+    /* Catch-up replies are bounded by the one outstanding fetch per feed. */
+    int rcvhwm = 0;
     zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
     if (n == 0) {
@@ -927,12 +972,44 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
                 return evb_err_set(err, EVB_ENOMEM, "out of memory");
         }
     }
-    if (zmq_connect(c->sub, pub_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", pub_ep,
+    if (zmq_connect(c->sub, c->pub_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->pub_ep,
                            zmq_strerror(errno));
-    if (zmq_connect(c->dealer, cu_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", cu_ep,
+    if (zmq_connect(c->dealer, c->cu_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->cu_ep,
                            zmq_strerror(errno));
+    return EVB_OK;
+}
+
+int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
+                   const char *const *categories, size_t n, evb_err *err)
+{
+    if (pub_ep == NULL || cu_ep == NULL || strlen(pub_ep) >= EVB_BUS_MAX_ENDPOINT ||
+        strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
+        return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
+                           EVB_BUS_MAX_ENDPOINT - 1);
+    for (size_t i = 0; i < n; i++)
+        if (evb_check_category(categories[i], err) != EVB_OK) return EVB_EINVAL;
+    conn *c = calloc(1, sizeof *c);
+    if (c == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    snprintf(c->pub_ep, sizeof c->pub_ep, "%s", pub_ep);
+    snprintf(c->cu_ep, sizeof c->cu_ep, "%s", cu_ep);
+    snprintf(c->name, sizeof c->name, "%s,%s", pub_ep, cu_ep);
+    c->all = (n == 0);
+    /* Built whole before it joins the subscriber: a failed follow leaves
+     * nothing half-made behind. */
+    int rc = s_conn_open(s, c, categories, n, err);
+    conn **nc = rc == EVB_OK ? realloc(s->conns, (s->nconns + 1) * sizeof *nc) : NULL;
+    zmq_pollitem_t *np = nc ? realloc(s->items, 2 * (s->nconns + 1) * sizeof *np) : NULL;
+    if (nc) s->conns = nc;
+    if (np) s->items = np;
+    if (rc == EVB_OK && (nc == NULL || np == NULL))
+        rc = evb_err_set(err, EVB_ENOMEM, "out of memory");
+    if (rc != EVB_OK) {
+        s_conn_free(c);
+        return rc;
+    }
+    s->conns[s->nconns++] = c;
     c->last_seen_us = evb_now_us();
     s_hello(s, c);
     return EVB_OK;
@@ -967,9 +1044,8 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
 {
     evb_err_clear(err);
     size_t n = 2 * s->nconns;
-    zmq_pollitem_t items[64];
-    if (n > 64) n = 64;
-    for (size_t i = 0; i < n / 2; i++) {
+    zmq_pollitem_t *items = s->items;
+    for (size_t i = 0; i < s->nconns; i++) {
         items[2 * i] = (zmq_pollitem_t){s->conns[i]->sub, 0, ZMQ_POLLIN, 0};
         items[2 * i + 1] = (zmq_pollitem_t){s->conns[i]->dealer, 0, ZMQ_POLLIN, 0};
     }
@@ -983,11 +1059,11 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
             if (ms < timeout_ms) timeout_ms = ms < 0 ? 0 : (int)ms;
         }
     }
-    int rc = zmq_poll(items, (int)n, timeout_ms);
+    int rc = n ? zmq_poll(items, (int)n, timeout_ms) : 0;
     if (rc < 0 && errno != EINTR)
         return evb_err_set(err, EVB_EIO, "zmq_poll: %s", zmq_strerror(errno));
     size_t handled = 0;
-    for (size_t i = 0; i < n / 2; i++) {
+    for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
         if ((rc = s_read_dealer(s, c, err, &handled)) != EVB_OK) return rc;
         if ((rc = s_read_sub(s, c, err, &handled)) != EVB_OK) return rc;

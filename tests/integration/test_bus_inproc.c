@@ -444,6 +444,47 @@ static void test_published_never_ahead_of_synced_every(void **state)
     s_check_published_le_synced(*state, EVB_SYNC_EVERY);
 }
 
+/* A live feed that reads more events in one turn than one batch holds, and
+ * catch-up pages larger than a live message may be. */
+static void test_big_turns_and_big_pages(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    s_new_sub(w, cats, 1);
+    uint64_t a = s_append(w, "show-1", 10);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    /* 12,000 events reach the subscriber's queue before it looks. */
+    uint64_t b = s_append(w, "show-1", 12000);
+    evb_err err;
+    assert_int_equal(evb_pub_poll(w->pub, 0, &err), EVB_OK);
+    s_until(w, "show", EVB_FEED_LIVE, b);
+    s_check_effects(w, "show", 0);
+    /* 2 KB payloads: a 2,000-event page is ~4 MB, beyond one live message. */
+    evb_sub_destroy(&w->sub);
+    static uint8_t big[2100];
+    big[0] = 0x81;
+    big[1] = 0xa1;
+    big[2] = 'b';
+    big[3] = 0xc5;
+    big[4] = 2048 >> 8;
+    big[5] = 2048 & 0xff;
+    uint64_t c = 0;
+    for (int i = 0; i < 3000; i++) {
+        evb_event_t ev = {0};
+        ev.type = "Big";
+        ev.payload = big;
+        ev.payload_len = 6 + 2048;
+        evb_append_result r;
+        assert_int_equal(evb_store_append(w->pst, "show-2", EVB_EXPECT_ANY, &ev, 1, &r, &err),
+                         EVB_OK);
+        c = r.last_seq;
+    }
+    s_new_sub(w, cats, 1);
+    s_until(w, "show", EVB_FEED_LIVE, c);
+    s_check_effects(w, "show", 0);
+}
+
 /* ---- command socket ---- */
 
 static int s_cmd_echo(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
@@ -554,6 +595,7 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_big_turns_and_big_pages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_every, s_setup,
                                         s_teardown),
     };
