@@ -149,6 +149,10 @@ EVB_EXPORT int evb_event_to_json(const evb_event_t *ev, evb_buf *out, evb_err *e
 EVB_EXPORT int evb_msgpack_to_json(const void *buf, size_t len, evb_buf *out,
                                    evb_err *err);
 
+/* Length (1..4) of the well-formed UTF-8 sequence at the start of p[0..n),
+ * or 0 when there is none (overlongs, surrogates, above U+10FFFF, truncated). */
+EVB_EXPORT size_t evb_utf8_len(const void *p, size_t n);
+
 /* Format ts_us as RFC 3339 UTC with microseconds into out (>= 32 bytes). */
 EVB_EXPORT void evb_ts_format(int64_t ts_us, char out[32]);
 /* Parse RFC 3339 ("2026-11-24T23:40:12Z", fraction and +hh:mm offset

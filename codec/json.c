@@ -129,8 +129,10 @@ static int s_cstr(s_writer *w, const char *s)
 
 /* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7: no
  * overlongs, no surrogates, nothing above U+10FFFF), or 0 if it is not one. */
-static size_t s_utf8_len(const uint8_t *p, size_t n)
+size_t evb_utf8_len(const void *vp, size_t n)
 {
+    const uint8_t *p = vp;
+    if (n == 0) return 0;
     uint8_t b = p[0];
     size_t len;
     uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
@@ -211,7 +213,7 @@ static int s_string(s_writer *w, const char *s, size_t len)
             rc = s_cstr(w, esc);
             i++;
         } else {
-            size_t n = s_utf8_len(p + i, len - i);
+            size_t n = evb_utf8_len(p + i, len - i);
             if (n == 0) {
                 rc = s_cstr(w, "\\ufffd");
                 i++;

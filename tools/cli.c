@@ -355,41 +355,12 @@ const char *cli_reset(const cli_t *cli)
 
 /* ---- JSON and numbers ---- */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t s_utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    unsigned cp = c & (0x3fu >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 int cli_json_str(evb_buf *b, const char *s, evb_err *err)
 {
     int rc = evb_buf_append(b, "\"", 1, err);
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     while (rc == EVB_OK && *p != '\0') {
-        size_t n = s_utf8_len(p);
+        size_t n = evb_utf8_len(p, (size_t)(end - p));
         if (n == 0) {
             rc = evb_buf_append(b, "\\ufffd", 6, err);
             p++;

@@ -103,35 +103,6 @@ static size_t s_put_utf8(char *o, unsigned cp)
     return 4;
 }
 
-/* Length of the valid UTF-8 sequence at p (before end), 0 if invalid. */
-static size_t s_utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n) return 0;
-    unsigned cp = c & (0x3fu >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 /* ps->p is at the opening quote. The decoded string is never longer than
  * its JSON text, so one allocation of that size is enough. */
 static int s_string(parser *ps, char **out, size_t *outlen)
@@ -211,7 +182,7 @@ static int s_string(parser *ps, char **out, size_t *outlen)
                 rc = s_fail(ps, EVB_EDECODE, "unknown escape in string");
             }
         } else {
-            size_t l = s_utf8_len((const unsigned char *)ps->p, (const unsigned char *)q);
+            size_t l = evb_utf8_len(ps->p, (size_t)(q - ps->p));
             if (l == 0) {
                 rc = s_fail(ps, EVB_EDECODE, "invalid UTF-8 in string");
             } else {

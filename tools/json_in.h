@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <evbus/evbus_common.h>
+#include <evbus/evbus_codec.h>
 
 #define JSON_MAX_DEPTH 64
 

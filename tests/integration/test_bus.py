@@ -416,8 +416,13 @@ def case_mirror_kill(env):
             except Fail:
                 if mir.p.poll() is not None:
                     raise
-        if rng.random() < 0.5:
-            time.sleep(rng.random() * 0.05)  # a random kill instant, not a wait
+        # A random kill instant: after 0..3 more status lines (20 ms apart).
+        extra = rng.randint(0, 3)
+        for _ in range(extra):
+            try:
+                mir.wait_line(lambda l: l.startswith("{"), 5, "a status line")
+            except Fail:
+                break
         mir.kill()
         log(f"round {r + 1}/{rounds}: mirror killed after >= {want} events")
     total = rounds * per
