@@ -200,6 +200,48 @@ int cli_usage_error(cli_t *cli, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+static void s_list_verbs(FILE *f, const cli_verb *verbs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%s", i > 0 ? ", " : "", verbs[i].name);
+}
+
+int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *help_head,
+                 int argc, char **argv)
+{
+    cli_t top;
+    cli_init(&top, cmd);
+    if (argc < 2) {
+        fprintf(stderr, "%s: missing verb (one of: ", cmd);
+        s_list_verbs(stderr, verbs, n);
+        fprintf(stderr, ")\nTry '%s --help'.\n", cmd);
+        return CLI_EXIT_USAGE;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0) {
+        printf("%s\nVerbs:\n", help_head);
+        for (size_t i = 0; i < n; i++)
+            printf("  %-8s %s\n", verbs[i].name, verbs[i].summary);
+        printf("\nRun '%s VERB --help' for a verb's options.\n\n%s", cmd, cli_exit_codes_help);
+        return cli_finish(&top, CLI_EXIT_OK);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(verb, verbs[i].name) != 0) continue;
+        cli_t cli;
+        char name[64];
+        snprintf(name, sizeof name, "%s %s", cmd, verb);
+        cli_init(&cli, name);
+        cli_install_log_sink(&cli);
+        int rc = verbs[i].run(&cli, argc - 1, argv + 1);
+        evb_log_set_sink(NULL, NULL, EVB_LOG_WARN); /* cli goes out of scope */
+        return rc;
+    }
+    fprintf(stderr, "%s: unknown verb '%s' (available: ", cmd, verb);
+    s_list_verbs(stderr, verbs, n);
+    fprintf(stderr, ")\nTry '%s --help'.\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
 evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool create,
                           int sync, int *exit_code)
 {

@@ -109,6 +109,19 @@ int cli_usage_error(cli_t *cli, const char *fmt, ...)
  * opening, everything else to CLI_EXIT_RUNTIME. */
 int cli_exit_for_open(int code);
 
+/* A command with verbs ("evbus log info", "evbus feed skip"). */
+typedef struct cli_verb {
+    const char *name;
+    int (*run)(cli_t *cli, int argc, char **argv);
+    const char *summary;
+} cli_verb;
+
+/* Run the verb named by argv[1] of command cmd ("evbus log"), or print the
+ * command's help (help_head, then the verbs) for -h/--help; usage errors
+ * list the verbs. Returns the exit code. */
+int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *help_head,
+                 int argc, char **argv);
+
 /* Open (with create: or create) the log in dir for writing, indexed by a
  * background thread. On failure print why, naming dir, and return NULL with
  * *exit_code set (cli_exit_for_open). */

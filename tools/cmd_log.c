@@ -556,67 +556,18 @@ static int s_verify(cli_t *cli, int argc, char **argv)
 
 /* ---- dispatch ---- */
 
-typedef struct verb {
-    const char *name;
-    int (*run)(cli_t *cli, int argc, char **argv);
-    const char *summary;
-} verb_t;
-
-static const verb_t s_verbs[] = {
+static const cli_verb s_verbs[] = {
     {"info", s_info, "log id, service, head, indexer, categories, size on disk"},
     {"cat", s_cat, "print events: a range, a stream or a category"},
     {"verify", s_verify, "check contiguity, decoding, versions and indexes"},
 };
 
-#define S_NVERBS (sizeof s_verbs / sizeof s_verbs[0])
-
-static void s_list_verbs(FILE *f)
-{
-    for (size_t i = 0; i < S_NVERBS; i++)
-        fprintf(f, "%s%s", i > 0 ? ", " : "", s_verbs[i].name);
-}
-
-static void s_log_help(void)
-{
-    printf(
-        "Usage: evbus log VERB DIR [OPTIONS]\n\n"
-        "Inspect the log directory of a service that is not running (LevelDB\n"
-        "lets one process at a time open it). evbus writes nothing to it;\n"
-        "LevelDB itself may fold its write-ahead log into a table on open.\n\nVerbs:\n");
-    for (size_t i = 0; i < S_NVERBS; i++)
-        printf("  %-8s %s\n", s_verbs[i].name, s_verbs[i].summary);
-    printf("\nRun 'evbus log VERB --help' for a verb's options.\n\n%s",
-           cli_exit_codes_help);
-}
-
 int cmd_log(int argc, char **argv)
 {
-    cli_t top;
-    cli_init(&top, "evbus log");
-    if (argc < 2) {
-        fprintf(stderr, "evbus log: missing verb (one of: ");
-        s_list_verbs(stderr);
-        fprintf(stderr, ")\nTry 'evbus log --help'.\n");
-        return CLI_EXIT_USAGE;
-    }
-    const char *verb = argv[1];
-    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0) {
-        s_log_help();
-        return cli_finish(&top, CLI_EXIT_OK);
-    }
-    for (size_t i = 0; i < S_NVERBS; i++) {
-        if (strcmp(verb, s_verbs[i].name) != 0) continue;
-        cli_t cli;
-        char name[64];
-        snprintf(name, sizeof name, "evbus log %s", verb);
-        cli_init(&cli, name);
-        cli_install_log_sink(&cli);
-        int rc = s_verbs[i].run(&cli, argc - 1, argv + 1);
-        evb_log_set_sink(NULL, NULL, EVB_LOG_WARN); /* cli goes out of scope */
-        return rc;
-    }
-    fprintf(stderr, "evbus log: unknown verb '%s' (available: ", verb);
-    s_list_verbs(stderr);
-    fprintf(stderr, ")\nTry 'evbus log --help'.\n");
-    return CLI_EXIT_USAGE;
+    return cli_dispatch("evbus log", s_verbs, sizeof s_verbs / sizeof s_verbs[0],
+                        "Usage: evbus log VERB DIR [OPTIONS]\n\n"
+                        "Inspect the log directory of a service that is not running (LevelDB\n"
+                        "lets one process at a time open it). evbus writes nothing to it;\n"
+                        "LevelDB itself may fold its write-ahead log into a table on open.\n",
+                        argc, argv);
 }

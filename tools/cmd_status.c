@@ -418,59 +418,16 @@ static int s_skip(cli_t *cli, int argc, char **argv)
     return s_feed_action(cli, argc, argv, true);
 }
 
-typedef struct verb {
-    const char *name;
-    int (*run)(cli_t *cli, int argc, char **argv);
-    const char *summary;
-} verb_t;
-
-static const verb_t s_verbs[] = {
+static const cli_verb s_verbs[] = {
     {"retry", s_retry, "try a stalled feed again"},
     {"skip", s_skip, "skip a stalled feed's events up to a sequence"},
 };
 
-#define S_NVERBS (sizeof s_verbs / sizeof s_verbs[0])
-
-static void s_list_verbs(FILE *f)
-{
-    for (size_t i = 0; i < S_NVERBS; i++)
-        fprintf(f, "%s%s", i > 0 ? ", " : "", s_verbs[i].name);
-}
-
 int cmd_feed(int argc, char **argv)
 {
-    cli_t top;
-    cli_init(&top, "evbus feed");
-    if (argc < 2) {
-        fprintf(stderr, "evbus feed: missing verb (one of: ");
-        s_list_verbs(stderr);
-        fprintf(stderr, ")\nTry 'evbus feed --help'.\n");
-        return CLI_EXIT_USAGE;
-    }
-    const char *verb = argv[1];
-    if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0) {
-        printf("Usage: evbus feed VERB CMD_EP [PUBLISHER/]CATEGORY [SEQ]\n\n"
-               "Act on a stalled feed of a running subscriber (evbus mirror --cmd,\n"
-               "or a service) through its command socket.\n\nVerbs:\n");
-        for (size_t i = 0; i < S_NVERBS; i++)
-            printf("  %-8s %s\n", s_verbs[i].name, s_verbs[i].summary);
-        printf("\nRun 'evbus feed VERB --help' for a verb's options.\n\n%s",
-               cli_exit_codes_help);
-        return cli_finish(&top, CLI_EXIT_OK);
-    }
-    for (size_t i = 0; i < S_NVERBS; i++) {
-        if (strcmp(verb, s_verbs[i].name) != 0) continue;
-        cli_t cli;
-        char name[64];
-        snprintf(name, sizeof name, "evbus feed %s", verb);
-        cli_init(&cli, name);
-        cli_install_log_sink(&cli);
-        int rc = s_verbs[i].run(&cli, argc - 1, argv + 1);
-        evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
-        return rc;
-    }
-    fprintf(stderr, "evbus feed: unknown verb '%s' (available: ", verb);
-    s_list_verbs(stderr);
-    fprintf(stderr, ")\nTry 'evbus feed --help'.\n");
-    return CLI_EXIT_USAGE;
+    return cli_dispatch("evbus feed", s_verbs, sizeof s_verbs / sizeof s_verbs[0],
+                        "Usage: evbus feed VERB CMD_EP [PUBLISHER/]CATEGORY [SEQ]\n\n"
+                        "Act on a stalled feed of a running subscriber (evbus mirror --cmd,\n"
+                        "or a service) through its command socket.\n",
+                        argc, argv);
 }
