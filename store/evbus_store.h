@@ -93,6 +93,16 @@ EVB_EXPORT void evb_store_get_info(const evb_store_t *st, evb_store_info *info);
 EVB_EXPORT uint64_t evb_store_head(const evb_store_t *st);
 EVB_EXPORT const char *evb_store_dir(const evb_store_t *st);
 
+/* After a failed write (EVB_EUNWRITABLE: disk full, I/O error) LevelDB
+ * refuses writes until it is reopened. evb_store_reopen closes and reopens
+ * the database in place (the same evb_store_t, so publishers and iterators'
+ * owners keep their pointer; no iterator may be open), reads the head and the
+ * in-memory state again from the log, and accepts writes again. On failure
+ * the store is closed: destroy it. evb_store_unwritable tells whether a write
+ * failed since the last open. */
+EVB_EXPORT int evb_store_reopen(evb_store_t *st, evb_err *err);
+EVB_EXPORT bool evb_store_unwritable(const evb_store_t *st);
+
 /* Bytes the directory takes on disk (sum of its files). */
 EVB_EXPORT int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err);
 

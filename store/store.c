@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -545,6 +546,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
 
 static void *s_flusher(void *arg);
 static void s_txn_free(evb_txn_t *tx);
+static int s_start_threads(evb_store_t *st, evb_err *err);
 
 evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
 {
@@ -642,16 +644,7 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     }
     if (s_find_head(st, err) != EVB_OK || s_load_tail(st, err) != EVB_OK) goto fail;
     atomic_store(&st->synced, atomic_load(&st->head));
-    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD &&
-        ix_start(st, err) != EVB_OK)
-        goto fail;
-    if (!st->read_only && st->sync == EVB_SYNC_GROUP) {
-        if (pthread_create(&st->fl_thread, NULL, s_flusher, st) != 0) {
-            evb_err_set(err, EVB_ENOMEM, "%s: cannot start the fsync thread", st->dir);
-            goto fail;
-        }
-        st->fl_running = true;
-    }
+    if (s_start_threads(st, err) != EVB_OK) goto fail;
     if (st->sync == EVB_SYNC_NONE && !st->read_only)
         evb_log(EVB_LOG_INFO,
                 "%s: sync policy none: a power loss may take back events already "
@@ -663,18 +656,86 @@ fail:
     return NULL;
 }
 
-void evb_store_destroy(evb_store_t **stp)
+/* Stop the indexer and flusher threads (the store's own LevelDB users). */
+static void s_stop_threads(evb_store_t *st)
 {
-    if (stp == NULL || *stp == NULL) return;
-    evb_store_t *st = *stp;
-    if (st->open_txn != NULL) evb_txn_destroy(&st->open_txn);
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_broadcast(&st->cv_work);
     pthread_cond_broadcast(&st->cv_flush);
     pthread_mutex_unlock(&st->mu);
     if (st->fl_running) pthread_join(st->fl_thread, NULL);
+    st->fl_running = false;
     ix_stop(st);
+}
+
+static int s_start_threads(evb_store_t *st, evb_err *err)
+{
+    st->stop = false;
+    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD && ix_start(st, err) != EVB_OK)
+        return err ? err->code : EVB_ENOMEM;
+    if (!st->read_only && st->sync == EVB_SYNC_GROUP) {
+        if (pthread_create(&st->fl_thread, NULL, s_flusher, st) != 0)
+            return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the fsync thread", st->dir);
+        st->fl_running = true;
+    }
+    return EVB_OK;
+}
+
+/* Reopening needs room for LevelDB's new log and manifest: with less free
+ * space than this, refuse and keep the open (readable) database. */
+#define REOPEN_MIN_FREE (2u << 20)
+
+int evb_store_reopen(evb_store_t *st, evb_err *err)
+{
+    if (st->open_txn != NULL)
+        return evb_err_set(err, EVB_EBUSY, "%s: a transaction is open", st->dir);
+    struct statvfs fs;
+    if (statvfs(st->dir, &fs) == 0) {
+        uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+        if (avail < REOPEN_MIN_FREE)
+            return evb_err_set(err, EVB_EUNWRITABLE,
+                               "%s: %llu KiB free on its file system; the log takes "
+                               "writes again once space is freed",
+                               st->dir, (unsigned long long)(avail >> 10));
+    }
+    s_stop_threads(st);
+    leveldb_close(st->db);
+    st->db = NULL;
+    int rc = s_open_db(st, false, err);
+    if (rc != EVB_OK) return rc; /* the store stays closed: destroy it */
+    /* Whatever the failed write left, the log is the truth: the position,
+     * the head and the in-memory maps are read again from it. */
+    hmap_free(&st->streams);
+    hmap_free(&st->cats);
+    idset_free(&st->tail_ids);
+    free(st->ids.bits);
+    st->ids.bits = NULL;
+    if (idset_init(&st->tail_ids, 2 * 65536) != 0)
+        return evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);
+    if ((rc = s_load_meta(st, err)) != EVB_OK || (rc = s_find_head(st, err)) != EVB_OK ||
+        (rc = s_load_tail(st, err)) != EVB_OK)
+        return rc;
+    atomic_store(&st->synced, atomic_load(&st->head));
+    st->ix_error[0] = '\0';
+    if ((rc = s_start_threads(st, err)) != EVB_OK) return rc;
+    atomic_store(&st->unwritable, false);
+    evb_log(EVB_LOG_INFO, "%s: reopened at head %llu; writes accepted again", st->dir,
+            (unsigned long long)atomic_load(&st->head));
+    return EVB_OK;
+}
+
+bool evb_store_unwritable(const evb_store_t *st)
+{
+    return atomic_load(&((evb_store_t *)st)->unwritable);
+}
+
+void evb_store_destroy(evb_store_t **stp)
+{
+    if (stp == NULL || *stp == NULL) return;
+    evb_store_t *st = *stp;
+    if (st->open_txn != NULL) evb_txn_destroy(&st->open_txn);
+    s_stop_threads(st);
     if (st->db != NULL && !st->read_only && st->sync != EVB_SYNC_NONE &&
         atomic_load(&st->synced) < atomic_load(&st->head))
         (void)evb_store_sync(st, NULL);
@@ -789,7 +850,14 @@ static void *s_flusher(void *arg)
         if (atomic_load(&st->synced) >= atomic_load(&st->head)) continue;
         pthread_mutex_unlock(&st->mu);
         evb_err e;
-        if (s_sync_write(st, &e) != EVB_OK) evb_log(EVB_LOG_ERROR, "%s", e.msg);
+        if (s_sync_write(st, &e) != EVB_OK) {
+            /* A failed fsync (disk full, I/O error): the log refuses writes
+             * until reopened, and this thread stops instead of failing every
+             * few milliseconds; a reopen starts a new one. */
+            atomic_store(&st->unwritable, true);
+            evb_log(EVB_LOG_ERROR, "%s; the log refuses writes until it is reopened", e.msg);
+            return NULL;
+        }
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
@@ -804,7 +872,7 @@ evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
         evb_err_set(err, EVB_EINVAL, "%s: opened read-only", st->dir);
         return NULL;
     }
-    if (st->unwritable) {
+    if (atomic_load(&st->unwritable)) {
         evb_err_set(err, EVB_EUNWRITABLE,
                     "%s: an earlier write failed; the log refuses writes until reopened",
                     st->dir);
@@ -1313,7 +1381,7 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
     char *e = NULL;
     leveldb_write(st->db, st->wo, tx->wb, &e);
     if (e != NULL) {
-        st->unwritable = true;
+        atomic_store(&st->unwritable, true);
         rc = st_ldb_err(st, e, "append", err);
         evb_log(EVB_LOG_ERROR, "%s; the log refuses writes until it is reopened",
                 err ? err->msg : st->dir);

@@ -123,7 +123,7 @@ struct evb_store {
     unsigned group_ms;
     evb_index_mode index_mode;
     bool read_only;
-    bool unwritable;
+    atomic_bool unwritable; /* set by the owner or the flusher */
     size_t stream_cache_max;
 
     _Atomic uint64_t head;    /* written by the owner thread only */

@@ -176,6 +176,10 @@ static int s_cmd_append(const void *args, size_t len, evb_buf *out, void *ctx,
     ev.payload_len = has_payload ? payload_len : sizeof evb_empty_map;
     ev.metadata = has_meta ? meta : NULL;
     ev.metadata_len = has_meta ? meta_len : 0;
+    /* After a failed write (disk full) the log takes writes again only once
+     * reopened: try that first; it refuses while space is still short. */
+    if (evb_store_unwritable(sv->st) && (rc = evb_store_reopen(sv->st, err)) != EVB_OK)
+        return rc;
     evb_append_result res;
     rc = evb_store_append(sv->st, stream, expected, &ev, 1, &res, err);
     if (rc != EVB_OK) return rc;
