@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #define CMD_MAX 32
@@ -388,4 +389,27 @@ done:
     if (zctx) zmq_ctx_term(zctx);
     evb_buf_free(&req);
     return rc;
+}
+
+/* ---- CZMQ ---- */
+
+static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    evb_err e;
+    if (evb_cmd_poll(arg, 0, &e) != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "command socket stopped its loop: %s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int evb_cmd_attach(evb_cmd_t *c, zloop_t *loop, evb_err *err)
+{
+    zmq_pollitem_t item = {c->router, 0, ZMQ_POLLIN, 0};
+    if (zloop_poller(loop, &item, s_zl_ready, c) != 0)
+        return evb_err_set(err, EVB_ENOMEM, "command socket %s: cannot attach to a zloop",
+                           c->endpoint);
+    return EVB_OK;
 }

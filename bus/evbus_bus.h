@@ -197,6 +197,19 @@ EVB_EXPORT uint64_t evb_cmd_bad_requests(const evb_cmd_t *cmd);
 EVB_EXPORT int evb_cmd_call(const char *endpoint, const char *command, const void *args,
                             size_t args_len, int timeout_ms, evb_buf *out, evb_err *err);
 
+/* ---- CZMQ ----
+ * Run a publisher, subscriber or command socket inside a CZMQ zloop, in the
+ * thread that runs the loop (the objects' owner thread): readable sockets
+ * and a short timer (for live publishing, heartbeats, fetch timeouts) call the
+ * poll functions. A handler error ends the loop (zloop_start returns -1) and
+ * is logged. A subscriber attached before evb_sub_follow gets the new
+ * publisher's sockets added. Detach by destroying the loop before the
+ * objects. */
+typedef struct _zloop_t zloop_t;
+EVB_EXPORT int evb_pub_attach(evb_pub_t *pub, zloop_t *loop, evb_err *err);
+EVB_EXPORT int evb_sub_attach(evb_sub_t *sub, zloop_t *loop, evb_err *err);
+EVB_EXPORT int evb_cmd_attach(evb_cmd_t *cmd, zloop_t *loop, evb_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #define PUB_MAX_PER_TURN 20000 /* live events per turn: keeps requests answered */
@@ -416,5 +417,41 @@ int evb_pub_poll(evb_pub_t *p, int timeout_ms, evb_err *err)
         evb_err rerr;
         s_request(p, &rerr);
     }
+    return EVB_OK;
+}
+
+/* ---- CZMQ ---- */
+
+static int s_zl_turn(evb_pub_t *p)
+{
+    evb_err e;
+    if (evb_pub_poll(p, 0, &e) != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "%s: publisher stopped its loop: %s", p->service, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    return s_zl_turn(arg);
+}
+
+static int s_zl_timer(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    return s_zl_turn(arg);
+}
+
+int evb_pub_attach(evb_pub_t *p, zloop_t *loop, evb_err *err)
+{
+    zmq_pollitem_t item = {p->router, 0, ZMQ_POLLIN, 0};
+    if (zloop_poller(loop, &item, s_zl_ready, p) != 0 ||
+        zloop_timer(loop, 5, 0, s_zl_timer, p) < 0)
+        return evb_err_set(err, EVB_ENOMEM, "%s: cannot attach the publisher to a zloop",
+                           p->service);
     return EVB_OK;
 }

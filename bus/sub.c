@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #define SUB_MAX_MSGS_PER_TURN 50000
@@ -89,6 +90,7 @@ struct evb_sub {
     evb_buf msg;
     evb_event_t ev;
     zmq_pollitem_t *items; /* two per conn */
+    zloop_t *loop;         /* attached to, or NULL */
     bm_reply reply;        /* parse buffers, per object (not static: */
     bview *views;          /* two subscribers may live in two threads) */
 };
@@ -154,6 +156,8 @@ static void s_feed_free(feed *f)
     free(f->buf);
     free(f);
 }
+
+static int s_zl_conn(evb_sub_t *s, conn *c);
 
 static void s_conn_free(conn *c)
 {
@@ -1010,6 +1014,9 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
         return rc;
     }
     s->conns[s->nconns++] = c;
+    if (s->loop != NULL && s_zl_conn(s, c) != 0)
+        return evb_err_set(err, EVB_ENOMEM, "follow: cannot add %s to the zloop",
+                           c->name);
     c->last_seen_us = evb_now_us();
     s_hello(s, c);
     return EVB_OK;
@@ -1179,5 +1186,53 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     f->state = EVB_FEED_CATCHING_UP;
     f->reason[0] = '\0';
     s_fetch(s, f);
+    return EVB_OK;
+}
+
+/* ---- CZMQ ---- */
+
+static int s_zl_turn(evb_sub_t *s)
+{
+    evb_err e;
+    if (evb_sub_poll(s, 0, &e) != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "consumer %s stopped its loop: %s", s->consumer, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    return s_zl_turn(arg);
+}
+
+static int s_zl_timer(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    return s_zl_turn(arg);
+}
+
+static int s_zl_conn(evb_sub_t *s, conn *c)
+{
+    zmq_pollitem_t a = {c->sub, 0, ZMQ_POLLIN, 0}, b = {c->dealer, 0, ZMQ_POLLIN, 0};
+    return zloop_poller(s->loop, &a, s_zl_ready, s) == 0 &&
+                   zloop_poller(s->loop, &b, s_zl_ready, s) == 0
+               ? 0
+               : -1;
+}
+
+int evb_sub_attach(evb_sub_t *s, zloop_t *loop, evb_err *err)
+{
+    s->loop = loop;
+    for (size_t i = 0; i < s->nconns; i++)
+        if (s_zl_conn(s, s->conns[i]) != 0)
+            return evb_err_set(err, EVB_ENOMEM, "consumer %s: cannot attach to a zloop",
+                               s->consumer);
+    if (zloop_timer(loop, 20, 0, s_zl_timer, s) < 0)
+        return evb_err_set(err, EVB_ENOMEM, "consumer %s: cannot attach to a zloop",
+                           s->consumer);
     return EVB_OK;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #include <cmocka.h>
@@ -485,6 +486,72 @@ static void test_big_turns_and_big_pages(void **state)
     s_check_effects(w, "show", 0);
 }
 
+/* ---- CZMQ ---- */
+
+typedef struct zl_ctx {
+    world *w;
+    int ticks;
+    uint64_t last;
+    bool timed_out, done;
+} zl_ctx;
+
+static int s_zl_tick(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    zl_ctx *z = arg;
+    if (z->ticks++ < 20) { /* the service appends in its loop's thread */
+        z->last = s_append(z->w, "show-9", 50);
+        return 0;
+    }
+    want wt = {"show", EVB_FEED_LIVE, z->last, false, {0}};
+    evb_err err;
+    evb_sub_status(z->w->sub, s_on_feed, &wt, &err);
+    if (wt.found && wt.got.state == EVB_FEED_LIVE && wt.got.applied >= z->last) {
+        z->done = true;
+        return -1; /* ends zloop_start */
+    }
+    return 0;
+}
+
+static int s_zl_deadline(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    ((zl_ctx *)arg)->timed_out = true;
+    return -1;
+}
+
+static void test_zloop_runs_publisher_and_subscriber(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    const char *cats[] = {"show"};
+    zloop_t *loop = zloop_new();
+    assert_non_null(loop);
+    evb_err err;
+    assert_int_equal(evb_pub_attach(w->pub, loop, &err), EVB_OK);
+    /* Attached before following: the follow adds its sockets to the loop. */
+    evb_sub_opts so = {0};
+    so.store = w->sst;
+    so.consumer = "test";
+    so.handler = s_handler;
+    so.ctx = w;
+    w->sub = evb_sub_new(&so, &err);
+    assert_non_null(w->sub);
+    assert_int_equal(evb_sub_attach(w->sub, loop, &err), EVB_OK);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, cats, 1, &err), EVB_OK);
+    zl_ctx z = {w, 0, 0, false, false};
+    zloop_timer(loop, 10, 0, s_zl_tick, &z);
+    zloop_timer(loop, 30000, 1, s_zl_deadline, &z);
+    zloop_start(loop);
+    zloop_destroy(&loop);
+    assert_false(z.timed_out);
+    assert_true(z.done);
+    assert_int_equal(z.last, 1000);
+    s_check_effects(w, "show", 0);
+}
+
 /* ---- command socket ---- */
 
 static int s_cmd_echo(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
@@ -596,6 +663,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_big_turns_and_big_pages, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_zloop_runs_publisher_and_subscriber, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_every, s_setup,
                                         s_teardown),
     };
