@@ -7,6 +7,7 @@
 #include "busmsg.h"
 #include "mpread.h"
 
+#include <czmq.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
@@ -402,4 +403,41 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         return s_end(&r);
     }
     return evb_err_set(err, EVB_EINVAL, "reply: unknown message \"%s\"", name);
+}
+
+/* ---- CZMQ ---- */
+
+static int s_zl_turn(zl_hook *h)
+{
+    evb_err e;
+    if (h->poll(h->obj, 0, &e) != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "%s stopped its loop: %s", h->what, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    return s_zl_turn(arg);
+}
+
+static int s_zl_timer(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    return s_zl_turn(arg);
+}
+
+int zl_add_socket(zloop_t *loop, void *sock, zl_hook *h)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    return zloop_poller(loop, &item, s_zl_ready, h) == 0 ? 0 : -1;
+}
+
+int zl_add_timer(zloop_t *loop, size_t ms, zl_hook *h)
+{
+    return zloop_timer(loop, ms, 0, s_zl_timer, h) < 0 ? -1 : 0;
 }

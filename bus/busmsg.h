@@ -81,4 +81,19 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *r, size_t *used, evb_e
  * too deep or truncated, bytes left over, more than max). */
 size_t bm_split(const void *buf, size_t len, bview *views, size_t max);
 
+/* ---- CZMQ ----
+ * The zloop glue shared by the publisher, the subscriber and the command
+ * socket: a hook (lives in the object) names the object's poll function;
+ * readable sockets and timers call it with timeout 0, and a failure is
+ * logged and ends the loop. */
+typedef struct _zloop_t zloop_t;
+typedef struct zl_hook {
+    int (*poll)(void *obj, int timeout_ms, evb_err *err);
+    void *obj;
+    const char *what; /* names the object in the log line */
+} zl_hook;
+
+int zl_add_socket(zloop_t *loop, void *sock, zl_hook *h);
+int zl_add_timer(zloop_t *loop, size_t ms, zl_hook *h);
+
 #endif

@@ -8,6 +8,7 @@
  * late reply to a call that timed out can never be taken for the next one.
  */
 #include "evbus_bus.h"
+#include "busmsg.h"
 #include "mpread.h"
 
 #include <errno.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <czmq.h>
 #include <zmq.h>
 
 #define CMD_MAX 32
@@ -33,6 +33,7 @@ struct evb_cmd {
     cmd_entry cmds[CMD_MAX];
     size_t ncmds;
     evb_buf body, reply;
+    zl_hook zl;
     uint64_t bad;
     int64_t last_bad_log_us;
 };
@@ -393,22 +394,15 @@ done:
 
 /* ---- CZMQ ---- */
 
-static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static int s_poll_any(void *c, int timeout_ms, evb_err *err)
 {
-    (void)loop;
-    (void)item;
-    evb_err e;
-    if (evb_cmd_poll(arg, 0, &e) != EVB_OK) {
-        evb_log(EVB_LOG_ERROR, "command socket stopped its loop: %s", e.msg);
-        return -1;
-    }
-    return 0;
+    return evb_cmd_poll(c, timeout_ms, err);
 }
 
 int evb_cmd_attach(evb_cmd_t *c, zloop_t *loop, evb_err *err)
 {
-    zmq_pollitem_t item = {c->router, 0, ZMQ_POLLIN, 0};
-    if (zloop_poller(loop, &item, s_zl_ready, c) != 0)
+    c->zl = (zl_hook){s_poll_any, c, "command socket"};
+    if (zl_add_socket(loop, c->router, &c->zl) != 0)
         return evb_err_set(err, EVB_ENOMEM, "command socket %s: cannot attach to a zloop",
                            c->endpoint);
     return EVB_OK;

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <czmq.h>
 #include <zmq.h>
 
 #define PUB_MAX_PER_TURN 20000 /* live events per turn: keeps requests answered */
@@ -44,6 +43,7 @@ struct evb_pub {
     int64_t next_hb_us;
     evb_pub_stats stats;
     evb_buf hdr, page;
+    zl_hook zl;
     int64_t last_bad_log_us;
     uint64_t bad_unlogged;
 };
@@ -422,35 +422,16 @@ int evb_pub_poll(evb_pub_t *p, int timeout_ms, evb_err *err)
 
 /* ---- CZMQ ---- */
 
-static int s_zl_turn(evb_pub_t *p)
+static int s_poll_any(void *p, int timeout_ms, evb_err *err)
 {
-    evb_err e;
-    if (evb_pub_poll(p, 0, &e) != EVB_OK) {
-        evb_log(EVB_LOG_ERROR, "%s: publisher stopped its loop: %s", p->service, e.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void)loop;
-    (void)item;
-    return s_zl_turn(arg);
-}
-
-static int s_zl_timer(zloop_t *loop, int id, void *arg)
-{
-    (void)loop;
-    (void)id;
-    return s_zl_turn(arg);
+    return evb_pub_poll(p, timeout_ms, err);
 }
 
 int evb_pub_attach(evb_pub_t *p, zloop_t *loop, evb_err *err)
 {
-    zmq_pollitem_t item = {p->router, 0, ZMQ_POLLIN, 0};
-    if (zloop_poller(loop, &item, s_zl_ready, p) != 0 ||
-        zloop_timer(loop, 5, 0, s_zl_timer, p) < 0)
+    p->zl = (zl_hook){s_poll_any, p, "publisher"};
+    /* The timer publishes what the owner appended and sends heartbeats. */
+    if (zl_add_socket(loop, p->router, &p->zl) != 0 || zl_add_timer(loop, 5, &p->zl) != 0)
         return evb_err_set(err, EVB_ENOMEM, "%s: cannot attach the publisher to a zloop",
                            p->service);
     return EVB_OK;

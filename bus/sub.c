@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <czmq.h>
 #include <zmq.h>
 
 #define SUB_MAX_MSGS_PER_TURN 50000
@@ -91,8 +90,9 @@ struct evb_sub {
     evb_event_t ev;
     zmq_pollitem_t *items; /* two per conn */
     zloop_t *loop;         /* attached to, or NULL */
-    bm_reply reply;        /* parse buffers, per object (not static: */
-    bview *views;          /* two subscribers may live in two threads) */
+    zl_hook zl;
+    bm_reply reply; /* parse buffers, per object (not static: */
+    bview *views;   /* two subscribers may live in two threads) */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -1191,35 +1191,15 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
 
 /* ---- CZMQ ---- */
 
-static int s_zl_turn(evb_sub_t *s)
+static int s_poll_any(void *s, int timeout_ms, evb_err *err)
 {
-    evb_err e;
-    if (evb_sub_poll(s, 0, &e) != EVB_OK) {
-        evb_log(EVB_LOG_ERROR, "consumer %s stopped its loop: %s", s->consumer, e.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int s_zl_ready(zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void)loop;
-    (void)item;
-    return s_zl_turn(arg);
-}
-
-static int s_zl_timer(zloop_t *loop, int id, void *arg)
-{
-    (void)loop;
-    (void)id;
-    return s_zl_turn(arg);
+    return evb_sub_poll(s, timeout_ms, err);
 }
 
 static int s_zl_conn(evb_sub_t *s, conn *c)
 {
-    zmq_pollitem_t a = {c->sub, 0, ZMQ_POLLIN, 0}, b = {c->dealer, 0, ZMQ_POLLIN, 0};
-    return zloop_poller(s->loop, &a, s_zl_ready, s) == 0 &&
-                   zloop_poller(s->loop, &b, s_zl_ready, s) == 0
+    return zl_add_socket(s->loop, c->sub, &s->zl) == 0 &&
+                   zl_add_socket(s->loop, c->dealer, &s->zl) == 0
                ? 0
                : -1;
 }
@@ -1227,11 +1207,13 @@ static int s_zl_conn(evb_sub_t *s, conn *c)
 int evb_sub_attach(evb_sub_t *s, zloop_t *loop, evb_err *err)
 {
     s->loop = loop;
+    s->zl = (zl_hook){s_poll_any, s, "subscriber"};
     for (size_t i = 0; i < s->nconns; i++)
         if (s_zl_conn(s, s->conns[i]) != 0)
             return evb_err_set(err, EVB_ENOMEM, "consumer %s: cannot attach to a zloop",
                                s->consumer);
-    if (zloop_timer(loop, 20, 0, s_zl_timer, s) < 0)
+    /* The timer runs fetch timeouts, hello retries and refusal back-offs. */
+    if (zl_add_timer(loop, 20, &s->zl) != 0)
         return evb_err_set(err, EVB_ENOMEM, "consumer %s: cannot attach to a zloop",
                            s->consumer);
     return EVB_OK;
