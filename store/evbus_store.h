@@ -230,11 +230,26 @@ EVB_EXPORT int evb_txn_snapshot(evb_txn_t *tx, const char *stream, uint64_t vers
 EVB_EXPORT int evb_txn_commit(evb_txn_t **txp, evb_err *err);
 /* Abort (nothing written) and free. */
 EVB_EXPORT void evb_txn_destroy(evb_txn_t **txp);
+/* Call fn(ctx, committed) once when the transaction ends: committed is true
+ * after a commit that wrote, false after an abort or a failed commit. Lets a
+ * caller keep in-memory state (an aggregate cache) in step with what was
+ * really written when someone else (the subscriber) commits. At most
+ * EVB_TXN_MAX_HOOKS per transaction (EVB_EINVAL after that). */
+#define EVB_TXN_MAX_HOOKS 4u
+typedef void (*evb_txn_end_fn)(void *ctx, bool committed);
+EVB_EXPORT int evb_txn_on_end(evb_txn_t *tx, evb_txn_end_fn fn, void *ctx, evb_err *err);
 
 /* Read a consumer key: value copied into out (replacing its contents).
  * EVB_ENOTFOUND if absent. */
 EVB_EXPORT int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
                              evb_err *err);
+/* Every consumer key starting with prefix[0..plen) (plen 0: all), in key
+ * order, with its value (both lent for the call). fn returning non-zero stops
+ * the scan and is returned. Reads a consistent snapshot of the store. */
+typedef int (*evb_kv_fn)(const void *key, size_t klen, const void *val, size_t vlen,
+                         void *ctx);
+EVB_EXPORT int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen,
+                              evb_kv_fn fn, void *ctx, evb_err *err);
 /* Last checkpoint; *seq = 0 and EVB_OK when none was ever committed. */
 EVB_EXPORT int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
                                         const evb_id *source_log, const char *category,

@@ -891,8 +891,28 @@ evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
     tx->next_seq = atomic_load(&st->head) + 1;
     tx->nstreams = tx->nids = 0;
     tx->failed = tx->plain = false;
+    tx->nhooks = 0;
     st->open_txn = tx;
     return tx;
+}
+
+/* Run the end hooks once, in the order they were added. */
+static void s_txn_end(evb_txn_t *tx, bool committed)
+{
+    size_t n = tx->nhooks;
+    tx->nhooks = 0;
+    for (size_t i = 0; i < n; i++) tx->hooks[i].fn(tx->hooks[i].ctx, committed);
+}
+
+int evb_txn_on_end(evb_txn_t *tx, evb_txn_end_fn fn, void *ctx, evb_err *err)
+{
+    if (fn == NULL || tx->nhooks >= EVB_TXN_MAX_HOOKS)
+        return evb_err_set(err, EVB_EINVAL, "%s: more than %u end hooks on a transaction",
+                           tx->st->dir, EVB_TXN_MAX_HOOKS);
+    tx->hooks[tx->nhooks].fn = fn;
+    tx->hooks[tx->nhooks].ctx = ctx;
+    tx->nhooks++;
+    return EVB_OK;
 }
 
 void evb_txn_destroy(evb_txn_t **txp)
@@ -900,6 +920,7 @@ void evb_txn_destroy(evb_txn_t **txp)
     if (txp == NULL || *txp == NULL) return;
     evb_txn_t *tx = *txp;
     if (tx->st->open_txn == tx) tx->st->open_txn = NULL;
+    s_txn_end(tx, false);
     leveldb_writebatch_clear(tx->wb);
     /* Do not keep a huge batch's memory for ever. */
     if (tx->cap_ids > 2 * EVB_MAX_BATCH) {
@@ -1414,6 +1435,7 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         s_sweep(st);
         ix_kick(st);
     }
+    s_txn_end(tx, true);
 done:
     evb_txn_destroy(txp);
     return rc;
@@ -1472,6 +1494,38 @@ int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
     out->len = 0;
     rc = evb_buf_append(out, v, vl, err);
     leveldb_free(v);
+    return rc;
+}
+
+int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen, evb_kv_fn fn,
+                   void *ctx, evb_err *err)
+{
+    if (plen > EVB_MAX_KEY_LEN)
+        return evb_err_set(err, EVB_EINVAL, "prefix length %zu over %u", plen,
+                           EVB_MAX_KEY_LEN);
+    uint8_t k[1 + EVB_MAX_KEY_LEN];
+    k[0] = K_USER;
+    if (plen > 0) memcpy(k + 1, prefix, plen);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
+    leveldb_readoptions_set_snapshot(ro, snap);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, ro);
+    int rc = EVB_OK;
+    for (leveldb_iter_seek(it, (const char *)k, plen + 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *key = leveldb_iter_key(it, &kl);
+        if (kl < plen + 1 || memcmp(key, k, plen + 1) != 0) break;
+        const char *v = leveldb_iter_value(it, &vl);
+        if ((rc = fn(key + 1, kl - 1, v, vl, ctx)) != 0) break;
+    }
+    char *e = NULL;
+    leveldb_iter_get_error(it, &e);
+    if (e != NULL && rc == EVB_OK) rc = st_ldb_err(st, e, "scan", err);
+    else if (e != NULL) leveldb_free(e);
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_release_snapshot(st->db, snap);
     return rc;
 }
 

@@ -107,6 +107,11 @@ struct evb_txn {
     size_t nids, cap_ids;
     bool failed; /* a staged step failed: commit refuses */
     bool plain;  /* made by evb_store_append (names its crash points) */
+    struct {
+        evb_txn_end_fn fn;
+        void *ctx;
+    } hooks[EVB_TXN_MAX_HOOKS]; /* evb_txn_on_end, run once at the end */
+    size_t nhooks;
 };
 
 struct evb_store {

@@ -1,0 +1,872 @@
+/*
+ * svc.c: the service runtime (evbus_svc.h). One zloop runs the publisher,
+ * the command socket, the consumer, the projection and the timers; each
+ * operation is one store transaction; an aggregate cache follows what the
+ * transactions really wrote (the store's end hooks tell it).
+ */
+#include "evbus_svc.h"
+
+#include "../store/hmap.h"
+#include "svc_int.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CACHE_MAX 100000u /* aggregates kept in memory before a flush */
+#define MAX_COMMANDS 30u  /* the bus allows 32; status is one */
+#define CMD_KEY_PFX "cmd/"
+
+typedef struct cache_ent {
+    const evb_agg_def *def;
+    uint64_t version;
+    bool touched; /* changed by the open transaction */
+    char *stream;
+    max_align_t state[]; /* def->state_size bytes */
+} cache_ent;
+
+typedef struct cmd_entry {
+    evb_svc_t *svc;
+    char name[33];
+    evb_svc_cmd_fn fn;
+    void *ctx;
+} cmd_entry;
+
+typedef struct tick_entry {
+    evb_svc_t *svc;
+    evb_svc_tick_fn fn;
+    void *ctx;
+} tick_entry;
+
+typedef struct follower {
+    evb_svc_t *svc;
+    evb_sub_t *sub;
+    evb_svc_event_fn fn;
+    void *ctx;
+    bool view; /* effects in the view store */
+    evb_txn_t *cur_tx; /* the subscriber's open transaction we hooked */
+} follower;
+
+struct evb_svc_ctx {
+    evb_svc_t *svc;
+    evb_txn_t *tx;
+    const evb_event_t *ev;
+    const char *cmd_id;
+    bool view;  /* a projection: tx belongs to the view store */
+    bool dirty; /* something was staged */
+};
+
+struct evb_svc {
+    const evb_svc_def *def;
+    svc_config cfg;
+    evb_store_t *store, *views;
+    evb_pub_t *pub;
+    evb_cmd_t *cmd;
+    zloop_t *loop;
+    follower consumer, projector;
+    cmd_entry cmds[MAX_COMMANDS];
+    size_t ncmds;
+    tick_entry ticks[8];
+    size_t nticks;
+    hmap cache;
+    cache_ent **touched;
+    size_t ntouched, cap_touched;
+    int fatal; /* exit code after a fatal error */
+    uint64_t commands, rejected, replayed;
+};
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+/* ---- the aggregate cache ---- */
+
+static void s_ent_free(cache_ent *e)
+{
+    if (e == NULL) return;
+    if (e->def->release) e->def->release(e->state);
+    free(e->stream);
+    free(e);
+}
+
+static bool s_keep_untouched(const hent *h, void *ctx)
+{
+    (void)ctx;
+    cache_ent *e = (cache_ent *)(uintptr_t)h->a;
+    if (!e->touched) return true;
+    s_ent_free(e);
+    return false;
+}
+
+static bool s_keep_none(const hent *h, void *ctx)
+{
+    (void)ctx;
+    s_ent_free((cache_ent *)(uintptr_t)h->a);
+    return false;
+}
+
+/* The store's end hook for transactions of the service's own store. */
+static void s_tx_end(void *ctx, bool committed)
+{
+    evb_svc_t *svc = ctx;
+    if (svc->ntouched > 0) {
+        if (committed) {
+            for (size_t i = 0; i < svc->ntouched; i++) svc->touched[i]->touched = false;
+        } else if (hmap_filter(&svc->cache, s_keep_untouched, NULL) != 0) {
+            /* Out of memory rebuilding the map: drop it all rather than keep
+             * states that were never written. */
+            hmap_filter(&svc->cache, s_keep_none, NULL);
+            hmap_free(&svc->cache);
+            memset(&svc->cache, 0, sizeof svc->cache);
+        }
+        svc->ntouched = 0;
+    }
+    if (svc->cache.len > CACHE_MAX) {
+        hmap_filter(&svc->cache, s_keep_none, NULL);
+    }
+    if (svc->consumer.cur_tx) svc->consumer.cur_tx = NULL;
+}
+
+static void s_view_tx_end(void *ctx, bool committed)
+{
+    (void)committed;
+    ((follower *)ctx)->cur_tx = NULL;
+}
+
+static int s_touch(evb_svc_t *svc, cache_ent *e, evb_err *err)
+{
+    if (e->touched) return EVB_OK;
+    if (svc->ntouched == svc->cap_touched) {
+        size_t cap = svc->cap_touched ? 2 * svc->cap_touched : 16;
+        cache_ent **t = realloc(svc->touched, cap * sizeof *t);
+        if (t == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
+        svc->touched = t;
+        svc->cap_touched = cap;
+    }
+    svc->touched[svc->ntouched++] = e;
+    e->touched = true;
+    return EVB_OK;
+}
+
+int evb_svc_load(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
+                 void **state, uint64_t *version, evb_err *err)
+{
+    evb_svc_t *svc = c->svc;
+    if (c->view)
+        return evb_err_set(err, EVB_EINVAL,
+                           "evb_svc_load: projections read their own view store");
+    size_t sl = strlen(stream);
+    hent *h = hmap_get(&svc->cache, stream, sl);
+    if (h != NULL) {
+        cache_ent *e = (cache_ent *)(uintptr_t)h->a;
+        if (e->def != def)
+            return evb_err_set(err, EVB_EINVAL, "stream %s loaded as two aggregate kinds",
+                               stream);
+        *state = e->state;
+        *version = e->version;
+        return EVB_OK;
+    }
+    int rc = evb_check_stream(stream, err);
+    if (rc != EVB_OK) return rc;
+    cache_ent *e = calloc(1, sizeof *e + def->state_size);
+    if (e == NULL || (e->stream = strdup(stream)) == NULL) {
+        free(e);
+        return evb_err_set(err, EVB_ENOMEM, "out of memory loading %s", stream);
+    }
+    e->def = def;
+    if (def->init) def->init(e->state);
+    if (def->load && def->save) {
+        evb_buf snap = {0};
+        rc = evb_store_snapshot_load(svc->store, stream, &e->version, &snap, err);
+        if (rc == EVB_OK && e->version > 0) rc = def->load(e->state, snap.data, snap.len, err);
+        evb_buf_free(&snap);
+        if (rc != EVB_OK) goto fail;
+    }
+    evb_iter_t *it = evb_store_read_stream(svc->store, stream, e->version + 1, 0, NULL, err);
+    if (it == NULL) {
+        rc = err ? err->code : EVB_EIO;
+        goto fail;
+    }
+    const evb_event_t *ev;
+    evb_err ierr = {0};
+    while (evb_iter_next(it, &ev, &ierr)) {
+        if ((rc = def->apply(e->state, ev, err)) != EVB_OK) break;
+        e->version = ev->version;
+    }
+    evb_iter_destroy(&it);
+    if (rc == EVB_OK && ierr.code != EVB_OK) {
+        if (err) *err = ierr;
+        rc = ierr.code;
+    }
+    if (rc != EVB_OK) goto fail;
+    if (hmap_put(&svc->cache, stream, sl, (uintptr_t)e, 0) == NULL) {
+        rc = evb_err_set(err, EVB_ENOMEM, "out of memory caching %s", stream);
+        goto fail;
+    }
+    *state = e->state;
+    *version = e->version;
+    return EVB_OK;
+fail:
+    s_ent_free(e);
+    return rc;
+}
+
+int evb_svc_emit(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
+                 uint64_t expected_version, evb_event_t *events, size_t n, evb_err *err)
+{
+    if (c->view || c->tx == NULL)
+        return evb_err_set(err, EVB_EINVAL, "evb_svc_emit: only commands, consumers and "
+                                            "timers append (not queries or projections)");
+    void *state;
+    uint64_t version;
+    int rc = evb_svc_load(c, def, stream, &state, &version, err);
+    if (rc != EVB_OK) return rc;
+    if (version != expected_version)
+        return evb_err_set(err, EVB_ECONFLICT, "%s is at version %llu, expected %llu",
+                           stream, (unsigned long long)version,
+                           (unsigned long long)expected_version);
+    evb_id corr = {{0}};
+    evb_id cause = {{0}};
+    if (c->ev != NULL) {
+        cause = c->ev->id;
+        corr = evb_id_is_zero(&c->ev->correlation_id) ? c->ev->id : c->ev->correlation_id;
+    } else if (c->cmd_id != NULL && strlen(c->cmd_id) == EVB_ID_HEX_LEN) {
+        evb_id_from_hex(c->cmd_id, &corr, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (evb_id_is_zero(&events[i].correlation_id)) events[i].correlation_id = corr;
+        if (evb_id_is_zero(&events[i].causation_id)) events[i].causation_id = cause;
+    }
+    evb_append_result res;
+    rc = evb_txn_append(c->tx, stream, (int64_t)expected_version, events, n, &res, err);
+    if (rc != EVB_OK) return rc;
+    c->dirty = true;
+    hent *h = hmap_get(&c->svc->cache, stream, strlen(stream));
+    cache_ent *e = (cache_ent *)(uintptr_t)h->a;
+    if ((rc = s_touch(c->svc, e, err)) != EVB_OK) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (events[i].category == NULL) events[i].category = def->category;
+        if ((rc = def->apply(e->state, &events[i], err)) != EVB_OK) return rc;
+        e->version = events[i].version;
+    }
+    unsigned every = def->snapshot_every;
+    if (def->save && every > 0 && expected_version / every != e->version / every) {
+        evb_buf snap = {0};
+        rc = def->save(e->state, &snap, err);
+        if (rc == EVB_OK)
+            rc = evb_txn_snapshot(c->tx, stream, e->version, snap.data, snap.len, err);
+        evb_buf_free(&snap);
+    }
+    return rc;
+}
+
+evb_txn_t *evb_svc_txn(evb_svc_ctx *c)
+{
+    c->dirty = true;
+    return c->tx;
+}
+
+const evb_event_t *evb_svc_event(const evb_svc_ctx *c) { return c->ev; }
+evb_svc_t *evb_svc_of(evb_svc_ctx *c) { return c->svc; }
+const char *evb_svc_cmd_id(const evb_svc_ctx *c) { return c->cmd_id ? c->cmd_id : ""; }
+evb_store_t *evb_svc_store(evb_svc_t *svc) { return svc->store; }
+evb_store_t *evb_svc_view_store(evb_svc_t *svc) { return svc->views; }
+const char *evb_svc_name(const evb_svc_t *svc) { return svc->def->name; }
+
+int evb_svc_pack_write(void *data, const char *buf, size_t len)
+{
+    return evb_buf_append(data, buf, len, NULL) == EVB_OK ? 0 : -1;
+}
+
+/* A transaction of the service's store with the cache's end hook. */
+static evb_txn_t *s_begin(evb_svc_t *svc, evb_err *err)
+{
+    evb_txn_t *tx = evb_txn_begin(svc->store, err);
+    if (tx != NULL && evb_txn_on_end(tx, s_tx_end, svc, err) != EVB_OK)
+        evb_txn_destroy(&tx);
+    return tx;
+}
+
+/* ---- commands with ids ---- */
+
+/* Stored outcome: [command, ts_us, code name, body map | message]. */
+static int s_outcome_put(evb_txn_t *tx, const char *cmd_id, const char *command, int code,
+                         const void *body, size_t blen, const char *msg, evb_err *err)
+{
+    evb_buf v = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &v, evb_svc_pack_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_str_with_body(&pk, command, strlen(command));
+    msgpack_pack_int64(&pk, evb_now_us());
+    const char *cn = evb_code_name(code);
+    msgpack_pack_str_with_body(&pk, cn, strlen(cn));
+    if (code == EVB_OK) {
+        if (blen == 0) msgpack_pack_map(&pk, 0);
+        else evb_buf_append(&v, body, blen, NULL);
+    } else {
+        msgpack_pack_str_with_body(&pk, msg, strlen(msg));
+    }
+    char key[sizeof CMD_KEY_PFX + EVB_SVC_MAX_CMD_ID];
+    int kl = snprintf(key, sizeof key, CMD_KEY_PFX "%s", cmd_id);
+    int rc = v.data == NULL ? evb_err_set(err, EVB_ENOMEM, "out of memory")
+                            : evb_txn_put(tx, key, (size_t)kl, v.data, v.len, err);
+    evb_buf_free(&v);
+    return rc;
+}
+
+/* A remembered outcome of cmd_id: 1 found (reply set, *code), 0 none. */
+static int s_outcome_get(evb_svc_t *svc, const char *cmd_id, const char *command,
+                         evb_buf *out, int *code, evb_err *err)
+{
+    char key[sizeof CMD_KEY_PFX + EVB_SVC_MAX_CMD_ID];
+    int kl = snprintf(key, sizeof key, CMD_KEY_PFX "%s", cmd_id);
+    evb_buf v = {0};
+    evb_err gerr = {0};
+    int rc = evb_store_get(svc->store, key, (size_t)kl, &v, &gerr);
+    if (rc == EVB_ENOTFOUND) return 0;
+    if (rc != EVB_OK) {
+        if (err) *err = gerr;
+        return -1;
+    }
+    int found = 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    if (msgpack_unpack_next(&u, v.data, v.len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4) {
+        msgpack_object *a = u.data.via.array.ptr;
+        int64_t ts = a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)a[1].via.u64 : 0;
+        bool fresh = evb_now_us() - ts < (int64_t)svc->cfg.command_ttl_s * 1000000;
+        if (fresh && a[0].type == MSGPACK_OBJECT_STR && a[2].type == MSGPACK_OBJECT_STR) {
+            char cn[40];
+            snprintf(cn, sizeof cn, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
+            if (a[0].via.str.size != strlen(command) ||
+                memcmp(a[0].via.str.ptr, command, a[0].via.str.size) != 0) {
+                *code = evb_err_set(err, EVB_EINVAL,
+                                    "cmd_id %s was already used for command %.*s", cmd_id,
+                                    (int)a[0].via.str.size, a[0].via.str.ptr);
+            } else if (strcmp(cn, "ok") == 0 || strcmp(cn, "EVB_OK") == 0) {
+                msgpack_sbuffer sb;
+                msgpack_sbuffer_init(&sb);
+                msgpack_packer pk;
+                msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+                msgpack_pack_object(&pk, a[3]);
+                out->len = 0;
+                evb_buf_append(out, sb.data, sb.size, NULL);
+                msgpack_sbuffer_destroy(&sb);
+                *code = EVB_OK;
+            } else {
+                *code = evb_code_from_name(cn);
+                if (*code == EVB_OK) *code = EVB_EREJECTED;
+                evb_err_set(err, *code, "%.*s", (int)a[3].via.str.size,
+                            a[3].type == MSGPACK_OBJECT_STR ? a[3].via.str.ptr : "");
+            }
+            found = 1;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    evb_buf_free(&v);
+    return found;
+}
+
+static int s_cmd_entry(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    cmd_entry *ce = ctx;
+    evb_svc_t *svc = ce->svc;
+    char cmd_id[EVB_SVC_MAX_CMD_ID + 1];
+    evb_err ferr = {0};
+    int rc = evb_map_str(args, len, "cmd_id", cmd_id, sizeof cmd_id, &ferr);
+    if (rc == EVB_ENOTFOUND)
+        return evb_err_set(err, EVB_EINVAL,
+                           "cmd_id: missing (every command carries a client-chosen id, "
+                           "1..%u bytes)", EVB_SVC_MAX_CMD_ID);
+    if (rc != EVB_OK || cmd_id[0] == '\0')
+        return evb_err_set(err, EVB_EINVAL, "cmd_id: must be a string of 1..%u bytes",
+                           EVB_SVC_MAX_CMD_ID);
+    int code;
+    int found = s_outcome_get(svc, cmd_id, ce->name, out, &code, err);
+    if (found < 0) return err ? err->code : EVB_EIO;
+    if (found) {
+        svc->replayed++;
+        evb_log(EVB_LOG_DEBUG, "%s %s: retry answered with the first outcome", ce->name,
+                cmd_id);
+        return code;
+    }
+    svc->commands++;
+    for (int attempt = 0;; attempt++) {
+        out->len = 0;
+        evb_txn_t *tx = s_begin(svc, err);
+        if (tx == NULL) return err ? err->code : EVB_EBUSY;
+        evb_svc_ctx c = {.svc = svc, .tx = tx, .cmd_id = cmd_id};
+        rc = ce->fn(&c, args, len, out, ce->ctx, err);
+        if (rc == EVB_OK) {
+            rc = s_outcome_put(tx, cmd_id, ce->name, EVB_OK, out->data, out->len, NULL, err);
+            if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
+            evb_txn_destroy(&tx);
+            if (rc == EVB_OK && svc->pub) evb_pub_poll(svc->pub, 0, NULL);
+            return rc;
+        }
+        evb_txn_destroy(&tx);
+        if (rc == EVB_ECONFLICT && attempt < 3) continue;
+        if (rc != EVB_EREJECTED) return rc;
+        svc->rejected++;
+        evb_err perr = {0};
+        tx = s_begin(svc, &perr);
+        int prc = tx ? s_outcome_put(tx, cmd_id, ce->name, rc, NULL, 0, err->msg, &perr)
+                     : perr.code;
+        if (prc == EVB_OK) prc = evb_txn_commit(&tx, &perr);
+        evb_txn_destroy(&tx);
+        if (prc != EVB_OK)
+            evb_log(EVB_LOG_WARN, "%s %s: cannot remember the refusal: %s", ce->name,
+                    cmd_id, perr.msg);
+        return rc;
+    }
+}
+
+int evb_svc_command(evb_svc_t *svc, const char *name, evb_svc_cmd_fn fn, void *ctx,
+                    evb_err *err)
+{
+    if (svc->ncmds == MAX_COMMANDS || strlen(name) >= sizeof svc->cmds[0].name)
+        return evb_err_set(err, EVB_EINVAL, "command %s: too many commands or too long",
+                           name);
+    cmd_entry *ce = &svc->cmds[svc->ncmds];
+    ce->svc = svc;
+    snprintf(ce->name, sizeof ce->name, "%s", name);
+    ce->fn = fn;
+    ce->ctx = ctx;
+    int rc = evb_cmd_on(svc->cmd, name, s_cmd_entry, ce, err);
+    if (rc == EVB_OK) svc->ncmds++;
+    return rc;
+}
+
+static int s_query_entry(const void *args, size_t len, evb_buf *out, void *ctx,
+                         evb_err *err)
+{
+    cmd_entry *ce = ctx;
+    evb_svc_ctx c = {.svc = ce->svc};
+    return ce->fn(&c, args, len, out, ce->ctx, err);
+}
+
+int evb_svc_query(evb_svc_t *svc, const char *name, evb_svc_cmd_fn fn, void *ctx,
+                  evb_err *err)
+{
+    if (svc->ncmds == MAX_COMMANDS || strlen(name) >= sizeof svc->cmds[0].name)
+        return evb_err_set(err, EVB_EINVAL, "query %s: too many commands or too long", name);
+    cmd_entry *ce = &svc->cmds[svc->ncmds];
+    ce->svc = svc;
+    snprintf(ce->name, sizeof ce->name, "%s", name);
+    ce->fn = fn;
+    ce->ctx = ctx;
+    int rc = evb_cmd_on(svc->cmd, name, s_query_entry, ce, err);
+    if (rc == EVB_OK) svc->ncmds++;
+    return rc;
+}
+
+/* ---- followers ---- */
+
+static int s_follow_handler(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *err)
+{
+    follower *f = ctx;
+    evb_svc_t *svc = f->svc;
+    if (f->cur_tx != tx) {
+        int rc = f->view ? evb_txn_on_end(tx, s_view_tx_end, f, err)
+                         : evb_txn_on_end(tx, s_tx_end, svc, err);
+        if (rc != EVB_OK) return rc;
+        f->cur_tx = tx;
+    }
+    evb_svc_ctx c = {.svc = svc, .tx = tx, .ev = ev, .view = f->view};
+    return f->fn(&c, ev, f->ctx, err);
+}
+
+/* A connectable form of a bound endpoint: tcp://\*:P and 0.0.0.0 -> 127.0.0.1. */
+static void s_connect_form(const char *bound, char *out, size_t cap)
+{
+    const char *p;
+    if (strncmp(bound, "tcp://", 6) == 0 &&
+        ((p = strchr(bound + 6, ':')) != NULL) &&
+        (strncmp(bound + 6, "*:", 2) == 0 || strncmp(bound + 6, "0.0.0.0:", 8) == 0))
+        snprintf(out, cap, "tcp://127.0.0.1%s", p);
+    else
+        snprintf(out, cap, "%s", bound);
+}
+
+static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
+                            const char *consumer, const char *const *categories, size_t n,
+                            evb_svc_event_fn fn, void *ctx, evb_err *err)
+{
+    if (f->sub != NULL)
+        return evb_err_set(err, EVB_EINVAL, "%s: already started", consumer);
+    f->svc = svc;
+    f->fn = fn;
+    f->ctx = ctx;
+    evb_sub_opts so = {.store = st, .consumer = consumer, .handler = s_follow_handler,
+                       .ctx = f};
+    f->sub = evb_sub_new(&so, err);
+    if (f->sub == NULL) return err ? err->code : EVB_EIO;
+    int rc = evb_sub_attach(f->sub, svc->loop, err);
+    if (f->view) {
+        char pe[EVB_BUS_MAX_ENDPOINT], ce[EVB_BUS_MAX_ENDPOINT];
+        s_connect_form(svc->cfg.pub, pe, sizeof pe);
+        s_connect_form(svc->cfg.catchup, ce, sizeof ce);
+        if (rc == EVB_OK) rc = evb_sub_follow(f->sub, pe, ce, categories, n, err);
+    } else {
+        for (size_t i = 0; rc == EVB_OK && i < svc->cfg.nfollow; i++)
+            rc = evb_sub_follow(f->sub, svc->cfg.follow[i].pub, svc->cfg.follow[i].catchup,
+                                categories, n, err);
+    }
+    return rc;
+}
+
+int evb_svc_consume(evb_svc_t *svc, const char *const *categories, size_t n,
+                    evb_svc_event_fn fn, void *ctx, evb_err *err)
+{
+    if (svc->cfg.nfollow == 0)
+        evb_log(EVB_LOG_WARN, "%s consumes other logs but no --follow was given",
+                svc->def->name);
+    return s_follower_start(svc, &svc->consumer, svc->store, svc->def->name, categories, n,
+                            fn, ctx, err);
+}
+
+int evb_svc_project(evb_svc_t *svc, const char *const *categories, size_t n,
+                    evb_svc_event_fn fn, void *ctx, evb_err *err)
+{
+    if (svc->views == NULL || svc->pub == NULL)
+        return evb_err_set(err, EVB_EINVAL,
+                           "%s: read models need a view store and --pub/--catchup",
+                           svc->def->name);
+    svc->projector.view = true;
+    return s_follower_start(svc, &svc->projector, svc->views, "views", categories, n, fn,
+                            ctx, err);
+}
+
+/* ---- timers ---- */
+
+static int s_tick(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    tick_entry *t = arg;
+    evb_svc_t *svc = t->svc;
+    evb_err err = {0};
+    evb_txn_t *tx = s_begin(svc, &err);
+    if (tx == NULL) {
+        evb_log(EVB_LOG_WARN, "timer: %s", err.msg);
+        return 0;
+    }
+    evb_svc_ctx c = {.svc = svc, .tx = tx};
+    int rc = t->fn(&c, t->ctx, &err);
+    if (rc == EVB_OK && c.dirty) rc = evb_txn_commit(&tx, &err);
+    evb_txn_destroy(&tx);
+    if (rc != EVB_OK) {
+        evb_log(EVB_LOG_WARN, "timer: %s", err.msg);
+        if (evb_store_unwritable(svc->store)) evb_store_reopen(svc->store, NULL);
+    }
+    return 0;
+}
+
+int evb_svc_every(evb_svc_t *svc, unsigned ms, evb_svc_tick_fn fn, void *ctx, evb_err *err)
+{
+    if (svc->nticks == sizeof svc->ticks / sizeof svc->ticks[0])
+        return evb_err_set(err, EVB_EINVAL, "too many timers");
+    tick_entry *t = &svc->ticks[svc->nticks];
+    t->svc = svc;
+    t->fn = fn;
+    t->ctx = ctx;
+    if (zloop_timer(svc->loop, ms ? ms : 1, 0, s_tick, t) < 0)
+        return evb_err_set(err, EVB_ENOMEM, "cannot add a timer");
+    svc->nticks++;
+    return EVB_OK;
+}
+
+/* Forget outcomes of commands older than the retention (one page a minute). */
+static int s_expire_tick(evb_svc_ctx *c, void *ctx, evb_err *err);
+
+typedef struct expire_acc {
+    evb_txn_t *tx;
+    int64_t cutoff;
+    size_t n;
+    int rc;
+    evb_err *err;
+} expire_acc;
+
+static int s_expire_one(const void *key, size_t klen, const void *val, size_t vlen, void *ctx)
+{
+    expire_acc *a = ctx;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    bool old = true;
+    if (msgpack_unpack_next(&u, val, vlen, &off) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
+        u.data.via.array.ptr[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        old = (int64_t)u.data.via.array.ptr[1].via.u64 < a->cutoff;
+    msgpack_unpacked_destroy(&u);
+    if (old) {
+        if ((a->rc = evb_txn_delete(a->tx, key, klen, a->err)) != EVB_OK) return 1;
+        a->n++;
+    }
+    return a->n >= 10000 ? 1 : 0;
+}
+
+static int s_expire_tick(evb_svc_ctx *c, void *ctx, evb_err *err)
+{
+    (void)ctx;
+    evb_svc_t *svc = c->svc;
+    expire_acc a = {.tx = c->tx,
+                    .cutoff = evb_now_us() - (int64_t)svc->cfg.command_ttl_s * 1000000,
+                    .err = err};
+    int rc = evb_store_scan(svc->store, CMD_KEY_PFX, strlen(CMD_KEY_PFX), s_expire_one, &a,
+                            err);
+    if (rc < 0) return rc;
+    if (a.rc != EVB_OK) return a.rc;
+    if (a.n > 0) {
+        c->dirty = true;
+        evb_log(EVB_LOG_INFO, "forgot %zu command outcomes older than %u s", a.n,
+                svc->cfg.command_ttl_s);
+    }
+    return EVB_OK;
+}
+
+/* ---- status ---- */
+
+typedef struct status_acc {
+    msgpack_packer *pk;
+    size_t n;
+    bool count_only;
+} status_acc;
+
+static int s_feed_one(const evb_feed_status *fs, void *ctx)
+{
+    status_acc *a = ctx;
+    a->n++;
+    if (a->count_only) return 0;
+    msgpack_packer *pk = a->pk;
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&fs->log_id, hex);
+    const char *state = evb_feed_state_name(fs->state);
+    msgpack_pack_map(pk, 11);
+#define KS(k, v) \
+    msgpack_pack_str_with_body(pk, k, strlen(k)); \
+    msgpack_pack_str_with_body(pk, v, strlen(v))
+#define KU(k, v) \
+    msgpack_pack_str_with_body(pk, k, strlen(k)); \
+    msgpack_pack_uint64(pk, v)
+    KS("publisher", fs->publisher);
+    KS("category", fs->category);
+    KS("log_id", hex);
+    KS("state", state);
+    KS("reason", fs->reason);
+    KU("applied", fs->applied);
+    KU("head", fs->head);
+    KU("lag", fs->lag);
+    KU("duplicates", fs->duplicates);
+    KU("gaps", fs->gaps);
+    msgpack_pack_str_with_body(pk, "heartbeat_age_ms", 16);
+    msgpack_pack_int64(pk, fs->heartbeat_age_ms);
+    return 0;
+}
+
+static void s_pack_feeds(msgpack_packer *pk, evb_sub_t *sub)
+{
+    status_acc a = {.pk = pk, .count_only = true};
+    if (sub) evb_sub_status(sub, s_feed_one, &a, NULL);
+    msgpack_pack_array(pk, (uint32_t)a.n);
+    a.count_only = false;
+    if (sub) evb_sub_status(sub, s_feed_one, &a, NULL);
+}
+
+static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    (void)args;
+    (void)len;
+    (void)err;
+    evb_svc_t *svc = ctx;
+    msgpack_packer p;
+    msgpack_packer *pk = &p;
+    msgpack_packer_init(pk, out, evb_svc_pack_write);
+    evb_store_info si;
+    evb_store_get_info(svc->store, &si);
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&si.log_id, hex);
+    evb_pub_stats ps = {0};
+    if (svc->pub) evb_pub_get_stats(svc->pub, &ps);
+    msgpack_pack_map(pk, 11);
+    KS("service", svc->def->name);
+    KS("log_id", hex);
+    KU("head", evb_store_head(svc->store));
+    KU("synced", evb_store_synced(svc->store));
+    KU("published", ps.published);
+    KU("commands", svc->commands);
+    KU("rejected", svc->rejected);
+    KU("retries_answered", svc->replayed);
+    KS("state", evb_store_unwritable(svc->store) ? "unwritable" : "serving");
+    msgpack_pack_str_with_body(pk, "feeds", 5);
+    s_pack_feeds(pk, svc->consumer.sub);
+    msgpack_pack_str_with_body(pk, "views", 5);
+    s_pack_feeds(pk, svc->projector.sub);
+    return EVB_OK;
+#undef KS
+#undef KU
+}
+
+/* ---- life cycle ---- */
+
+static int s_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Remove a view store so it is rebuilt from zero; refuses a directory that
+ * is not a LevelDB directory. */
+static int s_drop_views(const char *dir, evb_err *err)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return EVB_OK; /* nothing to drop */
+    char cur[PATH_MAX + 16];
+    snprintf(cur, sizeof cur, "%s/CURRENT", dir);
+    if (access(cur, F_OK) != 0)
+        return evb_err_set(err, EVB_EINVAL,
+                           "--rebuild-views: %s is not a view store (no CURRENT file); "
+                           "not removing it", dir);
+    if (nftw(dir, s_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return evb_err_set(err, EVB_EIO, "--rebuild-views: cannot remove %s: %s", dir,
+                           strerror(errno));
+    evb_log(EVB_LOG_INFO, "views in %s dropped; rebuilding them from the log", dir);
+    return EVB_OK;
+}
+
+evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_code)
+{
+    evb_svc_t *svc = calloc(1, sizeof *svc);
+    if (svc == NULL) {
+        fprintf(stderr, "%s: out of memory\n", def->name);
+        *exit_code = 4;
+        return NULL;
+    }
+    svc->def = def;
+    int code = svc_config_parse(def, argc, argv, &svc->cfg);
+    if (code >= 0) {
+        *exit_code = code;
+        free(svc);
+        return NULL;
+    }
+    svc_log_start(def->name, &svc->cfg);
+    evb_err err = {0};
+    *exit_code = 3;
+    evb_store_opts so = {.dir = svc->cfg.store, .service = def->name, .create = true,
+                         .sync = svc->cfg.sync};
+    svc->store = evb_store_open(&so, &err);
+    if (svc->store == NULL) goto fail;
+    if (def->views) {
+        if (svc->cfg.rebuild_views && s_drop_views(svc->cfg.views, &err) != EVB_OK) goto fail;
+        evb_store_opts vo = {.dir = svc->cfg.views, .service = def->name, .create = true,
+                             .sync = EVB_SYNC_GROUP};
+        svc->views = evb_store_open(&vo, &err);
+        if (svc->views == NULL) goto fail;
+    }
+    *exit_code = 4;
+    svc->loop = zloop_new();
+    if (svc->loop == NULL) {
+        evb_err_set(&err, EVB_ENOMEM, "cannot make the event loop");
+        goto fail;
+    }
+    if (svc->cfg.pub[0]) {
+        evb_pub_opts po = {.store = svc->store, .pub_endpoint = svc->cfg.pub,
+                           .catchup_endpoint = svc->cfg.catchup};
+        svc->pub = evb_pub_new(&po, &err);
+        if (svc->pub == NULL || evb_pub_attach(svc->pub, svc->loop, &err) != EVB_OK)
+            goto fail;
+    }
+    svc->cmd = evb_cmd_new(svc->cfg.cmd, &err);
+    if (svc->cmd == NULL || evb_cmd_attach(svc->cmd, svc->loop, &err) != EVB_OK ||
+        evb_cmd_on(svc->cmd, "status", s_status, svc, &err) != EVB_OK)
+        goto fail;
+    evb_svc_tick_fn expire = s_expire_tick;
+    if (evb_svc_every(svc, 60000, expire, NULL, &err) != EVB_OK) goto fail;
+    *exit_code = 0;
+    return svc;
+fail:
+    evb_log(EVB_LOG_ERROR, "%s", err.msg);
+    evb_svc_destroy(&svc);
+    return NULL;
+}
+
+static int s_stop_check(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    (void)arg;
+    return s_stop ? -1 : 0;
+}
+
+int evb_svc_run(evb_svc_t *svc)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    zloop_timer(svc->loop, 50, 0, s_stop_check, NULL);
+    evb_store_info si;
+    evb_store_get_info(svc->store, &si);
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&si.log_id, hex);
+    evb_log(EVB_LOG_INFO, "serving: store %s (log %s, head %llu), commands on %s%s%s%s%s",
+            svc->cfg.store, hex, (unsigned long long)evb_store_head(svc->store),
+            svc->cfg.cmd, svc->pub ? ", publishing on " : "", svc->pub ? svc->cfg.pub : "",
+            svc->pub ? " and " : "", svc->pub ? svc->cfg.catchup : "");
+    int rc = 0;
+    while (!s_stop) {
+        /* zloop_start returns 0 when a signal interrupts its poll, -1 when a
+         * handler failed (the bus logged why). */
+        if (zloop_start(svc->loop) != 0 && !s_stop) {
+            evb_log(EVB_LOG_ERROR, "stopping after a fatal error (see above)");
+            rc = 4;
+            break;
+        }
+    }
+    evb_err err = {0};
+    if (evb_store_sync(svc->store, &err) != EVB_OK) {
+        evb_log(EVB_LOG_ERROR, "final sync: %s", err.msg);
+        rc = 4;
+    }
+    if (rc == 0) evb_log(EVB_LOG_INFO, "stopped cleanly (head %llu)",
+                         (unsigned long long)evb_store_head(svc->store));
+    return rc;
+}
+
+void evb_svc_destroy(evb_svc_t **svcp)
+{
+    evb_svc_t *svc = *svcp;
+    if (svc == NULL) return;
+    zloop_destroy(&svc->loop);
+    evb_sub_destroy(&svc->projector.sub);
+    evb_sub_destroy(&svc->consumer.sub);
+    evb_cmd_destroy(&svc->cmd);
+    evb_pub_destroy(&svc->pub);
+    hmap_filter(&svc->cache, s_keep_none, NULL);
+    hmap_free(&svc->cache);
+    free(svc->touched);
+    evb_store_destroy(&svc->views);
+    evb_store_destroy(&svc->store);
+    free(svc);
+    *svcp = NULL;
+}

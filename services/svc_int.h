@@ -1,0 +1,40 @@
+/*
+ * svc_int.h (private): the service runtime's configuration (flags,
+ * environment, config file) and its structured log sink.
+ */
+#ifndef EVB_SVC_INT_H
+#define EVB_SVC_INT_H
+
+#include "evbus_svc.h"
+
+#include <limits.h>
+
+typedef struct svc_follow {
+    char pub[EVB_BUS_MAX_ENDPOINT];
+    char catchup[EVB_BUS_MAX_ENDPOINT];
+} svc_follow;
+
+typedef struct svc_config {
+    char store[PATH_MAX];
+    char views[PATH_MAX];
+    char pub[EVB_BUS_MAX_ENDPOINT];
+    char catchup[EVB_BUS_MAX_ENDPOINT];
+    char cmd[EVB_BUS_MAX_ENDPOINT];
+    svc_follow follow[EVB_SVC_MAX_FOLLOW];
+    size_t nfollow;
+    bool rebuild_views;
+    evb_sync sync;
+    evb_log_level log_level;
+    bool log_json;
+    unsigned command_ttl_s;
+} svc_config;
+
+/* Fill cfg from defaults, the config file, the environment and argv (in
+ * that order of precedence, last wins). Returns -1 to go on, or the exit
+ * code to return now (0 after --help, 2 after a usage error on stderr). */
+int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *cfg);
+
+/* Install the structured log sink (text or JSON lines on stderr). */
+void svc_log_start(const char *service, const svc_config *cfg);
+
+#endif
