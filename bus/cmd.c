@@ -4,8 +4,9 @@
  * Request:  [1, req_id (uint), command (str), args (map)]
  * Reply:    [1, req_id, "ok", body (map)]  or  [1, req_id, code (str), message (str)]
  * One frame each way (the ROUTER adds the identity). The server is
- * stateless between requests; the client makes a fresh DEALER per call, so a
- * late reply to a call that timed out can never be taken for the next one.
+ * stateless between requests. A client keeps one DEALER for many calls and
+ * matches replies by req_id, so a late reply to a call that timed out is
+ * dropped rather than taken for the next one.
  */
 #include "evbus_bus.h"
 #include "busmsg.h"
@@ -270,22 +271,175 @@ int evb_cmd_poll(evb_cmd_t *c, int timeout_ms, evb_err *err)
     return EVB_OK;
 }
 
-/* ---- client ---- */
+/* ---- client ----
+ * One DEALER per client, connected once and kept. Requests carry increasing
+ * ids; a reply whose id is not the current request's is a late answer to a
+ * request that timed out and is dropped, so a timeout never wedges the
+ * client nor shifts the next call's answer. ZMQ_IMMEDIATE keeps requests
+ * from queueing while there is no connection: a call to a service that is
+ * down times out with nothing left behind to be delivered minutes later. */
 
-int evb_cmd_call(const char *endpoint, const char *command, const void *args,
-                 size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
+struct evb_cmd_client {
+    void *zctx, *dealer;
+    char endpoint[EVB_BUS_MAX_ENDPOINT];
+    uint64_t last_id; /* id of the latest request sent */
+    evb_buf req;
+};
+
+evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err)
 {
-    if (endpoint == NULL || command == NULL)
-        return evb_err_set(err, EVB_EINVAL, "call: endpoint and command are required");
+    if (endpoint == NULL) {
+        evb_err_set(err, EVB_EINVAL, "command client: endpoint is required");
+        return NULL;
+    }
+    if (strlen(endpoint) >= EVB_BUS_MAX_ENDPOINT) {
+        evb_err_set(err, EVB_EUNREACHABLE, "%.64s...: endpoint longer than %u bytes",
+                    endpoint, EVB_BUS_MAX_ENDPOINT - 1);
+        return NULL;
+    }
+    evb_cmd_client_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    c->req.max_cap = EVB_BUS_MAX_MSG_BYTES;
+    c->zctx = zmq_ctx_new();
+    c->dealer = c->zctx ? zmq_socket(c->zctx, ZMQ_DEALER) : NULL;
+    if (c->dealer == NULL) {
+        evb_err_set(err, EVB_EIO, "command client: %s", zmq_strerror(errno));
+        evb_cmd_client_destroy(&c);
+        return NULL;
+    }
+    int zero = 0, one = 1;
+    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
+    zmq_setsockopt(c->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    if (zmq_connect(c->dealer, endpoint) != 0) {
+        /* Not EVB_EINVAL: that is what a service answers for a bad request,
+         * and a caller must tell "wrong address" from "wrong arguments". */
+        evb_err_set(err, errno == ENOMEM ? EVB_ENOMEM : EVB_EUNREACHABLE,
+                    "cannot connect to %s: %s", endpoint, zmq_strerror(errno));
+        evb_cmd_client_destroy(&c);
+        return NULL;
+    }
+    return c;
+}
+
+void evb_cmd_client_destroy(evb_cmd_client_t **cp)
+{
+    if (cp == NULL || *cp == NULL) return;
+    evb_cmd_client_t *c = *cp;
+    if (c->dealer) zmq_close(c->dealer);
+    if (c->zctx) zmq_ctx_term(c->zctx);
+    evb_buf_free(&c->req);
+    free(c);
+    *cp = NULL;
+}
+
+/* Receive one message (draining extra frames: a reply is one frame). */
+static int s_recv_one(void *d, zmq_msg_t *m)
+{
+    zmq_msg_init(m);
+    if (zmq_msg_recv(m, d, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(m);
+        return -1;
+    }
+    bool more = zmq_msg_more(m);
+    while (more) {
+        zmq_msg_t x;
+        zmq_msg_init(&x);
+        if (zmq_msg_recv(&x, d, 0) < 0)
+            more = false;
+        else
+            more = zmq_msg_more(&x);
+        zmq_msg_close(&x);
+    }
+    return 0;
+}
+
+/* Milliseconds left until end_us, at least 0. */
+static long s_left_ms(int64_t end_us)
+{
+    int64_t left = end_us - evb_now_us();
+    return left <= 0 ? 0 : (long)((left + 999) / 1000);
+}
+
+/* Wait for the socket to be writable (a connection exists) or end_us. */
+static bool s_wait_writable(void *d, int64_t end_us)
+{
+    for (;;) {
+        zmq_pollitem_t item = {d, 0, ZMQ_POLLOUT, 0};
+        long left = s_left_ms(end_us);
+        int n = zmq_poll(&item, 1, left);
+        if (n > 0 && (item.revents & ZMQ_POLLOUT)) return true;
+        if ((n < 0 && errno != EINTR) || left == 0) return false;
+    }
+}
+
+/* One reply m: EVB_OK and *done when it answers req_id (out or err filled),
+ * EVB_OK and !*done when it is someone else's (dropped), EVB_EDECODE when
+ * it is not a command-socket reply. */
+static int s_take_reply(evb_cmd_client_t *c, zmq_msg_t *m, uint64_t req_id,
+                        const char *command, bool *done, evb_buf *out, evb_err *err)
+{
+    *done = false;
+    mp_cur cur;
+    mp_init(&cur, zmq_msg_data(m), zmq_msg_size(m));
+    mp_val v;
+    char status[32] = "";
+    bool ok = mp_next(&cur, &v) == MP_OK && v.type == MP_ARRAY && v.v.n == 4 &&
+              mp_next(&cur, &v) == MP_OK && v.type == MP_UINT &&
+              v.v.u == EVB_BUS_PROTOCOL && mp_next(&cur, &v) == MP_OK &&
+              v.type == MP_UINT;
+    uint64_t id = ok ? v.v.u : 0;
+    if (ok)
+        ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR && v.v.s.len > 0 &&
+             v.v.s.len < sizeof status;
+    if (!ok)
+        return evb_err_set(err, EVB_EDECODE,
+                           "%s: malformed reply to %s (not a command socket?)",
+                           c->endpoint, command);
+    if (id != req_id) return EVB_OK; /* a late reply to a request that timed out */
+    *done = true;
+    memcpy(status, v.v.s.p, v.v.s.len);
+    status[v.v.s.len] = '\0';
+    const void *rest = cur.p;
+    size_t rest_len = mp_left(&cur);
+    if (strcmp(status, "ok") == 0) {
+        int rc = evb_check_map(rest, rest_len, "reply body", err);
+        if (rc != EVB_OK) return rc;
+        out->len = 0;
+        return evb_buf_append(out, rest, rest_len, err);
+    }
+    int code = evb_code_from_name(status);
+    if (code <= 0) code = EVB_EIO;
+    mp_val msg;
+    if (mp_next(&cur, &msg) == MP_OK && msg.type == MP_STR)
+        return evb_err_set(err, code, "%.*s",
+                           (int)(msg.v.s.len > 400 ? 400 : msg.v.s.len), msg.v.s.p);
+    return evb_err_set(err, code, "%s", evb_strerror(code));
+}
+
+int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *args,
+                        size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
+{
+    if (c == NULL || command == NULL || out == NULL)
+        return evb_err_set(err, EVB_EINVAL, "call: client, command and out are required");
+    size_t cl = strlen(command);
+    if (cl == 0 || cl > CMD_NAME_MAX)
+        return evb_err_set(err, EVB_EINVAL, "call: command name must be 1..%d bytes",
+                           CMD_NAME_MAX);
+    if (timeout_ms < 0) timeout_ms = 0;
     if (args == NULL) {
         args = evb_empty_map;
         args_len = sizeof evb_empty_map;
     }
     if (evb_check_map(args, args_len, "call args", err) != EVB_OK) return EVB_EINVAL;
-    static _Atomic uint64_t next_id = 1;
-    uint64_t req_id = next_id++;
-    evb_buf req = {0};
-    wctx w = {&req, EVB_OK};
+    uint64_t req_id = ++c->last_id;
+    c->req.len = 0;
+    wctx w = {&c->req, EVB_OK};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &w, s_write);
     msgpack_pack_array(&pk, 4);
@@ -293,102 +447,46 @@ int evb_cmd_call(const char *endpoint, const char *command, const void *args,
     msgpack_pack_uint64(&pk, req_id);
     s_str(&pk, command);
     s_write(&w, args, args_len);
-    if (w.rc != EVB_OK) {
-        evb_buf_free(&req);
-        return evb_err_set(err, EVB_ENOMEM, "out of memory");
-    }
-    int rc = EVB_OK;
-    void *zctx = zmq_ctx_new();
-    void *d = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
-    if (d == NULL) {
-        rc = evb_err_set(err, EVB_EIO, "call: %s", zmq_strerror(errno));
-        goto done;
-    }
-    int zero = 0;
-    int64_t maxmsg = EVB_BUS_MAX_MSG_BYTES;
-    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(d, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(d, endpoint) != 0) {
-        rc = evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", endpoint,
-                         zmq_strerror(errno));
-        goto done;
-    }
-    zmq_send(d, req.data, req.len, ZMQ_DONTWAIT);
+    if (w.rc == EVB_ETOOBIG)
+        return evb_err_set(err, EVB_ETOOBIG, "call %s: request larger than %u bytes",
+                           command, EVB_BUS_MAX_MSG_BYTES);
+    if (w.rc != EVB_OK) return evb_err_set(err, w.rc, "out of memory");
+
     int64_t end = evb_now_us() + (int64_t)timeout_ms * 1000;
+    if (!s_wait_writable(c->dealer, end) ||
+        zmq_send(c->dealer, c->req.data, c->req.len, ZMQ_DONTWAIT) < 0)
+        return evb_err_set(err, EVB_ETIMEDOUT,
+                           "%s: %s not sent: no connection within %d ms (nothing "
+                           "listening?)",
+                           c->endpoint, command, timeout_ms);
     for (;;) {
-        int64_t left = (end - evb_now_us()) / 1000;
-        zmq_pollitem_t item = {d, 0, ZMQ_POLLIN, 0};
-        if (left <= 0 || zmq_poll(&item, 1, (long)left) <= 0) {
-            rc = evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms",
-                             endpoint, command, timeout_ms);
-            break;
-        }
         zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, d, 0) < 0) {
+        while (s_recv_one(c->dealer, &m) == 0) {
+            bool done;
+            int rc = s_take_reply(c, &m, req_id, command, &done, out, err);
             zmq_msg_close(&m);
-            continue;
+            if (rc != EVB_OK || done) return rc;
         }
-        bool more = zmq_msg_more(&m);
-        while (more) { /* a reply is one frame; drain anything else */
-            zmq_msg_t x;
-            zmq_msg_init(&x);
-            if (zmq_msg_recv(&x, d, 0) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&x);
-            zmq_msg_close(&x);
-        }
-        mp_cur cur;
-        mp_init(&cur, zmq_msg_data(&m), zmq_msg_size(&m));
-        mp_val v;
-        uint64_t id = 0;
-        char status[32] = "";
-        bool ok = mp_next(&cur, &v) == MP_OK && v.type == MP_ARRAY && v.v.n == 4 &&
-                  mp_next(&cur, &v) == MP_OK && v.type == MP_UINT &&
-                  mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
-        if (ok) {
-            id = v.v.u;
-            ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR &&
-                 v.v.s.len < sizeof status;
-        }
-        if (ok) {
-            memcpy(status, v.v.s.p, v.v.s.len);
-            status[v.v.s.len] = '\0';
-        }
-        if (!ok || id != req_id) {
-            zmq_msg_close(&m);
-            if (!ok) {
-                rc = evb_err_set(err, EVB_EDECODE, "%s: malformed reply to %s", endpoint,
-                                 command);
-                break;
-            }
-            continue; /* not ours */
-        }
-        const void *rest = cur.p;
-        size_t rest_len = mp_left(&cur);
-        if (strcmp(status, "ok") == 0) {
-            out->len = 0;
-            rc = evb_check_map(rest, rest_len, "reply body", err);
-            if (rc == EVB_OK) rc = evb_buf_append(out, rest, rest_len, err);
-        } else {
-            int code = evb_code_from_name(status);
-            if (code <= 0) code = EVB_EIO;
-            mp_val msg;
-            if (mp_next(&cur, &msg) == MP_OK && msg.type == MP_STR)
-                evb_err_set(err, code, "%.*s",
-                            (int)(msg.v.s.len > 400 ? 400 : msg.v.s.len), msg.v.s.p);
-            else
-                evb_err_set(err, code, "%s", evb_strerror(code));
-            rc = code;
-        }
-        zmq_msg_close(&m);
-        break;
+        long left = s_left_ms(end);
+        if (left == 0) break;
+        zmq_pollitem_t item = {c->dealer, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, left) < 0 && errno != EINTR) break;
     }
-done:
-    if (d) zmq_close(d);
-    if (zctx) zmq_ctx_term(zctx);
-    evb_buf_free(&req);
+    return evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms", c->endpoint,
+                       command, timeout_ms);
+}
+
+int evb_cmd_call(const char *endpoint, const char *command, const void *args,
+                 size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
+{
+    evb_err e = {0};
+    evb_cmd_client_t *c = evb_cmd_client_new(endpoint, &e);
+    if (c == NULL) {
+        if (err != NULL) *err = e;
+        return e.code;
+    }
+    int rc = evb_cmd_client_call(c, command, args, args_len, timeout_ms, out, err);
+    evb_cmd_client_destroy(&c);
     return rc;
 }
 

@@ -190,10 +190,38 @@ EVB_EXPORT int evb_cmd_poll(evb_cmd_t *cmd, int timeout_ms, evb_err *err);
 EVB_EXPORT void *evb_cmd_socket(evb_cmd_t *cmd);
 EVB_EXPORT uint64_t evb_cmd_bad_requests(const evb_cmd_t *cmd);
 
-/* Client: send command with args (a msgpack map; NULL for none) to endpoint
- * and wait up to timeout_ms for the reply. EVB_OK: body (a msgpack map) in
- * out. An error reply: its code, with the service's message in err.
- * EVB_ETIMEDOUT: no reply in time (service down, unreachable or busy). */
+/* Client: a DEALER connected to one command socket, kept for many calls, one
+ * at a time (not thread-safe; one ZeroMQ context per client). Request ids
+ * increase; a reply to an earlier request that timed out is dropped when it
+ * arrives late, so the client stays usable after a timeout. While there is no
+ * connection, requests are not queued (ZMQ_IMMEDIATE): a call to a service
+ * that is down times out and leaves nothing behind. A request that timed out
+ * after it was sent may still be carried out: give state-changing commands
+ * an id the service deduplicates by (the `cmd_id` of PROTOCOL.md).
+ *
+ * evb_cmd_client_new connects (asynchronously; nobody need listen yet).
+ * Errors: EVB_EUNREACHABLE naming the endpoint when it cannot be connected
+ * to (malformed, unknown transport, longer than EVB_BUS_MAX_ENDPOINT - 1),
+ * EVB_EINVAL for a NULL endpoint, EVB_ENOMEM, EVB_EIO. */
+typedef struct evb_cmd_client evb_cmd_client_t;
+EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err);
+EVB_EXPORT void evb_cmd_client_destroy(evb_cmd_client_t **clientp);
+
+/* Send command (1..32 bytes) with args (a msgpack map, lent; NULL for none)
+ * and wait up to timeout_ms for its reply. EVB_OK: the reply body (a msgpack
+ * map) replaces out's contents. An error reply: its code (EVB_EIO for a name
+ * this build does not know), with the service's message in err.
+ * Local errors: EVB_ETIMEDOUT (no connection or no reply in time: service
+ * down, busy, or not listening there; err names the endpoint), EVB_EINVAL
+ * (bad command name or args not one map), EVB_ETOOBIG (request larger than
+ * EVB_BUS_MAX_MSG_BYTES), EVB_EDECODE (a reply that is not a command-socket
+ * reply: the endpoint is some other socket), EVB_ENOMEM. */
+EVB_EXPORT int evb_cmd_client_call(evb_cmd_client_t *client, const char *command,
+                                   const void *args, size_t args_len, int timeout_ms,
+                                   evb_buf *out, evb_err *err);
+
+/* One call on a client of its own (new, call, destroy), with the errors of
+ * both. */
 EVB_EXPORT int evb_cmd_call(const char *endpoint, const char *command, const void *args,
                             size_t args_len, int timeout_ms, evb_buf *out, evb_err *err);
 

@@ -33,6 +33,7 @@ static const char *s_code_names[EVB_CODE_COUNT] = {
     [EVB_EUNWRITABLE] = "EVB_EUNWRITABLE: log refuses writes after a failed write",
     [EVB_ETIMEDOUT] = "EVB_ETIMEDOUT: no answer in time",
     [EVB_EREJECTED] = "EVB_EREJECTED: rejected by the domain",
+    [EVB_EUNREACHABLE] = "EVB_EUNREACHABLE: endpoint cannot be connected to",
 };
 
 const char *evb_strerror(int code)
@@ -46,7 +47,7 @@ static const char *const s_bare_names[EVB_CODE_COUNT] = {
     "EVB_OK",          "EVB_EINVAL",    "EVB_ENOMEM",    "EVB_EDECODE", "EVB_ETOOBIG",
     "EVB_EVERSION",    "EVB_ECONFLICT", "EVB_EPARTIAL",  "EVB_ELOCKED", "EVB_EFORMAT",
     "EVB_ECORRUPT",    "EVB_EIO",       "EVB_ENOTFOUND", "EVB_EBUSY",   "EVB_ECLOSED",
-    "EVB_EUNWRITABLE", "EVB_ETIMEDOUT", "EVB_EREJECTED",
+    "EVB_EUNWRITABLE", "EVB_ETIMEDOUT", "EVB_EREJECTED", "EVB_EUNREACHABLE",
 };
 
 const char *evb_code_name(int code)

@@ -66,6 +66,7 @@ typedef enum evb_code {
     EVB_EUNWRITABLE, /* a write failed before: the log refuses writes until reopened */
     EVB_ETIMEDOUT,   /* no answer in time (peer down, unreachable or slow) */
     EVB_EREJECTED,   /* the domain said no (a command's rules), not a fault */
+    EVB_EUNREACHABLE, /* endpoint cannot be connected to (malformed, unknown transport) */
     EVB_CODE_COUNT
 } evb_code;
 

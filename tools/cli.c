@@ -30,7 +30,10 @@ const char cli_exit_codes_help[] =
     "  1  the operation found problems (e.g. verify found damage)\n"
     "  2  usage error (unknown command, bad flag or argument)\n"
     "  3  the log cannot be opened (locked, missing, not a log, corrupt)\n"
-    "  4  any other runtime error\n";
+    "  4  any other runtime error\n"
+    "  5  evbus call: the service rejected the command (domain rules, conflict)\n"
+    "  6  evbus call: the service found the request bad\n"
+    "  7  evbus call: no reply in time, or the endpoint cannot be connected to\n";
 
 void cli_init(cli_t *cli, const char *name)
 {

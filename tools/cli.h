@@ -26,6 +26,14 @@ enum {
     CLI_EXIT_RUNTIME = 4   /* any other runtime error */
 };
 
+/* evbus call only: what went wrong with a command, in the classes scripts
+ * branch on (CLI_EXIT_RUNTIME for any other error reply). */
+enum {
+    CLI_EXIT_REJECTED = 5,    /* the domain said no (EVB_EREJECTED, EVB_ECONFLICT) */
+    CLI_EXIT_BAD_REQUEST = 6, /* EVB_EINVAL, EVB_EDECODE, EVB_ETOOBIG, unknown command */
+    CLI_EXIT_UNREACHABLE = 7  /* no reply after all attempts, or a bad endpoint */
+};
+
 /* Text of the exit-code list, for help screens. */
 extern const char cli_exit_codes_help[];
 
@@ -181,6 +189,8 @@ int cmd_append(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_feed(int argc, char **argv);
+int cmd_sniff(int argc, char **argv);
+int cmd_call(int argc, char **argv);
 
 /* ---- shared by the commands that run until a signal ---- */
 

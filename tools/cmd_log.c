@@ -4,15 +4,17 @@
  *   evbus log info DIR     what the log is: id, service, head, indexer, sizes
  *   evbus log cat DIR      events as readable columns or JSON lines
  *   evbus log verify DIR   the store's own consistency check
+ *   (export, import: cmd_log_io.c; state, checkpoints: cmd_log_state.c)
  *
- * Every verb opens the store with read_only_intent and EVB_INDEX_MANUAL, and
- * never with create: a tool must not change the log it inspects (no indexer
- * runs; reads merge the indexes with the unindexed tail). The directory is
+ * Every verb but import opens the store with read_only_intent and
+ * EVB_INDEX_MANUAL (log_open_ro), and never with create: a tool must not
+ * change the log it inspects (no indexer runs; reads merge the indexes with
+ * the unindexed tail). import appends, so it opens for writing. The directory is
  * checked with stat() first so that a mistyped path is reported as missing
  * and never created. LevelDB allows one process per directory, so these
  * verbs fail with exit code 3 while the owning service runs.
  */
-#include "cli.h"
+#include "cmd_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,7 +29,7 @@
 
 /* "<what>: <message>", with the directory in front unless the store's
  * message names it already (its messages usually do). */
-static void s_report(cli_t *cli, const char *dir, const char *what, const evb_err *err)
+void log_report(cli_t *cli, const char *dir, const char *what, const evb_err *err)
 {
     const char *msg = err->msg[0] != '\0' ? err->msg : evb_strerror(err->code);
     if (strstr(msg, dir) != NULL)
@@ -38,7 +40,7 @@ static void s_report(cli_t *cli, const char *dir, const char *what, const evb_er
 
 /* Open dir for reading. Returns -1 with *out set, or an exit code after
  * naming the problem. */
-static int s_open(cli_t *cli, const char *dir, evb_store_t **out)
+int log_open_ro(cli_t *cli, const char *dir, evb_store_t **out)
 {
     struct stat sb;
     if (stat(dir, &sb) != 0) {
@@ -58,14 +60,14 @@ static int s_open(cli_t *cli, const char *dir, evb_store_t **out)
     evb_err err = {0};
     evb_store_t *st = evb_store_open(&opts, &err);
     if (st == NULL) {
-        s_report(cli, dir, "cannot open log", &err);
+        log_report(cli, dir, "cannot open log", &err);
         return cli_exit_for_open(err.code);
     }
     *out = st;
     return -1;
 }
 
-static int s_digits(uint64_t v)
+int log_digits(uint64_t v)
 {
     int n = 1;
     while (v >= 10) {
@@ -182,7 +184,7 @@ static void s_info_text(cli_t *cli, const char *dir, const evb_store_info *in,
         wname = l > wname ? l : wname;
         l = (int)strlen(cli_group(cats->rows[i].count, g1));
         wcount = l > wcount ? l : wcount;
-        l = s_digits(cats->rows[i].head);
+        l = log_digits(cats->rows[i].head);
         whead = l > whead ? l : whead;
     }
     cli_printf(cli, "\n  %s%-*s  %*s  %*s%s\n", b, wname, "category", wcount, "events",
@@ -214,7 +216,7 @@ static int s_info(cli_t *cli, int argc, char **argv)
     const char *dir = pos[0];
 
     evb_store_t *st = NULL;
-    rc = s_open(cli, dir, &st);
+    rc = log_open_ro(cli, dir, &st);
     if (rc >= 0) return rc;
     evb_store_info in;
     evb_store_get_info(st, &in);
@@ -223,10 +225,10 @@ static int s_info(cli_t *cli, int argc, char **argv)
     cat_list_t cats = {0};
     rc = CLI_EXIT_OK;
     if (evb_store_disk_size(st, &disk, &err) != EVB_OK) {
-        s_report(cli, dir, "size on disk", &err);
+        log_report(cli, dir, "size on disk", &err);
         rc = CLI_EXIT_RUNTIME;
     } else if (evb_store_categories(st, s_collect_category, &cats, &err) != EVB_OK) {
-        s_report(cli, dir, "listing categories", &err);
+        log_report(cli, dir, "listing categories", &err);
         rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
     } else if (json) {
         rc = s_info_json(cli, dir, &in, disk, &cats);
@@ -239,6 +241,19 @@ static int s_info(cli_t *cli, int argc, char **argv)
 }
 
 /* ---- cat ---- */
+
+int log_color_opt(cli_t *cli, const char *when)
+{
+    if (when == NULL || strcmp(when, "auto") == 0) return -1;
+    if (strcmp(when, "always") == 0)
+        cli->color = true;
+    else if (strcmp(when, "never") == 0)
+        cli->color = false;
+    else
+        return cli_usage_error(cli, "--color: expected auto, always or never, got '%s'",
+                               when);
+    return -1;
+}
 
 /* Columns that a string of n bytes takes (UTF-8: count non-continuation
  * bytes; wide characters are rare in payloads and counted as one). */
@@ -263,28 +278,51 @@ static size_t s_prefix_bytes(const char *s, size_t n, size_t cols)
     return i;
 }
 
-typedef struct cat_fmt {
-    int wseq, wstream, wver, wtype;
-    unsigned width; /* terminal columns, 0 = do not truncate */
-} cat_fmt_t;
+void log_row_fmt_init(const cli_t *cli, log_row_fmt *f, uint64_t head, const char *stream)
+{
+    memset(f, 0, sizeof *f);
+    f->wseq = log_digits(head);
+    f->wseq = f->wseq < 3 ? 3 : f->wseq;
+    f->wstream = stream != NULL ? (int)strlen(stream) : 16;
+    f->wstream = f->wstream < 6 ? 6 : f->wstream;
+    f->wver = f->wseq; /* a version is at most the head */
+    f->wtype = 18;
+    f->width = cli_term_width(cli);
+}
 
-static int s_cat_line(const cat_fmt_t *f, const evb_event_t *ev, evb_buf *line,
-                      evb_buf *payload, evb_err *err)
+void log_row_header(cli_t *cli, const log_row_fmt *f)
+{
+    cli_printf(cli, "%s%*s  %-27s  %-*s  %*s  %-*s  %s%s\n", cli_bold(cli), f->wseq,
+               "SEQ", "TS", f->wstream, "STREAM", f->wver, "VER", f->wtype, "TYPE",
+               "PAYLOAD", cli_reset(cli));
+}
+
+/* The escape sequences count no columns: the payload's room is computed from
+ * the visible text, so the row has the same width coloured or not. */
+int log_row(const cli_t *cli, const log_row_fmt *f, const evb_event_t *ev, evb_buf *line,
+            evb_buf *payload, evb_err *err)
 {
     char ts[32];
     evb_ts_format(ev->ts_us, ts);
     line->len = 0;
     payload->len = 0;
-    int rc = evb_buf_printf(line, err, "%*" PRIu64 "  %s  %-*s  %*" PRIu64 "  %-*s  ",
-                            f->wseq, ev->seq, ts, f->wstream, ev->stream, f->wver,
-                            ev->version, f->wtype, ev->type);
+    const char *dim = cli_dim(cli), *rst = cli_reset(cli), *bold = cli_bold(cli),
+               *grn = cli_green(cli);
+    /* visible width of the fixed columns, each followed by two spaces */
+    size_t used = (size_t)f->wseq + 2 + strlen(ts) + 2 + (size_t)f->wver + 2;
+    size_t sl = strlen(ev->stream), tl = strlen(ev->type);
+    used += (sl > (size_t)f->wstream ? sl : (size_t)f->wstream) + 2;
+    used += (tl > (size_t)f->wtype ? tl : (size_t)f->wtype) + 2;
+    int rc = evb_buf_printf(
+        line, err, "%s%*" PRIu64 "%s  %s%s%s  %s%-*s%s  %*" PRIu64 "  %s%-*s%s  ", dim,
+        f->wseq, ev->seq, rst, dim, ts, rst, bold, f->wstream, ev->stream, rst, f->wver,
+        ev->version, grn, f->wtype, ev->type, rst);
     if (rc == EVB_OK)
         rc = evb_msgpack_to_json(ev->payload, ev->payload_len, payload, err);
     if (rc != EVB_OK) return rc;
     size_t plen = payload->len;
     bool cut = false;
     if (f->width > 0) {
-        size_t used = s_columns(line->data, line->len);
         size_t room = f->width > used + 12 ? f->width - used : 12;
         if (s_columns(payload->data, plen) > room) {
             plen = s_prefix_bytes(payload->data, plen, room - 3);
@@ -292,7 +330,7 @@ static int s_cat_line(const cat_fmt_t *f, const evb_event_t *ev, evb_buf *line,
         }
     }
     rc = evb_buf_append(line, payload->data, plen, err);
-    if (rc == EVB_OK && cut) rc = evb_buf_append(line, "...", 3, err);
+    if (rc == EVB_OK && cut) rc = evb_buf_printf(line, err, "%s...%s", dim, rst);
     if (rc == EVB_OK) rc = evb_buf_append(line, "\n", 1, err);
     return rc;
 }
@@ -301,7 +339,8 @@ static int s_cat(cli_t *cli, int argc, char **argv)
 {
     bool json = false, from_set = false, to_set = false, limit_set = false;
     uint64_t from = 1, to = 0, limit = 0;
-    const char *stream = NULL, *category = NULL;
+    const char *stream = NULL, *category = NULL, *since_s = NULL, *until_s = NULL;
+    const char *color = NULL;
     const cli_opt opts[] = {
         {"from", CLI_U64, &from, &from_set, "N",
          "start at sequence N (with --stream: at version N); default 1"},
@@ -310,19 +349,35 @@ static int s_cat(cli_t *cli, int argc, char **argv)
         {"stream", CLI_STR, &stream, NULL, "STREAM",
          "only this stream, in version order"},
         {"category", CLI_STR, &category, NULL, "CAT", "only this category, in log order"},
+        {"since", CLI_STR, &since_s, NULL, "TIME",
+         "only events with ts >= TIME (RFC 3339)"},
+        {"until", CLI_STR, &until_s, NULL, "TIME",
+         "only events with ts <= TIME (RFC 3339)"},
         {"limit", CLI_U64, &limit, &limit_set, "N", "print at most N events"},
         {"json", CLI_FLAG, &json, NULL, NULL, "one JSON object per line (for jq)"},
+        {"color", CLI_STR, &color, NULL, "WHEN",
+         "auto (default: on a terminal, NO_COLOR unset), always or never"},
         {0},
     };
     const cli_usage usage = {
-        "DIR [--from N] [--to N] [--stream STREAM | --category CAT] [--limit N] [--json]",
+        "DIR [--from N] [--to N] [--stream STREAM | --category CAT]\n"
+        "       [--since TIME] [--until TIME] [--limit N] [--json] [--color WHEN]",
         "Print the events of the log in DIR: columns seq, ts, stream, version,\n"
-        "type and payload (cut to the terminal's width on a terminal), or with\n"
-        "--json exactly one event object per line (the codec's JSON rendering).",
+        "type and payload (cut to the terminal's width on a terminal, coloured\n"
+        "there unless --color never), or with --json exactly one event object\n"
+        "per line (the codec's JSON rendering, never coloured).",
         "--from and --to are inclusive. They are global sequence numbers, except\n"
         "with --stream, where they are versions of that stream (from 1).\n"
         "With --category, events come in log order and --from/--to are sequences.\n"
-        "A closed pipe (e.g. '| head') ends the output quietly with exit code 0.\n"};
+        "--since and --until (inclusive, RFC 3339: 2026-11-24T23:40:12Z, a\n"
+        "fraction and an offset are optional) filter by the events' commit time;\n"
+        "ts is not guaranteed to grow with seq (clocks step), so the whole\n"
+        "selected range is read and each event is tested.\n"
+        "A closed pipe (e.g. '| head') ends the output quietly with exit code 0.\n"
+        "\nExamples:\n"
+        "  evbus log cat /var/lib/orders --stream order-42\n"
+        "  evbus log cat /var/lib/orders --since 2026-11-24T00:00:00Z --json | jq .type\n"
+        "  evbus log cat /var/lib/orders --category order --color always | less -R\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
@@ -347,9 +402,18 @@ static int s_cat(cli_t *cli, int argc, char **argv)
                                from);
     if (limit_set && limit == 0)
         return cli_usage_error(cli, "--limit: must be at least 1");
+    int64_t since = INT64_MIN, until = INT64_MAX;
+    if (since_s != NULL && evb_ts_parse(since_s, &since, &err) != EVB_OK)
+        return cli_usage_error(cli, "--since: %s", err.msg);
+    if (until_s != NULL && evb_ts_parse(until_s, &until, &err) != EVB_OK)
+        return cli_usage_error(cli, "--until: %s", err.msg);
+    if (until < since)
+        return cli_usage_error(cli, "--until %s is before --since %s", until_s, since_s);
+    rc = log_color_opt(cli, color);
+    if (rc >= 0) return rc;
 
     evb_store_t *st = NULL;
-    rc = s_open(cli, dir, &st);
+    rc = log_open_ro(cli, dir, &st);
     if (rc >= 0) return rc;
 
     evb_iter_t *it;
@@ -360,23 +424,14 @@ static int s_cat(cli_t *cli, int argc, char **argv)
     else
         it = evb_store_read_range(st, from, to, NULL, &err);
     if (it == NULL) {
-        s_report(cli, dir, "cannot read", &err);
+        log_report(cli, dir, "cannot read", &err);
         evb_store_destroy(&st);
         return cli_finish(cli, CLI_EXIT_RUNTIME);
     }
 
-    cat_fmt_t f = {0};
-    f.wseq = s_digits(evb_store_head(st));
-    f.wseq = f.wseq < 3 ? 3 : f.wseq;
-    f.wstream = stream != NULL ? (int)strlen(stream) : 16;
-    f.wstream = f.wstream < 6 ? 6 : f.wstream;
-    f.wver = f.wseq; /* a version is at most the head */
-    f.wtype = 18;
-    f.width = cli_term_width(cli);
-    if (!json)
-        cli_printf(cli, "%s%*s  %-27s  %-*s  %*s  %-*s  %s%s\n", cli_bold(cli), f.wseq,
-                   "SEQ", "TS", f.wstream, "STREAM", f.wver, "VER", f.wtype, "TYPE",
-                   "PAYLOAD", cli_reset(cli));
+    log_row_fmt f;
+    log_row_fmt_init(cli, &f, evb_store_head(st), stream);
+    if (!json) log_row_header(cli, &f);
 
     evb_buf line = {0}, payload = {0};
     uint64_t printed = 0, next = from;
@@ -403,13 +458,14 @@ static int s_cat(cli_t *cli, int argc, char **argv)
             gaps = true;
         }
         next = at + 1;
+        if (ev->ts_us < since || ev->ts_us > until) continue;
         int erc;
         if (json) {
             line.len = 0;
             erc = evb_event_to_json(ev, &line, &err);
             if (erc == EVB_OK) erc = evb_buf_append(&line, "\n", 1, &err);
         } else {
-            erc = s_cat_line(&f, ev, &line, &payload, &err);
+            erc = log_row(cli, &f, ev, &line, &payload, &err);
         }
         if (erc != EVB_OK) {
             cli_error(cli, "%s: seq %" PRIu64 ": rendering: %s", dir, ev->seq, err.msg);
@@ -423,7 +479,7 @@ static int s_cat(cli_t *cli, int argc, char **argv)
         if (limit_set && ++printed == limit) break;
     }
     if (rc == CLI_EXIT_OK && !cli->pipe_closed && err.code != EVB_OK) {
-        s_report(cli, dir, "reading", &err);
+        log_report(cli, dir, "reading", &err);
         rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
     }
     if (rc == CLI_EXIT_OK && gaps) rc = CLI_EXIT_PROBLEMS;
@@ -498,7 +554,7 @@ static int s_verify(cli_t *cli, int argc, char **argv)
     const char *dir = pos[0];
 
     evb_store_t *st = NULL;
-    rc = s_open(cli, dir, &st);
+    rc = log_open_ro(cli, dir, &st);
     if (rc >= 0) return rc;
     evb_store_info in;
     evb_store_get_info(st, &in);
@@ -510,7 +566,7 @@ static int s_verify(cli_t *cli, int argc, char **argv)
     cli_progress_end(cli);
     if (vrc != EVB_OK && vrc != EVB_ECORRUPT) {
         if (err.code == EVB_OK) err.code = vrc;
-        s_report(cli, dir, "verify stopped", &err);
+        log_report(cli, dir, "verify stopped", &err);
         rc = CLI_EXIT_RUNTIME;
     } else if (v.render_failed) {
         cli_error(cli, "%s: out of memory rendering a problem", dir);
@@ -560,14 +616,20 @@ static const cli_verb s_verbs[] = {
     {"info", s_info, "log id, service, head, indexer, categories, size on disk"},
     {"cat", s_cat, "print events: a range, a stream or a category"},
     {"verify", s_verify, "check contiguity, decoding, versions and indexes"},
+    {"export", log_cmd_export, "write events as JSON lines with their exact bytes"},
+    {"import", log_cmd_import, "append the events of an export (seqs reproduced)"},
+    {"state", log_cmd_state, "a stream's events and folded state as of a version/time"},
+    {"checkpoints", log_cmd_checkpoints, "consumers' checkpoints stored in the log"},
 };
 
 int cmd_log(int argc, char **argv)
 {
-    return cli_dispatch("evbus log", s_verbs, sizeof s_verbs / sizeof s_verbs[0],
-                        "Usage: evbus log VERB DIR [OPTIONS]\n\n"
-                        "Inspect the log directory of a service that is not running (LevelDB\n"
-                        "lets one process at a time open it). evbus writes nothing to it;\n"
-                        "LevelDB itself may fold its write-ahead log into a table on open.\n",
-                        argc, argv);
+    return cli_dispatch(
+        "evbus log", s_verbs, sizeof s_verbs / sizeof s_verbs[0],
+        "Usage: evbus log VERB DIR [OPTIONS]\n\n"
+        "Inspect the log directory of a service that is not running (LevelDB\n"
+        "lets one process at a time open it). Only `import` writes (it\n"
+        "appends); LevelDB itself may fold its write-ahead log into a\n"
+        "table on open.\n",
+        argc, argv);
 }

@@ -224,7 +224,7 @@ static int s_cmd_retry(const void *args, size_t len, evb_buf *out, void *ctx,
 {
     (void)out;
     mirror_t *m = ctx;
-    static const char *const known[] = {"category", "publisher", NULL};
+    static const char *const known[] = {"category", "publisher", "cmd_id", NULL};
     char cat[EVB_MAX_CATEGORY_LEN + 1], pub[S_PUB_CAP];
     bool has_pub;
     int rc =
@@ -238,7 +238,7 @@ static int s_cmd_skip(const void *args, size_t len, evb_buf *out, void *ctx, evb
 {
     (void)out;
     mirror_t *m = ctx;
-    static const char *const known[] = {"category", "publisher", "seq", NULL};
+    static const char *const known[] = {"category", "publisher", "seq", "cmd_id", NULL};
     char cat[EVB_MAX_CATEGORY_LEN + 1], pub[S_PUB_CAP];
     bool has_pub, present;
     uint64_t seq = 0;

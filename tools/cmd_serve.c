@@ -90,9 +90,12 @@ static int s_cmd_status(const void *args, size_t args_len, evb_buf *out, void *c
     return rc;
 }
 
+/* cmd_id: the caller's command id (evbus call sends one); appends are
+ * deduplicated by the event's id, so it is accepted and not used. */
 static const char *const s_append_fields[] = {
     "stream", "type",           "payload",      "id",       "expected_version",
-    "schema", "correlation_id", "causation_id", "metadata", NULL};
+    "schema", "correlation_id", "causation_id", "metadata", "cmd_id",
+    NULL};
 
 /* expected_version: an integer >= 0, "any" or "none"; absent or nil: any. */
 static int s_arg_expected(const void *args, size_t len, int64_t *exp, evb_err *err)

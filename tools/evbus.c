@@ -27,6 +27,8 @@ static const command_t s_commands[] = {
     {"mirror", cmd_mirror, "keep a copy of a publisher's events in a log of its own"},
     {"status", cmd_status, "ask a running service for its status (feeds, log)"},
     {"feed", cmd_feed, "retry or skip a stalled feed of a running subscriber"},
+    {"sniff", cmd_sniff, "watch events on the bus (filters, history, stats), store-less"},
+    {"call", cmd_call, "send any command to a service's command socket, print the reply"},
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])

@@ -198,9 +198,9 @@ int ops_check_endpoint(cli_t *cli, const char *ep)
     if (strlen(ep) >= EVB_BUS_MAX_ENDPOINT)
         return cli_usage_error(cli, "%s: endpoint longer than %u bytes", ep,
                                EVB_BUS_MAX_ENDPOINT - 1);
-    /* evb_cmd_call reports a bad endpoint with EVB_EINVAL, which is also what
-     * a service answers when it rejects a request; connecting once here tells
-     * the two apart before any call. */
+    /* A bad endpoint is a usage error (exit 2) for these commands; connecting
+     * once here finds it before any call (evb_cmd_call would report it as
+     * EVB_EUNREACHABLE, which ops_exit_for maps to 4). */
     void *zctx = zmq_ctx_new();
     void *s = zctx != NULL ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
     int rc = -1;

@@ -641,6 +641,191 @@ static void test_command_socket_replies_and_errors(void **state)
     evb_buf_free(&out);
 }
 
+/* ---- persistent command client ---- */
+
+/* "slow": answers {"hello": "late"} only once the test releases it (or after
+ * the deadline), so the client's call times out first. */
+typedef struct slow_ctx {
+    atomic_bool release;
+    atomic_int entered;
+} slow_ctx;
+
+static int s_cmd_slow(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    (void)args;
+    (void)len;
+    slow_ctx *sc = ctx;
+    atomic_fetch_add(&sc->entered, 1);
+    int64_t end = evb_now_us() + DEADLINE_US;
+    while (!atomic_load(&sc->release) && evb_now_us() < end)
+        usleep(1000); /* waits for a condition the test sets */
+    static const uint8_t late[] = {0x81, 0xa5, 'h', 'e', 'l', 'l', 'o', 0xa4,
+                                   'l',  'a',  't', 'e'};
+    return evb_buf_append(out, late, sizeof late, err);
+}
+
+static void s_start_cmd(world *w, cmd_world *cw, pthread_t *t, slow_ctx *sc, char *ep,
+                        size_t cap)
+{
+    snprintf(ep, cap, "ipc://%s/cmd.sock", w->dir);
+    evb_err err;
+    cw->cmd = evb_cmd_new(ep, &err);
+    assert_non_null(cw->cmd);
+    atomic_store(&cw->stop, false);
+    assert_int_equal(evb_cmd_on(cw->cmd, "echo", s_cmd_echo, NULL, &err), EVB_OK);
+    assert_int_equal(evb_cmd_on(cw->cmd, "slow", s_cmd_slow, sc, &err), EVB_OK);
+    assert_int_equal(pthread_create(t, NULL, s_cmd_thread, cw), 0);
+}
+
+static void s_stop_cmd(cmd_world *cw, pthread_t t)
+{
+    atomic_store(&cw->stop, true);
+    pthread_join(t, NULL);
+    evb_cmd_destroy(&cw->cmd);
+}
+
+/* {"name": name} into b. */
+static void s_name_args(evb_buf *b, const char *name)
+{
+    size_t n = strlen(name);
+    assert_true(n < 32);
+    uint8_t head[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', (uint8_t)(0xa0 | n)};
+    b->len = 0;
+    assert_int_equal(evb_buf_append(b, head, sizeof head, NULL), EVB_OK);
+    assert_int_equal(evb_buf_append(b, name, n, NULL), EVB_OK);
+}
+
+static void test_cmd_client_many_calls_on_one_socket(void **state)
+{
+    world *w = *state;
+    cmd_world cw;
+    pthread_t t;
+    slow_ctx sc = {true, 0};
+    char ep[320];
+    s_start_cmd(w, &cw, &t, &sc, ep, sizeof ep);
+    evb_err err;
+    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err);
+    assert_non_null(c);
+    evb_buf args = {0}, out = {0};
+    for (int i = 0; i < 500; i++) {
+        char name[16], got[16];
+        snprintf(name, sizeof name, "n%d", i);
+        s_name_args(&args, name);
+        assert_int_equal(
+            evb_cmd_client_call(c, "echo", args.data, args.len, 5000, &out, &err), EVB_OK);
+        assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err),
+                         EVB_OK);
+        assert_string_equal(got, name);
+        /* Error replies come back on the same socket and leave it usable. */
+        if (i % 100 == 0) {
+            assert_int_equal(evb_cmd_client_call(c, "frobnicate", NULL, 0, 5000, &out, &err),
+                             EVB_EINVAL);
+            assert_non_null(strstr(err.msg, "unknown command"));
+        }
+    }
+    evb_cmd_client_destroy(&c);
+    assert_null(c);
+    evb_cmd_client_destroy(&c); /* harmless again */
+    s_stop_cmd(&cw, t);
+    evb_buf_free(&args);
+    evb_buf_free(&out);
+}
+
+static void test_cmd_client_timeout_then_good_call_drops_late_reply(void **state)
+{
+    world *w = *state;
+    cmd_world cw;
+    pthread_t t;
+    slow_ctx sc = {false, 0};
+    char ep[320];
+    s_start_cmd(w, &cw, &t, &sc, ep, sizeof ep);
+    evb_err err;
+    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err);
+    assert_non_null(c);
+    evb_buf args = {0}, out = {0};
+    assert_int_equal(evb_cmd_client_call(c, "slow", NULL, 0, 200, &out, &err),
+                     EVB_ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "cmd.sock"));
+    assert_int_equal(atomic_load(&sc.entered), 1); /* it was sent and is running */
+    /* The server now answers the slow request, and only then reads the next
+     * one: the late reply is first in the client's queue and must be dropped. */
+    atomic_store(&sc.release, true);
+    s_name_args(&args, "ann");
+    assert_int_equal(evb_cmd_client_call(c, "echo", args.data, args.len, 5000, &out, &err),
+                     EVB_OK);
+    char got[16];
+    assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err), EVB_OK);
+    assert_string_equal(got, "ann");
+    /* And the client goes on as usual. */
+    s_name_args(&args, "bob");
+    assert_int_equal(evb_cmd_client_call(c, "echo", args.data, args.len, 5000, &out, &err),
+                     EVB_OK);
+    assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err), EVB_OK);
+    assert_string_equal(got, "bob");
+    evb_cmd_client_destroy(&c);
+    s_stop_cmd(&cw, t);
+    evb_buf_free(&args);
+    evb_buf_free(&out);
+}
+
+static void test_cmd_client_service_down_then_up(void **state)
+{
+    world *w = *state;
+    char ep[320];
+    snprintf(ep, sizeof ep, "ipc://%s/cmd.sock", w->dir);
+    evb_err err;
+    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err); /* nobody listens yet */
+    assert_non_null(c);
+    evb_buf args = {0}, out = {0};
+    assert_int_equal(evb_cmd_client_call(c, "slow", NULL, 0, 200, &out, &err),
+                     EVB_ETIMEDOUT);
+    cmd_world cw;
+    pthread_t t;
+    slow_ctx sc = {true, 0};
+    s_start_cmd(w, &cw, &t, &sc, ep, sizeof ep);
+    s_name_args(&args, "later");
+    assert_int_equal(evb_cmd_client_call(c, "echo", args.data, args.len, 5000, &out, &err),
+                     EVB_OK);
+    char got[16];
+    assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err), EVB_OK);
+    assert_string_equal(got, "later");
+    /* The request that timed out was never queued, so never carried out (had
+     * it been, it would have reached the server before "later"). */
+    assert_int_equal(atomic_load(&sc.entered), 0);
+    evb_cmd_client_destroy(&c);
+    s_stop_cmd(&cw, t);
+    evb_buf_free(&args);
+    evb_buf_free(&out);
+}
+
+static void test_cmd_client_bad_endpoint_is_not_einval(void **state)
+{
+    (void)state;
+    evb_err err;
+    static const char *const bad[] = {"nonsense://x", "tcp://127.0.0.1", "no-scheme"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        evb_err_clear(&err);
+        assert_null(evb_cmd_client_new(bad[i], &err));
+        assert_int_equal(err.code, EVB_EUNREACHABLE);
+        assert_non_null(strstr(err.msg, bad[i]));
+        evb_buf out = {0};
+        assert_int_equal(evb_cmd_call(bad[i], "status", NULL, 0, 100, &out, &err),
+                         EVB_EUNREACHABLE);
+        assert_int_equal(evb_cmd_call(bad[i], "status", NULL, 0, 100, &out, NULL),
+                         EVB_EUNREACHABLE);
+        evb_buf_free(&out);
+    }
+    char longep[EVB_BUS_MAX_ENDPOINT + 16];
+    memset(longep, 'a', sizeof longep - 1);
+    longep[sizeof longep - 1] = '\0';
+    memcpy(longep, "ipc://", 6);
+    assert_null(evb_cmd_client_new(longep, &err));
+    assert_int_equal(err.code, EVB_EUNREACHABLE);
+    assert_string_equal(evb_code_name(EVB_EUNREACHABLE), "EVB_EUNREACHABLE");
+    assert_int_equal(evb_code_from_name("EVB_EUNREACHABLE"), EVB_EUNREACHABLE);
+    assert_non_null(strstr(evb_strerror(EVB_EUNREACHABLE), "EVB_EUNREACHABLE"));
+}
+
 int main(void)
 {
     evb_log_set_sink(NULL, NULL, EVB_LOG_ERROR + 1); /* quiet: the tests check states */
@@ -659,6 +844,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_client_many_calls_on_one_socket, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cmd_client_timeout_then_good_call_drops_late_reply, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_client_service_down_then_up, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_client_bad_endpoint_is_not_einval, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group, s_setup,
                                         s_teardown),

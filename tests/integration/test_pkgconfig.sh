@@ -67,6 +67,16 @@ build_shared() {
 check "build against the shared library" build_shared
 run_shared() { (export LD_LIBRARY_PATH=$libdir; run_example "$tmp/ex_shared" "$tmp/log1"); }
 check "shared: runs" run_shared
+# shellcheck disable=SC2046
+build_service() {
+    "$cc" -std=c11 -Wall -Wextra -Werror "${extra[@]}" -o "$tmp/counter_service" \
+        "$src/examples/counter_service.c" $(pkg-config --cflags --libs evbus msgpack)
+}
+check "a service written on the runtime builds outside the tree" build_service
+service_help() {
+    (export LD_LIBRARY_PATH=$libdir; "$tmp/counter_service" --help | grep -q -- '--store DIR')
+}
+check "the service answers --help" service_help
 
 # Static: a user who installed only libevbus.a. Remove the .so so the linker
 # cannot pick it, then link with what `pkg-config --static` says.
