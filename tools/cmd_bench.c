@@ -43,8 +43,26 @@
  *  latency_p50/p99/p999    one-way latency of single appends paced at
  *                          10,000/s (append included), vs. raw ZeroMQ
  *                          PUB->SUB at the same rate; ratio = baseline/ours
+ *
+ * Services case (tools/bench_booking.c; tools/README.md "Booking case"):
+ *  booking                 bookings/s end to end: evbus-reservation and
+ *                          evbus-booking as child processes (ipc, --sync
+ *                          none, found by --services DIR, $EVBUS_BUILD/
+ *                          services or this program's ../services), 8
+ *                          client threads sending `book`, clock until the
+ *                          booking log's head is 2 N (every saga done);
+ *                          N = 20,000 (--quick 4,000; --events E: E/50).
+ *                          Lines: booking_e2e_vs_roundtrip (vs raw ZeroMQ
+ *                          DEALER/ROUTER round trips/s, 8 threads, same
+ *                          request size), booking_e2e_vs_append (vs raw
+ *                          LevelDB single appends/s / 4: a booking is 4
+ *                          appends across the two logs, BookingRequested,
+ *                          SeatsHeld, BookingConfirmed, SeatsConfirmed),
+ *                          booking_p99 and booking_p50 (book round trip vs
+ *                          raw round trip, unit us, ratio = baseline/ours)
  */
 #include "cli.h"
+#include "bench_booking.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -111,6 +129,8 @@ typedef struct bench {
     bool header_done;
     bool quick;
     size_t msg_len; /* bytes of one encoded envelope of the workload */
+    const char *services; /* --services DIR for the booking case, or NULL */
+    bool events_set;      /* --events given: the booking case scales from it */
 } bench_t;
 
 typedef struct result {
@@ -2132,6 +2152,35 @@ out:
     return ret;
 }
 
+/* booking: the two services end to end (bench_booking.c), printed here. */
+static int s_case_booking(bench_t *b)
+{
+    bench_booking_opts o = {.cli = b->cli,
+                            .work = b->work,
+                            .services = b->services,
+                            .events = b->events,
+                            .events_set = b->events_set,
+                            .quick = b->quick,
+                            .interrupted = &s_interrupted};
+    bench_booking_result res;
+    if (bench_booking_run(&o, &res) != 0) return -1;
+    if (res.problems) b->problems = true;
+    for (size_t i = 0; i < res.nlines; i++) {
+        const bench_booking_line *l = &res.lines[i];
+        result_t r = {.name = l->name,
+                      .unit = l->unit,
+                      .ours = l->ours,
+                      .baseline = l->baseline,
+                      .events = res.bookings,
+                      .lower_better = l->lower_better,
+                      .placement = res.placement};
+        snprintf(r.extra, sizeof r.extra, "%s", l->extra);
+        snprintf(r.note, sizeof r.note, "%s", l->note);
+        s_emit(b, &r);
+    }
+    return 0;
+}
+
 /* The cases, in the order they run. Read cases come last: they share one
  * fixture built after the append cases. */
 typedef struct bench_case {
@@ -2147,6 +2196,7 @@ static const bench_case_t s_cases[] = {
     {"publish_deliver", 0, false}, {"publish_deliver_sync", 0, false},
     {"catchup", 0, false},         {"latency_p50", 0, false},
     {"latency_p99", 0, false},     {"latency_p999", 0, false},
+    {"booking", 0, false},
 };
 
 /* The bus cases, after the store's: each starts a publisher process. The
@@ -2164,6 +2214,7 @@ static int s_run_bus(bench_t *b)
          s_wanted(b, "latency_p999")) &&
         s_case_latency(b) != 0)
         return -1;
+    if (s_wanted(b, "booking") && s_case_booking(b) != 0) return -1;
     return 0;
 }
 
@@ -2241,6 +2292,7 @@ int cmd_bench(int argc, char **argv)
     bool json = false, quick = false, keep = false, events_set = false;
     uint64_t events = S_DEFAULT_EVENTS;
     const char *dir = NULL, *only = NULL;
+    const char *services = NULL;
     const cli_opt opts[] = {
         {"quick", CLI_FLAG, &quick, NULL, NULL, "100,000 events instead of 1,000,000"},
         {"events", CLI_U64, &events, &events_set, "N",
@@ -2251,6 +2303,9 @@ int cmd_bench(int argc, char **argv)
          "keep the logs afterwards (path on stderr)"},
         {"case", CLI_STR, &only, NULL, "NAMES", "run only these cases (comma-separated)"},
         {"json", CLI_FLAG, &json, NULL, NULL, "one JSON object per case and line"},
+        {"services", CLI_STR, &services, NULL, "DIR",
+         "booking case: where evbus-booking and evbus-reservation are (default: "
+         "$EVBUS_BUILD/services, else ../services next to this program)"},
         {0},
     };
     const cli_usage usage = {
@@ -2269,6 +2324,17 @@ int cmd_bench(int argc, char **argv)
         "read_category (one category of 4 vs. a raw scan of as many consecutive\n"
         "entries). JSON fields: name, unit, ours, baseline, ratio, sync,\n"
         "placement, events, and max_index_lag where measured.\n\n"
+        "Booking case (booking): evbus-reservation and evbus-booking run as\n"
+        "child processes (ipc, --sync none; --services DIR), 8 client threads\n"
+        "send `book`; bookings/s from the first book until the booking log\n"
+        "holds 2 events per booking (every saga done). N = 20,000 (--quick\n"
+        "4,000, --events E: E/50). booking_e2e_vs_roundtrip: vs raw ZeroMQ\n"
+        "DEALER/ROUTER round trips/s (8 threads, same request size);\n"
+        "booking_e2e_vs_append: vs raw LevelDB single appends/s / 4, since a\n"
+        "booking is 4 appends across the two logs (BookingRequested,\n"
+        "SeatsHeld, BookingConfirmed, SeatsConfirmed); booking_p99,\n"
+        "booking_p50: book round trip vs raw round trip, unit us, ratio =\n"
+        "baseline / ours.\n\n"
         "Bus cases (a publisher process and this one as subscriber, TCP\n"
         "loopback): publish_deliver, publish_deliver_sync (appends to applied\n"
         "events/s vs. the slower of raw LevelDB batch writes and raw ZeroMQ\n"
@@ -2299,6 +2365,8 @@ int cmd_bench(int argc, char **argv)
     b->events = events;
     b->only = only;
     b->quick = quick;
+    b->services = services;
+    b->events_set = events_set;
     int n = snprintf(b->work, sizeof b->work, "%s/evbus-bench-XXXXXX", dir);
     if (n < 0 || (size_t)n >= sizeof b->work) {
         free(b);
