@@ -441,3 +441,9 @@ int zl_add_timer(zloop_t *loop, size_t ms, zl_hook *h)
 {
     return zloop_timer(loop, ms, 0, s_zl_timer, h) < 0 ? -1 : 0;
 }
+
+void zl_remove_socket(zloop_t *loop, void *sock)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    zloop_poller_end(loop, &item);
+}

@@ -95,5 +95,7 @@ typedef struct zl_hook {
 
 int zl_add_socket(zloop_t *loop, void *sock, zl_hook *h);
 int zl_add_timer(zloop_t *loop, size_t ms, zl_hook *h);
+/* Stop polling sock (before it is closed); safe inside a zloop handler. */
+void zl_remove_socket(zloop_t *loop, void *sock);
 
 #endif

@@ -11,6 +11,7 @@
 #include "evbus_bus.h"
 #include "busmsg.h"
 #include "mpread.h"
+#include "curve.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -37,6 +38,8 @@ struct evb_cmd {
     zl_hook zl;
     uint64_t bad;
     int64_t last_bad_log_us;
+    curve_keys keys; /* CURVE server (keys.on), else plain */
+    curve_zap *zap;
 };
 
 typedef struct {
@@ -60,6 +63,11 @@ static void s_str(msgpack_packer *pk, const char *s)
 
 evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
 {
+    return evb_cmd_new_curve(endpoint, NULL, err);
+}
+
+evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve, evb_err *err)
+{
     if (endpoint == NULL || strlen(endpoint) >= EVB_BUS_MAX_ENDPOINT) {
         evb_err_set(err, EVB_EINVAL, "command socket: bad endpoint");
         return NULL;
@@ -82,6 +90,18 @@ evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
     zmq_setsockopt(c->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (curve != NULL) {
+        /* The ZAP handler must run in this context before the bind. */
+        char who[EVB_BUS_MAX_ENDPOINT + 32];
+        snprintf(who, sizeof who, "command socket %s", endpoint);
+        if (curve_keys_load(curve->cert_file, &c->keys, err) != EVB_OK ||
+            (c->zap = curve_zap_start(c->zctx, curve->allow_dir, c->keys.pub, who, err)) ==
+                NULL ||
+            curve_make_server(c->router, &c->keys, err) != EVB_OK) {
+            evb_cmd_destroy(&c);
+            return NULL;
+        }
+    }
     if (zmq_bind(c->router, endpoint) != 0) {
         evb_err_set(err,
                     errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
@@ -97,6 +117,8 @@ void evb_cmd_destroy(evb_cmd_t **cp)
     if (cp == NULL || *cp == NULL) return;
     evb_cmd_t *c = *cp;
     if (c->router) zmq_close(c->router);
+    curve_zap_stop(&c->zap);
+    curve_keys_wipe(&c->keys);
     if (c->zctx) zmq_ctx_term(c->zctx);
     evb_buf_free(&c->body);
     evb_buf_free(&c->reply);
@@ -129,6 +151,11 @@ void *evb_cmd_socket(evb_cmd_t *c)
 uint64_t evb_cmd_bad_requests(const evb_cmd_t *c)
 {
     return c->bad;
+}
+
+uint64_t evb_cmd_auth_refused(const evb_cmd_t *c)
+{
+    return curve_zap_refused(c->zap);
 }
 
 /* Reply: [1, req_id, status, body-or-message]. body is a packed map. */
@@ -284,9 +311,18 @@ struct evb_cmd_client {
     char endpoint[EVB_BUS_MAX_ENDPOINT];
     uint64_t last_id; /* id of the latest request sent */
     evb_buf req;
+    curve_keys keys;   /* CURVE client (keys.on), else plain */
+    curve_link link;   /* handshake events of the DEALER */
+    bool hard_refusal; /* the server said no (allow-list, mechanism), not just closed */
 };
 
 evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err)
+{
+    return evb_cmd_client_new_curve(endpoint, NULL, err);
+}
+
+evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint, const evb_curve *curve,
+                                           evb_err *err)
 {
     if (endpoint == NULL) {
         evb_err_set(err, EVB_EINVAL, "command client: endpoint is required");
@@ -316,6 +352,22 @@ evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err)
     zmq_setsockopt(c->dealer, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    if (curve != NULL) {
+        char server[CURVE_Z85];
+        int rc = curve_keys_load(curve->cert_file, &c->keys, err);
+        if (rc == EVB_OK) rc = curve_server_key(curve->server_key, server, err);
+        if (rc == EVB_OK) rc = curve_make_client(c->dealer, &c->keys, server, err);
+        if (rc != EVB_OK) {
+            evb_cmd_client_destroy(&c);
+            return NULL;
+        }
+    }
+    /* Watched in plain mode too: a plain client of a CURVE server is told. */
+    if (curve_link_open(&c->link, c->zctx, c->dealer, endpoint,
+                        c->keys.on ? &c->keys : NULL, err) != EVB_OK) {
+        evb_cmd_client_destroy(&c);
+        return NULL;
+    }
     if (zmq_connect(c->dealer, endpoint) != 0) {
         /* Not EVB_EINVAL: that is what a service answers for a bad request,
          * and a caller must tell "wrong address" from "wrong arguments". */
@@ -331,7 +383,9 @@ void evb_cmd_client_destroy(evb_cmd_client_t **cp)
 {
     if (cp == NULL || *cp == NULL) return;
     evb_cmd_client_t *c = *cp;
+    curve_link_close(&c->link);
     if (c->dealer) zmq_close(c->dealer);
+    curve_keys_wipe(&c->keys);
     if (c->zctx) zmq_ctx_term(c->zctx);
     evb_buf_free(&c->req);
     free(c);
@@ -366,15 +420,38 @@ static long s_left_ms(int64_t end_us)
     return left <= 0 ? 0 : (long)((left + 999) / 1000);
 }
 
-/* Wait for the socket to be writable (a connection exists) or end_us. */
-static bool s_wait_writable(void *d, int64_t end_us)
+/* Read the DEALER's handshake events; true when the server refused the
+ * last handshake (c->link.why says why). A handshake that broke off without
+ * a refusal (a wrong server key looks like that) is remembered for the
+ * timeout's message. The link's own retries are not used: a client tries
+ * again when it is asked to make a call. */
+static bool s_watch(evb_cmd_client_t *c)
 {
+    curve_ev ev = curve_link_check(&c->link, 0);
+    if (ev == CURVE_EV_REFUSED || ev == CURVE_EV_FAILED) c->hard_refusal = ev == CURVE_EV_REFUSED;
+    c->link.retry_us = 0;
+    return c->link.bad && c->hard_refusal;
+}
+
+/* Wait for the socket to be writable (a connection whose handshake passed)
+ * or end_us: EVB_OK, EVB_ETIMEDOUT, or EVB_EAUTH when the server refused us
+ * (or every handshake failed). */
+static int s_wait_writable(evb_cmd_client_t *c, int64_t end_us)
+{
+    /* Refused before this call: libzmq gave the connection up; try again, the
+     * server's allow-list may have changed since. */
+    if (s_watch(c)) {
+        curve_link_retry(&c->link);
+        c->link.bad = c->hard_refusal = false; /* only a new refusal counts */
+    }
     for (;;) {
-        zmq_pollitem_t item = {d, 0, ZMQ_POLLOUT, 0};
+        zmq_pollitem_t items[2] = {{c->dealer, 0, ZMQ_POLLOUT, 0},
+                                   {curve_mon_socket(c->link.mon), 0, ZMQ_POLLIN, 0}};
         long left = s_left_ms(end_us);
-        int n = zmq_poll(&item, 1, left);
-        if (n > 0 && (item.revents & ZMQ_POLLOUT)) return true;
-        if ((n < 0 && errno != EINTR) || left == 0) return false;
+        int n = zmq_poll(items, 2, left);
+        if (n > 0 && (items[0].revents & ZMQ_POLLOUT)) return EVB_OK;
+        if (s_watch(c)) return EVB_EAUTH;
+        if ((n < 0 && errno != EINTR) || left == 0) return c->link.bad ? EVB_EAUTH : EVB_ETIMEDOUT;
     }
 }
 
@@ -453,8 +530,11 @@ int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *ar
     if (w.rc != EVB_OK) return evb_err_set(err, w.rc, "out of memory");
 
     int64_t end = evb_now_us() + (int64_t)timeout_ms * 1000;
-    if (!s_wait_writable(c->dealer, end) ||
-        zmq_send(c->dealer, c->req.data, c->req.len, ZMQ_DONTWAIT) < 0)
+    int ready = s_wait_writable(c, end);
+    if (ready == EVB_EAUTH)
+        return evb_err_set(err, EVB_EAUTH, "%s: %s not sent: %s", c->endpoint, command,
+                           c->link.why);
+    if (ready != EVB_OK || zmq_send(c->dealer, c->req.data, c->req.len, ZMQ_DONTWAIT) < 0)
         return evb_err_set(err, EVB_ETIMEDOUT,
                            "%s: %s not sent: no connection within %d ms (nothing "
                            "listening?)",
@@ -467,10 +547,14 @@ int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *ar
             zmq_msg_close(&m);
             if (rc != EVB_OK || done) return rc;
         }
+        if (s_watch(c))
+            return evb_err_set(err, EVB_EAUTH, "%s: no reply to %s: %s", c->endpoint,
+                               command, c->link.why);
         long left = s_left_ms(end);
         if (left == 0) break;
-        zmq_pollitem_t item = {c->dealer, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, left) < 0 && errno != EINTR) break;
+        zmq_pollitem_t items[2] = {{c->dealer, 0, ZMQ_POLLIN, 0},
+                                   {curve_mon_socket(c->link.mon), 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, left) < 0 && errno != EINTR) break;
     }
     return evb_err_set(err, EVB_ETIMEDOUT, "%s: no reply to %s within %d ms", c->endpoint,
                        command, timeout_ms);
@@ -479,8 +563,16 @@ int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *ar
 int evb_cmd_call(const char *endpoint, const char *command, const void *args,
                  size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
 {
+    return evb_cmd_call_curve(endpoint, NULL, command, args, args_len, timeout_ms, out,
+                              err);
+}
+
+int evb_cmd_call_curve(const char *endpoint, const evb_curve *curve, const char *command,
+                       const void *args, size_t args_len, int timeout_ms, evb_buf *out,
+                       evb_err *err)
+{
     evb_err e = {0};
-    evb_cmd_client_t *c = evb_cmd_client_new(endpoint, &e);
+    evb_cmd_client_t *c = evb_cmd_client_new_curve(endpoint, curve, &e);
     if (c == NULL) {
         if (err != NULL) *err = e;
         return e.code;

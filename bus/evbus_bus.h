@@ -33,6 +33,40 @@ extern "C" {
 #define EVB_BUS_MAX_PAGE_BYTES (4u * 1024u * 1024u)
 #define EVB_BUS_MAX_ENDPOINT 256u
 
+/* ---- security (PROTOCOL.md, "Security") ----
+ * Plain (no encryption, no authentication) unless a CURVE configuration is
+ * given. Binders (publisher, command socket) are CURVE servers: they accept
+ * only clients whose public keys are in allow_dir, a directory of public
+ * certificate files (CZMQ zcert format, as `evbus cert new` writes them),
+ * re-read when it changes, without a restart; their own public key is always
+ * accepted. Connecters (subscriber, command client) are CURVE clients: they
+ * need their own certificate and the server's public key. A client whose
+ * handshake is refused learns it from a socket monitor: the command client
+ * returns EVB_EAUTH, a subscriber's feeds say why in their status. Secret
+ * keys are read from cert_file and never logged. The strings are borrowed
+ * for the call that takes them. */
+#define EVB_CURVE_KEY_LEN 40u /* a key in Z85 text */
+
+typedef struct evb_curve {
+    const char *cert_file;  /* own certificate: "NAME_secret" (or "NAME" next to it) */
+    const char *allow_dir;  /* servers: directory of allowed clients' public certs */
+    const char *server_key; /* clients: the server's public key (40 Z85 characters)
+                               or its public certificate file */
+} evb_curve;
+
+/* Make a certificate: DIR/NAME, the public one (give it to servers' allow-
+ * lists and to clients), and DIR/NAME_secret, both keys, created with mode
+ * 0600. name: 1..64 of [A-Za-z0-9_.@-], not starting with '.' or '-'.
+ * Existing files are never overwritten (EVB_EINVAL naming the file); EVB_EIO
+ * when a file cannot be written (nothing is left behind). public_key (may
+ * be NULL; EVB_CURVE_KEY_LEN + 1 bytes) receives the public key in Z85. */
+EVB_EXPORT int evb_curve_cert_new(const char *dir, const char *name, char *public_key,
+                                  evb_err *err);
+/* The public key (Z85, EVB_CURVE_KEY_LEN + 1 bytes) of a certificate file,
+ * public or secret. EVB_EINVAL when it is not one. */
+EVB_EXPORT int evb_curve_public_key(const char *cert_file, char *public_key,
+                                    evb_err *err);
+
 /* ---- publisher ---- */
 
 typedef struct evb_pub evb_pub_t;
@@ -43,6 +77,7 @@ typedef struct evb_pub_opts {
     const char *catchup_endpoint; /* bound, e.g. "tcp://127.0.0.1:5602" */
     unsigned heartbeat_ms;        /* default 500 */
     int sndhwm;                   /* PUB high-water mark (default 100000) */
+    const evb_curve *curve;       /* NULL: plain; else cert_file and allow_dir */
 } evb_pub_opts;
 
 typedef struct evb_pub_stats {
@@ -73,6 +108,8 @@ EVB_EXPORT int evb_pub_poll(evb_pub_t *pub, int timeout_ms, evb_err *err);
 EVB_EXPORT void *evb_pub_socket(evb_pub_t *pub);
 
 EVB_EXPORT void evb_pub_get_stats(const evb_pub_t *pub, evb_pub_stats *stats);
+/* CURVE clients the publisher's allow-list refused (0 in plain mode). */
+EVB_EXPORT uint64_t evb_pub_auth_refused(const evb_pub_t *pub);
 
 /* ---- subscriber ---- */
 
@@ -107,6 +144,9 @@ typedef struct evb_sub_opts {
     int rcvhwm;                /* SUB high-water mark (default 100000) */
     size_t live_buffer; /* live events kept per feed while catching up (default 10000) */
     evb_log_id_policy log_id_policy;
+    /* NULL: plain. Else cert_file (our certificate) and, optionally,
+     * server_key: the publishers' key for evb_sub_follow. */
+    const evb_curve *curve;
 } evb_sub_opts;
 
 EVB_EXPORT evb_sub_t *evb_sub_new(const evb_sub_opts *opts, evb_err *err);
@@ -118,6 +158,24 @@ EVB_EXPORT void evb_sub_destroy(evb_sub_t **subp);
 EVB_EXPORT int evb_sub_follow(evb_sub_t *sub, const char *pub_endpoint,
                               const char *catchup_endpoint, const char *const *categories,
                               size_t n, evb_err *err);
+
+/* evb_sub_follow over CURVE: server_key is the publisher's public key (40
+ * Z85 characters, or its public certificate file); NULL or "" follows in
+ * plain mode. EVB_EINVAL when a key is given but the subscriber has no
+ * certificate (evb_sub_opts.curve), or the key cannot be read. */
+EVB_EXPORT int evb_sub_follow_curve(evb_sub_t *sub, const char *pub_endpoint,
+                                    const char *catchup_endpoint, const char *server_key,
+                                    const char *const *categories, size_t n,
+                                    evb_err *err);
+
+/* Stop following the publisher at pub_endpoint (and catchup_endpoint; NULL:
+ * any): close its sockets and drop its feeds, in the owner thread, between
+ * polls or from another handler of the same zloop. Checkpoints stay in the
+ * store, keyed by the publisher's log id, so following the same log again
+ * (at new endpoints: a publisher that moved) resumes where this left off,
+ * without loss or duplicates. EVB_ENOTFOUND when not followed. */
+EVB_EXPORT int evb_sub_unfollow(evb_sub_t *sub, const char *pub_endpoint,
+                                const char *catchup_endpoint, evb_err *err);
 
 /* One turn: receive and apply what arrived, fetch what is missing, re-ask
  * timed-out fetches. Waits up to timeout_ms for traffic. Malformed frames are
@@ -144,10 +202,16 @@ typedef struct evb_feed_status {
     const char *reason; /* why stalled or stopped; "" otherwise */
     uint64_t applied_events, duplicates, gaps, pages, bad_frames, refusals;
     int64_t heartbeat_age_ms; /* -1: none yet */
+    /* Handshakes the publisher refused (CURVE: our key is not in its
+     * allow-list, or the security settings differ); while the last one
+     * failed, reason says why. */
+    uint64_t handshake_refusals;
 } evb_feed_status;
 
 typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);
-/* Call fn for every feed (lent for the call). */
+/* Call fn for every feed (lent for the call). A publisher followed for every
+ * category whose handshake failed before any feed existed shows as one entry
+ * of category "*" with the reason. */
 EVB_EXPORT int evb_sub_status(evb_sub_t *sub, evb_feed_fn fn, void *ctx, evb_err *err);
 
 EVB_EXPORT const char *evb_feed_state_name(evb_feed_state s);
@@ -179,6 +243,11 @@ typedef int (*evb_cmd_fn)(const void *args, size_t args_len, evb_buf *out, void 
                           evb_err *err);
 
 EVB_EXPORT evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err);
+/* evb_cmd_new as a CURVE server (curve: cert_file and allow_dir; NULL:
+ * plain). evb_cmd_auth_refused counts the clients its allow-list refused. */
+EVB_EXPORT evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve,
+                                        evb_err *err);
+EVB_EXPORT uint64_t evb_cmd_auth_refused(const evb_cmd_t *cmd);
 EVB_EXPORT void evb_cmd_destroy(evb_cmd_t **cmdp);
 /* Register fn for command `name` (copied; at most 32 commands). */
 EVB_EXPORT int evb_cmd_on(evb_cmd_t *cmd, const char *name, evb_cmd_fn fn, void *ctx,
@@ -205,6 +274,14 @@ EVB_EXPORT uint64_t evb_cmd_bad_requests(const evb_cmd_t *cmd);
  * EVB_EINVAL for a NULL endpoint, EVB_ENOMEM, EVB_EIO. */
 typedef struct evb_cmd_client evb_cmd_client_t;
 EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err);
+/* evb_cmd_client_new as a CURVE client (curve: cert_file and server_key;
+ * NULL: plain). A call whose handshake the server refuses (our key is not in
+ * its allow-list, or one side is plain) fails with EVB_EAUTH, naming the
+ * endpoint, instead of timing out; EVB_EINVAL for a certificate or key that
+ * cannot be read. */
+EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint,
+                                                      const evb_curve *curve,
+                                                      evb_err *err);
 EVB_EXPORT void evb_cmd_client_destroy(evb_cmd_client_t **clientp);
 
 /* Send command (1..32 bytes) with args (a msgpack map, lent; NULL for none)
@@ -224,6 +301,9 @@ EVB_EXPORT int evb_cmd_client_call(evb_cmd_client_t *client, const char *command
  * both. */
 EVB_EXPORT int evb_cmd_call(const char *endpoint, const char *command, const void *args,
                             size_t args_len, int timeout_ms, evb_buf *out, evb_err *err);
+EVB_EXPORT int evb_cmd_call_curve(const char *endpoint, const evb_curve *curve,
+                                  const char *command, const void *args, size_t args_len,
+                                  int timeout_ms, evb_buf *out, evb_err *err);
 
 /* ---- CZMQ ----
  * Run a publisher, subscriber or command socket inside a CZMQ zloop, in the

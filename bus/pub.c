@@ -13,6 +13,7 @@
 #include "evbus_bus.h"
 #include "busmsg.h"
 #include "codec_int.h"
+#include "curve.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@ struct evb_pub {
     zl_hook zl;
     int64_t last_bad_log_us;
     uint64_t bad_unlogged;
+    curve_keys keys; /* CURVE server keys (keys.on), else plain */
+    curve_zap *zap;  /* the allow-list, in this context */
 };
 
 static int s_cmp_cat(const void *a, const void *b)
@@ -98,6 +101,10 @@ static void *s_socket(evb_pub_t *p, int type, const char *ep, int sndhwm, evb_er
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (type == ZMQ_ROUTER) zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (sndhwm > 0) zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    if (p->keys.on && curve_make_server(s, &p->keys, err) != EVB_OK) {
+        zmq_close(s);
+        return NULL;
+    }
     if (zmq_bind(s, ep) != 0) {
         evb_err_set(err,
                     errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
@@ -142,6 +149,15 @@ evb_pub_t *evb_pub_new(const evb_pub_opts *o, evb_err *err)
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
         goto fail;
     }
+    if (o->curve != NULL) {
+        /* The ZAP handler must run in this context before the binds. */
+        char who[2 * EVB_BUS_MAX_ENDPOINT + EVB_MAX_SERVICE_LEN + 32];
+        snprintf(who, sizeof who, "%s: publisher %s,%s", p->service, p->pub_ep, p->cu_ep);
+        if (curve_keys_load(o->curve->cert_file, &p->keys, err) != EVB_OK ||
+            (p->zap = curve_zap_start(p->zctx, o->curve->allow_dir, p->keys.pub, who,
+                                      err)) == NULL)
+            goto fail;
+    }
     if ((p->pub = s_socket(p, ZMQ_PUB, p->pub_ep, o->sndhwm > 0 ? o->sndhwm : 100000,
                            err)) == NULL)
         goto fail;
@@ -162,6 +178,8 @@ void evb_pub_destroy(evb_pub_t **pp)
     evb_pub_t *p = *pp;
     if (p->pub) zmq_close(p->pub);
     if (p->router) zmq_close(p->router);
+    curve_zap_stop(&p->zap);
+    curve_keys_wipe(&p->keys);
     if (p->zctx) zmq_ctx_term(p->zctx);
     free(p->cats);
     evb_buf_free(&p->hdr);
@@ -173,6 +191,11 @@ void evb_pub_destroy(evb_pub_t **pp)
 void *evb_pub_socket(evb_pub_t *p)
 {
     return p->router;
+}
+
+uint64_t evb_pub_auth_refused(const evb_pub_t *p)
+{
+    return curve_zap_refused(p->zap);
 }
 
 void evb_pub_get_stats(const evb_pub_t *p, evb_pub_stats *s)

@@ -20,6 +20,7 @@
 #include "evbus_bus.h"
 #include "busmsg.h"
 #include "codec_int.h"
+#include "curve.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -77,6 +78,11 @@ struct conn {
     uint64_t bad_frames;
     int64_t last_bad_log_us;
     uint64_t bad_unlogged;
+    /* Security (PROTOCOL.md, "Security"): the publisher's key ("": plain)
+     * and the handshakes of the SUB [0] and the DEALER [1]. */
+    char server_key[CURVE_Z85];
+    curve_link link[2];
+    int64_t hs_log_us;
 };
 
 struct evb_sub {
@@ -93,6 +99,8 @@ struct evb_sub {
     zl_hook zl;
     bm_reply reply; /* parse buffers, per object (not static: */
     bview *views;   /* two subscribers may live in two threads) */
+    curve_keys keys;             /* our certificate (keys.on), else plain */
+    char server_key[CURVE_Z85];  /* evb_sub_opts.curve->server_key, or "" */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -138,10 +146,20 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     if (s->o.rcvhwm <= 0) s->o.rcvhwm = 100000;
     if (s->o.live_buffer == 0) s->o.live_buffer = 10000;
     s->next_req = 1;
+    s->o.curve = NULL; /* borrowed for this call only */
+    if (o->curve != NULL &&
+        (curve_keys_load(o->curve->cert_file, &s->keys, err) != EVB_OK ||
+         (o->curve->server_key != NULL && o->curve->server_key[0] != '\0' &&
+          curve_server_key(o->curve->server_key, s->server_key, err) != EVB_OK))) {
+        curve_keys_wipe(&s->keys);
+        free(s);
+        return NULL;
+    }
     s->views = calloc(MAX_FRAMES, sizeof *s->views);
     s->zctx = s->views ? zmq_ctx_new() : NULL;
     if (s->zctx == NULL) {
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
+        curve_keys_wipe(&s->keys);
         free(s->views);
         free(s);
         return NULL;
@@ -164,6 +182,8 @@ static void s_conn_free(conn *c)
     for (size_t j = 0; j < c->nfeeds; j++)
         s_feed_free(c->feeds[j]);
     free(c->feeds);
+    curve_link_close(&c->link[0]);
+    curve_link_close(&c->link[1]);
     if (c->sub) zmq_close(c->sub);
     if (c->dealer) zmq_close(c->dealer);
     free(c);
@@ -178,6 +198,7 @@ void evb_sub_destroy(evb_sub_t **sp)
     free(s->conns);
     free(s->items);
     if (s->zctx) zmq_ctx_term(s->zctx);
+    curve_keys_wipe(&s->keys);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
     free(s->views);
@@ -976,6 +997,17 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
                 return evb_err_set(err, EVB_ENOMEM, "out of memory");
         }
     }
+    /* Both sockets are watched, plain ones too: a plain subscriber of a
+     * CURVE publisher is told so instead of waiting forever. */
+    for (int i = 0; i < 2; i++) {
+        int rc = c->server_key[0]
+                     ? curve_make_client(socks[i], &s->keys, c->server_key, err)
+                     : EVB_OK;
+        if (rc != EVB_OK) return rc;
+        rc = curve_link_open(&c->link[i], s->zctx, socks[i], i == 0 ? c->pub_ep : c->cu_ep,
+                             c->server_key[0] ? &s->keys : NULL, err);
+        if (rc != EVB_OK) return rc;
+    }
     if (zmq_connect(c->sub, c->pub_ep) != 0)
         return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->pub_ep,
                            zmq_strerror(errno));
@@ -988,6 +1020,22 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
 int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
                    const char *const *categories, size_t n, evb_err *err)
 {
+    return evb_sub_follow_curve(s, pub_ep, cu_ep, s->server_key, categories, n, err);
+}
+
+int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
+                         const char *server_key, const char *const *categories, size_t n,
+                         evb_err *err)
+{
+    char key[CURVE_Z85] = "";
+    if (server_key != NULL && server_key[0] != '\0') {
+        if (!s->keys.on)
+            return evb_err_set(err, EVB_EINVAL,
+                               "follow %s: a server key needs our own certificate "
+                               "(evb_sub_opts.curve)",
+                               pub_ep ? pub_ep : "?");
+        if (curve_server_key(server_key, key, err) != EVB_OK) return EVB_EINVAL;
+    }
     if (pub_ep == NULL || cu_ep == NULL || strlen(pub_ep) >= EVB_BUS_MAX_ENDPOINT ||
         strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
         return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
@@ -999,6 +1047,7 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     snprintf(c->pub_ep, sizeof c->pub_ep, "%s", pub_ep);
     snprintf(c->cu_ep, sizeof c->cu_ep, "%s", cu_ep);
     snprintf(c->name, sizeof c->name, "%s,%s", pub_ep, cu_ep);
+    memcpy(c->server_key, key, sizeof key);
     c->all = (n == 0);
     /* Built whole before it joins the subscriber: a failed follow leaves
      * nothing half-made behind. */
@@ -1020,6 +1069,59 @@ int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     c->last_seen_us = evb_now_us();
     s_hello(s, c);
     return EVB_OK;
+}
+
+/* Drop a publisher's connection and its feeds. What they applied is in the
+ * checkpoints (keyed by the log id, not the endpoints), so following the same
+ * log at new endpoints resumes exactly there; buffered live events are
+ * dropped (they are fetched again). Called between two polls, or from
+ * another handler of the same zloop. */
+int evb_sub_unfollow(evb_sub_t *s, const char *pub_ep, const char *cu_ep, evb_err *err)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn *c = s->conns[i];
+        if (strcmp(c->pub_ep, pub_ep ? pub_ep : "") != 0 ||
+            (cu_ep != NULL && strcmp(c->cu_ep, cu_ep) != 0))
+            continue;
+        if (s->loop != NULL) {
+            zl_remove_socket(s->loop, c->sub);
+            zl_remove_socket(s->loop, c->dealer);
+        }
+        memmove(&s->conns[i], &s->conns[i + 1], (s->nconns - i - 1) * sizeof *s->conns);
+        s->nconns--;
+        s_conn_free(c);
+        return EVB_OK;
+    }
+    return evb_err_set(err, EVB_ENOTFOUND, "unfollow: not following %s,%s",
+                       pub_ep ? pub_ep : "", cu_ep ? cu_ep : "*");
+}
+
+/* Handshake events of a conn's sockets: a refused or failed handshake is
+ * logged (again when the reason changes, or every minute while it lasts) and
+ * shown in the feeds' status until a handshake passes; the link connects
+ * again after a back-off. */
+static void s_watch(evb_sub_t *s, conn *c)
+{
+    int64_t now = evb_now_us();
+    for (int i = 0; i < 2; i++) {
+        curve_link *l = &c->link[i];
+        curve_ev ev = curve_link_check(l, now);
+        if (ev == CURVE_EV_OK) {
+            if (!c->link[0].bad && !c->link[1].bad)
+                evb_log(EVB_LOG_INFO, "consumer %s, %s: handshake accepted now",
+                        s->consumer, c->name);
+        } else if (ev != CURVE_EV_NONE || (l->bad && now - c->hs_log_us >= 60000000)) {
+            evb_log(EVB_LOG_ERROR, "consumer %s, %s: %s (%llu failed handshakes)",
+                    s->consumer, c->name, l->why,
+                    (unsigned long long)(c->link[0].failures + c->link[1].failures));
+            c->hs_log_us = now;
+        }
+    }
+}
+
+static const char *s_hs_why(const conn *c)
+{
+    return c->link[0].bad ? c->link[0].why : c->link[1].bad ? c->link[1].why : "";
 }
 
 /* Timers: hellos and fetches that got no answer, refusal back-offs, and
@@ -1074,6 +1176,7 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
         conn *c = s->conns[i];
         if ((rc = s_read_dealer(s, c, err, &handled)) != EVB_OK) return rc;
         if ((rc = s_read_sub(s, c, err, &handled)) != EVB_OK) return rc;
+        s_watch(s, c);
     }
     s_timers(s);
     return EVB_OK;
@@ -1085,6 +1188,20 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
     int64_t now = evb_now_us();
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
+        if (c->nfeeds == 0 && (c->link[0].bad || c->link[1].bad)) {
+            /* Following every category of a publisher that never let us in:
+             * no feed exists yet, but the refusal must show. */
+            evb_feed_status fs = {
+                .publisher = c->name,
+                .category = "*",
+                .state = EVB_FEED_CATCHING_UP,
+                .reason = s_hs_why(c),
+                .heartbeat_age_ms = -1,
+                .handshake_refusals = c->link[0].failures + c->link[1].failures,
+            };
+            int rc = fn(&fs, ctx);
+            if (rc != 0) return rc;
+        }
         for (size_t j = 0; j < c->nfeeds; j++) {
             feed *f = c->feeds[j];
             evb_feed_status fs = {
@@ -1100,7 +1217,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                            ? c->head - f->applied
                            : 0,
                 .state = f->state,
-                .reason = f->reason,
+                .reason = f->reason[0] ? f->reason : s_hs_why(c),
                 .applied_events = f->applied_events,
                 .duplicates = f->duplicates,
                 .gaps = f->gaps,
@@ -1108,6 +1225,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .bad_frames = c->bad_frames,
                 .refusals = f->refusals,
                 .heartbeat_age_ms = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1,
+                .handshake_refusals = c->link[0].failures + c->link[1].failures,
             };
             int rc = fn(&fs, ctx);
             if (rc != 0) return rc;

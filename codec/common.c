@@ -34,6 +34,7 @@ static const char *s_code_names[EVB_CODE_COUNT] = {
     [EVB_ETIMEDOUT] = "EVB_ETIMEDOUT: no answer in time",
     [EVB_EREJECTED] = "EVB_EREJECTED: rejected by the domain",
     [EVB_EUNREACHABLE] = "EVB_EUNREACHABLE: endpoint cannot be connected to",
+    [EVB_EAUTH] = "EVB_EAUTH: handshake refused by the peer's security",
 };
 
 const char *evb_strerror(int code)
@@ -48,6 +49,7 @@ static const char *const s_bare_names[EVB_CODE_COUNT] = {
     "EVB_EVERSION",    "EVB_ECONFLICT", "EVB_EPARTIAL",  "EVB_ELOCKED", "EVB_EFORMAT",
     "EVB_ECORRUPT",    "EVB_EIO",       "EVB_ENOTFOUND", "EVB_EBUSY",   "EVB_ECLOSED",
     "EVB_EUNWRITABLE", "EVB_ETIMEDOUT", "EVB_EREJECTED", "EVB_EUNREACHABLE",
+    "EVB_EAUTH",
 };
 
 const char *evb_code_name(int code)

@@ -67,6 +67,7 @@ typedef enum evb_code {
     EVB_ETIMEDOUT,   /* no answer in time (peer down, unreachable or slow) */
     EVB_EREJECTED,   /* the domain said no (a command's rules), not a fault */
     EVB_EUNREACHABLE, /* endpoint cannot be connected to (malformed, unknown transport) */
+    EVB_EAUTH,        /* the peer refused our handshake (CURVE key not allowed) */
     EVB_CODE_COUNT
 } evb_code;
 

@@ -20,7 +20,7 @@
 
 enum { SRC_FILE = 1, SRC_ENV, SRC_FLAG };
 
-typedef enum kind { K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_OWN } kind;
+typedef enum kind { K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_OWN, K_DISC } kind;
 
 typedef struct setting {
     const char *name, *arg, *help;
@@ -34,7 +34,13 @@ static const setting s_common[] = {
     {"pub", "EP", "bind the live PUB socket here, e.g. tcp://*:5601", K_STR, STR(pub)},
     {"catchup", "EP", "bind the catch-up ROUTER socket here", K_STR, STR(catchup)},
     {"cmd", "EP", "bind the command/query ROUTER socket here", K_STR, STR(cmd)},
-    {"follow", "PUB_EP,CATCHUP_EP", "consume this publisher (repeatable)", K_FOLLOW, 0, 0},
+    {"follow", "PUB_EP,CATCHUP_EP[,KEY]",
+     "consume this publisher (repeatable); KEY: its CURVE public key or cert file",
+     K_FOLLOW, 0, 0},
+    {"cert", "FILE", "CURVE: our certificate (NAME_secret of `evbus cert new`)", K_STR,
+     STR(cert)},
+    {"allow", "DIR", "CURVE: accept only clients whose public certs are in DIR", K_STR,
+     STR(allow)},
     {"views", "DIR", "the read models' own store (default: STORE-views)", K_STR,
      STR(views)},
     {"rebuild-views", NULL, "drop the read models and rebuild them from zero", K_BOOL, 0, 0},
@@ -44,6 +50,15 @@ static const setting s_common[] = {
     {"log-level", "LEVEL", "debug | info (default) | warn | error", K_LEVEL, 0, 0},
     {"log-format", "FORMAT", "text (default) | json (one object a line)", K_FORMAT, 0, 0},
     {"config", "FILE", "read NAME = VALUE lines from FILE", K_STR, 0, 0},
+    {"beacon-iface", "NAME", "beacon interface for discovery (\"*\": all); no default",
+     K_DISC, 0, 0},
+    {"beacon-port", "N", "UDP port of the beacons (default 5670)", K_DISC, 0, 0},
+    {"announce", NULL, "broadcast this service's beacon (needs --beacon-iface)", K_DISC, 0,
+     0},
+    {"beacon-host", "ADDR", "address announced for endpoints bound to * (default: the "
+     "iface's)", K_DISC, 0, 0},
+    {"follow-service", "NAME", "consume the service NAME found by beacons (repeatable)",
+     K_DISC, 0, 0},
 };
 #undef STR
 #define NCOMMON (sizeof s_common / sizeof s_common[0])
@@ -116,17 +131,23 @@ static int s_add_follow(parse_state *ps, const char *v, int src)
         ps->follow_src = src;
     }
     const char *comma = strchr(v, ',');
-    if (comma == NULL || comma == v || comma[1] == '\0' || strchr(comma + 1, ',') != NULL)
-        return s_usage_err(ps, "--follow: '%s' is not PUB_EP,CATCHUP_EP", v);
+    const char *kc = comma ? strchr(comma + 1, ',') : NULL; /* ,KEY (CURVE) */
+    if (comma == NULL || comma == v || comma[1] == '\0' || comma + 1 == kc ||
+        (kc != NULL && (kc[1] == '\0' || strchr(kc + 1, ',') != NULL)))
+        return s_usage_err(ps, "--follow: '%s' is not PUB_EP,CATCHUP_EP[,KEY]", v);
     if (cfg->nfollow == EVB_SVC_MAX_FOLLOW)
         return s_usage_err(ps, "--follow: more than %u publishers", EVB_SVC_MAX_FOLLOW);
     svc_follow *f = &cfg->follow[cfg->nfollow];
     size_t pl = (size_t)(comma - v);
-    if (pl >= sizeof f->pub || strlen(comma + 1) >= sizeof f->catchup)
-        return s_usage_err(ps, "--follow: endpoint too long in '%s'", v);
+    size_t cl = kc ? (size_t)(kc - comma - 1) : strlen(comma + 1);
+    if (pl >= sizeof f->pub || cl >= sizeof f->catchup ||
+        (kc != NULL && strlen(kc + 1) >= sizeof f->key))
+        return s_usage_err(ps, "--follow: endpoint or key too long in '%s'", v);
     memcpy(f->pub, v, pl);
     f->pub[pl] = '\0';
-    strcpy(f->catchup, comma + 1);
+    memcpy(f->catchup, comma + 1, cl);
+    f->catchup[cl] = '\0';
+    snprintf(f->key, sizeof f->key, "%s", kc ? kc + 1 : "");
     cfg->nfollow++;
     return 0;
 }
@@ -191,6 +212,12 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
         }
         case K_OWN:
             return 0;
+        case K_DISC: {
+            char msg[EVB_ERR_MSG_LEN + 64];
+            if (svc_disc_set(&cfg->disc, name, v, src, msg, sizeof msg) != 0)
+                return s_usage_err(ps, "%s", msg);
+            return 0;
+        }
         }
     }
     for (size_t i = 0; i < ps->def->nflags; i++) {
@@ -200,7 +227,10 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
     return s_usage_err(ps, "unknown option '%s'", name);
 }
 
-static bool s_is_bool(const char *name) { return strcmp(name, "rebuild-views") == 0; }
+static bool s_is_bool(const char *name)
+{
+    return strcmp(name, "rebuild-views") == 0 || strcmp(name, "announce") == 0;
+}
 
 static int s_read_file(parse_state *ps, const char *path)
 {
@@ -312,6 +342,16 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     if (cfg->cmd[0] == '\0') return s_usage_err(&ps, "--cmd EP is required");
     if ((cfg->pub[0] == '\0') != (cfg->catchup[0] == '\0'))
         return s_usage_err(&ps, "--pub and --catchup go together");
+    if ((cfg->cert[0] == '\0') != (cfg->allow[0] == '\0'))
+        return s_usage_err(&ps, "--cert and --allow go together (CURVE)");
+    for (size_t i = 0; i < cfg->nfollow; i++)
+        if (cfg->follow[i].key[0] && cfg->cert[0] == '\0')
+            return s_usage_err(&ps, "--follow %s,%s,KEY: a server key needs --cert",
+                               cfg->follow[i].pub, cfg->follow[i].catchup);
+    char dmsg[EVB_ERR_MSG_LEN + 64];
+    if (svc_disc_check(&cfg->disc, def->name, cfg->pub, cfg->catchup, cfg->cmd, dmsg,
+                       sizeof dmsg) != 0)
+        return s_usage_err(&ps, "%s", dmsg);
     if (def->views && cfg->views[0] == '\0' &&
         snprintf(cfg->views, sizeof cfg->views, "%s-views", cfg->store) >=
             (int)sizeof cfg->views)

@@ -29,6 +29,7 @@ typedef struct cache_ent {
     const evb_agg_def *def;
     uint64_t version;
     bool touched; /* changed by the open transaction */
+    bool stale;   /* the log moved past it (a version conflict): drop at the end */
     char *stream;
     max_align_t state[]; /* def->state_size bytes */
 } cache_ent;
@@ -81,6 +82,7 @@ struct evb_svc {
     size_t ntouched, cap_touched;
     int fatal; /* exit code after a fatal error */
     uint64_t commands, rejected, replayed;
+    svc_disc *disc; /* beacons (--announce, --follow-service); NULL without */
 };
 
 static volatile sig_atomic_t s_stop;
@@ -101,20 +103,29 @@ static void s_ent_free(cache_ent *e)
     free(e);
 }
 
-static bool s_keep_untouched(const hent *h, void *ctx)
+/* Keep what the transaction that just ended left true: entries it did not
+ * touch, and after a commit those it touched (unless they went stale). */
+static bool s_keep_written(const hent *h, void *ctx)
 {
-    (void)ctx;
+    bool committed = *(const bool *)ctx;
     cache_ent *e = (cache_ent *)(uintptr_t)h->a;
     if (!e->touched) return true;
+    if (committed && !e->stale) {
+        e->touched = false;
+        return true;
+    }
     s_ent_free(e);
     return false;
 }
 
-static bool s_keep_none(const hent *h, void *ctx)
+/* Free every entry and the map itself. Walks the slots rather than using
+ * hmap_filter, which needs memory for a new table and could leave the
+ * entries behind when it has none. */
+static void s_cache_clear(hmap *m)
 {
-    (void)ctx;
-    s_ent_free((cache_ent *)(uintptr_t)h->a);
-    return false;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].hash != 0) s_ent_free((cache_ent *)(uintptr_t)m->slots[i].a);
+    hmap_free(m);
 }
 
 /* The store's end hook for transactions of the service's own store. */
@@ -122,20 +133,19 @@ static void s_tx_end(void *ctx, bool committed)
 {
     evb_svc_t *svc = ctx;
     if (svc->ntouched > 0) {
-        if (committed) {
+        bool stale = false;
+        for (size_t i = 0; i < svc->ntouched; i++) stale |= svc->touched[i]->stale;
+        if (committed && !stale) {
             for (size_t i = 0; i < svc->ntouched; i++) svc->touched[i]->touched = false;
-        } else if (hmap_filter(&svc->cache, s_keep_untouched, NULL) != 0) {
+        } else if (hmap_filter(&svc->cache, s_keep_written, &committed) != 0) {
             /* Out of memory rebuilding the map: drop it all rather than keep
              * states that were never written. */
-            hmap_filter(&svc->cache, s_keep_none, NULL);
-            hmap_free(&svc->cache);
-            memset(&svc->cache, 0, sizeof svc->cache);
+            s_cache_clear(&svc->cache);
         }
         svc->ntouched = 0;
     }
-    if (svc->cache.len > CACHE_MAX) {
-        hmap_filter(&svc->cache, s_keep_none, NULL);
-    }
+    /* No handler runs now, so no state pointer lent by evb_svc_load is live. */
+    if (svc->cache.len > CACHE_MAX) s_cache_clear(&svc->cache);
     if (svc->consumer.cur_tx) svc->consumer.cur_tx = NULL;
 }
 
@@ -223,6 +233,16 @@ fail:
     return rc;
 }
 
+/* A version conflict on e: the cached state may be behind the log (something
+ * appended outside the cache). Drop it when the transaction ends, even after
+ * a commit, so that the retry loads it again instead of failing the same way
+ * for ever. It cannot be freed now: the handler may hold its state. */
+static void s_conflict(evb_svc_t *svc, cache_ent *e)
+{
+    e->stale = true;
+    (void)s_touch(svc, e, NULL); /* out of memory: it stays, as it used to */
+}
+
 int evb_svc_emit(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
                  uint64_t expected_version, evb_event_t *events, size_t n, evb_err *err)
 {
@@ -233,10 +253,14 @@ int evb_svc_emit(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
     uint64_t version;
     int rc = evb_svc_load(c, def, stream, &state, &version, err);
     if (rc != EVB_OK) return rc;
-    if (version != expected_version)
+    hent *h = hmap_get(&c->svc->cache, stream, strlen(stream));
+    cache_ent *e = (cache_ent *)(uintptr_t)h->a;
+    if (version != expected_version) {
+        s_conflict(c->svc, e);
         return evb_err_set(err, EVB_ECONFLICT, "%s is at version %llu, expected %llu",
                            stream, (unsigned long long)version,
                            (unsigned long long)expected_version);
+    }
     evb_id corr = {{0}};
     evb_id cause = {{0}};
     if (c->ev != NULL) {
@@ -251,10 +275,9 @@ int evb_svc_emit(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
     }
     evb_append_result res;
     rc = evb_txn_append(c->tx, stream, (int64_t)expected_version, events, n, &res, err);
+    if (rc == EVB_ECONFLICT) s_conflict(c->svc, e);
     if (rc != EVB_OK) return rc;
     c->dirty = true;
-    hent *h = hmap_get(&c->svc->cache, stream, strlen(stream));
-    cache_ent *e = (cache_ent *)(uintptr_t)h->a;
     if ((rc = s_touch(c->svc, e, err)) != EVB_OK) return rc;
     for (size_t i = 0; i < n; i++) {
         if (events[i].category == NULL) events[i].category = def->category;
@@ -263,13 +286,20 @@ int evb_svc_emit(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
     }
     unsigned every = def->snapshot_every;
     if (def->save && every > 0 && expected_version / every != e->version / every) {
+        /* A snapshot only saves loading time: one that cannot be made (too
+         * big for a value, out of memory) must not refuse the events, or the
+         * stream could never pass this version. */
         evb_buf snap = {0};
-        rc = def->save(e->state, &snap, err);
-        if (rc == EVB_OK)
-            rc = evb_txn_snapshot(c->tx, stream, e->version, snap.data, snap.len, err);
+        evb_err serr = {0};
+        int src = def->save(e->state, &snap, &serr);
+        if (src == EVB_OK)
+            src = evb_txn_snapshot(c->tx, stream, e->version, snap.data, snap.len, &serr);
         evb_buf_free(&snap);
+        if (src != EVB_OK)
+            evb_log(EVB_LOG_WARN, "%s: no snapshot at version %llu: %s", stream,
+                    (unsigned long long)e->version, serr.msg);
     }
-    return rc;
+    return EVB_OK;
 }
 
 evb_txn_t *evb_svc_txn(evb_svc_ctx *c)
@@ -290,9 +320,13 @@ int evb_svc_pack_write(void *data, const char *buf, size_t len)
     return evb_buf_append(data, buf, len, NULL) == EVB_OK ? 0 : -1;
 }
 
-/* A transaction of the service's store with the cache's end hook. */
+/* A transaction of the service's store with the cache's end hook. After a
+ * failed write (disk full) the store refuses writes until it is reopened:
+ * try that first, as evbus serve does (it refuses while space is short). */
 static evb_txn_t *s_begin(evb_svc_t *svc, evb_err *err)
 {
+    if (evb_store_unwritable(svc->store) && evb_store_reopen(svc->store, err) != EVB_OK)
+        return NULL;
     evb_txn_t *tx = evb_txn_begin(svc->store, err);
     if (tx != NULL && evb_txn_on_end(tx, s_tx_end, svc, err) != EVB_OK)
         evb_txn_destroy(&tx);
@@ -371,8 +405,9 @@ static int s_outcome_get(evb_svc_t *svc, const char *cmd_id, const char *command
             } else {
                 *code = evb_code_from_name(cn);
                 if (*code == EVB_OK) *code = EVB_EREJECTED;
-                evb_err_set(err, *code, "%.*s", (int)a[3].via.str.size,
-                            a[3].type == MSGPACK_OBJECT_STR ? a[3].via.str.ptr : "");
+                bool str = a[3].type == MSGPACK_OBJECT_STR;
+                evb_err_set(err, *code, "%.*s", str ? (int)a[3].via.str.size : 0,
+                            str ? a[3].via.str.ptr : "");
             }
             found = 1;
         }
@@ -514,6 +549,10 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
     f->ctx = ctx;
     evb_sub_opts so = {.store = st, .consumer = consumer, .handler = s_follow_handler,
                        .ctx = f};
+    /* CURVE: our certificate; our own publisher's key is our own public key,
+     * read from the same certificate (README.md, "Security"). */
+    const evb_curve curve = {.cert_file = svc->cfg.cert};
+    if (svc->cfg.cert[0]) so.curve = &curve;
     f->sub = evb_sub_new(&so, err);
     if (f->sub == NULL) return err ? err->code : EVB_EIO;
     int rc = evb_sub_attach(f->sub, svc->loop, err);
@@ -521,11 +560,15 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
         char pe[EVB_BUS_MAX_ENDPOINT], ce[EVB_BUS_MAX_ENDPOINT];
         s_connect_form(svc->cfg.pub, pe, sizeof pe);
         s_connect_form(svc->cfg.catchup, ce, sizeof ce);
-        if (rc == EVB_OK) rc = evb_sub_follow(f->sub, pe, ce, categories, n, err);
+        if (rc == EVB_OK)
+            rc = evb_sub_follow_curve(f->sub, pe, ce, svc->cfg.cert[0] ? svc->cfg.cert : NULL,
+                                      categories, n, err);
     } else {
         for (size_t i = 0; rc == EVB_OK && i < svc->cfg.nfollow; i++)
-            rc = evb_sub_follow(f->sub, svc->cfg.follow[i].pub, svc->cfg.follow[i].catchup,
-                                categories, n, err);
+            rc = evb_sub_follow_curve(f->sub, svc->cfg.follow[i].pub,
+                                      svc->cfg.follow[i].catchup, svc->cfg.follow[i].key,
+                                      categories, n, err);
+        if (rc == EVB_OK) rc = svc_disc_follow(svc->disc, f->sub, categories, n, err);
     }
     return rc;
 }
@@ -533,7 +576,7 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
 int evb_svc_consume(evb_svc_t *svc, const char *const *categories, size_t n,
                     evb_svc_event_fn fn, void *ctx, evb_err *err)
 {
-    if (svc->cfg.nfollow == 0)
+    if (svc->cfg.nfollow == 0 && svc->cfg.disc.nfollow == 0)
         evb_log(EVB_LOG_WARN, "%s consumes other logs but no --follow was given",
                 svc->def->name);
     return s_follower_start(svc, &svc->consumer, svc->store, svc->def->name, categories, n,
@@ -767,6 +810,16 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         return NULL;
     }
     svc_log_start(def->name, &svc->cfg);
+    /* From here a SIGTERM or SIGINT (say during a long start-up read of the
+     * log) is noted and ends evb_svc_run cleanly, instead of killing the
+     * process with the default action. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     evb_err err = {0};
     *exit_code = 3;
     evb_store_opts so = {.dir = svc->cfg.store, .service = def->name, .create = true,
@@ -781,6 +834,8 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         if (svc->views == NULL) goto fail;
     }
     *exit_code = 4;
+    /* CURVE on every socket when --cert/--allow are given (README.md). */
+    const evb_curve curve = {.cert_file = svc->cfg.cert, .allow_dir = svc->cfg.allow};
     svc->loop = zloop_new();
     if (svc->loop == NULL) {
         evb_err_set(&err, EVB_ENOMEM, "cannot make the event loop");
@@ -789,16 +844,27 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
     if (svc->cfg.pub[0]) {
         evb_pub_opts po = {.store = svc->store, .pub_endpoint = svc->cfg.pub,
                            .catchup_endpoint = svc->cfg.catchup};
+        if (svc->cfg.cert[0]) po.curve = &curve;
         svc->pub = evb_pub_new(&po, &err);
         if (svc->pub == NULL || evb_pub_attach(svc->pub, svc->loop, &err) != EVB_OK)
             goto fail;
     }
-    svc->cmd = evb_cmd_new(svc->cfg.cmd, &err);
+    svc->cmd = evb_cmd_new_curve(svc->cfg.cmd, svc->cfg.cert[0] ? &curve : NULL, &err);
     if (svc->cmd == NULL || evb_cmd_attach(svc->cmd, svc->loop, &err) != EVB_OK ||
         evb_cmd_on(svc->cmd, "status", s_status, svc, &err) != EVB_OK)
         goto fail;
     evb_svc_tick_fn expire = s_expire_tick;
     if (evb_svc_every(svc, 60000, expire, NULL, &err) != EVB_OK) goto fail;
+    evb_store_info dsi;
+    evb_store_get_info(svc->store, &dsi);
+    int drc = svc_disc_start(&svc->disc, &svc->cfg.disc, svc->loop, def->name, &dsi.log_id,
+                             svc->cfg.pub, svc->cfg.catchup, svc->cfg.cmd, &err);
+    if (drc != EVB_OK) {
+        /* A beacon that cannot be (too big, a wildcard with no address, no such
+         * interface) is a configuration problem. */
+        *exit_code = drc == EVB_EIO || drc == EVB_ENOMEM ? 4 : 2;
+        goto fail;
+    }
     *exit_code = 0;
     return svc;
 fail:
@@ -817,13 +883,6 @@ static int s_stop_check(zloop_t *loop, int id, void *arg)
 
 int evb_svc_run(evb_svc_t *svc)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     zloop_timer(svc->loop, 50, 0, s_stop_check, NULL);
     evb_store_info si;
     evb_store_get_info(svc->store, &si);
@@ -857,13 +916,13 @@ void evb_svc_destroy(evb_svc_t **svcp)
 {
     evb_svc_t *svc = *svcp;
     if (svc == NULL) return;
+    svc_disc_destroy(&svc->disc); /* before the loop it is attached to */
     zloop_destroy(&svc->loop);
     evb_sub_destroy(&svc->projector.sub);
     evb_sub_destroy(&svc->consumer.sub);
     evb_cmd_destroy(&svc->cmd);
     evb_pub_destroy(&svc->pub);
-    hmap_filter(&svc->cache, s_keep_none, NULL);
-    hmap_free(&svc->cache);
+    s_cache_clear(&svc->cache);
     free(svc->touched);
     evb_store_destroy(&svc->views);
     evb_store_destroy(&svc->store);

@@ -6,12 +6,14 @@
 #define EVB_SVC_INT_H
 
 #include "evbus_svc.h"
+#include "svc_disc.h"
 
 #include <limits.h>
 
 typedef struct svc_follow {
     char pub[EVB_BUS_MAX_ENDPOINT];
     char catchup[EVB_BUS_MAX_ENDPOINT];
+    char key[PATH_MAX]; /* CURVE: the publisher's public key or cert file; "" plain */
 } svc_follow;
 
 typedef struct svc_config {
@@ -20,6 +22,8 @@ typedef struct svc_config {
     char pub[EVB_BUS_MAX_ENDPOINT];
     char catchup[EVB_BUS_MAX_ENDPOINT];
     char cmd[EVB_BUS_MAX_ENDPOINT];
+    char cert[PATH_MAX];  /* CURVE: our certificate (NAME_secret); "" plain */
+    char allow[PATH_MAX]; /* CURVE: allowed clients' public certificates */
     svc_follow follow[EVB_SVC_MAX_FOLLOW];
     size_t nfollow;
     bool rebuild_views;
@@ -27,6 +31,7 @@ typedef struct svc_config {
     evb_log_level log_level;
     bool log_json;
     unsigned command_ttl_s;
+    svc_disc_config disc; /* beacons: svc_disc.c */
 } svc_config;
 
 /* Fill cfg from defaults, the config file, the environment and argv (in

@@ -26,13 +26,23 @@ FINAL = {"confirmed", "rejected", "cancelled", "expired"}
 
 
 class Caller:
-    def __init__(self, evbus, timeout_ms=3000):
+    """`evbus call --json` to any endpoint. `extra`: more arguments for every
+    call, as a list (e.g. ["--cert", FILE, "--server-key", KEY]) or a dict
+    from endpoint to list (CURVE: each service has its own server key)."""
+
+    def __init__(self, evbus, timeout_ms=3000, extra=None):
         self.evbus = evbus
         self.timeout_ms = timeout_ms
+        self.extra = extra
+
+    def extra_for(self, ep):
+        if isinstance(self.extra, dict):
+            return list(self.extra.get(ep, []))
+        return list(self.extra or [])
 
     def call(self, ep, command, *args):
         cmd = [self.evbus, "call", ep, command, *args, "--json",
-               "--timeout", str(self.timeout_ms)]
+               "--timeout", str(self.timeout_ms), *self.extra_for(ep)]
         p = subprocess.run(cmd, capture_output=True, text=True)
         try:
             body = json.loads(p.stdout) if p.stdout.strip() else {}
@@ -70,8 +80,8 @@ def wait_quiet(c, res, bk, wait_s):
         time.sleep(0.2)
 
 
-def check(evbus, res, bk, shows, wait_s=60, quiet=False):
-    c = Caller(evbus)
+def check(evbus, res, bk, shows, wait_s=60, quiet=False, extra=None):
+    c = Caller(evbus, extra=extra)
     problems = []
     ok, why = wait_quiet(c, res, bk, wait_s)
     if not ok:

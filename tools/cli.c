@@ -33,7 +33,8 @@ const char cli_exit_codes_help[] =
     "  4  any other runtime error\n"
     "  5  evbus call: the service rejected the command (domain rules, conflict)\n"
     "  6  evbus call: the service found the request bad\n"
-    "  7  evbus call: no reply in time, or the endpoint cannot be connected to\n";
+    "  7  evbus call: no reply in time, or the endpoint cannot be connected to\n"
+    "  8  evbus call: the service refused our CURVE handshake (key not allowed)\n";
 
 void cli_init(cli_t *cli, const char *name)
 {

@@ -31,7 +31,8 @@ enum {
 enum {
     CLI_EXIT_REJECTED = 5,    /* the domain said no (EVB_EREJECTED, EVB_ECONFLICT) */
     CLI_EXIT_BAD_REQUEST = 6, /* EVB_EINVAL, EVB_EDECODE, EVB_ETOOBIG, unknown command */
-    CLI_EXIT_UNREACHABLE = 7  /* no reply after all attempts, or a bad endpoint */
+    CLI_EXIT_UNREACHABLE = 7, /* no reply after all attempts, or a bad endpoint */
+    CLI_EXIT_AUTH = 8         /* the service refused our CURVE handshake (EVB_EAUTH) */
 };
 
 /* Text of the exit-code list, for help screens. */
@@ -191,6 +192,8 @@ int cmd_status(int argc, char **argv);
 int cmd_feed(int argc, char **argv);
 int cmd_sniff(int argc, char **argv);
 int cmd_call(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
+int cmd_peers(int argc, char **argv);
 
 /* ---- shared by the commands that run until a signal ---- */
 

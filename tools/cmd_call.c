@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "json_in.h"
 #include "ops.h"
+#include "disc_cli.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -297,6 +298,8 @@ static int s_exit_for(int code)
     case EVB_ETIMEDOUT:
     case EVB_EUNREACHABLE:
         return CLI_EXIT_UNREACHABLE;
+    case EVB_EAUTH:
+        return CLI_EXIT_AUTH;
     default:
         return CLI_EXIT_RUNTIME;
     }
@@ -351,7 +354,10 @@ static const char s_notes[] =
     "     or a missing or wrong field)\n"
     "  7  unreachable: no reply after all attempts (EVB_ETIMEDOUT), or an\n"
     "     endpoint that cannot be connected to (EVB_EUNREACHABLE: malformed,\n"
-    "     unknown transport)\n";
+    "     unknown transport)\n"
+    "  8  refused: the service did not accept our CURVE handshake (EVB_EAUTH:\n"
+    "     our key is not in its allow-list, a wrong --server-key, or one side\n"
+    "     is plain)\n";
 
 int cmd_call(int argc, char **argv)
 {
@@ -360,6 +366,10 @@ int cmd_call(int argc, char **argv)
     bool json = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS, retries = 0;
     const char *payload = NULL, *id = NULL;
+    const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
+    const char *beacon_iface = NULL; /* @NAME: found by beacons (disc_cli.h) */
+    uint64_t beacon_port = 0;
+    bool beacon_port_set = false;
     const cli_opt opts[] = {
         {"payload", CLI_STR, &payload, NULL, "JSON",
          "a JSON object merged into the arguments"},
@@ -370,16 +380,27 @@ int cmd_call(int argc, char **argv)
          "the command id (1..64 bytes; default: 32 random hex)"},
         {"retries", CLI_U64, &retries, NULL, "N",
          "after a timeout, send the same cmd_id again, N times"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
+        {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
+         "CURVE: the service's public key, or its public certificate"},
+        {"beacon-iface", CLI_STR, &beacon_iface, NULL, "NAME",
+         "for @NAME: the beacon interface (default $EVBUS_BEACON_IFACE)"},
+        {"beacon-port", CLI_U64, &beacon_port, &beacon_port_set, "N",
+         "for @NAME: the beacons' UDP port (default 5670)"},
         {0},
     };
     const cli_usage usage = {
-        "CMD_EP COMMAND [KEY=VALUE | KEY:=JSON]... [--payload JSON] [--json]\n"
-        "       [--timeout MS] [--id CMD_ID] [--retries N]",
+        "CMD_EP|@SERVICE COMMAND [KEY=VALUE | KEY:=JSON]... [--payload JSON] [--json]\n"
+        "       [--timeout MS] [--id CMD_ID] [--retries N] [--cert FILE --server-key KEY]",
         "Send COMMAND to the command socket at CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, a service) and print its reply, e.g.\n"
         "  evbus call ipc:///run/evbus/shows.cmd status\n"
         "  evbus call ipc:///run/evbus/shows.cmd append stream=show-1 \\\n"
-        "      type=ShowAdded payload:='{\"seats\":100}'",
+        "      type=ShowAdded payload:='{\"seats\":100}'\n"
+        "@SERVICE names a service instead: its command endpoint is taken from its\n"
+        "beacon (it runs with --announce) heard on --beacon-iface within 3 s, e.g.\n"
+        "  evbus call @reservation status --beacon-iface eth0",
         s_notes};
     const char *pos[2 + CALL_MAX_ARGS];
     size_t npos;
@@ -389,7 +410,24 @@ int cmd_call(int argc, char **argv)
         return cli_usage_error(&cli, "--timeout: expected 1..%u ms", OPS_MAX_TIMEOUT_MS);
     if (retries > CALL_MAX_RETRIES)
         return cli_usage_error(&cli, "--retries: at most %u", CALL_MAX_RETRIES);
+    if ((cert == NULL) != (server_key == NULL))
+        return cli_usage_error(&cli, "--cert and --server-key go together");
     const char *ep = pos[0], *command = pos[1];
+    evb_disc_entry found; /* @NAME: the service's command endpoint, by its beacon */
+    if (ep[0] == '@') {
+        const char *difc, *dname = ep + 1;
+        unsigned dport;
+        if ((rc = disc_cli_settings(&cli, beacon_iface, beacon_port, beacon_port_set, &difc,
+                                    &dport)) >= 0 ||
+            (rc = disc_cli_resolve(&cli, difc, dport, &dname, 1, DISC_CLI_DEFAULT_WAIT_MS,
+                                   CLI_EXIT_UNREACHABLE, &found)) >= 0)
+            return rc;
+        if (found.b.cmd[0] == '\0') {
+            cli_error(&cli, "service %s announces no command endpoint", dname);
+            return CLI_EXIT_UNREACHABLE;
+        }
+        ep = found.b.cmd;
+    }
     if (strlen(command) > 32 || !s_text_ok(command, strlen(command)))
         return cli_usage_error(&cli, "COMMAND: expected 1..32 printable bytes, got '%s'",
                                command);
@@ -435,8 +473,13 @@ int cmd_call(int argc, char **argv)
     if (rc >= 0) goto done;
 
     evb_err err = {0};
-    c = evb_cmd_client_new(ep, &err);
+    const evb_curve curve = {.cert_file = cert, .server_key = server_key};
+    c = evb_cmd_client_new_curve(ep, cert ? &curve : NULL, &err);
     int code = c != NULL ? EVB_OK : err.code;
+    if (c == NULL && cert != NULL && code == EVB_EINVAL) {
+        rc = cli_usage_error(&cli, "%s", err.msg);
+        goto done;
+    }
     unsigned attempts = (unsigned)retries + 1;
     for (unsigned k = 1; c != NULL && k <= attempts; k++) {
         code = evb_cmd_client_call(c, command, args.data, args.len, (int)timeout_ms, &out,

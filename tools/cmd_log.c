@@ -612,6 +612,27 @@ static int s_verify(cli_t *cli, int argc, char **argv)
 
 /* ---- dispatch ---- */
 
+/* `tail -f` of a RUNNING service: its directory is locked, so this goes
+ * through the bus. It is `evbus sniff` (same flags), live from now or from
+ * --from SEQ; said so in its help. */
+static int s_tail(cli_t *cli, int argc, char **argv)
+{
+    (void)cli;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: evbus log tail --follow PUB_EP,CATCHUP_EP [--from SEQ] "
+                   "[SNIFF OPTIONS]\n\n"
+                   "Follow a running service's log as it grows (tail -f). A running\n"
+                   "service holds its LevelDB directory, so this reads through its\n"
+                   "publisher: it is `evbus sniff` with the same options (--from SEQ\n"
+                   "first prints the events from SEQ on; --json, --category, --type,\n"
+                   "--stream, --count, --timeout). See `evbus sniff --help`.\n");
+            return CLI_EXIT_OK;
+        }
+    }
+    return cmd_sniff(argc, argv);
+}
+
 static const cli_verb s_verbs[] = {
     {"info", s_info, "log id, service, head, indexer, categories, size on disk"},
     {"cat", s_cat, "print events: a range, a stream or a category"},
@@ -620,6 +641,7 @@ static const cli_verb s_verbs[] = {
     {"import", log_cmd_import, "append the events of an export (seqs reproduced)"},
     {"state", log_cmd_state, "a stream's events and folded state as of a version/time"},
     {"checkpoints", log_cmd_checkpoints, "consumers' checkpoints stored in the log"},
+    {"tail", s_tail, "follow a running service's log through the bus (evbus sniff)"},
 };
 
 int cmd_log(int argc, char **argv)

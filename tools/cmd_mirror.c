@@ -153,7 +153,7 @@ static int s_feed_entry(const evb_feed_status *fs, void *ctx)
 {
     feeds_acc *a = ctx;
     ops_w *w = a->w;
-    msgpack_pack_map(&w->pk, 15);
+    msgpack_pack_map(&w->pk, 16);
     ops_w_kv_str(w, "publisher", fs->publisher);
     ops_w_kv_str(w, "category", fs->category);
     ops_w_kv_id(w, "log_id", &fs->log_id);
@@ -169,6 +169,7 @@ static int s_feed_entry(const evb_feed_status *fs, void *ctx)
     ops_w_kv_u64(w, "bad_frames", fs->bad_frames);
     ops_w_kv_u64(w, "refusals", fs->refusals);
     ops_w_kv_i64(w, "heartbeat_age_ms", fs->heartbeat_age_ms);
+    ops_w_kv_u64(w, "handshake_refusals", fs->handshake_refusals);
     a->n++;
     return w->rc;
 }
@@ -270,6 +271,8 @@ int cmd_mirror(int argc, char **argv)
     cli_list follow = {0}, cats = {0};
     const char *dir = NULL, *service = "mirror", *consumer = "mirror", *sync_s = "group";
     const char *cmd_ep = NULL, *refuse_type = NULL;
+    const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
+    const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
     bool fresh_ids = false;
     bool until = false, stats_json = false, timeout_set = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
@@ -295,6 +298,10 @@ int cmd_mirror(int argc, char **argv)
          "print each feed's status as JSON lines on stdout every MS ms"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
          "command endpoint to bind: status, retry and skip requests"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret), for keyed --follow and --cmd"},
+        {"allow", CLI_STR, &allow, NULL, "DIR",
+         "CURVE: --cmd accepts only clients whose public certificates are in DIR"},
         {"refuse-type", CLI_STR, &refuse_type, NULL, "TYPE",
          "for tests: refuse events of TYPE (the feed stalls)"},
         {"fresh-ids", CLI_FLAG, &fresh_ids, NULL, NULL,
@@ -302,7 +309,8 @@ int cmd_mirror(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
-        "--follow PUB_EP,CATCHUP_EP --store DIR [--category C]... [--service NAME]\n"
+        "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]...\n"
+        "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
         "       [--cmd EP] [--refuse-type TYPE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
@@ -315,6 +323,9 @@ int cmd_mirror(int argc, char **argv)
         "Status JSON fields: publisher, category, log_id, state, reason, applied,\n"
         "head, lag, applied_events, duplicates, gaps, pages, bad_frames, refusals,\n"
         "heartbeat_age_ms, final.\n"
+        "CURVE: a --follow with a third element (the publisher's public key or\n"
+        "certificate file) connects with our --cert; with --cert and --allow the\n"
+        "--cmd socket accepts only the keys in DIR.\n"
         "With --cmd EP: `evbus status EP` shows the feeds; `evbus feed retry EP\n"
         "CATEGORY` and `evbus feed skip EP CATEGORY SEQ` act on a stalled one.\n"
         "--refuse-type exists to test stalls: such events are never copied unless\n"
@@ -352,6 +363,21 @@ int cmd_mirror(int argc, char **argv)
         if (evb_check_category(cats.v[i], &err) != EVB_OK)
             return cli_usage_error(&cli, "--category '%s': %s", cats.v[i], err.msg);
     char eps[CLI_MAX_LIST][2][EVB_BUS_MAX_ENDPOINT];
+    for (size_t i = 0; i < follow.n; i++) {
+        /* PUB_EP,CATCHUP_EP,KEY: the key is cut off in place (argv). */
+        char *c1 = strchr(follow.v[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        if (c2 != NULL) {
+            *c2 = '\0';
+            keys[i] = c2 + 1;
+            if (cert == NULL)
+                return cli_usage_error(&cli, "--follow %s,%s: a server key needs --cert",
+                                       follow.v[i], keys[i]);
+        }
+    }
+    if (allow != NULL && (cert == NULL || cmd_ep == NULL))
+        return cli_usage_error(&cli, "--allow needs --cert and --cmd");
+    if (cert != NULL && cmd_ep != NULL && allow == NULL)
+        return cli_usage_error(&cli, "--cmd with --cert needs --allow DIR");
     for (size_t i = 0; i < follow.n; i++)
         if (s_split_follow(follow.v[i], eps[i][0], eps[i][1]) != EVB_OK)
             return cli_usage_error(&cli,
@@ -374,6 +400,8 @@ int cmd_mirror(int argc, char **argv)
     o.handler = s_copy;
     o.ctx = &m;
     o.rcvhwm = (int)rcvhwm;
+    const evb_curve curve = {.cert_file = cert, .allow_dir = allow};
+    o.curve = cert != NULL ? &curve : NULL;
     evb_sub_t *sub = evb_sub_new(&o, &err);
     rc = CLI_EXIT_OK;
     if (sub == NULL) {
@@ -381,7 +409,8 @@ int cmd_mirror(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
     }
     for (size_t i = 0; rc == CLI_EXIT_OK && i < follow.n; i++) {
-        if (evb_sub_follow(sub, eps[i][0], eps[i][1], cats.v, cats.n, &err) != EVB_OK) {
+        if (evb_sub_follow_curve(sub, eps[i][0], eps[i][1], keys[i], cats.v, cats.n, &err) !=
+            EVB_OK) {
             cli_error(&cli, "--follow %s: %s", follow.v[i], err.msg);
             rc = err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         }
@@ -390,7 +419,7 @@ int cmd_mirror(int argc, char **argv)
     evb_cmd_t *cmd = NULL;
     if (rc == CLI_EXIT_OK && cmd_ep != NULL) {
         m.sub = sub;
-        cmd = evb_cmd_new(cmd_ep, &err);
+        cmd = evb_cmd_new_curve(cmd_ep, allow != NULL ? &curve : NULL, &err);
         if (cmd != NULL && (evb_cmd_on(cmd, "status", s_cmd_status, &m, &err) != EVB_OK ||
                             evb_cmd_on(cmd, "retry", s_cmd_retry, &m, &err) != EVB_OK ||
                             evb_cmd_on(cmd, "skip", s_cmd_skip, &m, &err) != EVB_OK))

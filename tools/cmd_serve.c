@@ -209,6 +209,7 @@ int cmd_serve(int argc, char **argv)
     const char *dir = NULL, *pub_ep = NULL, *cu_ep = NULL, *service = NULL;
     const char *sync_s = "group";
     const char *cmd_ep = NULL;
+    const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     bool create = false;
     uint64_t hb_ms = 500, sndhwm = 0;
     const cli_opt opts[] = {
@@ -226,11 +227,16 @@ int cmd_serve(int argc, char **argv)
          "PUB high-water mark in messages (default: the library's, 100000)"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
          "command endpoint to bind: status and append requests"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret); needs --allow"},
+        {"allow", CLI_STR, &allow, NULL, "DIR",
+         "CURVE: accept only clients whose public certificates are in DIR"},
         {0},
     };
     const cli_usage usage = {
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
-        "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]",
+        "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]\n"
+        "       [--cert FILE --allow DIR]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
         "from the catch-up endpoint. Endpoints are ZeroMQ addresses, e.g.\n"
@@ -240,6 +246,9 @@ int cmd_serve(int argc, char **argv)
         "have already applied; every and group publish only fsynced events.\n"
         "With --cmd EP, clients can ask for the log's status (evbus status EP)\n"
         "and append events (evbus append --to EP) while it is served.\n"
+        "With --cert and --allow every socket (live, catch-up, commands) is a CURVE\n"
+        "server that accepts only the keys in DIR, re-read when it changes; refused\n"
+        "clients are logged on stderr (README.md, \"Security\").\n"
         "A start line goes to stderr. Exit code 0 after a signal, 3 when the log\n"
         "cannot be opened, 4 when an endpoint cannot be bound or reading fails.\n"};
     const char *pos[1];
@@ -253,6 +262,9 @@ int cmd_serve(int argc, char **argv)
         return cli_usage_error(&cli, "--pub and --catchup must be different endpoints");
     if (cmd_ep != NULL && (strcmp(cmd_ep, pub_ep) == 0 || strcmp(cmd_ep, cu_ep) == 0))
         return cli_usage_error(&cli, "--cmd must differ from --pub and --catchup");
+    if ((cert == NULL) != (allow == NULL))
+        return cli_usage_error(&cli, "--cert and --allow go together");
+    const evb_curve curve = {.cert_file = cert, .allow_dir = allow};
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",
@@ -282,6 +294,7 @@ int cmd_serve(int argc, char **argv)
     po.catchup_endpoint = cu_ep;
     po.heartbeat_ms = (unsigned)hb_ms;
     po.sndhwm = (int)sndhwm;
+    po.curve = cert != NULL ? &curve : NULL;
     evb_pub_t *pub = evb_pub_new(&po, &err);
     if (pub == NULL) {
         cli_error(&cli, "%s", err.msg); /* names the endpoint */
@@ -292,7 +305,7 @@ int cmd_serve(int argc, char **argv)
     serve_t sv = {st, pub, sync_s, false};
     evb_cmd_t *cmd = NULL;
     if (cmd_ep != NULL) {
-        cmd = evb_cmd_new(cmd_ep, &err);
+        cmd = evb_cmd_new_curve(cmd_ep, cert != NULL ? &curve : NULL, &err);
         if (cmd != NULL &&
             (evb_cmd_on(cmd, "status", s_cmd_status, &sv, &err) != EVB_OK ||
              evb_cmd_on(cmd, "append", s_cmd_append, &sv, &err) != EVB_OK))
@@ -317,6 +330,8 @@ int cmd_serve(int argc, char **argv)
             ") live on %s, catch-up on %s, sync %s\n",
             dir, in.service, id, in.head, pub_ep, cu_ep, sync_s);
     if (cmd_ep != NULL) fprintf(stderr, "evbus serve: commands on %s\n", cmd_ep);
+    if (cert != NULL)
+        fprintf(stderr, "evbus serve: CURVE on, clients allowed by %s\n", allow);
     if (sync == EVB_SYNC_NONE)
         fprintf(stderr, "evbus serve: warning: --sync none: a power loss can take back "
                         "events subscribers have already applied\n");

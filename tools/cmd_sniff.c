@@ -38,8 +38,10 @@
  */
 #include "cli.h"
 #include "json_in.h"
+#include "disc_cli.h"
 
 #include "busmsg.h"
+#include "curve.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -84,6 +86,7 @@ typedef struct feed {
     char category[EVB_MAX_CATEGORY_LEN + 1]; /* "" = the all-categories history */
     fstate state;
     uint64_t applied;
+    bool probing; /* catching up after a silence, not after a known gap */
     uint64_t fetch_req;
     int64_t fetch_at; /* (re)send the fetch at this time; 0 = not pending */
     live_ev *buf;
@@ -114,6 +117,8 @@ typedef struct conn {
     size_t nfeeds;
     uint64_t bad_frames, bad_unlogged, ignored_cats;
     int64_t last_bad_log_us;
+    char server_key[CURVE_Z85]; /* CURVE: the publisher's key ("": plain) */
+    curve_link link[2];         /* handshakes of sub [0] and dealer [1] */
 } conn;
 
 typedef struct where_t {
@@ -153,6 +158,9 @@ typedef struct sniff {
     int64_t last_progress_us, last_gap_log_us;
     unsigned stats_lines; /* lines of the last table drawn on a terminal */
     evb_err fatal;
+    /* CURVE (README.md, "Security"): our keys, each --follow's server key */
+    curve_keys keys;
+    const char *server_keys[CLI_MAX_LIST];
 } sniff_t;
 
 /* ---- small helpers ---- */
@@ -289,13 +297,13 @@ static bool s_where_one(sniff_t *s, const evb_event_t *ev, const where_t *w)
         return s->tmp.len - at == at && memcmp(j, j + at, at) == 0;
     }
     if (strlen(w->value) == jl && memcmp(j, w->value, jl) == 0) return true;
-    /* numbers: 3 == 3.0; a JSON number has no leading '+' or spaces */
+    /* numbers: 3 == 3.0 (a field that renders as an object, e.g. a
+     * {"$int":...} beyond 2^53, never compares as a number) */
     char *end1, *end2;
     char num[64];
-    if (jl == 0 || jl >= sizeof num) return false;
+    if (jl == 0 || jl >= sizeof num || j[0] == '{') return false;
     memcpy(num, j, jl);
     num[jl] = '\0';
-    errno = 0;
     double a = strtod(num, &end1);
     double b = strtod(w->value, &end2);
     return *end1 == '\0' && *end2 == '\0' && end2 != w->value && isfinite(a) &&
@@ -614,7 +622,8 @@ static void s_hello(sniff_t *s, conn *c)
     if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
 }
 
-static void s_gap(sniff_t *s, feed *f, uint64_t seen)
+/* Count a gap and say so (at most once a second). */
+static void s_gap_note(sniff_t *s, feed *f, uint64_t seen)
 {
     f->gaps++;
     int64_t now = evb_now_us();
@@ -625,6 +634,12 @@ static void s_gap(sniff_t *s, feed *f, uint64_t seen)
                 "): fetching the missing events",
                 f->c->name, f->category, f->applied, seen);
     }
+}
+
+/* Events were lost: count it and fetch them. */
+static void s_gap(sniff_t *s, feed *f, uint64_t seen)
+{
+    s_gap_note(s, f, seen);
     f->state = F_CATCHUP;
     s_fetch(s, f);
 }
@@ -923,6 +938,7 @@ static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t m
     if (rp->head > c->head) c->head = rp->head;
     f->pages++;
     int64_t rx = evb_now_us();
+    uint64_t before = f->applied;
     for (size_t i = 0; i < count && s->fatal.code == EVB_OK; i++) {
         evb_err perr;
         if (evb_event_decode_into(s->views[i].p, s->views[i].len, &s->ev, &perr) !=
@@ -945,6 +961,9 @@ static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t m
         }
         if (s_emit(s, c, f, s->views[i].p, s->views[i].len, rx)) f->applied = seq;
     }
+    /* A probe after a silence that brings events: they were lost live. */
+    if (f->probing && f->applied > before) s_gap_note(s, f, f->applied);
+    f->probing = false;
     if (!rp->more && rp->position > f->applied) f->applied = rp->position;
     if (rp->more)
         s_fetch(s, f);
@@ -978,6 +997,7 @@ static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
             for (size_t i = 0; i < c->nfeeds; i++)
                 if (c->feeds[i]->state == F_LIVE && c->feeds[i]->applied < rp->head) {
                     c->feeds[i]->state = F_CATCHUP;
+                    c->feeds[i]->probing = true;
                     s_fetch(s, c->feeds[i]);
                 }
         return;
@@ -1089,6 +1109,16 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
             zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
         }
     }
+    for (int i = 0; i < 2; i++) {
+        int rc = c->server_key[0]
+                     ? curve_make_client(socks[i], &s->keys, c->server_key, err)
+                     : EVB_OK;
+        if (rc == EVB_OK)
+            rc = curve_link_open(&c->link[i], s->zctx, socks[i],
+                                 i == 0 ? c->pub_ep : c->cu_ep,
+                                 c->server_key[0] ? &s->keys : NULL, err);
+        if (rc != EVB_OK) return rc;
+    }
     if (zmq_connect(c->sub, c->pub_ep) != 0)
         return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->pub_ep,
                            zmq_strerror(errno));
@@ -1105,9 +1135,25 @@ static void s_conn_free(conn *c)
         s_feed_free(c->feeds[i]);
     free(c->feeds);
     s_feed_free(c->all);
+    curve_link_close(&c->link[0]);
+    curve_link_close(&c->link[1]);
     if (c->sub) zmq_close(c->sub);
     if (c->dealer) zmq_close(c->dealer);
     free(c);
+}
+
+/* A refused handshake is said on stderr (again when the reason changes), and
+ * that it got in once a handshake passes; the link connects again after a
+ * back-off, so a key added to the publisher's allow-list is picked up. */
+static void s_watch_links(sniff_t *s, conn *c, int64_t now)
+{
+    for (int i = 0; i < 2; i++) {
+        curve_ev ev = curve_link_check(&c->link[i], now);
+        if (ev == CURVE_EV_OK && !c->link[0].bad && !c->link[1].bad)
+            cli_error(s->cli, "%s: handshake accepted now", c->name);
+        else if (ev == CURVE_EV_REFUSED || ev == CURVE_EV_FAILED)
+            cli_error(s->cli, "%s", c->link[i].why);
+    }
 }
 
 /* ---- progress, stats, summary ---- */
@@ -1379,6 +1425,12 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
         }
         s->conns[s->nconns++] = c;
         s_split_follow(follow->v[i], c->pub_ep, c->cu_ep); /* checked before */
+        evb_err kerr = {0};
+        if (s->server_keys[i] != NULL &&
+            curve_server_key(s->server_keys[i], c->server_key, &kerr) != EVB_OK) {
+            cli_error(s->cli, "--follow %s: %s", follow->v[i], kerr.msg);
+            return CLI_EXIT_USAGE;
+        }
         snprintf(c->name, sizeof c->name, "%s,%s", c->pub_ep, c->cu_ep);
         c->started_us = c->last_seen_us = now;
         evb_err err;
@@ -1417,6 +1469,8 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
         now = evb_now_us();
         for (size_t i = 0; i < s->nconns; i++)
             s_timers(s, s->conns[i], now);
+        for (size_t i = 0; i < s->nconns; i++)
+            s_watch_links(s, s->conns[i], now);
         if (s->record != NULL && !s->record_failed && fflush(s->record) != 0) {
             cli_error(s->cli, "--record %s: %s", s->record_path, strerror(errno));
             s->record_failed = true;
@@ -1446,6 +1500,7 @@ static void s_free(sniff_t *s)
     free(s->items);
     free(s->views);
     if (s->zctx) zmq_ctx_term(s->zctx);
+    curve_keys_wipe(&s->keys);
     evb_buf_free(&s->msg);
     evb_buf_free(&s->line);
     evb_buf_free(&s->payload);
@@ -1458,13 +1513,24 @@ int cmd_sniff(int argc, char **argv)
     cli_t cli;
     cli_init(&cli, "evbus sniff");
     cli_list follow = {0}, cats = {0}, types = {0}, streams = {0}, wheres = {0};
+    cli_list services = {0}; /* --service NAME: endpoints from beacons (disc_cli.h) */
+    const char *beacon_iface = NULL;
+    uint64_t beacon_port = 0;
+    bool beacon_port_set = false;
     const char *color = "auto", *since = NULL, *record = NULL, *replay = NULL;
+    const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
     bool json = false, stats = false, from_start = false, from_set = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
     uint64_t from = 0, count = 0, timeout_s = 0, rcvhwm = S_DEFAULT_RCVHWM;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's endpoints (required; may repeat)"},
+        {"service", CLI_LIST, &services, NULL, "NAME",
+         "a service found by its beacon, instead of --follow (may repeat)"},
+        {"beacon-iface", CLI_STR, &beacon_iface, NULL, "NAME",
+         "for --service: the beacon interface (default $EVBUS_BEACON_IFACE)"},
+        {"beacon-port", CLI_U64, &beacon_port, &beacon_port_set, "N",
+         "for --service: the beacons' UDP port (default 5670)"},
         {"category", CLI_LIST, &cats, NULL, "C", "only this category (may repeat)"},
         {"type", CLI_LIST, &types, NULL, "T", "only events of type T (may repeat: any of them)"},
         {"stream", CLI_LIST, &streams, NULL, "GLOB",
@@ -1489,13 +1555,15 @@ int cmd_sniff(int argc, char **argv)
          "also write each printed event to FILE (format below)"},
         {"replay", CLI_STR, &replay, NULL, "FILE",
          "print a --record file ('-': stdin), not the bus"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret), for a --follow with a server key"},
         {0},
     };
     const cli_usage usage = {
         "--follow PUB_EP,CATCHUP_EP... [--category C]... [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
         "       [--count N] [--timeout S] [--from SEQ | --from-start | --since TIME]\n"
-        "       [--stats] [--rcvhwm N] [--record FILE]\n"
+        "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE]\n"
         "   or: evbus sniff --replay FILE [filters and output options]",
         "Watch the events that go over the bus, without a store: follow one or\n"
         "more publishers (evbus serve, evbus mirror, a service) and print each\n"
@@ -1540,6 +1608,32 @@ int cmd_sniff(int argc, char **argv)
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
 
+    /* --service NAME: resolved once, at start, into --follow PUB,CATCHUP. */
+    static char svc_eps[CLI_MAX_LIST][S_PUB_CAP];
+    if (services.n > 0 && replay == NULL) {
+        evb_disc_entry *found = calloc(services.n, sizeof *found);
+        const char *difc;
+        unsigned dport;
+        if (found == NULL) return CLI_EXIT_RUNTIME;
+        if (follow.n + services.n > CLI_MAX_LIST)
+            rc = cli_usage_error(&cli, "more than %d publishers", CLI_MAX_LIST);
+        else if ((rc = disc_cli_settings(&cli, beacon_iface, beacon_port, beacon_port_set,
+                                         &difc, &dport)) < 0)
+            rc = disc_cli_resolve(&cli, difc, dport, services.v, services.n,
+                                  DISC_CLI_DEFAULT_WAIT_MS, CLI_EXIT_USAGE, found);
+        for (size_t i = 0; rc < 0 && i < services.n; i++) {
+            if (found[i].b.pub[0] == '\0') {
+                cli_error(&cli, "service %s announces no publisher", services.v[i]);
+                rc = CLI_EXIT_USAGE;
+                break;
+            }
+            snprintf(svc_eps[i], sizeof svc_eps[i], "%s,%s", found[i].b.pub,
+                     found[i].b.catchup);
+            follow.v[follow.n++] = svc_eps[i];
+        }
+        free(found);
+        if (rc >= 0) return rc;
+    }
     if (replay == NULL && follow.n == 0)
         return cli_usage_error(&cli, "--follow PUB_EP,CATCHUP_EP is required");
     if (replay != NULL && (follow.n > 0 || cats.n > 0))
@@ -1582,6 +1676,18 @@ int cmd_sniff(int argc, char **argv)
     if (since != NULL && evb_ts_parse(since, &s.since_us, &err) != EVB_OK)
         return cli_usage_error(&cli, "--since '%s': %s (want e.g. 2026-11-24T23:40:12Z)",
                                since, err.msg);
+    for (size_t i = 0; i < follow.n; i++) {
+        /* PUB_EP,CATCHUP_EP,SERVER_KEY: CURVE; the key is cut off in place. */
+        char *c1 = strchr(follow.v[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        if (c2 == NULL) continue;
+        *c2 = '\0';
+        s.server_keys[i] = c2 + 1;
+        if (cert == NULL)
+            return cli_usage_error(&cli, "--follow %s,%s: a server key needs --cert",
+                                   follow.v[i], c2 + 1);
+    }
+    if (cert != NULL && curve_keys_load(cert, &s.keys, &err) != EVB_OK)
+        return cli_usage_error(&cli, "--cert: %s", err.msg);
     char eps[2][EVB_BUS_MAX_ENDPOINT];
     for (size_t i = 0; i < follow.n; i++)
         if (s_split_follow(follow.v[i], eps[0], eps[1]) != EVB_OK)

@@ -249,15 +249,20 @@ int cmd_status(int argc, char **argv)
     cli_init(&cli, "evbus status");
     bool json = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
+    const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
     const cli_opt opts[] = {
         {"json", CLI_FLAG, &json, NULL, NULL,
          "print the service's reply as one JSON object"},
         {"timeout", CLI_U64, &timeout_ms, NULL, "MS",
          "wait at most MS ms for the reply (default 3000)"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
+        {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
+         "CURVE: the service's public key, or its public certificate"},
         {0},
     };
     const cli_usage usage = {
-        "CMD_EP [--json] [--timeout MS]",
+        "CMD_EP [--json] [--timeout MS] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, ...) for its status. A subscriber shows each feed: state\n"
         "(catching-up, live, stalled, stopped), position, the publisher's head,\n"
@@ -280,11 +285,15 @@ int cmd_status(int argc, char **argv)
     int tmo = (int)timeout_ms;
     const char *ep = pos[0];
     if ((rc = ops_check_endpoint(&cli, ep)) >= 0) return rc;
+    if ((cert == NULL) != (server_key == NULL))
+        return cli_usage_error(&cli, "--cert and --server-key go together");
+    const evb_curve curve = {.cert_file = cert, .server_key = server_key};
 
     evb_err err = {0};
     evb_buf out = {0}, js = {0};
     ops_reply r;
-    if (evb_cmd_call(ep, "status", NULL, 0, tmo, &out, &err) != EVB_OK) {
+    if (evb_cmd_call_curve(ep, cert ? &curve : NULL, "status", NULL, 0, tmo, &out, &err) !=
+        EVB_OK) {
         s_call_error(&cli, ep, &err);
         evb_buf_free(&out);
         return cli_finish(&cli, CLI_EXIT_RUNTIME);

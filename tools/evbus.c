@@ -29,6 +29,8 @@ static const command_t s_commands[] = {
     {"feed", cmd_feed, "retry or skip a stalled feed of a running subscriber"},
     {"sniff", cmd_sniff, "watch events on the bus (filters, history, stats), store-less"},
     {"call", cmd_call, "send any command to a service's command socket, print the reply"},
+    {"cert", cmd_cert, "make CURVE certificates, show their public keys"},
+    {"peers", cmd_peers, "list the services heard announcing themselves (beacons)"},
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])

@@ -41,9 +41,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # "cannot find -lsnappy". python3 runs
 # the CLI test; clang + libclang-rt-14-dev give libFuzzer (libclang_rt.fuzzer
 # lives in libclang-rt-14-dev on Debian 12); iproute2 and tmux serve the LAN
-# tests and the services demo.
+# tests and the services demo; nftables (packet loss) and tcpdump (captures on
+# the bridge) serve the LAN tests.
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev libcmocka-dev python3 clang libclang-rt-14-dev iproute2 tmux)
+      libleveldb-dev libsnappy-dev libcmocka-dev python3 clang libclang-rt-14-dev iproute2 tmux
+      nftables tcpdump)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -144,6 +144,14 @@ static int show_save(const void *st, evb_buf *out, evb_err *err)
     return EVB_OK;
 }
 
+/* An unsigned integer of the snapshot no larger than max. */
+static bool s_snap_uint(const msgpack_object *o, uint64_t max, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) return false;
+    *out = o->via.u64;
+    return true;
+}
+
 static int show_load(void *st, const void *buf, size_t len, evb_err *err)
 {
     show *s = st;
@@ -155,23 +163,29 @@ static int show_load(void *st, const void *buf, size_t len, evb_err *err)
     msgpack_object o = u.data;
     if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 5) goto out;
     msgpack_object *a = o.via.array.ptr;
-    if (a[4].type != MSGPACK_OBJECT_ARRAY) goto out;
-    s->exists = a[0].type == MSGPACK_OBJECT_BOOLEAN && a[0].via.boolean;
-    s->capacity = a[1].via.u64;
-    s->held = a[2].via.u64;
-    s->reserved = a[3].via.u64;
+    /* Every field is checked for its type and range: a damaged snapshot is
+     * refused (ECORRUPT), never read as some other field of msgpack's union
+     * (a state byte past the names table, totals that do not add up). */
+    if (a[0].type != MSGPACK_OBJECT_BOOLEAN || a[4].type != MSGPACK_OBJECT_ARRAY ||
+        !s_snap_uint(&a[1], UINT64_MAX, &s->capacity) ||
+        !s_snap_uint(&a[2], s->capacity, &s->held) ||
+        !s_snap_uint(&a[3], s->capacity - s->held, &s->reserved))
+        goto out;
+    s->exists = a[0].via.boolean;
     for (uint32_t i = 0; i < a[4].via.array.size; i++) {
         msgpack_object e = a[4].via.array.ptr[i];
+        uint64_t seats, state;
         if (e.type != MSGPACK_OBJECT_ARRAY || e.via.array.size != 3 ||
             e.via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
-            e.via.array.ptr[0].via.str.size > ID_MAX)
+            e.via.array.ptr[0].via.str.size > ID_MAX ||
+            !s_snap_uint(&e.via.array.ptr[1], UINT32_MAX, &seats) ||
+            !s_snap_uint(&e.via.array.ptr[2], H_REJECTED, &state) || state < H_HELD)
             goto out;
         char b[ID_MAX + 1];
         memcpy(b, e.via.array.ptr[0].via.str.ptr, e.via.array.ptr[0].via.str.size);
         b[e.via.array.ptr[0].via.str.size] = '\0';
-        if (show_set_hold(s, b, (uint32_t)e.via.array.ptr[1].via.u64,
-                          (uint8_t)e.via.array.ptr[2].via.u64, err) != EVB_OK)
-            goto out;
+        if (show_hold(s, b) != NULL) goto out; /* a booking twice */
+        if (show_set_hold(s, b, (uint32_t)seats, (uint8_t)state, err) != EVB_OK) goto out;
     }
     rc = EVB_OK;
 out:
@@ -361,9 +375,21 @@ static int c_seats(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
         if (rc != EVB_OK) return rc;
         evb_err e = {0};
         if (evb_map_find(a, al, "booking", &(const void *){NULL}, &(size_t){0}, &e) ==
-            EVB_ENOTFOUND)
-            snprintf(booking, sizeof booking, "box-%.56s", evb_svc_cmd_id(c));
-        else if ((rc = su_id(a, al, "booking", "booking", booking, sizeof booking, err)) !=
+            EVB_ENOTFOUND) {
+            /* The booking is named after the command id: it must fit whole
+             * (a truncated one could name another command's hold, and that
+             * hold would answer this one) and be an id confirm/release take. */
+            const char *cid = evb_svc_cmd_id(c);
+            char stream[ID_MAX + 16];
+            if (strlen(cid) > ID_MAX - 4 ||
+                (snprintf(booking, sizeof booking, "box-%s", cid),
+                 snprintf(stream, sizeof stream, "booking-%s", booking),
+                 evb_check_stream(stream, NULL) != EVB_OK))
+                return evb_err_set(err, EVB_EINVAL,
+                                   "booking: missing, and cmd_id '%s' cannot name one "
+                                   "(at most %d bytes of letters, digits and _.:@-)",
+                                   cid, ID_MAX - 4);
+        } else if ((rc = su_id(a, al, "booking", "booking", booking, sizeof booking, err)) !=
                  EVB_OK)
             return rc;
         rc = s_hold(c, id, booking, seats, false, err);
@@ -378,6 +404,7 @@ static int c_seats(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
     uint64_t v;
     if ((rc = s_load(c, id, &s, &v, err)) != EVB_OK) return rc;
     s_reply_show(reply, id, s);
+    if (reply->len == 0) return evb_err_set(err, EVB_ENOMEM, "out of memory");
     msgpack_packer pk;
     msgpack_packer_init(&pk, reply, evb_svc_pack_write);
     /* The map has 6 entries; rewrite its header to 7 and add the booking. */

@@ -16,14 +16,25 @@ Cases:
                same as the live ones.
   bad          unknown commands, missing / wrong-typed fields, garbage bytes:
                a clear error, the service keeps serving, its log unchanged.
+  tail         `evbus log tail` of a running service, through the bus.
   expiry       with the reservation service down, bookings expire after the
                hold timeout; when it comes back the seats it then holds are
                released again.
+  boxoffice    box-office holds named after long command ids stay distinct (or
+               are refused), and a show past its snapshot (500 versions) reads
+               back the same after a restart.
+  curve        both services under CURVE (--cert/--allow, each allowing the
+               other and an operator; --follow with the server key): bookings
+               through `evbus call --cert --server-key`, the invariants; an
+               intruder's call is refused (exit 8), its sniff --from-start
+               gets nothing; both services log the refusal, no secret key in
+               any log or output.
 EVB_TEST_SCALE multiplies the rounds and counts.
 """
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -59,16 +70,23 @@ class Cluster:
         self.res_cmd, self.bk_cmd = self.ep["res.cmd"], self.ep["bk.cmd"]
         self.procs = {}
         self.caller = booking_check.Caller(evbus, timeout_ms=5000)
+        # CURVE (case curve): name -> (our secret cert, allow-list dir, the
+        # followed service's public key); the caller then carries its keys.
+        self.curve = {}
 
     def args(self, name, extra=()):
         e = self.ep
+        sec, key = [], ""
+        if name in self.curve:
+            cert, allow, other_key = self.curve[name]
+            sec, key = ["--cert", cert, "--allow", allow], "," + other_key
         if name == "reservation":
             return [self.res_bin, "--store", self.dir + "/res", "--pub", e["res.pub"],
                     "--catchup", e["res.cu"], "--cmd", e["res.cmd"],
-                    "--follow", e["bk.pub"] + "," + e["bk.cu"], *extra]
+                    "--follow", e["bk.pub"] + "," + e["bk.cu"] + key, *sec, *extra]
         return [self.bk_bin, "--store", self.dir + "/bk", "--pub", e["bk.pub"],
                 "--catchup", e["bk.cu"], "--cmd", e["bk.cmd"],
-                "--follow", e["res.pub"] + "," + e["res.cu"],
+                "--follow", e["res.pub"] + "," + e["res.cu"] + key, *sec,
                 "--hold-timeout", str(self.hold_timeout_ms), *extra]
 
     def start(self, name, extra=()):
@@ -104,7 +122,7 @@ class Cluster:
 
     def check(self, shows, wait_s=90):
         problems, summary = booking_check.check(self.evbus, self.res_cmd, self.bk_cmd,
-                                                shows, wait_s)
+                                                shows, wait_s, extra=self.caller.extra)
         if problems:
             fail("%d invariant problems (first: %s); logs in %s"
                  % (len(problems), problems[0], self.dir))
@@ -425,6 +443,248 @@ def case_expiry(cl):
     if states != ["released"] * 3:
         fail("holds after expiry: %s (held late, then released, expected)" % states)
     print("expiry: 3 bookings expired while reservation was down; its late holds released")
+
+
+def case_boxoffice(cl):
+    cl.start("reservation")
+    rc, _ = cl.call(cl.res_cmd, "create_show", "show=bo", "capacity=10")
+    if rc != 0:
+        fail("create_show: %d" % rc)
+    # A hold without a booking is named after its cmd_id. Two ids that share
+    # their first 56 bytes once named the same hold: the second call was
+    # answered "ok" with no seat held for it.
+    ids = ["x" * 56 + "AAAA", "x" * 56 + "BBBB"]
+    for cid in ids:
+        rc, body = cl.call(cl.res_cmd, "hold", "show=bo", "seats=1", "--id", cid)
+        if rc != 0 or body.get("booking") != "box-" + cid:
+            fail("hold with cmd_id %s: exit %d %s" % (cid, rc, body))
+    _, s = cl.call(cl.res_cmd, "show", "show=bo")
+    if s.get("held") != 2:
+        fail("two box-office holds answered ok, %s seats held" % s.get("held"))
+    # An id that cannot name a booking (too long, or not id characters) is a
+    # bad request, not a hold nobody can confirm or release.
+    for cid in ["y" * 61, "has space"]:
+        rc, body = cl.call(cl.res_cmd, "hold", "show=bo", "seats=1", "--id", cid)
+        if rc != 6 or "cmd_id" not in body.get("message", ""):
+            fail("hold with cmd_id %r: exit %d %s" % (cid, rc, body))
+    rc, body = cl.call(cl.res_cmd, "release", "show=bo", "booking=box-" + ids[1])
+    if rc != 0 or body.get("held") != 1:
+        fail("release of a box-office hold: exit %d %s" % (rc, body))
+    # Past the snapshot at version 500: the state read back from snapshot +
+    # events after a restart is the state before it.
+    rc, _ = cl.call(cl.res_cmd, "create_show", "show=snap", "capacity=5000")
+    n = 0
+    for i in range(260):
+        for cmd in ("hold", "confirm" if i % 3 else "release"):
+            args = ["show=snap", "booking=s%d" % i] + (["seats=%d" % (1 + i % 4)]
+                                                       if cmd == "hold" else [])
+            rc, body = cl.call(cl.res_cmd, cmd, *args)
+            if rc != 0:
+                fail("%s %s: exit %d %s" % (cmd, args, rc, body))
+            n += 1
+    _, before = cl.call(cl.res_cmd, "holds", "show=snap")
+    _, sb = cl.call(cl.res_cmd, "show", "show=snap")
+    if before.get("version") != n + 1:
+        fail("show snap at version %s, %d expected" % (before.get("version"), n + 1))
+    cl.stop("reservation")
+    cl.start("reservation")
+    _, after = cl.call(cl.res_cmd, "holds", "show=snap")
+    _, sa = cl.call(cl.res_cmd, "show", "show=snap")
+    if after != before or sa != sb:
+        fail("show snap differs after a restart (snapshot + events):\n%s\n%s" % (sb, sa))
+    # And it goes on from there: the index of holds came back too.
+    rc, body = cl.call(cl.res_cmd, "release", "show=snap", "booking=s1")
+    if rc != 0 or body.get("reserved") != sb["reserved"] - 2:
+        fail("release after restart: exit %d %s" % (rc, body))
+    rc, body = cl.call(cl.res_cmd, "hold", "show=snap", "seats=1", "booking=s2")
+    if rc != 0 or body.get("reserved") != sb["reserved"] - 2:
+        fail("a booking held before the snapshot asked again: exit %d %s" % (rc, body))
+    print("boxoffice: long cmd_ids name distinct holds; show at version %d restored" % (n + 1))
+
+
+def case_tail(cl):
+    """`evbus log tail` follows a running service's log through the bus (its
+    directory is locked), and `evbus log info` on it is refused clearly."""
+    cl.start("reservation")
+    cl.start("booking")
+    cl.call(cl.res_cmd, "create_show", "show=t", "capacity=5")
+    for i in range(3):
+        cl.call(cl.bk_cmd, "book", "show=t", "seats=1", "customer=tia", "booking=t%d" % i)
+    cl.check(["t"])
+    _, st = cl.call(cl.bk_cmd, "status")
+    head = st["head"]
+    follow = cl.ep["bk.pub"] + "," + cl.ep["bk.cu"]
+    p = subprocess.run([cl.evbus, "log", "tail", "--follow", follow, "--from", "1",
+                        "--count", str(head), "--json", "--timeout", "30"],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        fail("log tail: exit %d %s" % (p.returncode, p.stderr))
+    seqs = [json.loads(line)["seq"] for line in p.stdout.splitlines()]
+    if seqs != list(range(1, head + 1)):
+        fail("log tail printed seqs %s, expected 1..%d" % (seqs, head))
+    p = subprocess.run([cl.evbus, "log", "info", cl.dir + "/bk"], capture_output=True,
+                       text=True)
+    if p.returncode != 3 or "in use" not in p.stderr:
+        fail("log info on a running service's store: exit %d %r" % (p.returncode, p.stderr))
+    print("tail: %d events of the running booking service through the bus" % head)
+
+
+def secret_key_of(path):
+    """The secret key text (40 Z85 characters) of a NAME_secret cert file."""
+    with open(path) as f:
+        m = re.search(r'secret-key = "(.{40})"', f.read())
+    if m is None:
+        fail("%s holds no secret key" % path)
+    return m.group(1)
+
+
+def case_curve(cl):
+    """Both services under CURVE (--cert/--allow, --follow PUB,CU,KEY): the
+    sagas work for an allowed operator; an intruder's call is refused (exit
+    8), its sniff gets no event, and the services log the refusal without
+    ever logging a secret key."""
+    keys = cl.dir + "/keys"
+    os.mkdir(keys)
+    pub = {}
+    for name in ("reservation", "booking", "operator", "intruder"):
+        p = subprocess.run([cl.evbus, "cert", "new", name, "--dir", keys, "--json"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            fail("cert new %s: exit %d %s" % (name, p.returncode, p.stderr))
+        pub[name] = json.loads(p.stdout)["public_key"]
+    secrets = {n: secret_key_of("%s/%s_secret" % (keys, n)) for n in pub}
+    # Who may talk to whom: each service allows the other and the operator.
+    allow = {"reservation": ("booking", "operator"), "booking": ("reservation", "operator")}
+    for svc, peers in allow.items():
+        d = "%s/allow-%s" % (cl.dir, svc)
+        os.mkdir(d)
+        for peer in peers:
+            shutil.copy("%s/%s" % (keys, peer), d)
+    # The followed service's key as a file for one, as key text for the other.
+    cl.curve = {"reservation": (keys + "/reservation_secret", cl.dir + "/allow-reservation",
+                                keys + "/booking"),
+                "booking": (keys + "/booking_secret", cl.dir + "/allow-booking",
+                            pub["reservation"])}
+    op = ["--cert", keys + "/operator_secret"]
+    cl.caller = booking_check.Caller(cl.evbus, timeout_ms=5000, extra={
+        cl.res_cmd: op + ["--server-key", keys + "/reservation"],
+        cl.bk_cmd: op + ["--server-key", pub["booking"]]})
+
+    # --cert without --allow is a usage error, not a service open to all.
+    p = subprocess.run([cl.bk_bin, "--store", cl.dir + "/bad", "--cmd", "ipc://%s/x" % cl.dir,
+                        "--cert", keys + "/booking_secret"],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 2 or "--allow" not in p.stderr:
+        fail("--cert without --allow: exit %d %r" % (p.returncode, p.stderr))
+
+    cl.start("reservation")
+    cl.start("booking")
+    shows = ["c1", "c2"]
+    for s in shows:
+        rc, body = cl.call(cl.res_cmd, "create_show", "show=" + s, "capacity=40")
+        if rc != 0:
+            fail("create_show %s as the operator: exit %d %s" % (s, rc, body))
+    n = 40 * SCALE
+    results = run_clients(cl, 4, n, lambda i: ["show=" + shows[i % 2],
+                                               "seats=%d" % (1 + i % 3),
+                                               "customer=cur%d" % (i % 5), "booking=q%d" % i])
+    bad = [r for r in results if r[1] != 0]
+    if bad:
+        fail("%d book calls as the operator failed, first: %s" % (len(bad), bad[0]))
+    for i in range(0, n, 6):
+        rc, body = cl.call(cl.bk_cmd, "cancel", "booking=q%d" % i)
+        if rc not in (0, 5):
+            fail("cancel q%d: exit %d %s" % (i, rc, body))
+    summary = cl.check(shows)
+    if summary["bookings"] != n:
+        fail("%d bookings in the read model, %d sent" % (summary["bookings"], n))
+    heads = {}
+    for name, ep in (("reservation", cl.res_cmd), ("booking", cl.bk_cmd)):
+        rc, st = cl.call(ep, "status")
+        heads[name] = st.get("head", 0)
+    e = cl.ep
+
+    def follows(who):
+        return ["--follow", "%s,%s,%s" % (e["res.pub"], e["res.cu"], keys + "/reservation"),
+                "--follow", "%s,%s,%s" % (e["bk.pub"], e["bk.cu"], pub["booking"]),
+                "--cert", "%s/%s_secret" % (keys, who)]
+
+    def sniff(who, timeout_s):
+        return subprocess.run([cl.evbus, "sniff", *follows(who), "--from-start", "--json",
+                               "--timeout", str(timeout_s)],
+                              capture_output=True, text=True, timeout=timeout_s + 60)
+
+    # The operator's sniffer sees every event of both logs (catch-up + live).
+    want = heads["reservation"] + heads["booking"]
+    p = subprocess.run([cl.evbus, "sniff", *follows("operator"), "--from-start", "--json",
+                        "--count", str(want), "--timeout", "60"],
+                       capture_output=True, text=True, timeout=120)
+    seen = {(json.loads(x)["service"], json.loads(x)["seq"]) for x in p.stdout.splitlines()}
+    if p.returncode != 0 or len(seen) != want:
+        fail("the operator's sniff: exit %d, %d distinct events of %d: %s"
+             % (p.returncode, len(seen), want, p.stderr[-500:]))
+
+    # The intruder: refused at once by both command sockets, nothing on the bus.
+    outputs = [p.stdout + p.stderr]
+    for name, ep, key in (("reservation", cl.res_cmd, keys + "/reservation"),
+                          ("booking", cl.bk_cmd, pub["booking"])):
+        t0 = time.monotonic()
+        p = subprocess.run([cl.evbus, "call", ep, "book", "show=c1", "seats=1",
+                            "customer=mallory", "--json", "--timeout", "20000",
+                            "--cert", keys + "/intruder_secret", "--server-key", key],
+                           capture_output=True, text=True, timeout=60)
+        outputs.append(p.stdout + p.stderr)
+        if p.returncode != 8 or "allow-list" not in p.stderr:
+            fail("the intruder's call to %s: exit %d (8 expected) %r"
+                 % (name, p.returncode, p.stderr))
+        if time.monotonic() - t0 > 10:
+            fail("the intruder's call to %s was refused only after %.1f s"
+                 % (name, time.monotonic() - t0))
+        p = subprocess.run([cl.evbus, "call", ep, "status", "--timeout", "20000"],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 8 or "requires CURVE" not in p.stderr:
+            fail("a plain call to %s: exit %d %r" % (name, p.returncode, p.stderr))
+    p = sniff("intruder", 4)
+    outputs.append(p.stdout + p.stderr)
+    if p.returncode != 1 or p.stdout != "" or "allow-list" not in p.stderr:
+        fail("the intruder's sniff --from-start: exit %d (1 expected), %d bytes out, %r"
+             % (p.returncode, len(p.stdout), p.stderr[-500:]))
+
+    # The services log the refusal of the intruder's key, not of each other:
+    # by the command socket (the call) and by the publisher (the sniff).
+    def logged(name):
+        with open("%s/%s.log" % (cl.dir, name)) as f:
+            return f.read()
+
+    def refusals(name):
+        lines = [ln for ln in logged(name).splitlines()
+                 if "refused client " + pub["intruder"] in ln]
+        return ([ln for ln in lines if "command socket" in ln],
+                [ln for ln in lines if ": publisher " in ln])
+    deadline = time.monotonic() + 10
+    while not all(all(refusals(name)) for name in ("reservation", "booking")):
+        if time.monotonic() > deadline:
+            fail("'refused client %s' not logged by both command sockets and publishers: %s"
+                 % (pub["intruder"], {nm: refusals(nm) for nm in ("reservation", "booking")}))
+        time.sleep(0.05)
+    for name in ("reservation", "booking"):
+        text = logged(name)
+        for peer in ("reservation", "booking", "operator"):
+            if "refused client " + pub[peer] in text:
+                fail("%s refused %s, an allowed key" % (name, peer))
+    # No secret key anywhere in what the services and the clients printed.
+    for name in ("reservation", "booking"):
+        cl.stop(name)
+    printed = logged("reservation") + logged("booking") + "".join(outputs)
+    for who, sk in secrets.items():
+        if sk in printed:
+            fail("%s's secret key appears in a log or a client's output" % who)
+    if "Sanitizer" in printed:  # ASan exits 1 too: the sniff's expected code
+        fail("a sanitizer report in a log or a client's output (%s)" % cl.dir)
+    rc_line = refusals("reservation")[1][0]
+    print("curve: %d bookings (%s) by an allowed operator, %d events sniffed; intruder "
+          "refused (call exit 8, sniff nothing); reservation logged: %s"
+          % (n, summary["by_status"], want, rc_line.strip()))
 
 
 def main():

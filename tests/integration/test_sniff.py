@@ -180,6 +180,11 @@ class Server:
                 input="\n".join(lines) + "\n", timeout=300)
         check(r.returncode == 0, f"append --to: {r.returncode} {r.stderr[-2000:]}")
 
+    def status(self):
+        r = run([EVBUS, "status", self.cmd, "--json"], 30)
+        check(r.returncode == 0, f"status: {r.returncode} {r.stderr}")
+        return json.loads(r.stdout)
+
     def stop(self):
         check(self.p.term() == 0, f"serve exit: {self.p.stderr()}")
 
@@ -322,7 +327,7 @@ def case_filters(env):
         (["--since", logged[40]["ts"]], lambda e: e["ts_us"] >= logged[40]["ts_us"]),
     ]
     procs = [(a, f, env.start(sniff(srv, *([] if "--since" in a else ["--from-start"]),
-                                    "--json", "--timeout", "3", *a)))
+                                    "--json", "--timeout", str(3 * SLOW), *a)))
              for a, f in cases]
     for a, f, p in procs:
         rc = p.wait_exit(60)
@@ -505,7 +510,7 @@ def case_stats(env):
     check(all(f["gaps"] == 0 and f["state"] == "live" for f in last["feeds"]), f"{last}")
     added = sum(1 for e in json_out(mixed(39)) if e["type"] == "Added")
     check(last["printed"] == added, f"matched Added: {last['printed']}, want {added}")
-    r = run(sniff(srv, "--from-start", "--stats", "--timeout", "2"), 30)
+    r = run(sniff(srv, "--from-start", "--stats", "--timeout", str(2 * SLOW)), 30)
     check(r.returncode == 0 and "ev/s" in r.stdout and "\x1b" not in r.stdout,
           f"piped --stats: {r.returncode} {r.stdout!r}")
     srv.stop()
@@ -526,6 +531,13 @@ def case_gaps(env):
     try:
         srv.append([ev_line(f"{CATS[i % 3]}-{i}", "Big", {"i": i, "pad": big})
                     for i in range(n)])
+        # The publisher sends once the group fsync made them durable, which
+        # may come after the appends returned: keep the sniffer stopped
+        # until everything went out, so that its copies were really lost.
+        deadline = time.monotonic() + 60 * SLOW
+        while srv.status()["published"] < 3 + n:
+            check(time.monotonic() < deadline, f"not all published: {srv.status()}")
+            time.sleep(0.05)
     finally:
         os.kill(p.p.pid, signal.SIGCONT)
     check(p.wait_exit(90) == 0, f"sniff after the flood: {p.p.returncode} {p.stderr()}")
