@@ -72,6 +72,39 @@ static inline void su_kv_int(msgpack_packer *pk, const char *k, int64_t v)
     msgpack_pack_int64(pk, v);
 }
 
+/* Reply {key: [every stored value under prefix]} from a read model whose
+ * values are msgpack maps (copied verbatim). Two passes: count, then pack. */
+typedef struct su_scan_acc {
+    msgpack_packer *pk;
+    uint32_t n;
+} su_scan_acc;
+
+static inline int su_scan_one(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    (void)k;
+    (void)kl;
+    su_scan_acc *a = ctx;
+    a->n++;
+    if (a->pk) msgpack_pack_bin_body(a->pk, v, vl);
+    return 0;
+}
+
+static inline int su_reply_scan(evb_store_t *views, const char *prefix, size_t plen,
+                                const char *key, evb_buf *reply, evb_err *err)
+{
+    su_scan_acc acc = {0};
+    int rc = evb_store_scan(views, prefix, plen, su_scan_one, &acc, err);
+    if (rc != EVB_OK) return rc;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, reply, evb_svc_pack_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    msgpack_pack_array(&pk, acc.n);
+    acc.pk = &pk;
+    acc.n = 0;
+    return evb_store_scan(views, prefix, plen, su_scan_one, &acc, err);
+}
+
 /* An event whose payload is the map in buf (the caller keeps buf alive). */
 static inline void su_event(evb_event_t *ev, const char *type, const evb_buf *payload)
 {

@@ -129,6 +129,18 @@ static int s_load(evb_svc_ctx *c, const char *id, booking **b, uint64_t *v, evb_
     return evb_svc_load(c, &s_booking, stream, (void **)b, v, err);
 }
 
+/* The booking named by the request's "booking" field; EVB_ENOTFOUND when
+ * it was never requested. */
+static int s_load_arg(evb_svc_ctx *c, const void *a, size_t al, char id[ID_MAX + 1],
+                      booking **b, uint64_t *v, evb_err *err)
+{
+    int rc = su_id(a, al, "booking", "booking", id, ID_MAX + 1, err);
+    if (rc == EVB_OK) rc = s_load(c, id, b, v, err);
+    if (rc == EVB_OK && (*b)->status == B_NONE)
+        rc = evb_err_set(err, EVB_ENOTFOUND, "booking %s does not exist", id);
+    return rc;
+}
+
 static void s_reply(evb_buf *reply, const char *id, const booking *b)
 {
     msgpack_packer pk;
@@ -188,11 +200,8 @@ static int c_cancel(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, vo
     char id[ID_MAX + 1];
     booking *b;
     uint64_t v;
-    int rc = su_id(a, al, "booking", "booking", id, sizeof id, err);
-    if (rc == EVB_OK) rc = s_load(c, id, &b, &v, err);
+    int rc = s_load_arg(c, a, al, id, &b, &v, err);
     if (rc != EVB_OK) return rc;
-    if (b->status == B_NONE)
-        return evb_err_set(err, EVB_ENOTFOUND, "booking %s does not exist", id);
     if (b->status != B_REQUESTED && b->status != B_CONFIRMED)
         return evb_err_set(err, EVB_EREJECTED, "booking %s is %s: nothing to cancel", id,
                            s_status_names[b->status]);
@@ -209,13 +218,9 @@ static int q_booking(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, v
     char id[ID_MAX + 1];
     booking *b;
     uint64_t v;
-    int rc = su_id(a, al, "booking", "booking", id, sizeof id, err);
-    if (rc == EVB_OK) rc = s_load(c, id, &b, &v, err);
-    if (rc != EVB_OK) return rc;
-    if (b->status == B_NONE)
-        return evb_err_set(err, EVB_ENOTFOUND, "booking %s does not exist", id);
-    s_reply(reply, id, b);
-    return EVB_OK;
+    int rc = s_load_arg(c, a, al, id, &b, &v, err);
+    if (rc == EVB_OK) s_reply(reply, id, b);
+    return rc;
 }
 
 /* ---- the saga's other half: answers from the reservation log ---- */
@@ -330,21 +335,6 @@ static int p_views(evb_svc_ctx *c, const evb_event_t *ev, void *ctx, evb_err *er
     return rc;
 }
 
-typedef struct list_acc {
-    msgpack_packer *pk;
-    size_t n;
-} list_acc;
-
-static int s_view_one(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    (void)k;
-    (void)kl;
-    list_acc *a = ctx;
-    a->n++;
-    if (a->pk) msgpack_pack_bin_body(a->pk, v, vl);
-    return 0;
-}
-
 /* customer {customer?}: that customer's bookings, or everyone's. */
 static int q_customer(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
                       evb_err *err)
@@ -359,17 +349,7 @@ static int q_customer(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, 
                            ID_MAX);
     int pl = rc == EVB_OK ? snprintf(pfx, sizeof pfx, "cust/%s/", cust)
                           : snprintf(pfx, sizeof pfx, "cust/");
-    list_acc acc = {0};
-    if ((rc = evb_store_scan(views, pfx, (size_t)pl, s_view_one, &acc, err)) != EVB_OK)
-        return rc;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, reply, evb_svc_pack_write);
-    msgpack_pack_map(&pk, 1);
-    su_key(&pk, "bookings");
-    msgpack_pack_array(&pk, (uint32_t)acc.n);
-    acc.pk = &pk;
-    acc.n = 0;
-    return evb_store_scan(views, pfx, (size_t)pl, s_view_one, &acc, err);
+    return su_reply_scan(views, pfx, (size_t)pl, "bookings", reply, err);
 }
 
 int main(int argc, char **argv)

@@ -413,6 +413,14 @@ static int c_seats(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
     return EVB_OK;
 }
 
+/* The show named by the request's "show" field. */
+static int s_load_arg(evb_svc_ctx *c, const void *a, size_t al, char id[ID_MAX + 1],
+                      show **s, uint64_t *v, evb_err *err)
+{
+    int rc = su_id(a, al, "show", "show", id, ID_MAX + 1, err);
+    return rc == EVB_OK ? s_load(c, id, s, v, err) : rc;
+}
+
 static int q_show(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
                   evb_err *err)
 {
@@ -420,8 +428,7 @@ static int q_show(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void
     char id[ID_MAX + 1];
     show *s;
     uint64_t v;
-    int rc = su_id(a, al, "show", "show", id, sizeof id, err);
-    if (rc == EVB_OK) rc = s_load(c, id, &s, &v, err);
+    int rc = s_load_arg(c, a, al, id, &s, &v, err);
     if (rc != EVB_OK) return rc;
     if (!s->exists) return evb_err_set(err, EVB_ENOTFOUND, "show %s does not exist", id);
     s_reply_show(reply, id, s);
@@ -435,8 +442,7 @@ static int q_holds(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
     char id[ID_MAX + 1];
     show *s;
     uint64_t v;
-    int rc = su_id(a, al, "show", "show", id, sizeof id, err);
-    if (rc == EVB_OK) rc = s_load(c, id, &s, &v, err);
+    int rc = s_load_arg(c, a, al, id, &s, &v, err);
     if (rc != EVB_OK) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, reply, evb_svc_pack_write);
@@ -456,21 +462,6 @@ static int q_holds(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
 
 /* ---- the read model ---- */
 
-typedef struct list_acc {
-    msgpack_packer *pk;
-    size_t n;
-} list_acc;
-
-static int s_view_one(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    (void)k;
-    (void)kl;
-    list_acc *a = ctx;
-    a->n++;
-    if (a->pk) msgpack_pack_bin_body(a->pk, v, vl); /* the stored map, verbatim */
-    return 0;
-}
-
 static int q_availability(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply,
                           void *ctx, evb_err *err)
 {
@@ -487,17 +478,7 @@ static int q_availability(evb_svc_ctx *c, const void *a, size_t al, evb_buf *rep
             return evb_err_set(err, EVB_ENOTFOUND, "show %s: not in the read model", id);
         return rc;
     }
-    list_acc acc = {0};
-    int rc = evb_store_scan(views, "show/", 5, s_view_one, &acc, err);
-    if (rc != EVB_OK) return rc;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, reply, evb_svc_pack_write);
-    msgpack_pack_map(&pk, 1);
-    su_key(&pk, "shows");
-    msgpack_pack_array(&pk, (uint32_t)acc.n);
-    acc.pk = &pk;
-    acc.n = 0;
-    return evb_store_scan(views, "show/", 5, s_view_one, &acc, err);
+    return su_reply_scan(views, "show/", 5, "shows", reply, err);
 }
 
 static int p_views(evb_svc_ctx *c, const evb_event_t *ev, void *ctx, evb_err *err)
