@@ -57,7 +57,7 @@ static const setting s_common[] = {
      0},
     {"beacon-host", "ADDR", "address announced for endpoints bound to * (default: the "
      "iface's)", K_DISC, 0, 0},
-    {"follow-service", "NAME", "consume the service NAME found by beacons (repeatable)",
+    {"follow-service", "NAME[,KEY]", "consume the service NAME found by beacons (repeatable; KEY: its CURVE public key or cert)",
      K_DISC, 0, 0},
 };
 #undef STR

@@ -79,6 +79,18 @@ static int s_add_follow(svc_disc_config *dc, const char *v, int src, char *msg,
         dc->nfollow = 0;
         dc->follow_src = src;
     }
+    /* NAME or NAME,SERVER_KEY (a Z85 key or a public certificate file). */
+    char name[EVB_MAX_SERVICE_LEN + 1];
+    const char *key = strchr(v, ',');
+    size_t nl = key ? (size_t)(key - v) : strlen(v);
+    if (nl >= sizeof name)
+        return s_msg(msg, cap, "--follow-service: '%s' is not a service name", v);
+    memcpy(name, v, nl);
+    name[nl] = '\0';
+    if (key != NULL && (key[1] == '\0' || strlen(key + 1) >= sizeof dc->follow_key[0]))
+        return s_msg(msg, cap, "--follow-service: '%s': the key after ',' is empty or "
+                     "too long", v);
+    v = name;
     evb_err e;
     if (evb_check_service(v, &e) != EVB_OK)
         return s_msg(msg, cap, "--follow-service: '%s' is not a service name (%s)", v,
@@ -89,6 +101,8 @@ static int s_add_follow(svc_disc_config *dc, const char *v, int src, char *msg,
     for (size_t i = 0; i < dc->nfollow; i++)
         if (strcmp(dc->follow[i], v) == 0)
             return s_msg(msg, cap, "--follow-service: '%s' given twice", v);
+    snprintf(dc->follow_key[dc->nfollow], sizeof dc->follow_key[0], "%s",
+             key ? key + 1 : "");
     snprintf(dc->follow[dc->nfollow++], sizeof dc->follow[0], "%s", v);
     return 0;
 }
@@ -210,8 +224,9 @@ static void s_sync(svc_disc *sd)
                     t->name, e.b.pub, e.b.catchup, e.from, e.iface);
         }
         t->pub[0] = t->catchup[0] = '\0';
-        if (evb_sub_follow(sd->sub, e.b.pub, e.b.catchup, (const char *const *)sd->cats,
-                           sd->ncats, &err) != EVB_OK) {
+        const char *key = sd->cfg.follow_key[i][0] ? sd->cfg.follow_key[i] : NULL;
+        if (evb_sub_follow_curve(sd->sub, e.b.pub, e.b.catchup, key,
+                                 (const char *const *)sd->cats, sd->ncats, &err) != EVB_OK) {
             evb_log(EVB_LOG_ERROR, "service %s: cannot follow %s,%s: %s", t->name,
                     e.b.pub, e.b.catchup, err.msg);
             continue;

@@ -15,6 +15,11 @@ typedef struct svc_disc_config {
     unsigned port;                      /* 0: EVB_DISC_DEFAULT_PORT */
     bool announce;
     char follow[EVB_SVC_MAX_FOLLOW][EVB_MAX_SERVICE_LEN + 1];
+    /* CURVE: the followed service's public key (Z85) or certificate file,
+     * from --follow-service NAME,KEY. Never taken from a beacon: a beacon is
+     * unauthenticated, and trusting the key it carried would let anyone on
+     * the LAN stand in for the service. "" : plain. */
+    char follow_key[EVB_SVC_MAX_FOLLOW][256];
     size_t nfollow;
     int follow_src; /* the source the follow list came from (config.c's SRC_*) */
 } svc_disc_config;
