@@ -42,6 +42,16 @@ Cases:
                 bound and their log ids; then an 8 s cut of host 2 as in
                 partition: the feeds found by name come back. Skipped (also
                 in CI) when the build has no discovery.
+  curve_marker  sniff_marker with every service and client under CURVE
+                (--cert/--allow, --follow PUB,CU,CERT, calls with --cert
+                --server-key): the sniffer on host 3 prints the marker, but
+                a capture of at least MIN_CAPTURE_BYTES / _PACKETS on br0,
+                holding CURVE greetings and MESSAGE commands and no plain
+                greeting, does not contain it.
+  curve_refused an intruder on host 3 (a cert in no allow-list): its sniff
+                --from-start prints nothing and says why, its calls exit 8,
+                a plain call exits 8; both services log the refusal with
+                host 3's address; no secret key in any log or output.
 Common checks: booking_check.py's invariants (seats add up, every booking
 final and agreeing with its hold, read models = aggregates); every accepted
 command is in the log (nothing lost); no event is the cause of two events in
