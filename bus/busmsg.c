@@ -8,6 +8,7 @@
 #include "mpread.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
@@ -446,4 +447,85 @@ void zl_remove_socket(zloop_t *loop, void *sock)
 {
     zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
     zloop_poller_end(loop, &item);
+}
+
+/* ---- the subscriber's sockets ---- */
+
+void bm_sub_sockopts(void *sub, void *dealer, int rcvhwm)
+{
+    int zero = 0, one = 1, ivl = 1000, tmo = 3000;
+    int64_t live_max = EVB_BUS_MAX_MSG_BYTES;
+    int64_t page_max = (int64_t)EVB_BUS_MAX_PAGE_BYTES + EVB_BUS_MAX_MSG_BYTES;
+    void *socks[2] = {sub, dealer};
+    for (int i = 0; i < 2; i++) {
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, i == 0 ? &live_max : &page_max,
+                       sizeof live_max);
+        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
+    }
+    zmq_setsockopt(sub, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    zmq_setsockopt(dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(dealer, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
+}
+
+int bm_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,
+                   evb_err *err)
+{
+    if (zmq_connect(sub, pub_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", pub_ep,
+                           zmq_strerror(errno));
+    if (zmq_connect(dealer, cu_ep) != 0)
+        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", cu_ep,
+                           zmq_strerror(errno));
+    return EVB_OK;
+}
+
+size_t bm_drain_parts(void *sock, zmq_msg_t *first)
+{
+    size_t n = 0;
+    bool more = zmq_msg_more(first);
+    while (more) {
+        zmq_msg_t x;
+        zmq_msg_init(&x);
+        if (zmq_msg_recv(&x, sock, 0) < 0) {
+            zmq_msg_close(&x);
+            break;
+        }
+        more = zmq_msg_more(&x);
+        zmq_msg_close(&x);
+        n++;
+    }
+    return n;
+}
+
+bm_live_kind bm_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGORY_LEN + 1],
+                           const uint8_t **body, size_t *blen, const char **why)
+{
+    /* topic: "H\0" or "E" category "\0", then the body */
+    const uint8_t *p = msg;
+    const uint8_t *nul =
+        len > 0 ? memchr(p, '\0',
+                         len < 2 + EVB_MAX_CATEGORY_LEN ? len : 2 + EVB_MAX_CATEGORY_LEN)
+                : NULL;
+    if (nul == NULL) {
+        *why = "live socket: no topic";
+        return BM_LIVE_BAD;
+    }
+    *body = nul + 1;
+    *blen = len - (size_t)(nul + 1 - p);
+    if (p[0] == 'H' && nul == p + 1) return BM_LIVE_HB;
+    if (p[0] != 'E' || nul == p + 1) {
+        *why = "unknown topic on the live socket";
+        return BM_LIVE_BAD;
+    }
+    size_t cl = (size_t)(nul - p - 1);
+    memcpy(cat, p + 1, cl);
+    cat[cl] = '\0';
+    if (evb_check_category(cat, NULL) != EVB_OK) {
+        *why = "live socket: topic is not a category";
+        return BM_LIVE_BAD;
+    }
+    return BM_LIVE_EVENT;
 }

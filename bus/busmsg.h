@@ -9,6 +9,8 @@
 
 #include "evbus_bus.h"
 
+#include <zmq.h>
+
 #define BM_TOPIC_HEARTBEAT "H"
 #define BM_TOPIC_HEARTBEAT_LEN 2 /* with its NUL */
 #define BM_MAX_HB_CATS 256
@@ -80,6 +82,34 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *r, size_t *used, evb_e
  * how many were found, or (size_t)-1 when buf holds anything else (a value
  * too deep or truncated, bytes left over, more than max). */
 size_t bm_split(const void *buf, size_t len, bview *views, size_t max);
+
+/* ---- the subscriber's sockets (sub.c, and evbus sniff) ---- */
+
+/* Socket options of a subscriber's connection to one publisher: both
+ * sockets linger 0, ZMTP heartbeats (a dead or half-open connection is
+ * noticed), a size cap (live messages are one event, catch-up replies one
+ * page); sub gets rcvhwm and the heartbeat topic; dealer connects only when
+ * ready and holds no queue (one outstanding fetch per feed bounds it).
+ * Subscribing to events is the caller's. */
+void bm_sub_sockopts(void *sub, void *dealer, int rcvhwm);
+
+/* Connect sub to pub_ep and dealer to cu_ep. EVB_OK, or EVB_EINVAL naming
+ * the endpoint that failed. */
+int bm_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,
+                   evb_err *err);
+
+/* Read and drop the rest of a multipart message: every message of this
+ * protocol is one frame (PROTOCOL.md says why). Returns the frames dropped. */
+size_t bm_drain_parts(void *sock, zmq_msg_t *first);
+
+typedef enum bm_live_kind { BM_LIVE_BAD, BM_LIVE_HB, BM_LIVE_EVENT } bm_live_kind;
+
+/* The topic of a message msg[0..len) from the live socket: "H\0" (a
+ * heartbeat) or "E" category "\0" (an event; the category is copied into
+ * cat and checked). *body and *blen get what follows the topic. BM_LIVE_BAD
+ * with *why set when the topic is missing, unknown or not a category. */
+bm_live_kind bm_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGORY_LEN + 1],
+                           const uint8_t **body, size_t *blen, const char **why);
 
 /* ---- CZMQ ----
  * The zloop glue shared by the publisher, the subscriber and the command

@@ -633,26 +633,6 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
 
 /* ---- receiving ---- */
 
-/* Read and drop the rest of a multipart message: every message of this
- * protocol is one frame (PROTOCOL.md says why). Returns the frames dropped. */
-static size_t s_drain_parts(void *sock, zmq_msg_t *first)
-{
-    size_t n = 0;
-    bool more = zmq_msg_more(first);
-    while (more) {
-        zmq_msg_t x;
-        zmq_msg_init(&x);
-        if (zmq_msg_recv(&x, sock, 0) < 0) {
-            zmq_msg_close(&x);
-            break;
-        }
-        more = zmq_msg_more(&x);
-        zmq_msg_close(&x);
-        n++;
-    }
-    return n;
-}
-
 static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err);
 
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
@@ -908,28 +888,19 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
             return s_flush_conn(s, c, err);
         }
         int rc = EVB_OK;
-        const uint8_t *p = zmq_msg_data(&m);
-        size_t len = zmq_msg_size(&m);
-        /* topic: "H\0" or "E" category "\0", then the body */
-        const uint8_t *nul = memchr(
-            p, '\0', len < 2 + EVB_MAX_CATEGORY_LEN ? len : 2 + EVB_MAX_CATEGORY_LEN);
-        if (s_drain_parts(c->sub, &m) != 0) {
+        char cat[EVB_MAX_CATEGORY_LEN + 1];
+        const uint8_t *body = NULL;
+        size_t blen = 0;
+        const char *why = NULL;
+        if (bm_drain_parts(c->sub, &m) != 0) {
             s_bad_frame(c, NULL, "a multipart message on the live socket");
-        } else if (nul == NULL || len == 0) {
-            s_bad_frame(c, NULL, "live socket: no topic");
-        } else if (p[0] == 'H' && nul == p + 1) {
-            rc = s_on_heartbeat(s, c, nul + 1, len - 2, err);
-        } else if (p[0] == 'E' && nul > p + 1) {
-            char cat[EVB_MAX_CATEGORY_LEN + 1];
-            size_t cl = (size_t)(nul - p - 1);
-            memcpy(cat, p + 1, cl);
-            cat[cl] = '\0';
-            if (evb_check_category(cat, NULL) != EVB_OK)
-                s_bad_frame(c, NULL, "live socket: topic is not a category");
-            else
-                rc = s_on_live(s, c, cat, nul + 1, len - (size_t)(nul + 1 - p), err);
         } else {
-            s_bad_frame(c, NULL, "unknown topic on the live socket");
+            switch (bm_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
+                                  &why)) {
+            case BM_LIVE_HB: rc = s_on_heartbeat(s, c, body, blen, err); break;
+            case BM_LIVE_EVENT: rc = s_on_live(s, c, cat, body, blen, err); break;
+            case BM_LIVE_BAD: s_bad_frame(c, NULL, why); break;
+            }
         }
         zmq_msg_close(&m);
         if (rc != EVB_OK) return rc;
@@ -947,7 +918,7 @@ static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
             return EVB_OK;
         }
         int rc = EVB_OK;
-        if (s_drain_parts(c->dealer, &m) != 0)
+        if (bm_drain_parts(c->dealer, &m) != 0)
             s_bad_frame(c, NULL, "a multipart message on the catch-up socket");
         else
             rc = s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m), err);
@@ -967,25 +938,8 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
     c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
     if (c->sub == NULL || c->dealer == NULL)
         return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
-    int zero = 0, one = 1, ivl = 1000, tmo = 3000;
-    /* Live messages are one event; catch-up replies are one page. */
-    int64_t live_max = EVB_BUS_MAX_MSG_BYTES;
-    int64_t page_max = (int64_t)EVB_BUS_MAX_PAGE_BYTES + EVB_BUS_MAX_MSG_BYTES;
+    bm_sub_sockopts(c->sub, c->dealer, s->o.rcvhwm);
     void *socks[2] = {c->sub, c->dealer};
-    for (int i = 0; i < 2; i++) {
-        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
-        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, i == 0 ? &live_max : &page_max,
-                       sizeof live_max);
-        /* ZMTP heartbeats notice a dead or half-open connection. */
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
-    }
-    zmq_setsockopt(c->sub, ZMQ_RCVHWM, &s->o.rcvhwm, sizeof s->o.rcvhwm);
-    zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    /* Catch-up replies are bounded by the one outstanding fetch per feed. */
-    int rcvhwm = 0;
-    zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-    zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
     if (n == 0) {
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
@@ -1008,13 +962,7 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
                              c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
-    if (zmq_connect(c->sub, c->pub_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->pub_ep,
-                           zmq_strerror(errno));
-    if (zmq_connect(c->dealer, c->cu_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->cu_ep,
-                           zmq_strerror(errno));
-    return EVB_OK;
+    return bm_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
 }
 
 int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,

@@ -81,13 +81,6 @@ extern char **environ;
 
 /* ---- small helpers ---- */
 
-static uint64_t s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static double s_secs(uint64_t from_ns, uint64_t to_ns)
 {
     return (double)(to_ns - from_ns) / 1e9;
@@ -109,22 +102,6 @@ static int s_fmt(char *out, size_t cap, const char *fmt, ...)
     int n = vsnprintf(out, cap, fmt, ap);
     va_end(ap);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
-static int s_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v[0..n), in us. */
-static double s_pct_us(const uint64_t *v, size_t n, double q)
-{
-    if (n == 0) return 0;
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return (double)v[rank - 1] / 1000.0;
 }
 
 static int s_pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
@@ -466,7 +443,7 @@ static int s_svc_ready(bk_t *k, svc_t *s, bool live)
         cli_error(k->cli, "booking: %s: %s", s->cmd, err.msg);
         return -1;
     }
-    uint64_t until = s_now_ns() + (uint64_t)(S_START_S * 1e9);
+    uint64_t until = bench_now_ns() + (uint64_t)(S_START_S * 1e9);
     status_t st = {0};
     int rc = EVB_ETIMEDOUT;
     for (;;) {
@@ -478,7 +455,7 @@ static int s_svc_ready(bk_t *k, svc_t *s, bool live)
         evb_err_clear(&err);
         rc = s_status(s, 200, &st, &err);
         if (rc == EVB_OK && (!live || (st.feeds > 0 && st.live == st.feeds))) return 0;
-        if (s_now_ns() > until) break;
+        if (bench_now_ns() > until) break;
         s_sleep_ms(20);
     }
     char tail[400];
@@ -611,7 +588,7 @@ static void *s_book_worker(void *arg)
             s_fail(w, "out of memory");
             break;
         }
-        uint64_t t0 = s_now_ns();
+        uint64_t t0 = bench_now_ns();
         int rc;
         for (int tries = 1;; tries++) {
             evb_err_clear(&err);
@@ -624,10 +601,10 @@ static void *s_book_worker(void *arg)
                 s_fail(w, "book bk%08" PRIu64 ": %s (%s)", j, err.msg, evb_strerror(rc));
             break;
         }
-        r->lat[j] = s_now_ns() - t0;
+        r->lat[j] = bench_now_ns() - t0;
     }
 out:
-    w->end_ns = s_now_ns();
+    w->end_ns = bench_now_ns();
     evb_cmd_client_destroy(&c);
     evb_buf_free(&out);
     msgpack_sbuffer_destroy(&sb);
@@ -664,7 +641,7 @@ static void *s_raw_worker(void *arg)
             warm = false;
             if (!s_gate(r)) break;
         }
-        uint64_t t0 = s_now_ns();
+        uint64_t t0 = bench_now_ns();
         int n = -1;
         while (zmq_send(d, r->req, r->req_len, 0) < 0) {
             if (errno != EINTR || s_aborted(r)) goto fail;
@@ -676,7 +653,7 @@ static void *s_raw_worker(void *arg)
             s_fail(w, "raw echo of %d bytes, sent %zu", n, r->req_len);
             break;
         }
-        if (i > 0) r->lat[w->first + i - 1] = s_now_ns() - t0;
+        if (i > 0) r->lat[w->first + i - 1] = bench_now_ns() - t0;
         continue;
     fail:
         if (!s_aborted(r)) s_fail(w, "raw round trip: %s", zmq_strerror(errno));
@@ -684,7 +661,7 @@ static void *s_raw_worker(void *arg)
         break;
     }
 out:
-    w->end_ns = s_now_ns();
+    w->end_ns = bench_now_ns();
     if (d != NULL) zmq_close(d);
     if (zctx != NULL) zmq_ctx_term(zctx);
     return NULL;
@@ -762,16 +739,16 @@ static int s_run_start(bk_t *k, run_t *r, uint64_t n, uint64_t *t0_ns)
         }
         w->started = true;
     }
-    uint64_t until = s_now_ns() + (uint64_t)(S_START_S * 1e9);
+    uint64_t until = bench_now_ns() + (uint64_t)(S_START_S * 1e9);
     pthread_mutex_lock(&r->mu);
     while (r->ready < S_CLIENTS && !atomic_load(&r->abort) && !s_stop(k) &&
-           s_now_ns() < until) {
+           bench_now_ns() < until) {
         pthread_mutex_unlock(&r->mu);
         s_sleep_ms(2);
         pthread_mutex_lock(&r->mu);
     }
     bool go = r->ready == S_CLIENTS && !atomic_load(&r->abort) && !s_stop(k);
-    *t0_ns = s_now_ns();
+    *t0_ns = bench_now_ns();
     if (go)
         r->go = true;
     else
@@ -902,11 +879,11 @@ static int s_raw_roundtrips(bk_t *k, raw_rt_t *out)
     int started = s_run_start(k, &r, k->n, &t0);
     int joined = s_run_join(k, &r, &t1, &retries);
     if (started != 0 || joined != 0) goto out;
-    qsort(r.lat, k->n, sizeof *r.lat, s_cmp_u64);
+    qsort(r.lat, k->n, sizeof *r.lat, bench_cmp_u64);
     out->rate = (double)k->n / s_secs(t0, t1);
-    out->p50_us = s_pct_us(r.lat, k->n, 0.50);
-    out->p99_us = s_pct_us(r.lat, k->n, 0.99);
-    out->max_us = s_pct_us(r.lat, k->n, 1.0);
+    out->p50_us = bench_pct_us(r.lat, k->n, 0.50);
+    out->p99_us = bench_pct_us(r.lat, k->n, 0.99);
+    out->max_us = bench_pct_us(r.lat, k->n, 1.0);
     ret = 0;
 out:
     s_run_abort(&r);
@@ -955,7 +932,7 @@ static int s_raw_appends(bk_t *k, uint64_t n, double *rate)
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     cli_progress(k->cli, "evbus bench: booking: raw LevelDB appends");
     int ret = 0;
-    uint64_t t0 = s_now_ns();
+    uint64_t t0 = bench_now_ns();
     for (uint64_t seq = 1; seq <= n; seq++) {
         if ((seq & 1023u) == 0 && s_stop(k)) {
             ret = -1;
@@ -979,7 +956,7 @@ static int s_raw_appends(bk_t *k, uint64_t n, double *rate)
             break;
         }
     }
-    uint64_t t1 = s_now_ns();
+    uint64_t t1 = bench_now_ns();
     *rate = (double)n / s_secs(t0, t1);
     leveldb_writebatch_destroy(wb);
     leveldb_writeoptions_destroy(wo);
@@ -1032,7 +1009,7 @@ static int s_create_shows(bk_t *k)
 static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
 {
     uint64_t want = k->nshows + 2 * k->n, last = 0;
-    uint64_t last_change = s_now_ns();
+    uint64_t last_change = bench_now_ns();
     evb_err err = {0};
     status_t st = {0};
     for (;;) {
@@ -1042,14 +1019,14 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
             if (st.head >= want) break;
             if (st.head != last) {
                 last = st.head;
-                last_change = s_now_ns();
+                last_change = bench_now_ns();
             }
         }
         if (!s_svc_alive(&k->res)) {
             s_svc_report_exit(k, &k->res);
             return false;
         }
-        if (s_secs(last_change, s_now_ns()) > S_STALL_S) {
+        if (s_secs(last_change, bench_now_ns()) > S_STALL_S) {
             cli_error(k->cli,
                       "booking: the reservation log stays at %" PRIu64
                       " events, expected %" PRIu64,
@@ -1124,7 +1101,7 @@ static int s_ours(bk_t *k, ours_t *out)
         status_t st;
         evb_err_clear(&err);
         int rc = s_status(&k->bkg, 1000, &st, &err);
-        uint64_t now = s_now_ns();
+        uint64_t now = bench_now_ns();
         out->status_polls++;
         if (rc == EVB_OK && st.head >= want) {
             t1 = now;
@@ -1154,10 +1131,10 @@ static int s_ours(bk_t *k, ours_t *out)
     out->e2e_s = s_secs(t0, t1);
     out->books_s = s_secs(t0, tj);
     out->retries = retries;
-    qsort(r.lat, k->n, sizeof *r.lat, s_cmp_u64);
-    out->p50_us = s_pct_us(r.lat, k->n, 0.50);
-    out->p99_us = s_pct_us(r.lat, k->n, 0.99);
-    out->max_us = s_pct_us(r.lat, k->n, 1.0);
+    qsort(r.lat, k->n, sizeof *r.lat, bench_cmp_u64);
+    out->p50_us = bench_pct_us(r.lat, k->n, 0.50);
+    out->p99_us = bench_pct_us(r.lat, k->n, 0.99);
+    out->max_us = bench_pct_us(r.lat, k->n, 1.0);
     cli_progress(k->cli, "evbus bench: booking: checking the sagas' outcome");
     uint64_t reserved = 0;
     out->checked = head == want;

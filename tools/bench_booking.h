@@ -57,4 +57,14 @@ typedef struct bench_booking_result {
  * SIGKILL after a deadline) and reaped on every path. */
 int bench_booking_run(const bench_booking_opts *o, bench_booking_result *r);
 
+/* ---- shared with cmd_bench.c, which defines them ---- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+/* qsort comparator for uint64_t. */
+int bench_cmp_u64(const void *a, const void *b);
+/* Nearest-rank percentile q (0..1] of sorted v[0..n), in us (v in ns); 0
+ * when n is 0. */
+double bench_pct_us(const uint64_t *v, size_t n, double q);
+
 #endif

@@ -399,6 +399,63 @@ const char *cli_reset(const cli_t *cli)
     return cli->color ? "\033[0m" : "";
 }
 
+/* ---- event rows ---- */
+
+int cli_digits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* Columns that a string of n bytes takes (UTF-8: count non-continuation
+ * bytes; wide characters are rare in payloads and counted as one). */
+static size_t s_columns(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80) c++;
+    return c;
+}
+
+/* Byte length of the first `cols` columns of s[0..n). */
+static size_t s_prefix_bytes(const char *s, size_t n, size_t cols)
+{
+    size_t c = 0, i = 0;
+    for (; i < n; i++) {
+        if (((unsigned char)s[i] & 0xc0) != 0x80) {
+            if (c == cols) break;
+            c++;
+        }
+    }
+    return i;
+}
+
+int cli_row_payload(const cli_t *cli, unsigned width, size_t used, const evb_event_t *ev,
+                    evb_buf *line, evb_buf *payload, evb_err *err)
+{
+    payload->len = 0;
+    int rc = evb_msgpack_to_json(ev->payload, ev->payload_len, payload, err);
+    if (rc != EVB_OK) return rc;
+    size_t plen = payload->len;
+    bool cut = false;
+    if (width > 0) {
+        size_t room = width > used + 12 ? width - used : 12;
+        if (s_columns(payload->data, plen) > room) {
+            plen = s_prefix_bytes(payload->data, plen, room - 3);
+            cut = true;
+        }
+    }
+    rc = evb_buf_append(line, payload->data, plen, err);
+    if (rc == EVB_OK && cut)
+        rc = evb_buf_printf(line, err, "%s...%s", cli_dim(cli), cli_reset(cli));
+    if (rc == EVB_OK) rc = evb_buf_append(line, "\n", 1, err);
+    return rc;
+}
+
 /* ---- JSON and numbers ---- */
 
 int cli_json_str(evb_buf *b, const char *s, evb_err *err)
@@ -492,4 +549,49 @@ int cli_parse_sync(const char *s, int *out)
     else
         return EVB_EINVAL;
     return EVB_OK;
+}
+
+/* ---- --follow ---- */
+
+int cli_split_follow(const char *v, char *pub, char *cu)
+{
+    const char *comma = strchr(v, ',');
+    if (comma == NULL || strchr(comma + 1, ',') != NULL) return EVB_EINVAL;
+    size_t a = (size_t)(comma - v), b = strlen(comma + 1);
+    if (a == 0 || b == 0 || a >= EVB_BUS_MAX_ENDPOINT || b >= EVB_BUS_MAX_ENDPOINT)
+        return EVB_EINVAL;
+    memcpy(pub, v, a);
+    pub[a] = '\0';
+    memcpy(cu, comma + 1, b + 1);
+    return EVB_OK;
+}
+
+int cli_follow_keys(cli_t *cli, const cli_list *follow, bool has_cert, const char **keys)
+{
+    for (size_t i = 0; i < follow->n; i++) {
+        /* PUB_EP,CATCHUP_EP,SERVER_KEY: CURVE; the key is cut off in place. */
+        char *c1 = strchr(follow->v[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        if (c2 == NULL) continue;
+        *c2 = '\0';
+        keys[i] = c2 + 1;
+        if (!has_cert)
+            return cli_usage_error(cli, "--follow %s,%s: a server key needs --cert",
+                                   follow->v[i], keys[i]);
+    }
+    return -1;
+}
+
+int cli_follow_split(cli_t *cli, const cli_list *follow,
+                     char (*eps)[2][EVB_BUS_MAX_ENDPOINT])
+{
+    char one[2][EVB_BUS_MAX_ENDPOINT];
+    for (size_t i = 0; i < follow->n; i++) {
+        char(*e)[EVB_BUS_MAX_ENDPOINT] = eps != NULL ? eps[i] : one;
+        if (cli_split_follow(follow->v[i], e[0], e[1]) != EVB_OK)
+            return cli_usage_error(cli,
+                                   "--follow '%s': expected PUB_EP,CATCHUP_EP (two "
+                                   "endpoints, one comma)",
+                                   follow->v[i]);
+    }
+    return -1;
 }

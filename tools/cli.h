@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <evbus/evbus_bus.h>
 #include <evbus/evbus_store.h>
 
 /* Exit codes of every evbus command (also in `evbus --help` and README.md). */
@@ -176,6 +177,17 @@ const char *cli_reset(const cli_t *cli);
  * whatever s holds. */
 int cli_json_str(evb_buf *b, const char *s, evb_err *err);
 
+/* Decimal digits of v. */
+int cli_digits(uint64_t v);
+
+/* Append ev's payload as JSON, then a newline, to an event row in line.
+ * width is the terminal's columns (0: never cut) and used the visible
+ * columns the row already takes; a payload wider than the room left (at
+ * least 12 columns) is cut to fit and ends with a dim "...". payload is
+ * scratch (replaced). Returns EVB_OK, or the codec's or buffer's error. */
+int cli_row_payload(const cli_t *cli, unsigned width, size_t used, const evb_event_t *ev,
+                    evb_buf *line, evb_buf *payload, evb_err *err);
+
 /* "1,234,567" into out (>= 32 bytes). */
 const char *cli_group(uint64_t v, char out[32]);
 /* "1.2 GiB" into out (>= 32 bytes). */
@@ -205,5 +217,23 @@ bool cli_stop_requested(void);
 /* Parse "none", "every" or "group" into an evb_sync (as int). EVB_EINVAL
  * otherwise. */
 int cli_parse_sync(const char *s, int *out);
+
+/* ---- --follow PUB_EP,CATCHUP_EP[,SERVER_KEY] (mirror, sniff) ---- */
+
+/* "PUB_EP,CATCHUP_EP" into pub and cu (EVB_BUS_MAX_ENDPOINT bytes each).
+ * EVB_EINVAL unless there are two non-empty endpoints, one comma. */
+int cli_split_follow(const char *v, char *pub, char *cu);
+
+/* Cut the third element, a CURVE server key, off each --follow value in
+ * place (the values point into argv) and set keys[i] to it (left alone
+ * where there is none). has_cert: --cert was given, which a server key
+ * needs. Returns -1, or CLI_EXIT_USAGE after naming the first bad value. */
+int cli_follow_keys(cli_t *cli, const cli_list *follow, bool has_cert, const char **keys);
+
+/* Check that each --follow value (keys cut off) is PUB_EP,CATCHUP_EP and,
+ * when eps is not NULL, split value i into eps[i]. Returns -1, or
+ * CLI_EXIT_USAGE after naming the first bad value. */
+int cli_follow_split(cli_t *cli, const cli_list *follow,
+                     char (*eps)[2][EVB_BUS_MAX_ENDPOINT]);
 
 #endif

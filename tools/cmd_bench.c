@@ -764,7 +764,7 @@ typedef struct child {
     char err[512];
 } child_t;
 
-static uint64_t s_now_ns(void)
+uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -819,7 +819,7 @@ static int s_ctl_send(ctl_t *c, const char *fmt, ...)
 static int s_ctl_line(ctl_t *c, char *line, size_t cap, int timeout_ms)
 {
     uint64_t deadline =
-        s_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+        bench_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->len);
         if (nl != NULL) {
@@ -832,13 +832,13 @@ static int s_ctl_line(ctl_t *c, char *line, size_t cap, int timeout_ms)
             return 1;
         }
         if (c->len == sizeof c->buf) c->len = 0; /* an overlong line: drop it */
-        uint64_t now = s_now_ns();
+        uint64_t now = bench_now_ns();
         int wait = now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
         struct pollfd pfd = {c->fd, POLLIN, 0};
         int r = poll(&pfd, 1, wait);
         if (r < 0 && errno != EINTR) return -1;
         if (r <= 0) {
-            if (s_now_ns() >= deadline || s_interrupted) return 0;
+            if (bench_now_ns() >= deadline || s_interrupted) return 0;
             continue;
         }
         ssize_t got = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
@@ -1218,7 +1218,7 @@ static int s_kid_pace(kid_t *k, void *ctx, s_send_fn send_one, uint64_t total,
         dl.tv_nsec = (long)(at % 1000000000u);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &dl, NULL) == EINTR) {
         }
-        uint64_t ts = s_now_ns();
+        uint64_t ts = bench_now_ns();
         if (ts > at + 100000u) (*late)++;
         int rc = send_one(k, ctx, ts);
         if (rc != 0) return rc;
@@ -1290,7 +1290,7 @@ static int s_kid_bus(kid_t *k)
             ret = s_kid_pace(k, &l, s_kid_lat_send, total, &late);
             if (ret == 0) s_ctl_send(&k->ctl, "done %" PRIu64 " %" PRIu64, total, late);
         } else {
-            uint64_t t0 = s_now_ns();
+            uint64_t t0 = bench_now_ns();
             ret = s_kid_append(k, st, pub, sp->n, S_BUS_BATCH);
             if (ret == 0) s_ctl_send(&k->ctl, "t0 %" PRIu64, t0);
         }
@@ -1371,7 +1371,7 @@ static int s_kid_zpub(kid_t *k, void *zctx)
         ret = s_kid_pace(k, &z, s_kid_z_send, total, &late);
         if (ret == 0) s_ctl_send(&k->ctl, "done %" PRIu64 " %" PRIu64, total, late);
     } else {
-        uint64_t t0 = s_now_ns();
+        uint64_t t0 = bench_now_ns();
         for (uint64_t i = 0; i < k->sp.n && ret == 0; i++)
             ret = s_kid_z_send(k, &z, i);
         if (ret == 0) s_ctl_send(&k->ctl, "t0 %" PRIu64, t0);
@@ -1566,7 +1566,7 @@ static int s_zmq_pubsub(bench_t *b, const char *name, uint64_t n, unsigned secs,
         size_t blen = 0;
         int fr;
         while ((fr = s_zrecv3(s, topic, &ts, &blen)) > 0) {
-            uint64_t now = s_now_ns();
+            uint64_t now = bench_now_ns();
             if (topic[0] == 'P') {
                 if (!going && s_ctl_send(&c.ctl, "go") != 0) goto out;
                 going = true;
@@ -1726,7 +1726,7 @@ static int s_count_handler(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_
     (void)tx;
     (void)err;
     subside_t *s = ctx;
-    if (s->count++ == 0) s->first_ns = s_now_ns();
+    if (s->count++ == 0) s->first_ns = bench_now_ns();
     return EVB_OK;
 }
 
@@ -1735,7 +1735,7 @@ static int s_lat_handler(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_er
     (void)tx;
     (void)err;
     subside_t *s = ctx;
-    uint64_t now = s_now_ns();
+    uint64_t now = bench_now_ns();
     const uint8_t *p = ev->payload;
     s->count++;
     if (ev->payload_len != S_PAYLOAD_LEN || p[0] != 0x82 || p[4] != 0xcf) {
@@ -1904,7 +1904,7 @@ static int s_bus_deliver(bench_t *b, const char *name, evb_sync sync, double *ra
     until_n_t u = {&ss, b->events};
     if (s_sub_until(b, name, sub, &c, s_cond_count, &u, &ss.count, S_STALL_S) != 0)
         goto out;
-    uint64_t t1 = s_now_ns();
+    uint64_t t1 = bench_now_ns();
     while (c.t0_ns == 0) {
         if (s_interrupted || s_child_pump(&c, 100) != 0) {
             s_child_report(b, name, &c);
@@ -2001,7 +2001,7 @@ static int s_case_catchup(bench_t *b, const char *name)
     cli_progress(b->cli, "evbus bench: %s: ours", name);
     if (s_sub_open(b, name, sdir, s_count_handler, &ss, &st, &sub) != 0) goto out;
     double t0 = s_now();
-    uint64_t t0_ns = s_now_ns();
+    uint64_t t0_ns = bench_now_ns();
     if (s_sub_follow(b, name, sub, &c) != 0) goto out;
     until_n_t u = {&ss, b->events};
     if (s_sub_until(b, name, sub, &c, s_cond_count, &u, &ss.count, S_STALL_S) != 0)
@@ -2036,14 +2036,13 @@ out:
     return 0;
 }
 
-static int s_cmp_u64(const void *a, const void *b)
+int bench_cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile of sorted v[0..n), in us. */
-static double s_pct_us(const uint64_t *v, size_t n, double q)
+double bench_pct_us(const uint64_t *v, size_t n, double q)
 {
     if (n == 0) return 0;
     size_t rank = (size_t)(q * (double)n + 0.999999);
@@ -2118,8 +2117,8 @@ out:
         s_child_reap(&c, 0);
     if (pin) sched_setaffinity(0, sizeof saved, &saved);
     if (ret == 0) {
-        qsort(raw, nraw, sizeof *raw, s_cmp_u64);
-        qsort(ours, ss.nlat, sizeof *ours, s_cmp_u64);
+        qsort(raw, nraw, sizeof *raw, bench_cmp_u64);
+        qsort(ours, ss.nlat, sizeof *ours, bench_cmp_u64);
         char placement[160];
         s_bus_placement(placement, sizeof placement, pin);
         static const char *const names[3] = {"latency_p50", "latency_p99",
@@ -2128,8 +2127,8 @@ out:
         for (int i = 0; i < 3; i++) {
             result_t r = {.name = names[i],
                           .unit = "us",
-                          .ours = s_pct_us(ours, ss.nlat, qs[i]),
-                          .baseline = s_pct_us(raw, nraw, qs[i]),
+                          .ours = bench_pct_us(ours, ss.nlat, qs[i]),
+                          .baseline = bench_pct_us(raw, nraw, qs[i]),
                           .events = ss.nlat,
                           .lower_better = true,
                           .placement = placement};
@@ -2140,7 +2139,7 @@ out:
                 "\"late_sends\":%" PRIu64 ",\"raw_late_sends\":%" PRIu64
                 ",\"gaps\":%" PRIu64,
                 S_LAT_RATE, S_LAT_WARM_S, measure, b->msg_len, nraw,
-                s_pct_us(ours, ss.nlat, 1.0), s_pct_us(raw, nraw, 1.0), c.late, raw_late,
+                bench_pct_us(ours, ss.nlat, 1.0), bench_pct_us(raw, nraw, 1.0), c.late, raw_late,
                 f.gaps);
             snprintf(r.note, sizeof r.note, "append included, %u/s, %s", S_LAT_RATE,
                      pin ? "pinned" : "unpinned");

@@ -67,14 +67,23 @@ int log_open_ro(cli_t *cli, const char *dir, evb_store_t **out)
     return -1;
 }
 
-int log_digits(uint64_t v)
+int log_write_row(cli_t *cli, const char *dir, const evb_event_t *ev, int erc,
+                  const evb_err *err, const evb_buf *line, const char *what)
 {
-    int n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
+    if (erc != EVB_OK) {
+        cli_error(cli, "%s: seq %" PRIu64 ": %s%s", dir, ev->seq, what, err->msg);
+        return CLI_EXIT_RUNTIME;
     }
-    return n;
+    if (cli_write(cli, line->data, line->len) != 0)
+        return cli->pipe_closed ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
+    return -1;
+}
+
+int log_read_end(cli_t *cli, const char *dir, int rc, const evb_err *err)
+{
+    if (rc != CLI_EXIT_OK || cli->pipe_closed || err->code == EVB_OK) return rc;
+    log_report(cli, dir, "reading", err);
+    return err->code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
 }
 
 /* ---- info ---- */
@@ -184,7 +193,7 @@ static void s_info_text(cli_t *cli, const char *dir, const evb_store_info *in,
         wname = l > wname ? l : wname;
         l = (int)strlen(cli_group(cats->rows[i].count, g1));
         wcount = l > wcount ? l : wcount;
-        l = log_digits(cats->rows[i].head);
+        l = cli_digits(cats->rows[i].head);
         whead = l > whead ? l : whead;
     }
     cli_printf(cli, "\n  %s%-*s  %*s  %*s%s\n", b, wname, "category", wcount, "events",
@@ -255,33 +264,10 @@ int log_color_opt(cli_t *cli, const char *when)
     return -1;
 }
 
-/* Columns that a string of n bytes takes (UTF-8: count non-continuation
- * bytes; wide characters are rare in payloads and counted as one). */
-static size_t s_columns(const char *s, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        if (((unsigned char)s[i] & 0xc0) != 0x80) c++;
-    return c;
-}
-
-/* Byte length of the first `cols` columns of s[0..n). */
-static size_t s_prefix_bytes(const char *s, size_t n, size_t cols)
-{
-    size_t c = 0, i = 0;
-    for (; i < n; i++) {
-        if (((unsigned char)s[i] & 0xc0) != 0x80) {
-            if (c == cols) break;
-            c++;
-        }
-    }
-    return i;
-}
-
 void log_row_fmt_init(const cli_t *cli, log_row_fmt *f, uint64_t head, const char *stream)
 {
     memset(f, 0, sizeof *f);
-    f->wseq = log_digits(head);
+    f->wseq = cli_digits(head);
     f->wseq = f->wseq < 3 ? 3 : f->wseq;
     f->wstream = stream != NULL ? (int)strlen(stream) : 16;
     f->wstream = f->wstream < 6 ? 6 : f->wstream;
@@ -305,7 +291,6 @@ int log_row(const cli_t *cli, const log_row_fmt *f, const evb_event_t *ev, evb_b
     char ts[32];
     evb_ts_format(ev->ts_us, ts);
     line->len = 0;
-    payload->len = 0;
     const char *dim = cli_dim(cli), *rst = cli_reset(cli), *bold = cli_bold(cli),
                *grn = cli_green(cli);
     /* visible width of the fixed columns, each followed by two spaces */
@@ -317,22 +302,8 @@ int log_row(const cli_t *cli, const log_row_fmt *f, const evb_event_t *ev, evb_b
         line, err, "%s%*" PRIu64 "%s  %s%s%s  %s%-*s%s  %*" PRIu64 "  %s%-*s%s  ", dim,
         f->wseq, ev->seq, rst, dim, ts, rst, bold, f->wstream, ev->stream, rst, f->wver,
         ev->version, grn, f->wtype, ev->type, rst);
-    if (rc == EVB_OK)
-        rc = evb_msgpack_to_json(ev->payload, ev->payload_len, payload, err);
     if (rc != EVB_OK) return rc;
-    size_t plen = payload->len;
-    bool cut = false;
-    if (f->width > 0) {
-        size_t room = f->width > used + 12 ? f->width - used : 12;
-        if (s_columns(payload->data, plen) > room) {
-            plen = s_prefix_bytes(payload->data, plen, room - 3);
-            cut = true;
-        }
-    }
-    rc = evb_buf_append(line, payload->data, plen, err);
-    if (rc == EVB_OK && cut) rc = evb_buf_printf(line, err, "%s...%s", dim, rst);
-    if (rc == EVB_OK) rc = evb_buf_append(line, "\n", 1, err);
-    return rc;
+    return cli_row_payload(cli, f->width, used, ev, line, payload, err);
 }
 
 static int s_cat(cli_t *cli, int argc, char **argv)
@@ -467,21 +438,14 @@ static int s_cat(cli_t *cli, int argc, char **argv)
         } else {
             erc = log_row(cli, &f, ev, &line, &payload, &err);
         }
-        if (erc != EVB_OK) {
-            cli_error(cli, "%s: seq %" PRIu64 ": rendering: %s", dir, ev->seq, err.msg);
-            rc = CLI_EXIT_RUNTIME;
-            break;
-        }
-        if (cli_write(cli, line.data, line.len) != 0) {
-            if (!cli->pipe_closed) rc = CLI_EXIT_RUNTIME;
+        int wrc = log_write_row(cli, dir, ev, erc, &err, &line, "rendering: ");
+        if (wrc >= 0) {
+            rc = wrc;
             break;
         }
         if (limit_set && ++printed == limit) break;
     }
-    if (rc == CLI_EXIT_OK && !cli->pipe_closed && err.code != EVB_OK) {
-        log_report(cli, dir, "reading", &err);
-        rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
-    }
+    rc = log_read_end(cli, dir, rc, &err);
     if (rc == CLI_EXIT_OK && gaps) rc = CLI_EXIT_PROBLEMS;
     evb_buf_free(&line);
     evb_buf_free(&payload);

@@ -22,9 +22,6 @@ void log_report(cli_t *cli, const char *dir, const char *what, const evb_err *er
  * with *out set, or the exit code to return after naming the problem. */
 int log_open_ro(cli_t *cli, const char *dir, evb_store_t **out);
 
-/* Decimal digits of v. */
-int log_digits(uint64_t v);
-
 /* Apply --color auto|always|never to cli->color (auto keeps what cli_init
  * decided: a terminal and NO_COLOR unset). Returns -1, or CLI_EXIT_USAGE
  * after naming a bad value. */
@@ -46,6 +43,19 @@ void log_row_header(cli_t *cli, const log_row_fmt *f);
  * payload is scratch. Colours only when cli->color. */
 int log_row(const cli_t *cli, const log_row_fmt *f, const evb_event_t *ev, evb_buf *line,
             evb_buf *payload, evb_err *err);
+
+/* Write one rendered row. erc is the rendering's result (err its message,
+ * what the failed step for the message: "" or "rendering: "). Returns -1 to
+ * go on, else the exit code to stop the loop with: CLI_EXIT_RUNTIME after
+ * naming a failure, CLI_EXIT_OK when the reader closed the pipe. */
+int log_write_row(cli_t *cli, const char *dir, const evb_event_t *ev, int erc,
+                  const evb_err *err, const evb_buf *line, const char *what);
+
+/* The exit code once a read loop ended: rc, unless rc is CLI_EXIT_OK, the
+ * pipe is open and the iterator stopped on an error (err): then that error
+ * is named and the code is CLI_EXIT_PROBLEMS for damage, CLI_EXIT_RUNTIME
+ * otherwise. */
+int log_read_end(cli_t *cli, const char *dir, int rc, const evb_err *err);
 
 /* The verbs (argv[0] is the verb's word). */
 int log_cmd_export(cli_t *cli, int argc, char **argv);

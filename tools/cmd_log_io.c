@@ -386,10 +386,7 @@ int log_cmd_export(cli_t *cli, int argc, char **argv)
                          ev->seq, last, (unsigned)(ev->seq * 100 / last));
     }
     cli_progress_end(cli);
-    if (rc == CLI_EXIT_OK && !cli->pipe_closed && err.code != EVB_OK) {
-        log_report(cli, dir, "reading", &err);
-        rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
-    }
+    rc = log_read_end(cli, dir, rc, &err);
     if (rc == CLI_EXIT_OK && gaps) rc = CLI_EXIT_PROBLEMS;
     if (of.f != NULL) {
         bool ok = rc == CLI_EXIT_OK || rc == CLI_EXIT_PROBLEMS;

@@ -265,20 +265,13 @@ int log_cmd_state(cli_t *cli, int argc, char **argv)
                 erc = log_row(cli, &f, ev, &line, &scratch, &err);
             }
         }
-        if (erc != EVB_OK) {
-            cli_error(cli, "%s: seq %" PRIu64 ": %s", dir, ev->seq, err.msg);
-            rc = CLI_EXIT_RUNTIME;
-            break;
-        }
-        if (cli_write(cli, line.data, line.len) != 0) {
-            if (!cli->pipe_closed) rc = CLI_EXIT_RUNTIME;
+        int wrc = log_write_row(cli, dir, ev, erc, &err, &line, "");
+        if (wrc >= 0) {
+            rc = wrc;
             break;
         }
     }
-    if (rc == CLI_EXIT_OK && !cli->pipe_closed && err.code != EVB_OK) {
-        log_report(cli, dir, "reading", &err);
-        rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
-    }
+    rc = log_read_end(cli, dir, rc, &err);
     if (rc == CLI_EXIT_OK && !cli->pipe_closed) {
         scratch.len = 0;
         int jrc = s_fold_json(&fold, &scratch, &err);

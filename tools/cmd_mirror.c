@@ -250,20 +250,6 @@ static int s_cmd_skip(const void *args, size_t len, evb_buf *out, void *ctx, evb
     return evb_sub_skip(m->sub, has_pub ? pub : NULL, cat, seq, err);
 }
 
-/* "PUB_EP,CATCHUP_EP" into two buffers. */
-static int s_split_follow(const char *v, char *pub, char *cu)
-{
-    const char *comma = strchr(v, ',');
-    if (comma == NULL || strchr(comma + 1, ',') != NULL) return EVB_EINVAL;
-    size_t a = (size_t)(comma - v), b = strlen(comma + 1);
-    if (a == 0 || b == 0 || a >= EVB_BUS_MAX_ENDPOINT || b >= EVB_BUS_MAX_ENDPOINT)
-        return EVB_EINVAL;
-    memcpy(pub, v, a);
-    pub[a] = '\0';
-    memcpy(cu, comma + 1, b + 1);
-    return EVB_OK;
-}
-
 int cmd_mirror(int argc, char **argv)
 {
     cli_t cli;
@@ -363,27 +349,14 @@ int cmd_mirror(int argc, char **argv)
         if (evb_check_category(cats.v[i], &err) != EVB_OK)
             return cli_usage_error(&cli, "--category '%s': %s", cats.v[i], err.msg);
     char eps[CLI_MAX_LIST][2][EVB_BUS_MAX_ENDPOINT];
-    for (size_t i = 0; i < follow.n; i++) {
-        /* PUB_EP,CATCHUP_EP,KEY: the key is cut off in place (argv). */
-        char *c1 = strchr(follow.v[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-        if (c2 != NULL) {
-            *c2 = '\0';
-            keys[i] = c2 + 1;
-            if (cert == NULL)
-                return cli_usage_error(&cli, "--follow %s,%s: a server key needs --cert",
-                                       follow.v[i], keys[i]);
-        }
-    }
+    rc = cli_follow_keys(&cli, &follow, cert != NULL, keys);
+    if (rc >= 0) return rc;
     if (allow != NULL && (cert == NULL || cmd_ep == NULL))
         return cli_usage_error(&cli, "--allow needs --cert and --cmd");
     if (cert != NULL && cmd_ep != NULL && allow == NULL)
         return cli_usage_error(&cli, "--cmd with --cert needs --allow DIR");
-    for (size_t i = 0; i < follow.n; i++)
-        if (s_split_follow(follow.v[i], eps[i][0], eps[i][1]) != EVB_OK)
-            return cli_usage_error(&cli,
-                                   "--follow '%s': expected PUB_EP,CATCHUP_EP (two "
-                                   "endpoints, one comma)",
-                                   follow.v[i]);
+    rc = cli_follow_split(&cli, &follow, eps);
+    if (rc >= 0) return rc;
 
     cli_install_log_sink(&cli);
     cli_catch_stop_signals();

@@ -214,28 +214,6 @@ static int s_base64_dec(evb_buf *b, const char *s, size_t n, evb_err *err)
     return rc;
 }
 
-/* Columns of a UTF-8 string (continuation bytes take none). */
-static size_t s_cols(const char *s, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        if (((unsigned char)s[i] & 0xc0) != 0x80) c++;
-    return c;
-}
-
-/* Bytes of the first `cols` columns of s[0..n). */
-static size_t s_prefix(const char *s, size_t n, size_t cols)
-{
-    size_t c = 0, i = 0;
-    for (; i < n; i++) {
-        if (((unsigned char)s[i] & 0xc0) != 0x80) {
-            if (c == cols) break;
-            c++;
-        }
-    }
-    return i;
-}
-
 /* Columns of a line that holds ANSI colour sequences ("\033[...m"). */
 static size_t s_visible(const char *s, size_t n)
 {
@@ -249,16 +227,6 @@ static size_t s_visible(const char *s, size_t n)
         if (((unsigned char)s[i] & 0xc0) != 0x80) c++;
     }
     return c;
-}
-
-static int s_digits(uint64_t v)
-{
-    int n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
 }
 
 static const char *s_col(const sniff_t *s, const char *code)
@@ -365,8 +333,8 @@ static int s_text_line(sniff_t *s, const evb_event_t *ev, const char *pubname,
     evb_buf *l = &s->line;
     char tm[32];
     s_fmt_time(ev->ts_us, tm);
-    s_fit(&s->wseq, (size_t)s_digits(ev->seq), 20);
-    s_fit(&s->wver, (size_t)s_digits(ev->version), 20);
+    s_fit(&s->wseq, (size_t)cli_digits(ev->seq), 20);
+    s_fit(&s->wver, (size_t)cli_digits(ev->version), 20);
     s_fit(&s->wstream, strlen(ev->stream), 32);
     s_fit(&s->wtype, strlen(ev->type), 32);
     const char *dim = s_col(s, "\033[2m"), *cyan = s_col(s, "\033[36m"),
@@ -379,25 +347,10 @@ static int s_text_line(sniff_t *s, const evb_event_t *ev, const char *pubname,
                             ev->seq, bold, s->wstream, ev->stream, rst, s->wver,
                             ev->version, s_type_color(s, ev->type), s->wtype, ev->type,
                             rst);
-    s->payload.len = 0;
-    if (rc == EVB_OK)
-        rc = evb_msgpack_to_json(ev->payload, ev->payload_len, &s->payload, err);
     if (rc != EVB_OK) return rc;
-    size_t plen = s->payload.len;
-    bool cut = false;
     unsigned width = cli_term_width(s->cli);
-    if (width > 0) {
-        size_t used = s_visible(l->data, l->len);
-        size_t room = width > used + 12 ? width - used : 12;
-        if (s_cols(s->payload.data, plen) > room) {
-            plen = s_prefix(s->payload.data, plen, room - 3);
-            cut = true;
-        }
-    }
-    rc = evb_buf_append(l, s->payload.data, plen, err);
-    if (rc == EVB_OK && cut) rc = evb_buf_printf(l, err, "%s...%s", dim, rst);
-    if (rc == EVB_OK) rc = evb_buf_append(l, "\n", 1, err);
-    return rc;
+    size_t used = width > 0 ? s_visible(l->data, l->len) : 0;
+    return cli_row_payload(s->cli, width, used, ev, l, &s->payload, err);
 }
 
 static int s_json_line(sniff_t *s, const evb_event_t *ev, const char *publisher,
@@ -799,24 +752,6 @@ static void s_drain(sniff_t *s, feed *f)
 
 /* ---- receiving ---- */
 
-static size_t s_drain_parts(void *sock, zmq_msg_t *first)
-{
-    size_t n = 0;
-    bool more = zmq_msg_more(first);
-    while (more) {
-        zmq_msg_t x;
-        zmq_msg_init(&x);
-        if (zmq_msg_recv(&x, sock, 0) < 0) {
-            zmq_msg_close(&x);
-            break;
-        }
-        more = zmq_msg_more(&x);
-        zmq_msg_close(&x);
-        n++;
-    }
-    return n;
-}
-
 static void s_on_heartbeat(sniff_t *s, conn *c, const void *body, size_t len)
 {
     bm_reply *rp = &s->reply;
@@ -896,29 +831,19 @@ static void s_read_sub(sniff_t *s, conn *c)
             return;
         }
         int64_t rx = evb_now_us();
-        const uint8_t *p = zmq_msg_data(&m);
-        size_t len = zmq_msg_size(&m);
-        const uint8_t *nul =
-            len > 0 ? memchr(p, '\0',
-                             len < 2 + EVB_MAX_CATEGORY_LEN ? len : 2 + EVB_MAX_CATEGORY_LEN)
-                    : NULL;
-        if (s_drain_parts(c->sub, &m) != 0) {
+        char cat[EVB_MAX_CATEGORY_LEN + 1];
+        const uint8_t *body = NULL;
+        size_t blen = 0;
+        const char *why = NULL;
+        if (bm_drain_parts(c->sub, &m) != 0) {
             s_bad_frame(s, c, "a multipart message on the live socket");
-        } else if (nul == NULL) {
-            s_bad_frame(s, c, "live socket: no topic");
-        } else if (p[0] == 'H' && nul == p + 1) {
-            s_on_heartbeat(s, c, nul + 1, len - 2);
-        } else if (p[0] == 'E' && nul > p + 1) {
-            char cat[EVB_MAX_CATEGORY_LEN + 1];
-            size_t cl = (size_t)(nul - p - 1);
-            memcpy(cat, p + 1, cl);
-            cat[cl] = '\0';
-            if (evb_check_category(cat, NULL) != EVB_OK)
-                s_bad_frame(s, c, "live socket: topic is not a category");
-            else
-                s_on_live(s, c, cat, nul + 1, len - (size_t)(nul + 1 - p), rx);
         } else {
-            s_bad_frame(s, c, "unknown topic on the live socket");
+            switch (bm_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
+                                  &why)) {
+            case BM_LIVE_HB: s_on_heartbeat(s, c, body, blen); break;
+            case BM_LIVE_EVENT: s_on_live(s, c, cat, body, blen, rx); break;
+            case BM_LIVE_BAD: s_bad_frame(s, c, why); break;
+            }
         }
         zmq_msg_close(&m);
     }
@@ -1031,7 +956,7 @@ static void s_read_dealer(sniff_t *s, conn *c)
             zmq_msg_close(&m);
             return;
         }
-        if (s_drain_parts(c->dealer, &m) != 0)
+        if (bm_drain_parts(c->dealer, &m) != 0)
             s_bad_frame(s, c, "a multipart message on the catch-up socket");
         else
             s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m));
@@ -1065,19 +990,6 @@ static void s_timers(sniff_t *s, conn *c, int64_t now)
 
 /* ---- connecting ---- */
 
-static int s_split_follow(const char *v, char *pub, char *cu)
-{
-    const char *comma = strchr(v, ',');
-    if (comma == NULL || strchr(comma + 1, ',') != NULL) return EVB_EINVAL;
-    size_t a = (size_t)(comma - v), b = strlen(comma + 1);
-    if (a == 0 || b == 0 || a >= EVB_BUS_MAX_ENDPOINT || b >= EVB_BUS_MAX_ENDPOINT)
-        return EVB_EINVAL;
-    memcpy(pub, v, a);
-    pub[a] = '\0';
-    memcpy(cu, comma + 1, b + 1);
-    return EVB_OK;
-}
-
 /* Make a publisher's sockets and connect them. Errors name the endpoint. */
 static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
 {
@@ -1085,21 +997,8 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
     c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
     if (c->sub == NULL || c->dealer == NULL)
         return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
-    int zero = 0, one = 1, ivl = 1000, tmo = 3000;
-    int64_t live_max = EVB_BUS_MAX_MSG_BYTES;
-    int64_t page_max = (int64_t)EVB_BUS_MAX_PAGE_BYTES + EVB_BUS_MAX_MSG_BYTES;
+    bm_sub_sockopts(c->sub, c->dealer, s->rcvhwm);
     void *socks[2] = {c->sub, c->dealer};
-    for (int i = 0; i < 2; i++) {
-        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
-        zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, i == 0 ? &live_max : &page_max,
-                       sizeof live_max);
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
-    }
-    zmq_setsockopt(c->sub, ZMQ_RCVHWM, &s->rcvhwm, sizeof s->rcvhwm);
-    zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &zero, sizeof zero); /* one page at a time */
-    zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
     if (s->cats->n == 0) {
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
@@ -1119,13 +1018,7 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
                                  c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
-    if (zmq_connect(c->sub, c->pub_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->pub_ep,
-                           zmq_strerror(errno));
-    if (zmq_connect(c->dealer, c->cu_ep) != 0)
-        return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", c->cu_ep,
-                           zmq_strerror(errno));
-    return EVB_OK;
+    return bm_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
 }
 
 static void s_conn_free(conn *c)
@@ -1424,7 +1317,7 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
             return CLI_EXIT_RUNTIME;
         }
         s->conns[s->nconns++] = c;
-        s_split_follow(follow->v[i], c->pub_ep, c->cu_ep); /* checked before */
+        cli_split_follow(follow->v[i], c->pub_ep, c->cu_ep); /* checked before */
         evb_err kerr = {0};
         if (s->server_keys[i] != NULL &&
             curve_server_key(s->server_keys[i], c->server_key, &kerr) != EVB_OK) {
@@ -1676,25 +1569,12 @@ int cmd_sniff(int argc, char **argv)
     if (since != NULL && evb_ts_parse(since, &s.since_us, &err) != EVB_OK)
         return cli_usage_error(&cli, "--since '%s': %s (want e.g. 2026-11-24T23:40:12Z)",
                                since, err.msg);
-    for (size_t i = 0; i < follow.n; i++) {
-        /* PUB_EP,CATCHUP_EP,SERVER_KEY: CURVE; the key is cut off in place. */
-        char *c1 = strchr(follow.v[i], ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-        if (c2 == NULL) continue;
-        *c2 = '\0';
-        s.server_keys[i] = c2 + 1;
-        if (cert == NULL)
-            return cli_usage_error(&cli, "--follow %s,%s: a server key needs --cert",
-                                   follow.v[i], c2 + 1);
-    }
+    rc = cli_follow_keys(&cli, &follow, cert != NULL, s.server_keys);
+    if (rc >= 0) return rc;
     if (cert != NULL && curve_keys_load(cert, &s.keys, &err) != EVB_OK)
         return cli_usage_error(&cli, "--cert: %s", err.msg);
-    char eps[2][EVB_BUS_MAX_ENDPOINT];
-    for (size_t i = 0; i < follow.n; i++)
-        if (s_split_follow(follow.v[i], eps[0], eps[1]) != EVB_OK)
-            return cli_usage_error(&cli,
-                                   "--follow '%s': expected PUB_EP,CATCHUP_EP (two "
-                                   "endpoints, one comma)",
-                                   follow.v[i]);
+    rc = cli_follow_split(&cli, &follow, NULL);
+    if (rc >= 0) return rc;
 
     s.cli = &cli;
     s.types = &types;

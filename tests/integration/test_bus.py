@@ -15,60 +15,32 @@ import json
 import os
 import queue
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import Fail, check  # noqa: E402
+import evbtest  # noqa: E402
 
 CASE, EVBUS, BUS_PUB, GARBAGE = sys.argv[1:5]
 SCALE = float(os.environ.get("EVB_TEST_SCALE", "1") or "1")
-TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
 SEED = int(os.environ.get("EVB_TEST_SEED", str(int(time.time()))))
 rng = random.Random(SEED)
 CATS3 = ["show", "showtime", "booking"]
+log = evbtest.logger(CASE)
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(f"[{CASE}] {msg}", flush=True)
-
-
-class Proc:
+class Proc(evbtest.Proc):
     """A child whose stdout lines are read by a thread into a queue."""
 
     def __init__(self, argv, stdin=False, name=None, env=None):
-        self.name = name or os.path.basename(argv[0])
-        self.argv = argv
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  text=True, errors="replace",
-                                  env=None if env is None else {**os.environ, **env})
         self.lines = queue.Queue()
-        self.err = []
-        self.readers = [
-            threading.Thread(target=self._read, args=(self.p.stdout, self.lines.put),
-                             daemon=True),
-            threading.Thread(target=self._read, args=(self.p.stderr, self.err.append),
-                             daemon=True)]
-        for t in self.readers:
-            t.start()
+        super().__init__(argv, stdin=stdin, env=env, name=name)
 
-    @staticmethod
-    def _read(f, put):
-        for line in f:
-            put(line.rstrip("\n"))
-        put(None)
+    def _out_line(self, line):
+        self.lines.put(line)
 
     def wait_line(self, pred, timeout, what):
         """Consume stdout lines until pred(line) is true; return that line."""
@@ -93,16 +65,11 @@ class Proc:
         self.p.stdin.write(text)
         self.p.stdin.flush()
 
-    def _join(self):
-        # The child is gone; its last lines may still be in the pipes.
-        for t in self.readers:
-            t.join(timeout=10)
-
     def kill(self):
         if self.p.poll() is None:
             self.p.kill()
         self.p.wait()
-        self._join()
+        self.join(10)
 
     def term(self, timeout=30):
         if self.p.poll() is None:
@@ -112,11 +79,8 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             raise Fail(f"{self.name} did not stop within {timeout}s of SIGTERM")
-        self._join()
+        self.join(10)
         return rc
-
-    def stderr(self):
-        return "\n".join(l for l in self.err if l is not None)
 
     def drain(self):
         out = []
@@ -129,19 +93,10 @@ class Proc:
                 out.append(line)
 
 
-class Env:
+class Env(evbtest.Scratch):
     def __init__(self):
-        base = tempfile.mkdtemp(prefix=f"bus_{CASE}_", dir=TMP)
-        self.dir = base
-        # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
-        self.ipcdir = base if len(base) < 70 else tempfile.mkdtemp(prefix="evbt_")
+        super().__init__(f"bus_{CASE}_", "evbt_")
         self.procs = []
-
-    def ep(self, name):
-        return f"ipc://{self.ipcdir}/{name}.sock"
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
 
     def start(self, argv, stdin=False, name=None, env=None):
         p = Proc(argv, stdin=stdin, name=name, env=env)
@@ -153,12 +108,7 @@ class Env:
             p.kill()
         for m in getattr(self, "mounts", []):
             subprocess.run(["umount", m], capture_output=True)
-        if ok:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            if self.ipcdir != self.dir:
-                shutil.rmtree(self.ipcdir, ignore_errors=True)
-        else:
-            log(f"kept {self.dir}")
+        self.remove(ok, log)
 
 
 # ---- helpers ----
@@ -254,7 +204,7 @@ def compare(src_dir, mirror_dir, cats, same_ids=True):
 
 
 def run(argv, timeout, **kw):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    return evbtest.run(argv, timeout, **kw)
 
 
 # ---- cases ----

@@ -18,45 +18,25 @@ EVB_TEST_TMP is the scratch directory; every run uses its own ipc paths.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import check, expect, wait_for  # noqa: E402
+import evbtest  # noqa: E402
+
 EVBUS = sys.argv[1]
-TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
-BASE = ""
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(f"[call] {msg}", flush=True)
+log = evbtest.logger("call")
 
 
 def run(argv, timeout=60):
-    return subprocess.run([EVBUS, *argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return evbtest.run([EVBUS, *argv], timeout, stdin=subprocess.DEVNULL)
 
 
 def call(ep, *words, timeout=60):
     return run(["call", ep, *words], timeout=timeout)
-
-
-def expect(r, code, what):
-    check(r.returncode == code,
-          f"{what}: exit {r.returncode}, expected {code}\nstdout: {r.stdout}\n"
-          f"stderr: {r.stderr}")
-    return r
 
 
 def one_json(r, what):
@@ -65,59 +45,13 @@ def one_json(r, what):
     return json.loads(lines[0])
 
 
-def wait_for(what, fn, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)  # poll interval, not a synchronisation
-    raise Fail(f"timed out after {timeout}s waiting for {what}")
-
-
-class Procs:
-    def __init__(self):
-        self.procs = []
-
-    def start(self, argv, name):
-        errf = open(os.path.join(BASE, f"{name}.err"), "w")
-        p = subprocess.Popen([EVBUS, *argv], stdout=subprocess.DEVNULL, stderr=errf,
-                             stdin=subprocess.DEVNULL)
-        p.name, p.errpath = name, errf.name
-        errf.close()
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def stderr(p):
-        with open(p.errpath) as f:
-            return f.read()
-
-    def term(self, p, timeout=30):
-        if p.poll() is None:
-            p.send_signal(signal.SIGCONT)
-            p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise Fail(f"{p.name} did not stop within {timeout}s of SIGTERM")
-
-    def kill_all(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.kill()
-                p.wait()
-
-
 def cat_json(d):
     r = expect(run(["log", "cat", "--json", d]), 0, f"log cat {d}")
     return [json.loads(l) for l in r.stdout.splitlines()]
 
 
 def serve_test(procs, ep):
-    d = os.path.join(BASE, "log")
+    d = os.path.join(procs.base, "log")
     pub, cu, cmd, mcmd = ep("pub"), ep("cu"), ep("cmd"), ep("mcmd")
     line = '{"stream":"show-1","type":"ShowAdded","payload":{"seats":100}}\n'
     r = subprocess.run([EVBUS, "append", "--store", d, "--create", "--service", "shows"],
@@ -217,7 +151,7 @@ def serve_test(procs, ep):
     log(f"--retries: stopped serve, retried with the same cmd_id, seq {res['seq']}")
 
     # mirror --cmd accepts the cmd_id key too.
-    mdir = os.path.join(BASE, "mirror")
+    mdir = os.path.join(procs.base, "mirror")
     mirror = procs.start(["mirror", "--follow", f"{pub},{cu}", "--store", mdir,
                           "--service", "mirror", "--cmd", mcmd], "mirror")
     wait_for("mirror's command socket",
@@ -281,36 +215,10 @@ def usage_test(ep):
 
 
 def main():
-    global BASE
-    BASE = tempfile.mkdtemp(prefix="call_", dir=TMP)
-    # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
-    ipcdir = BASE if len(BASE) < 70 else tempfile.mkdtemp(prefix="evbc_")
-
-    def ep(name):
-        return f"ipc://{ipcdir}/{name}.sock"
-
-    procs = Procs()
-    ok = False
-    t0 = time.monotonic()
-    try:
-        usage_test(ep)
-        unreachable_test(ep)
-        serve_test(procs, ep)
-        ok = True
-    except Fail as e:
-        print(f"[call] FAIL: {e}", file=sys.stderr)
-        for p in procs.procs:
-            print(f"--- {p.name} stderr:\n{procs.stderr(p)[-3000:]}", file=sys.stderr)
-    finally:
-        procs.kill_all()
-        if ok:
-            shutil.rmtree(BASE, ignore_errors=True)
-            if ipcdir != BASE:
-                shutil.rmtree(ipcdir, ignore_errors=True)
-        else:
-            log(f"kept {BASE}")
-    log(f"{'ok' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s")
-    return 0 if ok else 1
+    return evbtest.procs_main("call", EVBUS, "call_", "evbc_", [
+        lambda procs, ep: usage_test(ep),
+        lambda procs, ep: unreachable_test(ep),
+        serve_test])
 
 
 if __name__ == "__main__":

@@ -15,41 +15,26 @@ import json
 import os
 import re
 import select
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import jlines  # noqa: E402
+import evbtest  # noqa: E402
 
 EVBUS, APPENDER, DAMAGE = sys.argv[1:4]
 TIMEOUT = 60
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
+TALLY = evbtest.Tally()
+check = TALLY.check
 
 
 def run(*args):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=TIMEOUT,
-                          stdin=subprocess.DEVNULL)
+    return evbtest.run(list(args), TIMEOUT, stdin=subprocess.DEVNULL)
 
 
 def evbus(*args):
     return run(EVBUS, *args)
-
-
-def jlines(text):
-    """Every non-empty line as JSON; raises on a line that is not JSON."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def make_log(path, count, seed):
@@ -76,16 +61,7 @@ def expected_events(reps):
 
 
 def main():
-    base = os.environ.get("EVB_TEST_TMP") or None
-    if base:
-        os.makedirs(base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="cli.", dir=base)
-    try:
-        tests(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return TALLY.main("cli.", tests)
 
 
 def tests(tmp):

@@ -24,51 +24,22 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import Fail, check, expect, wait_for  # noqa: E402
+import evbtest  # noqa: E402
+
 EVBUS = sys.argv[1]
-TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(f"[curve] {msg}", flush=True)
+log = evbtest.logger("curve")
 
 
 def run(argv, timeout=60):
-    return subprocess.run([EVBUS, *argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def expect(r, code, what):
-    check(r.returncode == code,
-          f"{what}: exit {r.returncode}, expected {code}\nstdout: {r.stdout}\n"
-          f"stderr: {r.stderr}")
-    return r
-
-
-def wait_for(what, fn, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)  # poll interval, not a synchronisation
-    raise Fail(f"timed out after {timeout}s waiting for {what}")
+    return evbtest.run([EVBUS, *argv], timeout, stdin=subprocess.DEVNULL)
 
 
 def main():
-    os.makedirs(TMP, exist_ok=True)
-    base = tempfile.mkdtemp(prefix="curve", dir=TMP)
+    base = evbtest.scratch_dir("curve")
     keys = os.path.join(base, "keys")
     allow = os.path.join(base, "allow")
     os.mkdir(keys)

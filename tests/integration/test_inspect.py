@@ -14,41 +14,27 @@ gives a byte-identical file.
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import jlines  # noqa: E402
+import evbtest  # noqa: E402
 
 EVBUS, APPENDER = sys.argv[1:3]
 TIMEOUT = 120
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-    return cond
+TALLY = evbtest.Tally()
+check = TALLY.check
 
 
 def run(*args, stdin_text=None):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=TIMEOUT,
-                          input=stdin_text,
-                          stdin=None if stdin_text is not None else subprocess.DEVNULL)
+    return evbtest.run(list(args), TIMEOUT, input=stdin_text,
+                       stdin=None if stdin_text is not None else subprocess.DEVNULL)
 
 
 def evbus(*args, stdin_text=None):
     return run(EVBUS, *args, stdin_text=stdin_text)
-
-
-def jlines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def read(path):
@@ -483,24 +469,19 @@ def test_usage(tmp, src):
         v in p.stdout for v in ("export", "import", "state", "checkpoints")))
 
 
+def tests(tmp):
+    src = make_logs(tmp)
+    e1, text = test_export_import(tmp, src)
+    test_bad_imports(tmp, e1, text)
+    test_state(tmp, src)
+    test_cat_filters(src)
+    test_usage(tmp, src)
+    test_served(tmp, src, e1)
+
+
 def main():
-    base = os.environ.get("EVB_TEST_TMP") or None
-    if base:
-        os.makedirs(base, exist_ok=True)
     # ipc:// paths are limited to ~100 bytes: keep the directory short
-    tmp = tempfile.mkdtemp(prefix="insp.", dir=base if base and len(base) < 60 else None)
-    try:
-        src = make_logs(tmp)
-        e1, text = test_export_import(tmp, src)
-        test_bad_imports(tmp, e1, text)
-        test_state(tmp, src)
-        test_cat_filters(src)
-        test_usage(tmp, src)
-        test_served(tmp, src, e1)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return TALLY.main("insp.", tests, short=60)
 
 
 if __name__ == "__main__":

@@ -15,45 +15,19 @@ with a deadline. EVB_TEST_TMP is the scratch directory.
 """
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import check, wait_for  # noqa: E402
+import evbtest  # noqa: E402
+
 EVBUS = sys.argv[1]
-TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(f"[ops] {msg}", flush=True)
+log = evbtest.logger("ops")
 
 
 def run(argv, timeout=60, **kw):
-    return subprocess.run([EVBUS, *argv], capture_output=True, text=True,
-                          timeout=timeout, **kw)
-
-
-def wait_for(what, fn, timeout=30):
-    """Call fn until it returns a true value; return it. Fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)  # poll interval, not a synchronisation
-    raise Fail(f"timed out after {timeout}s waiting for {what}")
+    return evbtest.run([EVBUS, *argv], timeout, **kw)
 
 
 def status_json(ep, timeout_ms=1000):
@@ -76,47 +50,12 @@ def cat_json(d):
     return [json.loads(l) for l in r.stdout.splitlines()]
 
 
-class Procs:
-    def __init__(self):
-        self.procs = []
-
-    def start(self, argv, name):
-        errf = open(os.path.join(BASE, f"{name}.err"), "w")
-        p = subprocess.Popen([EVBUS, *argv], stdout=subprocess.DEVNULL, stderr=errf,
-                             stdin=subprocess.DEVNULL)
-        p.name = name
-        p.errpath = errf.name
-        errf.close()
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def stderr(p):
-        with open(p.errpath) as f:
-            return f.read()
-
-    def term(self, p, timeout=30):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise Fail(f"{p.name} did not stop within {timeout}s of SIGTERM")
-
-    def kill_all(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-
 def lines_of(*objs):
     return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
 
 
 def main_test(procs, ep):
-    src, mir = os.path.join(BASE, "src"), os.path.join(BASE, "mirror")
+    src, mir = os.path.join(procs.base, "src"), os.path.join(procs.base, "mirror")
     pub, cu, cmd, mcmd = ep("pub"), ep("cu"), ep("cmd"), ep("mcmd")
 
     # ---- serve --cmd, append --to ----
@@ -306,7 +245,7 @@ def endpoints_test(procs, ep):
 
     # garbage: an endpoint that is not a command socket (a PUB), one that is
     # not an endpoint at all
-    d = os.path.join(BASE, "g")
+    d = os.path.join(procs.base, "g")
     srv = procs.start(["serve", "--store", d, "--create", "--service", "g", "--pub",
                        ep("gpub"), "--catchup", ep("gcu")], "gserve")
     wait_for("serve to bind", lambda: "serving" in procs.stderr(srv) or srv.poll())
@@ -342,35 +281,7 @@ def endpoints_test(procs, ep):
 
 
 def main():
-    global BASE
-    BASE = tempfile.mkdtemp(prefix="ops_", dir=TMP)
-    # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
-    ipcdir = BASE if len(BASE) < 70 else tempfile.mkdtemp(prefix="evbo_")
-
-    def ep(name):
-        return f"ipc://{ipcdir}/{name}.sock"
-
-    procs = Procs()
-    ok = False
-    t0 = time.monotonic()
-    try:
-        main_test(procs, ep)
-        endpoints_test(procs, ep)
-        ok = True
-    except Fail as e:
-        print(f"[ops] FAIL: {e}", file=sys.stderr)
-        for p in procs.procs:
-            print(f"--- {p.name} stderr:\n{procs.stderr(p)[-3000:]}", file=sys.stderr)
-    finally:
-        procs.kill_all()
-        if ok:
-            shutil.rmtree(BASE, ignore_errors=True)
-            if ipcdir != BASE:
-                shutil.rmtree(ipcdir, ignore_errors=True)
-        else:
-            log(f"kept {BASE}")
-    log(f"{'ok' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s")
-    return 0 if ok else 1
+    return evbtest.procs_main("ops", EVBUS, "ops_", "evbo_", [main_test, endpoints_test])
 
 
 if __name__ == "__main__":

@@ -15,71 +15,38 @@ import os
 import pty
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import Fail, check  # noqa: E402
+import evbtest  # noqa: E402
+
 CASE, EVBUS = sys.argv[1:3]
-TMP = os.environ.get("EVB_TEST_TMP") or tempfile.gettempdir()
 SLOW = 3 if os.environ.get("EVB_SANITIZED") else 1  # sanitizer builds run slower
+log = evbtest.logger(f"sniff_{CASE}")
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def log(msg):
-    print(f"[sniff_{CASE}] {msg}", flush=True)
-
-
-class Proc:
+class Proc(evbtest.Proc):
     """A child whose stdout and stderr lines are read by threads."""
 
     def __init__(self, argv, stdin=False, env=None):
-        self.argv = argv
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  text=True, errors="replace",
-                                  env=None if env is None else {**os.environ, **env})
         self.out = queue.Queue()
         self.outlines = []
-        self.err = []
-        self.readers = [threading.Thread(target=self._read, args=(self.p.stdout, True),
-                                         daemon=True),
-                        threading.Thread(target=self._read, args=(self.p.stderr, False),
-                                         daemon=True)]
-        for t in self.readers:
-            t.start()
+        super().__init__(argv, stdin=stdin, env=env)
 
-    def _read(self, f, is_out):
-        for line in f:
-            line = line.rstrip("\n")
-            if is_out:
-                self.outlines.append(line)
-                self.out.put(line)
-            else:
-                self.err.append(line)
-        if is_out:
-            self.out.put(None)
-
-    def stderr(self):
-        return "\n".join(self.err)
+    def _out_line(self, line):
+        if line is not None:
+            self.outlines.append(line)
+        self.out.put(line)
 
     def wait_err(self, pred, timeout, what):
         deadline = time.monotonic() + timeout * SLOW
         while not any(pred(l) for l in list(self.err)):
             if self.p.poll() is not None:
-                for t in self.readers:
-                    t.join(timeout=5)
+                self.join(5)
                 if any(pred(l) for l in self.err):
                     return
                 raise Fail(f"{self.argv[:2]} exited {self.p.returncode} while waiting "
@@ -96,8 +63,7 @@ class Proc:
             self.p.wait()
             raise Fail(f"{self.argv[:2]} did not exit within {timeout * SLOW}s; "
                        f"stdout: {self.outlines[-5:]} stderr: {self.stderr()[-2000:]}")
-        for t in self.readers:
-            t.join(timeout=10)
+        self.join(10)
         return rc
 
     def term(self, timeout=20):
@@ -111,18 +77,10 @@ class Proc:
         self.p.wait()
 
 
-class Env:
+class Env(evbtest.Scratch):
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix=f"sniff_{CASE}_", dir=TMP)
-        # ipc paths are limited to ~107 bytes: use /tmp when the tree is deep.
-        self.ipcdir = self.dir if len(self.dir) < 60 else tempfile.mkdtemp(prefix="evbs_")
+        super().__init__(f"sniff_{CASE}_", "evbs_", short=60, suffix="")
         self.procs = []
-
-    def ep(self, name):
-        return f"ipc://{self.ipcdir}/{name}"
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
 
     def start(self, argv, **kw):
         p = Proc(argv, **kw)
@@ -132,16 +90,11 @@ class Env:
     def cleanup(self, ok):
         for p in self.procs:
             p.kill()
-        if ok:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            if self.ipcdir != self.dir:
-                shutil.rmtree(self.ipcdir, ignore_errors=True)
-        else:
-            log(f"kept {self.dir}")
+        self.remove(ok, log)
 
 
 def run(argv, timeout=60, **kw):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout * SLOW, **kw)
+    return evbtest.run(argv, timeout * SLOW, **kw)
 
 
 def ev_line(stream, etype, payload=None):
