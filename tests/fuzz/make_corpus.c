@@ -11,6 +11,7 @@
  * the fuzzer starts from inputs that get past the first checks.
  */
 #include <evbus/evbus_codec.h>
+#include <evbus/evbus_discovery.h>
 
 #include <msgpack.h>
 
@@ -228,15 +229,42 @@ static void s_json_seeds(const msgpack_sbuffer *rich)
     s_write("json", "deep_arrays", deep, sizeof deep);
 }
 
+/* Beacons: tcp endpoints (the compact form), text endpoints (ipc), one
+ * without a publisher, and a truncated one. */
+static void s_beacon_seeds(void)
+{
+    evb_beacon b = {.version = EVB_BEACON_VERSION, .interval_ms = 1000,
+                    .started_us = 1795573466176754};
+    for (unsigned i = 0; i < EVB_ID_LEN; i++) b.log_id.b[i] = (uint8_t)(i * 37 + 1);
+    snprintf(b.service, sizeof b.service, "reservation");
+    snprintf(b.pub, sizeof b.pub, "tcp://10.77.0.1:5601");
+    snprintf(b.catchup, sizeof b.catchup, "tcp://10.77.0.1:5602");
+    snprintf(b.cmd, sizeof b.cmd, "tcp://10.77.0.1:5603");
+    uint8_t out[EVB_BEACON_MAX_BYTES];
+    size_t n;
+    if (evb_beacon_encode(&b, out, &n, NULL) == EVB_OK) {
+        s_write("beacon", "tcp", out, n);
+        s_write("beacon", "truncated", out, n / 2);
+    }
+    snprintf(b.pub, sizeof b.pub, "ipc:///run/evbus/booking.pub");
+    snprintf(b.catchup, sizeof b.catchup, "ipc:///run/evbus/booking.cu");
+    snprintf(b.service, sizeof b.service, "booking");
+    if (evb_beacon_encode(&b, out, &n, NULL) == EVB_OK) s_write("beacon", "ipc", out, n);
+    b.pub[0] = b.catchup[0] = '\0';
+    if (evb_beacon_encode(&b, out, &n, NULL) == EVB_OK) s_write("beacon", "cmd_only", out, n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: make_corpus DIR (writes DIR/decode and DIR/json)\n");
+        fprintf(stderr, "usage: make_corpus DIR (writes DIR/decode, DIR/json and DIR/beacon)\n");
         return 2;
     }
     s_root = argv[1];
     s_mkdir("decode");
     s_mkdir("json");
+    s_mkdir("beacon");
+    s_beacon_seeds();
     msgpack_sbuffer rich;
     msgpack_sbuffer_init(&rich);
     s_rich_payload(&rich);
