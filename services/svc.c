@@ -323,10 +323,28 @@ int evb_svc_pack_write(void *data, const char *buf, size_t len)
 /* A transaction of the service's store with the cache's end hook. After a
  * failed write (disk full) the store refuses writes until it is reopened:
  * try that first, as evbus serve does (it refuses while space is short). */
+static int s_reopen(evb_svc_t *svc, evb_err *err)
+{
+    if (!evb_store_unwritable(svc->store)) return EVB_OK;
+    int rc = evb_store_reopen(svc->store, err);
+    if (rc != EVB_OK && rc != EVB_EUNWRITABLE && rc != EVB_EBUSY) {
+        /* LevelDB could not open the directory again: the store is closed
+         * and must not be read. Stop the service (exit 4); a supervisor
+         * restarts it once the directory is usable. */
+        evb_log(EVB_LOG_ERROR, "cannot reopen the log after a failed write: %s; stopping",
+                err ? err->msg : svc->cfg.store);
+        svc->fatal = 4;
+        s_stop = 1;
+    }
+    return rc;
+}
+
 static evb_txn_t *s_begin(evb_svc_t *svc, evb_err *err)
 {
-    if (evb_store_unwritable(svc->store) && evb_store_reopen(svc->store, err) != EVB_OK)
+    if (svc->fatal || s_reopen(svc, err) != EVB_OK) {
+        if (svc->fatal) evb_err_set(err, EVB_EIO, "%s: the log is closed", svc->cfg.store);
         return NULL;
+    }
     evb_txn_t *tx = evb_txn_begin(svc->store, err);
     if (tx != NULL && evb_txn_on_end(tx, s_tx_end, svc, err) != EVB_OK)
         evb_txn_destroy(&tx);
@@ -615,7 +633,7 @@ static int s_tick(zloop_t *loop, int id, void *arg)
     evb_txn_destroy(&tx);
     if (rc != EVB_OK) {
         evb_log(EVB_LOG_WARN, "timer: %s", err.msg);
-        if (evb_store_unwritable(svc->store)) evb_store_reopen(svc->store, NULL);
+        s_reopen(svc, NULL);
     }
     return 0;
 }
@@ -893,17 +911,45 @@ int evb_svc_run(evb_svc_t *svc)
             svc->cfg.cmd, svc->pub ? ", publishing on " : "", svc->pub ? svc->cfg.pub : "",
             svc->pub ? " and " : "", svc->pub ? svc->cfg.catchup : "");
     int rc = 0;
+    bool waiting = false;
     while (!s_stop) {
         /* zloop_start returns 0 when a signal interrupts its poll, -1 when a
          * handler failed (the bus logged why). */
-        if (zloop_start(svc->loop) != 0 && !s_stop) {
+        if (zloop_start(svc->loop) == 0 || s_stop) continue;
+        /* A consumer's or a projection's commit failed (disk full): their
+         * store refuses writes until reopened, which it refuses while space
+         * is short. Wait for it, then go on where the checkpoints are. */
+        bool main_bad = evb_store_unwritable(svc->store);
+        bool views_bad = svc->views && evb_store_unwritable(svc->views);
+        if (!main_bad && !views_bad) {
             evb_log(EVB_LOG_ERROR, "stopping after a fatal error (see above)");
             rc = 4;
             break;
         }
+        evb_err rerr = {0};
+        int r1 = main_bad ? s_reopen(svc, &rerr) : EVB_OK;
+        int r2 = views_bad && r1 == EVB_OK ? evb_store_reopen(svc->views, &rerr) : EVB_OK;
+        if (svc->fatal || (r2 != EVB_OK && r2 != EVB_EUNWRITABLE)) {
+            evb_log(EVB_LOG_ERROR, "cannot reopen after a failed write: %s", rerr.msg);
+            rc = 4;
+            break;
+        }
+        if (r1 != EVB_OK || r2 != EVB_OK) {
+            if (!waiting)
+                evb_log(EVB_LOG_WARN, "a write failed; waiting to reopen: %s", rerr.msg);
+            waiting = true;
+            zclock_sleep(500);
+            continue;
+        }
+        waiting = false;
+        evb_log(EVB_LOG_INFO, "reopened after a failed write; consumers go on from their "
+                              "checkpoints");
     }
+    if (svc->fatal) rc = svc->fatal;
     evb_err err = {0};
-    if (evb_store_sync(svc->store, &err) != EVB_OK) {
+    if (svc->fatal) {
+        /* the log is closed: nothing to sync */
+    } else if (evb_store_sync(svc->store, &err) != EVB_OK) {
         evb_log(EVB_LOG_ERROR, "final sync: %s", err.msg);
         rc = 4;
     }
