@@ -153,6 +153,11 @@ EVB_EXPORT int evb_svc_every(evb_svc_t *svc, unsigned ms, evb_svc_tick_fn fn, vo
 /* A msgpack-c packer write callback appending to an evb_buf (data):
  * msgpack_packer_init(&pk, buf, evb_svc_pack_write). */
 EVB_EXPORT int evb_svc_pack_write(void *data, const char *buf, size_t len);
+/* True when every feed of evb_svc_consume is live (caught up with what its
+ * publisher last announced). Timers that decide from the absence of an
+ * answer (expiry) wait for this after a restart, so that they do not time
+ * out what the followed log already answered. True without a consumer. */
+EVB_EXPORT bool evb_svc_consumers_live(evb_svc_t *svc);
 /* Read the request's "cmd_id" (or "" when there is none). */
 EVB_EXPORT const char *evb_svc_cmd_id(const evb_svc_ctx *c);
 

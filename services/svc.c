@@ -311,6 +311,21 @@ evb_txn_t *evb_svc_txn(evb_svc_ctx *c)
 const evb_event_t *evb_svc_event(const evb_svc_ctx *c) { return c->ev; }
 evb_svc_t *evb_svc_of(evb_svc_ctx *c) { return c->svc; }
 const char *evb_svc_cmd_id(const evb_svc_ctx *c) { return c->cmd_id ? c->cmd_id : ""; }
+
+static int s_feed_live(const evb_feed_status *fs, void *ctx)
+{
+    if (fs->state != EVB_FEED_LIVE || fs->lag > 0) *(bool *)ctx = false;
+    return 0;
+}
+
+bool evb_svc_consumers_live(evb_svc_t *svc)
+{
+    bool live = true;
+    if (svc->consumer.sub != NULL &&
+        evb_sub_status(svc->consumer.sub, s_feed_live, &live, NULL) != EVB_OK)
+        return false;
+    return live;
+}
 evb_store_t *evb_svc_store(evb_svc_t *svc) { return svc->store; }
 evb_store_t *evb_svc_view_store(evb_svc_t *svc) { return svc->views; }
 const char *evb_svc_name(const evb_svc_t *svc) { return svc->def->name; }

@@ -74,7 +74,10 @@ typedef struct pending {
     int64_t expires_at_us;
 } pending;
 
+#define EXPIRE_GRACE_US (10 * 1000000) /* see t_expire */
+
 typedef struct app {
+    int64_t started_us;
     char hold_timeout[32];
     int64_t hold_timeout_us;
     pending *p;
@@ -251,6 +254,12 @@ static int t_expire(evb_svc_ctx *c, void *ctx, evb_err *err)
 {
     app *ap = ctx;
     int64_t now = evb_now_us();
+    /* After a start, the reservation log may already hold the answers of
+     * bookings whose deadline passed while we were down: wait until our
+     * feed has caught up, or for EXPIRE_GRACE_US at most (the reservation
+     * service may be down too, and then expiring is exactly right). */
+    if (!evb_svc_consumers_live(evb_svc_of(c)) && now - ap->started_us < EXPIRE_GRACE_US)
+        return EVB_OK;
     size_t keep = 0;
     int rc = EVB_OK;
     for (size_t i = 0; i < ap->np; i++) {
@@ -381,6 +390,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ap.hold_timeout_us = ms * 1000;
+    ap.started_us = evb_now_us();
     evb_err err = {0};
     static const char *const show_cats[] = {"show"};
     static const char *const booking_cats[] = {"booking"};
