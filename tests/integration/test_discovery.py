@@ -339,7 +339,7 @@ def case_move(w):
     while len(results) < total // 3:
         time.sleep(0.05)
     w.stop("reservation")  # leaves h2 ...
-    time.sleep(1.5)
+    time.sleep(1.5)        # the fault schedule: 1.5 s with no reservation service
     w.start_res("h3")      # ... and comes back on h3 with the same log
     for t in threads:
         t.join()

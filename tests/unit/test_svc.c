@@ -232,6 +232,15 @@ static int q_fsize(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, voi
     return EVB_OK;
 }
 
+/* index_wait {} (query): return once the store's indexer has caught up,
+ * so a test can order "the indexer wrote" before what it does next. */
+static int q_index_wait(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply,
+                        void *ctx, evb_err *err)
+{
+    (void)a, (void)al, (void)reply, (void)ctx;
+    return evb_store_index_wait(evb_svc_store(evb_svc_of(c)), err);
+}
+
 static void s_register_src(evb_svc_t *svc)
 {
     evb_err err = {0};
@@ -241,7 +250,8 @@ static void s_register_src(evb_svc_t *svc)
         evb_svc_command(svc, "raw", c_raw, NULL, &err) != EVB_OK ||
         evb_svc_command(svc, "bigadd", c_bigadd, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "get", q_get, NULL, &err) != EVB_OK ||
-        evb_svc_query(svc, "fsize", q_fsize, NULL, &err) != EVB_OK) {
+        evb_svc_query(svc, "fsize", q_fsize, NULL, &err) != EVB_OK ||
+        evb_svc_query(svc, "index_wait", q_index_wait, NULL, &err) != EVB_OK) {
         fprintf(stderr, "test_svc: %s\n", err.msg);
         _exit(90);
     }
@@ -594,7 +604,8 @@ static void test_unwritable_store_recovers(void **state)
     evb_err err;
     assert_int_equal(CALL(p, "add", &out, &err, S("cmd_id", "u1"), S("s", "v"), U("n", 1)),
                      EVB_OK);
-    usleep(200000); /* let the indexer write behind that append */
+    /* the indexer writes behind that append: wait until it has */
+    assert_int_equal(CALL(p, "index_wait", &out, &err, U("n", 0)), EVB_OK);
     assert_int_equal(CALL(p, "fsize", &out, &err, U("bytes", 1)), EVB_OK);
     assert_int_not_equal(
         CALL(p, "add", &out, &err, S("cmd_id", "u2"), S("s", "v"), U("n", 10)), EVB_OK);
