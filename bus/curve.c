@@ -39,6 +39,11 @@
 #define ZAP_MAX_KEYS 100000u
 #define ZAP_FRAME_MAX 256u /* longest request frame kept (the rest is cut) */
 #define ZAP_FRAMES 7u      /* version, id, domain, address, identity, mechanism, key */
+#ifdef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZAP_ENFORCE_DOMAIN ZMQ_ZAP_ENFORCE_DOMAIN
+#else
+#define ZAP_ENFORCE_DOMAIN 93 /* a draft option: zmq.h shows it only with the drafts */
+#endif
 
 int curve_available(evb_err *err)
 {
@@ -104,7 +109,11 @@ int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
     }
     snprintf(k->pub, sizeof k->pub, "%s", zcert_public_txt(c));
     snprintf(k->sec, sizeof k->sec, "%s", zcert_secret_txt(c));
-    zcert_destroy(&c); /* zcert_destroy wipes its copy of the keys */
+    /* Our copy is wiped on destroy; CZMQ's is not (zcert_destroy, the zconfig
+     * strings and the file buffer free without wiping), so the secret can
+     * stay in freed heap memory. Reading the secret file ourselves would fix
+     * it; noted in PROTOCOL.md "Security". */
+    zcert_destroy(&c);
     k->on = true;
     s_check_mode(cert_file);
     return EVB_OK;
@@ -158,8 +167,18 @@ int curve_make_server(void *sock, const curve_keys *k, evb_err *err)
     if (rc == EVB_OK)
         rc = s_opt(sock, ZMQ_CURVE_SECRETKEY, k->sec, EVB_CURVE_KEY_LEN, "the secret key",
                    err);
-    /* A domain makes libzmq insist on an answer from our ZAP handler. */
+    /* A domain makes libzmq ask our ZAP handler. It does not make libzmq
+     * insist: with no handler bound in the context (its thread ended, or not
+     * started yet), libzmq 4.3 lets every CURVE client in ("Stonehouse")
+     * unless ZMQ_ZAP_ENFORCE_DOMAIN is set; then the handshake fails. That
+     * option is a draft one; a libzmq without it still has our handler, so
+     * its absence is only logged. */
     if (rc == EVB_OK) rc = s_opt(sock, ZMQ_ZAP_DOMAIN, "evbus", 5, "the ZAP domain", err);
+    if (rc == EVB_OK && zmq_setsockopt(sock, ZAP_ENFORCE_DOMAIN, &one, sizeof one) != 0)
+        evb_log(EVB_LOG_WARN,
+                "CURVE: this libzmq cannot enforce the ZAP domain (%s): clients are "
+                "checked only while the ZAP handler runs",
+                zmq_strerror(errno));
     return rc;
 }
 
@@ -492,7 +511,9 @@ void curve_zap_stop(curve_zap **zp)
     if (zp == NULL || *zp == NULL) return;
     curve_zap *z = *zp;
     if (z->running) {
-        zmq_send(z->ctl, "", 0, 0);
+        /* DONTWAIT: a thread that ended already (its end of the pipe is
+         * closed) would leave a blocking send waiting forever. */
+        zmq_send(z->ctl, "", 0, ZMQ_DONTWAIT);
         pthread_join(z->thread, NULL);
     }
     if (z->ctl) zmq_close(z->ctl);

@@ -47,8 +47,15 @@ static int s_new(cli_t *cli, int argc, char **argv)
         cli_json_str(&b, pos[0], NULL);
         evb_buf_printf(&b, NULL, ",\"public_key\":");
         cli_json_str(&b, key, NULL);
-        evb_buf_printf(&b, NULL, ",\"public\":\"%s/%s\",\"secret\":\"%s/%s_secret\"}\n", dir,
-                       pos[0], dir, pos[0]);
+        /* The paths are escaped like the name: --dir is any path. */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, pos[0]);
+        evb_buf_printf(&b, NULL, ",\"public\":");
+        cli_json_str(&b, path, NULL);
+        snprintf(path, sizeof path, "%s/%s_secret", dir, pos[0]);
+        evb_buf_printf(&b, NULL, ",\"secret\":");
+        cli_json_str(&b, path, NULL);
+        evb_buf_printf(&b, NULL, "}\n");
         cli_write(cli, b.data, b.len);
         evb_buf_free(&b);
     } else {

@@ -17,6 +17,7 @@
   certificate is copied in and the same call works.
 Every wait polls a condition with a deadline. ipc endpoints only.
 """
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,18 @@ def main():
                 check("secret-key" not in f.read(), "the public file holds no secret")
         expect(run(["cert", "new", "alice", "--dir", keys]), 2, "cert new over an existing one")
         expect(run(["cert", "new", "../evil", "--dir", keys]), 2, "cert new with a bad name")
+        # --json is JSON whatever the directory is called.
+        odd = os.path.join(base, 'a "quoted" \\dir')
+        os.mkdir(odd)
+        r = expect(run(["cert", "new", "carol", "--dir", odd, "--json"]), 0,
+                   "cert new --json in an odd directory")
+        try:
+            j = json.loads(r.stdout)
+        except ValueError as e:
+            raise Fail(f"cert new --json is not JSON ({e}): {r.stdout!r}")
+        check(j["public"] == os.path.join(odd, "carol") and
+              j["secret"] == os.path.join(odd, "carol_secret"),
+              f"cert new --json paths: {j}")
         shutil.copy(os.path.join(keys, "alice"), allow)
         log("certificates: ok")
 
