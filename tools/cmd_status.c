@@ -337,13 +337,18 @@ int cmd_status(int argc, char **argv)
 static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
 {
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
+    const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
     const cli_opt opts[] = {
         {"timeout", CLI_U64, &timeout_ms, NULL, "MS",
          "wait at most MS ms for the reply (default 3000)"},
+        {"cert", CLI_STR, &cert, NULL, "FILE",
+         "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
+        {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
+         "CURVE: the subscriber's public key, or its public certificate"},
         {0},
     };
     const cli_usage retry_usage = {
-        "CMD_EP [PUBLISHER/]CATEGORY [--timeout MS]",
+        "CMD_EP [PUBLISHER/]CATEGORY [--timeout MS] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to try a stalled feed again: its attempt\n"
         "count is reset and the event that stalled it is offered to the handler\n"
         "again (which may stall it again).",
@@ -355,7 +360,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "the feed is not stalled; its message is printed), 2 for bad arguments,\n"
         "4 when it did not answer within --timeout.\n"};
     const cli_usage skip_usage = {
-        "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout MS]",
+        "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout MS] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to skip a stalled feed's events up to SEQ\n"
         "(a sequence of the publisher's log) and go on after it. The skip is\n"
         "recorded in the subscriber's store with the checkpoint that passes it;\n"
@@ -386,6 +391,9 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
     if (skip && (cli_parse_u64(pos[2], &seq) != EVB_OK || seq == 0))
         return cli_usage_error(cli, "SEQ: expected a sequence >= 1, got '%s'", pos[2]);
     if ((rc = ops_check_endpoint(cli, ep)) >= 0) return rc;
+    if ((cert == NULL) != (server_key == NULL))
+        return cli_usage_error(cli, "--cert and --server-key go together");
+    const evb_curve curve = {.cert_file = cert, .server_key = server_key};
 
     evb_buf args = {0}, out = {0};
     ops_w w;
@@ -399,8 +407,8 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         evb_buf_free(&args);
         return CLI_EXIT_RUNTIME;
     }
-    int code =
-        evb_cmd_call(ep, skip ? "skip" : "retry", args.data, args.len, tmo, &out, &err);
+    int code = evb_cmd_call_curve(ep, cert ? &curve : NULL, skip ? "skip" : "retry",
+                                  args.data, args.len, tmo, &out, &err);
     rc = ops_exit_for(code);
     if (code == EVB_OK) {
         if (skip)

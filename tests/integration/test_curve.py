@@ -121,6 +121,20 @@ def main():
                         os.path.join(keys, "alice_secret")]), 2, "--cert alone")
         r = expect(run(["status", cmd_ep, "--cert", os.path.join(keys, "alice_secret"),
                         "--server-key", pubkeys["server"]]), 0, "status with a key text")
+        # append --to and feed take the same two flags.
+        line = '{"stream": "show-2", "type": "Added", "payload": {"n": 1}}\n'
+        r = subprocess.run([EVBUS, "append", "--to", cmd_ep, "--json",
+                            "--cert", os.path.join(keys, "alice_secret"),
+                            "--server-key", server_pub],
+                           input=line, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and json.loads(r.stdout.splitlines()[0]).get("seq") == 6,
+              f"append --to as alice: {r.returncode} {r.stdout!r} {r.stderr!r}")
+        r = subprocess.run([EVBUS, "append", "--to", cmd_ep, "--timeout", "20000",
+                            "--cert", os.path.join(keys, "bob_secret"),
+                            "--server-key", server_pub],
+                           input=line, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 4 and "allow-list" in r.stderr,
+              f"append --to as bob is refused: {r.returncode} {r.stderr!r}")
 
         def serve_log():
             serve_err.seek(0)
@@ -140,7 +154,7 @@ def main():
                         "--json", "--timeout", "4"]
             return run(argv)
         r = expect(sniff("alice"), 0, "sniff as alice")
-        check(len(r.stdout.splitlines()) == 5, f"alice sees 5 events: {r.stdout!r}")
+        check(len(r.stdout.splitlines()) == 6, f"alice sees 6 events (5 calls, 1 append --to): {r.stdout!r}")
         r = expect(sniff("bob"), 1, "sniff as bob")
         check(r.stdout == "", f"bob sees nothing: {r.stdout!r}")
         check("allow-list" in r.stderr, f"bob's sniff says why: {r.stderr!r}")
@@ -155,7 +169,7 @@ def main():
         shutil.copy(os.path.join(keys, "bob"), allow)
         expect(curve_call("bob", "status"), 0, "bob, once allowed")
         r = expect(sniff("bob"), 0, "sniff as bob, once allowed")
-        check(len(r.stdout.splitlines()) == 5, f"bob sees 5 events: {r.stdout!r}")
+        check(len(r.stdout.splitlines()) == 6, f"bob sees 6 events: {r.stdout!r}")
         check(serve.poll() is None, "serve kept running")
         log("allow-list reload: ok")
 
