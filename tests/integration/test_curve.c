@@ -379,7 +379,7 @@ static void test_server_without_zap_handler_refuses(void **state)
         zmq_send(srv, "secret", 6, ZMQ_DONTWAIT);
         char buf[16];
         if (zmq_recv(cli, buf, sizeof buf, ZMQ_DONTWAIT) >= 0) got++;
-        usleep(10000);
+        usleep(10000); /* pacing the sends over the window, not a synchronisation */
     }
     assert_int_equal(got, 0);
     zmq_close(cli);
