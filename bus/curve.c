@@ -83,6 +83,34 @@ static void s_check_mode(const char *cert_file)
                 sec, (unsigned)(st.st_mode & 07777));
 }
 
+static bool s_is_z85_key(const char *s)
+{
+    if (strlen(s) != EVB_CURVE_KEY_LEN) return false;
+    uint8_t bin[32];
+    return zmq_z85_decode(bin, s) != NULL;
+}
+
+/* The value of `name = "VALUE"` in a certificate (ZPL) file's text: the
+ * 40-character key copied into out, or false. */
+static bool s_zpl_key(const char *text, const char *name, char out[EVB_CURVE_KEY_LEN + 1])
+{
+    size_t nl = strlen(name);
+    for (const char *p = text; (p = strstr(p, name)) != NULL; p += nl) {
+        if (p != text && p[-1] != ' ' && p[-1] != '\t' && p[-1] != '\n') continue;
+        const char *q = p + nl;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q++ != '=') continue;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q++ != '"') continue;
+        const char *end = strchr(q, '"');
+        if (end == NULL || end - q != EVB_CURVE_KEY_LEN) return false;
+        memcpy(out, q, EVB_CURVE_KEY_LEN);
+        out[EVB_CURVE_KEY_LEN] = '\0';
+        return s_is_z85_key(out);
+    }
+    return false;
+}
+
 int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
 {
     memset(k, 0, sizeof *k);
@@ -90,41 +118,51 @@ int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
         return evb_err_set(err, EVB_EINVAL, "CURVE: a certificate file is required");
     int rc = curve_available(err);
     if (rc != EVB_OK) return rc;
+    /* The secret is in NAME_secret (or the file itself when it is that one).
+     * We read it ourselves rather than with zcert_load, whose copies of the
+     * secret are freed without being wiped: ours (the file's text here, the
+     * keys in k) are wiped. */
     char sec[PATH_MAX];
     snprintf(sec, sizeof sec, "%s_secret", cert_file);
-    if (access(cert_file, R_OK) != 0 && access(sec, R_OK) != 0)
+    const char *path = access(sec, R_OK) == 0 ? sec : cert_file;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return evb_err_set(err, EVB_EINVAL, "certificate %s: %s", cert_file,
                            strerror(errno));
-    zcert_t *c = zcert_load(cert_file);
-    if (c == NULL)
+    char text[8192];
+    ssize_t n = read(fd, text, sizeof text - 1);
+    int read_errno = errno;
+    close(fd);
+    if (n < 0) {
+        explicit_bzero(text, sizeof text);
+        return evb_err_set(err, EVB_EINVAL, "certificate %s: %s", path,
+                           strerror(read_errno));
+    }
+    text[n] = '\0';
+    bool have_pub = s_zpl_key(text, "public-key", k->pub);
+    bool have_sec = s_zpl_key(text, "secret-key", k->sec);
+    explicit_bzero(text, sizeof text);
+    if (!have_pub) {
+        curve_keys_wipe(k);
         return evb_err_set(err, EVB_EINVAL,
                            "certificate %s: not a certificate (make one with `evbus cert "
                            "new`)",
-                           cert_file);
-    if (s_all_zero(zcert_secret_key(c), 32)) {
-        zcert_destroy(&c);
+                           path);
+    }
+    uint8_t bin[32];
+    if (!have_sec || zmq_z85_decode(bin, k->sec) == NULL || s_all_zero(bin, 32)) {
+        explicit_bzero(bin, sizeof bin);
+        curve_keys_wipe(k);
         return evb_err_set(err, EVB_EINVAL,
                            "certificate %s holds no secret key: give the NAME_secret file",
                            cert_file);
     }
-    snprintf(k->pub, sizeof k->pub, "%s", zcert_public_txt(c));
-    snprintf(k->sec, sizeof k->sec, "%s", zcert_secret_txt(c));
-    /* Our copy is wiped on destroy; CZMQ's is not (zcert_destroy, the zconfig
-     * strings and the file buffer free without wiping), so the secret can
-     * stay in freed heap memory. Reading the secret file ourselves would fix
-     * it; noted in PROTOCOL.md "Security". */
-    zcert_destroy(&c);
+    explicit_bzero(bin, sizeof bin);
     k->on = true;
     s_check_mode(cert_file);
     return EVB_OK;
 }
 
-static bool s_is_z85_key(const char *s)
-{
-    if (strlen(s) != EVB_CURVE_KEY_LEN) return false;
-    uint8_t bin[32];
-    return zmq_z85_decode(bin, s) != NULL;
-}
 
 int curve_server_key(const char *v, char out[CURVE_Z85], evb_err *err)
 {

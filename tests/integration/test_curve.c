@@ -256,6 +256,17 @@ static void test_bad_settings_are_refused(void **state)
     cv.cert_file = "/nonexistent/cert";
     assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
     assert_int_equal(err.code, EVB_EINVAL);
+    /* Not a certificate at all (we parse the file ourselves): named as such. */
+    char junk[400];
+    snprintf(junk, sizeof junk, "%s/junk_secret", w->dir);
+    FILE *jf = fopen(junk, "w");
+    assert_non_null(jf);
+    fputs("curve\n    public-key = \"short\"\n", jf);
+    fclose(jf);
+    cv.cert_file = junk;
+    assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
+    assert_int_equal(err.code, EVB_EINVAL);
+    assert_non_null(strstr(err.msg, "not a certificate"));
     cv.cert_file = w->alice_sec;
     cv.server_key = "not-a-key";
     assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
