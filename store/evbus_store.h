@@ -98,7 +98,8 @@ EVB_EXPORT const char *evb_store_dir(const evb_store_t *st);
  * the database in place (the same evb_store_t, so publishers and iterators'
  * owners keep their pointer; no iterator may be open), reads the head and the
  * in-memory state again from the log, and accepts writes again. On failure
- * the store is closed: destroy it. evb_store_unwritable tells whether a write
+ * the store is closed: reads, transactions, scans, sync and verify return
+ * EVB_ECLOSED until it is destroyed. evb_store_unwritable tells whether a write
  * failed since the last open. */
 EVB_EXPORT int evb_store_reopen(evb_store_t *st, evb_err *err);
 EVB_EXPORT bool evb_store_unwritable(const evb_store_t *st);

@@ -42,6 +42,10 @@ struct evb_iter {
 static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
                               const evb_upcasters_t *up, evb_err *err)
 {
+    if (st->db == NULL) {
+        evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+        return NULL;
+    }
     evb_iter_t *it = calloc(1, sizeof *it);
     if (it == NULL) {
         evb_err_set(err, EVB_ENOMEM, "out of memory for an iterator");

@@ -53,6 +53,9 @@ int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err)
 int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, size_t klen,
            char **val, size_t *vlen, evb_err *err)
 {
+    *val = NULL;
+    if (st->db == NULL)
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
     char *e = NULL;
     *val = leveldb_get(st->db, ro ? ro : st->ro, key, klen, vlen, &e);
     if (e != NULL) return st_ldb_err(st, e, "read", err);
@@ -825,6 +828,9 @@ static int s_sync_write(evb_store_t *st, evb_err *err)
 int evb_store_sync(evb_store_t *st, evb_err *err)
 {
     if (st->read_only) return EVB_OK;
+    if (st->db == NULL)
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+
     return s_sync_write(st, err);
 }
 
@@ -868,6 +874,10 @@ static void *s_flusher(void *arg)
 
 evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
 {
+    if (st->db == NULL) {
+        evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+        return NULL;
+    }
     if (st->read_only) {
         evb_err_set(err, EVB_EINVAL, "%s: opened read-only", st->dir);
         return NULL;
@@ -1500,6 +1510,9 @@ int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
 int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen, evb_kv_fn fn,
                    void *ctx, evb_err *err)
 {
+    if (st->db == NULL)
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+
     if (plen > EVB_MAX_KEY_LEN)
         return evb_err_set(err, EVB_EINVAL, "prefix length %zu over %u", plen,
                            EVB_MAX_KEY_LEN);
@@ -1552,6 +1565,9 @@ int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
 
 int evb_store_checkpoints(evb_store_t *st, evb_checkpoint_fn fn, void *ctx, evb_err *err)
 {
+    if (st->db == NULL)
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     const char pfx = K_CKPT;
     int rc = EVB_OK;

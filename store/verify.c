@@ -307,6 +307,10 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
 int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progress,
                      void *ctx, uint64_t *problems, evb_err *err)
 {
+    if (problems) *problems = 0;
+    if (st->db == NULL)
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+
     vctx v = {st, NULL, fn, ctx, 0};
     const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
     v.ro = leveldb_readoptions_create();

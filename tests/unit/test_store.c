@@ -549,6 +549,38 @@ static void test_create_then_reopen_keeps_log_id_and_service(void **state)
     assert_int_equal(b.format, EVB_STORE_FORMAT);
 }
 
+/* A reopen that LevelDB refuses leaves the store closed: every way in says
+ * so (EVB_ECLOSED) instead of reading through a closed database. */
+static void test_failed_reopen_leaves_store_closed(void **state)
+{
+    fx_t *f = *state;
+    s_open(f, EVB_INDEX_THREAD);
+    char cur[PATH_MAX + 16], moved[PATH_MAX + 16];
+    snprintf(cur, sizeof cur, "%s/CURRENT", f->dir);
+    snprintf(moved, sizeof moved, "%s/CURRENT.away", f->dir);
+    assert_int_equal(rename(cur, moved), 0); /* LevelDB cannot open it now */
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_not_equal(evb_store_reopen(f->st, &err), EVB_OK);
+    evb_err_clear(&err);
+    assert_null(evb_txn_begin(f->st, &err));
+    assert_int_equal(err.code, EVB_ECLOSED);
+    evb_err_clear(&err);
+    assert_null(evb_store_read_range(f->st, 1, 0, NULL, &err));
+    assert_int_equal(err.code, EVB_ECLOSED);
+    evb_buf out = {0};
+    assert_int_equal(evb_store_get(f->st, "k", 1, &out, &err), EVB_ECLOSED);
+    uint64_t seq;
+    assert_int_equal(evb_store_checkpoint_get(f->st, "c", &(evb_id){{0}}, "cat", &seq, &err),
+                     EVB_ECLOSED);
+    assert_int_equal(evb_store_sync(f->st, &err), EVB_ECLOSED);
+    uint64_t problems;
+    assert_int_equal(evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err), EVB_ECLOSED);
+    evb_buf_free(&out);
+    evb_store_destroy(&f->st); /* and it can still be destroyed */
+    assert_int_equal(rename(moved, cur), 0);
+}
+
 static void test_reopen_with_create_does_not_recreate(void **state)
 {
     fx_t *f = *state;
@@ -2777,6 +2809,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_create_then_reopen_keeps_log_id_and_service),
         T(test_reopen_with_create_does_not_recreate),
+        T(test_failed_reopen_leaves_store_closed),
         T(test_two_logs_get_different_log_ids),
         T(test_open_missing_dir_without_create_is_enotfound),
         T(test_open_empty_dir_without_create_is_enotfound),
