@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t bm_topic_event(char *out, const char *category)
+size_t evb_wire_topic_event(char *out, const char *category)
 {
     size_t n = strlen(category);
     out[0] = 'E';
@@ -67,7 +67,7 @@ int bm_live_header(evb_buf *b, uint64_t prev, evb_err *err)
 }
 
 int bm_heartbeat(evb_buf *b, const evb_id *log_id, uint64_t head, const char *service,
-                 const bm_cat_head *heads, size_t n, evb_err *err)
+                 const evb_wire_cat_head *heads, size_t n, evb_err *err)
 {
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 6);
@@ -85,7 +85,7 @@ int bm_heartbeat(evb_buf *b, const evb_id *log_id, uint64_t head, const char *se
     return PACK_END(err);
 }
 
-int bm_hello(evb_buf *b, uint64_t req_id, evb_err *err)
+int evb_wire_hello(evb_buf *b, uint64_t req_id, evb_err *err)
 {
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 3);
@@ -95,7 +95,7 @@ int bm_hello(evb_buf *b, uint64_t req_id, evb_err *err)
     return PACK_END(err);
 }
 
-int bm_fetch(evb_buf *b, uint64_t req_id, const char *category, uint64_t after,
+int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category, uint64_t after,
              unsigned max_events, evb_err *err)
 {
     PACK_BEGIN(b);
@@ -248,7 +248,7 @@ static int s_end(rd *r)
     return EVB_OK;
 }
 
-int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
+int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
                          evb_err *err)
 {
     rd r = {{0}, "live header", err};
@@ -268,7 +268,7 @@ int bm_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hl
     return EVB_OK;
 }
 
-size_t bm_split(const void *buf, size_t len, bview *views, size_t max)
+size_t evb_wire_split(const void *buf, size_t len, evb_view *views, size_t max)
 {
     mp_cur c;
     mp_init(&c, buf, len);
@@ -295,7 +295,7 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK) return rc;
     if (strcmp(name, "hello") == 0) {
         if (n != 3) return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
-        rq->kind = BM_HELLO;
+        rq->kind = EVB_WIRE_HELLO;
         return s_end(&r);
     }
     if (strcmp(name, "fetch") != 0)
@@ -304,7 +304,7 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
         return s_fail(&r, "fetch",
                       "want [version, \"fetch\", req_id, category|nil, after, "
                       "max_events]");
-    rq->kind = BM_FETCH;
+    rq->kind = EVB_WIRE_FETCH;
     if (mp_left(&r.c) > 0 && *r.c.p == 0xc0) {
         r.c.p++;
     } else {
@@ -323,10 +323,10 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     return s_end(&r);
 }
 
-int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_err *err)
+int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t *used, evb_err *err)
 {
     *used = 0;
-    rp->kind = BM_ERROR;
+    rp->kind = EVB_WIRE_ERROR;
     rp->nheads = 0;
     rp->service[0] = rp->code[0] = rp->message[0] = '\0';
     rd r = {{0}, "reply", err};
@@ -337,7 +337,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
     if (strcmp(name, "hb") == 0) {
         r.what = "heartbeat";
         if (n != 6) return s_fail(&r, "hb", "want 6 elements");
-        rp->kind = BM_HB;
+        rp->kind = EVB_WIRE_HB;
         rp->req_id = 0;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
@@ -346,7 +346,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         mp_val v;
         if ((rc = mp_next(&r.c, &v)) != MP_OK || v.type != MP_ARRAY)
             return s_fail(&r, "heads", "want an array");
-        if (v.v.n > BM_MAX_HB_CATS) return s_fail(&r, "heads", "too many categories");
+        if (v.v.n > EVB_WIRE_MAX_HB_CATS) return s_fail(&r, "heads", "too many categories");
         for (uint32_t i = 0; i < v.v.n; i++) {
             mp_val pair;
             if ((rc = mp_next(&r.c, &pair)) != MP_OK || pair.type != MP_ARRAY ||
@@ -367,7 +367,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
         return n < 3 ? s_fail(&r, "reply", "too short") : rc;
     if (strcmp(name, "hello") == 0) {
         if (n != 6) return s_fail(&r, "hello", "want 6 elements");
-        rp->kind = BM_HELLO;
+        rp->kind = EVB_WIRE_HELLO;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
             (rc = s_cstr(&r, "service", rp->service, sizeof rp->service)) != EVB_OK)
@@ -376,7 +376,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
     }
     if (strcmp(name, "page") == 0) {
         if (n != 8) return s_fail(&r, "page", "want 8 elements");
-        rp->kind = BM_PAGE;
+        rp->kind = EVB_WIRE_PAGE;
         uint64_t count;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
@@ -392,7 +392,7 @@ int bm_parse_reply(const void *buf, size_t len, bm_reply *rp, size_t *used, evb_
     }
     if (strcmp(name, "error") == 0) {
         if (n != 5) return s_fail(&r, "error", "want 5 elements");
-        rp->kind = BM_ERROR;
+        rp->kind = EVB_WIRE_ERROR;
         mp_val v;
         if ((rc = s_cstr(&r, "code", rp->code, sizeof rp->code)) != EVB_OK ||
             (rc = s_sval(&r, "message", &v)) != EVB_OK)
@@ -451,7 +451,7 @@ void zl_remove_socket(zloop_t *loop, void *sock)
 
 /* ---- the subscriber's sockets ---- */
 
-void bm_sub_sockopts(void *sub, void *dealer, int rcvhwm)
+void evb_wire_sub_sockopts(void *sub, void *dealer, int rcvhwm)
 {
     int zero = 0, one = 1, ivl = 1000, tmo = 3000;
     int64_t live_max = EVB_BUS_MAX_MSG_BYTES;
@@ -470,7 +470,7 @@ void bm_sub_sockopts(void *sub, void *dealer, int rcvhwm)
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
 }
 
-int bm_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,
+int evb_wire_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,
                    evb_err *err)
 {
     if (zmq_connect(sub, pub_ep) != 0)
@@ -482,10 +482,9 @@ int bm_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_e
     return EVB_OK;
 }
 
-size_t bm_drain_parts(void *sock, zmq_msg_t *first)
+size_t evb_wire_drain(void *sock, bool more)
 {
     size_t n = 0;
-    bool more = zmq_msg_more(first);
     while (more) {
         zmq_msg_t x;
         zmq_msg_init(&x);
@@ -500,7 +499,7 @@ size_t bm_drain_parts(void *sock, zmq_msg_t *first)
     return n;
 }
 
-bm_live_kind bm_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGORY_LEN + 1],
+evb_wire_live_kind evb_wire_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGORY_LEN + 1],
                            const uint8_t **body, size_t *blen, const char **why)
 {
     /* topic: "H\0" or "E" category "\0", then the body */
@@ -511,21 +510,21 @@ bm_live_kind bm_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGOR
                 : NULL;
     if (nul == NULL) {
         *why = "live socket: no topic";
-        return BM_LIVE_BAD;
+        return EVB_WIRE_LIVE_BAD;
     }
     *body = nul + 1;
     *blen = len - (size_t)(nul + 1 - p);
-    if (p[0] == 'H' && nul == p + 1) return BM_LIVE_HB;
+    if (p[0] == 'H' && nul == p + 1) return EVB_WIRE_LIVE_HB;
     if (p[0] != 'E' || nul == p + 1) {
         *why = "unknown topic on the live socket";
-        return BM_LIVE_BAD;
+        return EVB_WIRE_LIVE_BAD;
     }
     size_t cl = (size_t)(nul - p - 1);
     memcpy(cat, p + 1, cl);
     cat[cl] = '\0';
     if (evb_check_category(cat, NULL) != EVB_OK) {
         *why = "live socket: topic is not a category";
-        return BM_LIVE_BAD;
+        return EVB_WIRE_LIVE_BAD;
     }
-    return BM_LIVE_EVENT;
+    return EVB_WIRE_LIVE_EVENT;
 }

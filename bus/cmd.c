@@ -38,7 +38,7 @@ struct evb_cmd {
     zl_hook zl;
     uint64_t bad;
     int64_t last_bad_log_us;
-    curve_keys keys; /* CURVE server (keys.on), else plain */
+    evb_curve_keys keys; /* CURVE server (keys.on), else plain */
     curve_zap *zap;
 };
 
@@ -94,7 +94,7 @@ evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve, evb_e
         /* The ZAP handler must run in this context before the bind. */
         char who[EVB_BUS_MAX_ENDPOINT + 32];
         snprintf(who, sizeof who, "command socket %s", endpoint);
-        if (curve_keys_load(curve->cert_file, &c->keys, err) != EVB_OK ||
+        if (evb_curve_keys_load(curve->cert_file, &c->keys, err) != EVB_OK ||
             (c->zap = curve_zap_start(c->zctx, curve->allow_dir, c->keys.pub, who, err)) ==
                 NULL ||
             curve_make_server(c->router, &c->keys, err) != EVB_OK) {
@@ -118,7 +118,7 @@ void evb_cmd_destroy(evb_cmd_t **cp)
     evb_cmd_t *c = *cp;
     if (c->router) zmq_close(c->router);
     curve_zap_stop(&c->zap);
-    curve_keys_wipe(&c->keys);
+    evb_curve_keys_wipe(&c->keys);
     if (c->zctx) zmq_ctx_term(c->zctx);
     evb_buf_free(&c->body);
     evb_buf_free(&c->reply);
@@ -311,8 +311,8 @@ struct evb_cmd_client {
     char endpoint[EVB_BUS_MAX_ENDPOINT];
     uint64_t last_id; /* id of the latest request sent */
     evb_buf req;
-    curve_keys keys;   /* CURVE client (keys.on), else plain */
-    curve_link link;   /* handshake events of the DEALER */
+    evb_curve_keys keys;   /* CURVE client (keys.on), else plain */
+    evb_curve_link link;   /* handshake events of the DEALER */
     bool hard_refusal; /* the server said no (allow-list, mechanism), not just closed */
 };
 
@@ -353,17 +353,17 @@ evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint, const evb_curve
     zmq_setsockopt(c->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
     if (curve != NULL) {
-        char server[CURVE_Z85];
-        int rc = curve_keys_load(curve->cert_file, &c->keys, err);
-        if (rc == EVB_OK) rc = curve_server_key(curve->server_key, server, err);
-        if (rc == EVB_OK) rc = curve_make_client(c->dealer, &c->keys, server, err);
+        char server[EVB_CURVE_Z85];
+        int rc = evb_curve_keys_load(curve->cert_file, &c->keys, err);
+        if (rc == EVB_OK) rc = evb_curve_server_key(curve->server_key, server, err);
+        if (rc == EVB_OK) rc = evb_curve_make_client(c->dealer, &c->keys, server, err);
         if (rc != EVB_OK) {
             evb_cmd_client_destroy(&c);
             return NULL;
         }
     }
     /* Watched in plain mode too: a plain client of a CURVE server is told. */
-    if (curve_link_open(&c->link, c->zctx, c->dealer, endpoint,
+    if (evb_curve_link_open(&c->link, c->zctx, c->dealer, endpoint,
                         c->keys.on ? &c->keys : NULL, err) != EVB_OK) {
         evb_cmd_client_destroy(&c);
         return NULL;
@@ -383,9 +383,9 @@ void evb_cmd_client_destroy(evb_cmd_client_t **cp)
 {
     if (cp == NULL || *cp == NULL) return;
     evb_cmd_client_t *c = *cp;
-    curve_link_close(&c->link);
+    evb_curve_link_close(&c->link);
     if (c->dealer) zmq_close(c->dealer);
-    curve_keys_wipe(&c->keys);
+    evb_curve_keys_wipe(&c->keys);
     if (c->zctx) zmq_ctx_term(c->zctx);
     evb_buf_free(&c->req);
     free(c);
@@ -427,8 +427,8 @@ static long s_left_ms(int64_t end_us)
  * again when it is asked to make a call. */
 static bool s_watch(evb_cmd_client_t *c)
 {
-    curve_ev ev = curve_link_check(&c->link, 0);
-    if (ev == CURVE_EV_REFUSED || ev == CURVE_EV_FAILED) c->hard_refusal = ev == CURVE_EV_REFUSED;
+    evb_curve_ev ev = evb_curve_link_check(&c->link, 0);
+    if (ev == EVB_CURVE_EV_REFUSED || ev == EVB_CURVE_EV_FAILED) c->hard_refusal = ev == EVB_CURVE_EV_REFUSED;
     c->link.retry_us = 0;
     return c->link.bad && c->hard_refusal;
 }
@@ -441,7 +441,7 @@ static int s_wait_writable(evb_cmd_client_t *c, int64_t end_us)
     /* Refused before this call: libzmq gave the connection up; try again, the
      * server's allow-list may have changed since. */
     if (s_watch(c)) {
-        curve_link_retry(&c->link);
+        evb_curve_link_retry(&c->link);
         c->link.bad = c->hard_refusal = false; /* only a new refusal counts */
     }
     for (;;) {

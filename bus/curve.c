@@ -60,7 +60,7 @@ static bool s_all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-void curve_keys_wipe(curve_keys *k)
+void evb_curve_keys_wipe(evb_curve_keys *k)
 {
     if (k == NULL) return;
     explicit_bzero(k, sizeof *k);
@@ -111,7 +111,7 @@ static bool s_zpl_key(const char *text, const char *name, char out[EVB_CURVE_KEY
     return false;
 }
 
-int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
+int evb_curve_keys_load(const char *cert_file, evb_curve_keys *k, evb_err *err)
 {
     memset(k, 0, sizeof *k);
     if (cert_file == NULL || cert_file[0] == '\0')
@@ -143,7 +143,7 @@ int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
     bool have_sec = s_zpl_key(text, "secret-key", k->sec);
     explicit_bzero(text, sizeof text);
     if (!have_pub) {
-        curve_keys_wipe(k);
+        evb_curve_keys_wipe(k);
         return evb_err_set(err, EVB_EINVAL,
                            "certificate %s: not a certificate (make one with `evbus cert "
                            "new`)",
@@ -152,7 +152,7 @@ int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
     uint8_t bin[32];
     if (!have_sec || zmq_z85_decode(bin, k->sec) == NULL || s_all_zero(bin, 32)) {
         explicit_bzero(bin, sizeof bin);
-        curve_keys_wipe(k);
+        evb_curve_keys_wipe(k);
         return evb_err_set(err, EVB_EINVAL,
                            "certificate %s holds no secret key: give the NAME_secret file",
                            cert_file);
@@ -164,14 +164,14 @@ int curve_keys_load(const char *cert_file, curve_keys *k, evb_err *err)
 }
 
 
-int curve_server_key(const char *v, char out[CURVE_Z85], evb_err *err)
+int evb_curve_server_key(const char *v, char out[EVB_CURVE_Z85], evb_err *err)
 {
     out[0] = '\0';
     if (v == NULL || v[0] == '\0')
         return evb_err_set(err, EVB_EINVAL, "CURVE: the server's public key is required");
     struct stat st;
     if (s_is_z85_key(v) && stat(v, &st) != 0) {
-        memcpy(out, v, CURVE_Z85);
+        memcpy(out, v, EVB_CURVE_Z85);
         return EVB_OK;
     }
     if (stat(v, &st) != 0)
@@ -184,7 +184,7 @@ int curve_server_key(const char *v, char out[CURVE_Z85], evb_err *err)
         zcert_destroy(&c);
         return evb_err_set(err, EVB_EINVAL, "server key file %s: not a certificate", v);
     }
-    snprintf(out, CURVE_Z85, "%s", zcert_public_txt(c));
+    snprintf(out, EVB_CURVE_Z85, "%s", zcert_public_txt(c));
     zcert_destroy(&c);
     return EVB_OK;
 }
@@ -198,7 +198,7 @@ static int s_opt(void *sock, int opt, const void *v, size_t n, const char *what,
     return EVB_OK;
 }
 
-int curve_make_server(void *sock, const curve_keys *k, evb_err *err)
+int curve_make_server(void *sock, const evb_curve_keys *k, evb_err *err)
 {
     int one = 1;
     int rc = s_opt(sock, ZMQ_CURVE_SERVER, &one, sizeof one, "the server role", err);
@@ -220,7 +220,7 @@ int curve_make_server(void *sock, const curve_keys *k, evb_err *err)
     return rc;
 }
 
-int curve_make_client(void *sock, const curve_keys *k, const char *server_key,
+int evb_curve_make_client(void *sock, const evb_curve_keys *k, const char *server_key,
                       evb_err *err)
 {
     int rc = s_opt(sock, ZMQ_CURVE_SERVERKEY, server_key, EVB_CURVE_KEY_LEN,
@@ -250,8 +250,8 @@ struct curve_zap {
     bool running;
     char dir[PATH_MAX];
     char who[2 * EVB_BUS_MAX_ENDPOINT + EVB_MAX_SERVICE_LEN + 32];
-    char own[CURVE_Z85];
-    char (*keys)[CURVE_Z85];
+    char own[EVB_CURVE_Z85];
+    char (*keys)[EVB_CURVE_Z85];
     size_t nkeys;
     uint64_t sig;
     bool have_sig;
@@ -308,7 +308,7 @@ static int s_reload(curve_zap *z, evb_err *err)
     DIR *d = opendir(z->dir);
     if (d == NULL)
         return evb_err_set(err, EVB_EINVAL, "allow-list %s: %s", z->dir, strerror(errno));
-    char(*keys)[CURVE_Z85] = NULL;
+    char(*keys)[EVB_CURVE_Z85] = NULL;
     size_t n = 0, cap = 0, bad = 0;
     struct dirent *e;
     char path[PATH_MAX];
@@ -332,7 +332,7 @@ static int s_reload(curve_zap *z, evb_err *err)
                 cap = nc;
             }
         }
-        if (n < cap) snprintf(keys[n++], CURVE_Z85, "%s", zcert_public_txt(c));
+        if (n < cap) snprintf(keys[n++], EVB_CURVE_Z85, "%s", zcert_public_txt(c));
         zcert_destroy(&c);
     }
     closedir(d);
@@ -417,7 +417,7 @@ static bool s_answer(curve_zap *z)
         zmq_msg_close(&m);
     }
     const char *status = "400", *text = "not allowed";
-    char key[CURVE_Z85] = "";
+    char key[EVB_CURVE_Z85] = "";
     bool ok_shape = nf >= 6 && strcmp(fr[0], "1.0") == 0 && fl[1] < ZAP_FRAME_MAX;
     if (!ok_shape) {
         status = "500";
@@ -567,16 +567,16 @@ uint64_t curve_zap_refused(const curve_zap *z)
 
 /* ---- monitor ---- */
 
-struct curve_mon {
+struct evb_curve_mon {
     void *pair;
     void *sock;
     bool curve;
-    char pub[CURVE_Z85];
+    char pub[EVB_CURVE_Z85];
 };
 
-curve_mon *curve_mon_new(void *zctx, void *sock, const curve_keys *k, evb_err *err)
+evb_curve_mon *curve_mon_new(void *zctx, void *sock, const evb_curve_keys *k, evb_err *err)
 {
-    curve_mon *m = calloc(1, sizeof *m);
+    evb_curve_mon *m = calloc(1, sizeof *m);
     if (m == NULL) {
         evb_err_set(err, EVB_ENOMEM, "out of memory");
         return NULL;
@@ -604,34 +604,34 @@ curve_mon *curve_mon_new(void *zctx, void *sock, const curve_keys *k, evb_err *e
     return m;
 }
 
-void curve_mon_destroy(curve_mon **mp)
+void curve_mon_destroy(evb_curve_mon **mp)
 {
     if (mp == NULL || *mp == NULL) return;
-    curve_mon *m = *mp;
+    evb_curve_mon *m = *mp;
     if (m->sock) zmq_socket_monitor(m->sock, NULL, 0);
     if (m->pair) zmq_close(m->pair);
     free(m);
     *mp = NULL;
 }
 
-void *curve_mon_socket(curve_mon *m)
+void *curve_mon_socket(evb_curve_mon *m)
 {
     return m->pair;
 }
 
-/* The meaning of one event for this client, or CURVE_EV_NONE. */
-static curve_ev s_event(const curve_mon *m, uint16_t event, uint32_t value, const char *ep,
+/* The meaning of one event for this client, or EVB_CURVE_EV_NONE. */
+static evb_curve_ev s_event(const evb_curve_mon *m, uint16_t event, uint32_t value, const char *ep,
                         char *why, size_t cap)
 {
     switch (event) {
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        return CURVE_EV_OK;
+        return EVB_CURVE_EV_OK;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         snprintf(why, cap,
                  "handshake refused by %s: our key %s is not in its allow-list "
                  "(ZAP status %u)",
                  ep, m->curve ? m->pub : "(none: plain)", (unsigned)value);
-        return CURVE_EV_REFUSED;
+        return EVB_CURVE_EV_REFUSED;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
             if (m->curve)
@@ -641,29 +641,29 @@ static curve_ev s_event(const curve_mon *m, uint16_t event, uint32_t value, cons
                          "handshake refused by %s: it requires CURVE (give a certificate "
                          "and its public key)",
                          ep);
-            return CURVE_EV_REFUSED;
+            return EVB_CURVE_EV_REFUSED;
         }
-        if (!m->curve) return CURVE_EV_NONE; /* not about security */
+        if (!m->curve) return EVB_CURVE_EV_NONE; /* not about security */
         snprintf(why, cap,
                  "CURVE handshake with %s failed (protocol error 0x%x): wrong server "
                  "key?",
                  ep, (unsigned)value);
-        return CURVE_EV_FAILED;
+        return EVB_CURVE_EV_FAILED;
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        if (!m->curve) return CURVE_EV_NONE;
+        if (!m->curve) return EVB_CURVE_EV_NONE;
         snprintf(why, cap,
                  "CURVE handshake with %s failed: the server closed the connection "
                  "(wrong server key?)",
                  ep);
-        return CURVE_EV_FAILED;
+        return EVB_CURVE_EV_FAILED;
     default:
-        return CURVE_EV_NONE;
+        return EVB_CURVE_EV_NONE;
     }
 }
 
-curve_ev curve_mon_read(curve_mon *m, char *why, size_t cap, uint64_t *refusals)
+evb_curve_ev curve_mon_read(evb_curve_mon *m, char *why, size_t cap, uint64_t *refusals)
 {
-    curve_ev last = CURVE_EV_NONE;
+    evb_curve_ev last = EVB_CURVE_EV_NONE;
     char buf[512];
     for (int k = 0; k < 256; k++) {
         zmq_msg_t a;
@@ -697,10 +697,10 @@ curve_ev curve_mon_read(curve_mon *m, char *why, size_t cap, uint64_t *refusals)
             more = zmq_msg_more(&b);
             zmq_msg_close(&b);
         }
-        curve_ev ev = s_event(m, event, value, ep, buf, sizeof buf);
-        if (ev == CURVE_EV_NONE) continue;
+        evb_curve_ev ev = s_event(m, event, value, ep, buf, sizeof buf);
+        if (ev == EVB_CURVE_EV_NONE) continue;
         last = ev;
-        if (ev != CURVE_EV_OK) {
+        if (ev != EVB_CURVE_EV_OK) {
             if (refusals) (*refusals)++;
             if (why && cap) snprintf(why, cap, "%s", buf);
         }
@@ -759,7 +759,7 @@ int evb_curve_cert_new(const char *dir, const char *name, char *public_key, evb_
         ok = zcert_save_secret(c, sec) == 0;
         umask(old);
         ok = ok && chmod(sec, 0600) == 0 && zcert_save_public(c, pub) == 0;
-        if (ok && public_key != NULL) snprintf(public_key, CURVE_Z85, "%s", zcert_public_txt(c));
+        if (ok && public_key != NULL) snprintf(public_key, EVB_CURVE_Z85, "%s", zcert_public_txt(c));
         zcert_destroy(&c);
     } else {
         ok = false;
@@ -788,15 +788,15 @@ int evb_curve_public_key(const char *cert_file, char *public_key, evb_err *err)
         zcert_destroy(&c);
         return evb_err_set(err, EVB_EINVAL, "%s: not a certificate", cert_file);
     }
-    snprintf(public_key, CURVE_Z85, "%s", zcert_public_txt(c));
+    snprintf(public_key, EVB_CURVE_Z85, "%s", zcert_public_txt(c));
     zcert_destroy(&c);
     return EVB_OK;
 }
 
 /* ---- links ---- */
 
-int curve_link_open(curve_link *l, void *zctx, void *sock, const char *ep,
-                    const curve_keys *k, evb_err *err)
+int evb_curve_link_open(evb_curve_link *l, void *zctx, void *sock, const char *ep,
+                    const evb_curve_keys *k, evb_err *err)
 {
     memset(l, 0, sizeof *l);
     l->sock = sock;
@@ -805,12 +805,12 @@ int curve_link_open(curve_link *l, void *zctx, void *sock, const char *ep,
     return l->mon ? EVB_OK : (err ? err->code : EVB_EIO);
 }
 
-void curve_link_close(curve_link *l)
+void evb_curve_link_close(evb_curve_link *l)
 {
     curve_mon_destroy(&l->mon);
 }
 
-void curve_link_retry(curve_link *l)
+void evb_curve_link_retry(evb_curve_link *l)
 {
     /* The refused connection is gone already; disconnect drops what is left
      * of it (a pending reconnect) so the endpoint is connected once. */
@@ -819,19 +819,19 @@ void curve_link_retry(curve_link *l)
     l->retry_us = 0;
 }
 
-curve_ev curve_link_check(curve_link *l, int64_t now_us)
+evb_curve_ev evb_curve_link_check(evb_curve_link *l, int64_t now_us)
 {
-    if (l->mon == NULL) return CURVE_EV_NONE;
+    if (l->mon == NULL) return EVB_CURVE_EV_NONE;
     char why[sizeof l->why];
-    curve_ev ev = curve_mon_read(l->mon, why, sizeof why, &l->failures);
-    curve_ev change = CURVE_EV_NONE;
-    if (ev == CURVE_EV_OK) {
-        if (l->bad) change = CURVE_EV_OK;
+    evb_curve_ev ev = curve_mon_read(l->mon, why, sizeof why, &l->failures);
+    evb_curve_ev change = EVB_CURVE_EV_NONE;
+    if (ev == EVB_CURVE_EV_OK) {
+        if (l->bad) change = EVB_CURVE_EV_OK;
         l->bad = false;
         l->why[0] = '\0';
         l->backoff_ms = 0;
         l->retry_us = 0;
-    } else if (ev != CURVE_EV_NONE) {
+    } else if (ev != EVB_CURVE_EV_NONE) {
         if (!l->bad || strcmp(why, l->why) != 0) change = ev;
         l->bad = true;
         memcpy(l->why, why, sizeof why);
@@ -839,6 +839,6 @@ curve_ev curve_link_check(curve_link *l, int64_t now_us)
                                                                           : l->backoff_ms * 2;
         l->retry_us = now_us + (int64_t)l->backoff_ms * 1000;
     }
-    if (l->retry_us != 0 && now_us >= l->retry_us) curve_link_retry(l);
+    if (l->retry_us != 0 && now_us >= l->retry_us) evb_curve_link_retry(l);
     return change;
 }

@@ -47,7 +47,7 @@ struct evb_pub {
     zl_hook zl;
     int64_t last_bad_log_us;
     uint64_t bad_unlogged;
-    curve_keys keys; /* CURVE server keys (keys.on), else plain */
+    evb_curve_keys keys; /* CURVE server keys (keys.on), else plain */
     curve_zap *zap;  /* the allow-list, in this context */
 };
 
@@ -153,7 +153,7 @@ evb_pub_t *evb_pub_new(const evb_pub_opts *o, evb_err *err)
         /* The ZAP handler must run in this context before the binds. */
         char who[2 * EVB_BUS_MAX_ENDPOINT + EVB_MAX_SERVICE_LEN + 32];
         snprintf(who, sizeof who, "%s: publisher %s,%s", p->service, p->pub_ep, p->cu_ep);
-        if (curve_keys_load(o->curve->cert_file, &p->keys, err) != EVB_OK ||
+        if (evb_curve_keys_load(o->curve->cert_file, &p->keys, err) != EVB_OK ||
             (p->zap = curve_zap_start(p->zctx, o->curve->allow_dir, p->keys.pub, who,
                                       err)) == NULL)
             goto fail;
@@ -179,7 +179,7 @@ void evb_pub_destroy(evb_pub_t **pp)
     if (p->pub) zmq_close(p->pub);
     if (p->router) zmq_close(p->router);
     curve_zap_stop(&p->zap);
-    curve_keys_wipe(&p->keys);
+    evb_curve_keys_wipe(&p->keys);
     if (p->zctx) zmq_ctx_term(p->zctx);
     free(p->cats);
     evb_buf_free(&p->hdr);
@@ -223,7 +223,7 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         uint64_t prev = c ? c->last : 0;
         /* One frame: topic, header, envelope (PROTOCOL.md, "Live"). */
         char topic[2 + EVB_MAX_CATEGORY_LEN];
-        size_t tl = bm_topic_event(topic, ev->category);
+        size_t tl = evb_wire_topic_event(topic, ev->category);
         p->hdr.len = 0;
         if (evb_buf_append(&p->hdr, topic, tl, err) != EVB_OK ||
             bm_live_header(&p->hdr, prev, err) != EVB_OK ||
@@ -251,7 +251,7 @@ static void s_heartbeat(evb_pub_t *p)
 {
     size_t n = p->ncats < HB_CATS_PER_PAGE ? p->ncats : HB_CATS_PER_PAGE;
     if (p->hb_cursor >= p->ncats) p->hb_cursor = 0;
-    bm_cat_head heads[HB_CATS_PER_PAGE];
+    evb_wire_cat_head heads[HB_CATS_PER_PAGE];
     for (size_t i = 0; i < n; i++) {
         const cat_entry *c = &p->cats[(p->hb_cursor + i) % p->ncats];
         heads[i].name = c->name;
@@ -402,7 +402,7 @@ static void s_request(evb_pub_t *p, evb_err *err)
                       perr.msg);
         goto done;
     }
-    if (rq.kind == BM_HELLO) {
+    if (rq.kind == EVB_WIRE_HELLO) {
         p->hdr.len = 0;
         if (bm_hello_reply(&p->hdr, rq.req_id, &p->log_id, p->published, p->service,
                            NULL) == EVB_OK)

@@ -80,8 +80,8 @@ struct conn {
     uint64_t bad_unlogged;
     /* Security (PROTOCOL.md, "Security"): the publisher's key ("": plain)
      * and the handshakes of the SUB [0] and the DEALER [1]. */
-    char server_key[CURVE_Z85];
-    curve_link link[2];
+    char server_key[EVB_CURVE_Z85];
+    evb_curve_link link[2];
     int64_t hs_log_us;
 };
 
@@ -97,10 +97,10 @@ struct evb_sub {
     zmq_pollitem_t *items; /* two per conn */
     zloop_t *loop;         /* attached to, or NULL */
     zl_hook zl;
-    bm_reply reply; /* parse buffers, per object (not static: */
-    bview *views;   /* two subscribers may live in two threads) */
-    curve_keys keys;             /* our certificate (keys.on), else plain */
-    char server_key[CURVE_Z85];  /* evb_sub_opts.curve->server_key, or "" */
+    evb_wire_reply reply; /* parse buffers, per object (not static: */
+    evb_view *views;   /* two subscribers may live in two threads) */
+    evb_curve_keys keys;             /* our certificate (keys.on), else plain */
+    char server_key[EVB_CURVE_Z85];  /* evb_sub_opts.curve->server_key, or "" */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -148,10 +148,10 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     s->next_req = 1;
     s->o.curve = NULL; /* borrowed for this call only */
     if (o->curve != NULL &&
-        (curve_keys_load(o->curve->cert_file, &s->keys, err) != EVB_OK ||
+        (evb_curve_keys_load(o->curve->cert_file, &s->keys, err) != EVB_OK ||
          (o->curve->server_key != NULL && o->curve->server_key[0] != '\0' &&
-          curve_server_key(o->curve->server_key, s->server_key, err) != EVB_OK))) {
-        curve_keys_wipe(&s->keys);
+          evb_curve_server_key(o->curve->server_key, s->server_key, err) != EVB_OK))) {
+        evb_curve_keys_wipe(&s->keys);
         free(s);
         return NULL;
     }
@@ -159,7 +159,7 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
     s->zctx = s->views ? zmq_ctx_new() : NULL;
     if (s->zctx == NULL) {
         evb_err_set(err, EVB_EIO, "zmq_ctx_new: %s", zmq_strerror(errno));
-        curve_keys_wipe(&s->keys);
+        evb_curve_keys_wipe(&s->keys);
         free(s->views);
         free(s);
         return NULL;
@@ -182,8 +182,8 @@ static void s_conn_free(conn *c)
     for (size_t j = 0; j < c->nfeeds; j++)
         s_feed_free(c->feeds[j]);
     free(c->feeds);
-    curve_link_close(&c->link[0]);
-    curve_link_close(&c->link[1]);
+    evb_curve_link_close(&c->link[0]);
+    evb_curve_link_close(&c->link[1]);
     if (c->sub) zmq_close(c->sub);
     if (c->dealer) zmq_close(c->dealer);
     free(c);
@@ -198,7 +198,7 @@ void evb_sub_destroy(evb_sub_t **sp)
     free(s->conns);
     free(s->items);
     if (s->zctx) zmq_ctx_term(s->zctx);
-    curve_keys_wipe(&s->keys);
+    evb_curve_keys_wipe(&s->keys);
     evb_buf_free(&s->msg);
     evb_event_clear(&s->ev);
     free(s->views);
@@ -267,7 +267,7 @@ static void s_hello(evb_sub_t *s, conn *c)
     if (c->hello_wait_ms > s->o.fetch_timeout_ms)
         c->hello_wait_ms = s->o.fetch_timeout_ms;
     c->hello_deadline = evb_now_us() + (int64_t)c->hello_wait_ms * 1000;
-    if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
+    if (evb_wire_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
 }
 
 static void s_fetch(evb_sub_t *s, feed *f)
@@ -276,7 +276,7 @@ static void s_fetch(evb_sub_t *s, feed *f)
     s->msg.len = 0;
     f->fetch_req = s->next_req++;
     f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
-    if (bm_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events,
+    if (evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events,
                  NULL) == EVB_OK)
         (void)s_send(c, &s->msg);
 }
@@ -485,7 +485,7 @@ typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
  * (at least `position`), then commit. With `batch`, any trouble aborts the
  * whole transaction and asks for a retry one event at a time; unbatched runs
  * hold at most one event, and stop (nothing committed) if it cannot go in. */
-static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t position,
+static int s_run(evb_sub_t *s, feed *f, const evb_view *frames, size_t n, uint64_t position,
                  bool batch, run_result *res, evb_err *err)
 {
     *res = RUN_OK;
@@ -549,7 +549,7 @@ static int s_run(evb_sub_t *s, feed *f, const bview *frames, size_t n, uint64_t 
  * at least `position` when all of them went in. One transaction for the lot;
  * if anything goes wrong, again one event per transaction, stopping at the
  * event that cannot be applied (*refused). */
-static int s_apply(evb_sub_t *s, feed *f, const bview *frames, size_t n,
+static int s_apply(evb_sub_t *s, feed *f, const evb_view *frames, size_t n,
                    uint64_t position, bool *refused, evb_err *err)
 {
     *refused = false;
@@ -605,7 +605,7 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
                 gap = true; /* catch up again from applied */
                 break;
             }
-            s->views[n++] = (bview){le->data, le->len};
+            s->views[n++] = (evb_view){le->data, le->len};
             upto = le->seq;
         }
         if (n > 0) {
@@ -638,11 +638,11 @@ static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err);
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                           evb_err *err)
 {
-    bm_reply *rp = &s->reply;
+    evb_wire_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (bm_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != BM_HB) {
+    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != EVB_WIRE_HB) {
         s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return EVB_OK;
     }
@@ -688,7 +688,7 @@ static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
     size_t total = f->nbuf;
     size_t n = total < MAX_FRAMES ? total : MAX_FRAMES;
     for (size_t i = 0; i < n; i++)
-        s->views[i] = (bview){f->buf[i].data, f->buf[i].len};
+        s->views[i] = (evb_view){f->buf[i].data, f->buf[i].len};
     bool refused;
     int rc = s_apply(s, f, s->views, n, 0, &refused, err);
     s_drop_buffer(f); /* what did not go in comes again by catch-up */
@@ -722,11 +722,11 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     size_t hlen;
     evb_err perr;
     evb_err_clear(&perr);
-    if (bm_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
+    if (evb_wire_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
     }
-    bview env = {body + hlen, blen - hlen};
+    evb_view env = {body + hlen, blen - hlen};
     if (evb_event_decode_into(env.p, env.len, &s->ev, &perr) != EVB_OK) {
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
@@ -804,17 +804,17 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
 static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
                       evb_err *err)
 {
-    bm_reply *rp = &s->reply;
+    evb_wire_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (bm_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == BM_HB) {
+    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == EVB_WIRE_HB) {
         s_bad_frame(c, NULL,
                     perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
     c->last_seen_us = evb_now_us();
-    if (rp->kind == BM_HELLO) {
+    if (rp->kind == EVB_WIRE_HELLO) {
         if (rp->req_id != c->hello_req) return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
         c->hello_wait_ms = 0;
@@ -840,7 +840,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
             f = c->feeds[i];
     if (f == NULL) return EVB_OK; /* a reply to a fetch we gave up on */
     f->fetch_req = 0;
-    if (rp->kind == BM_ERROR) {
+    if (rp->kind == EVB_WIRE_ERROR) {
         evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
                 c->name, f->category, (unsigned long long)f->applied, rp->code,
                 rp->message);
@@ -849,7 +849,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     }
     /* The envelopes follow the header in the same frame: find their bounds
      * (each is checked again when it is decoded). */
-    size_t count = bm_split(msg + used, mlen - used, s->views, rp->count);
+    size_t count = evb_wire_split(msg + used, mlen - used, s->views, rp->count);
     if (count != rp->count) {
         s_bad_frame(c, f, "page: its events disagree with its header");
         f->fetch_deadline = 0; /* ask again now */
@@ -892,14 +892,14 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         const uint8_t *body = NULL;
         size_t blen = 0;
         const char *why = NULL;
-        if (bm_drain_parts(c->sub, &m) != 0) {
+        if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
             s_bad_frame(c, NULL, "a multipart message on the live socket");
         } else {
-            switch (bm_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
+            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
                                   &why)) {
-            case BM_LIVE_HB: rc = s_on_heartbeat(s, c, body, blen, err); break;
-            case BM_LIVE_EVENT: rc = s_on_live(s, c, cat, body, blen, err); break;
-            case BM_LIVE_BAD: s_bad_frame(c, NULL, why); break;
+            case EVB_WIRE_LIVE_HB: rc = s_on_heartbeat(s, c, body, blen, err); break;
+            case EVB_WIRE_LIVE_EVENT: rc = s_on_live(s, c, cat, body, blen, err); break;
+            case EVB_WIRE_LIVE_BAD: s_bad_frame(c, NULL, why); break;
             }
         }
         zmq_msg_close(&m);
@@ -918,7 +918,7 @@ static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
             return EVB_OK;
         }
         int rc = EVB_OK;
-        if (bm_drain_parts(c->dealer, &m) != 0)
+        if (evb_wire_drain(c->dealer, zmq_msg_more(&m)) != 0)
             s_bad_frame(c, NULL, "a multipart message on the catch-up socket");
         else
             rc = s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m), err);
@@ -938,14 +938,14 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
     c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
     if (c->sub == NULL || c->dealer == NULL)
         return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
-    bm_sub_sockopts(c->sub, c->dealer, s->o.rcvhwm);
+    evb_wire_sub_sockopts(c->sub, c->dealer, s->o.rcvhwm);
     void *socks[2] = {c->sub, c->dealer};
     if (n == 0) {
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
         for (size_t i = 0; i < n; i++) {
             char topic[2 + EVB_MAX_CATEGORY_LEN];
-            size_t tl = bm_topic_event(topic, categories[i]);
+            size_t tl = evb_wire_topic_event(topic, categories[i]);
             zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
             if (s_feed(s, c, categories[i], true) == NULL)
                 return evb_err_set(err, EVB_ENOMEM, "out of memory");
@@ -955,14 +955,14 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
      * CURVE publisher is told so instead of waiting forever. */
     for (int i = 0; i < 2; i++) {
         int rc = c->server_key[0]
-                     ? curve_make_client(socks[i], &s->keys, c->server_key, err)
+                     ? evb_curve_make_client(socks[i], &s->keys, c->server_key, err)
                      : EVB_OK;
         if (rc != EVB_OK) return rc;
-        rc = curve_link_open(&c->link[i], s->zctx, socks[i], i == 0 ? c->pub_ep : c->cu_ep,
+        rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i], i == 0 ? c->pub_ep : c->cu_ep,
                              c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
-    return bm_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
+    return evb_wire_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
 }
 
 int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
@@ -975,14 +975,14 @@ int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
                          const char *server_key, const char *const *categories, size_t n,
                          evb_err *err)
 {
-    char key[CURVE_Z85] = "";
+    char key[EVB_CURVE_Z85] = "";
     if (server_key != NULL && server_key[0] != '\0') {
         if (!s->keys.on)
             return evb_err_set(err, EVB_EINVAL,
                                "follow %s: a server key needs our own certificate "
                                "(evb_sub_opts.curve)",
                                pub_ep ? pub_ep : "?");
-        if (curve_server_key(server_key, key, err) != EVB_OK) return EVB_EINVAL;
+        if (evb_curve_server_key(server_key, key, err) != EVB_OK) return EVB_EINVAL;
     }
     if (pub_ep == NULL || cu_ep == NULL || strlen(pub_ep) >= EVB_BUS_MAX_ENDPOINT ||
         strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
@@ -1052,13 +1052,13 @@ static void s_watch(evb_sub_t *s, conn *c)
 {
     int64_t now = evb_now_us();
     for (int i = 0; i < 2; i++) {
-        curve_link *l = &c->link[i];
-        curve_ev ev = curve_link_check(l, now);
-        if (ev == CURVE_EV_OK) {
+        evb_curve_link *l = &c->link[i];
+        evb_curve_ev ev = evb_curve_link_check(l, now);
+        if (ev == EVB_CURVE_EV_OK) {
             if (!c->link[0].bad && !c->link[1].bad)
                 evb_log(EVB_LOG_INFO, "consumer %s, %s: handshake accepted now",
                         s->consumer, c->name);
-        } else if (ev != CURVE_EV_NONE || (l->bad && now - c->hs_log_us >= 60000000)) {
+        } else if (ev != EVB_CURVE_EV_NONE || (l->bad && now - c->hs_log_us >= 60000000)) {
             evb_log(EVB_LOG_ERROR, "consumer %s, %s: %s (%llu failed handshakes)",
                     s->consumer, c->name, l->why,
                     (unsigned long long)(c->link[0].failures + c->link[1].failures));

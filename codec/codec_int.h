@@ -2,6 +2,9 @@
  * codec_int.h (private to libevbus): codec entry points for the other modules
  * of the library, not for users.
  */
+#if !defined(EVB_BUILDING_CODEC) && !defined(EVB_BUILDING_STORE) && !defined(EVB_BUILDING_BUS)
+#error "codec/codec_int.h is private to libevbus's codec, store and bus modules; programs include <evbus/evbus_codec.h>"
+#endif
 #ifndef EVB_CODEC_INT_H
 #define EVB_CODEC_INT_H
 

@@ -7,6 +7,9 @@
  * left (every element takes at least one byte), and its skip is depth-bounded.
  * Strings and binaries are returned as views into the buffer.
  */
+#if !defined(EVB_BUILDING_CODEC) && !defined(EVB_BUILDING_BUS)
+#error "codec/mpread.h is private to libevbus's codec and bus modules; programs include <evbus/evbus_codec.h>"
+#endif
 #ifndef EVB_MPREAD_H
 #define EVB_MPREAD_H
 

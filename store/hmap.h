@@ -5,6 +5,9 @@
  * the slot; longer ones are malloc'd. Removal is by rebuilding (hmap_filter),
  * which is how the store sweeps entries the indexes now cover.
  */
+#if !defined(EVB_BUILDING_STORE) && !defined(EVB_BUILDING_SVC)
+#error "store/hmap.h is private to libevbus's store and service runtime modules; programs include <evbus/evbus_store.h>"
+#endif
 #ifndef EVB_HMAP_H
 #define EVB_HMAP_H
 

@@ -6,6 +6,9 @@
  * stays correct (the seq is still right) but may be dropped at the next
  * rebuild, which is what bounds the set by the indexer's lag.
  */
+#if !defined(EVB_BUILDING_STORE)
+#error "store/idset.h is private to libevbus's store module; programs include <evbus/evbus_store.h>"
+#endif
 #ifndef EVB_IDSET_H
 #define EVB_IDSET_H
 

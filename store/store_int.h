@@ -3,6 +3,9 @@
  * store.c (open, append, transactions), indexer.c, read.c and verify.c.
  * The key layout is specified in store/FORMAT.md; keep the two in step.
  */
+#if !defined(EVB_BUILDING_STORE)
+#error "store/store_int.h is private to libevbus's store module; programs include <evbus/evbus_store.h>"
+#endif
 #ifndef EVB_STORE_INT_H
 #define EVB_STORE_INT_H
 

@@ -19,7 +19,7 @@
  */
 #include <evbus/evbus_svc.h>
 
-#include "../svc_util.h"
+#include "svc_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

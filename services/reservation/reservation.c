@@ -20,9 +20,10 @@
  */
 #include <evbus/evbus_svc.h>
 
-#include "../../store/hmap.h"
-#include "../svc_util.h"
+#include "svc_util.h"
 
+#include <czmq.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ typedef struct show {
     uint64_t capacity, held, reserved;
     hold *holds;
     size_t n, cap;
-    hmap ix; /* booking -> index in holds */
+    zhashx_t *ix; /* booking -> index in holds + 1; NULL until the first hold */
 } show;
 
 static void show_init(void *st) { memset(st, 0, sizeof(show)); }
@@ -52,13 +53,13 @@ static void show_release(void *st)
 {
     show *s = st;
     free(s->holds);
-    hmap_free(&s->ix);
+    zhashx_destroy(&s->ix);
 }
 
 static hold *show_hold(const show *s, const char *booking)
 {
-    hent *h = hmap_get(&s->ix, booking, strlen(booking));
-    return h ? &s->holds[h->a] : NULL;
+    void *v = s->ix ? zhashx_lookup(s->ix, booking) : NULL;
+    return v ? &s->holds[(uintptr_t)v - 1] : NULL;
 }
 
 static int show_set_hold(show *s, const char *booking, uint32_t seats, uint8_t state,
@@ -75,8 +76,11 @@ static int show_set_hold(show *s, const char *booking, uint32_t seats, uint8_t s
         }
         h = &s->holds[s->n];
         snprintf(h->booking, sizeof h->booking, "%s", booking);
-        if (hmap_put(&s->ix, booking, strlen(booking), s->n, 0) == NULL)
+        if (s->ix == NULL && (s->ix = zhashx_new()) == NULL)
             return evb_err_set(err, EVB_ENOMEM, "out of memory");
+        /* zhashx copies the key; the value is the index + 1 (NULL: none) */
+        if (zhashx_insert(s->ix, booking, (void *)(uintptr_t)(s->n + 1)) != 0)
+            return evb_err_set(err, EVB_ENOMEM, "booking %s: cannot index", booking);
         s->n++;
     }
     h->seats = seats;

@@ -25,7 +25,7 @@
 /* The private CURVE module, for the one test that needs a server without
  * its ZAP handler (<evbus/evbus_bus.h> above keeps curve.h's own include of
  * evbus_bus.h from reaching for the source tree's store header). */
-#include "../../bus/curve.h"
+#include "curve.h"
 #include <zmq.h>
 
 #define DEADLINE_US (30 * 1000000LL)
@@ -368,9 +368,9 @@ static void test_server_without_zap_handler_refuses(void **state)
 {
     world *w = *state;
     evb_err err;
-    curve_keys sk, bk;
-    assert_int_equal(curve_keys_load(w->server_sec, &sk, &err), EVB_OK);
-    assert_int_equal(curve_keys_load(w->bob_sec, &bk, &err), EVB_OK);
+    evb_curve_keys sk, bk;
+    assert_int_equal(evb_curve_keys_load(w->server_sec, &sk, &err), EVB_OK);
+    assert_int_equal(evb_curve_keys_load(w->bob_sec, &bk, &err), EVB_OK);
     void *sctx = zmq_ctx_new(), *cctx = zmq_ctx_new();
     curve_zap *zap = curve_zap_start(sctx, w->allow, sk.pub, "test", &err);
     if (zap == NULL) fail_msg("zap: %s", err.msg);
@@ -382,7 +382,7 @@ static void test_server_without_zap_handler_refuses(void **state)
     curve_zap_stop(&zap); /* as if its thread had ended */
     void *cli = zmq_socket(cctx, ZMQ_SUB);
     zmq_setsockopt(cli, ZMQ_LINGER, &zero, sizeof zero);
-    assert_int_equal(curve_make_client(cli, &bk, sk.pub, &err), EVB_OK);
+    assert_int_equal(evb_curve_make_client(cli, &bk, sk.pub, &err), EVB_OK);
     zmq_setsockopt(cli, ZMQ_SUBSCRIBE, "", 0);
     assert_int_equal(zmq_connect(cli, w->pub_ep), 0);
     int got = 0;
@@ -397,8 +397,8 @@ static void test_server_without_zap_handler_refuses(void **state)
     zmq_close(srv);
     zmq_ctx_term(cctx);
     zmq_ctx_term(sctx);
-    curve_keys_wipe(&sk);
-    curve_keys_wipe(&bk);
+    evb_curve_keys_wipe(&sk);
+    evb_curve_keys_wipe(&bk);
 }
 
 /* ---- command socket ---- */

@@ -19,7 +19,7 @@ Checks, in order:
              and which follows booking the same way) is stopped on h2 and
              started again on h3 with the same store (it moved: new address).
              Booking switches to the new endpoints by itself. Afterwards the
-             invariants hold (tools/booking_check.py), every booking is final,
+             invariants hold (tools/scripts/booking_check.py), every booking is final,
              booking's feed of the reservation log is live at the new address
              with lag 0, and no reservation event caused two booking events
              (nothing applied twice).
@@ -40,7 +40,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "scripts"))
 import booking_check  # noqa: E402
 
 SANITIZED = os.environ.get("EVB_SANITIZED") == "1"

@@ -50,7 +50,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "scripts"))
 import booking_check  # noqa: E402
 
 SCALE = max(1, int(os.environ.get("EVB_TEST_SCALE", "1")))

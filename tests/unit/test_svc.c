@@ -1,5 +1,5 @@
 /*
- * test_svc.c: unit tests of the service runtime (services/evbus_svc.h),
+ * test_svc.c: unit tests of the service runtime (services/runtime/evbus_svc.h),
  * through the public headers only.
  *
  * A service runs evb_svc_run until SIGTERM, so each test forks the service

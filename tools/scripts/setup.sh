@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/setup.sh: install what evbus needs on Debian 12 and build it.
+# tools/scripts/setup.sh: install what evbus needs on Debian 12 and build it.
 #
 # Idempotent: packages already installed are left alone (checked with
 # dpkg-query), and `apt-get update` runs only when something is missing.
@@ -9,11 +9,13 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: tools/setup.sh [--no-build] [--help]
+usage: tools/scripts/setup.sh [--test] [--no-build] [--help]
 
 Installs the Debian 12 packages evbus needs (only the missing ones), then
-configures and builds evbus with CMake.
+configures and builds evbus with CMake (warnings are errors: EVBUS_WERROR).
 
+  --test       also install what only the tests need (cmocka, clang and
+               libFuzzer, network-namespace tools) and build the test suite
   --no-build   install packages only; do not configure or build
   --help       show this text
 
@@ -24,28 +26,33 @@ USAGE
 }
 
 build=1
+test=0
 for arg in "$@"; do
     case "$arg" in
     --no-build) build=0 ;;
+    --test) test=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "setup: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
 
 say() { printf 'setup: %s\n' "$*"; }
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-# build-essential .. libcmocka-dev build and test the library. libsnappy-dev:
-# Debian 12's libleveldb-dev does not depend on it, yet its CMake package
-# (leveldbTargets.cmake) links "snappy", so without it linking fails with
-# "cannot find -lsnappy". python3 runs
-# the CLI test; clang + libclang-rt-14-dev give libFuzzer (libclang_rt.fuzzer
-# lives in libclang-rt-14-dev on Debian 12); iproute2 and tmux serve the LAN
-# tests and the services demo; nftables (packet loss) and tcpdump (captures on
-# the bridge) serve the LAN tests.
+# What building and the demo need. libsnappy-dev: Debian 12's libleveldb-dev
+# does not depend on it, yet its CMake package (leveldbTargets.cmake) links
+# "snappy", so without it linking fails with "cannot find -lsnappy". python3
+# runs the demo's checks (booking_check.py).
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev libcmocka-dev python3 clang libclang-rt-14-dev iproute2 tmux
-      nftables tcpdump)
+      libleveldb-dev libsnappy-dev python3)
+# What only the tests need (--test): cmocka for the unit tests; clang and
+# libclang-rt-14-dev for libFuzzer (libclang_rt.fuzzer lives there on Debian
+# 12) and the clang builds; iproute2 (network namespaces), nftables (packet
+# loss) and tcpdump (captures on the bridge) for the LAN tests; dpkg-dev for
+# dpkg-buildflags (CI's packager build). Later test servers and browsers go
+# here too.
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev)
+if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -82,8 +89,16 @@ if ((build == 0)); then
 fi
 
 bdir=${EVBUS_BUILD:-$repo/build}
+# Our own builds treat warnings as errors; a packager's build does not.
+extra=(-DEVBUS_WERROR=ON)
+if ((test)); then
+    extra+=(-DEVBUS_TESTS=ON)
+elif ! pkg-config --exists cmocka; then
+    say "tests not built: libcmocka-dev is missing (tools/scripts/setup.sh --test installs it)"
+    extra+=(-DEVBUS_TESTS=OFF)
+fi
 # shellcheck disable=SC2206 # word splitting of the extra args is intended
-extra=(${EVBUS_CMAKE_ARGS:-})
+extra+=(${EVBUS_CMAKE_ARGS:-})
 say "cmake -S $repo -B $bdir ${extra[*]}"
 cmake -S "$repo" -B "$bdir" "${extra[@]}"
 say "cmake --build $bdir -j$(nproc)"

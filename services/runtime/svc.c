@@ -6,7 +6,7 @@
  */
 #include "evbus_svc.h"
 
-#include "../store/hmap.h"
+#include "hmap.h"
 #include "svc_int.h"
 
 #include <czmq.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/demo.sh: the reservation and booking services on this machine, with
+# tools/scripts/demo.sh: the reservation and booking services on this machine, with
 # the sniffer watching the bus.
 #
 #  1. starts evbus-reservation and evbus-booking (each its own LevelDB log,
@@ -11,7 +11,7 @@
 #  3. SIGKILLs the booking service mid-stream, keeps the box office selling,
 #     restarts booking and shows it catching up and finishing the sagas that
 #     were in flight;
-#  4. checks the final state (tools/booking_check.py): for every show held +
+#  4. checks the final state (tools/scripts/booking_check.py): for every show held +
 #     reserved + available = capacity; every booking final and agreeing with
 #     the reservation log; the read models agree with the aggregates; the
 #     sniffer saw every event of both logs exactly once.
@@ -20,7 +20,7 @@
 # Last line: "demo: OK ..." (exit 0) only when every check held.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bdir=${EVBUS_BUILD:-$repo/build}
 evbus=$bdir/tools/evbus
 res_bin=$bdir/services/evbus-reservation
@@ -30,9 +30,9 @@ per_client=${DEMO_BOOKINGS:-60}
 
 fail() { echo "demo: FAILED: $*" >&2; echo "demo: FAILED: $*"; exit 1; }
 for p in "$evbus" "$res_bin" "$bk_bin"; do
-    [[ -x "$p" ]] || fail "$p not found; build first: ./tools/setup.sh"
+    [[ -x "$p" ]] || fail "$p not found; build first: ./tools/scripts/setup.sh"
 done
-command -v python3 >/dev/null || fail "python3 not found (./tools/setup.sh installs it)"
+command -v python3 >/dev/null || fail "python3 not found (./tools/scripts/setup.sh installs it)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evbus-demo.XXXXXX")
 declare -A svc_pid=()
@@ -172,7 +172,7 @@ sleep 0.1
 
 echo "demo: all clients done; waiting for the sagas to finish, then checking"
 shows_csv=$(printf '%s\n' "${shows[@]%%:*}" | paste -sd,)
-summary=$(python3 "$repo/tools/booking_check.py" --evbus "$evbus" --reservation "$res_cmd" \
+summary=$(python3 "$repo/tools/scripts/booking_check.py" --evbus "$evbus" --reservation "$res_cmd" \
     --booking "$bk_cmd" --shows "$shows_csv" --wait 90 --json) || {
     echo "$summary"
     fail "invariants broken (see check: lines above)"

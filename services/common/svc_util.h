@@ -6,7 +6,7 @@
 #ifndef EVB_SVC_UTIL_H
 #define EVB_SVC_UTIL_H
 
-#include "evbus_svc.h"
+#include <evbus/evbus_svc.h>
 
 #include <msgpack.h>
 #include <string.h>

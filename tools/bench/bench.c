@@ -44,7 +44,7 @@
  *                          10,000/s (append included), vs. raw ZeroMQ
  *                          PUB->SUB at the same rate; ratio = baseline/ours
  *
- * Services case (tools/bench_booking.c; tools/README.md "Booking case"):
+ * Services case (tools/bench/bench_booking.c; tools/README.md "Booking case"):
  *  booking                 bookings/s end to end: evbus-reservation and
  *                          evbus-booking as child processes (ipc, --sync
  *                          none, found by --services DIR, $EVBUS_BUILD/

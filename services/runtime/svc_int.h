@@ -2,6 +2,9 @@
  * svc_int.h (private): the service runtime's configuration (flags,
  * environment, config file) and its structured log sink.
  */
+#if !defined(EVB_BUILDING_SVC)
+#error "services/runtime/svc_int.h is private to libevbus's service runtime module; programs include <evbus/evbus_svc.h>"
+#endif
 #ifndef EVB_SVC_INT_H
 #define EVB_SVC_INT_H
 

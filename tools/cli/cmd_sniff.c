@@ -40,9 +40,6 @@
 #include "json_in.h"
 #include "disc_cli.h"
 
-#include "busmsg.h"
-#include "curve.h"
-
 #include <errno.h>
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -55,6 +52,7 @@
 #include <zmq.h>
 
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_wire.h>
 
 #define S_PAGE_EVENTS 1000u              /* events asked per catch-up page */
 #define S_FETCH_TIMEOUT_US 3000000       /* re-ask an unanswered fetch */
@@ -117,8 +115,8 @@ typedef struct conn {
     size_t nfeeds;
     uint64_t bad_frames, bad_unlogged, ignored_cats;
     int64_t last_bad_log_us;
-    char server_key[CURVE_Z85]; /* CURVE: the publisher's key ("": plain) */
-    curve_link link[2];         /* handshakes of sub [0] and dealer [1] */
+    char server_key[EVB_CURVE_Z85]; /* CURVE: the publisher's key ("": plain) */
+    evb_curve_link link[2];         /* handshakes of sub [0] and dealer [1] */
 } conn;
 
 typedef struct where_t {
@@ -149,8 +147,8 @@ typedef struct sniff {
     /* scratch */
     evb_buf msg, line, payload, tmp;
     evb_event_t ev;
-    bview *views;
-    bm_reply reply;
+    evb_view *views;
+    evb_wire_reply reply;
     /* output */
     uint64_t printed, matched;
     bool done; /* --count reached */
@@ -159,7 +157,7 @@ typedef struct sniff {
     unsigned stats_lines; /* lines of the last table drawn on a terminal */
     evb_err fatal;
     /* CURVE (README.md, "Security"): our keys, each --follow's server key */
-    curve_keys keys;
+    evb_curve_keys keys;
     const char *server_keys[CLI_MAX_LIST];
 } sniff_t;
 
@@ -557,7 +555,7 @@ static void s_fetch(sniff_t *s, feed *f)
     }
     s->msg.len = 0;
     f->fetch_req = ++s->next_req;
-    bool sent = bm_fetch(&s->msg, f->fetch_req, f->category, f->applied, S_PAGE_EVENTS,
+    bool sent = evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied, S_PAGE_EVENTS,
                          NULL) == EVB_OK &&
                 s_send(c, &s->msg);
     /* ZMQ_IMMEDIATE: with no connection up the request is refused, not
@@ -572,7 +570,7 @@ static void s_hello(sniff_t *s, conn *c)
     c->hello_wait_ms = c->hello_wait_ms ? c->hello_wait_ms * 2 : 20;
     if (c->hello_wait_ms > 1000) c->hello_wait_ms = 1000;
     c->hello_at = evb_now_us() + (int64_t)c->hello_wait_ms * 1000;
-    if (bm_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
+    if (evb_wire_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
 }
 
 /* Count a gap and say so (at most once a second). */
@@ -754,11 +752,11 @@ static void s_drain(sniff_t *s, feed *f)
 
 static void s_on_heartbeat(sniff_t *s, conn *c, const void *body, size_t len)
 {
-    bm_reply *rp = &s->reply;
+    evb_wire_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (bm_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != BM_HB) {
+    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != EVB_WIRE_HB) {
         s_bad_frame(s, c, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return;
     }
@@ -799,7 +797,7 @@ static void s_on_live(sniff_t *s, conn *c, const char *cat, const uint8_t *body,
     size_t hlen;
     evb_err perr;
     evb_err_clear(&perr);
-    if (bm_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
+    if (evb_wire_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
         s_bad_frame(s, c, perr.msg);
         return;
     }
@@ -835,14 +833,14 @@ static void s_read_sub(sniff_t *s, conn *c)
         const uint8_t *body = NULL;
         size_t blen = 0;
         const char *why = NULL;
-        if (bm_drain_parts(c->sub, &m) != 0) {
+        if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
             s_bad_frame(s, c, "a multipart message on the live socket");
         } else {
-            switch (bm_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
+            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
                                   &why)) {
-            case BM_LIVE_HB: s_on_heartbeat(s, c, body, blen); break;
-            case BM_LIVE_EVENT: s_on_live(s, c, cat, body, blen, rx); break;
-            case BM_LIVE_BAD: s_bad_frame(s, c, why); break;
+            case EVB_WIRE_LIVE_HB: s_on_heartbeat(s, c, body, blen); break;
+            case EVB_WIRE_LIVE_EVENT: s_on_live(s, c, cat, body, blen, rx); break;
+            case EVB_WIRE_LIVE_BAD: s_bad_frame(s, c, why); break;
             }
         }
         zmq_msg_close(&m);
@@ -852,8 +850,8 @@ static void s_read_sub(sniff_t *s, conn *c)
 static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t mlen,
                       size_t used)
 {
-    bm_reply *rp = &s->reply;
-    size_t count = bm_split(msg + used, mlen - used, s->views, rp->count);
+    evb_wire_reply *rp = &s->reply;
+    size_t count = evb_wire_split(msg + used, mlen - used, s->views, rp->count);
     if (count != rp->count || (rp->more && count == 0)) {
         s_bad_frame(s, c, "page: its events disagree with its header");
         f->fetch_at = evb_now_us() + S_FETCH_TIMEOUT_US;
@@ -898,16 +896,16 @@ static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t m
 
 static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
 {
-    bm_reply *rp = &s->reply;
+    evb_wire_reply *rp = &s->reply;
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (bm_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == BM_HB) {
+    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == EVB_WIRE_HB) {
         s_bad_frame(s, c, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return;
     }
     c->last_seen_us = evb_now_us();
-    if (rp->kind == BM_HELLO) {
+    if (rp->kind == EVB_WIRE_HELLO) {
         if (rp->req_id != c->hello_req) return; /* an answer to an older hello */
         c->hello_req = 0;
         c->hello_wait_ms = 0;
@@ -936,7 +934,7 @@ static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
     if (f == NULL) return; /* a reply to a fetch given up on */
     f->fetch_req = 0;
     f->fetch_at = 0;
-    if (rp->kind == BM_ERROR) {
+    if (rp->kind == EVB_WIRE_ERROR) {
         evb_log(EVB_LOG_WARN, "%s refused a fetch of %s after %" PRIu64 ": %s %s",
                 c->name, f->category[0] ? f->category : "(all)", f->applied, rp->code,
                 rp->message);
@@ -956,7 +954,7 @@ static void s_read_dealer(sniff_t *s, conn *c)
             zmq_msg_close(&m);
             return;
         }
-        if (bm_drain_parts(c->dealer, &m) != 0)
+        if (evb_wire_drain(c->dealer, zmq_msg_more(&m)) != 0)
             s_bad_frame(s, c, "a multipart message on the catch-up socket");
         else
             s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m));
@@ -997,28 +995,28 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
     c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
     if (c->sub == NULL || c->dealer == NULL)
         return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
-    bm_sub_sockopts(c->sub, c->dealer, s->rcvhwm);
+    evb_wire_sub_sockopts(c->sub, c->dealer, s->rcvhwm);
     void *socks[2] = {c->sub, c->dealer};
     if (s->cats->n == 0) {
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
         for (size_t i = 0; i < s->cats->n; i++) {
             char topic[2 + EVB_MAX_CATEGORY_LEN];
-            size_t tl = bm_topic_event(topic, s->cats->v[i]);
+            size_t tl = evb_wire_topic_event(topic, s->cats->v[i]);
             zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
         }
     }
     for (int i = 0; i < 2; i++) {
         int rc = c->server_key[0]
-                     ? curve_make_client(socks[i], &s->keys, c->server_key, err)
+                     ? evb_curve_make_client(socks[i], &s->keys, c->server_key, err)
                      : EVB_OK;
         if (rc == EVB_OK)
-            rc = curve_link_open(&c->link[i], s->zctx, socks[i],
+            rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i],
                                  i == 0 ? c->pub_ep : c->cu_ep,
                                  c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
-    return bm_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
+    return evb_wire_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
 }
 
 static void s_conn_free(conn *c)
@@ -1028,8 +1026,8 @@ static void s_conn_free(conn *c)
         s_feed_free(c->feeds[i]);
     free(c->feeds);
     s_feed_free(c->all);
-    curve_link_close(&c->link[0]);
-    curve_link_close(&c->link[1]);
+    evb_curve_link_close(&c->link[0]);
+    evb_curve_link_close(&c->link[1]);
     if (c->sub) zmq_close(c->sub);
     if (c->dealer) zmq_close(c->dealer);
     free(c);
@@ -1041,10 +1039,10 @@ static void s_conn_free(conn *c)
 static void s_watch_links(sniff_t *s, conn *c, int64_t now)
 {
     for (int i = 0; i < 2; i++) {
-        curve_ev ev = curve_link_check(&c->link[i], now);
-        if (ev == CURVE_EV_OK && !c->link[0].bad && !c->link[1].bad)
+        evb_curve_ev ev = evb_curve_link_check(&c->link[i], now);
+        if (ev == EVB_CURVE_EV_OK && !c->link[0].bad && !c->link[1].bad)
             cli_error(s->cli, "%s: handshake accepted now", c->name);
-        else if (ev == CURVE_EV_REFUSED || ev == CURVE_EV_FAILED)
+        else if (ev == EVB_CURVE_EV_REFUSED || ev == EVB_CURVE_EV_FAILED)
             cli_error(s->cli, "%s", c->link[i].why);
     }
 }
@@ -1320,7 +1318,7 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
         cli_split_follow(follow->v[i], c->pub_ep, c->cu_ep); /* checked before */
         evb_err kerr = {0};
         if (s->server_keys[i] != NULL &&
-            curve_server_key(s->server_keys[i], c->server_key, &kerr) != EVB_OK) {
+            evb_curve_server_key(s->server_keys[i], c->server_key, &kerr) != EVB_OK) {
             cli_error(s->cli, "--follow %s: %s", follow->v[i], kerr.msg);
             return CLI_EXIT_USAGE;
         }
@@ -1393,7 +1391,7 @@ static void s_free(sniff_t *s)
     free(s->items);
     free(s->views);
     if (s->zctx) zmq_ctx_term(s->zctx);
-    curve_keys_wipe(&s->keys);
+    evb_curve_keys_wipe(&s->keys);
     evb_buf_free(&s->msg);
     evb_buf_free(&s->line);
     evb_buf_free(&s->payload);
@@ -1571,7 +1569,7 @@ int cmd_sniff(int argc, char **argv)
                                since, err.msg);
     rc = cli_follow_keys(&cli, &follow, cert != NULL, s.server_keys);
     if (rc >= 0) return rc;
-    if (cert != NULL && curve_keys_load(cert, &s.keys, &err) != EVB_OK)
+    if (cert != NULL && evb_curve_keys_load(cert, &s.keys, &err) != EVB_OK)
         return cli_usage_error(&cli, "--cert: %s", err.msg);
     rc = cli_follow_split(&cli, &follow, NULL);
     if (rc >= 0) return rc;

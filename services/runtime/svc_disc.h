@@ -3,6 +3,9 @@
  * announcer (--announce) and the followers by name (--follow-service), on the
  * beacon interface named by --beacon-iface (evbus_discovery.h).
  */
+#if !defined(EVB_BUILDING_SVC)
+#error "services/runtime/svc_disc.h is private to libevbus's service runtime module; programs include <evbus/evbus_svc.h>"
+#endif
 #ifndef EVB_SVC_DISC_H
 #define EVB_SVC_DISC_H
 
