@@ -1,21 +1,23 @@
 /*
- * store.c: opening a log, appending, transactions, durability, consumer
- * key/values, checkpoints and snapshots.
+ * store.c: opening, reopening and closing a log, its metadata and head, and
+ * the helpers every file of the store uses. The rest of the store:
+ * state.c (in-memory stream versions, id filter), txn.c (transactions,
+ * appends), durability.c (sync, group fsync), consumer.c (key/values,
+ * checkpoints, snapshots), indexer.c, read.c and verify.c.
  *
  * Key decisions (measured figures and reasons in store/FORMAT.md):
- *  - An append's WriteBatch holds the encoded events under their sequence and
- *    nothing else: the head is the last event key, found by one seek at open.
- *    Index entries are written behind by the indexer (indexer.c).
- *  - Expected versions come from an in-memory cache of stream versions. An
- *    entry may be evicted only once the indexer covers its last event, so a
- *    miss is always answered by the stream index. The cache is swept, not
- *    LRU-ordered: simple, and bounded by the indexer's lag.
- *  - Duplicate ids: an exact map of the ids the indexer may not have covered
- *    yet (swept the same way), then a Bloom filter of every id, then the id
- *    index only when the filter says "maybe". A new random id costs two hash
- *    probes and no LevelDB read.
- *  - Every append is a transaction with one append in it: one code path for
- *    plain appends and for consumers that commit effects with checkpoints.
+ *  - Nothing records the head: it is the last event key, found by one seek at
+ *    open, so an append's batch holds its events and nothing else.
+ *  - Opening rebuilds the in-memory state from the log: every stored id into
+ *    the Bloom filter, the category stats, then the unindexed tail (events
+ *    past the indexer's position) into the exact maps.
+ *  - A directory that is not a log is refused, except what a creation killed
+ *    half-way leaves (LevelDB's first files, or no format record in an empty
+ *    database), which open with create takes over.
+ *  - A reopen (after a failed write) reads the position, the head and the
+ *    maps from the log again: whatever the failed write left, the log is the
+ *    truth. One whose LevelDB open fails leaves the store closed: reads,
+ *    transactions and sync then say EVB_ECLOSED.
  */
 #include "store_int.h"
 #include "codec_int.h"
@@ -25,10 +27,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -55,11 +55,37 @@ int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, si
 {
     *val = NULL;
     if (st->db == NULL)
-        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
+                           st->dir);
     char *e = NULL;
     *val = leveldb_get(st->db, ro ? ro : st->ro, key, klen, vlen, &e);
     if (e != NULL) return st_ldb_err(st, e, "read", err);
     return EVB_OK;
+}
+
+const char *st_seek_last(leveldb_iterator_t *it, const void *prefix, size_t plen,
+                         const void *bound, size_t blen, size_t *klen)
+{
+    leveldb_iter_seek(it, bound, blen);
+    if (leveldb_iter_valid(it))
+        leveldb_iter_prev(it);
+    else
+        leveldb_iter_seek_to_last(it);
+    if (!leveldb_iter_valid(it)) return NULL;
+    const char *k = leveldb_iter_key(it, klen);
+    if (*klen < plen || memcmp(k, prefix, plen) != 0) return NULL;
+    return k;
+}
+
+bool st_seek_last_version(leveldb_iterator_t *it, char prefix, const char *name,
+                          size_t nlen, uint64_t *version)
+{
+    uint8_t key[KEY_MAX];
+    size_t klen = key_name_num(key, prefix, name, nlen, UINT64_MAX), kl;
+    const char *k = st_seek_last(it, key, 2 + nlen, key, klen, &kl);
+    if (k == NULL || kl != klen) return false;
+    *version = be64_get(k + 2 + nlen);
+    return true;
 }
 
 bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen)
@@ -110,160 +136,6 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
     *stream = (const char *)p;
     *slen = n;
     return true;
-}
-
-/* ---- Bloom filter ---- */
-
-static uint64_t s_mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-/* A blocked Bloom filter: the k bits of an id sit in one 512-bit block (one
- * cache line), so adding or testing an id costs one cache miss, not k. With
- * 12 bits per id and k = 6 the false-positive rate stays near 0.5%. */
-#define BLOOM_K 6
-
-static void s_bloom_hashes(const evb_id *id, uint64_t *h1, uint64_t *h2)
-{
-    uint64_t a, b;
-    memcpy(&a, id->b, 8);
-    memcpy(&b, id->b + 8, 8);
-    *h1 = s_mix(a ^ s_mix(b));
-    *h2 = s_mix(b + 0x9e3779b97f4a7c15ull);
-}
-
-static void s_bloom_add(bloom *bf, const evb_id *id)
-{
-    if (bf->bits == NULL) return;
-    uint64_t h1, h2;
-    s_bloom_hashes(id, &h1, &h2);
-    uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
-    for (int i = 0; i < BLOOM_K; i++) {
-        unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
-        blk[bit >> 6] |= 1ull << (bit & 63);
-    }
-}
-
-static bool s_bloom_maybe(const bloom *bf, const evb_id *id)
-{
-    if (bf->bits == NULL) return true;
-    uint64_t h1, h2;
-    s_bloom_hashes(id, &h1, &h2);
-    const uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
-    for (int i = 0; i < BLOOM_K; i++) {
-        unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
-        if (!(blk[bit >> 6] & (1ull << (bit & 63)))) return false;
-    }
-    return true;
-}
-
-/* ---- in-memory state ---- */
-
-static bool s_keep_unindexed(const hent *e, void *ctx)
-{
-    return e->b > *(const uint64_t *)ctx;
-}
-
-/* Drop cached entries the indexes now cover, when the maps grew large. */
-static void s_sweep(evb_store_t *st)
-{
-    uint64_t ix = atomic_load(&st->indexed);
-    if (st->streams.len > st->stream_cache_max)
-        (void)hmap_filter(&st->streams, s_keep_unindexed, &ix);
-}
-
-/* Record that stream reached version at seq, adding count events to its
- * category. */
-static int s_note_stream(evb_store_t *st, const char *stream, uint64_t version,
-                         uint64_t seq, const char *cat, uint64_t count)
-{
-    if (hmap_put(&st->streams, stream, strlen(stream), version, seq) == NULL)
-        return EVB_ENOMEM;
-    size_t cat_len = strlen(cat);
-    hent *c = hmap_get(&st->cats, cat, cat_len);
-    if (c == NULL) c = hmap_put(&st->cats, cat, cat_len, 0, 0);
-    if (c == NULL) return EVB_ENOMEM;
-    if (seq > c->a) c->a = seq;
-    c->b += count;
-    return EVB_OK;
-}
-
-/* Record an event the log holds (the unindexed tail, at open). */
-static int s_note_event(evb_store_t *st, const evb_id *id, const char *stream,
-                        uint64_t version, uint64_t seq, const char *cat)
-{
-    if (idset_put(&st->tail_ids, id, seq, atomic_load(&st->indexed)) != 0)
-        return EVB_ENOMEM;
-    s_bloom_add(&st->ids, id);
-    return s_note_stream(st, stream, version, seq, cat, 1);
-}
-
-/* Current version and last seq of stream from memory or the stream index. */
-static int s_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
-                           uint64_t *last_seq, evb_err *err)
-{
-    size_t n = strlen(stream);
-    hent *e = hmap_get(&st->streams, stream, n);
-    if (e != NULL) {
-        *version = e->a;
-        *last_seq = e->b;
-        return EVB_OK;
-    }
-    /* Not cached: every event of this stream is indexed (see s_sweep). */
-    uint8_t key[KEY_MAX];
-    size_t klen = key_name_num(key, K_STREAM, stream, n, UINT64_MAX);
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
-    leveldb_iter_seek(it, (const char *)key, klen);
-    if (leveldb_iter_valid(it))
-        leveldb_iter_prev(it);
-    else
-        leveldb_iter_seek_to_last(it);
-    *version = 0;
-    *last_seq = 0;
-    if (leveldb_iter_valid(it)) {
-        size_t kl, vl;
-        const char *k = leveldb_iter_key(it, &kl);
-        const char *v = leveldb_iter_value(it, &vl);
-        if (kl == klen && memcmp(k, key, 2 + n) == 0 && vl == 8) {
-            *version = be64_get(k + 2 + n);
-            *last_seq = be64_get(v);
-        }
-    }
-    char *ie = NULL;
-    leveldb_iter_get_error(it, &ie);
-    leveldb_iter_destroy(it);
-    if (ie != NULL) return st_ldb_err(st, ie, "stream index", err);
-    if (*version > 0 && hmap_put(&st->streams, stream, n, *version, *last_seq) == NULL)
-        return evb_err_set(err, EVB_ENOMEM, "out of memory caching stream versions");
-    s_sweep(st);
-    return EVB_OK;
-}
-
-/* Position of an id: 0 when not stored. */
-static int s_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
-{
-    *seq = 0;
-    if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
-    if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
-    uint8_t key[1 + EVB_ID_LEN];
-    char *v;
-    size_t vl;
-    int rc = st_get(st, NULL, key, key_id(key, id), &v, &vl, err);
-    if (rc != EVB_OK) return rc;
-    if (v != NULL) {
-        if (vl == 8) *seq = be64_get(v);
-        leveldb_free(v);
-        if (*seq == 0)
-            return evb_err_set(err, EVB_ECORRUPT, "%s: id index entry is not 8 bytes",
-                               st->dir);
-    }
-    return EVB_OK;
 }
 
 /* ---- open ---- */
@@ -436,18 +308,11 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
 static int s_find_head(evb_store_t *st, evb_err *err)
 {
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
-    const char after = K_EVENT + 1;
-    leveldb_iter_seek(it, &after, 1);
-    if (leveldb_iter_valid(it))
-        leveldb_iter_prev(it);
-    else
-        leveldb_iter_seek_to_last(it);
+    const char pfx = K_EVENT, after = K_EVENT + 1;
     uint64_t head = 0;
-    if (leveldb_iter_valid(it)) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 9 && k[0] == K_EVENT) head = be64_get(k + 1);
-    }
+    size_t kl;
+    const char *k = st_seek_last(it, &pfx, 1, &after, 1, &kl);
+    if (k != NULL && kl == 9) head = be64_get(k + 1);
     char *e = NULL;
     leveldb_iter_get_error(it, &e);
     leveldb_iter_destroy(it);
@@ -475,14 +340,8 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         ix = head;
     }
     if (!st->read_only) {
-        uint64_t want = head * 12 > (1ull << 23) ? head * 12 : (1ull << 23);
-        uint64_t nbits = 1ull << 23;
-        while (nbits < want && nbits < (1ull << 29))
-            nbits <<= 1;
-        st->ids.bits = calloc(nbits / 64, sizeof(uint64_t));
-        if (st->ids.bits == NULL)
+        if (st_bloom_init(&st->ids, head) != 0)
             return evb_err_set(err, EVB_ENOMEM, "out of memory for the id filter");
-        st->ids.nbits = nbits;
         leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
         const char pfx = K_ID;
         for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it);
@@ -493,7 +352,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
             if (kl == 1 + EVB_ID_LEN) {
                 evb_id id;
                 memcpy(id.b, k + 1, EVB_ID_LEN);
-                s_bloom_add(&st->ids, &id);
+                st_bloom_add(&st->ids, &id);
             }
         }
         leveldb_iter_destroy(it);
@@ -537,7 +396,8 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                              st->dir, (unsigned long long)seq, derr.msg);
             break;
         }
-        if (s_note_event(st, &ev.id, ev.stream, ev.version, seq, ev.category) != EVB_OK) {
+        if (st_note_event(st, &ev.id, ev.stream, ev.version, seq, ev.category) !=
+            EVB_OK) {
             rc = evb_err_set(err, EVB_ENOMEM, "out of memory loading the log's tail");
             break;
         }
@@ -547,8 +407,6 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     return rc;
 }
 
-static void *s_flusher(void *arg);
-static void s_txn_free(evb_txn_t *tx);
 static int s_start_threads(evb_store_t *st, evb_err *err);
 
 evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
@@ -675,11 +533,13 @@ static void s_stop_threads(evb_store_t *st)
 static int s_start_threads(evb_store_t *st, evb_err *err)
 {
     st->stop = false;
-    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD && ix_start(st, err) != EVB_OK)
+    if (!st->read_only && st->index_mode == EVB_INDEX_THREAD &&
+        ix_start(st, err) != EVB_OK)
         return err ? err->code : EVB_ENOMEM;
     if (!st->read_only && st->sync == EVB_SYNC_GROUP) {
-        if (pthread_create(&st->fl_thread, NULL, s_flusher, st) != 0)
-            return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the fsync thread", st->dir);
+        if (pthread_create(&st->fl_thread, NULL, st_flusher, st) != 0)
+            return evb_err_set(err, EVB_ENOMEM, "%s: cannot start the fsync thread",
+                               st->dir);
         st->fl_running = true;
     }
     return EVB_OK;
@@ -747,7 +607,7 @@ void evb_store_destroy(evb_store_t **stp)
     if (st->ro) leveldb_readoptions_destroy(st->ro);
     if (st->wo) leveldb_writeoptions_destroy(st->wo);
     if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);
-    s_txn_free(&st->txn);
+    st_txn_free(&st->txn);
     if (st->ix_wb) leveldb_writebatch_destroy(st->ix_wb);
     hmap_free(&st->streams);
     idset_free(&st->tail_ids);
@@ -801,842 +661,4 @@ int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
     }
     closedir(d);
     return EVB_OK;
-}
-
-/* ---- durability ---- */
-
-static int s_sync_write(evb_store_t *st, evb_err *err)
-{
-    uint64_t h = atomic_load(&st->head);
-    uint8_t v[8];
-    be64_put(v, h);
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    leveldb_writebatch_put(wb, META_SYNCED, strlen(META_SYNCED), (const char *)v, 8);
-    CRASH_POINT(st, "sync.before");
-    char *e = NULL;
-    leveldb_write(st->db, st->wo_sync, wb, &e);
-    leveldb_writebatch_destroy(wb);
-    if (e != NULL) return st_ldb_err(st, e, "fsync", err);
-    CRASH_POINT(st, "sync.after");
-    /* Everything up to h was written before this synced write: durable. */
-    uint64_t cur = atomic_load(&st->synced);
-    while (cur < h && !atomic_compare_exchange_weak(&st->synced, &cur, h))
-        ;
-    return EVB_OK;
-}
-
-int evb_store_sync(evb_store_t *st, evb_err *err)
-{
-    if (st->read_only) return EVB_OK;
-    if (st->db == NULL)
-        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
-
-    return s_sync_write(st, err);
-}
-
-uint64_t evb_store_synced(const evb_store_t *st)
-{
-    return atomic_load(&((evb_store_t *)st)->synced);
-}
-
-/* Group fsync: one synced write every group_ms while appends arrive. The head
- * is read from another thread, so only atomics are shared. */
-static void *s_flusher(void *arg)
-{
-    evb_store_t *st = arg;
-    pthread_mutex_lock(&st->mu);
-    while (!st->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)st->group_ms * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&st->cv_flush, &st->mu, &ts);
-        if (st->stop) break;
-        if (atomic_load(&st->synced) >= atomic_load(&st->head)) continue;
-        pthread_mutex_unlock(&st->mu);
-        evb_err e;
-        if (s_sync_write(st, &e) != EVB_OK) {
-            /* A failed fsync (disk full, I/O error): the log refuses writes
-             * until reopened, and this thread stops instead of failing every
-             * few milliseconds; a reopen starts a new one. */
-            atomic_store(&st->unwritable, true);
-            evb_log(EVB_LOG_ERROR, "%s; the log refuses writes until it is reopened", e.msg);
-            return NULL;
-        }
-        pthread_mutex_lock(&st->mu);
-    }
-    pthread_mutex_unlock(&st->mu);
-    return NULL;
-}
-
-/* ---- transactions ---- */
-
-evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
-{
-    if (st->db == NULL) {
-        evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
-        return NULL;
-    }
-    if (st->read_only) {
-        evb_err_set(err, EVB_EINVAL, "%s: opened read-only", st->dir);
-        return NULL;
-    }
-    if (atomic_load(&st->unwritable)) {
-        evb_err_set(err, EVB_EUNWRITABLE,
-                    "%s: an earlier write failed; the log refuses writes until reopened",
-                    st->dir);
-        return NULL;
-    }
-    if (st->open_txn != NULL) {
-        evb_err_set(err, EVB_EBUSY, "%s: another transaction is open", st->dir);
-        return NULL;
-    }
-    /* One transaction object per store, reused: its WriteBatch and arrays keep
-     * their capacity, so a steady stream of appends allocates nothing (a
-     * fresh 300 KB batch per append cost page faults on every call). */
-    evb_txn_t *tx = &st->txn;
-    if (tx->wb == NULL) tx->wb = leveldb_writebatch_create();
-    tx->st = st;
-    tx->next_seq = atomic_load(&st->head) + 1;
-    tx->nstreams = tx->nids = 0;
-    tx->failed = tx->plain = false;
-    tx->nhooks = 0;
-    st->open_txn = tx;
-    return tx;
-}
-
-/* Run the end hooks once, in the order they were added. */
-static void s_txn_end(evb_txn_t *tx, bool committed)
-{
-    size_t n = tx->nhooks;
-    tx->nhooks = 0;
-    for (size_t i = 0; i < n; i++) tx->hooks[i].fn(tx->hooks[i].ctx, committed);
-}
-
-int evb_txn_on_end(evb_txn_t *tx, evb_txn_end_fn fn, void *ctx, evb_err *err)
-{
-    if (fn == NULL || tx->nhooks >= EVB_TXN_MAX_HOOKS)
-        return evb_err_set(err, EVB_EINVAL, "%s: more than %u end hooks on a transaction",
-                           tx->st->dir, EVB_TXN_MAX_HOOKS);
-    tx->hooks[tx->nhooks].fn = fn;
-    tx->hooks[tx->nhooks].ctx = ctx;
-    tx->nhooks++;
-    return EVB_OK;
-}
-
-void evb_txn_destroy(evb_txn_t **txp)
-{
-    if (txp == NULL || *txp == NULL) return;
-    evb_txn_t *tx = *txp;
-    if (tx->st->open_txn == tx) tx->st->open_txn = NULL;
-    s_txn_end(tx, false);
-    leveldb_writebatch_clear(tx->wb);
-    /* Do not keep a huge batch's memory for ever. */
-    if (tx->cap_ids > 2 * EVB_MAX_BATCH) {
-        free(tx->ids);
-        tx->ids = NULL;
-        tx->cap_ids = 0;
-    }
-    *txp = NULL;
-}
-
-/* Free the reusable transaction's memory (store destroy). */
-static void s_txn_free(evb_txn_t *tx)
-{
-    if (tx->wb) leveldb_writebatch_destroy(tx->wb);
-    free(tx->streams);
-    free(tx->ids);
-    memset(tx, 0, sizeof *tx);
-}
-
-int evb_txn_put(evb_txn_t *tx, const void *key, size_t klen, const void *val, size_t vlen,
-                evb_err *err)
-{
-    if (klen == 0 || klen > EVB_MAX_KEY_LEN)
-        return evb_err_set(err, EVB_EINVAL, "key length %zu not in 1..%u", klen,
-                           EVB_MAX_KEY_LEN);
-    if (vlen > EVB_MAX_VALUE_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG, "value of %zu bytes, more than %u", vlen,
-                           EVB_MAX_VALUE_BYTES);
-    uint8_t k[1 + EVB_MAX_KEY_LEN];
-    k[0] = K_USER;
-    memcpy(k + 1, key, klen);
-    leveldb_writebatch_put(tx->wb, (const char *)k, klen + 1, val, vlen);
-    return EVB_OK;
-}
-
-int evb_txn_delete(evb_txn_t *tx, const void *key, size_t klen, evb_err *err)
-{
-    if (klen == 0 || klen > EVB_MAX_KEY_LEN)
-        return evb_err_set(err, EVB_EINVAL, "key length %zu not in 1..%u", klen,
-                           EVB_MAX_KEY_LEN);
-    uint8_t k[1 + EVB_MAX_KEY_LEN];
-    k[0] = K_USER;
-    memcpy(k + 1, key, klen);
-    leveldb_writebatch_delete(tx->wb, (const char *)k, klen + 1);
-    return EVB_OK;
-}
-
-/* P consumer \0 log_id(16) category */
-static int s_ckpt_key(uint8_t *k, size_t *klen, const char *consumer, const evb_id *log,
-                      const char *category, evb_err *err)
-{
-    size_t cn = consumer ? strlen(consumer) : 0;
-    if (cn == 0 || cn > EVB_MAX_CONSUMER_LEN || memchr(consumer, '\0', cn) != NULL)
-        return evb_err_set(err, EVB_EINVAL, "consumer name must be 1..%u bytes",
-                           EVB_MAX_CONSUMER_LEN);
-    int rc = evb_check_category(category, err);
-    if (rc != EVB_OK) return rc;
-    size_t catn = strlen(category);
-    k[0] = K_CKPT;
-    memcpy(k + 1, consumer, cn);
-    k[1 + cn] = 0;
-    memcpy(k + 2 + cn, log->b, EVB_ID_LEN);
-    memcpy(k + 2 + cn + EVB_ID_LEN, category, catn);
-    *klen = 2 + cn + EVB_ID_LEN + catn;
-    return EVB_OK;
-}
-
-int evb_txn_checkpoint(evb_txn_t *tx, const char *consumer, const evb_id *source_log,
-                       const char *category, uint64_t seq, evb_err *err)
-{
-    uint8_t k[KEY_MAX];
-    size_t klen;
-    int rc = s_ckpt_key(k, &klen, consumer, source_log, category, err);
-    if (rc != EVB_OK) return rc;
-    uint8_t v[8];
-    be64_put(v, seq);
-    leveldb_writebatch_put(tx->wb, (const char *)k, klen, (const char *)v, 8);
-    return EVB_OK;
-}
-
-static int s_snap_put(leveldb_writebatch_t *wb, const char *stream, uint64_t version,
-                      const void *state, size_t len, evb_err *err)
-{
-    int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK) return rc;
-    if (len > EVB_MAX_VALUE_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG, "snapshot of %zu bytes, more than %u", len,
-                           EVB_MAX_VALUE_BYTES);
-    if (version == 0)
-        return evb_err_set(err, EVB_EINVAL, "snapshot of %s at version 0", stream);
-    /* One record per (stream, version): loading takes the highest, so saving
-     * an older state never hides a newer one, and older ones stay for reads
-     * "as of" a version. */
-    uint8_t k[KEY_MAX];
-    size_t klen = key_name_num(k, K_SNAP, stream, strlen(stream), version);
-    leveldb_writebatch_put(wb, (const char *)k, klen, state, len);
-    return EVB_OK;
-}
-
-int evb_txn_snapshot(evb_txn_t *tx, const char *stream, uint64_t version,
-                     const void *state, size_t len, evb_err *err)
-{
-    return s_snap_put(tx->wb, stream, version, state, len, err);
-}
-
-static txn_stream *s_txn_stream(evb_txn_t *tx, const char *stream)
-{
-    for (size_t i = 0; i < tx->nstreams; i++)
-        if (strcmp(tx->streams[i].stream, stream) == 0) return &tx->streams[i];
-    return NULL;
-}
-
-static txn_id *s_txn_id(evb_txn_t *tx, const evb_id *id)
-{
-    for (size_t i = 0; i < tx->nids; i++)
-        if (memcmp(tx->ids[i].id.b, id->b, EVB_ID_LEN) == 0) return &tx->ids[i];
-    return NULL;
-}
-
-static int s_cmp_id(const void *a, const void *b)
-{
-    return memcmp(a, b, EVB_ID_LEN);
-}
-
-/* Give every event without an id a random one: one getrandom call for the
- * batch, not one per event (a syscall per event cost ~10% of an append). */
-static int s_fill_ids(evb_event_t *events, size_t n, evb_err *err)
-{
-    size_t missing = 0;
-    for (size_t i = 0; i < n; i++)
-        missing += evb_id_is_zero(&events[i].id);
-    if (missing == 0) return EVB_OK;
-    uint8_t *rnd = malloc(missing * EVB_ID_LEN);
-    if (rnd == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory making ids");
-    size_t got = 0, want = missing * EVB_ID_LEN;
-    while (got < want) {
-        ssize_t r = getrandom(rnd + got, want - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(rnd);
-            return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
-        }
-        got += (size_t)r;
-    }
-    for (size_t i = 0, j = 0; i < n; i++) {
-        if (!evb_id_is_zero(&events[i].id)) continue;
-        memcpy(events[i].id.b, rnd + EVB_ID_LEN * j++, EVB_ID_LEN);
-        if (evb_id_is_zero(&events[i].id)) events[i].id.b[0] = 1; /* zero means "none" */
-    }
-    free(rnd);
-    return EVB_OK;
-}
-
-/* Checks that the events an append was given are well-formed and that no id
- * appears twice; fills zero ids. */
-static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *events,
-                         size_t n, evb_err *err)
-{
-    int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK) return rc;
-    if (n == 0 || n > EVB_MAX_BATCH)
-        return evb_err_set(err, EVB_EINVAL, "append to %s: %zu events (want 1..%u)",
-                           stream, n, EVB_MAX_BATCH);
-    if (events == NULL)
-        return evb_err_set(err, EVB_EINVAL, "append to %s: no events", stream);
-    for (size_t i = 0; i < n; i++) {
-        evb_event_t *ev = &events[i];
-        if ((rc = evb_check_type(ev->type, err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->payload != NULL && (rc = evb_check_map(ev->payload, ev->payload_len,
-                                                       "payload", err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->metadata != NULL && (rc = evb_check_map(ev->metadata, ev->metadata_len,
-                                                        "metadata", err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->metadata != NULL && ev->payload != NULL &&
-            ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-            return evb_err_set(
-                err, EVB_ETOOBIG,
-                "append to %s, event %zu: payload + metadata over %u bytes", stream, i,
-                EVB_MAX_PAYLOAD_BYTES);
-        if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
-            return evb_err_set(
-                err, EVB_EINVAL,
-                "append to %s, event %zu: set origin_log_id and origin_seq "
-                "both (a copy) or neither",
-                stream, i);
-    }
-    /* Only ids the caller chose can repeat inside the batch; fresh random ids
-     * cannot (2^-128), so they skip the sort. */
-    evb_id *ids = NULL;
-    size_t given = 0;
-    for (size_t i = 0; i < n; i++)
-        given += !evb_id_is_zero(&events[i].id);
-    if (given > 1) {
-        ids = malloc(given * sizeof *ids);
-        if (ids == NULL)
-            return evb_err_set(err, EVB_ENOMEM, "out of memory checking ids");
-        for (size_t i = 0, j = 0; i < n; i++)
-            if (!evb_id_is_zero(&events[i].id)) ids[j++] = events[i].id;
-    }
-    if ((rc = s_fill_ids(events, n, err)) != EVB_OK) {
-        free(ids);
-        return rc;
-    }
-    if (given > 1) {
-        n = given;
-        qsort(ids, n, sizeof *ids, s_cmp_id);
-        for (size_t i = 1; i < n; i++) {
-            if (memcmp(&ids[i - 1], &ids[i], sizeof ids[i]) == 0) {
-                char hex[EVB_ID_HEX_LEN + 1];
-                evb_id_to_hex(&ids[i], hex);
-                free(ids);
-                return evb_err_set(err, EVB_EINVAL,
-                                   "append to %s: id %s twice in one batch", stream, hex);
-            }
-        }
-        free(ids);
-    }
-    (void)st;
-    return EVB_OK;
-}
-
-/* A retry whose ids are all stored: check they are this stream's events, in
- * order, and report their positions. */
-static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events,
-                          size_t n, const uint64_t *seqs, evb_append_result *res,
-                          evb_err *err)
-{
-    evb_store_t *st = tx->st;
-    for (size_t i = 1; i < n; i++)
-        if (seqs[i] != seqs[0] + i)
-            return evb_err_set(err, EVB_EINVAL,
-                               "append to %s: ids already stored, but not as this batch "
-                               "(positions %llu and %llu)",
-                               stream, (unsigned long long)seqs[0],
-                               (unsigned long long)seqs[i]);
-    uint64_t vfirst = 0, vlast = 0;
-    for (size_t end = 0; end < 2; end++) {
-        uint64_t seq = end ? seqs[n - 1] : seqs[0];
-        txn_id *ti = NULL;
-        for (size_t i = 0; i < tx->nids && ti == NULL; i++)
-            if (tx->ids[i].seq == seq) ti = &tx->ids[i];
-        uint64_t version;
-        if (ti != NULL) { /* staged in this transaction */
-            const txn_stream *ts = &tx->streams[ti->stream_ix];
-            if (strcmp(ts->stream, stream) != 0)
-                return evb_err_set(err, EVB_EINVAL,
-                                   "append to %s: ids already staged for stream %s",
-                                   stream, ts->stream);
-            version = ts->version - (ts->last_seq - seq);
-        } else {
-            uint8_t key[9];
-            char *v;
-            size_t vl;
-            int rc = st_get(st, NULL, key, key_event(key, seq), &v, &vl, err);
-            if (rc != EVB_OK) return rc;
-            if (v == NULL)
-                return evb_err_set(err, EVB_ECORRUPT,
-                                   "%s: id points at missing event %llu", st->dir,
-                                   (unsigned long long)seq);
-            evb_event_t ev = {0};
-            rc = evb_event_decode_into(v, vl, &ev, err);
-            leveldb_free(v);
-            if (rc != EVB_OK) {
-                evb_err_set(err, EVB_ECORRUPT, "%s: event %llu: %.400s", st->dir,
-                            (unsigned long long)seq, err ? err->msg : "");
-                return EVB_ECORRUPT;
-            }
-            bool same = strcmp(ev.stream, stream) == 0;
-            char other[EVB_MAX_STREAM_LEN + 1];
-            snprintf(other, sizeof other, "%s", ev.stream);
-            version = ev.version;
-            evb_event_clear(&ev);
-            if (!same)
-                return evb_err_set(err, EVB_EINVAL,
-                                   "append to %s: ids already stored in stream %s",
-                                   stream, other);
-        }
-        if (end)
-            vlast = version;
-        else
-            vfirst = version;
-    }
-    if (vlast - vfirst != n - 1)
-        return evb_err_set(err, EVB_EINVAL,
-                           "append to %s: ids already stored, but not as this batch",
-                           stream);
-    for (size_t i = 0; i < n; i++) {
-        events[i].seq = seqs[i];
-        events[i].version = vfirst + i;
-        events[i].log_id = st->log_id;
-        events[i].service = st->service;
-    }
-    if (res) {
-        res->first_seq = seqs[0];
-        res->last_seq = seqs[n - 1];
-        res->first_version = vfirst;
-        res->last_version = vlast;
-        res->duplicate = true;
-    }
-    return EVB_OK;
-}
-
-static int s_grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t nc = *cap ? *cap * 2 : 8;
-    while (nc < need)
-        nc *= 2;
-    void *p = realloc(*arr, nc * elem);
-    if (p == NULL) return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
-int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
-                   evb_event_t *events, size_t n, evb_append_result *res, evb_err *err)
-{
-    evb_store_t *st = tx->st;
-    if (res) memset(res, 0, sizeof *res);
-    if (expected_version < EVB_EXPECT_ANY)
-        return evb_err_set(err, EVB_EINVAL, "append to %s: expected version %lld invalid",
-                           stream, (long long)expected_version);
-    if (n > EVB_MAX_BATCH || events == NULL)
-        return s_check_batch(st, stream, events, n, err); /* names the problem */
-    /* Ids the store makes now are new by construction (128 random bits):
-     * they skip the duplicate lookup, which is most of an append's cost in
-     * memory misses. FRESH marks them until the lookup loop. */
-    const uint64_t FRESH = UINT64_MAX;
-    uint64_t *seqs = calloc(n ? n : 1, sizeof *seqs);
-    if (seqs == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        seqs[i] = evb_id_is_zero(&events[i].id) ? FRESH : 0;
-    int rc = s_check_batch(st, stream, events, n, err);
-    if (rc != EVB_OK) goto out;
-
-    /* 1. ids already stored (checked before the version, so a retry of a
-     * successful append succeeds although the version moved on). */
-    size_t found = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (seqs[i] == FRESH) {
-            seqs[i] = 0;
-            continue;
-        }
-        txn_id *ti = s_txn_id(tx, &events[i].id);
-        if (ti != NULL)
-            seqs[i] = ti->seq;
-        else if ((rc = s_id_lookup(st, &events[i].id, &seqs[i], err)) != EVB_OK)
-            goto out;
-        found += seqs[i] != 0;
-    }
-    if (found == n) {
-        rc = s_retry_result(tx, stream, events, n, seqs, res, err);
-        goto out;
-    }
-    if (found > 0) {
-        char list[400] = "";
-        size_t shown = 0;
-        for (size_t i = 0; i < n && shown < 4; i++) {
-            if (seqs[i] == 0) continue;
-            char hex[EVB_ID_HEX_LEN + 1];
-            evb_id_to_hex(&events[i].id, hex);
-            size_t l = strlen(list);
-            snprintf(list + l, sizeof list - l, "%s%s (seq %llu)", shown ? ", " : "", hex,
-                     (unsigned long long)seqs[i]);
-            shown++;
-        }
-        rc = evb_err_set(err, EVB_EPARTIAL,
-                         "append to %s: %zu of %zu event ids are already stored: %s%s",
-                         stream, found, n, list, found > shown ? ", ..." : "");
-        goto out;
-    }
-
-    /* 2. expected version. */
-    uint64_t cur, last_seq;
-    txn_stream *ts = s_txn_stream(tx, stream);
-    if (ts != NULL) {
-        cur = ts->version;
-    } else if ((rc = s_stream_lookup(st, stream, &cur, &last_seq, err)) != EVB_OK) {
-        goto out;
-    }
-    if (expected_version != EVB_EXPECT_ANY && (uint64_t)expected_version != cur) {
-        rc = evb_err_set(err, EVB_ECONFLICT,
-                         "append to %s: expected version %lld, but the stream is at %llu",
-                         stream, (long long)expected_version, (unsigned long long)cur);
-        goto out;
-    }
-
-    /* 3. stage: encode each event under its sequence. */
-    if (ts == NULL) {
-        if (s_grow((void **)&tx->streams, &tx->cap_streams, tx->nstreams + 1,
-                   sizeof *tx->streams) != 0) {
-            rc = evb_err_set(err, EVB_ENOMEM, "out of memory");
-            goto out;
-        }
-        ts = &tx->streams[tx->nstreams++];
-        memset(ts, 0, sizeof *ts);
-        memcpy(ts->stream, stream, strlen(stream) + 1); /* checked: <= max length */
-        ts->version = cur;
-    }
-    if (s_grow((void **)&tx->ids, &tx->cap_ids, tx->nids + n, sizeof *tx->ids) != 0) {
-        rc = evb_err_set(err, EVB_ENOMEM, "out of memory");
-        goto out;
-    }
-    int64_t now = evb_now_us();
-    uint64_t first_seq = tx->next_seq;
-    for (size_t i = 0; i < n; i++) {
-        evb_event_t *ev = &events[i];
-        ev->service = st->service;
-        ev->log_id = st->log_id;
-        ev->seq = tx->next_seq + i;
-        ev->stream = stream;
-        ev->version = cur + 1 + i;
-        if (ev->schema == 0) ev->schema = 1;
-        if (ev->ts_us == 0) ev->ts_us = now;
-        if (ev->payload == NULL) {
-            ev->payload = evb_empty_map;
-            ev->payload_len = sizeof evb_empty_map;
-        }
-        st->enc.len = 0;
-        if ((rc = evb__event_encode_checked(ev, &st->enc, err)) != EVB_OK) {
-            /* Other staged steps stay; this append added nothing yet, but the
-             * batch may hold some of its events: refuse the commit. */
-            tx->failed = i > 0;
-            goto out;
-        }
-        uint8_t key[9];
-        leveldb_writebatch_put(tx->wb, (const char *)key, key_event(key, ev->seq),
-                               st->enc.data, st->enc.len);
-        tx->ids[tx->nids++] = (txn_id){ev->id, ev->seq, (uint32_t)(ts - tx->streams)};
-    }
-    tx->next_seq += n;
-    ts->version = cur + n;
-    ts->last_seq = tx->next_seq - 1;
-    ts->count += n;
-    if (res) {
-        res->first_seq = first_seq;
-        res->last_seq = tx->next_seq - 1;
-        res->first_version = cur + 1;
-        res->last_version = cur + n;
-    }
-    rc = EVB_OK;
-out:
-    free(seqs);
-    return rc;
-}
-
-int evb_txn_commit(evb_txn_t **txp, evb_err *err)
-{
-    evb_txn_t *tx = *txp;
-    evb_store_t *st = tx->st;
-    int rc = EVB_OK;
-    if (tx->failed) {
-        rc = evb_err_set(
-            err, EVB_EINVAL,
-            "%s: a step of this transaction failed half-way; nothing written", st->dir);
-        goto done;
-    }
-    /* Back-pressure: the indexer may fall only so far behind. */
-    if (st->index_mode == EVB_INDEX_THREAD && tx->nids > 0) {
-        pthread_mutex_lock(&st->mu);
-        while (!st->stop && st->ix_error[0] == '\0' &&
-               atomic_load(&st->head) - atomic_load(&st->indexed) >
-                   EVB_STORE_MAX_INDEX_LAG) {
-            pthread_cond_signal(&st->cv_work);
-            pthread_cond_wait(&st->cv_done, &st->mu);
-        }
-        pthread_mutex_unlock(&st->mu);
-    }
-    CRASH_POINT(st, tx->plain ? "append.before_write" : "txn.before_write");
-    char *e = NULL;
-    leveldb_write(st->db, st->wo, tx->wb, &e);
-    if (e != NULL) {
-        atomic_store(&st->unwritable, true);
-        rc = st_ldb_err(st, e, "append", err);
-        evb_log(EVB_LOG_ERROR, "%s; the log refuses writes until it is reopened",
-                err ? err->msg : st->dir);
-        goto done;
-    }
-    CRASH_POINT(st, tx->plain ? "append.after_write" : "txn.after_write");
-    if (tx->nids > 0) {
-        bool oom = false;
-        uint64_t ix = atomic_load(&st->indexed);
-        for (size_t i = 0; i < tx->nids; i++) {
-            const txn_id *ti = &tx->ids[i];
-            oom |= idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0;
-            s_bloom_add(&st->ids, &ti->id);
-        }
-        for (size_t i = 0; i < tx->nstreams; i++) {
-            const txn_stream *ts = &tx->streams[i];
-            if (ts->count == 0) continue;
-            char cat[EVB_MAX_CATEGORY_LEN + 1];
-            evb_stream_category(ts->stream, cat, NULL);
-            oom |= s_note_stream(st, ts->stream, ts->version, ts->last_seq, cat,
-                                 ts->count) != EVB_OK;
-        }
-        if (oom) /* the caches are an optimisation only where they can miss */
-            evb_log(EVB_LOG_WARN, "%s: out of memory caching appended events", st->dir);
-        uint64_t head = tx->next_seq - 1;
-        atomic_store(&st->head, head);
-        if (st->sync != EVB_SYNC_GROUP) atomic_store(&st->synced, head);
-        uint64_t lag = head - atomic_load(&st->indexed);
-        if (lag > atomic_load(&st->max_lag)) atomic_store(&st->max_lag, lag);
-        s_sweep(st);
-        ix_kick(st);
-    }
-    s_txn_end(tx, true);
-done:
-    evb_txn_destroy(txp);
-    return rc;
-}
-
-int evb_store_append(evb_store_t *st, const char *stream, int64_t expected_version,
-                     evb_event_t *events, size_t n, evb_append_result *res, evb_err *err)
-{
-    evb_txn_t *tx = evb_txn_begin(st, err);
-    if (tx == NULL) return err ? err->code : EVB_EBUSY;
-    tx->plain = true;
-    evb_append_result r;
-    int rc = evb_txn_append(tx, stream, expected_version, events, n, &r, err);
-    if (rc == EVB_OK && !r.duplicate) rc = evb_txn_commit(&tx, err);
-    evb_txn_destroy(&tx);
-    if (rc == EVB_OK && res) *res = r;
-    return rc;
-}
-
-int evb_store_stream_version(evb_store_t *st, const char *stream, uint64_t *version,
-                             evb_err *err)
-{
-    int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK) return rc;
-    uint64_t last;
-    return s_stream_lookup(st, stream, version, &last, err);
-}
-
-int evb_store_find_id(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
-{
-    int rc = s_id_lookup(st, id, seq, err);
-    if (rc == EVB_OK && *seq == 0) {
-        char hex[EVB_ID_HEX_LEN + 1];
-        evb_id_to_hex(id, hex);
-        return evb_err_set(err, EVB_ENOTFOUND, "%s: no event with id %s", st->dir, hex);
-    }
-    return rc;
-}
-
-/* ---- consumer key/values, checkpoints, snapshots ---- */
-
-int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
-                  evb_err *err)
-{
-    if (klen == 0 || klen > EVB_MAX_KEY_LEN)
-        return evb_err_set(err, EVB_EINVAL, "key length %zu not in 1..%u", klen,
-                           EVB_MAX_KEY_LEN);
-    uint8_t k[1 + EVB_MAX_KEY_LEN];
-    k[0] = K_USER;
-    memcpy(k + 1, key, klen);
-    char *v;
-    size_t vl;
-    int rc = st_get(st, NULL, k, klen + 1, &v, &vl, err);
-    if (rc != EVB_OK) return rc;
-    if (v == NULL) return evb_err_set(err, EVB_ENOTFOUND, "%s: no such key", st->dir);
-    out->len = 0;
-    rc = evb_buf_append(out, v, vl, err);
-    leveldb_free(v);
-    return rc;
-}
-
-int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen, evb_kv_fn fn,
-                   void *ctx, evb_err *err)
-{
-    if (st->db == NULL)
-        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
-
-    if (plen > EVB_MAX_KEY_LEN)
-        return evb_err_set(err, EVB_EINVAL, "prefix length %zu over %u", plen,
-                           EVB_MAX_KEY_LEN);
-    uint8_t k[1 + EVB_MAX_KEY_LEN];
-    k[0] = K_USER;
-    if (plen > 0) memcpy(k + 1, prefix, plen);
-    leveldb_readoptions_t *ro = leveldb_readoptions_create();
-    const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
-    leveldb_readoptions_set_snapshot(ro, snap);
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, ro);
-    int rc = EVB_OK;
-    for (leveldb_iter_seek(it, (const char *)k, plen + 1); leveldb_iter_valid(it);
-         leveldb_iter_next(it)) {
-        size_t kl, vl;
-        const char *key = leveldb_iter_key(it, &kl);
-        if (kl < plen + 1 || memcmp(key, k, plen + 1) != 0) break;
-        const char *v = leveldb_iter_value(it, &vl);
-        if ((rc = fn(key + 1, kl - 1, v, vl, ctx)) != 0) break;
-    }
-    char *e = NULL;
-    leveldb_iter_get_error(it, &e);
-    if (e != NULL && rc == EVB_OK) rc = st_ldb_err(st, e, "scan", err);
-    else if (e != NULL) leveldb_free(e);
-    leveldb_iter_destroy(it);
-    leveldb_readoptions_destroy(ro);
-    leveldb_release_snapshot(st->db, snap);
-    return rc;
-}
-
-int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
-                             const evb_id *source_log, const char *category,
-                             uint64_t *seq, evb_err *err)
-{
-    uint8_t k[KEY_MAX];
-    size_t klen;
-    *seq = 0;
-    int rc = s_ckpt_key(k, &klen, consumer, source_log, category, err);
-    if (rc != EVB_OK) return rc;
-    char *v;
-    size_t vl;
-    if ((rc = st_get(st, NULL, k, klen, &v, &vl, err)) != EVB_OK) return rc;
-    if (v == NULL) return EVB_OK;
-    bool ok = vl == 8;
-    if (ok) *seq = be64_get(v);
-    leveldb_free(v);
-    return ok ? EVB_OK
-              : evb_err_set(err, EVB_ECORRUPT, "%s: checkpoint of %s is not 8 bytes",
-                            st->dir, consumer);
-}
-
-int evb_store_checkpoints(evb_store_t *st, evb_checkpoint_fn fn, void *ctx, evb_err *err)
-{
-    if (st->db == NULL)
-        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
-
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
-    const char pfx = K_CKPT;
-    int rc = EVB_OK;
-    for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = leveldb_iter_key(it, &kl);
-        const char *v = leveldb_iter_value(it, &vl);
-        if (kl == 0 || k[0] != K_CKPT) break;
-        const char *nul = memchr(k + 1, '\0', kl - 1);
-        size_t cn = nul ? (size_t)(nul - k - 1) : 0;
-        size_t catn = nul ? kl - 2 - cn - EVB_ID_LEN : 0;
-        if (nul == NULL || kl < 2 + cn + EVB_ID_LEN + 1 || vl != 8 ||
-            catn > EVB_MAX_CATEGORY_LEN) {
-            rc = evb_err_set(err, EVB_ECORRUPT, "%s: malformed checkpoint record",
-                             st->dir);
-            break;
-        }
-        char consumer[EVB_MAX_CONSUMER_LEN + 1], cat[EVB_MAX_CATEGORY_LEN + 1];
-        memcpy(consumer, k + 1, cn);
-        consumer[cn] = '\0';
-        evb_id log;
-        memcpy(log.b, k + 2 + cn, EVB_ID_LEN);
-        memcpy(cat, k + 2 + cn + EVB_ID_LEN, catn);
-        cat[catn] = '\0';
-        if ((rc = fn(consumer, &log, cat, be64_get(v), ctx)) != 0) break;
-    }
-    leveldb_iter_destroy(it);
-    return rc;
-}
-
-int evb_store_snapshot_save(evb_store_t *st, const char *stream, uint64_t version,
-                            const void *state, size_t len, evb_err *err)
-{
-    evb_txn_t *tx = evb_txn_begin(st, err);
-    if (tx == NULL) return err ? err->code : EVB_EBUSY;
-    int rc = evb_txn_snapshot(tx, stream, version, state, len, err);
-    if (rc == EVB_OK) return evb_txn_commit(&tx, err);
-    evb_txn_destroy(&tx);
-    return rc;
-}
-
-int evb_store_snapshot_load(evb_store_t *st, const char *stream, uint64_t *version,
-                            evb_buf *out, evb_err *err)
-{
-    *version = 0;
-    out->len = 0;
-    int rc = evb_check_stream(stream, err);
-    if (rc != EVB_OK) return rc;
-    size_t sn = strlen(stream);
-    uint8_t k[KEY_MAX];
-    size_t klen = key_name_num(k, K_SNAP, stream, sn, UINT64_MAX);
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
-    leveldb_iter_seek(it, (const char *)k, klen);
-    if (leveldb_iter_valid(it))
-        leveldb_iter_prev(it);
-    else
-        leveldb_iter_seek_to_last(it);
-    if (leveldb_iter_valid(it)) {
-        size_t kl, vl;
-        const char *key = leveldb_iter_key(it, &kl);
-        if (kl == klen && memcmp(key, k, 2 + sn) == 0) {
-            const char *v = leveldb_iter_value(it, &vl);
-            *version = be64_get(key + 2 + sn);
-            rc = evb_buf_append(out, v, vl, err);
-        }
-    }
-    char *e = NULL;
-    leveldb_iter_get_error(it, &e);
-    leveldb_iter_destroy(it);
-    if (e != NULL) return st_ldb_err(st, e, "snapshot read", err);
-    return rc;
 }

@@ -1,6 +1,8 @@
 /*
  * store_int.h (private): the store's internal state and key layout, shared by
- * store.c (open, append, transactions), indexer.c, read.c and verify.c.
+ * store.c (open, close, metadata, helpers), state.c (in-memory state and id
+ * filter), txn.c (transactions, appends), durability.c (sync), consumer.c
+ * (key/values, checkpoints, snapshots), indexer.c, read.c and verify.c.
  * The key layout is specified in store/FORMAT.md; keep the two in step.
  */
 #if !defined(EVB_BUILDING_STORE)
@@ -189,6 +191,46 @@ int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, si
 
 /* Peek at an envelope's stream id without decoding all of it. */
 bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen);
+
+/* Put it on the last key that starts with prefix[0..plen) and sorts before
+ * bound (a key after all the wanted ones: the prefix followed by the largest
+ * suffix, or the next prefix). Returns that key (length in *klen), or NULL
+ * when there is none; read the value with leveldb_iter_value, and check
+ * leveldb_iter_get_error before destroying the iterator. */
+const char *st_seek_last(leveldb_iterator_t *it, const void *prefix, size_t plen,
+                         const void *bound, size_t blen, size_t *klen);
+
+/* Put it on the highest version of name among the "prefix name \0 version(8)"
+ * keys (K_STREAM, K_SNAP); true and *version when there is one, false (and
+ * *version untouched) when not. */
+bool st_seek_last_version(leveldb_iterator_t *it, char prefix, const char *name,
+                          size_t nlen, uint64_t *version);
+
+/* In-memory state (state.c): a Bloom filter of every stored id, the stream
+ * versions and ids the indexer may not cover yet, the category stats. */
+int st_bloom_init(bloom *bf, uint64_t n); /* sized for n ids; -1: no memory */
+void st_bloom_add(bloom *bf, const evb_id *id);
+/* Drop cached entries the indexes now cover, when the maps grew large. */
+void st_sweep(evb_store_t *st);
+/* Record that stream reached version at seq, adding count events to its
+ * category (EVB_ENOMEM without setting an error). */
+int st_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64_t seq,
+                   const char *cat, uint64_t count);
+/* Record an event the log holds (the unindexed tail, at open). */
+int st_note_event(evb_store_t *st, const evb_id *id, const char *stream, uint64_t version,
+                  uint64_t seq, const char *cat);
+/* Current version and last seq of stream (0 and 0 for a new stream), from
+ * memory or the stream index. */
+int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
+                     uint64_t *last_seq, evb_err *err);
+/* Position of an id: *seq = 0 when not stored. */
+int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err);
+
+/* The group-fsync thread (durability.c), started by store.c. */
+void *st_flusher(void *arg);
+
+/* Free the reusable transaction's memory at store destroy (txn.c). */
+void st_txn_free(evb_txn_t *tx);
 
 /* Indexer (indexer.c). */
 int ix_start(evb_store_t *st, evb_err *err);

@@ -117,20 +117,9 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
         prev = e->a;
     } else {
         /* First tail event of this stream: its last indexed version. */
-        uint8_t key[KEY_MAX];
-        size_t kl = key_name_num(key, K_STREAM, ev->stream, sn, UINT64_MAX);
         leveldb_iterator_t *it = leveldb_create_iterator(v->st->db, v->ro);
-        leveldb_iter_seek(it, (const char *)key, kl);
-        if (leveldb_iter_valid(it))
-            leveldb_iter_prev(it);
-        else
-            leveldb_iter_seek_to_last(it);
         prev = 0;
-        if (leveldb_iter_valid(it)) {
-            size_t l;
-            const char *k = leveldb_iter_key(it, &l);
-            if (l == kl && memcmp(k, key, 2 + sn) == 0) prev = be64_get(k + 2 + sn);
-        }
+        (void)st_seek_last_version(it, K_STREAM, ev->stream, sn, &prev);
         leveldb_iter_destroy(it);
     }
     if (ev->version != prev + 1)
@@ -309,7 +298,8 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
 {
     if (problems) *problems = 0;
     if (st->db == NULL)
-        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)", st->dir);
+        return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
+                           st->dir);
 
     vctx v = {st, NULL, fn, ctx, 0};
     const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
