@@ -110,6 +110,7 @@ int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen, evb_kv_fn f
 static int s_ckpt_key(uint8_t *k, size_t *klen, const char *consumer, const evb_id *log,
                       const char *category, evb_err *err)
 {
+    *klen = 0; /* on every path: GCC cannot tell that the error returns are not 0 */
     size_t cn = consumer ? strlen(consumer) : 0;
     if (cn == 0 || cn > EVB_MAX_CONSUMER_LEN || memchr(consumer, '\0', cn) != NULL)
         return evb_err_set(err, EVB_EINVAL, "consumer name must be 1..%u bytes",
