@@ -165,9 +165,13 @@ typedef struct {
     evb_err *err;
 } rd;
 
+/* Returns EVB_EDECODE itself, not evb_err_set's result: evb_err_set lives in
+ * another file, so the compiler could not tell that a failure is never EVB_OK,
+ * and it would think the caller may go on to read an output never written. */
 static int s_fail(rd *r, const char *field, const char *why)
 {
-    return evb_err_set(r->err, EVB_EDECODE, "%s: %s: %s", r->what, field, why);
+    evb_err_set(r->err, EVB_EDECODE, "%s: %s: %s", r->what, field, why);
+    return EVB_EDECODE;
 }
 
 static int s_uint(rd *r, const char *field, uint64_t *out)
