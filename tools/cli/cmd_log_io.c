@@ -455,29 +455,43 @@ static bool s_blank(const char *s, size_t n)
     return true;
 }
 
+/* s_get_u64 and s_get_str return EVB_EINVAL themselves rather than
+ * evb_err_set's result: evb_err_set lives in the library, so the compiler
+ * could not tell that a failure is never EVB_OK and would think the caller
+ * may read an output that was never written. */
+
 /* A non-negative JSON integer field. */
 static int s_get_u64(const json_val *obj, const char *key, uint64_t *out, evb_err *err)
 {
     const json_val *v = json_get(obj, key);
-    if (v == NULL) return evb_err_set(err, EVB_EINVAL, "field %s: missing", key);
-    if (v->type == JSON_INT && v->i >= 0)
+    if (v == NULL) {
+        evb_err_set(err, EVB_EINVAL, "field %s: missing", key);
+        return EVB_EINVAL;
+    }
+    if (v->type == JSON_INT && v->i >= 0) {
         *out = (uint64_t)v->i;
-    else if (v->type == JSON_UINT)
+    } else if (v->type == JSON_UINT) {
         *out = v->u;
-    else
-        return evb_err_set(err, EVB_EINVAL,
-                           "field %s: expected a non-negative integer, got %s", key,
-                           json_type_name(v->type));
+    } else {
+        evb_err_set(err, EVB_EINVAL, "field %s: expected a non-negative integer, got %s",
+                    key, json_type_name(v->type));
+        return EVB_EINVAL;
+    }
     return EVB_OK;
 }
 
 static int s_get_str(const json_val *obj, const char *key, const char **out, evb_err *err)
 {
     const json_val *v = json_get(obj, key);
-    if (v == NULL) return evb_err_set(err, EVB_EINVAL, "field %s: missing", key);
-    if (v->type != JSON_STR)
-        return evb_err_set(err, EVB_EINVAL, "field %s: expected a string, got %s", key,
-                           json_type_name(v->type));
+    if (v == NULL) {
+        evb_err_set(err, EVB_EINVAL, "field %s: missing", key);
+        return EVB_EINVAL;
+    }
+    if (v->type != JSON_STR) {
+        evb_err_set(err, EVB_EINVAL, "field %s: expected a string, got %s", key,
+                    json_type_name(v->type));
+        return EVB_EINVAL;
+    }
     *out = v->str;
     return EVB_OK;
 }
