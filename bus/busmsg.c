@@ -96,7 +96,7 @@ int evb_wire_hello(evb_buf *b, uint64_t req_id, evb_err *err)
 }
 
 int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category, uint64_t after,
-             unsigned max_events, evb_err *err)
+                   unsigned max_events, evb_err *err)
 {
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 6);
@@ -253,7 +253,7 @@ static int s_end(rd *r)
 }
 
 int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
-                         evb_err *err)
+                               evb_err *err)
 {
     rd r = {{0}, "live header", err};
     if (buf == NULL) return s_fail(&r, "frame", "empty");
@@ -327,7 +327,8 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     return s_end(&r);
 }
 
-int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t *used, evb_err *err)
+int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t *used,
+                         evb_err *err)
 {
     *used = 0;
     rp->kind = EVB_WIRE_ERROR;
@@ -350,7 +351,8 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
         mp_val v;
         if ((rc = mp_next(&r.c, &v)) != MP_OK || v.type != MP_ARRAY)
             return s_fail(&r, "heads", "want an array");
-        if (v.v.n > EVB_WIRE_MAX_HB_CATS) return s_fail(&r, "heads", "too many categories");
+        if (v.v.n > EVB_WIRE_MAX_HB_CATS)
+            return s_fail(&r, "heads", "too many categories");
         for (uint32_t i = 0; i < v.v.n; i++) {
             mp_val pair;
             if ((rc = mp_next(&r.c, &pair)) != MP_OK || pair.type != MP_ARRAY ||
@@ -475,7 +477,7 @@ void evb_wire_sub_sockopts(void *sub, void *dealer, int rcvhwm)
 }
 
 int evb_wire_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,
-                   evb_err *err)
+                         evb_err *err)
 {
     if (zmq_connect(sub, pub_ep) != 0)
         return evb_err_set(err, EVB_EINVAL, "cannot connect to %s: %s", pub_ep,
@@ -503,8 +505,10 @@ size_t evb_wire_drain(void *sock, bool more)
     return n;
 }
 
-evb_wire_live_kind evb_wire_live_topic(const void *msg, size_t len, char cat[EVB_MAX_CATEGORY_LEN + 1],
-                           const uint8_t **body, size_t *blen, const char **why)
+evb_wire_live_kind evb_wire_live_topic(const void *msg, size_t len,
+                                       char cat[EVB_MAX_CATEGORY_LEN + 1],
+                                       const uint8_t **body, size_t *blen,
+                                       const char **why)
 {
     /* topic: "H\0" or "E" category "\0", then the body */
     const uint8_t *p = msg;

@@ -5,7 +5,8 @@
  * past the buffer or an allocation.
  */
 #if !defined(EVB_BUILDING_BUS)
-#error "bus/busmsg.h is private to libevbus's bus module; programs include <evbus/evbus_wire.h>"
+#error                                                                                   \
+    "bus/busmsg.h is private to libevbus's bus module; programs include <evbus/evbus_wire.h>"
 #endif
 #ifndef EVB_BUSMSG_H
 #define EVB_BUSMSG_H

@@ -95,8 +95,8 @@ evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve, evb_e
         char who[EVB_BUS_MAX_ENDPOINT + 32];
         snprintf(who, sizeof who, "command socket %s", endpoint);
         if (evb_curve_keys_load(curve->cert_file, &c->keys, err) != EVB_OK ||
-            (c->zap = curve_zap_start(c->zctx, curve->allow_dir, c->keys.pub, who, err)) ==
-                NULL ||
+            (c->zap = curve_zap_start(c->zctx, curve->allow_dir, c->keys.pub, who,
+                                      err)) == NULL ||
             curve_make_server(c->router, &c->keys, err) != EVB_OK) {
             evb_cmd_destroy(&c);
             return NULL;
@@ -311,8 +311,8 @@ struct evb_cmd_client {
     char endpoint[EVB_BUS_MAX_ENDPOINT];
     uint64_t last_id; /* id of the latest request sent */
     evb_buf req;
-    evb_curve_keys keys;   /* CURVE client (keys.on), else plain */
-    evb_curve_link link;   /* handshake events of the DEALER */
+    evb_curve_keys keys; /* CURVE client (keys.on), else plain */
+    evb_curve_link link; /* handshake events of the DEALER */
     bool hard_refusal; /* the server said no (allow-list, mechanism), not just closed */
 };
 
@@ -364,7 +364,7 @@ evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint, const evb_curve
     }
     /* Watched in plain mode too: a plain client of a CURVE server is told. */
     if (evb_curve_link_open(&c->link, c->zctx, c->dealer, endpoint,
-                        c->keys.on ? &c->keys : NULL, err) != EVB_OK) {
+                            c->keys.on ? &c->keys : NULL, err) != EVB_OK) {
         evb_cmd_client_destroy(&c);
         return NULL;
     }
@@ -428,7 +428,8 @@ static long s_left_ms(int64_t end_us)
 static bool s_watch(evb_cmd_client_t *c)
 {
     evb_curve_ev ev = evb_curve_link_check(&c->link, 0);
-    if (ev == EVB_CURVE_EV_REFUSED || ev == EVB_CURVE_EV_FAILED) c->hard_refusal = ev == EVB_CURVE_EV_REFUSED;
+    if (ev == EVB_CURVE_EV_REFUSED || ev == EVB_CURVE_EV_FAILED)
+        c->hard_refusal = ev == EVB_CURVE_EV_REFUSED;
     c->link.retry_us = 0;
     return c->link.bad && c->hard_refusal;
 }

@@ -163,7 +163,6 @@ int evb_curve_keys_load(const char *cert_file, evb_curve_keys *k, evb_err *err)
     return EVB_OK;
 }
 
-
 int evb_curve_server_key(const char *v, char out[EVB_CURVE_Z85], evb_err *err)
 {
     out[0] = '\0';
@@ -221,7 +220,7 @@ int curve_make_server(void *sock, const evb_curve_keys *k, evb_err *err)
 }
 
 int evb_curve_make_client(void *sock, const evb_curve_keys *k, const char *server_key,
-                      evb_err *err)
+                          evb_err *err)
 {
     int rc = s_opt(sock, ZMQ_CURVE_SERVERKEY, server_key, EVB_CURVE_KEY_LEN,
                    "the server key", err);
@@ -574,7 +573,8 @@ struct evb_curve_mon {
     char pub[EVB_CURVE_Z85];
 };
 
-evb_curve_mon *curve_mon_new(void *zctx, void *sock, const evb_curve_keys *k, evb_err *err)
+evb_curve_mon *curve_mon_new(void *zctx, void *sock, const evb_curve_keys *k,
+                             evb_err *err)
 {
     evb_curve_mon *m = calloc(1, sizeof *m);
     if (m == NULL) {
@@ -620,8 +620,8 @@ void *curve_mon_socket(evb_curve_mon *m)
 }
 
 /* The meaning of one event for this client, or EVB_CURVE_EV_NONE. */
-static evb_curve_ev s_event(const evb_curve_mon *m, uint16_t event, uint32_t value, const char *ep,
-                        char *why, size_t cap)
+static evb_curve_ev s_event(const evb_curve_mon *m, uint16_t event, uint32_t value,
+                            const char *ep, char *why, size_t cap)
 {
     switch (event) {
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -759,7 +759,8 @@ int evb_curve_cert_new(const char *dir, const char *name, char *public_key, evb_
         ok = zcert_save_secret(c, sec) == 0;
         umask(old);
         ok = ok && chmod(sec, 0600) == 0 && zcert_save_public(c, pub) == 0;
-        if (ok && public_key != NULL) snprintf(public_key, EVB_CURVE_Z85, "%s", zcert_public_txt(c));
+        if (ok && public_key != NULL)
+            snprintf(public_key, EVB_CURVE_Z85, "%s", zcert_public_txt(c));
         zcert_destroy(&c);
     } else {
         ok = false;
@@ -796,7 +797,7 @@ int evb_curve_public_key(const char *cert_file, char *public_key, evb_err *err)
 /* ---- links ---- */
 
 int evb_curve_link_open(evb_curve_link *l, void *zctx, void *sock, const char *ep,
-                    const evb_curve_keys *k, evb_err *err)
+                        const evb_curve_keys *k, evb_err *err)
 {
     memset(l, 0, sizeof *l);
     l->sock = sock;

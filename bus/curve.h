@@ -9,7 +9,8 @@
  * into a message or a log line.
  */
 #if !defined(EVB_BUILDING_BUS)
-#error "bus/curve.h is private to libevbus's bus module; programs include <evbus/evbus_wire.h>"
+#error                                                                                   \
+    "bus/curve.h is private to libevbus's bus module; programs include <evbus/evbus_wire.h>"
 #endif
 #ifndef EVB_CURVE_H
 #define EVB_CURVE_H
@@ -38,7 +39,8 @@ uint64_t curve_zap_refused(const curve_zap *z);
 
 /* Watch sock's handshakes (call before connecting it). k: our keys (plain
  * when !k->on), for the messages. */
-evb_curve_mon *curve_mon_new(void *zctx, void *sock, const evb_curve_keys *k, evb_err *err);
+evb_curve_mon *curve_mon_new(void *zctx, void *sock, const evb_curve_keys *k,
+                             evb_err *err);
 void curve_mon_destroy(evb_curve_mon **mp);
 /* The inproc socket events arrive on (poll it for ZMQ_POLLIN). */
 void *curve_mon_socket(evb_curve_mon *m);

@@ -96,8 +96,10 @@ typedef struct evb_wire_reply {
     char names[EVB_WIRE_MAX_HB_CATS][EVB_MAX_CATEGORY_LEN + 1];
 } evb_wire_reply;
 
-/* Requests, written into b (appended). EVB_ENOMEM, or EVB_EINVAL for a bad
- * category or page size. category "" asks for every category. */
+/* Requests, appended to b. EVB_ENOMEM when b cannot grow. Nothing is
+ * checked here: category ("" or NULL asks for every category) must pass
+ * evb_check_category, and max_events be at most EVB_BUS_MAX_PAGE_EVENTS, or
+ * the publisher answers with an error reply. */
 EVB_EXPORT int evb_wire_hello(evb_buf *b, uint64_t req_id, evb_err *err);
 EVB_EXPORT int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category,
                               uint64_t after, unsigned max_events, evb_err *err);
@@ -117,7 +119,8 @@ typedef struct evb_view {
 /* Split up to max msgpack values laid end to end in buf into views; returns
  * how many were found, or (size_t)-1 when buf holds anything else (a value
  * too deep or truncated, bytes left over, more than max). */
-EVB_EXPORT size_t evb_wire_split(const void *buf, size_t len, evb_view *views, size_t max);
+EVB_EXPORT size_t evb_wire_split(const void *buf, size_t len, evb_view *views,
+                                 size_t max);
 
 /* ---- a subscriber's pair of sockets ---- */
 
@@ -156,7 +159,8 @@ typedef struct evb_curve_keys {
  * beside it) and set k->on. EVB_EINVAL naming the file when it cannot be
  * read or holds no secret key. Warns (evb_log) when the secret file is
  * readable by others. */
-EVB_EXPORT int evb_curve_keys_load(const char *cert_file, evb_curve_keys *k, evb_err *err);
+EVB_EXPORT int evb_curve_keys_load(const char *cert_file, evb_curve_keys *k,
+                                   evb_err *err);
 EVB_EXPORT void evb_curve_keys_wipe(evb_curve_keys *k);
 
 /* A server's public key: 40 Z85 characters, or a certificate file whose
@@ -188,10 +192,10 @@ typedef struct evb_curve_link {
     evb_curve_mon *mon;
     void *sock;
     char ep[EVB_BUS_MAX_ENDPOINT];
-    bool bad;           /* the last handshake failed */
-    char why[256];      /* why, while bad */
-    uint64_t failures;  /* failed handshakes */
-    int64_t retry_us;   /* connect again at (0: not planned) */
+    bool bad;          /* the last handshake failed */
+    char why[256];     /* why, while bad */
+    uint64_t failures; /* failed handshakes */
+    int64_t retry_us;  /* connect again at (0: not planned) */
     unsigned backoff_ms;
 } evb_curve_link;
 

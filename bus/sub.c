@@ -97,10 +97,10 @@ struct evb_sub {
     zmq_pollitem_t *items; /* two per conn */
     zloop_t *loop;         /* attached to, or NULL */
     zl_hook zl;
-    evb_wire_reply reply; /* parse buffers, per object (not static: */
-    evb_view *views;   /* two subscribers may live in two threads) */
-    evb_curve_keys keys;             /* our certificate (keys.on), else plain */
-    char server_key[EVB_CURVE_Z85];  /* evb_sub_opts.curve->server_key, or "" */
+    evb_wire_reply reply;           /* parse buffers, per object (not static: */
+    evb_view *views;                /* two subscribers may live in two threads) */
+    evb_curve_keys keys;            /* our certificate (keys.on), else plain */
+    char server_key[EVB_CURVE_Z85]; /* evb_sub_opts.curve->server_key, or "" */
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -277,7 +277,7 @@ static void s_fetch(evb_sub_t *s, feed *f)
     f->fetch_req = s->next_req++;
     f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
     if (evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events,
-                 NULL) == EVB_OK)
+                       NULL) == EVB_OK)
         (void)s_send(c, &s->msg);
 }
 
@@ -485,8 +485,8 @@ typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
  * (at least `position`), then commit. With `batch`, any trouble aborts the
  * whole transaction and asks for a retry one event at a time; unbatched runs
  * hold at most one event, and stop (nothing committed) if it cannot go in. */
-static int s_run(evb_sub_t *s, feed *f, const evb_view *frames, size_t n, uint64_t position,
-                 bool batch, run_result *res, evb_err *err)
+static int s_run(evb_sub_t *s, feed *f, const evb_view *frames, size_t n,
+                 uint64_t position, bool batch, run_result *res, evb_err *err)
 {
     *res = RUN_OK;
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
@@ -642,7 +642,8 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != EVB_WIRE_HB) {
+    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK ||
+        rp->kind != EVB_WIRE_HB) {
         s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return EVB_OK;
     }
@@ -808,7 +809,8 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == EVB_WIRE_HB) {
+    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK ||
+        rp->kind == EVB_WIRE_HB) {
         s_bad_frame(c, NULL,
                     perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return EVB_OK;
@@ -895,11 +897,17 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
             s_bad_frame(c, NULL, "a multipart message on the live socket");
         } else {
-            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
-                                  &why)) {
-            case EVB_WIRE_LIVE_HB: rc = s_on_heartbeat(s, c, body, blen, err); break;
-            case EVB_WIRE_LIVE_EVENT: rc = s_on_live(s, c, cat, body, blen, err); break;
-            case EVB_WIRE_LIVE_BAD: s_bad_frame(c, NULL, why); break;
+            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body,
+                                        &blen, &why)) {
+            case EVB_WIRE_LIVE_HB:
+                rc = s_on_heartbeat(s, c, body, blen, err);
+                break;
+            case EVB_WIRE_LIVE_EVENT:
+                rc = s_on_live(s, c, cat, body, blen, err);
+                break;
+            case EVB_WIRE_LIVE_BAD:
+                s_bad_frame(c, NULL, why);
+                break;
             }
         }
         zmq_msg_close(&m);
@@ -958,8 +966,9 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
                      ? evb_curve_make_client(socks[i], &s->keys, c->server_key, err)
                      : EVB_OK;
         if (rc != EVB_OK) return rc;
-        rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i], i == 0 ? c->pub_ep : c->cu_ep,
-                             c->server_key[0] ? &s->keys : NULL, err);
+        rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i],
+                                 i == 0 ? c->pub_ep : c->cu_ep,
+                                 c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
     return evb_wire_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
@@ -1058,7 +1067,8 @@ static void s_watch(evb_sub_t *s, conn *c)
             if (!c->link[0].bad && !c->link[1].bad)
                 evb_log(EVB_LOG_INFO, "consumer %s, %s: handshake accepted now",
                         s->consumer, c->name);
-        } else if (ev != EVB_CURVE_EV_NONE || (l->bad && now - c->hs_log_us >= 60000000)) {
+        } else if (ev != EVB_CURVE_EV_NONE ||
+                   (l->bad && now - c->hs_log_us >= 60000000)) {
             evb_log(EVB_LOG_ERROR, "consumer %s, %s: %s (%llu failed handshakes)",
                     s->consumer, c->name, l->why,
                     (unsigned long long)(c->link[0].failures + c->link[1].failures));

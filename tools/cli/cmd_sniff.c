@@ -555,8 +555,8 @@ static void s_fetch(sniff_t *s, feed *f)
     }
     s->msg.len = 0;
     f->fetch_req = ++s->next_req;
-    bool sent = evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied, S_PAGE_EVENTS,
-                         NULL) == EVB_OK &&
+    bool sent = evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied,
+                               S_PAGE_EVENTS, NULL) == EVB_OK &&
                 s_send(c, &s->msg);
     /* ZMQ_IMMEDIATE: with no connection up the request is refused, not
      * queued; ask again soon rather than after the full timeout. */
@@ -756,7 +756,8 @@ static void s_on_heartbeat(sniff_t *s, conn *c, const void *body, size_t len)
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK || rp->kind != EVB_WIRE_HB) {
+    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK ||
+        rp->kind != EVB_WIRE_HB) {
         s_bad_frame(s, c, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return;
     }
@@ -836,11 +837,17 @@ static void s_read_sub(sniff_t *s, conn *c)
         if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
             s_bad_frame(s, c, "a multipart message on the live socket");
         } else {
-            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body, &blen,
-                                  &why)) {
-            case EVB_WIRE_LIVE_HB: s_on_heartbeat(s, c, body, blen); break;
-            case EVB_WIRE_LIVE_EVENT: s_on_live(s, c, cat, body, blen, rx); break;
-            case EVB_WIRE_LIVE_BAD: s_bad_frame(s, c, why); break;
+            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body,
+                                        &blen, &why)) {
+            case EVB_WIRE_LIVE_HB:
+                s_on_heartbeat(s, c, body, blen);
+                break;
+            case EVB_WIRE_LIVE_EVENT:
+                s_on_live(s, c, cat, body, blen, rx);
+                break;
+            case EVB_WIRE_LIVE_BAD:
+                s_bad_frame(s, c, why);
+                break;
             }
         }
         zmq_msg_close(&m);
@@ -900,7 +907,8 @@ static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
     evb_err perr;
     evb_err_clear(&perr);
     size_t used;
-    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK || rp->kind == EVB_WIRE_HB) {
+    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK ||
+        rp->kind == EVB_WIRE_HB) {
         s_bad_frame(s, c, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return;
     }
@@ -1012,8 +1020,8 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
                      : EVB_OK;
         if (rc == EVB_OK)
             rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i],
-                                 i == 0 ? c->pub_ep : c->cu_ep,
-                                 c->server_key[0] ? &s->keys : NULL, err);
+                                     i == 0 ? c->pub_ep : c->cu_ep,
+                                     c->server_key[0] ? &s->keys : NULL, err);
         if (rc != EVB_OK) return rc;
     }
     return evb_wire_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
