@@ -13,9 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t evb_wire_topic_event(char *out, const char *category)
+size_t evb_wire_topic_event(char out[EVB_WIRE_TOPIC_MAX], const char *category)
 {
-    size_t n = strlen(category);
+    size_t n = strnlen(category, EVB_MAX_CATEGORY_LEN + 1);
+    if (n == 0 || n > EVB_MAX_CATEGORY_LEN) return 0;
     out[0] = 'E';
     memcpy(out + 1, category, n);
     out[1 + n] = '\0';
@@ -272,20 +273,30 @@ int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev, size
     return EVB_OK;
 }
 
-size_t evb_wire_split(const void *buf, size_t len, evb_view *views, size_t max)
+int evb_wire_split(const void *buf, size_t len, evb_wire_view *views, size_t max,
+                   size_t *count, evb_err *err)
 {
     mp_cur c;
     mp_init(&c, buf, len);
     size_t n = 0;
+    *count = 0;
     while (mp_left(&c) > 0) {
-        if (n == max) return (size_t)-1;
+        if (n == max) {
+            evb_err_set(err, EVB_EDECODE, "events: more than %zu", max);
+            return EVB_EDECODE;
+        }
         const uint8_t *start = c.p;
-        if (mp_skip(&c, EVB_MAX_DEPTH + 2) != MP_OK) return (size_t)-1;
+        if (mp_skip(&c, EVB_MAX_DEPTH + 2) != MP_OK) {
+            evb_err_set(err, EVB_EDECODE,
+                        "events: value %zu is truncated or nested too deep", n + 1);
+            return EVB_EDECODE;
+        }
         views[n].p = start;
         views[n].len = (size_t)(c.p - start);
         n++;
     }
-    return n;
+    *count = n;
+    return EVB_OK;
 }
 
 int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)

@@ -34,12 +34,16 @@ extern "C" {
 
 /* ---- topics and the live header ---- */
 
-/* Write the live topic of category into out ("E" category "\0": the NUL
+/* The longest live topic: "E", a category, its NUL. */
+#define EVB_WIRE_TOPIC_MAX (EVB_MAX_CATEGORY_LEN + 2)
+
+/* Write the live topic of category into out: "E" category "\0" (the NUL
  * ends the category, so no category's subscription prefix matches another:
- * "show" never gets "showtime"). category must pass evb_check_category; out
- * needs EVB_MAX_CATEGORY_LEN + 2 bytes. Returns the topic's length, its NUL
- * included. */
-EVB_EXPORT size_t evb_wire_topic_event(char *out, const char *category);
+ * "show" never gets "showtime"). Returns the topic's length, its NUL
+ * included, or 0 (out untouched) when category is empty or longer than
+ * EVB_MAX_CATEGORY_LEN. Its characters are not checked: evb_check_category
+ * does that. */
+EVB_EXPORT size_t evb_wire_topic_event(char out[EVB_WIRE_TOPIC_MAX], const char *category);
 
 typedef enum evb_wire_live_kind {
     EVB_WIRE_LIVE_BAD,  /* not a topic of this protocol: see why */
@@ -57,9 +61,10 @@ EVB_EXPORT evb_wire_live_kind evb_wire_live_topic(const void *msg, size_t len,
                                                   const char **why);
 
 /* Parse the live header at the start of an event's body: *prev gets the
- * sequence of the previous event of the category (0: none), *hlen the
- * header's length (the event's envelope follows it). EVB_EDECODE naming
- * what was wrong, EVB_EVERSION for another protocol version. */
+ * sequence of the previous event of the category in the publisher's log (0:
+ * none), *hlen the header's length (the event's envelope follows it).
+ * EVB_EDECODE naming what was wrong, EVB_EVERSION for another protocol
+ * version. */
 EVB_EXPORT int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev,
                                           size_t *hlen, evb_err *err);
 
@@ -106,21 +111,24 @@ EVB_EXPORT int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category,
 
 /* Parse a catch-up reply (hello, page, error) or a heartbeat body; *used
  * gets the header's length. Only a page may have bytes after its header: its
- * events (split them with evb_wire_split). EVB_EDECODE naming the field. */
+ * events (split them with evb_wire_split). EVB_EDECODE naming the field,
+ * EVB_EVERSION for another protocol version, EVB_EINVAL for a message this
+ * version does not know. */
 EVB_EXPORT int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *r,
                                     size_t *used, evb_err *err);
 
 /* A msgpack value inside a received message. */
-typedef struct evb_view {
+typedef struct evb_wire_view {
     const void *p;
     size_t len;
-} evb_view;
+} evb_wire_view;
 
-/* Split up to max msgpack values laid end to end in buf into views; returns
- * how many were found, or (size_t)-1 when buf holds anything else (a value
- * too deep or truncated, bytes left over, more than max). */
-EVB_EXPORT size_t evb_wire_split(const void *buf, size_t len, evb_view *views,
-                                 size_t max);
+/* Split the msgpack values laid end to end in buf (a page's events) into at
+ * most max views; *count gets how many. EVB_EDECODE when buf holds more than
+ * max values, or a value that is truncated or nested too deep. The views
+ * point into buf; each value is still to be decoded. */
+EVB_EXPORT int evb_wire_split(const void *buf, size_t len, evb_wire_view *views, size_t max,
+                              size_t *count, evb_err *err);
 
 /* ---- a subscriber's pair of sockets ---- */
 
@@ -187,7 +195,8 @@ typedef struct evb_curve_mon evb_curve_mon;
  * refused handshake (it is a protocol error: the connection is dropped for
  * good). A link watches one connecting socket and connects it again after a
  * back-off (1 s, doubling up to 8 s), so a client whose key is added to the
- * allow-list gets in without a restart. The fields are read-only. */
+ * allow-list gets in without a restart. Programs read bad, why and failures
+ * and leave the fields to the calls below. */
 typedef struct evb_curve_link {
     evb_curve_mon *mon;
     void *sock;
@@ -200,7 +209,9 @@ typedef struct evb_curve_link {
 } evb_curve_link;
 
 /* Watch sock (call before zmq_connect(sock, ep), which the caller does), a
- * socket of ZeroMQ context zctx. k: our keys, or NULL for a plain socket. */
+ * socket of ZeroMQ context zctx. k: our keys, or NULL for a plain socket.
+ * EVB_EIO naming the monitor that could not be set up (EVB_ENOMEM when out
+ * of memory). */
 EVB_EXPORT int evb_curve_link_open(evb_curve_link *l, void *zctx, void *sock,
                                    const char *ep, const evb_curve_keys *k, evb_err *err);
 EVB_EXPORT void evb_curve_link_close(evb_curve_link *l);

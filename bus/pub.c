@@ -222,9 +222,14 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         cat_entry *c = s_cat(p, ev->category, true);
         uint64_t prev = c ? c->last : 0;
         /* One frame: topic, header, envelope (PROTOCOL.md, "Live"). */
-        char topic[2 + EVB_MAX_CATEGORY_LEN];
+        char topic[EVB_WIRE_TOPIC_MAX];
         size_t tl = evb_wire_topic_event(topic, ev->category);
         p->hdr.len = 0;
+        if (tl == 0) { /* decoded events have checked categories: our bug */
+            evb_err_set(err, EVB_ECORRUPT, "event %llu: category '%s' is not one",
+                        (unsigned long long)ev->seq, ev->category);
+            break;
+        }
         if (evb_buf_append(&p->hdr, topic, tl, err) != EVB_OK ||
             bm_live_header(&p->hdr, prev, err) != EVB_OK ||
             evb_buf_append(&p->hdr, raw, rawlen, err) != EVB_OK)

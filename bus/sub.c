@@ -98,7 +98,7 @@ struct evb_sub {
     zloop_t *loop;         /* attached to, or NULL */
     zl_hook zl;
     evb_wire_reply reply;           /* parse buffers, per object (not static: */
-    evb_view *views;                /* two subscribers may live in two threads) */
+    evb_wire_view *views;                /* two subscribers may live in two threads) */
     evb_curve_keys keys;            /* our certificate (keys.on), else plain */
     char server_key[EVB_CURVE_Z85]; /* evb_sub_opts.curve->server_key, or "" */
 };
@@ -485,7 +485,7 @@ typedef enum { RUN_OK, RUN_STOPPED, RUN_RETRY_SINGLY } run_result;
  * (at least `position`), then commit. With `batch`, any trouble aborts the
  * whole transaction and asks for a retry one event at a time; unbatched runs
  * hold at most one event, and stop (nothing committed) if it cannot go in. */
-static int s_run(evb_sub_t *s, feed *f, const evb_view *frames, size_t n,
+static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
                  uint64_t position, bool batch, run_result *res, evb_err *err)
 {
     *res = RUN_OK;
@@ -549,7 +549,7 @@ static int s_run(evb_sub_t *s, feed *f, const evb_view *frames, size_t n,
  * at least `position` when all of them went in. One transaction for the lot;
  * if anything goes wrong, again one event per transaction, stopping at the
  * event that cannot be applied (*refused). */
-static int s_apply(evb_sub_t *s, feed *f, const evb_view *frames, size_t n,
+static int s_apply(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
                    uint64_t position, bool *refused, evb_err *err)
 {
     *refused = false;
@@ -605,7 +605,7 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
                 gap = true; /* catch up again from applied */
                 break;
             }
-            s->views[n++] = (evb_view){le->data, le->len};
+            s->views[n++] = (evb_wire_view){le->data, le->len};
             upto = le->seq;
         }
         if (n > 0) {
@@ -689,7 +689,7 @@ static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
     size_t total = f->nbuf;
     size_t n = total < MAX_FRAMES ? total : MAX_FRAMES;
     for (size_t i = 0; i < n; i++)
-        s->views[i] = (evb_view){f->buf[i].data, f->buf[i].len};
+        s->views[i] = (evb_wire_view){f->buf[i].data, f->buf[i].len};
     bool refused;
     int rc = s_apply(s, f, s->views, n, 0, &refused, err);
     s_drop_buffer(f); /* what did not go in comes again by catch-up */
@@ -727,7 +727,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
     }
-    evb_view env = {body + hlen, blen - hlen};
+    evb_wire_view env = {body + hlen, blen - hlen};
     if (evb_event_decode_into(env.p, env.len, &s->ev, &perr) != EVB_OK) {
         s_bad_frame(c, NULL, perr.msg);
         return EVB_OK;
@@ -851,8 +851,10 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     }
     /* The envelopes follow the header in the same frame: find their bounds
      * (each is checked again when it is decoded). */
-    size_t count = evb_wire_split(msg + used, mlen - used, s->views, rp->count);
-    if (count != rp->count) {
+    size_t count;
+    if (evb_wire_split(msg + used, mlen - used, s->views, rp->count, &count, NULL) !=
+            EVB_OK ||
+        count != rp->count) {
         s_bad_frame(c, f, "page: its events disagree with its header");
         f->fetch_deadline = 0; /* ask again now */
         return EVB_OK;
@@ -952,8 +954,11 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
         for (size_t i = 0; i < n; i++) {
-            char topic[2 + EVB_MAX_CATEGORY_LEN];
+            char topic[EVB_WIRE_TOPIC_MAX];
             size_t tl = evb_wire_topic_event(topic, categories[i]);
+            if (tl == 0)
+                return evb_err_set(err, EVB_EINVAL, "category '%s' is not one",
+                                   categories[i]);
             zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
             if (s_feed(s, c, categories[i], true) == NULL)
                 return evb_err_set(err, EVB_ENOMEM, "out of memory");

@@ -22,9 +22,9 @@
 
 #include <cmocka.h>
 
-/* The private CURVE module, for the one test that needs a server without
- * its ZAP handler (<evbus/evbus_bus.h> above keeps curve.h's own include of
- * evbus_bus.h from reaching for the source tree's store header). */
+/* The bus's private CURVE layer, for the one test that needs a server
+ * without its ZAP handler: this test builds as part of the bus module
+ * (EVB_BUILDING_BUS, tests/integration/CMakeLists.txt). */
 #include "curve.h"
 #include <zmq.h>
 

@@ -2,7 +2,8 @@
 # test_pkgconfig.sh: install evbus into a temporary prefix and build
 # examples/append_and_print.c outside the tree the way a user does, with
 # pkg-config: once against the shared library, once with --static against
-# libevbus.a only. Run both programs and check what they print.
+# libevbus.a only. Run both programs and check what they print. Also: the
+# installed evbus programs start without LD_LIBRARY_PATH.
 #
 #   usage: test_pkgconfig.sh CMAKE BUILD_DIR SOURCE_DIR CC [EXTRA_CFLAGS...]
 # EXTRA_CFLAGS: e.g. the sanitizer flags the library was built with.
@@ -77,6 +78,14 @@ service_help() {
     (export LD_LIBRARY_PATH=$libdir; "$tmp/counter_service" --help | grep -q -- '--store DIR')
 }
 check "the service answers --help" service_help
+
+# The installed programs find the installed libevbus.so by themselves.
+installed_programs_run() {
+    "$tmp/prefix/bin/evbus" --version | grep -q '^evbus ' &&
+        "$tmp/prefix/bin/evbus-reservation" --help | grep -q -- '--store' ||
+        { echo "  installed programs do not start without LD_LIBRARY_PATH"; return 1; }
+}
+check "installed evbus and evbus-reservation start (no LD_LIBRARY_PATH)" installed_programs_run
 
 # Static: a user who installed only libevbus.a. Remove the .so so the linker
 # cannot pick it, then link with what `pkg-config --static` says.

@@ -1,5 +1,5 @@
 /*
- * cmd_bench.c: `evbus bench`: what the store costs next to raw LevelDB,
+ * bench.c: `evbus bench`: what the store costs next to raw LevelDB,
  * both measured in the same run, the raw baseline right before ours for
  * every case, with the same LevelDB options (create_if_missing, 32 MiB write
  * buffer, no sync). Absolute rates move between runs and machines; the ratio

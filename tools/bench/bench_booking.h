@@ -2,7 +2,7 @@
  * bench_booking.h (private to the evbus program): the `booking` case of
  * `evbus bench` (bench_booking.c): bookings through the reservation and
  * booking services end to end, next to raw ZeroMQ DEALER/ROUTER round trips
- * and raw LevelDB appends measured in the same run. cmd_bench.c runs it and
+ * and raw LevelDB appends measured in the same run. bench.c runs it and
  * prints its lines as it prints the other cases'.
  *
  * Thread rules: call from the bench's main thread; the case makes and joins
@@ -57,7 +57,7 @@ typedef struct bench_booking_result {
  * SIGKILL after a deadline) and reaped on every path. */
 int bench_booking_run(const bench_booking_opts *o, bench_booking_result *r);
 
-/* ---- shared with cmd_bench.c, which defines them ---- */
+/* ---- shared with bench.c, which defines them ---- */
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);

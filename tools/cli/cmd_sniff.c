@@ -6,7 +6,7 @@
  *
  * Key decisions:
  *  - It speaks the wire protocol of bus/PROTOCOL.md directly with the helpers
- *    of busmsg.h instead of evb_sub_t, which needs a store for its
+ *    of <evbus/evbus_wire.h> instead of evb_sub_t, which needs a store for its
  *    checkpoints. Positions live in memory only: a sniffer is restarted from
  *    wherever its flags say.
  *  - One feed per (publisher, category), keyed implicitly by the
@@ -147,7 +147,7 @@ typedef struct sniff {
     /* scratch */
     evb_buf msg, line, payload, tmp;
     evb_event_t ev;
-    evb_view *views;
+    evb_wire_view *views;
     evb_wire_reply reply;
     /* output */
     uint64_t printed, matched;
@@ -858,8 +858,10 @@ static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t m
                       size_t used)
 {
     evb_wire_reply *rp = &s->reply;
-    size_t count = evb_wire_split(msg + used, mlen - used, s->views, rp->count);
-    if (count != rp->count || (rp->more && count == 0)) {
+    size_t count;
+    if (evb_wire_split(msg + used, mlen - used, s->views, rp->count, &count, NULL) !=
+            EVB_OK ||
+        count != rp->count || (rp->more && count == 0)) {
         s_bad_frame(s, c, "page: its events disagree with its header");
         f->fetch_at = evb_now_us() + S_FETCH_TIMEOUT_US;
         return;
@@ -1009,8 +1011,11 @@ static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
     } else {
         for (size_t i = 0; i < s->cats->n; i++) {
-            char topic[2 + EVB_MAX_CATEGORY_LEN];
+            char topic[EVB_WIRE_TOPIC_MAX];
             size_t tl = evb_wire_topic_event(topic, s->cats->v[i]);
+            if (tl == 0) /* --category values were checked: our bug */
+                return evb_err_set(err, EVB_EINVAL, "category '%s' is not one",
+                                   s->cats->v[i]);
             zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
         }
     }
