@@ -47,6 +47,7 @@ struct evb_pub {
     zl_hook zl;
     int64_t last_bad_log_us;
     uint64_t bad_unlogged;
+    bool paused;         /* the store is closed (a reopen failed): waiting for it */
     evb_curve_keys keys; /* CURVE server keys (keys.on), else plain */
     curve_zap *zap;  /* the allow-list, in this context */
 };
@@ -213,7 +214,21 @@ static int s_publish(evb_pub_t *p, evb_err *err)
     uint64_t to = durable;
     if (to - p->published > PUB_MAX_PER_TURN) to = p->published + PUB_MAX_PER_TURN;
     evb_iter_t *it = evb_store_read_range(p->st, p->published + 1, to, NULL, err);
+    if (it == NULL && err && err->code == EVB_ECLOSED) {
+        /* Its owner reopens it once it can (disk full, see evb_store_reopen):
+         * wait, serving heartbeats and requests, instead of stopping. */
+        if (!p->paused)
+            evb_log(EVB_LOG_WARN, "%s: publishing paused at %llu: %s", p->service,
+                    (unsigned long long)p->published, err->msg);
+        p->paused = true;
+        evb_err_clear(err);
+        return EVB_OK;
+    }
     if (it == NULL) return err ? err->code : EVB_EIO;
+    if (p->paused)
+        evb_log(EVB_LOG_INFO, "%s: publishing again from %llu", p->service,
+                (unsigned long long)p->published + 1);
+    p->paused = false;
     const evb_event_t *ev;
     while (evb_iter_next(it, &ev, err)) {
         const void *raw;

@@ -27,7 +27,11 @@ static int s_sync_write(evb_store_t *st, evb_err *err)
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
-    if (e != NULL) return st_ldb_err(st, e, "fsync", err);
+    if (e != NULL) {
+        /* LevelDB refuses every later write after a failed one */
+        atomic_store(&st->unwritable, true);
+        return st_ldb_err(st, e, "fsync", err);
+    }
     CRASH_POINT(st, "sync.after");
     /* Everything up to h was written before this synced write: durable. */
     uint64_t cur = atomic_load(&st->synced);

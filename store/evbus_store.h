@@ -99,8 +99,11 @@ EVB_EXPORT const char *evb_store_dir(const evb_store_t *st);
  * owners keep their pointer; no iterator may be open), reads the head and the
  * in-memory state again from the log, and accepts writes again. On failure
  * the store is closed: reads, transactions, scans, sync and verify return
- * EVB_ECLOSED until it is destroyed. evb_store_unwritable tells whether a write
- * failed since the last open. */
+ * EVB_ECLOSED until a later evb_store_reopen succeeds or it is destroyed.
+ * Short of space (no room for LevelDB's recovery, the new log or manifest,
+ * RLIMIT_FSIZE) it returns EVB_EUNWRITABLE: wait and reopen again; other
+ * failures (EVB_EIO, EVB_ECORRUPT, EVB_ELOCKED) need an operator.
+ * evb_store_unwritable tells whether a write failed since the last open. */
 EVB_EXPORT int evb_store_reopen(evb_store_t *st, evb_err *err);
 EVB_EXPORT bool evb_store_unwritable(const evb_store_t *st);
 

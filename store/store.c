@@ -191,6 +191,15 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
     else if (strstr(e, "Corruption") != NULL)
         rc = evb_err_set(err, EVB_ECORRUPT, "%s: LevelDB reports corruption: %s", st->dir,
                          e);
+    else if (strstr(e, "No space left") != NULL || strstr(e, "File too large") != NULL ||
+             strstr(e, "Disk quota exceeded") != NULL)
+        /* Opening writes (recovery flushes the old log into a table, and a
+         * new log and manifest are made): short of space it fails, and
+         * succeeds again once there is room. */
+        rc = evb_err_set(err, EVB_EUNWRITABLE,
+                         "%s: cannot open LevelDB for want of space: %s; it opens again "
+                         "once space is freed",
+                         st->dir, e);
     else
         rc = evb_err_set(err, EVB_EIO, "%s: cannot open LevelDB: %s", st->dir, e);
     leveldb_free(e);
@@ -562,11 +571,18 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
                                "writes again once space is freed",
                                st->dir, (unsigned long long)(avail >> 10));
     }
-    s_stop_threads(st);
-    leveldb_close(st->db);
-    st->db = NULL;
+    if (st->db != NULL) { /* NULL: an earlier reopen failed, try again */
+        s_stop_threads(st);
+        leveldb_close(st->db);
+        st->db = NULL;
+    }
     int rc = s_open_db(st, false, err);
-    if (rc != EVB_OK) return rc; /* the store stays closed: destroy it */
+    if (rc != EVB_OK) {
+        /* The store stays closed and refuses writes; reopen again once the
+         * cause is gone (EVB_EUNWRITABLE: space), or destroy it. */
+        atomic_store(&st->unwritable, true);
+        return rc;
+    }
     /* Whatever the failed write left, the log is the truth: the position,
      * the head and the in-memory maps are read again from it. */
     hmap_free(&st->streams);

@@ -354,12 +354,18 @@ static int s_reopen(evb_svc_t *svc, evb_err *err)
     return rc;
 }
 
+/* EVB_OK once the store takes writes (reopened if a write failed before). */
+static int s_writable(evb_svc_t *svc, evb_err *err)
+{
+    if (!svc->fatal && s_reopen(svc, err) == EVB_OK) return EVB_OK;
+    if (svc->fatal)
+        return evb_err_set(err, EVB_EIO, "%s: the log is closed", svc->cfg.store);
+    return err ? err->code : EVB_EUNWRITABLE;
+}
+
 static evb_txn_t *s_begin(evb_svc_t *svc, evb_err *err)
 {
-    if (svc->fatal || s_reopen(svc, err) != EVB_OK) {
-        if (svc->fatal) evb_err_set(err, EVB_EIO, "%s: the log is closed", svc->cfg.store);
-        return NULL;
-    }
+    if (s_writable(svc, err) != EVB_OK) return NULL;
     evb_txn_t *tx = evb_txn_begin(svc->store, err);
     if (tx != NULL && evb_txn_on_end(tx, s_tx_end, svc, err) != EVB_OK)
         evb_txn_destroy(&tx);
@@ -464,8 +470,17 @@ static int s_cmd_entry(const void *args, size_t len, evb_buf *out, void *ctx, ev
     if (rc != EVB_OK || cmd_id[0] == '\0')
         return evb_err_set(err, EVB_EINVAL, "cmd_id: must be a string of 1..%u bytes",
                            EVB_SVC_MAX_CMD_ID);
+    /* A command writes: reopen first if a write failed, before the outcome
+     * lookup reads (a reopen short of space leaves the store closed). A
+     * store that is readable but not writable still answers a retry. */
+    evb_err werr = {0};
+    int wrc = s_writable(svc, &werr);
     int code;
     int found = s_outcome_get(svc, cmd_id, ce->name, out, &code, err);
+    if (found < 0 && wrc != EVB_OK) {
+        if (err) *err = werr;
+        return wrc;
+    }
     if (found < 0) return err ? err->code : EVB_EIO;
     if (found) {
         svc->replayed++;

@@ -22,9 +22,11 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -579,6 +581,60 @@ static void test_failed_reopen_leaves_store_closed(void **state)
     evb_buf_free(&out);
     evb_store_destroy(&f->st); /* and it can still be destroyed */
     assert_int_equal(rename(moved, cur), 0);
+}
+
+/* A reopen short of space (here RLIMIT_FSIZE: LevelDB's recovery cannot
+ * write the old log into a table) says EVB_EUNWRITABLE, leaves the store
+ * closed, and a later reopen, once there is room, opens it with every event
+ * (the services wait and retry on exactly this; before, the store could not
+ * be reopened again and the service stopped). A closed store that LevelDB
+ * refused for another reason opens again too once the cause is gone. */
+static void test_reopen_short_of_space_retries(void **state)
+{
+    fx_t *f = *state;
+    s_open(f, EVB_INDEX_THREAD);
+    s_append_ok(f->st, "seat-1", EVB_EXPECT_ANY, 5, 1, 0);
+    struct rlimit rl, low;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    low = rl;
+    low.rlim_cur = 1;
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN); /* over the limit: EFBIG, not death */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    evb_err err;
+    evb_err_clear(&err);
+    int rc = evb_store_reopen(f->st, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    signal(SIGXFSZ, old);
+    if (rc != EVB_EUNWRITABLE) fail_msg("reopen over RLIMIT_FSIZE: %d %s", rc, err.msg);
+    assert_non_null(strstr(err.msg, f->dir));
+    assert_true(evb_store_unwritable(f->st));
+    evb_err_clear(&err);
+    assert_null(evb_store_read_range(f->st, 1, 0, NULL, &err));
+    assert_int_equal(err.code, EVB_ECLOSED);
+
+    evb_err_clear(&err);
+    rc = evb_store_reopen(f->st, &err);
+    if (rc != EVB_OK) fail_msg("reopen with room again: %d %s", rc, err.msg);
+    assert_false(evb_store_unwritable(f->st));
+    assert_int_equal(evb_store_head(f->st), 5);
+    evb_iter_t *it = s_it(evb_store_read_range(f->st, 1, 0, NULL, &err));
+    assert_int_equal(s_drain(it, NULL, 0), 5);
+    s_it_done(&it);
+    assert_int_equal(s_append_ok(f->st, "seat-1", 5, 1, 6, 0).last_seq, 6);
+
+    /* not a matter of space: closed, then open again once it can be read */
+    char cur[PATH_MAX + 16], moved[PATH_MAX + 16];
+    snprintf(cur, sizeof cur, "%s/CURRENT", f->dir);
+    snprintf(moved, sizeof moved, "%s/CURRENT.away", f->dir);
+    assert_int_equal(rename(cur, moved), 0);
+    evb_err_clear(&err);
+    rc = evb_store_reopen(f->st, &err);
+    assert_true(rc != EVB_OK && rc != EVB_EUNWRITABLE);
+    assert_int_equal(rename(moved, cur), 0);
+    evb_err_clear(&err);
+    rc = evb_store_reopen(f->st, &err);
+    if (rc != EVB_OK) fail_msg("reopen once CURRENT is back: %d %s", rc, err.msg);
+    assert_int_equal(evb_store_head(f->st), 6);
 }
 
 static void test_reopen_with_create_does_not_recreate(void **state)
@@ -2810,6 +2866,7 @@ int main(void)
         T(test_create_then_reopen_keeps_log_id_and_service),
         T(test_reopen_with_create_does_not_recreate),
         T(test_failed_reopen_leaves_store_closed),
+        T(test_reopen_short_of_space_retries),
         T(test_two_logs_get_different_log_ids),
         T(test_open_missing_dir_without_create_is_enotfound),
         T(test_open_empty_dir_without_create_is_enotfound),

@@ -19,6 +19,7 @@
  *   bigadd {s}             emit on big-S (a snapshot every 2 versions)
  *   get {s} (query)        {total, version} of tally-S (or big-S with big)
  *   fsize {bytes} (query)  set this process's RLIMIT_FSIZE (0: unlimited)
+ *   sync (query)           evb_store_sync of the service's log
  * The sink service consumes the source's "tally" category into tally-all and
  * refuses the event with n = 13 once, so that its batch is undone.
  */
@@ -241,6 +242,13 @@ static int q_index_wait(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply
     return evb_store_index_wait(evb_svc_store(evb_svc_of(c)), err);
 }
 
+static int q_sync(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
+                  evb_err *err)
+{
+    (void)a, (void)al, (void)reply, (void)ctx;
+    return evb_store_sync(evb_svc_store(evb_svc_of(c)), err);
+}
+
 static void s_register_src(evb_svc_t *svc)
 {
     evb_err err = {0};
@@ -251,6 +259,7 @@ static void s_register_src(evb_svc_t *svc)
         evb_svc_command(svc, "bigadd", c_bigadd, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "get", q_get, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "fsize", q_fsize, NULL, &err) != EVB_OK ||
+        evb_svc_query(svc, "sync", q_sync, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "index_wait", q_index_wait, NULL, &err) != EVB_OK) {
         fprintf(stderr, "test_svc: %s\n", err.msg);
         _exit(90);
@@ -594,10 +603,12 @@ static void test_conflict_reloads_stale_cache(void **state)
 /* After a failed write (here: over RLIMIT_FSIZE, like a full disk) the store
  * refuses writes until reopened. Once the cause is gone the service must
  * take commands again; before the fix nothing reopened it and every command
- * failed with EVB_EUNWRITABLE until a restart. */
-static void test_unwritable_store_recovers(void **state)
+ * failed with EVB_EUNWRITABLE until a restart. Two orders: the command's
+ * own write fails first, or an fsync fails first (as the group-sync thread
+ * may) so that the next command's reopen runs while still short of space;
+ * that reopen used to stop the service for good (seen in CI). */
+static void s_unwritable_recovers(fx_t *fx, bool sync_fails_first)
 {
-    fx_t *fx = *state;
     proc *p = &fx->p[0];
     s_start(fx, p, "src", s_register_src, NULL, 0);
     evb_buf out = {0};
@@ -607,6 +618,8 @@ static void test_unwritable_store_recovers(void **state)
     /* the indexer writes behind that append: wait until it has */
     assert_int_equal(CALL(p, "index_wait", &out, &err, U("n", 0)), EVB_OK);
     assert_int_equal(CALL(p, "fsize", &out, &err, U("bytes", 1)), EVB_OK);
+    if (sync_fails_first)
+        assert_int_not_equal(CALL(p, "sync", &out, &err, U("n", 0)), EVB_OK);
     assert_int_not_equal(
         CALL(p, "add", &out, &err, S("cmd_id", "u2"), S("s", "v"), U("n", 10)), EVB_OK);
     assert_int_equal(CALL(p, "fsize", &out, &err, U("bytes", 0)), EVB_OK);
@@ -615,6 +628,16 @@ static void test_unwritable_store_recovers(void **state)
     s_expect(p, "v", 101, 2);
     evb_buf_free(&out);
     s_stop(p);
+}
+
+static void test_unwritable_store_recovers(void **state)
+{
+    s_unwritable_recovers(*state, false);
+}
+
+static void test_unwritable_store_recovers_after_failed_sync(void **state)
+{
+    s_unwritable_recovers(*state, true);
 }
 
 /* A consumer's batch with a refused event is undone and applied again one
@@ -673,10 +696,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emit_then_fail_leaves_cache_clean, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cmd_id_retry_and_reuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot_too_big_does_not_wedge_stream, setup,
+        cmocka_unit_test_setup_teardown(test_snapshot_too_big_does_not_wedge_stream,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_reloads_stale_cache, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conflict_reloads_stale_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_store_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_store_recovers_after_failed_sync,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_batch_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_during_startup, setup, teardown),
     };
