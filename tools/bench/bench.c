@@ -6,8 +6,9 @@
  * (ours / baseline, higher is better) is the figure to track.
  *
  * Workload (tools/README.md has the table): N events (default 1,000,000;
- * --quick 100,000), each a 200-byte msgpack map, over 10,000 streams in 4
- * categories (show-, booking-, customer-, venue-<i>). A batch goes to one
+ * --quick 100,000; --scale: each case at 100 k, 1 M and 10 M, or --sizes,
+ * then every case's ratio curve), each a 200-byte msgpack map, over 10,000
+ * streams in 4 categories (show-, booking-, customer-, venue-<i>). A batch goes to one
  * stream; stream of batch j = j * 7919 mod 10000 (7919 is prime to 10000,
  * so every stream and category gets an even share, in scattered order).
  * The raw baseline writes the same 200 payload bytes per event under an
@@ -18,6 +19,9 @@
  *                          (store: EVB_INDEX_THREAD, EVB_SYNC_NONE)
  *  append_indexed_b1000    same, clock stops when evb_store_index_wait
  *                          returns; reports max_index_lag
+ *  append_b1000_ids        as append_b1000, but the caller supplies every
+ *                          event's id (16 random bytes), as a mirror, a
+ *                          replica, `log import` or `append` with "id" do
  *  read_range              whole log through evb_store_read_range, vs. a raw
  *                          iterator scan of every raw entry
  *  read_category           one category of 4 through evb_store_read_category
@@ -103,6 +107,7 @@
 #define S_QUICK_EVENTS 100000u
 #define S_MAX_EVENTS 100000000u
 #define S_READ_CATEGORY 0u /* "show" */
+#define S_MAX_SEEN 128u    /* results kept for the --scale curve */
 
 static const char *const s_cat_names[S_NCATS] = {"show", "booking", "customer", "venue"};
 static const char *const s_cat_types[S_NCATS] = {"SeatsHeld", "BookingRequested",
@@ -121,6 +126,8 @@ typedef struct bench {
     bool json;
     uint64_t events;
     char work[PATH_MAX]; /* our mkdtemp directory */
+    char root[PATH_MAX]; /* where cases make their directories: work, or
+                            work/N for each size of --scale */
     char placement[160];
     uint8_t *payloads; /* S_NPAYLOADS * S_PAYLOAD_LEN */
     char streams[S_NSTREAMS][24];
@@ -131,6 +138,13 @@ typedef struct bench {
     size_t msg_len; /* bytes of one encoded envelope of the workload */
     const char *services; /* --services DIR for the booking case, or NULL */
     bool events_set;      /* --events given: the booking case scales from it */
+    uint64_t rng;         /* splitmix64 state for caller-supplied ids */
+    struct {              /* --scale: every ratio, for the curve at the end */
+        const char *name;
+        uint64_t events;
+        double ratio;
+    } seen[S_MAX_SEEN];
+    size_t nseen;
 } bench_t;
 
 typedef struct result {
@@ -202,9 +216,9 @@ static int s_rmtree(const char *path)
 /* Make a fresh directory WORK/name into out. */
 static int s_case_dir(bench_t *b, const char *name, char out[PATH_MAX])
 {
-    int n = snprintf(out, PATH_MAX, "%s/%s", b->work, name);
+    int n = snprintf(out, PATH_MAX, "%s/%s", b->root, name);
     if (n < 0 || n >= PATH_MAX) {
-        cli_error(b->cli, "%s/%s: path too long", b->work, name);
+        cli_error(b->cli, "%s/%s: path too long", b->root, name);
         return -1;
     }
     if (mkdir(out, 0700) != 0) {
@@ -476,11 +490,25 @@ static evb_store_t *s_open(bench_t *b, const char *name, const char *dir, bool c
     return st;
 }
 
+/* splitmix64: 16 random-looking id bytes per call, cheap enough not to
+ * show in the figures (the store's own ids come from a CSPRNG in batches). */
+static void s_random_id(bench_t *b, evb_id *id)
+{
+    for (int h = 0; h < 2; h++) {
+        uint64_t z = (b->rng += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        memcpy(id->b + 8 * h, &z, 8);
+    }
+}
+
 /* Append all events in batches of `batch`. *rate = events/s until the last
  * append returns, or (wait_index) until the indexer caught up. *in_cat gets
- * how many events landed in category S_READ_CATEGORY. */
+ * how many events landed in category S_READ_CATEGORY. With ids, the caller
+ * (this) supplies every event's id. */
 static int s_ours_append(bench_t *b, const char *name, const char *dir, size_t batch,
-                         bool wait_index, double *rate, uint64_t *max_lag,
+                         bool wait_index, bool ids, double *rate, uint64_t *max_lag,
                          uint64_t *in_cat)
 {
     evb_store_t *st = s_open(b, name, dir, true);
@@ -508,6 +536,7 @@ static int s_ours_append(bench_t *b, const char *name, const char *dir, size_t b
             evs[i].schema = 1;
             evs[i].payload = s_payload(b, seq + i);
             evs[i].payload_len = S_PAYLOAD_LEN;
+            if (ids) s_random_id(b, &evs[i].id);
         }
         evb_append_result res;
         int rc = evb_store_append(st, b->streams[k], EVB_EXPECT_ANY, evs, (size_t)m, &res,
@@ -612,6 +641,12 @@ static void s_emit(bench_t *b, const result_t *r)
     cli_t *cli = b->cli;
     double ratio = r->lower_better ? (r->ours > 0 ? r->baseline / r->ours : 0)
                                    : (r->baseline > 0 ? r->ours / r->baseline : 0);
+    if (b->nseen < S_MAX_SEEN) {
+        b->seen[b->nseen].name = r->name;
+        b->seen[b->nseen].events = b->events;
+        b->seen[b->nseen].ratio = ratio;
+        b->nseen++;
+    }
     const char *unit = r->unit != NULL ? r->unit : "events/s";
     cli_progress_end(cli);
     if (b->json) {
@@ -680,7 +715,8 @@ static bool s_wanted(const bench_t *b, const char *name)
     return false;
 }
 
-static int s_case_append(bench_t *b, const char *name, size_t batch, bool indexed)
+static int s_case_append(bench_t *b, const char *name, size_t batch, bool indexed,
+                         bool ids)
 {
     char raw_dir[PATH_MAX], ours_dir[PATH_MAX], sub[96];
     snprintf(sub, sizeof sub, "%s-raw", name);
@@ -690,8 +726,8 @@ static int s_case_append(bench_t *b, const char *name, size_t batch, bool indexe
     result_t r = {.name = name, .events = b->events, .has_lag = indexed};
     int rc = s_raw_append(b, name, raw_dir, batch, &r.baseline);
     if (rc == 0)
-        rc = s_ours_append(b, name, ours_dir, batch, indexed, &r.ours, &r.max_index_lag,
-                           NULL);
+        rc = s_ours_append(b, name, ours_dir, batch, indexed, ids, &r.ours,
+                           &r.max_index_lag, NULL);
     if (rc == 0) s_emit(b, &r);
     return rc;
 }
@@ -705,7 +741,8 @@ static int s_read_fixture(bench_t *b, char raw_dir[PATH_MAX], char ours_dir[PATH
         s_case_dir(b, "read-ours", ours_dir) != 0)
         return -1;
     if (s_raw_append(b, "read fixture", raw_dir, 1000, &ignored) != 0) return -1;
-    return s_ours_append(b, "read fixture", ours_dir, 1000, true, &ignored, NULL, in_cat);
+    return s_ours_append(b, "read fixture", ours_dir, 1000, true, false, &ignored, NULL,
+                         in_cat);
 }
 
 /* ---- bus cases: processes ----
@@ -761,6 +798,7 @@ typedef struct child {
     char ep1[128], ep2[128];
     uint64_t t0_ns, sent, late;
     long rss_kb;
+    long anon_kb, file_kb; /* sampled peaks of RssAnon, RssFile; -1 unknown */
     char err[512];
 } child_t;
 
@@ -782,6 +820,25 @@ static long s_vm_hwm_kb(void)
         if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb;
+}
+
+/* RssAnon (the process's own memory: heap, stacks, anonymous maps) and
+ * RssFile (mapped files resident: LevelDB's tables, libraries) in kB; -1 if
+ * unknown. Peaks are sampled: VmHWM has no split. */
+static void s_rss_split_kb(long *anon, long *file)
+{
+    *anon = *file = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) return;
+    char line[256];
+    while (fgets(line, sizeof line, f) != NULL) {
+        long kb;
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+            *anon = kb;
+        else if (sscanf(line, "RssFile: %ld kB", &kb) == 1)
+            *file = kb;
+    }
+    fclose(f);
 }
 
 /* Reset VmHWM to the current RSS (Linux >= 4.0); false if it cannot. */
@@ -857,7 +914,7 @@ static int s_child_pump(child_t *c, int timeout_ms)
     while ((r = s_ctl_line(&c->ctl, line, sizeof line, timeout_ms)) == 1) {
         timeout_ms = 0;
         unsigned long long a = 0, bb = 0;
-        long kb;
+        long kb, kb2;
         if (strncmp(line, "err ", 4) == 0) {
             snprintf(c->err, sizeof c->err, "%s", line + 4);
             c->failed = true;
@@ -873,6 +930,9 @@ static int s_child_pump(child_t *c, int timeout_ms)
             c->late = bb;
         } else if (sscanf(line, "rss %ld", &kb) == 1) {
             c->rss_kb = kb;
+        } else if (sscanf(line, "mem %ld %ld", &kb, &kb2) == 2) {
+            c->anon_kb = kb;
+            c->file_kb = kb2;
         }
     }
     if (r < 0) c->eof = true;
@@ -895,7 +955,7 @@ static int s_child_start(bench_t *b, const char *name, child_spec *sp, child_t *
     memset(c, 0, sizeof *c);
     c->pid = -1;
     c->ctl.fd = -1;
-    c->rss_kb = -1;
+    c->rss_kb = c->anon_kb = c->file_kb = -1;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         cli_error(b->cli, "%s: socketpair: %s", name, strerror(errno));
@@ -1029,6 +1089,7 @@ typedef struct kid {
     bench_t *b;
     child_spec sp;
     ctl_t ctl;
+    long anon_kb, file_kb; /* peaks of RssAnon and RssFile, sampled */
 } kid_t;
 
 static int s_kid_fail(kid_t *k, const char *fmt, ...)
@@ -1109,7 +1170,16 @@ static bool s_kid_serve_until(kid_t *k, evb_pub_t *pub, const char *word, int ti
 {
     char line[64];
     evb_err err = {0};
+    uint64_t next_sample = 0;
     for (;;) {
+        uint64_t now = bench_now_ns();
+        if (now >= next_sample) { /* every 50 ms: a few syscalls */
+            long anon, file;
+            s_rss_split_kb(&anon, &file);
+            if (anon > k->anon_kb) k->anon_kb = anon;
+            if (file > k->file_kb) k->file_kb = file;
+            next_sample = now + 50000000u;
+        }
         if (evb_pub_poll(pub, timeout_ms, &err) != EVB_OK) {
             s_kid_fail(k, "evb_pub_poll: %s (%s)", err.msg, evb_strerror(err.code));
             return false;
@@ -1296,6 +1366,7 @@ static int s_kid_bus(kid_t *k)
         }
         if (ret == 0) (void)s_kid_serve_until(k, pub, "quit", 1);
     }
+    s_ctl_send(&k->ctl, "mem %ld %ld", k->anon_kb, k->file_kb);
     s_ctl_send(&k->ctl, "rss %ld", s_vm_hwm_kb());
     evb_pub_destroy(&pub);
     evb_store_destroy(&st);
@@ -1436,7 +1507,7 @@ static int s_child_main(const char *spec)
     cli_t cli;
     cli_init(&cli, "evbus bench (publisher process)");
     bench_t *b = calloc(1, sizeof *b);
-    kid_t k = {.b = b};
+    kid_t k = {.b = b, .anon_kb = -1, .file_kb = -1};
     k.ctl.fd = -1;
     int used = 0;
     if (b == NULL ||
@@ -2029,9 +2100,13 @@ out:
     snprintf(r.extra, sizeof r.extra,
              ",\"baseline_stage\":\"leveldb+zeromq\",\"leveldb\":%.0f,\"zeromq\":%.0f,"
              "\"message_bytes\":%zu,\"pages\":%" PRIu64
-             ",\"first_event_ms\":%.1f,\"peak_rss_kb\":{\"sub\":%ld,\"pub\":%ld}",
-             ldb, zmq, b->msg_len, f.pages, first_ms, sub_hwm, c.rss_kb);
-    snprintf(r.note, sizeof r.note, "peak RSS sub %ld kB, pub %ld kB", sub_hwm, c.rss_kb);
+             ",\"first_event_ms\":%.1f,\"peak_rss_kb\":{\"sub\":%ld,\"pub\":%ld,"
+             "\"pub_anon\":%ld,\"pub_file\":%ld}",
+             ldb, zmq, b->msg_len, f.pages, first_ms, sub_hwm, c.rss_kb, c.anon_kb,
+             c.file_kb);
+    snprintf(r.note, sizeof r.note,
+             "peak RSS sub %ld kB, pub %ld kB (anon %ld, file %ld)", sub_hwm, c.rss_kb,
+             c.anon_kb, c.file_kb);
     s_emit(b, &r);
     return 0;
 }
@@ -2155,7 +2230,7 @@ out:
 static int s_case_booking(bench_t *b)
 {
     bench_booking_opts o = {.cli = b->cli,
-                            .work = b->work,
+                            .work = b->root,
                             .services = b->services,
                             .events = b->events,
                             .events_set = b->events_set,
@@ -2185,17 +2260,24 @@ static int s_case_booking(bench_t *b)
 typedef struct bench_case {
     const char *name;
     size_t batch; /* append cases; 0 for the others */
-    bool indexed;
+    bool indexed, ids;
 } bench_case_t;
 
 static const bench_case_t s_cases[] = {
-    {"append_b1", 1, false},       {"append_b100", 100, false},
-    {"append_b1000", 1000, false}, {"append_indexed_b1000", 1000, true},
-    {"read_range", 0, false},      {"read_category", 0, false},
-    {"publish_deliver", 0, false}, {"publish_deliver_sync", 0, false},
-    {"catchup", 0, false},         {"latency_p50", 0, false},
-    {"latency_p99", 0, false},     {"latency_p999", 0, false},
-    {"booking", 0, false},
+    {"append_b1", 1, false, false},
+    {"append_b100", 100, false, false},
+    {"append_b1000", 1000, false, false},
+    {"append_indexed_b1000", 1000, true, false},
+    {"append_b1000_ids", 1000, false, true},
+    {"read_range", 0, false, false},
+    {"read_category", 0, false, false},
+    {"publish_deliver", 0, false, false},
+    {"publish_deliver_sync", 0, false, false},
+    {"catchup", 0, false, false},
+    {"latency_p50", 0, false, false},
+    {"latency_p99", 0, false, false},
+    {"latency_p999", 0, false, false},
+    {"booking", 0, false, false},
 };
 
 /* The bus cases, after the store's: each starts a publisher process. The
@@ -2223,7 +2305,8 @@ static int s_run(bench_t *b)
 {
     for (size_t i = 0; i < S_NCASES; i++) {
         if (s_cases[i].batch == 0 || !s_wanted(b, s_cases[i].name)) continue;
-        if (s_case_append(b, s_cases[i].name, s_cases[i].batch, s_cases[i].indexed) != 0)
+        if (s_case_append(b, s_cases[i].name, s_cases[i].batch, s_cases[i].indexed,
+                          s_cases[i].ids) != 0)
             return -1;
     }
     bool range = s_wanted(b, "read_range"), cat = s_wanted(b, "read_category");
@@ -2282,20 +2365,63 @@ static int s_check_cases(cli_t *cli, const char *only)
     return -1;
 }
 
+/* --scale, text: each case's ratio at every size, and the last size's ratio
+ * over the first's (1.0: flat with history). */
+static void s_print_curve(bench_t *b, const uint64_t *sizes, size_t nsizes)
+{
+    cli_t *cli = b->cli;
+    char g[32];
+    cli_printf(cli, "\n%s%-22s", cli_bold(cli), "ratio curve");
+    for (size_t j = 0; j < nsizes; j++)
+        cli_printf(cli, " %11s", cli_group(sizes[j], g));
+    cli_printf(cli, " %9s%s\n", "last/first", cli_reset(cli));
+    for (size_t i = 0; i < b->nseen; i++) {
+        bool first = true;
+        for (size_t p = 0; p < i; p++)
+            first &= strcmp(b->seen[p].name, b->seen[i].name) != 0;
+        if (!first) continue;
+        cli_printf(cli, "%-22s", b->seen[i].name);
+        double r0 = -1, rl = -1;
+        for (size_t j = 0; j < nsizes; j++) {
+            double r = -1;
+            for (size_t q = 0; q < b->nseen; q++)
+                if (b->seen[q].events == sizes[j] &&
+                    strcmp(b->seen[q].name, b->seen[i].name) == 0)
+                    r = b->seen[q].ratio;
+            if (r < 0) {
+                cli_printf(cli, " %11s", "-");
+                continue;
+            }
+            cli_printf(cli, " %11.3f", r);
+            if (r0 < 0) r0 = r;
+            rl = r;
+        }
+        if (r0 > 0 && rl >= 0)
+            cli_printf(cli, " %9.2f\n", rl / r0);
+        else
+            cli_printf(cli, " %9s\n", "-");
+    }
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *child = getenv(S_CHILD_ENV);
     if (child != NULL) return s_child_main(child);
     cli_t cli;
     cli_init(&cli, "evbus bench");
-    bool json = false, quick = false, keep = false, events_set = false;
+    bool json = false, quick = false, keep = false, events_set = false, scale = false;
     uint64_t events = S_DEFAULT_EVENTS;
-    const char *dir = NULL, *only = NULL;
+    const char *dir = NULL, *only = NULL, *sizes_arg = NULL;
     const char *services = NULL;
     const cli_opt opts[] = {
         {"quick", CLI_FLAG, &quick, NULL, NULL, "100,000 events instead of 1,000,000"},
         {"events", CLI_U64, &events, &events_set, "N",
          "events per case (overrides --quick)"},
+        {"scale", CLI_FLAG, &scale, NULL, NULL,
+         "run the cases at 100,000, 1,000,000 and 10,000,000 events and print each "
+         "case's ratio curve (10 M takes long: pick cases with --case)"},
+        {"sizes", CLI_STR, &sizes_arg, NULL, "N,N,...",
+         "with --scale: these sizes instead (up to 8, increasing)"},
         {"dir", CLI_STR, &dir, NULL, "DIR",
          "work under DIR (default: $TMPDIR or /tmp); a fresh subdirectory is made"},
         {"keep", CLI_FLAG, &keep, NULL, NULL,
@@ -2308,7 +2434,8 @@ int cmd_bench(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
-        "[--quick] [--events N] [--dir DIR] [--keep] [--case NAMES] [--json]",
+        "[--quick | --events N | --scale [--sizes N,N,...]] [--dir DIR] [--keep]\n"
+        "       [--case NAMES] [--json]",
         "Measure the store next to raw LevelDB in the same run: for each case\n"
         "the raw baseline runs right before ours, with the same LevelDB options\n"
         "(32 MiB write buffer, no sync). The ratio is ours / baseline: higher is\n"
@@ -2319,7 +2446,9 @@ int cmd_bench(int argc, char **argv)
         "sequential key, same batch size.",
         "Cases: append_b1, append_b100, append_b1000 (clock stops when append\n"
         "returns), append_indexed_b1000 (clock stops when the indexer caught up;\n"
-        "reports max_index_lag), read_range (whole log vs. raw iterator scan),\n"
+        "reports max_index_lag), append_b1000_ids (as append_b1000 with ids\n"
+        "the caller supplies: 16 random bytes per event), read_range (whole log vs. raw "
+        "iterator scan),\n"
         "read_category (one category of 4 vs. a raw scan of as many consecutive\n"
         "entries). JSON fields: name, unit, ours, baseline, ratio, sync,\n"
         "placement, events, and max_index_lag where measured.\n\n"
@@ -2345,6 +2474,30 @@ int cmd_bench(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    if (scale && (events_set || quick))
+        return cli_usage_error(&cli, "--scale: runs 100,000, 1,000,000 and 10,000,000 "
+                                     "events; leave out --events and --quick");
+    uint64_t sizes[8] = {100000u, 1000000u, 10000000u};
+    size_t nsizes = scale ? 3 : 1;
+    if (sizes_arg != NULL) {
+        if (!scale) return cli_usage_error(&cli, "--sizes: only with --scale");
+        nsizes = 0;
+        for (const char *p = sizes_arg; *p != '\0';) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(p, &end, 10);
+            if (end == p || errno != 0 || (*end != ',' && *end != '\0') || v == 0 ||
+                v > S_MAX_EVENTS || nsizes == 8 || (nsizes > 0 && v <= sizes[nsizes - 1]))
+                return cli_usage_error(&cli,
+                                       "--sizes %s: give 1 to 8 increasing event counts "
+                                       "of 1..%u, comma-separated",
+                                       sizes_arg, S_MAX_EVENTS);
+            sizes[nsizes++] = v;
+            p = *end == ',' ? end + 1 : end;
+        }
+        if (nsizes == 0)
+            return cli_usage_error(&cli, "--sizes: give at least one event count");
+    }
     if (!events_set) events = quick ? S_QUICK_EVENTS : S_DEFAULT_EVENTS;
     if (events == 0 || events > S_MAX_EVENTS)
         return cli_usage_error(&cli, "--events: must be 1..%u", S_MAX_EVENTS);
@@ -2366,6 +2519,7 @@ int cmd_bench(int argc, char **argv)
     b->quick = quick;
     b->services = services;
     b->events_set = events_set;
+    b->rng = (uint64_t)evb_now_us() ^ ((uint64_t)getpid() << 40);
     int n = snprintf(b->work, sizeof b->work, "%s/evbus-bench-XXXXXX", dir);
     if (n < 0 || (size_t)n >= sizeof b->work) {
         free(b);
@@ -2387,20 +2541,41 @@ int cmd_bench(int argc, char **argv)
     if (s_setup(b) != 0) {
         rc = CLI_EXIT_RUNTIME;
     } else {
-        if (!json) {
-            char g[32];
-            cli_printf(&cli,
-                       "%s events per case, %u-byte msgpack payloads, %u streams in %u "
-                       "categories, sync none\n%s\n\n",
-                       cli_group(events, g), S_PAYLOAD_LEN, S_NSTREAMS, S_NCATS,
-                       b->placement);
+        for (size_t j = 0; j < nsizes && rc == CLI_EXIT_OK; j++) {
+            snprintf(b->root, sizeof b->root, "%s", b->work);
+            if (scale) {
+                /* one directory per size; without --keep it goes when done
+                 * (10 M events take several GB per case) */
+                b->events = sizes[j];
+                int m =
+                    snprintf(b->root, sizeof b->root, "%s/%" PRIu64, b->work, b->events);
+                if (m < 0 || (size_t)m >= sizeof b->root || mkdir(b->root, 0700) != 0) {
+                    cli_error(&cli, "%s: cannot make it: %s", b->root, strerror(errno));
+                    rc = CLI_EXIT_RUNTIME;
+                    break;
+                }
+            }
+            b->header_done = false;
+            if (!json) {
+                char g[32];
+                cli_printf(
+                    &cli,
+                    "%s%s events per case, %u-byte msgpack payloads, %u streams in "
+                    "%u categories, sync none\n%s\n\n",
+                    j > 0 ? "\n" : "", cli_group(b->events, g), S_PAYLOAD_LEN, S_NSTREAMS,
+                    S_NCATS, b->placement);
+            }
+            if (s_run(b) != 0) {
+                if (s_interrupted) cli_error(&cli, "interrupted");
+                rc = CLI_EXIT_RUNTIME;
+            }
+            if (scale && !keep && s_rmtree(b->root) != 0) {
+                cli_error(&cli, "removing %s: %s", b->root, strerror(errno));
+                rc = CLI_EXIT_RUNTIME;
+            }
         }
-        if (s_run(b) != 0) {
-            if (s_interrupted) cli_error(&cli, "interrupted");
-            rc = CLI_EXIT_RUNTIME;
-        } else if (b->problems) {
-            rc = CLI_EXIT_PROBLEMS;
-        }
+        if (rc == CLI_EXIT_OK && scale && !json) s_print_curve(b, sizes, nsizes);
+        if (rc == CLI_EXIT_OK && b->problems) rc = CLI_EXIT_PROBLEMS;
     }
     cli_progress_end(&cli);
     if (keep) {
