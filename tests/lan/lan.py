@@ -1014,7 +1014,7 @@ def case_flap(r):
 def case_loss(r):
     lan, seed = r.lan, r.seed
     if shutil.which("nft") is None:
-        raise Skip("nft (nftables) is not installed (tools/scripts/setup.sh --test installs it)")
+        raise Skip("nft (nftables) is not installed (tools/setup.sh --test installs it)")
     cl = setup(r, SHOWS)
     shows = [s for s, _ in SHOWS]
     wait_live(cl, 30 * SLOW)
@@ -1072,7 +1072,7 @@ def pcap_packets(data):
 def case_sniff_marker(r):
     lan, seed = r.lan, r.seed
     if shutil.which("tcpdump") is None:
-        raise Skip("tcpdump is not installed (tools/scripts/setup.sh --test installs it)")
+        raise Skip("tcpdump is not installed (tools/setup.sh --test installs it)")
     cl = setup(r, SHOWS)
     shows = [s for s, _ in SHOWS]
     wait_live(cl, 30 * SLOW)
@@ -1143,7 +1143,7 @@ def case_curve_marker(r):
     MIN_CAPTURE_PACKETS has no copy of it, and no plain (NULL) greeting."""
     lan, seed = r.lan, r.seed
     if shutil.which("tcpdump") is None:
-        raise Skip("tcpdump is not installed (tools/scripts/setup.sh --test installs it)")
+        raise Skip("tcpdump is not installed (tools/setup.sh --test installs it)")
     cl = setup(r, SHOWS, curve=True)
     shows = [s for s, _ in SHOWS]
     wait_live(cl, 30 * SLOW)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the reservation and booking services' invariants from outside.
 
-Used by tools/scripts/demo.sh and the services tests. It only talks to the services'
+Used by tools/demo.sh and the services tests. It only talks to the services'
 command sockets through `evbus call --json`, so it checks what a user sees:
 
   1. quiescence: both services' feeds and views are live with lag 0 and no

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tools/scripts/demo.sh: the reservation and booking services on this machine, with
-# the sniffer watching the bus.
+# tools/scripts/demo.sh, run as tools/demo.sh: the reservation and booking
+# services on this machine, with the sniffer watching the bus.
 #
 #  1. starts evbus-reservation and evbus-booking (each its own LevelDB log,
 #     PUB + catch-up + command sockets over ipc) and `evbus sniff` on both;
@@ -30,9 +30,9 @@ per_client=${DEMO_BOOKINGS:-60}
 
 fail() { echo "demo: FAILED: $*" >&2; echo "demo: FAILED: $*"; exit 1; }
 for p in "$evbus" "$res_bin" "$bk_bin"; do
-    [[ -x "$p" ]] || fail "$p not found; build first: ./tools/scripts/setup.sh"
+    [[ -x "$p" ]] || fail "$p not found; build first: ./tools/setup.sh"
 done
-command -v python3 >/dev/null || fail "python3 not found (./tools/scripts/setup.sh installs it)"
+command -v python3 >/dev/null || fail "python3 not found (./tools/setup.sh installs it)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evbus-demo.XXXXXX")
 declare -A svc_pid=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tools/scripts/setup.sh: install what evbus needs on Debian 12 and build it.
+# tools/scripts/setup.sh, run as tools/setup.sh: install what evbus needs on
+# Debian 12 and build it.
 #
 # Idempotent: packages already installed are left alone (checked with
 # dpkg-query), and `apt-get update` runs only when something is missing.
@@ -9,7 +10,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: tools/scripts/setup.sh [--test] [--no-build] [--help]
+usage: tools/setup.sh [--test] [--no-build] [--help]
 
 Installs the Debian 12 packages evbus needs (only the missing ones), then
 configures and builds evbus with CMake (warnings are errors: EVBUS_WERROR).
@@ -94,7 +95,7 @@ extra=(-DEVBUS_WERROR=ON)
 if ((test)); then
     extra+=(-DEVBUS_TESTS=ON)
 elif ! pkg-config --exists cmocka; then
-    say "tests not built: libcmocka-dev is missing (tools/scripts/setup.sh --test installs it)"
+    say "tests not built: libcmocka-dev is missing (tools/setup.sh --test installs it)"
     extra+=(-DEVBUS_TESTS=OFF)
 fi
 # shellcheck disable=SC2206 # word splitting of the extra args is intended
