@@ -57,7 +57,7 @@ int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
     if (rc != EVB_OK) return rc;
     char *v;
     size_t vl;
-    rc = st_get(st, NULL, k, klen + 1, &v, &vl, err);
+    rc = st_get(st, st->db, NULL, k, klen + 1, &v, &vl, err);
     if (rc != EVB_OK) return rc;
     if (v == NULL) return evb_err_set(err, EVB_ENOTFOUND, "%s: no such key", st->dir);
     out->len = 0;
@@ -151,7 +151,7 @@ int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
     if (rc != EVB_OK) return rc;
     char *v;
     size_t vl;
-    if ((rc = st_get(st, NULL, k, klen, &v, &vl, err)) != EVB_OK) return rc;
+    if ((rc = st_get(st, st->db, NULL, k, klen, &v, &vl, err)) != EVB_OK) return rc;
     if (v == NULL) return EVB_OK;
     bool ok = vl == 8;
     if (ok) *seq = be64_get(v);

@@ -3,9 +3,14 @@
  * group-fsync thread, evb_store_synced).
  *
  * Key decisions (the sync policies in store/FORMAT.md, "Durability"):
- *  - An fsync is one small synced LevelDB write (M synced = the head).
- *    LevelDB keeps writes in order, so it makes every append before it
- *    durable; st->synced then says how far (the publisher sends no further).
+ *  - An fsync is one synced LevelDB write of an empty batch: LevelDB logs
+ *    it and fsyncs its write-ahead log, and keeps writes in order, so it
+ *    makes every append before it durable; st->synced then says how far
+ *    (the publisher sends no further). It writes no key: a key written
+ *    every few milliseconds beside the events would give LevelDB's tables
+ *    key ranges that overlap every later event, and merges instead of
+ *    trivial moves (FORMAT.md, "Two databases"). Format 1 logs wrote
+ *    "M synced" here; nothing reads it.
  *  - Group sync: a thread makes that write every group_ms while appends
  *    arrive. It shares only atomics with the owner thread.
  *  - A failed fsync (disk full, I/O error) makes the log refuse writes until
@@ -19,10 +24,7 @@
 static int s_sync_write(evb_store_t *st, evb_err *err)
 {
     uint64_t h = atomic_load(&st->head);
-    uint8_t v[8];
-    be64_put(v, h);
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    leveldb_writebatch_put(wb, META_SYNCED, strlen(META_SYNCED), (const char *)v, 8);
     CRASH_POINT(st, "sync.before");
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);

@@ -105,7 +105,8 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
         memcpy(key + 1, hent_key(c), c->klen);
         char *old;
         size_t ol;
-        if ((rc = st_get(st, NULL, key, 1 + c->klen, &old, &ol, err)) != EVB_OK) break;
+        if ((rc = st_get(st, st->ix, NULL, key, 1 + c->klen, &old, &ol, err)) != EVB_OK)
+            break;
         uint8_t stat[16];
         uint64_t count = c->b;
         if (old != NULL) {
@@ -129,9 +130,13 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
         /* Index entries need no fsync: they are derived, and LevelDB keeps
          * writes in order, so a lost index batch can only lose a suffix. */
         leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
-        leveldb_write(st->db, wo, wb, &e);
+        leveldb_write(st->ix, wo, wb, &e);
         leveldb_writeoptions_destroy(wo);
         if (e != NULL) {
+            /* LevelDB refuses every later write to that database: the store
+             * refuses appends too until it is reopened (disk full), as it
+             * did when the indexes shared the events' database. */
+            atomic_store(&st->unwritable, true);
             rc = st_ldb_err(st, e, "indexer write", err);
         } else {
             CRASH_POINT(st, "index.after_write");
@@ -284,7 +289,7 @@ int evb_store_index_wait(evb_store_t *st, evb_err *err)
 /* Delete every key that starts with one of the index prefixes. */
 static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
 {
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     size_t n = 0;
@@ -297,12 +302,12 @@ static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
         if (kl == 0 || k[0] != prefix) break;
         leveldb_writebatch_delete(wb, k, kl);
         if (++n % 10000 == 0) {
-            leveldb_write(st->db, wo, wb, &e);
+            leveldb_write(st->ix, wo, wb, &e);
             leveldb_writebatch_clear(wb);
             if (e != NULL) break;
         }
     }
-    if (e == NULL) leveldb_write(st->db, wo, wb, &e);
+    if (e == NULL) leveldb_write(st->ix, wo, wb, &e);
     if (e != NULL) rc = st_ldb_err(st, e, "dropping the indexes", err);
     leveldb_writeoptions_destroy(wo);
     leveldb_writebatch_destroy(wb);
@@ -324,7 +329,7 @@ int evb_store_reindex(evb_store_t *st, evb_err *err)
     leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero,
                            8);
     char *e = NULL;
-    leveldb_write(st->db, st->wo_sync, wb, &e);
+    leveldb_write(st->ix, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
     int rc = EVB_OK;
     if (e != NULL) rc = st_ldb_err(st, e, "reindex", err);

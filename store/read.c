@@ -7,6 +7,11 @@
  * (recognised by a peek at the envelope's stream field, without a full
  * decode). Range reads walk the event keys directly. Memory per iterator: one
  * LevelDB iterator and one decoded event whose block is reused.
+ *
+ * From format 2 the indexes are a database of their own: an iterator holds a
+ * snapshot of each, the index's taken after the events', so that every entry
+ * it sees (the indexer reads events before it writes their entries) names an
+ * event the events' snapshot holds, up to head_snap.
  */
 #include "store_int.h"
 
@@ -18,13 +23,14 @@ enum it_phase { PH_INDEX, PH_TAIL, PH_DONE };
 
 struct evb_iter {
     evb_store_t *st;
-    leveldb_readoptions_t *ro;
-    const leveldb_snapshot_t *snap;
-    leveldb_iterator_t *it;
+    leveldb_readoptions_t *ro, *iro; /* events; index (the same in format 1) */
+    const leveldb_snapshot_t *snap, *isnap;
+    leveldb_iterator_t *it;  /* index phase: over the index; tail: the events */
     leveldb_iterator_t *eit; /* index phase: walks the event keys forward */
     enum it_kind kind;
     enum it_phase phase;
     bool started;
+    bool on_events; /* it walks the event keys (always so for a range) */
     uint64_t ix_snap, head_snap;
     char name[EVB_MAX_STREAM_LEN + 1];
     size_t nlen;
@@ -38,6 +44,12 @@ struct evb_iter {
     size_t raw_len;
     const evb_upcasters_t *up;
 };
+
+/* The read options for the index. */
+static const leveldb_readoptions_t *s_iro(const evb_iter_t *it)
+{
+    return it->iro != NULL ? it->iro : it->ro;
+}
 
 static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
                               const evb_upcasters_t *up, evb_err *err)
@@ -59,9 +71,15 @@ static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
     it->ro = leveldb_readoptions_create();
     leveldb_readoptions_set_snapshot(it->ro, it->snap);
     leveldb_readoptions_set_fill_cache(it->ro, 0); /* long scans: keep the cache warm */
+    if (st_ix_apart(st)) {
+        it->isnap = leveldb_create_snapshot(st->ix);
+        it->iro = leveldb_readoptions_create();
+        leveldb_readoptions_set_snapshot(it->iro, it->isnap);
+        leveldb_readoptions_set_fill_cache(it->iro, 0);
+    }
     char *v;
     size_t vl;
-    int rc = st_get(st, it->ro, META_IXPOS, strlen(META_IXPOS), &v, &vl, err);
+    int rc = st_get(st, st->ix, s_iro(it), META_IXPOS, strlen(META_IXPOS), &v, &vl, err);
     if (rc != EVB_OK) {
         evb_iter_destroy(&it);
         return NULL;
@@ -69,7 +87,10 @@ static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
     it->ix_snap = (v != NULL && vl == 8) ? be64_get(v) : 0;
     if (v) leveldb_free(v);
     if (it->ix_snap > it->head_snap) it->ix_snap = it->head_snap;
-    it->it = leveldb_create_iterator(st->db, it->ro);
+    /* Range reads start on the events; the others on the index. */
+    it->on_events = kind == IT_RANGE || !st_ix_apart(st);
+    it->it = leveldb_create_iterator(it->on_events ? st->db : st->ix,
+                                     it->on_events ? it->ro : s_iro(it));
     return it;
 }
 
@@ -81,6 +102,8 @@ void evb_iter_destroy(evb_iter_t **itp)
     if (it->eit) leveldb_iter_destroy(it->eit);
     if (it->ro) leveldb_readoptions_destroy(it->ro);
     if (it->snap) leveldb_release_snapshot(it->st->db, it->snap);
+    if (it->iro) leveldb_readoptions_destroy(it->iro);
+    if (it->isnap) leveldb_release_snapshot(it->st->ix, it->isnap);
     evb_event_clear(&it->ev);
     free(it);
     *itp = NULL;
@@ -290,6 +313,11 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
 {
     for (;;) {
         if (!it->started) {
+            if (!it->on_events) { /* from the index to the events */
+                leveldb_iter_destroy(it->it);
+                it->it = leveldb_create_iterator(it->st->db, it->ro);
+                it->on_events = true;
+            }
             uint64_t from = it->kind == IT_RANGE ? it->lo : it->ix_snap + 1;
             if (it->kind == IT_CATEGORY && it->lo + 1 > from) from = it->lo + 1;
             uint8_t key[9];

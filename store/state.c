@@ -134,7 +134,7 @@ int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
         return EVB_OK;
     }
     /* Not cached: every event of this stream is indexed (see st_sweep). */
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
     *version = 0;
     *last_seq = 0;
     uint64_t found;
@@ -165,7 +165,7 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
     uint8_t key[1 + EVB_ID_LEN];
     char *v;
     size_t vl;
-    int rc = st_get(st, NULL, key, key_id(key, id), &v, &vl, err);
+    int rc = st_get(st, st->ix, NULL, key, key_id(key, id), &v, &vl, err);
     if (rc != EVB_OK) return rc;
     if (v != NULL) {
         if (vl == 8) *seq = be64_get(v);

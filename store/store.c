@@ -24,6 +24,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,15 +51,15 @@ int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err)
     return code;
 }
 
-int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, size_t klen,
-           char **val, size_t *vlen, evb_err *err)
+int st_get(evb_store_t *st, leveldb_t *db, const leveldb_readoptions_t *ro,
+           const void *key, size_t klen, char **val, size_t *vlen, evb_err *err)
 {
     *val = NULL;
-    if (st->db == NULL)
+    if (db == NULL)
         return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
                            st->dir);
     char *e = NULL;
-    *val = leveldb_get(st->db, ro ? ro : st->ro, key, klen, vlen, &e);
+    *val = leveldb_get(db, ro ? ro : st->ro, key, klen, vlen, &e);
     if (e != NULL) return st_ldb_err(st, e, "read", err);
     return EVB_OK;
 }
@@ -176,12 +177,15 @@ static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_cur
     return EVB_OK;
 }
 
-static int s_open_db(evb_store_t *st, bool create, evb_err *err)
+/* Open the LevelDB at path into *out, naming what went wrong. */
+static int s_ldb_open(evb_store_t *st, leveldb_options_t *o, const char *path,
+                      bool create, leveldb_t **out, evb_err *err)
 {
     char *e = NULL;
-    leveldb_options_set_create_if_missing(st->options, create);
-    st->db = leveldb_open(st->options, st->dir, &e);
+    leveldb_options_set_create_if_missing(o, create);
+    *out = leveldb_open(o, path, &e);
     if (e == NULL) return EVB_OK;
+    *out = NULL;
     int rc;
     if (strstr(e, "lock") != NULL || strstr(e, "LOCK") != NULL)
         rc = evb_err_set(err, EVB_ELOCKED,
@@ -189,8 +193,8 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
                          "service that owns it, or read it through the bus",
                          st->dir, e);
     else if (strstr(e, "Corruption") != NULL)
-        rc = evb_err_set(err, EVB_ECORRUPT, "%s: LevelDB reports corruption: %s", st->dir,
-                         e);
+        rc =
+            evb_err_set(err, EVB_ECORRUPT, "%s: LevelDB reports corruption: %s", path, e);
     else if (strstr(e, "No space left") != NULL || strstr(e, "File too large") != NULL ||
              strstr(e, "Disk quota exceeded") != NULL)
         /* Opening writes (recovery flushes the old log into a table, and a
@@ -199,11 +203,59 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
         rc = evb_err_set(err, EVB_EUNWRITABLE,
                          "%s: cannot open LevelDB for want of space: %s; it opens again "
                          "once space is freed",
-                         st->dir, e);
+                         path, e);
     else
-        rc = evb_err_set(err, EVB_EIO, "%s: cannot open LevelDB: %s", st->dir, e);
+        rc = evb_err_set(err, EVB_EIO, "%s: cannot open LevelDB: %s", path, e);
     leveldb_free(e);
     return rc;
+}
+
+static int s_open_db(evb_store_t *st, bool create, evb_err *err)
+{
+    return s_ldb_open(st, st->options, st->dir, create, &st->db, err);
+}
+
+/* The index database. Format 1 keeps the indexes with the events; from
+ * format 2 they are DIR/index, made when missing (they are derived: removing
+ * the directory makes the indexer build them again from the log). */
+static int s_open_ix(evb_store_t *st, evb_err *err)
+{
+    if (st->format < 2) {
+        st->ix = st->db;
+        return EVB_OK;
+    }
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/index", st->dir);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
+    return s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
+}
+
+/* Close both databases (the index first: it may be the same as db). */
+static void s_close_dbs(evb_store_t *st)
+{
+    if (st->ix != NULL && st->ix != st->db) leveldb_close(st->ix);
+    st->ix = NULL;
+    if (st->db != NULL) leveldb_close(st->db);
+    st->db = NULL;
+}
+
+/* Start the index database again from nothing (format >= 2): its position
+ * is past the head, so it indexed events the log no longer holds (a power
+ * loss took back a suffix that was never fsynced; the index is never
+ * fsynced either, and the two databases are written apart). */
+static int s_reset_ix(evb_store_t *st, evb_err *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/index", st->dir);
+    leveldb_close(st->ix);
+    st->ix = NULL;
+    char *e = NULL;
+    leveldb_destroy_db(st->ix_options, path, &e);
+    if (e != NULL) return st_ldb_err(st, e, "removing the index to rebuild it", err);
+    atomic_store(&st->indexed, 0);
+    atomic_store(&st->nstreams, 0);
+    return s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
 }
 
 /* Write the metadata of a new log: format, log id, service, indexer at 0. */
@@ -212,30 +264,31 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
     int rc = evb_id_random(&st->log_id, err);
     if (rc != EVB_OK) return rc;
     uint8_t fmt[4] = {0, 0, 0, EVB_STORE_FORMAT};
-    uint8_t zero[8] = {0};
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_writebatch_put(wb, META_FORMAT, strlen(META_FORMAT), (const char *)fmt, 4);
     leveldb_writebatch_put(wb, META_LOGID, strlen(META_LOGID), (const char *)st->log_id.b,
                            EVB_ID_LEN);
     leveldb_writebatch_put(wb, META_SERVICE, strlen(META_SERVICE), service,
                            strlen(service));
-    leveldb_writebatch_put(wb, META_IXPOS, strlen(META_IXPOS), (const char *)zero, 8);
-    leveldb_writebatch_put(wb, META_NSTREAMS, strlen(META_NSTREAMS), (const char *)zero,
-                           8);
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
     if (e != NULL) return st_ldb_err(st, e, "writing the new log's metadata", err);
+    /* A table of its own for these keys: sharing one with the first events
+     * would give it a key range [E 1, M ...] that every later event falls
+     * into, and LevelDB would merge each new table of events with it
+     * instead of moving it down untouched (FORMAT.md, "Two databases"). */
+    leveldb_compact_range(st->db, NULL, 0, NULL, 0);
     st->format = EVB_STORE_FORMAT;
     snprintf(st->service, sizeof st->service, "%s", service);
-    return EVB_OK;
+    return s_open_ix(st, err);
 }
 
 static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err *err)
 {
     char *v;
     size_t vl;
-    int rc = st_get(st, NULL, name, strlen(name), &v, &vl, err);
+    int rc = st_get(st, st->ix, NULL, name, strlen(name), &v, &vl, err);
     if (rc != EVB_OK) return rc;
     *out = 0;
     if (v == NULL) return EVB_OK;
@@ -261,7 +314,7 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
 {
     char *v;
     size_t vl;
-    int rc = st_get(st, NULL, META_FORMAT, strlen(META_FORMAT), &v, &vl, err);
+    int rc = st_get(st, st->db, NULL, META_FORMAT, strlen(META_FORMAT), &v, &vl, err);
     if (rc != EVB_OK) return rc;
     if (v == NULL) {
         if (s_db_is_empty(st))
@@ -285,7 +338,8 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
                            st->dir, st->format, EVB_STORE_FORMAT);
     if (st->format == 0)
         return evb_err_set(err, EVB_ECORRUPT, "%s: format record says 0", st->dir);
-    if ((rc = st_get(st, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, err)) != EVB_OK)
+    if ((rc = st_get(st, st->db, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, err)) !=
+        EVB_OK)
         return rc;
     if (v == NULL || vl != EVB_ID_LEN) {
         if (v) leveldb_free(v);
@@ -294,8 +348,8 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     }
     memcpy(st->log_id.b, v, EVB_ID_LEN);
     leveldb_free(v);
-    if ((rc = st_get(st, NULL, META_SERVICE, strlen(META_SERVICE), &v, &vl, err)) !=
-        EVB_OK)
+    if ((rc = st_get(st, st->db, NULL, META_SERVICE, strlen(META_SERVICE), &v, &vl,
+                     err)) != EVB_OK)
         return rc;
     if (v == NULL || vl == 0 || vl > EVB_MAX_SERVICE_LEN) {
         if (v) leveldb_free(v);
@@ -305,6 +359,7 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     memcpy(st->service, v, vl);
     st->service[vl] = '\0';
     leveldb_free(v);
+    if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
     uint64_t u;
     if ((rc = s_meta_u64(st, META_IXPOS, &u, err)) != EVB_OK) return rc;
     atomic_store(&st->indexed, u);
@@ -335,6 +390,15 @@ static int s_find_head(evb_store_t *st, evb_err *err)
 static int s_load_tail(evb_store_t *st, evb_err *err)
 {
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
+    if (ix > head && st_ix_apart(st) && !st->read_only) {
+        evb_log(EVB_LOG_WARN,
+                "%s: the index covers events up to %llu but the log ends at %llu (a "
+                "power loss took back events never fsynced): building it again",
+                st->dir, (unsigned long long)ix, (unsigned long long)head);
+        int rc = s_reset_ix(st, err);
+        if (rc != EVB_OK) return rc;
+        ix = 0;
+    }
     if (ix > head) {
         if (!st->read_only)
             return evb_err_set(
@@ -351,7 +415,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     if (!st->read_only) {
         if (st_bloom_init(&st->ids, head) != 0)
             return evb_err_set(err, EVB_ENOMEM, "out of memory for the id filter");
-        leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+        leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
         const char pfx = K_ID;
         for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it);
              leveldb_iter_next(it)) {
@@ -367,7 +431,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         leveldb_iter_destroy(it);
     }
     /* Category heads and counts: the indexer's stats, then the tail. */
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
     const char cpfx = K_CATSTAT;
     for (leveldb_iter_seek(it, &cpfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
@@ -489,6 +553,13 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
         st->options, opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20);
+    /* The index database takes small entries (about 70 bytes an event, a
+     * third of them randomly keyed: ids), so half the write buffer holds as
+     * many events as the events' whole one does. */
+    st->ix_options = leveldb_options_create();
+    leveldb_options_set_write_buffer_size(
+        st->ix_options,
+        (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 2);
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo, opts->sync == EVB_SYNC_EVERY);
@@ -573,10 +644,10 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     }
     if (st->db != NULL) { /* NULL: an earlier reopen failed, try again */
         s_stop_threads(st);
-        leveldb_close(st->db);
-        st->db = NULL;
+        s_close_dbs(st);
     }
     int rc = s_open_db(st, false, err);
+    if (rc == EVB_OK && (rc = s_load_meta(st, err)) != EVB_OK) s_close_dbs(st);
     if (rc != EVB_OK) {
         /* The store stays closed and refuses writes; reopen again once the
          * cause is gone (EVB_EUNWRITABLE: space), or destroy it. */
@@ -592,8 +663,7 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     st->ids.bits = NULL;
     if (idset_init(&st->tail_ids, 2 * 65536) != 0)
         return evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);
-    if ((rc = s_load_meta(st, err)) != EVB_OK || (rc = s_find_head(st, err)) != EVB_OK ||
-        (rc = s_load_tail(st, err)) != EVB_OK)
+    if ((rc = s_find_head(st, err)) != EVB_OK || (rc = s_load_tail(st, err)) != EVB_OK)
         return rc;
     atomic_store(&st->synced, atomic_load(&st->head));
     st->ix_error[0] = '\0';
@@ -618,8 +688,9 @@ void evb_store_destroy(evb_store_t **stp)
     if (st->db != NULL && !st->read_only && st->sync != EVB_SYNC_NONE &&
         atomic_load(&st->synced) < atomic_load(&st->head))
         (void)evb_store_sync(st, NULL);
-    if (st->db != NULL) leveldb_close(st->db);
+    s_close_dbs(st);
     if (st->options) leveldb_options_destroy(st->options);
+    if (st->ix_options) leveldb_options_destroy(st->ix_options);
     if (st->ro) leveldb_readoptions_destroy(st->ro);
     if (st->wo) leveldb_writeoptions_destroy(st->wo);
     if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);
@@ -664,11 +735,11 @@ const char *evb_store_dir(const evb_store_t *st)
     return st->dir;
 }
 
-int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
+/* Bytes of the regular files in dir, added to *bytes. */
+static int s_dir_bytes(const char *dir, uint64_t *bytes, evb_err *err)
 {
-    *bytes = 0;
-    DIR *d = opendir(st->dir);
-    if (d == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", st->dir, strerror(errno));
+    DIR *d = opendir(dir);
+    if (d == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         struct stat sb;
@@ -677,4 +748,14 @@ int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
     }
     closedir(d);
     return EVB_OK;
+}
+
+int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
+{
+    *bytes = 0;
+    int rc = s_dir_bytes(st->dir, bytes, err);
+    if (rc != EVB_OK || st->format < 2) return rc;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/index", st->dir);
+    return s_dir_bytes(path, bytes, err);
 }

@@ -36,7 +36,6 @@
 #define META_SERVICE "Mservice"
 #define META_IXPOS "Mixpos"
 #define META_NSTREAMS "Mnstreams"
-#define META_SYNCED "Msynced"
 
 #define KEY_MAX                                                                          \
     (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + EVB_MAX_KEY_LEN)
@@ -121,8 +120,13 @@ struct evb_txn {
 
 struct evb_store {
     char *dir;
-    leveldb_t *db;
+    leveldb_t *db; /* the events, metadata, consumer keys, snapshots */
+    /* The indexes (S, C, I, c keys, M ixpos, M nstreams): a LevelDB of its
+     * own in DIR/index from format 2 on (FORMAT.md, "Two databases"), the
+     * same database as db in a format 1 log. Derived: it is never fsynced. */
+    leveldb_t *ix;
     leveldb_options_t *options;
+    leveldb_options_t *ix_options;
     leveldb_readoptions_t *ro;
     leveldb_writeoptions_t *wo;      /* per the sync policy */
     leveldb_writeoptions_t *wo_sync; /* explicit fsync */
@@ -184,10 +188,16 @@ void evb_crash_point(evb_store_t *st, const char *name);
 /* Turn a LevelDB error string (freed here) into an evb_err. */
 int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err);
 
-/* Get a key with optional read options (NULL = st->ro). *val is malloc'd (free
- * it with leveldb_free) or NULL when absent. */
-int st_get(evb_store_t *st, const leveldb_readoptions_t *ro, const void *key, size_t klen,
-           char **val, size_t *vlen, evb_err *err);
+/* Get a key from db (st->db or st->ix) with optional read options (NULL =
+ * st->ro). *val is malloc'd (free it with leveldb_free) or NULL when absent. */
+int st_get(evb_store_t *st, leveldb_t *db, const leveldb_readoptions_t *ro,
+           const void *key, size_t klen, char **val, size_t *vlen, evb_err *err);
+
+/* Is the index a database of its own (format >= 2)? */
+static inline bool st_ix_apart(const evb_store_t *st)
+{
+    return st->ix != st->db;
+}
 
 /* Peek at an envelope's stream id without decoding all of it. */
 bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen);

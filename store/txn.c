@@ -258,7 +258,7 @@ static int s_retry_result(evb_txn_t *tx, const char *stream, evb_event_t *events
             uint8_t key[9];
             char *v;
             size_t vl;
-            int rc = st_get(st, NULL, key, key_event(key, seq), &v, &vl, err);
+            int rc = st_get(st, st->db, NULL, key, key_event(key, seq), &v, &vl, err);
             if (rc != EVB_OK) return rc;
             if (v == NULL)
                 return evb_err_set(err, EVB_ECORRUPT,

@@ -21,7 +21,8 @@
 
 typedef struct vctx {
     evb_store_t *st;
-    leveldb_readoptions_t *ro;
+    leveldb_readoptions_t *ro;  /* the events' snapshot */
+    leveldb_readoptions_t *iro; /* the index's (the same in format 1) */
     evb_problem_fn fn;
     void *ctx;
     uint64_t problems;
@@ -45,7 +46,8 @@ static uint64_t s_get_u64(vctx *v, const uint8_t *key, size_t klen, bool *presen
     char *val;
     size_t vl;
     *present = false;
-    if (st_get(v->st, v->ro, key, klen, &val, &vl, NULL) != EVB_OK || val == NULL)
+    if (st_get(v->st, v->st->ix, v->iro, key, klen, &val, &vl, NULL) != EVB_OK ||
+        val == NULL)
         return 0;
     *present = true;
     uint64_t r = vl == 8 ? be64_get(val) : 0;
@@ -73,7 +75,8 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, const char *ra
     size_t vl;
     (void)raw;
     (void)rawlen;
-    if (st_get(v->st, v->ro, key, kl, &val, &vl, NULL) != EVB_OK || val == NULL) {
+    if (st_get(v->st, v->st->ix, v->iro, key, kl, &val, &vl, NULL) != EVB_OK ||
+        val == NULL) {
         s_problem(v, "event %llu is not in the category index of %s",
                   (unsigned long long)seq, ev->category);
     } else {
@@ -117,7 +120,7 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
         prev = e->a;
     } else {
         /* First tail event of this stream: its last indexed version. */
-        leveldb_iterator_t *it = leveldb_create_iterator(v->st->db, v->ro);
+        leveldb_iterator_t *it = leveldb_create_iterator(v->st->ix, v->iro);
         prev = 0;
         (void)st_seek_last_version(it, K_STREAM, ev->stream, sn, &prev);
         leveldb_iter_destroy(it);
@@ -200,7 +203,7 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
                        uint64_t nstreams, uint64_t firsts)
 {
     evb_store_t *st = v->st;
-    leveldb_iterator_t *it = leveldb_create_iterator(st->db, v->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, v->iro);
     evb_event_t ev = {0};
     for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it);
          leveldb_iter_next(it)) {
@@ -244,7 +247,8 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
             seq = be64_get(val);
         }
         uint8_t ek[9];
-        if (st_get(st, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) != EVB_OK ||
+        if (st_get(st, st->db, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) !=
+                EVB_OK ||
             got == NULL) {
             s_problem(v, "%s index entry points at missing event %llu", what,
                       (unsigned long long)seq);
@@ -301,12 +305,22 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
                            st->dir);
 
-    vctx v = {st, NULL, fn, ctx, 0};
+    vctx v = {st, NULL, NULL, fn, ctx, 0};
     const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
     v.ro = leveldb_readoptions_create();
     leveldb_readoptions_set_snapshot(v.ro, snap);
     leveldb_readoptions_set_fill_cache(v.ro, 0);
     leveldb_readoptions_set_verify_checksums(v.ro, 1);
+    /* The index's snapshot after the events' (read.c says why). */
+    const leveldb_snapshot_t *isnap = NULL;
+    v.iro = v.ro;
+    if (st_ix_apart(st)) {
+        isnap = leveldb_create_snapshot(st->ix);
+        v.iro = leveldb_readoptions_create();
+        leveldb_readoptions_set_snapshot(v.iro, isnap);
+        leveldb_readoptions_set_fill_cache(v.iro, 0);
+        leveldb_readoptions_set_verify_checksums(v.iro, 1);
+    }
     uint64_t head = atomic_load(&st->head);
     bool present;
     uint64_t ixpos =
@@ -324,6 +338,10 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
     if (progress) progress(head, head, ctx);
     hmap_free(&cats);
+    if (isnap != NULL) {
+        leveldb_readoptions_destroy(v.iro);
+        leveldb_release_snapshot(st->ix, isnap);
+    }
     leveldb_readoptions_destroy(v.ro);
     leveldb_release_snapshot(st->db, snap);
     if (problems) *problems = v.problems;

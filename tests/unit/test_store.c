@@ -2671,6 +2671,78 @@ static void test_verify_garbage_event_is_corrupt(void **state)
     s_expect_corrupt(f, 23);
 }
 
+/* Format 2: the indexes are a database of their own in DIR/index. They are
+ * derived: removed, they are built again at the next open; and when they
+ * cover events the log no longer holds (a power loss took back an unsynced
+ * suffix, simulated here by deleting the last 10 events), the open builds
+ * them again instead of refusing the log. Reads, versions and verify agree
+ * with the log either way. */
+static void s_expect_streams(fx_t *f, uint64_t head)
+{
+    evb_err err;
+    evb_err_clear(&err);
+    uint64_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "show-%d", i);
+        evb_iter_t *it = s_it(evb_store_read_stream(f->st, s, 1, 0, NULL, &err));
+        n += s_drain(it, NULL, 0);
+        s_it_done(&it);
+    }
+    assert_int_equal(n, head);
+    evb_iter_t *it = s_it(evb_store_read_category(f->st, "show", 0, NULL, &err));
+    assert_int_equal(s_drain(it, NULL, 0), head);
+    s_it_done(&it);
+    uint64_t problems = 99;
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+}
+
+static void test_index_dir_removed_is_rebuilt(void **state)
+{
+    fx_t *f = *state;
+    s_verify_log(f);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    struct stat sb;
+    assert_int_equal(stat(ix, &sb), 0); /* format 2: the index apart */
+    assert_int_equal(nftw(ix, s_rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+    s_open(f, EVB_INDEX_MANUAL);
+    assert_int_equal(s_info(f->st).format, 2);
+    assert_int_equal(s_info(f->st).indexed, 0);
+    s_expect_streams(f, 50); /* through the tail: nothing indexed yet */
+    s_index_all(f->st);
+    assert_int_equal(s_info(f->st).indexed, 50);
+    s_expect_streams(f, 50);
+    assert_int_equal(s_stream_version(f->st, "show-0"), 20);
+    s_append_ok(f->st, "show-0", 20, 1, 0, 0); /* expected version from the index */
+}
+
+static void test_index_past_the_head_is_rebuilt(void **state)
+{
+    fx_t *f = *state;
+    s_verify_log(f); /* 50 events, all indexed */
+    for (uint64_t seq = 41; seq <= 50; seq++) {
+        uint8_t key[9];
+        s_event_key(seq, key);
+        s_raw_delete(f->dir, key, sizeof key);
+    }
+    s_open(f, EVB_INDEX_MANUAL);
+    assert_int_equal(evb_store_head(f->st), 40);
+    assert_int_equal(s_info(f->st).indexed, 0);
+    s_index_all(f->st);
+    s_expect_streams(f, 40);
+    /* the versions the index gives are those of the log that is left */
+    uint64_t v = 0;
+    for (int i = 0; i < 3; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "show-%d", i);
+        v += s_stream_version(f->st, s);
+    }
+    assert_int_equal(v, 40);
+}
+
 static void test_read_garbage_event_is_ecorrupt(void **state)
 {
     fx_t *f = *state;
@@ -2950,6 +3022,8 @@ int main(void)
         T(test_verify_after_reindex_is_clean),
         T(test_verify_reports_progress),
         T(test_verify_missing_event_is_corrupt),
+        T(test_index_dir_removed_is_rebuilt),
+        T(test_index_past_the_head_is_rebuilt),
         T(test_verify_garbage_event_is_corrupt),
         T(test_read_garbage_event_is_ecorrupt),
 
