@@ -663,8 +663,10 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     st->ids.bits = NULL;
     if (idset_init(&st->tail_ids, 2 * 65536) != 0)
         return evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);
-    if ((rc = s_find_head(st, err)) != EVB_OK || (rc = s_load_tail(st, err)) != EVB_OK)
+    if ((rc = s_find_head(st, err)) != EVB_OK || (rc = s_load_tail(st, err)) != EVB_OK) {
+        s_close_dbs(st); /* closed, as when LevelDB refused to open */
         return rc;
+    }
     atomic_store(&st->synced, atomic_load(&st->head));
     st->ix_error[0] = '\0';
     if ((rc = s_start_threads(st, err)) != EVB_OK) return rc;
