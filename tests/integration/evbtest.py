@@ -50,6 +50,15 @@ def expect(r, code, what):
     return r
 
 
+def run_main(tag, main):
+    """Exit with main()'s code; a Fail prints "[tag] FAIL: ..." and exits 1."""
+    try:
+        sys.exit(main())
+    except Fail as e:
+        print(f"[{tag}] FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def wait_for(what, fn, timeout=30):
     """Call fn until it returns a true value; return it. Fail at the deadline."""
     deadline = time.monotonic() + timeout

@@ -89,8 +89,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except evbtest.Fail as e:
-        print(f"[bench] FAIL: {e}", file=sys.stderr)
-        sys.exit(1)
+    evbtest.run_main("bench", main)

@@ -115,8 +115,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except evbtest.Fail as e:
-        print(f"[format1] FAIL: {e}", file=sys.stderr)
-        sys.exit(1)
+    evbtest.run_main("format1", main)
