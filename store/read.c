@@ -9,9 +9,12 @@
  * LevelDB iterator and one decoded event whose block is reused.
  *
  * From format 2 the indexes are a database of their own: an iterator holds a
- * snapshot of each, the index's taken after the events', so that every entry
- * it sees (the indexer reads events before it writes their entries) names an
- * event the events' snapshot holds, up to head_snap.
+ * snapshot of each. The index's is taken first, then the head is read, then
+ * the events' snapshot: the indexer writes an entry only for an event it has
+ * read, so every entry of the index snapshot names an event that the later
+ * events' snapshot holds, even with an appender running meanwhile. Index
+ * entries past the index position (there are none in a sound index) end the
+ * index phase.
  */
 #include "store_int.h"
 
@@ -66,17 +69,17 @@ static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
     it->st = st;
     it->kind = kind;
     it->up = up;
-    it->head_snap = atomic_load(&st->head);
-    it->snap = leveldb_create_snapshot(st->db);
-    it->ro = leveldb_readoptions_create();
-    leveldb_readoptions_set_snapshot(it->ro, it->snap);
-    leveldb_readoptions_set_fill_cache(it->ro, 0); /* long scans: keep the cache warm */
-    if (st_ix_apart(st)) {
+    if (st_ix_apart(st)) { /* the index first (above) */
         it->isnap = leveldb_create_snapshot(st->ix);
         it->iro = leveldb_readoptions_create();
         leveldb_readoptions_set_snapshot(it->iro, it->isnap);
         leveldb_readoptions_set_fill_cache(it->iro, 0);
     }
+    it->head_snap = atomic_load(&st->head);
+    it->snap = leveldb_create_snapshot(st->db);
+    it->ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(it->ro, it->snap);
+    leveldb_readoptions_set_fill_cache(it->ro, 0); /* long scans: keep the cache warm */
     char *v;
     size_t vl;
     int rc = st_get(st, st->ix, s_iro(it), META_IXPOS, strlen(META_IXPOS), &v, &vl, err);
@@ -87,6 +90,7 @@ static evb_iter_t *s_iter_new(evb_store_t *st, enum it_kind kind,
     it->ix_snap = (v != NULL && vl == 8) ? be64_get(v) : 0;
     if (v) leveldb_free(v);
     if (it->ix_snap > it->head_snap) it->ix_snap = it->head_snap;
+    if (st->ix_ignored) it->ix_snap = 0; /* a stale index a tool reads without */
     /* Range reads start on the events; the others on the index. */
     it->on_events = kind == IT_RANGE || !st_ix_apart(st);
     it->it = leveldb_create_iterator(it->on_events ? st->db : st->ix,
@@ -279,6 +283,11 @@ static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
             return false;
         }
         seq = be64_get(v);
+    }
+    if (seq > it->ix_snap) { /* not covered by the position: the tail has it */
+        it->phase = PH_TAIL;
+        it->started = false;
+        return false;
     }
     size_t ev_len;
     const char *ev_val = s_event_at(it, seq, &ev_len);

@@ -44,41 +44,74 @@ static void s_bloom_hashes(const evb_id *id, uint64_t *h1, uint64_t *h2)
     *h2 = s_mix(b + 0x9e3779b97f4a7c15ull);
 }
 
+#define BLOOM_BITS_PER_ID 12
+#define BLOOM_MIN_BITS (1ull << 23)
+#define BLOOM_MAX_BITS (1ull << 29) /* 64 MiB a layer */
+
+static int s_bloom_layer(bloom *bf, uint64_t nbits)
+{
+    uint64_t *bits = calloc(nbits / 64, sizeof(uint64_t));
+    if (bits == NULL) return -1;
+    bf->bits[bf->nlayers] = bits;
+    bf->nbits[bf->nlayers] = nbits;
+    bf->nlayers++;
+    bf->added = 0;
+    return 0;
+}
+
 int st_bloom_init(bloom *bf, uint64_t n)
 {
-    uint64_t want = n * 12 > (1ull << 23) ? n * 12 : (1ull << 23);
-    uint64_t nbits = 1ull << 23;
-    while (nbits < want && nbits < (1ull << 29))
+    memset(bf, 0, sizeof *bf);
+    uint64_t want = n * BLOOM_BITS_PER_ID, nbits = BLOOM_MIN_BITS;
+    while (nbits < want && nbits < BLOOM_MAX_BITS)
         nbits <<= 1;
-    bf->bits = calloc(nbits / 64, sizeof(uint64_t));
-    if (bf->bits == NULL) return -1;
-    bf->nbits = nbits;
-    return 0;
+    return s_bloom_layer(bf, nbits);
+}
+
+void st_bloom_free(bloom *bf)
+{
+    for (unsigned i = 0; i < bf->nlayers; i++)
+        free(bf->bits[i]);
+    memset(bf, 0, sizeof *bf);
 }
 
 void st_bloom_add(bloom *bf, const evb_id *id)
 {
-    if (bf->bits == NULL) return;
+    if (bf->nlayers == 0) return;
+    unsigned top = bf->nlayers - 1;
+    if (bf->added >= bf->nbits[top] / BLOOM_BITS_PER_ID &&
+        bf->nlayers < ST_BLOOM_LAYERS) {
+        uint64_t nbits =
+            bf->nbits[top] < BLOOM_MAX_BITS ? bf->nbits[top] * 2 : BLOOM_MAX_BITS;
+        /* Out of memory: the full layer takes more ids (more false
+         * positives, each one index lookup), never a wrong answer. */
+        if (s_bloom_layer(bf, nbits) == 0) top++;
+    }
     uint64_t h1, h2;
     s_bloom_hashes(id, &h1, &h2);
-    uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
+    uint64_t *blk = bf->bits[top] + ((h1 & (bf->nbits[top] / 512 - 1)) * 8);
     for (int i = 0; i < BLOOM_K; i++) {
         unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
         blk[bit >> 6] |= 1ull << (bit & 63);
     }
+    bf->added++;
 }
 
 static bool s_bloom_maybe(const bloom *bf, const evb_id *id)
 {
-    if (bf->bits == NULL) return true;
+    if (bf->nlayers == 0) return true;
     uint64_t h1, h2;
     s_bloom_hashes(id, &h1, &h2);
-    const uint64_t *blk = bf->bits + ((h1 & (bf->nbits / 512 - 1)) * 8);
-    for (int i = 0; i < BLOOM_K; i++) {
-        unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
-        if (!(blk[bit >> 6] & (1ull << (bit & 63)))) return false;
+    for (unsigned l = 0; l < bf->nlayers; l++) {
+        const uint64_t *blk = bf->bits[l] + ((h1 & (bf->nbits[l] / 512 - 1)) * 8);
+        bool all = true;
+        for (int i = 0; all && i < BLOOM_K; i++) {
+            unsigned bit = (unsigned)(h2 >> (9 * i)) & 511u;
+            all = (blk[bit >> 6] & (1ull << (bit & 63))) != 0;
+        }
+        if (all) return true;
     }
-    return true;
+    return false;
 }
 
 /* ---- in-memory state ---- */

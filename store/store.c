@@ -228,7 +228,24 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     int n = snprintf(path, sizeof path, "%s/index", st->dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
-    return s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
+    int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
+    if (rc != EVB_OK) return rc;
+    /* The index names the log it indexes: an index/ left behind by another
+     * log (a directory put in its place) is stale, whatever its position. */
+    char *v;
+    size_t vl;
+    if ((rc = st_get(st, st->ix, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, err)) !=
+        EVB_OK)
+        return rc;
+    st->ix_foreign = v != NULL && (vl != EVB_ID_LEN || memcmp(v, st->log_id.b, vl) != 0);
+    if (v != NULL) leveldb_free(v);
+    if (v != NULL || st->read_only) return EVB_OK;
+    char *e = NULL;
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_put(st->ix, wo, META_LOGID, strlen(META_LOGID), (const char *)st->log_id.b,
+                EVB_ID_LEN, &e);
+    leveldb_writeoptions_destroy(wo);
+    return e != NULL ? st_ldb_err(st, e, "writing the index's log id", err) : EVB_OK;
 }
 
 /* Close both databases (the index first: it may be the same as db). */
@@ -255,7 +272,7 @@ static int s_reset_ix(evb_store_t *st, evb_err *err)
     if (e != NULL) return st_ldb_err(st, e, "removing the index to rebuild it", err);
     atomic_store(&st->indexed, 0);
     atomic_store(&st->nstreams, 0);
-    return s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
+    return s_open_ix(st, err); /* a new one, with this log's id */
 }
 
 /* Write the metadata of a new log: format, log id, service, indexer at 0. */
@@ -385,19 +402,59 @@ static int s_find_head(evb_store_t *st, evb_err *err)
     return EVB_OK;
 }
 
+/* The indexer's per-category heads and counts into st->cats. */
+static int s_load_cat_stats(evb_store_t *st, evb_err *err)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
+    const char cpfx = K_CATSTAT;
+    int rc = EVB_OK;
+    for (leveldb_iter_seek(it, &cpfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *v = leveldb_iter_value(it, &vl);
+        if (kl == 0 || k[0] != K_CATSTAT) break;
+        if (vl == 16 && kl > 1 &&
+            hmap_put(&st->cats, k + 1, kl - 1, be64_get(v), be64_get(v + 8)) == NULL) {
+            rc = evb_err_set(err, EVB_ENOMEM, "out of memory loading categories");
+            break;
+        }
+    }
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
 /* Bring the unindexed tail into memory, and every stored id into the Bloom
  * filter (the id index, then the tail). */
 static int s_load_tail(evb_store_t *st, evb_err *err)
 {
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
-    if (ix > head && st_ix_apart(st) && !st->read_only) {
-        evb_log(EVB_LOG_WARN,
-                "%s: the index covers events up to %llu but the log ends at %llu (a "
-                "power loss took back events never fsynced): building it again",
-                st->dir, (unsigned long long)ix, (unsigned long long)head);
-        int rc = s_reset_ix(st, err);
-        if (rc != EVB_OK) return rc;
-        ix = 0;
+    st->ix_ignored = false;
+    if (st_ix_apart(st) && (ix > head || st->ix_foreign)) {
+        char why[160];
+        if (st->ix_foreign)
+            snprintf(why, sizeof why, "it belongs to another log");
+        else
+            snprintf(why, sizeof why,
+                     "it covers events up to %llu but the log ends at %llu (a power "
+                     "loss took back events never fsynced)",
+                     (unsigned long long)ix, (unsigned long long)head);
+        if (st->read_only) {
+            /* A tool changes nothing: it reads the log without the index. */
+            evb_log(EVB_LOG_WARN,
+                    "%s/index is stale: %s; reading the log without it (the next "
+                    "writable open builds it again)",
+                    st->dir, why);
+            st->ix_ignored = true;
+            atomic_store(&st->indexed, 0);
+            atomic_store(&st->nstreams, 0);
+            ix = 0;
+        } else {
+            evb_log(EVB_LOG_WARN, "%s/index is stale: %s; building it again", st->dir,
+                    why);
+            int rc = s_reset_ix(st, err);
+            if (rc != EVB_OK) return rc;
+            ix = 0;
+        }
     }
     if (ix > head) {
         if (!st->read_only)
@@ -431,22 +488,10 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         leveldb_iter_destroy(it);
     }
     /* Category heads and counts: the indexer's stats, then the tail. */
-    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
-    const char cpfx = K_CATSTAT;
-    for (leveldb_iter_seek(it, &cpfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = leveldb_iter_key(it, &kl);
-        const char *v = leveldb_iter_value(it, &vl);
-        if (kl == 0 || k[0] != K_CATSTAT) break;
-        if (vl == 16 && kl > 1 &&
-            hmap_put(&st->cats, k + 1, kl - 1, be64_get(v), be64_get(v + 8)) == NULL) {
-            leveldb_iter_destroy(it);
-            return evb_err_set(err, EVB_ENOMEM, "out of memory loading categories");
-        }
-    }
-    leveldb_iter_destroy(it);
+    int crc;
+    if (!st->ix_ignored && (crc = s_load_cat_stats(st, err)) != EVB_OK) return crc;
     if (ix == head) return EVB_OK;
-    it = leveldb_create_iterator(st->db, st->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     uint8_t key[9];
     leveldb_iter_seek(it, (const char *)key, key_event(key, ix + 1));
     evb_event_t ev = {0};
@@ -554,12 +599,14 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     leveldb_options_set_write_buffer_size(
         st->options, opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20);
     /* The index database takes small entries (about 70 bytes an event, a
-     * third of them randomly keyed: ids), so half the write buffer holds as
-     * many events as the events' whole one does. */
+     * third of them randomly keyed: ids): an eighth of the write buffer
+     * (4 MiB by default) holds about 60,000 events' entries. Its memtables
+     * (two at most) are memory every store holds; bigger ones only shift
+     * work from level 0 to level 1 for random keys. */
     st->ix_options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
         st->ix_options,
-        (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 2);
+        (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 8);
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo, opts->sync == EVB_SYNC_EVERY);
@@ -659,18 +706,25 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     hmap_free(&st->streams);
     hmap_free(&st->cats);
     idset_free(&st->tail_ids);
-    free(st->ids.bits);
-    st->ids.bits = NULL;
+    st_bloom_free(&st->ids);
     if (idset_init(&st->tail_ids, 2 * 65536) != 0)
-        return evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);
-    if ((rc = s_find_head(st, err)) != EVB_OK || (rc = s_load_tail(st, err)) != EVB_OK) {
+        rc = evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);
+    if (rc == EVB_OK && (rc = s_find_head(st, err)) == EVB_OK) rc = s_load_tail(st, err);
+    if (rc != EVB_OK) {
         s_close_dbs(st); /* closed, as when LevelDB refused to open */
         return rc;
     }
     atomic_store(&st->synced, atomic_load(&st->head));
+    /* Writable before the threads start: a failure of their first write
+     * must stay recorded. */
     st->ix_error[0] = '\0';
-    if ((rc = s_start_threads(st, err)) != EVB_OK) return rc;
     atomic_store(&st->unwritable, false);
+    if ((rc = s_start_threads(st, err)) != EVB_OK) {
+        s_stop_threads(st);
+        s_close_dbs(st);
+        atomic_store(&st->unwritable, true);
+        return rc;
+    }
     evb_log(EVB_LOG_INFO, "%s: reopened at head %llu; writes accepted again", st->dir,
             (unsigned long long)atomic_load(&st->head));
     return EVB_OK;
@@ -701,7 +755,7 @@ void evb_store_destroy(evb_store_t **stp)
     hmap_free(&st->streams);
     idset_free(&st->tail_ids);
     hmap_free(&st->cats);
-    free(st->ids.bits);
+    st_bloom_free(&st->ids);
     evb_buf_free(&st->enc);
     pthread_mutex_destroy(&st->ix_mu);
     pthread_mutex_destroy(&st->mu);

@@ -82,10 +82,17 @@ static inline size_t key_id(uint8_t *out, const evb_id *id)
     return 1 + EVB_ID_LEN;
 }
 
-/* A Bloom filter over event ids: "maybe stored" or "surely not". */
+/* A Bloom filter over event ids: "maybe stored" or "surely not". It grows
+ * in layers: when the newest holds as many ids as it was sized for, a new
+ * one twice as big takes the next ones, and a lookup asks every layer. So
+ * the false-positive rate stays near one layer's times the number of
+ * layers (a few), however many ids come after the open that sized it. */
+#define ST_BLOOM_LAYERS 16
 typedef struct bloom {
-    uint64_t *bits;
-    uint64_t nbits; /* power of two */
+    uint64_t *bits[ST_BLOOM_LAYERS];
+    uint64_t nbits[ST_BLOOM_LAYERS]; /* each a power of two */
+    uint64_t added;                  /* ids added to the newest layer */
+    unsigned nlayers;                /* 0: no filter (read-only): "maybe" */
 } bloom;
 
 /* Ids and stream versions staged by an open transaction. */
@@ -125,6 +132,8 @@ struct evb_store {
      * own in DIR/index from format 2 on (FORMAT.md, "Two databases"), the
      * same database as db in a format 1 log. Derived: it is never fsynced. */
     leveldb_t *ix;
+    bool ix_foreign; /* its M logid is another log's (a log put in its place) */
+    bool ix_ignored; /* read-only open of a stale index: reads do without it */
     leveldb_options_t *options;
     leveldb_options_t *ix_options;
     leveldb_readoptions_t *ro;
@@ -220,6 +229,7 @@ bool st_seek_last_version(leveldb_iterator_t *it, char prefix, const char *name,
  * versions and ids the indexer may not cover yet, the category stats. */
 int st_bloom_init(bloom *bf, uint64_t n); /* sized for n ids; -1: no memory */
 void st_bloom_add(bloom *bf, const evb_id *id);
+void st_bloom_free(bloom *bf);
 /* Drop cached entries the indexes now cover, when the maps grew large. */
 void st_sweep(evb_store_t *st);
 /* Record that stream reached version at seq, adding count events to its

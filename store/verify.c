@@ -118,6 +118,8 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     uint64_t prev;
     if (e != NULL) {
         prev = e->a;
+    } else if (v->st->ix_ignored) {
+        prev = 0; /* the whole log is the tail */
     } else {
         /* First tail event of this stream: its last indexed version. */
         leveldb_iterator_t *it = leveldb_create_iterator(v->st->ix, v->iro);
@@ -306,14 +308,8 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
                            st->dir);
 
     vctx v = {st, NULL, NULL, fn, ctx, 0};
-    const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
-    v.ro = leveldb_readoptions_create();
-    leveldb_readoptions_set_snapshot(v.ro, snap);
-    leveldb_readoptions_set_fill_cache(v.ro, 0);
-    leveldb_readoptions_set_verify_checksums(v.ro, 1);
-    /* The index's snapshot after the events' (read.c says why). */
+    /* The index's snapshot before the events' (read.c says why). */
     const leveldb_snapshot_t *isnap = NULL;
-    v.iro = v.ro;
     if (st_ix_apart(st)) {
         isnap = leveldb_create_snapshot(st->ix);
         v.iro = leveldb_readoptions_create();
@@ -321,20 +317,36 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         leveldb_readoptions_set_fill_cache(v.iro, 0);
         leveldb_readoptions_set_verify_checksums(v.iro, 1);
     }
+    const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
+    v.ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(v.ro, snap);
+    leveldb_readoptions_set_fill_cache(v.ro, 0);
+    leveldb_readoptions_set_verify_checksums(v.ro, 1);
+    if (isnap == NULL) v.iro = v.ro;
     uint64_t head = atomic_load(&st->head);
     bool present;
     uint64_t ixpos =
         s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
     uint64_t nstreams =
         s_get_u64(&v, (const uint8_t *)META_NSTREAMS, strlen(META_NSTREAMS), &present);
-    if (ixpos > head)
+    if (st->ix_ignored) {
+        /* Format 2, opened read-only: the index is derived and is rebuilt by
+         * the next writable open; one problem, and the log checked alone. */
+        s_problem(&v,
+                  "%s/index is stale (position %llu, head %llu%s): the next "
+                  "writable open builds it again",
+                  st->dir, (unsigned long long)ixpos, (unsigned long long)head,
+                  st->ix_foreign ? ", another log's" : "");
+        ixpos = 0;
+    } else if (ixpos > head) {
         s_problem(&v, "indexer position %llu is past the head %llu",
                   (unsigned long long)ixpos, (unsigned long long)head);
+    }
     hmap cats = {0};
     uint64_t firsts = 0;
     s_forward(&v, head, ixpos, &cats, &firsts, progress);
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
-    for (size_t i = 0; i < sizeof prefixes; i++)
+    for (size_t i = 0; !st->ix_ignored && i < sizeof prefixes; i++)
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
     if (progress) progress(head, head, ctx);
     hmap_free(&cats);

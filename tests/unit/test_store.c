@@ -2743,6 +2743,79 @@ static void test_index_past_the_head_is_rebuilt(void **state)
     assert_int_equal(v, 40);
 }
 
+/* Read-only (the evbus log tools), a stale index is not rebuilt: the log is
+ * read without it, and verify reports it as one problem. */
+static void test_stale_index_read_only(void **state)
+{
+    fx_t *f = *state;
+    s_verify_log(f);
+    for (uint64_t seq = 41; seq <= 50; seq++) {
+        uint8_t key[9];
+        s_event_key(seq, key);
+        s_raw_delete(f->dir, key, sizeof key);
+    }
+    evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
+    o.create = false;
+    o.service = NULL;
+    o.read_only_intent = true;
+    f->st = s_open_o(&o);
+    assert_int_equal(evb_store_head(f->st), 40);
+    assert_int_equal(s_info(f->st).indexed, 0);
+    evb_err err;
+    evb_err_clear(&err);
+    uint64_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "show-%d", i);
+        evb_iter_t *it = s_it(evb_store_read_stream(f->st, s, 1, 0, NULL, &err));
+        n += s_drain(it, NULL, 0);
+        s_it_done(&it);
+    }
+    assert_int_equal(n, 40);
+    evb_iter_t *it = s_it(evb_store_read_category(f->st, "show", 0, NULL, &err));
+    assert_int_equal(s_drain(it, NULL, 0), 40);
+    s_it_done(&it);
+    uint64_t problems = 0;
+    assert_int_equal(evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err),
+                     EVB_ECORRUPT);
+    assert_int_equal(problems, 1);
+    evb_store_destroy(&f->st);
+    s_open(f, EVB_INDEX_MANUAL); /* writable: rebuilt */
+    s_index_all(f->st);
+    s_expect_streams(f, 40);
+}
+
+/* An index/ left by another log (a directory put in place of the log) is
+ * stale whatever its position: rebuilt at open. */
+static void test_index_of_another_log_is_rebuilt(void **state)
+{
+    fx_t *f = *state;
+    s_verify_log(f); /* log A: 50 events, indexed */
+    char a_ix[PATH_MAX + 16], b_dir[PATH_MAX + 16], b_ix[PATH_MAX + 32];
+    snprintf(a_ix, sizeof a_ix, "%s/index", f->dir);
+    snprintf(b_dir, sizeof b_dir, "%s/other", f->tmp);
+    snprintf(b_ix, sizeof b_ix, "%s/index", b_dir);
+    evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
+    o.dir = b_dir;
+    f->st2 = s_open_o(&o); /* log B: 60 events, unindexed */
+    for (int i = 0; i < 12; i++)
+        s_append_ok(f->st2, i % 2 ? "show-0" : "show-9", EVB_EXPECT_ANY, 5, 0, 0);
+    evb_store_destroy(&f->st2);
+    assert_int_equal(nftw(b_ix, s_rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+    assert_int_equal(rename(a_ix, b_ix), 0); /* A's index, position 50 <= 60 */
+    f->st2 = s_open_o(&(evb_store_opts){.dir = b_dir, .index_mode = EVB_INDEX_MANUAL});
+    assert_int_equal(s_info(f->st2).indexed, 0);
+    s_index_all(f->st2);
+    assert_int_equal(s_stream_version(f->st2, "show-0"), 30);
+    assert_int_equal(s_stream_version(f->st2, "show-9"), 30);
+    assert_int_equal(s_stream_version(f->st2, "show-1"), 0); /* A's stream */
+    evb_err err;
+    evb_err_clear(&err);
+    uint64_t problems = 99;
+    assert_int_equal(evb_store_verify(f->st2, NULL, NULL, NULL, &problems, &err), EVB_OK);
+    assert_int_equal(problems, 0);
+}
+
 static void test_read_garbage_event_is_ecorrupt(void **state)
 {
     fx_t *f = *state;
@@ -3024,6 +3097,8 @@ int main(void)
         T(test_verify_missing_event_is_corrupt),
         T(test_index_dir_removed_is_rebuilt),
         T(test_index_past_the_head_is_rebuilt),
+        T(test_stale_index_read_only),
+        T(test_index_of_another_log_is_rebuilt),
         T(test_verify_garbage_event_is_corrupt),
         T(test_read_garbage_event_is_ecorrupt),
 
