@@ -257,10 +257,11 @@ static void s_close_dbs(evb_store_t *st)
     st->db = NULL;
 }
 
-/* Start the index database again from nothing (format >= 2): its position
- * is past the head, so it indexed events the log no longer holds (a power
- * loss took back a suffix that was never fsynced; the index is never
- * fsynced either, and the two databases are written apart). */
+/* Start the index database again from nothing (format >= 2) when it is
+ * stale: its position is past the head, so it indexed events the log no
+ * longer holds (a power loss took back a suffix that was never fsynced; the
+ * index is not fsynced either, and the two databases are written apart), or
+ * it is another log's. */
 static int s_reset_ix(evb_store_t *st, evb_err *err)
 {
     char path[PATH_MAX];
