@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define EVB_STORE_FORMAT 2u /* on-disk format this build writes (reads 1 too) */
+#define EVB_STORE_FORMAT 3u /* on-disk format of new logs (1 and 2 are read too) */
 #define EVB_STORE_MAX_INDEX_LAG 1000000u
 #define EVB_MAX_KEY_LEN 1024u /* consumer keys */
 #define EVB_MAX_VALUE_BYTES (16u * 1024u * 1024u)

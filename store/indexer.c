@@ -7,8 +7,10 @@
  * batch's entries or the new one with all of them: the indexes are never
  * ahead of or out of step with the position, and indexing again from the
  * position is all a restart needs. Index entries are small (no copy of the
- * event): the indexer writes three keys per event, and every extra byte it
- * writes competes with appends for LevelDB and the CPU (FORMAT.md has the
+ * event): an id entry per event, and (from format 3) one stream entry and one
+ * category entry per run of events of one stream or category that follow
+ * each other in the log; every extra byte the indexer writes competes with
+ * appends for LevelDB and the CPU (FORMAT.md, "Index runs", has the
  * figures).
  *
  * One step at a time runs (ix_mu): the background thread's and the owner's
@@ -24,12 +26,57 @@
 #include <unistd.h>
 
 #define IX_STEP_EVENTS 4096
-#define IX_DEFER_LAG 262144
+#define IX_DEFER_LAG 16384
 #define IX_IDLE_MS 2
 
 typedef struct cat_delta {
     hmap m; /* category -> a = head, b = count added in this step */
 } cat_delta;
+
+/* A stream or category run being gathered (format 3): count events from
+ * seq on, one after another in the log, of one stream with versions from
+ * first on (first == seq for a category). */
+typedef struct run_acc {
+    char name[EVB_MAX_STREAM_LEN + 1];
+    size_t len;
+    uint64_t first, seq, count;
+} run_acc;
+
+/* Write the run's entry (a run of one keeps the format 2 shape). */
+static void s_run_put(leveldb_writebatch_t *wb, run_acc *r, char kind)
+{
+    if (r->count == 0) return;
+    uint8_t key[KEY_MAX], val[16];
+    size_t kl = key_name_num(key, kind, r->name, r->len, r->first), vl;
+    if (kind == K_STREAM) {
+        be64_put(val, r->seq);
+        be64_put(val + 8, r->count);
+        vl = r->count > 1 ? 16 : 8;
+    } else {
+        be64_put(val, r->count);
+        vl = r->count > 1 ? 8 : 0;
+    }
+    leveldb_writebatch_put(wb, (const char *)key, kl, (const char *)val, vl);
+    r->count = 0;
+}
+
+/* Event seq, n of name (its version, or seq for a category): extend the
+ * run, or write it and start another. */
+static void s_run_add(leveldb_writebatch_t *wb, run_acc *r, char kind, const char *name,
+                      size_t len, uint64_t n, uint64_t seq)
+{
+    if (r->count > 0 && r->len == len && n == r->first + r->count &&
+        seq == r->seq + r->count && memcmp(r->name, name, len) == 0) {
+        r->count++;
+        return;
+    }
+    s_run_put(wb, r, kind);
+    memcpy(r->name, name, len);
+    r->len = len;
+    r->first = n;
+    r->seq = seq;
+    r->count = 1;
+}
 
 /* One indexing step; caller holds ix_mu. */
 static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_err *err)
@@ -46,6 +93,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     leveldb_writebatch_t *wb = st->ix_wb;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     cat_delta cd = {{0}};
+    run_acc sr = {0}, cr = {0};
     evb_event_t ev = {0};
     uint64_t new_streams = 0, expect = from;
     int rc = EVB_OK;
@@ -72,11 +120,17 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
         }
         size_t sn = strlen(ev.stream), cn = strlen(ev.category);
         be64_put(val, expect);
-        leveldb_writebatch_put(wb, (const char *)key,
-                               key_name_num(key, K_STREAM, ev.stream, sn, ev.version),
-                               (const char *)val, 8);
-        leveldb_writebatch_put(wb, (const char *)key,
-                               key_name_num(key, K_CAT, ev.category, cn, expect), "", 0);
+        if (st->ix_runs) {
+            s_run_add(wb, &sr, K_STREAM, ev.stream, sn, ev.version, expect);
+            s_run_add(wb, &cr, K_CAT, ev.category, cn, expect, expect);
+        } else { /* format 1 and 2: an entry per event */
+            leveldb_writebatch_put(wb, (const char *)key,
+                                   key_name_num(key, K_STREAM, ev.stream, sn, ev.version),
+                                   (const char *)val, 8);
+            leveldb_writebatch_put(wb, (const char *)key,
+                                   key_name_num(key, K_CAT, ev.category, cn, expect), "",
+                                   0);
+        }
         leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
                                (const char *)val, 8);
         if (ev.version == 1) new_streams++;
@@ -96,6 +150,8 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     else if (e != NULL)
         leveldb_free(e);
     evb_event_clear(&ev);
+    s_run_put(wb, &sr, K_STREAM);
+    s_run_put(wb, &cr, K_CAT);
 
     /* Per-category statistics: stored value + this step's delta. */
     for (size_t i = 0; rc == EVB_OK && i < cd.m.cap; i++) {

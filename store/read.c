@@ -39,6 +39,8 @@ struct evb_iter {
     size_t nlen;
     uint64_t lo, hi;   /* range: seqs; stream: versions; category: seq > lo */
     uint64_t next_seq; /* tail phase: the sequence that must come next */
+    ix_run run;        /* index phase: the entry being walked */
+    uint64_t run_pos;  /* ... and the event of it that is next */
     bool skip_tail;    /* the tail holds none of this stream or category */
     uint8_t prefix[2 + EVB_MAX_STREAM_LEN];
     size_t plen;
@@ -243,46 +245,63 @@ static const char *s_event_at(evb_iter_t *it, uint64_t seq, size_t *vl)
     return leveldb_iter_value(it->eit, vl);
 }
 
-static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+/* Load the index entry under it->it into it->run; false (and on to the
+ * tail, or done with an error) when the index part is over. */
+static bool s_load_run(evb_iter_t *it, evb_err *err)
 {
-    if (!it->started) {
-        uint8_t key[KEY_MAX];
-        memcpy(key, it->prefix, it->plen);
-        uint64_t start = it->kind == IT_STREAM ? it->lo : it->lo + 1;
-        be64_put(key + it->plen, start);
-        leveldb_iter_seek(it->it, (const char *)key, it->plen + 8);
-        it->started = true;
-    } else {
-        leveldb_iter_next(it->it);
-    }
     if (!leveldb_iter_valid(it->it)) {
-        if (s_iter_error(it, err)) return false;
-        it->phase = PH_TAIL;
-        it->started = false;
+        if (!s_iter_error(it, err)) {
+            it->phase = PH_TAIL;
+            it->started = false;
+        }
         return false;
     }
     size_t kl, vl;
     const char *k = leveldb_iter_key(it->it, &kl);
-    const char *v = leveldb_iter_value(it->it, &vl);
     if (kl != it->plen + 8 || memcmp(k, it->prefix, it->plen) != 0) {
         it->phase = PH_TAIL;
         it->started = false;
         return false;
     }
-    uint64_t n = be64_get(k + it->plen), seq = n;
-    if (it->kind == IT_STREAM) {
-        if (n > it->hi) {
-            it->phase = PH_DONE; /* later versions only grow */
-            return false;
-        }
-        if (vl != 8) {
+    const char *v = leveldb_iter_value(it->it, &vl);
+    if (!st_run_decode((char)it->prefix[0], k, kl, it->nlen, v, vl, &it->run)) {
+        evb_err_set(err, EVB_ECORRUPT, "%s: %s index entry of %s at %llu is damaged",
+                    it->st->dir, it->kind == IT_STREAM ? "stream" : "category", it->name,
+                    (unsigned long long)be64_get(k + it->plen));
+        it->phase = PH_DONE;
+        return false;
+    }
+    it->run_pos = 0;
+    return true;
+}
+
+static bool s_next_index(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+{
+    if (!it->started) {
+        uint64_t start = it->kind == IT_STREAM ? it->lo : it->lo + 1;
+        it->started = true;
+        int on =
+            st_seek_run(it->it, (char)it->prefix[0], it->name, it->nlen, start, &it->run);
+        if (on < 0) {
             evb_err_set(err, EVB_ECORRUPT,
-                        "%s: stream index entry of %s v%llu is damaged", it->st->dir,
-                        it->name, (unsigned long long)n);
+                        "%s: the %s index entry of %s before %llu is damaged",
+                        it->st->dir, it->kind == IT_STREAM ? "stream" : "category",
+                        it->name, (unsigned long long)start);
             it->phase = PH_DONE;
             return false;
         }
-        seq = be64_get(v);
+        if (on == 1)
+            it->run_pos = start - it->run.first;
+        else if (!s_load_run(it, err))
+            return false;
+    } else if (++it->run_pos >= it->run.count) {
+        leveldb_iter_next(it->it);
+        if (!s_load_run(it, err)) return false;
+    }
+    uint64_t n = it->run.first + it->run_pos, seq = it->run.seq + it->run_pos;
+    if (it->kind == IT_STREAM && n > it->hi) {
+        it->phase = PH_DONE; /* later versions only grow */
+        return false;
     }
     if (seq > it->ix_snap) { /* not covered by the position: the tail has it */
         it->phase = PH_TAIL;

@@ -170,19 +170,15 @@ int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
     leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
     *version = 0;
     *last_seq = 0;
-    uint64_t found;
-    if (st_seek_last_version(it, K_STREAM, stream, n, &found)) {
-        size_t vl;
-        const char *v = leveldb_iter_value(it, &vl);
-        if (vl == 8) {
-            *version = found;
-            *last_seq = be64_get(v);
-        }
-    }
+    int got = st_stream_last(it, stream, n, version, last_seq);
     char *ie = NULL;
     leveldb_iter_get_error(it, &ie);
     leveldb_iter_destroy(it);
     if (ie != NULL) return st_ldb_err(st, ie, "stream index", err);
+    if (got < 0) /* not version 0: appending would reuse versions */
+        return evb_err_set(err, EVB_ECORRUPT,
+                           "%s: the last stream index entry of %s is malformed", st->dir,
+                           stream);
     if (*version > 0 && hmap_put(&st->streams, stream, n, *version, *last_seq) == NULL)
         return evb_err_set(err, EVB_ENOMEM, "out of memory caching stream versions");
     st_sweep(st);

@@ -89,6 +89,69 @@ bool st_seek_last_version(leveldb_iterator_t *it, char prefix, const char *name,
     return true;
 }
 
+bool st_run_decode(char kind, const char *k, size_t kl, size_t nlen, const char *v,
+                   size_t vl, ix_run *r)
+{
+    if (kl != nlen + 10 || k[0] != kind || k[1 + nlen] != 0) return false;
+    r->first = be64_get(k + 2 + nlen);
+    if (kind == K_STREAM) {
+        if (vl != 8 && vl != 16) return false;
+        r->seq = be64_get(v);
+        r->count = vl == 16 ? be64_get(v + 8) : 1;
+    } else {
+        if (vl != 0 && vl != 8) return false;
+        r->seq = r->first;
+        r->count = vl == 8 ? be64_get(v) : 1;
+    }
+    /* Versions and seqs start at 1; a run may not wrap. */
+    return r->first > 0 && r->seq > 0 && r->count > 0 &&
+           r->count <= UINT64_MAX - r->first && r->count <= UINT64_MAX - r->seq;
+}
+
+int st_seek_run(leveldb_iterator_t *it, char kind, const char *name, size_t nlen,
+                uint64_t n, ix_run *r)
+{
+    uint8_t key[KEY_MAX];
+    size_t klen = key_name_num(key, kind, name, nlen, n), kl, vl;
+    leveldb_iter_seek(it, (const char *)key, klen);
+    bool found = leveldb_iter_valid(it);
+    if (found) { /* an entry that starts at n */
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == klen && memcmp(k, key, klen) == 0) {
+            const char *v = leveldb_iter_value(it, &vl);
+            return st_run_decode(kind, k, kl, nlen, v, vl, r) ? 1 : -1;
+        }
+        leveldb_iter_prev(it);
+    } else {
+        leveldb_iter_seek_to_last(it);
+    }
+    if (leveldb_iter_valid(it)) { /* a run that starts before n */
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == klen && memcmp(k, key, klen - 8) == 0) {
+            const char *v = leveldb_iter_value(it, &vl);
+            if (!st_run_decode(kind, k, kl, nlen, v, vl, r)) return -1;
+            if (n - r->first < r->count) return 1;
+        }
+    }
+    leveldb_iter_seek(it, (const char *)key, klen);
+    return 0;
+}
+
+int st_stream_last(leveldb_iterator_t *it, const char *stream, size_t nlen,
+                   uint64_t *version, uint64_t *seq)
+{
+    uint64_t first;
+    if (!st_seek_last_version(it, K_STREAM, stream, nlen, &first)) return 0;
+    size_t kl, vl;
+    const char *k = leveldb_iter_key(it, &kl);
+    const char *v = leveldb_iter_value(it, &vl);
+    ix_run r;
+    if (!st_run_decode(K_STREAM, k, kl, nlen, v, vl, &r)) return -1;
+    *version = r.first + r.count - 1;
+    *seq = r.seq + r.count - 1;
+    return 1;
+}
+
 bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen)
 {
     /* [ver, id(bin16), service(str), log_id(bin16), seq, stream, ...]: the
@@ -298,8 +361,28 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
      * instead of moving it down untouched (FORMAT.md, "Two databases"). */
     leveldb_compact_range(st->db, NULL, 0, NULL, 0);
     st->format = EVB_STORE_FORMAT;
+    st->ix_runs = true;
     snprintf(st->service, sizeof st->service, "%s", service);
     return s_open_ix(st, err);
+}
+
+/* Format 3 differs from 2 only in the index (FORMAT.md, "Index runs"), whose
+ * format 2 entries it reads as they are: the number changes before the
+ * indexer writes a run, so a format 2 build refuses the log instead of
+ * misreading a run as one event. */
+static int s_upgrade_2_to_3(evb_store_t *st, evb_err *err)
+{
+    uint8_t fmt[4] = {0, 0, 0, 3};
+    char *e = NULL;
+    leveldb_put(st->db, st->wo_sync, META_FORMAT, strlen(META_FORMAT), (const char *)fmt,
+                4, &e);
+    if (e != NULL) return st_ldb_err(st, e, "writing format 3", err);
+    /* The key in a table of its own, beside the other metadata (see
+     * s_init_meta); the range is the M keys only. */
+    leveldb_compact_range(st->db, "M", 1, "N", 1);
+    evb_log(EVB_LOG_INFO, "%s: log format 2 -> 3 (index runs)", st->dir);
+    st->format = 3;
+    return EVB_OK;
 }
 
 static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err *err)
@@ -377,6 +460,9 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     memcpy(st->service, v, vl);
     st->service[vl] = '\0';
     leveldb_free(v);
+    if (st->format == 2 && !st->read_only && (rc = s_upgrade_2_to_3(st, err)) != EVB_OK)
+        return rc;
+    st->ix_runs = st->format >= 3;
     if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
     uint64_t u;
     if ((rc = s_meta_u64(st, META_IXPOS, &u, err)) != EVB_OK) return rc;

@@ -6,7 +6,8 @@
  * The key layout is specified in store/FORMAT.md; keep the two in step.
  */
 #if !defined(EVB_BUILDING_STORE)
-#error "store/store_int.h is private to libevbus's store module; programs include <evbus/evbus_store.h>"
+#error                                                                                   \
+    "store/store_int.h is private to libevbus's store module; programs include <evbus/evbus_store.h>"
 #endif
 #ifndef EVB_STORE_INT_H
 #define EVB_STORE_INT_H
@@ -23,8 +24,8 @@
 /* Key prefixes (one byte). */
 #define K_EVENT 'E'   /* E seq(8)                    -> envelope */
 #define K_META 'M'    /* M name                      -> value */
-#define K_STREAM 'S'  /* S stream \0 version(8)      -> seq(8) */
-#define K_CAT 'C'     /* C category \0 seq(8)        -> envelope (covering) */
+#define K_STREAM 'S'  /* S stream \0 version(8)      -> seq(8) [count(8)] */
+#define K_CAT 'C'     /* C category \0 seq(8)        -> "" or count(8) */
 #define K_ID 'I'      /* I id(16)                    -> seq(8) */
 #define K_CATSTAT 'c' /* c category                  -> head(8) count(8) */
 #define K_USER 'U'    /* U key                       -> consumer value */
@@ -141,6 +142,7 @@ struct evb_store {
     leveldb_writeoptions_t *wo_sync; /* explicit fsync */
     evb_id log_id;
     uint32_t format;
+    bool ix_runs; /* the indexer writes runs (format >= 3) */
     char service[EVB_MAX_SERVICE_LEN + 1];
     evb_sync sync;
     unsigned group_ms;
@@ -224,6 +226,31 @@ const char *st_seek_last(leveldb_iterator_t *it, const void *prefix, size_t plen
  * *version untouched) when not. */
 bool st_seek_last_version(leveldb_iterator_t *it, char prefix, const char *name,
                           size_t nlen, uint64_t *version);
+
+/* A stream or category index entry (FORMAT.md, "Index runs"): count events
+ * from seq on, one after another in the log. Stream entries: versions first..
+ * first+count-1 at seqs seq..seq+count-1. Category entries: first == seq. */
+typedef struct ix_run {
+    uint64_t first, seq, count;
+} ix_run;
+
+/* Decode an entry of kind K_STREAM or K_CAT whose key (kl bytes) is kind,
+ * a name of nlen bytes, \0 and be64(first). false when it is malformed. */
+bool st_run_decode(char kind, const char *k, size_t kl, size_t nlen, const char *v,
+                   size_t vl, ix_run *r);
+
+/* Put it on the entry of (kind, name) that covers n and return 1 with *r
+ * decoded; or else on the first key after n's place (maybe another prefix,
+ * maybe none) and return 0; -1 when the entry before n's place that could
+ * cover it is malformed. */
+int st_seek_run(leveldb_iterator_t *it, char kind, const char *name, size_t nlen,
+                uint64_t n, ix_run *r);
+
+/* The last version of stream in the stream index and the seq of that
+ * version: 1 when the index has the stream, 0 when not, -1 when its last
+ * entry is malformed. */
+int st_stream_last(leveldb_iterator_t *it, const char *stream, size_t nlen,
+                   uint64_t *version, uint64_t *seq);
 
 /* In-memory state (state.c): a Bloom filter of every stored id, the stream
  * versions and ids the indexer may not cover yet, the category stats. */

@@ -26,6 +26,7 @@ typedef struct vctx {
     evb_problem_fn fn;
     void *ctx;
     uint64_t problems;
+    leveldb_iterator_t *ixit; /* over the index, for point lookups of runs */
 } vctx;
 
 __attribute__((format(printf, 2, 3))) static void s_problem(vctx *v, const char *fmt, ...)
@@ -55,33 +56,32 @@ static uint64_t s_get_u64(vctx *v, const uint8_t *key, size_t klen, bool *presen
     return r;
 }
 
-static void s_check_event_indexed(vctx *v, const evb_event_t *ev, const char *raw,
-                                  size_t rawlen, uint64_t seq)
+/* The seq the stream (kind K_STREAM, n = version) or category (K_CAT, n =
+ * seq) index gives n: 0 when no entry covers it, UINT64_MAX when the entry
+ * that could is malformed. */
+static uint64_t s_run_seq(vctx *v, char kind, const char *name, uint64_t n)
+{
+    if (v->ixit == NULL) v->ixit = leveldb_create_iterator(v->st->ix, v->iro);
+    ix_run r;
+    int on = st_seek_run(v->ixit, kind, name, strlen(name), n, &r);
+    return on < 0 ? UINT64_MAX : on == 0 ? 0 : r.seq + (n - r.first);
+}
+
+static void s_check_event_indexed(vctx *v, const evb_event_t *ev, uint64_t seq)
 {
     uint8_t key[KEY_MAX];
     bool present;
-    size_t sn = strlen(ev->stream), cn = strlen(ev->category);
-    uint64_t s = s_get_u64(
-        v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version), &present);
-    if (!present)
+    uint64_t s = s_run_seq(v, K_STREAM, ev->stream, ev->version);
+    if (s == 0)
         s_problem(v, "event %llu (%s v%llu) is not in the stream index",
                   (unsigned long long)seq, ev->stream, (unsigned long long)ev->version);
     else if (s != seq)
         s_problem(v, "stream index entry %s v%llu points at %llu, not %llu", ev->stream,
-                  (unsigned long long)ev->version, (unsigned long long)s,
-                  (unsigned long long)seq);
-    size_t kl = key_name_num(key, K_CAT, ev->category, cn, seq);
-    char *val;
-    size_t vl;
-    (void)raw;
-    (void)rawlen;
-    if (st_get(v->st, v->st->ix, v->iro, key, kl, &val, &vl, NULL) != EVB_OK ||
-        val == NULL) {
+                  (unsigned long long)ev->version,
+                  (unsigned long long)(s == UINT64_MAX ? 0 : s), (unsigned long long)seq);
+    if (s_run_seq(v, K_CAT, ev->category, seq) != seq)
         s_problem(v, "event %llu is not in the category index of %s",
                   (unsigned long long)seq, ev->category);
-    } else {
-        leveldb_free(val);
-    }
     s = s_get_u64(v, key, key_id(key, &ev->id), &present);
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&ev->id, hex);
@@ -101,12 +101,8 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     size_t sn = strlen(ev->stream);
     if (seq <= ixpos) {
         if (ev->version > 1) {
-            uint8_t key[KEY_MAX];
-            bool present;
-            uint64_t p = s_get_u64(
-                v, key, key_name_num(key, K_STREAM, ev->stream, sn, ev->version - 1),
-                &present);
-            if (!present || p >= seq)
+            uint64_t p = s_run_seq(v, K_STREAM, ev->stream, ev->version - 1);
+            if (p == 0 || p >= seq)
                 s_problem(v, "event %llu is %s v%llu but v%llu is not before it",
                           (unsigned long long)seq, ev->stream,
                           (unsigned long long)ev->version,
@@ -123,8 +119,10 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     } else {
         /* First tail event of this stream: its last indexed version. */
         leveldb_iterator_t *it = leveldb_create_iterator(v->st->ix, v->iro);
+        uint64_t at;
         prev = 0;
-        (void)st_seek_last_version(it, K_STREAM, ev->stream, sn, &prev);
+        if (st_stream_last(it, ev->stream, sn, &prev, &at) < 0)
+            s_problem(v, "the last stream index entry of %s is malformed", ev->stream);
         leveldb_iter_destroy(it);
     }
     if (ev->version != prev + 1)
@@ -174,7 +172,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
             s_problem(v, "event %llu names another log", (unsigned long long)seq);
         s_check_version(v, &tailv, &ev, seq, ixpos);
         if (seq <= ixpos) {
-            s_check_event_indexed(v, &ev, val, vl, seq);
+            s_check_event_indexed(v, &ev, seq);
             size_t cn = strlen(ev.category);
             hent *c = hmap_get(cats, ev.category, cn);
             if (c == NULL) c = hmap_put(cats, ev.category, cn, 0, 0);
@@ -200,7 +198,64 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
     leveldb_iter_destroy(it);
 }
 
-/* Every index entry points at a real event that agrees with it. */
+/* Index entry k (kind prefix) says event seq is n of it (a version of a
+ * stream, a seq of a category, or the id in the key): check that the event
+ * is there, indexed, and agrees. false after a problem. */
+static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64_t n,
+                          uint64_t seq, uint64_t ixpos, evb_event_t *ev)
+{
+    evb_store_t *st = v->st;
+    const char *what = prefix == K_CAT ? "category" : prefix == K_ID ? "id" : "stream";
+    char *got = NULL;
+    size_t rawlen = 0;
+    uint8_t ek[9];
+    if (st_get(st, st->db, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) !=
+            EVB_OK ||
+        got == NULL) {
+        s_problem(v, "%s index entry points at missing event %llu", what,
+                  (unsigned long long)seq);
+        return false;
+    }
+    bool ok = true;
+    if (seq > ixpos) {
+        s_problem(v, "index entry for event %llu is past the indexer position %llu",
+                  (unsigned long long)seq, (unsigned long long)ixpos);
+        ok = false;
+    }
+    evb_err derr;
+    if (evb_event_decode_into(got, rawlen, ev, &derr) != EVB_OK) {
+        s_problem(v, "%s index entry for event %llu: the event does not decode", what,
+                  (unsigned long long)seq);
+        ok = false;
+    } else if (prefix == K_CAT) {
+        size_t cn = strlen(ev->category);
+        if (kl - 10 != cn || memcmp(k + 1, ev->category, cn) != 0 || ev->seq != seq) {
+            s_problem(v, "category index entry %.*s/%llu holds event %llu of %s",
+                      (int)(kl - 10), k + 1, (unsigned long long)seq,
+                      (unsigned long long)ev->seq, ev->category);
+            ok = false;
+        }
+    } else if (prefix == K_STREAM) {
+        size_t sn = strlen(ev->stream);
+        if (kl - 10 != sn || memcmp(k + 1, ev->stream, sn) != 0 || ev->version != n) {
+            s_problem(v,
+                      "stream index entry %.*s v%llu points at event %llu, which is "
+                      "%s v%llu",
+                      (int)(kl - 10), k + 1, (unsigned long long)n,
+                      (unsigned long long)seq, ev->stream,
+                      (unsigned long long)ev->version);
+            ok = false;
+        }
+    } else if (memcmp(ev->id.b, k + 1, EVB_ID_LEN) != 0) {
+        s_problem(v, "id index entry points at event %llu, which has another id",
+                  (unsigned long long)seq);
+        ok = false;
+    }
+    leveldb_free(got);
+    return ok;
+}
+
+/* Every index entry points at real events that agree with it. */
 static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
                        uint64_t nstreams, uint64_t firsts)
 {
@@ -227,64 +282,26 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
             if (c != NULL) c->b = UINT64_MAX; /* seen */
             continue;
         }
-        uint64_t seq;
-        const char *raw = NULL;
-        size_t rawlen = 0;
-        char *got = NULL;
         const char *what = prefix == K_CAT  ? "category"
                            : prefix == K_ID ? "id"
                                             : "stream";
-        if (prefix == K_CAT) {
-            if (kl < 11 || k[kl - 9] != 0 || vl != 0) {
-                s_problem(v, "malformed category index entry");
+        ix_run r = {0, 0, 1};
+        if (prefix == K_ID) {
+            if (vl != 8 || kl != 1 + EVB_ID_LEN) {
+                s_problem(v, "malformed id index entry");
                 continue;
             }
-            seq = be64_get(k + kl - 8);
-        } else {
-            if (vl != 8 || (prefix == K_ID && kl != 1 + EVB_ID_LEN) ||
-                (prefix == K_STREAM && (kl < 11 || k[kl - 9] != 0))) {
-                s_problem(v, "malformed %s index entry", what);
-                continue;
-            }
-            seq = be64_get(val);
-        }
-        uint8_t ek[9];
-        if (st_get(st, st->db, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) !=
-                EVB_OK ||
-            got == NULL) {
-            s_problem(v, "%s index entry points at missing event %llu", what,
-                      (unsigned long long)seq);
+            r.seq = be64_get(val);
+        } else if (kl < 11 || !st_run_decode(prefix, k, kl, kl - 10, val, vl, &r)) {
+            s_problem(v, "malformed %s index entry", what);
             continue;
         }
-        raw = got;
-        if (seq > ixpos)
-            s_problem(v, "index entry for event %llu is past the indexer position %llu",
-                      (unsigned long long)seq, (unsigned long long)ixpos);
-        evb_err derr;
-        if (evb_event_decode_into(raw, rawlen, &ev, &derr) != EVB_OK) {
-            s_problem(v, "%s index entry for event %llu: the event does not decode", what,
-                      (unsigned long long)seq);
-        } else if (prefix == K_CAT) {
-            size_t cn = strlen(ev.category);
-            if (kl - 10 != cn || memcmp(k + 1, ev.category, cn) != 0 || ev.seq != seq)
-                s_problem(v, "category index entry %.*s/%llu holds event %llu of %s",
-                          (int)(kl - 10), k + 1, (unsigned long long)seq,
-                          (unsigned long long)ev.seq, ev.category);
-        } else if (prefix == K_STREAM) {
-            size_t sn = strlen(ev.stream);
-            uint64_t ver = be64_get(k + kl - 8);
-            if (kl - 10 != sn || memcmp(k + 1, ev.stream, sn) != 0 || ev.version != ver)
-                s_problem(v,
-                          "stream index entry %.*s v%llu points at event %llu, which is "
-                          "%s v%llu",
-                          (int)(kl - 10), k + 1, (unsigned long long)ver,
-                          (unsigned long long)seq, ev.stream,
-                          (unsigned long long)ev.version);
-        } else if (memcmp(ev.id.b, k + 1, EVB_ID_LEN) != 0) {
-            s_problem(v, "id index entry points at event %llu, which has another id",
-                      (unsigned long long)seq);
-        }
-        if (got) leveldb_free(got);
+        if (r.count > 1 && !st->ix_runs)
+            s_problem(v, "%s index entry of %llu events in a format %u log", what,
+                      (unsigned long long)r.count, st->format);
+        for (uint64_t i = 0; i < r.count; i++)
+            if (!s_check_entry(v, prefix, k, kl, r.first + i, r.seq + i, ixpos, &ev))
+                break; /* one problem per entry */
     }
     if (prefix == K_CATSTAT) {
         for (size_t i = 0; i < cats->cap; i++)
@@ -307,7 +324,7 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
                            st->dir);
 
-    vctx v = {st, NULL, NULL, fn, ctx, 0};
+    vctx v = {st, NULL, NULL, fn, ctx, 0, NULL};
     /* The index's snapshot before the events' (read.c says why). */
     const leveldb_snapshot_t *isnap = NULL;
     if (st_ix_apart(st)) {
@@ -349,6 +366,7 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     for (size_t i = 0; !st->ix_ignored && i < sizeof prefixes; i++)
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
     if (progress) progress(head, head, ctx);
+    if (v.ixit != NULL) leveldb_iter_destroy(v.ixit);
     hmap_free(&cats);
     if (isnap != NULL) {
         leveldb_readoptions_destroy(v.iro);

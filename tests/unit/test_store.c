@@ -573,11 +573,13 @@ static void test_failed_reopen_leaves_store_closed(void **state)
     evb_buf out = {0};
     assert_int_equal(evb_store_get(f->st, "k", 1, &out, &err), EVB_ECLOSED);
     uint64_t seq;
-    assert_int_equal(evb_store_checkpoint_get(f->st, "c", &(evb_id){{0}}, "cat", &seq, &err),
-                     EVB_ECLOSED);
+    assert_int_equal(
+        evb_store_checkpoint_get(f->st, "c", &(evb_id){{0}}, "cat", &seq, &err),
+        EVB_ECLOSED);
     assert_int_equal(evb_store_sync(f->st, &err), EVB_ECLOSED);
     uint64_t problems;
-    assert_int_equal(evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err), EVB_ECLOSED);
+    assert_int_equal(evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err),
+                     EVB_ECLOSED);
     evb_buf_free(&out);
     evb_store_destroy(&f->st); /* and it can still be destroyed */
     assert_int_equal(rename(moved, cur), 0);
@@ -2706,10 +2708,10 @@ static void test_index_dir_removed_is_rebuilt(void **state)
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
     struct stat sb;
-    assert_int_equal(stat(ix, &sb), 0); /* format 2: the index apart */
+    assert_int_equal(stat(ix, &sb), 0); /* format >= 2: the index apart */
     assert_int_equal(nftw(ix, s_rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
     s_open(f, EVB_INDEX_MANUAL);
-    assert_int_equal(s_info(f->st).format, 2);
+    assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
     assert_int_equal(s_info(f->st).indexed, 0);
     s_expect_streams(f, 50); /* through the tail: nothing indexed yet */
     s_index_all(f->st);
@@ -2741,6 +2743,182 @@ static void test_index_past_the_head_is_rebuilt(void **state)
         v += s_stream_version(f->st, s);
     }
     assert_int_equal(v, 40);
+}
+
+/* Keys of the raw database dir that start with prefix. */
+static size_t s_raw_count(const char *dir, char prefix)
+{
+    leveldb_t *db = s_raw_open(dir, false);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    size_t n = 0, kl;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it))
+        if (leveldb_iter_key(it, &kl)[0] != prefix)
+            break;
+        else
+            n++;
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    return n;
+}
+
+/* show-1 x500 in one append, show-2 x10 one at a time, show-1 x300, cust-1
+ * x5: 815 events, indexed in one step. */
+static void s_runs_log(fx_t *f)
+{
+    s_open(f, EVB_INDEX_MANUAL);
+    s_append_ok(f->st, "show-1", EVB_EXPECT_ANY, 500, 0, 0);
+    for (int i = 0; i < 10; i++)
+        s_append_ok(f->st, "show-2", EVB_EXPECT_ANY, 1, i, 0);
+    s_append_ok(f->st, "show-1", EVB_EXPECT_ANY, 300, 500, 0);
+    for (int i = 0; i < 5; i++)
+        s_append_ok(f->st, "cust-1", EVB_EXPECT_ANY, 1, i, 0);
+    s_index_all(f->st);
+    evb_store_destroy(&f->st);
+}
+
+/* Format 3: one stream entry and one category entry per run of events
+ * that follow each other, and reads that start inside a run. */
+static void test_index_runs(void **state)
+{
+    fx_t *f = *state;
+    s_runs_log(f);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    /* S: show-1 v1..500, show-2 v1..10, show-1 v501..800, cust-1 v1..5 */
+    assert_int_equal(s_raw_count(ix, 'S'), 4);
+    /* C: show seqs 1..810, cust 811..815 */
+    assert_int_equal(s_raw_count(ix, 'C'), 2);
+    assert_int_equal(s_raw_count(ix, 'I'), 815); /* ids: one each */
+    s_reopen(f, EVB_INDEX_MANUAL);
+    assert_int_equal(s_info(f->st).format, 3);
+    assert_int_equal(s_stream_version(f->st, "show-1"), 800);
+    assert_int_equal(s_stream_version(f->st, "show-2"), 10);
+    evb_err err;
+    uint64_t seqs[815];
+    /* show-1 v250..800: seqs 250..500, then 511..810 */
+    evb_iter_t *it = s_it(evb_store_read_stream(f->st, "show-1", 250, 0, NULL, &err));
+    assert_int_equal(s_drain(it, seqs, 815), 551);
+    assert_int_equal(seqs[0], 250);
+    assert_int_equal(seqs[250], 500);
+    assert_int_equal(seqs[251], 511);
+    assert_int_equal(seqs[550], 810);
+    s_it_done(&it);
+    /* as of a version inside the second run */
+    it = s_it(evb_store_read_stream(f->st, "show-1", 501, 650, NULL, &err));
+    assert_int_equal(s_drain(it, seqs, 815), 150);
+    assert_int_equal(seqs[0], 511);
+    assert_int_equal(seqs[149], 660);
+    s_it_done(&it);
+    it = s_it(evb_store_read_stream(f->st, "show-2", 10, 0, NULL, &err));
+    assert_int_equal(s_drain(it, seqs, 815), 1);
+    assert_int_equal(seqs[0], 510);
+    s_it_done(&it);
+    /* category show after 505: 506..810; cust after its first: 812..815 */
+    it = s_it(evb_store_read_category(f->st, "show", 505, NULL, &err));
+    assert_int_equal(s_drain(it, seqs, 815), 305);
+    assert_int_equal(seqs[0], 506);
+    assert_int_equal(seqs[304], 810);
+    s_it_done(&it);
+    it = s_it(evb_store_read_category(f->st, "cust", 811, NULL, &err));
+    assert_int_equal(s_drain(it, seqs, 815), 4);
+    assert_int_equal(seqs[0], 812);
+    s_it_done(&it);
+    /* expected versions come from the runs too */
+    s_append_ok(f->st, "show-1", 800, 1, 800, 0);
+    s_index_all(f->st);
+    uint64_t problems = 99;
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+}
+
+/* A damaged run entry is an error that names the stream, never events
+ * silently left out; verify counts it. */
+static void test_index_run_damaged(void **state)
+{
+    fx_t *f = *state;
+    s_runs_log(f);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    uint8_t key[64], val[16];
+    size_t kl = (size_t)snprintf((char *)key, sizeof key, "Sshow-1") + 1; /* + \0 */
+    for (int i = 0; i < 8; i++)
+        key[kl + (size_t)i] = (uint8_t)(i == 7 ? 0x58 : i == 6 ? 0x02 : 0); /* v600 */
+    memset(val, 0, sizeof val);
+    val[7] = 0x01; /* seq 1, count 0: no run has 0 events */
+    s_raw_put(ix, false, key, kl + 8, val, 16);
+    s_reopen(f, EVB_INDEX_MANUAL);
+    evb_err err;
+    evb_err_clear(&err);
+    evb_iter_t *it = s_it(evb_store_read_stream(f->st, "show-1", 650, 0, NULL, &err));
+    const evb_event_t *ev;
+    assert_false(evb_iter_next(it, &ev, &err));
+    assert_int_equal(err.code, EVB_ECORRUPT);
+    assert_non_null(strstr(err.msg, "show-1"));
+    s_it_done(&it);
+    probs_t pr;
+    memset(&pr, 0, sizeof pr);
+    uint64_t problems = 0;
+    assert_int_equal(evb_store_verify(f->st, s_on_problem, NULL, &pr, &problems, &err),
+                     EVB_ECORRUPT);
+    assert_true(problems > 0);
+    assert_non_null(strstr(pr.text[0], "show-1")); /* its first problem */
+}
+
+/* Every event read through the stream and category indexes, and verify
+ * clean. */
+static void s_expect_clean(fx_t *f, uint64_t head)
+{
+    evb_err err;
+    uint64_t n = 0, problems = 99;
+    const char *streams[] = {"show-0", "cust-0"}, *cats[] = {"show", "cust"};
+    for (int i = 0; i < 2; i++) {
+        evb_iter_t *it = s_it(evb_store_read_stream(f->st, streams[i], 1, 0, NULL, &err));
+        n += s_drain(it, NULL, 0);
+        s_it_done(&it);
+        it = s_it(evb_store_read_category(f->st, cats[i], 0, NULL, &err));
+        n += s_drain(it, NULL, 0);
+        s_it_done(&it);
+    }
+    assert_int_equal(n, 2 * head);
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+}
+
+/* A format 2 log (an entry per event) is read as it is by a read-only
+ * open, and becomes format 3 at a writable open, before any run is made. */
+static void test_format2_log_becomes_format3(void **state)
+{
+    fx_t *f = *state;
+    /* Streams and categories take turns: every run is of one event, the
+     * shape a format 2 index has. */
+    s_open(f, EVB_INDEX_MANUAL);
+    for (int i = 0; i < 50; i++)
+        s_append_ok(f->st, i % 2 ? "show-0" : "cust-0", EVB_EXPECT_ANY, 1, i, 0);
+    s_index_all(f->st);
+    evb_store_destroy(&f->st);
+    const uint8_t two[4] = {0, 0, 0, 2};
+    s_raw_put(f->dir, false, "Mformat", 7, two, 4);
+    evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
+    o.create = false;
+    o.service = NULL;
+    o.read_only_intent = true;
+    f->st = s_open_o(&o);
+    assert_int_equal(s_info(f->st).format, 2);
+    s_expect_clean(f, 50);
+    evb_store_destroy(&f->st);
+    s_reopen(f, EVB_INDEX_MANUAL);
+    assert_int_equal(s_info(f->st).format, 3);
+    s_append_ok(f->st, "show-0", EVB_EXPECT_ANY, 20, 0, 0);
+    s_index_all(f->st);
+    s_expect_clean(f, 70);
+    evb_store_destroy(&f->st);
+    o.read_only_intent = false;
+    f->st = s_open_o(&o);
+    assert_int_equal(s_info(f->st).format, 3);
 }
 
 /* Read-only (the evbus log tools), a stale index is not rebuilt: the log is
@@ -3096,6 +3274,9 @@ int main(void)
         T(test_verify_reports_progress),
         T(test_verify_missing_event_is_corrupt),
         T(test_index_dir_removed_is_rebuilt),
+        T(test_index_runs),
+        T(test_index_run_damaged),
+        T(test_format2_log_becomes_format3),
         T(test_index_past_the_head_is_rebuilt),
         T(test_stale_index_read_only),
         T(test_index_of_another_log_is_rebuilt),
