@@ -123,7 +123,7 @@ typedef struct evb_append_result {
  * Append events[0..n) to stream, expecting its current version to be
  * expected_version (EVB_EXPECT_ANY, EVB_EXPECT_NONE or exact). The caller
  * sets in each event: type, schema (0 means 1), payload (NULL means {}),
- * optionally id (zero: a random id is made and written back),
+ * optionally id (zero: a UUIDv7 id is made and written back),
  * correlation_id, causation_id, metadata, ts_us (0: now), and for copies
  * origin_log_id/origin_seq. The store sets stream, service, log_id, seq,
  * version (written back into events[] on success; the string pointers it

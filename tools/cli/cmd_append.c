@@ -430,7 +430,7 @@ int cmd_append(int argc, char **argv)
         "   \"schema\": N, \"correlation_id\": \"<32 hex>\",\n"
         "   \"causation_id\": \"<32 hex>\", \"metadata\": {...}}\n"
         "stream and type are required; payload defaults to {}; without id a\n"
-        "random one is made. A line whose id is already stored in that stream\n"
+        "UUIDv7 is made. A line whose id is already stored in that stream\n"
         "is a retry: nothing is written and the original position is printed.",
         "For every line, stdout gets its position ('line N: appended seq S STREAM\n"
         "version V id ID', or 'duplicate of ...'); a bad line is reported on\n"
