@@ -793,6 +793,7 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     hmap_free(&st->streams);
     hmap_free(&st->cats);
     idset_free(&st->tail_ids);
+    st->made_upto = 0; /* the unindexed tail goes into tail_ids again */
     st_bloom_free(&st->ids);
     if (idset_init(&st->tail_ids, 2 * 65536) != 0)
         rc = evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);

@@ -107,6 +107,7 @@ typedef struct txn_id {
     evb_id id;
     uint64_t seq;
     uint32_t stream_ix; /* into txn streams */
+    bool made;          /* the store made this id (it skips the tail set) */
 } txn_id;
 
 struct evb_txn {
@@ -159,7 +160,8 @@ struct evb_store {
 
     /* Owner-thread state. */
     hmap streams;   /* stream -> a = version, b = seq of its last event */
-    idset tail_ids; /* ids possibly not yet indexed, and their seqs */
+    idset tail_ids; /* ids the caller gave, possibly not yet indexed */
+    uint64_t made_upto; /* last seq of a store-made id (those are not in tail_ids) */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
     evb_buf enc;   /* reused encode buffer */

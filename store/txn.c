@@ -342,14 +342,14 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
                            stream, (long long)expected_version);
     if (n > EVB_MAX_BATCH || events == NULL)
         return s_check_batch(st, stream, events, n, err); /* names the problem */
-    /* Ids the store makes now are new by construction (128 random bits):
-     * they skip the duplicate lookup, which is most of an append's cost in
-     * memory misses. FRESH marks them until the lookup loop. */
-    const uint64_t FRESH = UINT64_MAX;
-    uint64_t *seqs = calloc(n ? n : 1, sizeof *seqs);
+    /* Ids the store makes now are new by construction (UUIDv7, 74 random
+     * bits under the time): they skip the duplicate lookup, which is most of
+     * an append's cost in memory misses, and the tail id set (state.c). */
+    uint64_t *seqs = calloc(n ? n : 1, sizeof *seqs + sizeof(bool));
     if (seqs == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    bool *made = (bool *)(seqs + (n ? n : 1));
     for (size_t i = 0; i < n; i++)
-        seqs[i] = evb_id_is_zero(&events[i].id) ? FRESH : 0;
+        made[i] = evb_id_is_zero(&events[i].id);
     int rc = s_check_batch(st, stream, events, n, err);
     if (rc != EVB_OK) goto out;
 
@@ -357,10 +357,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
      * successful append succeeds although the version moved on). */
     size_t found = 0;
     for (size_t i = 0; i < n; i++) {
-        if (seqs[i] == FRESH) {
-            seqs[i] = 0;
-            continue;
-        }
+        if (made[i]) continue;
         txn_id *ti = s_txn_id(tx, &events[i].id);
         if (ti != NULL)
             seqs[i] = ti->seq;
@@ -446,7 +443,8 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         uint8_t key[9];
         leveldb_writebatch_put(tx->wb, (const char *)key, key_event(key, ev->seq),
                                st->enc.data, st->enc.len);
-        tx->ids[tx->nids++] = (txn_id){ev->id, ev->seq, (uint32_t)(ts - tx->streams)};
+        tx->ids[tx->nids++] =
+            (txn_id){ev->id, ev->seq, (uint32_t)(ts - tx->streams), made[i]};
     }
     tx->next_seq += n;
     ts->version = cur + n;
@@ -502,7 +500,10 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         uint64_t ix = atomic_load(&st->indexed);
         for (size_t i = 0; i < tx->nids; i++) {
             const txn_id *ti = &tx->ids[i];
-            oom |= idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0;
+            if (ti->made)
+                st->made_upto = ti->seq;
+            else
+                oom |= idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0;
             st_bloom_add(&st->ids, &ti->id);
         }
         for (size_t i = 0; i < tx->nstreams; i++) {

@@ -1139,6 +1139,56 @@ static void test_append_retry_after_reopen_thread(void **state)
     s_retry_after_reopen(*state, EVB_INDEX_THREAD, true);
 }
 
+/* Ids the store made stay out of the tail id set (state.c): given back by a
+ * caller before the indexer covers them (a re-import, a retry with the ids
+ * the first append returned), they are still found, whole and in part. */
+static void s_made_ids_given_back(fx_t *f, evb_index_mode mode)
+{
+    s_open(f, mode);
+    batch_t b;
+    s_batch(&b, 3, "seat.reserved", 0);
+    evb_append_result a, r;
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_append(f->st, "show-1", EVB_EXPECT_NONE, b.ev, 3, &a, &err),
+                     EVB_OK);
+    s_append_ok(f->st, "show-2", EVB_EXPECT_NONE, 2, 0, 0);
+    if (mode == EVB_INDEX_MANUAL) assert_int_equal(s_info(f->st).indexed, 0);
+    /* b.ev now carries the ids the store made: the same batch again. */
+    evb_err_clear(&err);
+    memset(&r, 0, sizeof r);
+    int rc = evb_store_append(f->st, "show-1", EVB_EXPECT_ANY, b.ev, 3, &r, &err);
+    if (rc != EVB_OK) fail_msg("made ids given back: %d %s", rc, err.msg);
+    assert_true(r.duplicate);
+    assert_int_equal(r.first_seq, a.first_seq);
+    assert_int_equal(r.last_seq, a.last_seq);
+    assert_int_equal(evb_store_head(f->st), 5);
+    /* One of them beside a new id: a partial retry. */
+    batch_t c;
+    s_batch(&c, 2, "seat.reserved", 0);
+    c.ev[0].id = b.ev[1].id;
+    c.ev[1].id = s_id(900);
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_append(f->st, "show-1", EVB_EXPECT_ANY, c.ev, 2, &r, &err),
+                     EVB_EPARTIAL);
+    assert_int_equal(evb_store_head(f->st), 5);
+    uint64_t seq = 0;
+    assert_int_equal(evb_store_find_id(f->st, &b.ev[2].id, &seq, &err), EVB_OK);
+    assert_int_equal(seq, 3);
+    s_batch_free(&c);
+    s_batch_free(&b);
+}
+
+static void test_made_ids_given_back_manual(void **state)
+{
+    s_made_ids_given_back(*state, EVB_INDEX_MANUAL);
+}
+
+static void test_made_ids_given_back_thread(void **state)
+{
+    s_made_ids_given_back(*state, EVB_INDEX_THREAD);
+}
+
 static void test_append_partial_retry_is_epartial(void **state)
 {
     fx_t *f = *state;
@@ -3220,6 +3270,8 @@ int main(void)
         T(test_append_future_version_conflicts),
         T(test_append_bad_expected_version_is_einval),
         T(test_append_retry_same_ids_is_duplicate),
+        T(test_made_ids_given_back_manual),
+        T(test_made_ids_given_back_thread),
         T(test_append_retry_after_reopen_indexed_manual),
         T(test_append_retry_after_reopen_unindexed_manual),
         T(test_append_retry_after_reopen_thread),
