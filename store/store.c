@@ -673,6 +673,7 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     }
     st->enc.max_cap = (size_t)EVB_MAX_EVENT_BYTES;
     pthread_mutex_init(&st->ix_mu, NULL);
+    pthread_mutex_init(&st->feed_mu, NULL);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv_work, NULL);
     pthread_cond_init(&st->cv_done, NULL);
@@ -792,6 +793,7 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
      * the head and the in-memory maps are read again from it. */
     hmap_free(&st->streams);
     hmap_free(&st->cats);
+    ix_feed_clear(st);
     idset_free(&st->tail_ids);
     st->made_upto = 0; /* the unindexed tail goes into tail_ids again */
     st_bloom_free(&st->ids);
@@ -840,12 +842,14 @@ void evb_store_destroy(evb_store_t **stp)
     if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);
     st_txn_free(&st->txn);
     if (st->ix_wb) leveldb_writebatch_destroy(st->ix_wb);
+    ix_feed_clear(st);
     hmap_free(&st->streams);
     idset_free(&st->tail_ids);
     hmap_free(&st->cats);
     st_bloom_free(&st->ids);
     evb_buf_free(&st->enc);
     pthread_mutex_destroy(&st->ix_mu);
+    pthread_mutex_destroy(&st->feed_mu);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv_work);
     pthread_cond_destroy(&st->cv_done);

@@ -105,10 +105,29 @@ typedef struct txn_stream {
 
 typedef struct txn_id {
     evb_id id;
-    uint64_t seq;
+    uint64_t seq, version;
     uint32_t stream_ix; /* into txn streams */
     bool made;          /* the store made this id (it skips the tail set) */
 } txn_id;
+
+/* The index feed (indexer.c): what a committed transaction gives the indexer
+ * so that it need not read its events back and decode them. A chunk holds
+ * events first_seq .. first_seq + n - 1: runs of one stream with consecutive
+ * versions, and every event's id. */
+typedef struct ix_feed_run {
+    uint64_t first_version;
+    uint32_t count;
+    uint32_t name_off, name_len; /* into the chunk's names */
+} ix_feed_run;
+
+typedef struct ix_chunk {
+    struct ix_chunk *next;
+    uint64_t first_seq;
+    size_t n, nruns, bytes;
+    ix_feed_run *runs;
+    evb_id *ids;
+    char *names;
+} ix_chunk;
 
 struct evb_txn {
     evb_store_t *st;
@@ -181,6 +200,11 @@ struct evb_store {
     _Atomic int64_t last_append_us; /* for the indexer's idle test */
     pthread_t ix_thread, fl_thread;
     char ix_error[EVB_ERR_MSG_LEN]; /* last indexer failure, logged once */
+    /* The index feed: chunks in seq order, under feed_mu; gaps allowed (the
+     * indexer reads those events back). */
+    pthread_mutex_t feed_mu;
+    ix_chunk *feed_head, *feed_tail;
+    size_t feed_bytes;
 
 #ifdef EVB_CRASH_POINTS
     const char *crash_point; /* from EVB_CRASH_POINT */
@@ -286,5 +310,9 @@ int ix_start(evb_store_t *st, evb_err *err);
 void ix_stop(evb_store_t *st);
 void ix_kick(evb_store_t *st);
 int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err);
+/* Give the indexer a committed transaction's events (owner thread, before
+ * the head moves); dropped when the feed holds too much. */
+void ix_feed_push(evb_store_t *st, const evb_txn_t *tx);
+void ix_feed_clear(evb_store_t *st);
 
 #endif

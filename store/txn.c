@@ -444,7 +444,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         leveldb_writebatch_put(tx->wb, (const char *)key, key_event(key, ev->seq),
                                st->enc.data, st->enc.len);
         tx->ids[tx->nids++] =
-            (txn_id){ev->id, ev->seq, (uint32_t)(ts - tx->streams), made[i]};
+            (txn_id){ev->id, ev->seq, ev->version, (uint32_t)(ts - tx->streams), made[i]};
     }
     tx->next_seq += n;
     ts->version = cur + n;
@@ -517,6 +517,7 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         if (oom) /* the caches are an optimisation only where they can miss */
             evb_log(EVB_LOG_WARN, "%s: out of memory caching appended events", st->dir);
         uint64_t head = tx->next_seq - 1;
+        if (st->ix_runs) ix_feed_push(st, tx);
         atomic_store(&st->head, head);
         if (st->sync != EVB_SYNC_GROUP) atomic_store(&st->synced, head);
         uint64_t lag = head - atomic_load(&st->indexed);

@@ -2884,6 +2884,84 @@ static void test_index_runs(void **state)
     assert_int_equal(problems, 0);
 }
 
+/* Every key and value of the index database but the indexer's metadata, as
+ * one string (hex), for comparing two indexes of one log. */
+static char *s_raw_index_dump(const char *log)
+{
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", log);
+    leveldb_t *db = s_raw_open(ix, false);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl), *v = leveldb_iter_value(it, &vl);
+        if (kl > 0 && k[0] == 'M') continue;
+        while (len + 2 * (kl + vl) + 3 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        for (size_t i = 0; i < kl; i++)
+            len += (size_t)sprintf(out + len, "%02x", (unsigned char)k[i]);
+        out[len++] = '=';
+        for (size_t i = 0; i < vl; i++)
+            len += (size_t)sprintf(out + len, "%02x", (unsigned char)v[i]);
+        out[len++] = '\n';
+    }
+    out[len] = '\0';
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    return out;
+}
+
+/* The index built from what transactions hand the indexer (the feed) is the
+ * index built by reading the log back, entry for entry: one-event appends,
+ * big ones, and a transaction that appends to a stream, another, and the
+ * first again. */
+static void test_index_feed_equals_read_back(void **state)
+{
+    fx_t *f = *state;
+    s_runs_log(f);
+    s_open(f, EVB_INDEX_MANUAL);
+    evb_err err;
+    evb_err_clear(&err);
+    evb_txn_t *tx = s_tx(evb_txn_begin(f->st, &err));
+    assert_non_null(tx);
+    const char *streams[] = {"show-1", "cust-2", "show-1", "show-3"};
+    for (size_t i = 0; i < 4; i++) {
+        batch_t b;
+        s_batch(&b, 2 + i, "seat.reserved", 0);
+        evb_append_result r;
+        assert_int_equal(evb_txn_append(tx, streams[i], EVB_EXPECT_ANY, b.ev, 2 + i, &r, &err),
+                         EVB_OK);
+        s_batch_free(&b);
+    }
+    assert_int_equal(s_tx_commit(&tx, &err), EVB_OK);
+    s_append_ok(f->st, "show-3", EVB_EXPECT_ANY, 1, 0, 0);
+    s_index_all(f->st);
+    evb_store_destroy(&f->st);
+    char *fed = s_raw_index_dump(f->dir);
+
+    s_open(f, EVB_INDEX_MANUAL);
+    assert_int_equal(evb_store_reindex(f->st, &err), EVB_OK); /* reads the log back */
+    uint64_t problems = 99;
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+    assert_int_equal(s_stream_version(f->st, "show-1"), 806);
+    evb_store_destroy(&f->st);
+    char *read = s_raw_index_dump(f->dir);
+    assert_string_equal(fed, read);
+    assert_true(strlen(fed) > 830 * 40); /* 829 ids and the runs */
+    free(fed);
+    free(read);
+}
+
 /* A damaged run entry is an error that names the stream, never events
  * silently left out; verify counts it. */
 static void test_index_run_damaged(void **state)
@@ -3327,6 +3405,7 @@ int main(void)
         T(test_verify_missing_event_is_corrupt),
         T(test_index_dir_removed_is_rebuilt),
         T(test_index_runs),
+        T(test_index_feed_equals_read_back),
         T(test_index_run_damaged),
         T(test_format2_log_becomes_format3),
         T(test_index_past_the_head_is_rebuilt),
