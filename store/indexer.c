@@ -102,6 +102,9 @@ void ix_feed_push(evb_store_t *st, const evb_txn_t *tx)
             names += strlen(tx->streams[t->stream_ix].stream) + 1;
         }
     }
+    /* The feed assumes the ids are events first_seq.. one after another, as
+     * a transaction that may commit stages them. */
+    if (n == 0 || tx->next_seq - tx->ids[0].seq != n) return;
     size_t bytes = sizeof(ix_chunk) + nruns * sizeof(ix_feed_run) + n * sizeof(evb_id) +
                    names;
     pthread_mutex_lock(&st->feed_mu);
@@ -416,7 +419,9 @@ static void *s_indexer(void *arg)
         evb_err e;
         int rc = ix_step(st, IX_STEP_EVENTS, &done, &e);
         pthread_mutex_lock(&st->mu);
-        if (rc != EVB_OK) {
+        if (rc == EVB_OK) {
+            st->ix_error[0] = '\0'; /* a passing failure must not fail waiters */
+        } else {
             if (strcmp(st->ix_error, e.msg) != 0) {
                 evb_log(EVB_LOG_ERROR, "%s", e.msg);
                 snprintf(st->ix_error, sizeof st->ix_error, "%s", e.msg);

@@ -180,7 +180,7 @@ struct evb_store {
     /* Owner-thread state. */
     hmap streams;   /* stream -> a = version, b = seq of its last event */
     idset tail_ids; /* ids the caller gave, possibly not yet indexed */
-    uint64_t made_upto; /* last seq of a store-made id (those are not in tail_ids) */
+    uint64_t made_upto; /* last seq of an id not in tail_ids (store-made, or no memory) */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
     evb_buf enc;   /* reused encode buffer */

@@ -437,7 +437,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         if ((rc = evb__event_encode_checked(ev, &st->enc, err)) != EVB_OK) {
             /* Other staged steps stay; this append added nothing yet, but the
              * batch may hold some of its events: refuse the commit. */
-            tx->failed = i > 0;
+            tx->failed |= i > 0; /* an earlier half-done step stays failed */
             goto out;
         }
         uint8_t key[9];
@@ -500,10 +500,12 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         uint64_t ix = atomic_load(&st->indexed);
         for (size_t i = 0; i < tx->nids; i++) {
             const txn_id *ti = &tx->ids[i];
-            if (ti->made)
+            /* A caller's id the set could not take is looked up like a
+             * made one: the lookup waits for the indexer to cover it. */
+            if (ti->made || idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0) {
+                oom |= !ti->made;
                 st->made_upto = ti->seq;
-            else
-                oom |= idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0;
+            }
             st_bloom_add(&st->ids, &ti->id);
         }
         for (size_t i = 0; i < tx->nstreams; i++) {
