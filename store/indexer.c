@@ -94,7 +94,10 @@ static void s_run_add(leveldb_writebatch_t *wb, run_acc *r, char kind, const cha
 
 void ix_feed_push(evb_store_t *st, const evb_txn_t *tx)
 {
+    /* The feed assumes the ids are events first_seq.. one after another, as
+     * a transaction that may commit stages them. */
     size_t n = tx->nids, nruns = 0, names = 0;
+    if (n == 0 || tx->next_seq - tx->ids[0].seq != n) return;
     for (size_t i = 0; i < n; i++) {
         const txn_id *t = &tx->ids[i];
         if (i == 0 || t->stream_ix != t[-1].stream_ix || t->version != t[-1].version + 1) {
@@ -102,15 +105,12 @@ void ix_feed_push(evb_store_t *st, const evb_txn_t *tx)
             names += strlen(tx->streams[t->stream_ix].stream) + 1;
         }
     }
-    /* The feed assumes the ids are events first_seq.. one after another, as
-     * a transaction that may commit stages them. */
-    if (n == 0 || tx->next_seq - tx->ids[0].seq != n) return;
     size_t bytes = sizeof(ix_chunk) + nruns * sizeof(ix_feed_run) + n * sizeof(evb_id) +
                    names;
     pthread_mutex_lock(&st->feed_mu);
     bool room = st->feed_bytes + bytes <= IX_FEED_MAX_BYTES;
     pthread_mutex_unlock(&st->feed_mu);
-    if (!room || n == 0) return;
+    if (!room) return;
     ix_chunk *c = malloc(bytes);
     if (c == NULL) return; /* read back instead */
     c->next = NULL;
@@ -195,7 +195,7 @@ static ix_chunk *s_feed_take(evb_store_t *st, uint64_t from, uint64_t head, size
 }
 
 /* The entries of the chunks' events (format 3 runs). */
-static int s_gather_feed(evb_store_t *st, leveldb_writebatch_t *wb, const ix_chunk *c,
+static int s_gather_feed(leveldb_writebatch_t *wb, const ix_chunk *c,
                          run_acc *sr, run_acc *cr, cat_delta *cd, uint64_t *new_streams,
                          evb_err *err)
 {
@@ -224,7 +224,6 @@ static int s_gather_feed(evb_store_t *st, leveldb_writebatch_t *wb, const ix_chu
                                    (const char *)val, 8);
         }
     }
-    (void)st;
     return EVB_OK;
 }
 
@@ -312,7 +311,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     uint8_t key[KEY_MAX], val[8];
     ix_chunk *fed = s_feed_take(st, from, head, max_events, &to);
     int rc = fed != NULL
-                 ? s_gather_feed(st, wb, fed, &sr, &cr, &cd, &new_streams, err)
+                 ? s_gather_feed(wb, fed, &sr, &cr, &cd, &new_streams, err)
                  : s_gather_read(st, wb, from, to, &sr, &cr, &cd, &new_streams, err);
     s_free_chunks(fed);
     s_run_put(wb, &sr, K_STREAM);

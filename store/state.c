@@ -19,6 +19,7 @@
  */
 #include "store_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- Bloom filter ---- */
@@ -201,10 +202,10 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
     if (st->made_upto > atomic_load(&st->indexed)) {
         int rc = evb_store_index_wait(st, err);
         if (rc != EVB_OK) {
-            char hex[EVB_ID_HEX_LEN + 1];
+            char hex[EVB_ID_HEX_LEN + 1], why[EVB_ERR_MSG_LEN];
             evb_id_to_hex(id, hex);
-            evb_err_set(err, rc, "looking up id %s: %.400s", hex, err ? err->msg : "");
-            return rc;
+            snprintf(why, sizeof why, "%s", err ? err->msg : "");
+            return evb_err_set(err, rc, "looking up id %s: %.400s", hex, why);
         }
     }
     uint8_t key[1 + EVB_ID_LEN];
