@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define EVB_STORE_FORMAT 3u /* on-disk format of new logs (1 and 2 are read too) */
+#define EVB_STORE_FORMAT 4u /* on-disk format of new logs (1 to 3 are read too) */
 #define EVB_STORE_MAX_INDEX_LAG 1000000u
 #define EVB_MAX_KEY_LEN 1024u /* consumer keys */
 #define EVB_MAX_VALUE_BYTES (16u * 1024u * 1024u)
@@ -123,7 +123,9 @@ typedef struct evb_append_result {
  * Append events[0..n) to stream, expecting its current version to be
  * expected_version (EVB_EXPECT_ANY, EVB_EXPECT_NONE or exact). The caller
  * sets in each event: type, schema (0 means 1), payload (NULL means {}),
- * optionally id (zero: a UUIDv7 id is made and written back),
+ * optionally id (zero: the store makes a UUIDv7 that also names the
+ * event's place in this log, store/FORMAT.md "Sealed ids", and writes it
+ * back once the event is staged; a failed check leaves it zero),
  * correlation_id, causation_id, metadata, ts_us (0: now), and for copies
  * origin_log_id/origin_seq. The store sets stream, service, log_id, seq,
  * version (written back into events[] on success; the string pointers it

@@ -7,7 +7,8 @@
  * batch's entries or the new one with all of them: the indexes are never
  * ahead of or out of step with the position, and indexing again from the
  * position is all a restart needs. Index entries are small (no copy of the
- * event): an id entry per event, and (from format 3) one stream entry and one
+ * event): an id entry per event whose id is not sealed (format 4,
+ * idseal.c), and (from format 3) one stream entry and one
  * category entry per run of events of one stream or category that follow
  * each other in the log; every extra byte the indexer writes competes with
  * appends for LevelDB and the CPU (FORMAT.md, "Index runs", has the
@@ -22,7 +23,7 @@
  * its own time. The feed is only a shortcut: it holds at most
  * IX_FEED_MAX_BYTES, is empty after an open or a reopen, and whatever it
  * does not hold is read back from the log, which stays the truth (a test
- * checks that both give the same entries). Format 3 logs only.
+ * checks that both give the same entries). From format 3 on.
  */
 #include "store_int.h"
 
@@ -124,7 +125,10 @@ void ix_feed_push(evb_store_t *st, const evb_txn_t *tx)
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const txn_id *t = &tx->ids[i];
-        c->ids[i] = t->id;
+        if (t->sealed) /* no id entry (idseal.c) */
+            memset(&c->ids[i], 0, sizeof c->ids[i]);
+        else
+            c->ids[i] = t->id;
         if (i > 0 && t->stream_ix == t[-1].stream_ix && t->version == t[-1].version + 1) {
             c->runs[c->nruns - 1].count++;
             continue;
@@ -219,6 +223,7 @@ static int s_gather_feed(leveldb_writebatch_t *wb, const ix_chunk *c,
             seq += r->count;
         }
         for (size_t i = 0; i < c->n; i++) {
+            if (evb_id_is_zero(&c->ids[i])) continue; /* sealed: no entry */
             be64_put(val, c->first_seq + i);
             leveldb_writebatch_put(wb, (const char *)key, key_id(key, &c->ids[i]),
                                    (const char *)val, 8);
@@ -270,8 +275,9 @@ static int s_gather_read(evb_store_t *st, leveldb_writebatch_t *wb, uint64_t fro
                                    key_name_num(key, K_CAT, ev.category, cn, expect), "",
                                    0);
         }
-        leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
-                               (const char *)val, 8);
+        if (!st_id_sealed_at(st, &ev.id, expect))
+            leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
+                                   (const char *)val, 8);
         if (ev.version == 1) (*new_streams)++;
         hent *c = hmap_get(&cd->m, ev.category, cn);
         if (c == NULL && (c = hmap_put(&cd->m, ev.category, cn, 0, 0)) == NULL) {

@@ -10,10 +10,9 @@
  *  - Duplicate ids: an exact map of the caller-given ids the indexer may not
  *    have covered yet (swept the same way), then a Bloom filter of every id,
  *    then the id index only when the filter says "maybe". A new random id
- *    costs two hash probes and no LevelDB read. Ids the store made stay out
- *    of the map (filling it cost ~8% of an append in rehashes and page
- *    faults): a "maybe" while some of them are unindexed waits for the
- *    indexer first.
+ *    costs two hash probes and no LevelDB read. Ids the store makes are
+ *    sealed (idseal.c): they stay out of the map and the filter, and a
+ *    lookup finds them by deciphering them and reading their one event.
  *  - The owner thread alone reads and writes this state (the indexer only
  *    moves st->indexed forward), so none of it takes a lock.
  */
@@ -23,16 +22,6 @@
 #include <stdlib.h>
 
 /* ---- Bloom filter ---- */
-
-static uint64_t s_mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 /* A blocked Bloom filter: the k bits of an id sit in one 512-bit block (one
  * cache line), so adding or testing an id costs one cache miss, not k. With
@@ -44,8 +33,8 @@ static void s_bloom_hashes(const evb_id *id, uint64_t *h1, uint64_t *h2)
     uint64_t a, b;
     memcpy(&a, id->b, 8);
     memcpy(&b, id->b + 8, 8);
-    *h1 = s_mix(a ^ s_mix(b));
-    *h2 = s_mix(b + 0x9e3779b97f4a7c15ull);
+    *h1 = st_mix64(a ^ st_mix64(b));
+    *h2 = st_mix64(b + 0x9e3779b97f4a7c15ull);
 }
 
 #define BLOOM_BITS_PER_ID 12
@@ -153,9 +142,11 @@ int st_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64
 int st_note_event(evb_store_t *st, const evb_id *id, const char *stream, uint64_t version,
                   uint64_t seq, const char *cat)
 {
-    if (idset_put(&st->tail_ids, id, seq, atomic_load(&st->indexed)) != 0)
-        return EVB_ENOMEM;
-    st_bloom_add(&st->ids, id);
+    if (!st_id_sealed_at(st, id, seq)) {
+        if (idset_put(&st->tail_ids, id, seq, atomic_load(&st->indexed)) != 0)
+            return EVB_ENOMEM;
+        st_bloom_add(&st->ids, id);
+    }
     return st_note_stream(st, stream, version, seq, cat, 1);
 }
 
@@ -189,18 +180,43 @@ int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
     return EVB_OK;
 }
 
+/* The seq of the event whose sealed id this is, or 0 (idseal.c). */
+static int s_sealed_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
+{
+    *seq = 0;
+    uint64_t at = st_id_unseal(st, id);
+    if (at == 0 || at > atomic_load(&st->head)) return EVB_OK;
+    uint8_t key[9];
+    char *v;
+    size_t vl;
+    int rc = st_get(st, st->db, NULL, key, key_event(key, at), &v, &vl, err);
+    if (rc != EVB_OK || v == NULL) return rc; /* a hole: verify's business */
+    evb_event_t ev = {0};
+    rc = evb_event_decode_into(v, vl, &ev, err);
+    leveldb_free(v);
+    if (rc != EVB_OK) {
+        char why[EVB_ERR_MSG_LEN];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return evb_err_set(err, EVB_ECORRUPT, "%s: event %llu: %.400s", st->dir,
+                           (unsigned long long)at, why);
+    }
+    if (memcmp(ev.id.b, id->b, EVB_ID_LEN) == 0) *seq = at;
+    evb_event_clear(&ev);
+    return EVB_OK;
+}
+
 /* Position of an id: 0 when not stored. */
 int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
 {
     *seq = 0;
     if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
+    int rc = s_sealed_lookup(st, id, seq, err);
+    if (rc != EVB_OK || *seq != 0) return rc;
     if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
-    /* Store-made ids stay out of the tail set: "maybe" may be one of them
-     * not yet indexed, so the index must first cover them. Rare: a caller
-     * gave an id the log made (a re-import, a retry with the returned id) or
-     * the filter erred (about 0.5%) while made ids were pending. */
-    if (st->made_upto > atomic_load(&st->indexed)) {
-        int rc = evb_store_index_wait(st, err);
+    /* An id the tail set had no memory for may not be indexed yet: the
+     * index must first cover it. */
+    if (st->lost_upto > atomic_load(&st->indexed)) {
+        rc = evb_store_index_wait(st, err);
         if (rc != EVB_OK) {
             char hex[EVB_ID_HEX_LEN + 1], why[EVB_ERR_MSG_LEN];
             evb_id_to_hex(id, hex);
@@ -211,7 +227,7 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
     uint8_t key[1 + EVB_ID_LEN];
     char *v;
     size_t vl;
-    int rc = st_get(st, st->ix, NULL, key, key_id(key, id), &v, &vl, err);
+    rc = st_get(st, st->ix, NULL, key, key_id(key, id), &v, &vl, err);
     if (rc != EVB_OK) return rc;
     if (v != NULL) {
         if (vl == 8) *seq = be64_get(v);
@@ -221,6 +237,21 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
                                st->dir);
     }
     return EVB_OK;
+}
+
+/* Is a sealed id the store just made new? Only a caller can have stored it
+ * before (see idseal.c): the filter of caller ids answers, and a "maybe"
+ * looks it up. */
+int st_id_fresh(evb_store_t *st, const evb_id *id, bool *fresh, evb_err *err)
+{
+    *fresh = true;
+    if (st->ids.nlayers == 1 && st->ids.added == 0)
+        return EVB_OK; /* the log holds no caller id: the filter is empty */
+    if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
+    uint64_t seq;
+    int rc = st_id_lookup(st, id, &seq, err);
+    *fresh = rc == EVB_OK && seq == 0;
+    return rc;
 }
 
 int evb_store_stream_version(evb_store_t *st, const char *stream, uint64_t *version,

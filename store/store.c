@@ -343,9 +343,12 @@ static int s_reset_ix(evb_store_t *st, evb_err *err)
 static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
 {
     int rc = evb_id_random(&st->log_id, err);
-    if (rc != EVB_OK) return rc;
+    evb_id seal;
+    if (rc != EVB_OK || (rc = evb_id_random(&seal, err)) != EVB_OK) return rc;
     uint8_t fmt[4] = {0, 0, 0, EVB_STORE_FORMAT};
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_put(wb, META_SEALKEY, strlen(META_SEALKEY), (const char *)seal.b,
+                           EVB_ID_LEN);
     leveldb_writebatch_put(wb, META_FORMAT, strlen(META_FORMAT), (const char *)fmt, 4);
     leveldb_writebatch_put(wb, META_LOGID, strlen(META_LOGID), (const char *)st->log_id.b,
                            EVB_ID_LEN);
@@ -362,26 +365,37 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
     leveldb_compact_range(st->db, NULL, 0, NULL, 0);
     st->format = EVB_STORE_FORMAT;
     st->ix_runs = true;
+    st_seal_init(st, seal.b);
     snprintf(st->service, sizeof st->service, "%s", service);
     return s_open_ix(st, err);
 }
 
-/* Format 3 differs from 2 only in the index (FORMAT.md, "Index runs"), whose
- * format 2 entries it reads as they are: the number changes before the
- * indexer writes a run, so a format 2 build refuses the log instead of
- * misreading a run as one event. */
-static int s_upgrade_2_to_3(evb_store_t *st, evb_err *err)
+/* Formats 3 and 4 differ from 2 only in the index (FORMAT.md, "Index runs",
+ * "Sealed ids"), whose older entries they read as they are: the number
+ * changes before the indexer writes a run or leaves out a sealed id's entry,
+ * so an older build refuses the log instead of misreading it. Format 4 adds
+ * the key of sealed ids, written with the number. */
+static int s_upgrade(evb_store_t *st, evb_err *err)
 {
-    uint8_t fmt[4] = {0, 0, 0, 3};
+    evb_id seal;
+    int rc = evb_id_random(&seal, err);
+    if (rc != EVB_OK) return rc;
+    uint8_t fmt[4] = {0, 0, 0, EVB_STORE_FORMAT};
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_put(wb, META_SEALKEY, strlen(META_SEALKEY), (const char *)seal.b,
+                           EVB_ID_LEN);
+    leveldb_writebatch_put(wb, META_FORMAT, strlen(META_FORMAT), (const char *)fmt, 4);
     char *e = NULL;
-    leveldb_put(st->db, st->wo_sync, META_FORMAT, strlen(META_FORMAT), (const char *)fmt,
-                4, &e);
-    if (e != NULL) return st_ldb_err(st, e, "writing format 3", err);
-    /* The key in a table of its own, beside the other metadata (see
+    leveldb_write(st->db, st->wo_sync, wb, &e);
+    leveldb_writebatch_destroy(wb);
+    if (e != NULL) return st_ldb_err(st, e, "writing format 4", err);
+    /* The keys in a table of their own, beside the other metadata (see
      * s_init_meta); the range is the M keys only. */
     leveldb_compact_range(st->db, "M", 1, "N", 1);
-    evb_log(EVB_LOG_INFO, "%s: log format 2 -> 3 (index runs)", st->dir);
-    st->format = 3;
+    evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%sstore-made ids sealed)", st->dir,
+            st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "");
+    st->format = EVB_STORE_FORMAT;
+    st_seal_init(st, seal.b);
     return EVB_OK;
 }
 
@@ -460,8 +474,22 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     memcpy(st->service, v, vl);
     st->service[vl] = '\0';
     leveldb_free(v);
-    if (st->format == 2 && !st->read_only && (rc = s_upgrade_2_to_3(st, err)) != EVB_OK)
+    if (st->format >= 4) {
+        if ((rc = st_get(st, st->db, NULL, META_SEALKEY, strlen(META_SEALKEY), &v, &vl,
+                         err)) != EVB_OK)
+            return rc;
+        if (v == NULL || vl != EVB_ID_LEN) {
+            if (v) leveldb_free(v);
+            return evb_err_set(err, EVB_ECORRUPT,
+                               "%s: key of sealed ids (metadata sealkey) missing or not "
+                               "16 bytes",
+                               st->dir);
+        }
+        st_seal_init(st, (const uint8_t *)v);
+        leveldb_free(v);
+    } else if (st->format >= 2 && !st->read_only && (rc = s_upgrade(st, err)) != EVB_OK) {
         return rc;
+    }
     st->ix_runs = st->format >= 3;
     if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
     uint64_t u;
@@ -557,7 +585,14 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         ix = head;
     }
     if (!st->read_only) {
-        if (st_bloom_init(&st->ids, head) != 0)
+        /* Sized for the id entries (sealed ids have none: a format 4 log of
+         * made ids has next to none), from their bytes on disk. */
+        const char *lo = "I", *hi = "J";
+        size_t lol = 1, hil = 1;
+        uint64_t bytes = 0, nid = head - ix;
+        leveldb_approximate_sizes(st->ix, 1, &lo, &lol, &hi, &hil, &bytes);
+        nid += bytes / 16 < head ? bytes / 16 : head;
+        if (st_bloom_init(&st->ids, nid) != 0)
             return evb_err_set(err, EVB_ENOMEM, "out of memory for the id filter");
         leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
         const char pfx = K_ID;
@@ -682,6 +717,8 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->crash_point = getenv("EVB_CRASH_POINT");
     const char *after = getenv("EVB_CRASH_AFTER");
     st->crash_after = after ? atol(after) : 1;
+    const char *id_ms = getenv("EVB_TEST_ID_MS");
+    st->test_id_ms = id_ms ? strtoull(id_ms, NULL, 10) : 0;
 #endif
     st->options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
@@ -795,7 +832,7 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
     hmap_free(&st->cats);
     ix_feed_clear(st);
     idset_free(&st->tail_ids);
-    st->made_upto = 0; /* the unindexed tail goes into tail_ids again */
+    st->lost_upto = 0; /* the unindexed tail goes into tail_ids again */
     st_bloom_free(&st->ids);
     if (idset_init(&st->tail_ids, 2 * 65536) != 0)
         rc = evb_err_set(err, EVB_ENOMEM, "out of memory reopening %s", st->dir);

@@ -37,6 +37,7 @@
 #define META_SERVICE "Mservice"
 #define META_IXPOS "Mixpos"
 #define META_NSTREAMS "Mnstreams"
+#define META_SEALKEY "Msealkey" /* format 4: 16 bytes, the key of sealed ids */
 
 #define KEY_MAX                                                                          \
     (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + EVB_MAX_KEY_LEN)
@@ -47,6 +48,17 @@ static inline void be64_put(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
         v >>= 8;
     }
+}
+
+/* splitmix64's finaliser: a cheap bijective 64-bit mix. */
+static inline uint64_t st_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
 }
 
 static inline uint64_t be64_get(const void *q)
@@ -107,7 +119,7 @@ typedef struct txn_id {
     evb_id id;
     uint64_t seq, version;
     uint32_t stream_ix; /* into txn streams */
-    bool made;          /* the store made this id (it skips the tail set) */
+    bool sealed;        /* a sealed id (idseal.c): no tail set, filter or index entry */
 } txn_id;
 
 /* The index feed (indexer.c): what a committed transaction gives the indexer
@@ -163,6 +175,8 @@ struct evb_store {
     evb_id log_id;
     uint32_t format;
     bool ix_runs; /* the indexer writes runs (format >= 3) */
+    bool seal_on; /* the store makes sealed ids (format >= 4; idseal.c) */
+    uint64_t seal_rk[6];
     char service[EVB_MAX_SERVICE_LEN + 1];
     evb_sync sync;
     unsigned group_ms;
@@ -180,7 +194,8 @@ struct evb_store {
     /* Owner-thread state. */
     hmap streams;   /* stream -> a = version, b = seq of its last event */
     idset tail_ids; /* ids the caller gave, possibly not yet indexed */
-    uint64_t made_upto; /* last seq of an id not in tail_ids (store-made, or no memory) */
+    uint64_t sealed_upto; /* highest seq given a sealed id in this process */
+    uint64_t lost_upto;   /* last seq of a caller id tail_ids had no memory for */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
     evb_buf enc;   /* reused encode buffer */
@@ -210,6 +225,7 @@ struct evb_store {
     const char *crash_point; /* from EVB_CRASH_POINT */
     long crash_after;
     atomic_long crash_hits;
+    uint64_t test_id_ms; /* EVB_TEST_ID_MS: the time in made ids, fixed */
 #endif
 };
 
@@ -298,6 +314,23 @@ int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
                      uint64_t *last_seq, evb_err *err);
 /* Position of an id: *seq = 0 when not stored. */
 int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err);
+/* Is a sealed id the store just made not stored yet (as a caller's)? */
+int st_id_fresh(evb_store_t *st, const evb_id *id, bool *fresh, evb_err *err);
+
+/* Sealed ids (idseal.c): ids the store makes that decipher to their seq. */
+#define ST_SEAL_MAX_SEQ (1ull << 48)
+void st_seal_init(evb_store_t *st, const uint8_t key[EVB_ID_LEN]);
+/* Make the sealed id of seq at Unix time ms; false (id untouched) when the
+ * log makes none (format < 4, seq out of range). */
+bool st_id_seal(const evb_store_t *st, uint64_t seq, uint64_t ms, evb_id *id);
+/* The seq an id would be the sealed id of, or 0: then it is no sealed id of
+ * this log. Otherwise it is one only if the event at that seq has it. */
+uint64_t st_id_unseal(const evb_store_t *st, const evb_id *id);
+/* Is id the sealed id of the event at seq? */
+static inline bool st_id_sealed_at(const evb_store_t *st, const evb_id *id, uint64_t seq)
+{
+    return st->seal_on && st_id_unseal(st, id) == seq;
+}
 
 /* The group-fsync thread (durability.c), started by store.c. */
 void *st_flusher(void *arg);

@@ -9,7 +9,8 @@
  *    Index entries are written behind by the indexer (indexer.c).
  *  - Ids are checked before the expected version, so the retry of an append
  *    that succeeded succeeds (as a duplicate) although the stream moved on.
- *    Ids the store makes are new by construction and skip that lookup.
+ *    Ids the store makes are new by construction and skip that lookup;
+ *    they are made once each event has its seq, and sealed (idseal.c).
  *  - The in-memory state (state.c) learns of staged events only once the
  *    batch is written; a transaction that ends otherwise leaves no trace.
  *  - One transaction object per store, reused, so steady appends allocate
@@ -19,11 +20,8 @@
 
 #include "codec_int.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <sys/random.h>
 
 evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
 {
@@ -123,47 +121,37 @@ static int s_cmp_id(const void *a, const void *b)
     return memcmp(a, b, EVB_ID_LEN);
 }
 
-/* Give every event without an id one: a UUIDv7 (RFC 9562: 48-bit Unix time
- * in ms, then 74 random bits), so the ids a log makes sort by time and their
- * id index entries arrive nearly in key order, which LevelDB stores without
- * rewriting (FORMAT.md, "Index runs"). One getrandom call for the batch, not
- * one per event (a syscall per event cost ~10% of an append). */
-static int s_fill_ids(evb_event_t *events, size_t n, evb_err *err)
+/* The id of an event appended without one: its sealed id (idseal.c), or a
+ * random UUIDv7 (RFC 9562: 48-bit Unix time in ms, then 74 random bits)
+ * where it cannot be sealed: a format 3 log, a seq this process sealed
+ * before (in a transaction that did not commit), or a sealed id that is
+ * already stored as a caller's (then the caller chose it knowing the log's
+ * key, or one chance in 2^74 came true). *sealed says which. */
+static int s_make_id(evb_store_t *st, uint64_t seq, uint64_t ms, evb_id *id, bool *sealed,
+                     evb_err *err)
 {
-    size_t missing = 0;
-    for (size_t i = 0; i < n; i++)
-        missing += evb_id_is_zero(&events[i].id);
-    if (missing == 0) return EVB_OK;
-    uint8_t *rnd = malloc(missing * EVB_ID_LEN);
-    if (rnd == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory making ids");
-    size_t got = 0, want = missing * EVB_ID_LEN;
-    while (got < want) {
-        ssize_t r = getrandom(rnd + got, want - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(rnd);
-            return evb_err_set(err, EVB_EIO, "getrandom: %s", strerror(errno));
+    *sealed = false;
+    if (seq > st->sealed_upto && st_id_seal(st, seq, ms, id)) {
+        st->sealed_upto = seq;
+        bool fresh;
+        int rc = st_id_fresh(st, id, &fresh, err);
+        if (rc != EVB_OK) return rc;
+        if (fresh) {
+            *sealed = true;
+            return EVB_OK;
         }
-        got += (size_t)r;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    for (size_t i = 0, j = 0; i < n; i++) {
-        if (!evb_id_is_zero(&events[i].id)) continue;
-        uint8_t *b = events[i].id.b;
-        memcpy(b, rnd + EVB_ID_LEN * j++, EVB_ID_LEN);
-        for (int k = 0; k < 6; k++)
-            b[k] = (uint8_t)(ms >> (40 - 8 * k));
-        b[6] = (uint8_t)(0x70 | (b[6] & 0x0f)); /* version 7 */
-        b[8] = (uint8_t)(0x80 | (b[8] & 0x3f)); /* variant 10 */
-    }
-    free(rnd);
+    int rc = evb_id_random(id, err);
+    if (rc != EVB_OK) return rc;
+    for (int k = 0; k < 6; k++)
+        id->b[k] = (uint8_t)(ms >> (40 - 8 * k));
+    id->b[6] = (uint8_t)(0x70 | (id->b[6] & 0x0f)); /* version 7 */
+    id->b[8] = (uint8_t)(0x80 | (id->b[8] & 0x3f)); /* variant 10 */
     return EVB_OK;
 }
 
 /* Checks that the events an append was given are well-formed and that no id
- * appears twice; fills zero ids. */
+ * appears twice (zero ids are made later, once each event has its seq). */
 static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *events,
                          size_t n, evb_err *err)
 {
@@ -215,10 +203,6 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
             return evb_err_set(err, EVB_ENOMEM, "out of memory checking ids");
         for (size_t i = 0, j = 0; i < n; i++)
             if (!evb_id_is_zero(&events[i].id)) ids[j++] = events[i].id;
-    }
-    if ((rc = s_fill_ids(events, n, err)) != EVB_OK) {
-        free(ids);
-        return rc;
     }
     if (given > 1) {
         n = given;
@@ -342,9 +326,9 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
                            stream, (long long)expected_version);
     if (n > EVB_MAX_BATCH || events == NULL)
         return s_check_batch(st, stream, events, n, err); /* names the problem */
-    /* Ids the store makes now are new by construction (UUIDv7, 74 random
-     * bits under the time): they skip the duplicate lookup, which is most of
-     * an append's cost in memory misses, and the tail id set (state.c). */
+    /* Ids the store makes are new by construction (idseal.c): they skip the
+     * duplicate lookup, which is most of an append's cost in memory misses,
+     * the tail id set and the filter (state.c). */
     uint64_t *seqs = calloc(n ? n : 1, sizeof *seqs + sizeof(bool));
     if (seqs == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
     bool *made = (bool *)(seqs + (n ? n : 1));
@@ -419,7 +403,10 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         goto out;
     }
     int64_t now = evb_now_us();
-    uint64_t first_seq = tx->next_seq;
+    uint64_t ms = (uint64_t)now / 1000u, first_seq = tx->next_seq;
+#ifdef EVB_CRASH_POINTS
+    if (st->test_id_ms != 0) ms = st->test_id_ms;
+#endif
     for (size_t i = 0; i < n; i++) {
         evb_event_t *ev = &events[i];
         ev->service = st->service;
@@ -429,6 +416,16 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         ev->version = cur + 1 + i;
         if (ev->schema == 0) ev->schema = 1;
         if (ev->ts_us == 0) ev->ts_us = now;
+        /* A caller's id may be the sealed id of its seq too (one it was
+         * given back from a transaction that did not commit): the index
+         * treats every id the same way, whoever made it. */
+        bool sealed = false;
+        if (!made[i])
+            sealed = st_id_sealed_at(st, &ev->id, ev->seq);
+        else if ((rc = s_make_id(st, ev->seq, ms, &ev->id, &sealed, err)) != EVB_OK) {
+            tx->failed |= i > 0;
+            goto out;
+        }
         if (ev->payload == NULL) {
             ev->payload = evb_empty_map;
             ev->payload_len = sizeof evb_empty_map;
@@ -444,7 +441,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         leveldb_writebatch_put(tx->wb, (const char *)key, key_event(key, ev->seq),
                                st->enc.data, st->enc.len);
         tx->ids[tx->nids++] =
-            (txn_id){ev->id, ev->seq, ev->version, (uint32_t)(ts - tx->streams), made[i]};
+            (txn_id){ev->id, ev->seq, ev->version, (uint32_t)(ts - tx->streams), sealed};
     }
     tx->next_seq += n;
     ts->version = cur + n;
@@ -500,11 +497,12 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
         uint64_t ix = atomic_load(&st->indexed);
         for (size_t i = 0; i < tx->nids; i++) {
             const txn_id *ti = &tx->ids[i];
-            /* A caller's id the set could not take is looked up like a
-             * made one: the lookup waits for the indexer to cover it. */
-            if (ti->made || idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0) {
-                oom |= !ti->made;
-                st->made_upto = ti->seq;
+            if (ti->sealed) continue; /* found by deciphering it (idseal.c) */
+            /* An id the set could not take: a lookup waits for the indexer
+             * to cover it. */
+            if (idset_put(&st->tail_ids, &ti->id, ti->seq, ix) != 0) {
+                oom = true;
+                st->lost_upto = ti->seq;
             }
             st_bloom_add(&st->ids, &ti->id);
         }

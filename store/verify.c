@@ -82,6 +82,7 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, uint64_t seq)
     if (s_run_seq(v, K_CAT, ev->category, seq) != seq)
         s_problem(v, "event %llu is not in the category index of %s",
                   (unsigned long long)seq, ev->category);
+    if (st_id_sealed_at(v->st, &ev->id, seq)) return; /* no id entry (idseal.c) */
     s = s_get_u64(v, key, key_id(key, &ev->id), &present);
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&ev->id, hex);

@@ -304,6 +304,24 @@ static void s_raw_delete(const char *dir, const void *k, size_t kl)
     assert_true(existed);
 }
 
+/* Keys of the raw database dir that start with prefix. */
+static size_t s_raw_count(const char *dir, char prefix)
+{
+    leveldb_t *db = s_raw_open(dir, false);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    size_t n = 0, kl;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it))
+        if (leveldb_iter_key(it, &kl)[0] != prefix)
+            break;
+        else
+            n++;
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    return n;
+}
+
 static void s_event_key(uint64_t seq, uint8_t key[9])
 {
     key[0] = 'E';
@@ -1139,9 +1157,10 @@ static void test_append_retry_after_reopen_thread(void **state)
     s_retry_after_reopen(*state, EVB_INDEX_THREAD, true);
 }
 
-/* Ids the store made stay out of the tail id set (state.c): given back by a
- * caller before the indexer covers them (a re-import, a retry with the ids
- * the first append returned), they are still found, whole and in part. */
+/* Ids the store made are sealed (no tail set, no filter, no id entry): given
+ * back by a caller before or after the indexer covers them (a re-import, a
+ * retry with the ids the first append returned), they are still found,
+ * whole and in part. */
 static void s_made_ids_given_back(fx_t *f, evb_index_mode mode)
 {
     s_open(f, mode);
@@ -1187,6 +1206,139 @@ static void test_made_ids_given_back_manual(void **state)
 static void test_made_ids_given_back_thread(void **state)
 {
     s_made_ids_given_back(*state, EVB_INDEX_THREAD);
+}
+
+/* Append n made ids to stream in one transaction and give them back in *b;
+ * commit or not. */
+static void s_made_batch(fx_t *f, const char *stream, size_t n, bool commit, batch_t *b)
+{
+    evb_err err;
+    evb_err_clear(&err);
+    evb_txn_t *tx = s_tx(evb_txn_begin(f->st, &err));
+    s_batch(b, n, "seat.reserved", 0);
+    evb_append_result r;
+    assert_int_equal(evb_txn_append(tx, stream, EVB_EXPECT_ANY, b->ev, n, &r, &err), EVB_OK);
+    if (commit)
+        assert_int_equal(s_tx_commit(&tx, &err), EVB_OK);
+    else
+        s_tx_done(&tx);
+}
+
+static uint64_t s_find(fx_t *f, const evb_id *id)
+{
+    uint64_t seq = 0;
+    evb_err err;
+    evb_err_clear(&err);
+    int rc = evb_store_find_id(f->st, id, &seq, &err);
+    if (rc == EVB_ENOTFOUND) return 0;
+    if (rc != EVB_OK) fail_msg("find_id: %d %s", rc, err.msg);
+    return seq;
+}
+
+/* Sealed ids are exact: another log's made ids, a made id with one bit
+ * changed and the ids of a transaction that did not commit are not found;
+ * the seqs of that transaction get other ids when they come round again,
+ * and its ids given later by a caller are new events, not duplicates. */
+static void test_sealed_ids_are_exact(void **state)
+{
+    fx_t *f = *state;
+    fx_t other = *f; /* a second log beside f's, under its tmp */
+    other.st = other.st2 = NULL;
+    if (snprintf(other.dir, sizeof other.dir, "%.4000s/other", f->tmp) < 0) fail();
+    s_open(&other, EVB_INDEX_MANUAL);
+    batch_t theirs;
+    s_made_batch(&other, "show-1", 3, true, &theirs);
+    evb_store_destroy(&other.st);
+
+    s_open(f, EVB_INDEX_MANUAL);
+    batch_t ours, aborted, again;
+    s_made_batch(f, "show-1", 3, true, &ours); /* seqs 1..3 */
+    s_made_batch(f, "show-2", 2, false, &aborted); /* seqs 4, 5: not committed */
+    s_made_batch(f, "show-2", 2, true, &again);    /* seqs 4, 5 */
+    for (int i = 0; i < 2; i++)
+        assert_memory_not_equal(aborted.ev[i].id.b, again.ev[i].id.b, EVB_ID_LEN);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(s_find(f, &ours.ev[i].id), 1 + (uint64_t)i);
+            assert_int_equal(s_find(f, &theirs.ev[i].id), 0);
+            evb_id bent = ours.ev[i].id;
+            bent.b[12] ^= 0x10;
+            assert_int_equal(s_find(f, &bent), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(s_find(f, &again.ev[i].id), 4 + (uint64_t)i);
+            assert_int_equal(s_find(f, &aborted.ev[i].id), 0);
+        }
+        s_index_all(f->st);
+    }
+    /* theirs and the aborted ids, given by a caller: new events */
+    evb_append_result r;
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_append(f->st, "show-3", EVB_EXPECT_ANY, theirs.ev, 3, &r, &err),
+                     EVB_OK);
+    assert_false(r.duplicate);
+    assert_int_equal(r.first_seq, 6);
+    assert_int_equal(evb_store_append(f->st, "show-3", EVB_EXPECT_ANY, aborted.ev, 2, &r, &err),
+                     EVB_OK);
+    assert_false(r.duplicate);
+    assert_int_equal(r.first_seq, 9);
+    assert_int_equal(s_find(f, &theirs.ev[2].id), 8);
+    assert_int_equal(s_find(f, &aborted.ev[1].id), 10);
+    s_index_all(f->st);
+    uint64_t problems = 99;
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+    evb_store_destroy(&f->st);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    /* the caller ids, and again's: random, as their seqs were sealed before */
+    assert_int_equal(s_raw_count(ix, 'I'), 7);
+    s_batch_free(&theirs);
+    s_batch_free(&ours);
+    s_batch_free(&aborted);
+    s_batch_free(&again);
+}
+
+/* The sealed id the store would make that a caller stored first (it knew
+ * the key, or chance): the store makes a random id instead, and both are
+ * found where they are. The time in made ids is fixed (EVB_TEST_ID_MS) so
+ * that the sealed id of a seq is known before it is made. */
+static void test_sealed_id_taken_by_a_caller(void **state)
+{
+    fx_t *f = *state;
+    setenv("EVB_TEST_ID_MS", "1700000000000", 1);
+    s_open(f, EVB_INDEX_MANUAL);
+    s_append_ok(f->st, "show-1", EVB_EXPECT_ANY, 1, 0, 0); /* seq 1 */
+    batch_t seen, taken;
+    s_made_batch(f, "show-1", 2, false, &seen); /* the sealed ids of 2 and 3 */
+    evb_store_destroy(&f->st); /* a new process would seal 2 and 3 again */
+    s_reopen(f, EVB_INDEX_MANUAL);
+    s_batch(&taken, 1, "seat.reserved", 0);
+    taken.ev[0].id = seen.ev[1].id; /* seq 3's, stored at 2 by a caller */
+    evb_append_result r;
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_append(f->st, "show-2", EVB_EXPECT_ANY, taken.ev, 1, &r, &err),
+                     EVB_OK);
+    assert_int_equal(r.first_seq, 2);
+    batch_t made;
+    s_made_batch(f, "show-2", 1, true, &made); /* seq 3 */
+    unsetenv("EVB_TEST_ID_MS");
+    assert_memory_not_equal(made.ev[0].id.b, seen.ev[1].id.b, EVB_ID_LEN);
+    assert_int_equal(s_find(f, &seen.ev[1].id), 2);
+    assert_int_equal(s_find(f, &made.ev[0].id), 3);
+    s_index_all(f->st);
+    assert_int_equal(s_find(f, &seen.ev[1].id), 2);
+    assert_int_equal(s_find(f, &made.ev[0].id), 3);
+    uint64_t problems = 99;
+    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+    s_batch_free(&seen);
+    s_batch_free(&taken);
+    s_batch_free(&made);
 }
 
 static void test_append_partial_retry_is_epartial(void **state)
@@ -2795,23 +2947,6 @@ static void test_index_past_the_head_is_rebuilt(void **state)
     assert_int_equal(v, 40);
 }
 
-/* Keys of the raw database dir that start with prefix. */
-static size_t s_raw_count(const char *dir, char prefix)
-{
-    leveldb_t *db = s_raw_open(dir, false);
-    leveldb_readoptions_t *ro = leveldb_readoptions_create();
-    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
-    size_t n = 0, kl;
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it))
-        if (leveldb_iter_key(it, &kl)[0] != prefix)
-            break;
-        else
-            n++;
-    leveldb_iter_destroy(it);
-    leveldb_readoptions_destroy(ro);
-    leveldb_close(db);
-    return n;
-}
 
 /* show-1 x500 in one append, show-2 x10 one at a time, show-1 x300, cust-1
  * x5: 815 events, indexed in one step. */
@@ -2828,7 +2963,7 @@ static void s_runs_log(fx_t *f)
     evb_store_destroy(&f->st);
 }
 
-/* Format 3: one stream entry and one category entry per run of events
+/* From format 3: one stream entry and one category entry per run of events
  * that follow each other, and reads that start inside a run. */
 static void test_index_runs(void **state)
 {
@@ -2840,9 +2975,9 @@ static void test_index_runs(void **state)
     assert_int_equal(s_raw_count(ix, 'S'), 4);
     /* C: show seqs 1..810, cust 811..815 */
     assert_int_equal(s_raw_count(ix, 'C'), 2);
-    assert_int_equal(s_raw_count(ix, 'I'), 815); /* ids: one each */
+    assert_int_equal(s_raw_count(ix, 'I'), 0); /* the store made them: sealed */
     s_reopen(f, EVB_INDEX_MANUAL);
-    assert_int_equal(s_info(f->st).format, 3);
+    assert_int_equal(s_info(f->st).format, 4);
     assert_int_equal(s_stream_version(f->st, "show-1"), 800);
     assert_int_equal(s_stream_version(f->st, "show-2"), 10);
     evb_err err;
@@ -2936,6 +3071,7 @@ static void test_index_feed_equals_read_back(void **state)
     for (size_t i = 0; i < 4; i++) {
         batch_t b;
         s_batch(&b, 2 + i, "seat.reserved", 0);
+        if (i % 2) s_batch_ids(&b, 1000 + 10 * i); /* caller ids: 3 + 5 entries */
         evb_append_result r;
         assert_int_equal(evb_txn_append(tx, streams[i], EVB_EXPECT_ANY, b.ev, 2 + i, &r, &err),
                          EVB_OK);
@@ -2957,7 +3093,9 @@ static void test_index_feed_equals_read_back(void **state)
     evb_store_destroy(&f->st);
     char *read = s_raw_index_dump(f->dir);
     assert_string_equal(fed, read);
-    assert_true(strlen(fed) > 830 * 40); /* 829 ids and the runs */
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    assert_int_equal(s_raw_count(ix, 'I'), 8); /* the caller ids; the others sealed */
     free(fed);
     free(read);
 }
@@ -3016,37 +3154,71 @@ static void s_expect_clean(fx_t *f, uint64_t head)
     assert_int_equal(problems, 0);
 }
 
-/* A format 2 log (an entry per event) is read as it is by a read-only
- * open, and becomes format 3 at a writable open, before any run is made. */
-static void test_format2_log_becomes_format3(void **state)
+/* An older log (format 2: an entry per event; format 3: runs, and made ids
+ * random, so each has an id entry) is read as it is by a read-only open,
+ * and becomes format 4 at a writable open, before any run is made or any id
+ * is sealed: its ids are found as before, new ones are sealed. The old log
+ * is faked: caller ids stand for the random ids an old store made. */
+static void s_old_format_becomes_4(fx_t *f, uint8_t fmt)
 {
-    fx_t *f = *state;
     /* Streams and categories take turns: every run is of one event, the
      * shape a format 2 index has. */
     s_open(f, EVB_INDEX_MANUAL);
     for (int i = 0; i < 50; i++)
-        s_append_ok(f->st, i % 2 ? "show-0" : "cust-0", EVB_EXPECT_ANY, 1, i, 0);
+        s_append_ok(f->st, i % 2 ? "show-0" : "cust-0", EVB_EXPECT_ANY, 1, i, 500 + i);
     s_index_all(f->st);
     evb_store_destroy(&f->st);
-    const uint8_t two[4] = {0, 0, 0, 2};
-    s_raw_put(f->dir, false, "Mformat", 7, two, 4);
+    const uint8_t old[4] = {0, 0, 0, fmt};
+    s_raw_put(f->dir, false, "Mformat", 7, old, 4);
+    s_raw_delete(f->dir, "Msealkey", 8);
     evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
     o.create = false;
     o.service = NULL;
     o.read_only_intent = true;
     f->st = s_open_o(&o);
-    assert_int_equal(s_info(f->st).format, 2);
+    assert_int_equal(s_info(f->st).format, fmt);
     s_expect_clean(f, 50);
     evb_store_destroy(&f->st);
     s_reopen(f, EVB_INDEX_MANUAL);
-    assert_int_equal(s_info(f->st).format, 3);
-    s_append_ok(f->st, "show-0", EVB_EXPECT_ANY, 20, 0, 0);
-    s_index_all(f->st);
+    assert_int_equal(s_info(f->st).format, 4);
+    batch_t b;
+    s_batch(&b, 20, "seat.reserved", 0);
+    evb_append_result r;
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_append(f->st, "show-0", EVB_EXPECT_ANY, b.ev, 20, &r, &err),
+                     EVB_OK);
+    /* before and after indexing: old ids from the index, new ones sealed */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t seq = 0;
+        evb_id old_id = s_id(500 + 7);
+        assert_int_equal(evb_store_find_id(f->st, &old_id, &seq, &err), EVB_OK);
+        assert_int_equal(seq, 8);
+        for (int i = 0; i < 20; i++) {
+            assert_int_equal(evb_store_find_id(f->st, &b.ev[i].id, &seq, &err), EVB_OK);
+            assert_int_equal(seq, 51 + (uint64_t)i);
+        }
+        s_index_all(f->st);
+    }
     s_expect_clean(f, 70);
     evb_store_destroy(&f->st);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    assert_int_equal(s_raw_count(ix, 'I'), 50);
     o.read_only_intent = false;
     f->st = s_open_o(&o);
-    assert_int_equal(s_info(f->st).format, 3);
+    assert_int_equal(s_info(f->st).format, 4);
+    s_batch_free(&b);
+}
+
+static void test_format2_log_becomes_format4(void **state)
+{
+    s_old_format_becomes_4(*state, 2);
+}
+
+static void test_format3_log_becomes_format4(void **state)
+{
+    s_old_format_becomes_4(*state, 3);
 }
 
 /* Read-only (the evbus log tools), a stale index is not rebuilt: the log is
@@ -3350,6 +3522,8 @@ int main(void)
         T(test_append_retry_same_ids_is_duplicate),
         T(test_made_ids_given_back_manual),
         T(test_made_ids_given_back_thread),
+        T(test_sealed_ids_are_exact),
+        T(test_sealed_id_taken_by_a_caller),
         T(test_append_retry_after_reopen_indexed_manual),
         T(test_append_retry_after_reopen_unindexed_manual),
         T(test_append_retry_after_reopen_thread),
@@ -3407,7 +3581,8 @@ int main(void)
         T(test_index_runs),
         T(test_index_feed_equals_read_back),
         T(test_index_run_damaged),
-        T(test_format2_log_becomes_format3),
+        T(test_format2_log_becomes_format4),
+        T(test_format3_log_becomes_format4),
         T(test_index_past_the_head_is_rebuilt),
         T(test_stale_index_read_only),
         T(test_index_of_another_log_is_rebuilt),
