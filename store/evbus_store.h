@@ -125,7 +125,7 @@ typedef struct evb_append_result {
  * sets in each event: type, schema (0 means 1), payload (NULL means {}),
  * optionally id (zero: the store makes a UUIDv7 that also names the
  * event's place in this log, store/FORMAT.md "Sealed ids", and writes it
- * back once the event is staged; a failed check leaves it zero),
+ * back as the event is staged; an append its checks refuse leaves it zero),
  * correlation_id, causation_id, metadata, ts_us (0: now), and for copies
  * origin_log_id/origin_seq. The store sets stream, service, log_id, seq,
  * version (written back into events[] on success; the string pointers it

@@ -365,7 +365,7 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
     leveldb_compact_range(st->db, NULL, 0, NULL, 0);
     st->format = EVB_STORE_FORMAT;
     st->ix_runs = true;
-    st_seal_init(st, seal.b);
+    if ((rc = st_seal_init(st, seal.b, err)) != EVB_OK) return rc;
     snprintf(st->service, sizeof st->service, "%s", service);
     return s_open_ix(st, err);
 }
@@ -395,8 +395,7 @@ static int s_upgrade(evb_store_t *st, evb_err *err)
     evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%sstore-made ids sealed)", st->dir,
             st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "");
     st->format = EVB_STORE_FORMAT;
-    st_seal_init(st, seal.b);
-    return EVB_OK;
+    return st_seal_init(st, seal.b, err);
 }
 
 static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err *err)
@@ -485,8 +484,9 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
                                "16 bytes",
                                st->dir);
         }
-        st_seal_init(st, (const uint8_t *)v);
+        rc = st_seal_init(st, (const uint8_t *)v, err);
         leveldb_free(v);
+        if (rc != EVB_OK) return rc;
     } else if (st->format >= 2 && !st->read_only && (rc = s_upgrade(st, err)) != EVB_OK) {
         return rc;
     }

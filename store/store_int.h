@@ -150,6 +150,7 @@ struct evb_txn {
     txn_id *ids;
     size_t nids, cap_ids;
     bool failed; /* a staged step failed: commit refuses */
+    bool sealed_ahead; /* a staged caller id is the sealed id of a seq to come */
     bool plain;  /* made by evb_store_append (names its crash points) */
     struct {
         evb_txn_end_fn fn;
@@ -176,7 +177,10 @@ struct evb_store {
     uint32_t format;
     bool ix_runs; /* the indexer writes runs (format >= 3) */
     bool seal_on; /* the store makes sealed ids (format >= 4; idseal.c) */
+    uint32_t seal_nonce; /* 26 bits, drawn at open */
     uint64_t seal_rk[6];
+    uint8_t rnd[64 * EVB_ID_LEN]; /* random bytes for ids, used from the end */
+    size_t rnd_left;
     char service[EVB_MAX_SERVICE_LEN + 1];
     evb_sync sync;
     unsigned group_ms;
@@ -319,13 +323,15 @@ int st_id_fresh(evb_store_t *st, const evb_id *id, bool *fresh, evb_err *err);
 
 /* Sealed ids (idseal.c): ids the store makes that decipher to their seq. */
 #define ST_SEAL_MAX_SEQ (1ull << 48)
-void st_seal_init(evb_store_t *st, const uint8_t key[EVB_ID_LEN]);
+int st_seal_init(evb_store_t *st, const uint8_t key[EVB_ID_LEN], evb_err *err);
 /* Make the sealed id of seq at Unix time ms; false (id untouched) when the
  * log makes none (format < 4, seq out of range). */
 bool st_id_seal(const evb_store_t *st, uint64_t seq, uint64_t ms, evb_id *id);
 /* The seq an id would be the sealed id of, or 0: then it is no sealed id of
  * this log. Otherwise it is one only if the event at that seq has it. */
 uint64_t st_id_unseal(const evb_store_t *st, const evb_id *id);
+/* A random UUIDv7 of time ms (a pooled getrandom). */
+int st_id_random_v7(evb_store_t *st, uint64_t ms, evb_id *id, evb_err *err);
 /* Is id the sealed id of the event at seq? */
 static inline bool st_id_sealed_at(const evb_store_t *st, const evb_id *id, uint64_t seq)
 {

@@ -51,7 +51,7 @@ evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err)
     tx->st = st;
     tx->next_seq = atomic_load(&st->head) + 1;
     tx->nstreams = tx->nids = 0;
-    tx->failed = tx->plain = false;
+    tx->failed = tx->plain = tx->sealed_ahead = false;
     tx->nhooks = 0;
     st->open_txn = tx;
     return tx;
@@ -123,31 +123,29 @@ static int s_cmp_id(const void *a, const void *b)
 
 /* The id of an event appended without one: its sealed id (idseal.c), or a
  * random UUIDv7 (RFC 9562: 48-bit Unix time in ms, then 74 random bits)
- * where it cannot be sealed: a format 3 log, a seq this process sealed
+ * where it cannot be sealed: a format 1 log, a seq this open store sealed
  * before (in a transaction that did not commit), or a sealed id that is
- * already stored as a caller's (then the caller chose it knowing the log's
- * key, or one chance in 2^74 came true). *sealed says which. */
-static int s_make_id(evb_store_t *st, uint64_t seq, uint64_t ms, evb_id *id, bool *sealed,
+ * stored or staged as a caller's (then the caller chose it knowing the
+ * log's key, or kept it from a transaction that did not commit). *sealed
+ * says which; id is written only on success. */
+static int s_make_id(evb_txn_t *tx, uint64_t seq, uint64_t ms, evb_id *id, bool *sealed,
                      evb_err *err)
 {
+    evb_store_t *st = tx->st;
+    evb_id cand;
     *sealed = false;
-    if (seq > st->sealed_upto && st_id_seal(st, seq, ms, id)) {
+    if (seq > st->sealed_upto && st_id_seal(st, seq, ms, &cand)) {
         st->sealed_upto = seq;
         bool fresh;
-        int rc = st_id_fresh(st, id, &fresh, err);
+        int rc = st_id_fresh(st, &cand, &fresh, err);
         if (rc != EVB_OK) return rc;
-        if (fresh) {
+        if (fresh && (!tx->sealed_ahead || s_txn_id(tx, &cand) == NULL)) {
+            *id = cand;
             *sealed = true;
             return EVB_OK;
         }
     }
-    int rc = evb_id_random(id, err);
-    if (rc != EVB_OK) return rc;
-    for (int k = 0; k < 6; k++)
-        id->b[k] = (uint8_t)(ms >> (40 - 8 * k));
-    id->b[6] = (uint8_t)(0x70 | (id->b[6] & 0x0f)); /* version 7 */
-    id->b[8] = (uint8_t)(0x80 | (id->b[8] & 0x3f)); /* variant 10 */
-    return EVB_OK;
+    return st_id_random_v7(st, ms, id, err);
 }
 
 /* Checks that the events an append was given are well-formed and that no id
@@ -420,9 +418,12 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
          * given back from a transaction that did not commit): the index
          * treats every id the same way, whoever made it. */
         bool sealed = false;
-        if (!made[i])
-            sealed = st_id_sealed_at(st, &ev->id, ev->seq);
-        else if ((rc = s_make_id(st, ev->seq, ms, &ev->id, &sealed, err)) != EVB_OK) {
+        if (!made[i]) {
+            uint64_t at = st_id_unseal(st, &ev->id);
+            sealed = at == ev->seq;
+            /* made later in this transaction? (a random id: odds 2^-24) */
+            tx->sealed_ahead |= at > ev->seq && at - ev->seq <= (1u << 24);
+        } else if ((rc = s_make_id(tx, ev->seq, ms, &ev->id, &sealed, err)) != EVB_OK) {
             tx->failed |= i > 0;
             goto out;
         }

@@ -1301,10 +1301,12 @@ static void test_sealed_ids_are_exact(void **state)
     s_batch_free(&again);
 }
 
-/* The sealed id the store would make that a caller stored first (it knew
- * the key, or chance): the store makes a random id instead, and both are
- * found where they are. The time in made ids is fixed (EVB_TEST_ID_MS) so
- * that the sealed id of a seq is known before it is made. */
+/* The sealed id the store would make that a caller stored first, or staged
+ * earlier in the same batch (it knew the key, or kept the id from a
+ * transaction that did not commit): the store makes a random id instead,
+ * and both are found where they are. The time and the nonce in made ids are
+ * fixed (EVB_TEST_ID_MS) so that the sealed id of a seq is known before it
+ * is made. */
 static void test_sealed_id_taken_by_a_caller(void **state)
 {
     fx_t *f = *state;
@@ -1325,13 +1327,25 @@ static void test_sealed_id_taken_by_a_caller(void **state)
     assert_int_equal(r.first_seq, 2);
     batch_t made;
     s_made_batch(f, "show-2", 1, true, &made); /* seq 3 */
-    unsetenv("EVB_TEST_ID_MS");
     assert_memory_not_equal(made.ev[0].id.b, seen.ev[1].id.b, EVB_ID_LEN);
-    assert_int_equal(s_find(f, &seen.ev[1].id), 2);
-    assert_int_equal(s_find(f, &made.ev[0].id), 3);
-    s_index_all(f->st);
-    assert_int_equal(s_find(f, &seen.ev[1].id), 2);
-    assert_int_equal(s_find(f, &made.ev[0].id), 3);
+    /* The same in one batch: seq 5's sealed id staged by the caller at 4. */
+    batch_t seen2, mixed;
+    s_made_batch(f, "show-1", 2, false, &seen2); /* the sealed ids of 4 and 5 */
+    s_reopen(f, EVB_INDEX_MANUAL);
+    s_batch(&mixed, 2, "seat.reserved", 0);
+    mixed.ev[0].id = seen2.ev[1].id;
+    assert_int_equal(evb_store_append(f->st, "show-3", EVB_EXPECT_ANY, mixed.ev, 2, &r, &err),
+                     EVB_OK);
+    unsetenv("EVB_TEST_ID_MS");
+    assert_int_equal(r.first_seq, 4);
+    assert_memory_not_equal(mixed.ev[1].id.b, seen2.ev[1].id.b, EVB_ID_LEN);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(s_find(f, &seen.ev[1].id), 2);
+        assert_int_equal(s_find(f, &made.ev[0].id), 3);
+        assert_int_equal(s_find(f, &seen2.ev[1].id), 4);
+        assert_int_equal(s_find(f, &mixed.ev[1].id), 5);
+        s_index_all(f->st);
+    }
     uint64_t problems = 99;
     if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
         fail_msg("verify: %s", err.msg);
@@ -1339,6 +1353,8 @@ static void test_sealed_id_taken_by_a_caller(void **state)
     s_batch_free(&seen);
     s_batch_free(&taken);
     s_batch_free(&made);
+    s_batch_free(&seen2);
+    s_batch_free(&mixed);
 }
 
 static void test_append_partial_retry_is_epartial(void **state)
