@@ -7,12 +7,12 @@
  *    entry may be evicted only once the indexer covers its last event, so a
  *    miss is always answered by the stream index. The cache is swept, not
  *    LRU-ordered: simple, and bounded by the indexer's lag.
- *  - Duplicate ids: an exact map of the caller-given ids the indexer may not
- *    have covered yet (swept the same way), then a Bloom filter of every id,
- *    then the id index only when the filter says "maybe". A new random id
- *    costs two hash probes and no LevelDB read. Ids the store makes are
- *    sealed (idseal.c): they stay out of the map and the filter, and a
- *    lookup finds them by deciphering them and reading their one event.
+ *  - Duplicate ids: ids the store makes are sealed (idseal.c): a lookup
+ *    deciphers the id and reads that one event. Other ids: a Bloom filter
+ *    of every caller-given id, and only when it says "maybe" an exact map
+ *    of those the indexer may not have covered yet (swept the same way),
+ *    then the id index. A new random id costs one filter probe and no
+ *    LevelDB read.
  *  - The owner thread alone reads and writes this state (the indexer only
  *    moves st->indexed forward), so none of it takes a lock.
  */
@@ -207,10 +207,12 @@ static int s_sealed_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb
 int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
 {
     *seq = 0;
-    if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
     int rc = s_sealed_lookup(st, id, seq, err);
     if (rc != EVB_OK || *seq != 0) return rc;
+    /* The filter holds every id of the tail set too: a new id costs it
+     * alone (one cache miss). */
     if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
+    if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
     /* An id the tail set had no memory for may not be indexed yet: the
      * index must first cover it. */
     if (st->lost_upto > atomic_load(&st->indexed)) {
