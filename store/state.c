@@ -154,6 +154,7 @@ int st_note_event(evb_store_t *st, const evb_id *id, const char *stream, uint64_
         if (idset_put(&st->tail_ids, id, seq, atomic_load(&st->indexed)) != 0)
             return EVB_ENOMEM;
         st_bloom_add(&st->ids, id);
+        st_note_caller_id(st, id);
     }
     return st_note_stream(st, stream, version, seq, cat, 1);
 }

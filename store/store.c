@@ -584,6 +584,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         atomic_store(&st->indexed, head);
         ix = head;
     }
+    st->caller_ms_max = 0; /* from the id entries and the tail, below */
     if (!st->read_only) {
         /* Sized for the id entries (sealed ids have none: a format 4 log of
          * made ids has next to none), from their bytes on disk. */
@@ -605,6 +606,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                 evb_id id;
                 memcpy(id.b, k + 1, EVB_ID_LEN);
                 st_bloom_add(&st->ids, &id);
+                st_note_caller_id(st, &id);
             }
         }
         leveldb_iter_destroy(it);

@@ -199,6 +199,7 @@ struct evb_store {
     hmap streams;   /* stream -> a = version, b = seq of its last event */
     idset tail_ids; /* ids the caller gave, possibly not yet indexed */
     uint64_t sealed_upto; /* highest seq given a sealed id in this process */
+    uint64_t caller_ms_max; /* highest time prefix of an id in the log not sealed */
     uint64_t lost_upto;   /* last seq of a caller id tail_ids had no memory for */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
@@ -332,6 +333,23 @@ bool st_id_seal(const evb_store_t *st, uint64_t seq, uint64_t ms, evb_id *id);
 uint64_t st_id_unseal(const evb_store_t *st, const evb_id *id);
 /* A random UUIDv7 of time ms (a pooled getrandom). */
 int st_id_random_v7(evb_store_t *st, uint64_t ms, evb_id *id, evb_err *err);
+/* The first 48 bits of an id: a UUIDv7's time in ms. */
+static inline uint64_t st_id_ms(const evb_id *id)
+{
+    uint64_t ms = 0;
+    for (int k = 0; k < 6; k++)
+        ms = (ms << 8) | id->b[k];
+    return ms;
+}
+
+/* Note an id the log holds that is not sealed (it may equal a sealed id
+ * the store makes only if their times match). */
+static inline void st_note_caller_id(evb_store_t *st, const evb_id *id)
+{
+    uint64_t ms = st_id_ms(id);
+    if (ms > st->caller_ms_max) st->caller_ms_max = ms;
+}
+
 /* Is id the sealed id of the event at seq? */
 static inline bool st_id_sealed_at(const evb_store_t *st, const evb_id *id, uint64_t seq)
 {

@@ -136,8 +136,11 @@ static int s_make_id(evb_txn_t *tx, uint64_t seq, uint64_t ms, evb_id *id, bool 
     *sealed = false;
     if (seq > st->sealed_upto && st_id_seal(st, seq, ms, &cand)) {
         st->sealed_upto = seq;
-        bool fresh;
-        int rc = st_id_fresh(st, &cand, &fresh, err);
+        /* A stored id can be this one only if it is not sealed and has its
+         * time: none has, in a log of made ids or of ids from the past (an
+         * upgraded log's, a mirror's), and the filter is not asked. */
+        bool fresh = true;
+        int rc = ms > st->caller_ms_max ? EVB_OK : st_id_fresh(st, &cand, &fresh, err);
         if (rc != EVB_OK) return rc;
         if (fresh && (!tx->sealed_ahead || s_txn_id(tx, &cand) == NULL)) {
             *id = cand;
@@ -506,6 +509,7 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
                 st->lost_upto = ti->seq;
             }
             st_bloom_add(&st->ids, &ti->id);
+            st_note_caller_id(st, &ti->id);
         }
         for (size_t i = 0; i < tx->nstreams; i++) {
             const txn_stream *ts = &tx->streams[i];
