@@ -609,7 +609,19 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                 st_note_caller_id(st, &id);
             }
         }
+        /* A scan cut short would leave ids out of the filter: duplicates
+         * accepted. The index is derived: removing it rebuilds it. */
+        char *ie = NULL;
+        leveldb_iter_get_error(it, &ie);
         leveldb_iter_destroy(it);
+        if (ie != NULL) {
+            char what[PATH_MAX + 96];
+            snprintf(what, sizeof what,
+                     "reading the id index at open (it is derived: remove %s/index to "
+                     "rebuild it)",
+                     st->dir);
+            return st_ldb_err(st, ie, what, err);
+        }
     }
     /* Category heads and counts: the indexer's stats, then the tail. */
     int crc;
@@ -645,7 +657,16 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         }
     }
     evb_event_clear(&ev);
+    char *ie = NULL;
+    leveldb_iter_get_error(it, &ie);
     leveldb_iter_destroy(it);
+    if (ie != NULL && rc == EVB_OK && !st->read_only)
+        return st_ldb_err(st, ie, "reading the log's tail at open", err);
+    if (ie != NULL) {
+        if (st->read_only)
+            evb_log(EVB_LOG_WARN, "%s: reading the log's tail: %s", st->dir, ie);
+        leveldb_free(ie);
+    }
     return rc;
 }
 

@@ -140,7 +140,8 @@ static int s_make_id(evb_txn_t *tx, uint64_t seq, uint64_t ms, evb_id *id, bool 
          * time: none has, in a log of made ids or of ids from the past (an
          * upgraded log's, a mirror's), and the filter is not asked. */
         bool fresh = true;
-        int rc = ms > st->caller_ms_max ? EVB_OK : st_id_fresh(st, &cand, &fresh, err);
+        int rc = st_id_ms(&cand) > st->caller_ms_max ? EVB_OK
+                                                     : st_id_fresh(st, &cand, &fresh, err);
         if (rc != EVB_OK) return rc;
         if (fresh && (!tx->sealed_ahead || s_txn_id(tx, &cand) == NULL)) {
             *id = cand;
