@@ -1235,6 +1235,17 @@ static uint64_t s_find(fx_t *f, const evb_id *id)
     return seq;
 }
 
+/* verify finds nothing wrong with the open store. */
+static void s_verify_clean(evb_store_t *st)
+{
+    evb_err err;
+    evb_err_clear(&err);
+    uint64_t problems = 99;
+    if (evb_store_verify(st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
+        fail_msg("verify: %s", err.msg);
+    assert_int_equal(problems, 0);
+}
+
 /* Sealed ids are exact: another log's made ids, a made id with one bit
  * changed and the ids of a transaction that did not commit are not found;
  * the seqs of that transaction get other ids when they come round again,
@@ -1286,10 +1297,7 @@ static void test_sealed_ids_are_exact(void **state)
     assert_int_equal(s_find(f, &theirs.ev[2].id), 8);
     assert_int_equal(s_find(f, &aborted.ev[1].id), 10);
     s_index_all(f->st);
-    uint64_t problems = 99;
-    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
-        fail_msg("verify: %s", err.msg);
-    assert_int_equal(problems, 0);
+    s_verify_clean(f->st);
     evb_store_destroy(&f->st);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
@@ -1346,10 +1354,7 @@ static void test_sealed_id_taken_by_a_caller(void **state)
         assert_int_equal(s_find(f, &mixed.ev[1].id), 5);
         s_index_all(f->st);
     }
-    uint64_t problems = 99;
-    if (evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err) != EVB_OK)
-        fail_msg("verify: %s", err.msg);
-    assert_int_equal(problems, 0);
+    s_verify_clean(f->st);
     s_batch_free(&seen);
     s_batch_free(&taken);
     s_batch_free(&made);
