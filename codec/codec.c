@@ -12,6 +12,7 @@
 #include "codec_int.h"
 #include "mpread.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +569,138 @@ static int s_parse(const void *buf, size_t len, evb_event_t *ev, env_views *vw,
     return EVB_OK;
 }
 
+/* ---- the fast pass: the envelope as evb__event_encode_checked writes it ----
+ *
+ * Every envelope this library writes has one spelling: array16 of 17, the
+ * smallest uint for each number, fixstr or str8 for names, bin8 of 16 for
+ * ids, nil for what is absent. s_parse_fast reads that spelling with direct
+ * byte tests instead of the general reader (whose per-field dispatch was
+ * about half of a decode) and makes the same checks as s_parse. It says
+ * "no" to anything else, valid or not, and s_parse then decides and names
+ * what is wrong: so it can only be faster, never more lenient
+ * (tests/unit/test_codec.c and fuzz_decode compare the two). */
+
+static inline bool s_f_uint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p == end) return false;
+    uint8_t b = *p;
+    if (b <= 0x7f) {
+        *out = b;
+        *pp = p + 1;
+        return true;
+    }
+    if (b < 0xcc || b > 0xcf) return false;
+    size_t n = (size_t)1 << (b - 0xcc);
+    if ((size_t)(end - p) < 1 + n) return false;
+    uint64_t v = 0;
+    for (size_t i = 1; i <= n; i++)
+        v = (v << 8) | p[i];
+    *out = v;
+    *pp = p + 1 + n;
+    return true;
+}
+
+static inline bool s_f_id(const uint8_t **pp, const uint8_t *end, bool nil_ok, evb_id *out)
+{
+    const uint8_t *p = *pp;
+    if (p == end) return false;
+    if (p[0] == 0xc0 && nil_ok) {
+        memset(out, 0, sizeof *out);
+        *pp = p + 1;
+        return true;
+    }
+    if ((size_t)(end - p) < 2 + EVB_ID_LEN || p[0] != 0xc4 || p[1] != EVB_ID_LEN)
+        return false;
+    memcpy(out->b, p + 2, EVB_ID_LEN);
+    if (!nil_ok && evb_id_is_zero(out)) return false;
+    *pp = p + 2 + EVB_ID_LEN;
+    return true;
+}
+
+static inline bool s_f_name(const uint8_t **pp, const uint8_t *end, enum name_kind k,
+                            const char **s, uint32_t *len)
+{
+    const uint8_t *p = *pp;
+    if (p == end) return false;
+    size_t n, hdr;
+    if ((p[0] & 0xe0) == 0xa0) {
+        n = p[0] & 0x1f;
+        hdr = 1;
+    } else if (p[0] == 0xd9 && end - p >= 2) {
+        n = p[1];
+        hdr = 2;
+    } else {
+        return false;
+    }
+    if ((size_t)(end - p) < hdr + n) return false;
+    const char *str = (const char *)p + hdr;
+    if (s_check_name(k, str, n, NULL, NULL) != EVB_OK) return false;
+    if (k == NAME_STREAM && s_category_len(str, n) > EVB_MAX_CATEGORY_LEN) return false;
+    *s = str;
+    *len = (uint32_t)n;
+    *pp = p + hdr + n;
+    return true;
+}
+
+/* A map (or nil when nil_ok) of at most EVB_MAX_PAYLOAD_BYTES. */
+static inline bool s_f_map(const uint8_t **pp, const uint8_t *end, bool nil_ok,
+                           const void **view, size_t *len)
+{
+    const uint8_t *p = *pp;
+    if (p == end) return false;
+    if (p[0] == 0xc0 && nil_ok) {
+        *view = NULL;
+        *len = 0;
+        *pp = p + 1;
+        return true;
+    }
+    if ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf) return false;
+    mp_cur c = {p, end};
+    if (mp_skip(&c, EVB_MAX_DEPTH) != MP_OK) return false;
+    size_t n = (size_t)(c.p - p);
+    if (n > EVB_MAX_PAYLOAD_BYTES) return false;
+    *view = p;
+    *len = n;
+    *pp = c.p;
+    return true;
+}
+
+static bool s_parse_fast(const void *buf, size_t len, evb_event_t *ev, env_views *vw)
+{
+    const uint8_t *p = buf, *const end = p + len;
+    uint64_t u;
+    if (len > EVB_MAX_EVENT_BYTES || len < 4 || p[0] != 0xdc || p[1] != 0 ||
+        p[2] != ENV_FIELDS || p[3] != EVB_ENVELOPE_VERSION)
+        return false;
+    p += 4;
+    if (!s_f_id(&p, end, false, &ev->id) ||
+        !s_f_name(&p, end, NAME_SERVICE, &vw->service, &vw->service_len) ||
+        !s_f_id(&p, end, false, &ev->log_id) || !s_f_uint(&p, end, &ev->seq) ||
+        ev->seq == 0 || !s_f_name(&p, end, NAME_STREAM, &vw->stream, &vw->stream_len) ||
+        !s_f_uint(&p, end, &ev->version) || ev->version == 0 ||
+        !s_f_name(&p, end, NAME_TYPE, &vw->type, &vw->type_len) ||
+        !s_f_uint(&p, end, &u) || u == 0 || u > UINT32_MAX)
+        return false;
+    ev->schema = (uint32_t)u;
+    if (!s_f_uint(&p, end, &u) || u > (uint64_t)INT64_MAX) return false; /* ts >= 0 */
+    ev->ts_us = (int64_t)u;
+    if (!s_f_id(&p, end, true, &ev->correlation_id) ||
+        !s_f_id(&p, end, true, &ev->causation_id) ||
+        !s_f_map(&p, end, false, &vw->payload, &vw->payload_len) ||
+        !s_f_map(&p, end, true, &vw->metadata, &vw->metadata_len) ||
+        !s_f_id(&p, end, true, &ev->origin_log_id) ||
+        !s_f_uint(&p, end, &ev->origin_seq))
+        return false;
+    if (vw->metadata != NULL && vw->payload_len + vw->metadata_len > EVB_MAX_PAYLOAD_BYTES)
+        return false;
+    if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id)) return false;
+    const void *ext;
+    size_t ext_len;
+    if (!s_f_map(&p, end, true, &ext, &ext_len)) return false;
+    return p == end;
+}
+
 /* Pass 2: copy the views into ev's block (grown if needed). */
 static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
 {
@@ -610,7 +743,8 @@ static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
     return EVB_OK;
 }
 
-int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
+static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast,
+                         evb_err *err)
 {
     if (buf == NULL) /* also for len 0: NULL + 0 is undefined in C */
         return evb_err_set(err, EVB_EDECODE, "envelope: no bytes (NULL buffer)");
@@ -621,7 +755,12 @@ int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err 
     ev->priv.cap = cap;
     env_views vw;
     memset(&vw, 0, sizeof vw);
-    int rc = s_parse(buf, len, ev, &vw, err);
+    int rc = EVB_OK;
+    if (!fast || !s_parse_fast(buf, len, ev, &vw)) {
+        memset(ev, 0, offsetof(evb_event_t, priv)); /* what the fast pass left */
+        memset(&vw, 0, sizeof vw);
+        rc = s_parse(buf, len, ev, &vw, err);
+    }
     if (rc == EVB_OK) rc = s_fill(ev, &vw, err);
     if (rc != EVB_OK) { /* s_fill only replaces the block when it succeeds */
         block = ev->priv.block;
@@ -631,6 +770,16 @@ int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err 
         ev->priv.cap = cap;
     }
     return rc;
+}
+
+int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
+{
+    return s_decode_into(buf, len, ev, true, err);
+}
+
+int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
+{
+    return s_decode_into(buf, len, ev, false, err);
 }
 
 int evb_event_decode(const void *buf, size_t len, evb_event_t **out, evb_err *err)

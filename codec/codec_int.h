@@ -15,6 +15,11 @@
  * Same output as evb_event_encode. */
 int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err);
 
+/* evb_event_decode_into without its fast pass (codec.c): the general reader
+ * alone, which the tests hold the fast pass to (same result for every
+ * input). Not for production code. */
+int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err);
+
 /* Test hook shared by the bus (the store has its own, per store): SIGKILL
  * the process the n-th time a point named by EVB_CRASH_POINT is reached
  * (EVB_CRASH_AFTER=n, default 1). Compiled to nothing without

@@ -196,64 +196,81 @@ int mp_next(mp_cur *c, mp_val *v)
     }
 }
 
-/* Bytes of the scalar at c whose size its first one or two bytes tell
- * (ints, floats, nil, bools, str up to 255 bytes: what payloads are mostly
- * made of), when they are all there; 0 for anything else, which mp_next
- * reads (and names the error of). */
-static inline size_t s_scalar_size(const mp_cur *c)
-{
-    size_t left = mp_left(c), n;
-    if (left == 0) return 0;
-    uint8_t b = c->p[0];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        n = 1;
-    else if ((b & 0xe0) == 0xa0)
-        n = 1 + (size_t)(b & 0x1f);
-    else if (b >= 0xcc && b <= 0xcf)
-        n = 1 + ((size_t)1 << (b - 0xcc));
-    else if (b >= 0xd0 && b <= 0xd3)
-        n = 1 + ((size_t)1 << (b - 0xd0));
-    else if (b == 0xca || b == 0xcb)
-        n = b == 0xca ? 5 : 9;
-    else if (b == 0xd9 && left >= 2)
-        n = 2 + (size_t)c->p[1];
-    else
-        return 0;
-    return n <= left ? n : 0;
-}
+/* Total bytes of a value that its first byte alone sizes: ints, nil, bools,
+ * floats, fixstr, fixext. 0 for the rest (containers, str8..32, bin, ext8..32,
+ * the reserved 0xc1), which need a look past the first byte. */
+static const uint8_t s_fixed_size[256] = {
+    /* 0x00-0x7f positive fixint */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70 */
+    /* 0x80-0x9f fixmap, fixarray: containers */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x80 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x90 */
+    /* 0xa0-0xbf fixstr: 1 + length */
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,          /* 0xa0 */
+    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, /* 0xb0 */
+    /* c0 nil, c1 -, c2 c3 bools, c4-c9 bin/ext, ca cb floats, cc-cf uints */
+    1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9, /* 0xc0 */
+    /* d0-d3 ints, d4-d8 fixext, d9-db str, dc dd array, de df map */
+    2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0, /* 0xd0 */
+    /* 0xe0-0xff negative fixint */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xe0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xf0 */
+};
 
-/* Iterative skip: a small stack of "elements still to read" per level, so a
- * hostile nesting cannot exhaust the C stack. Scalars are stepped over
- * without decoding them (about 18% of a store read went to mp_next). */
+/* Iterative skip: a small stack of "elements still to read" per enclosing
+ * level, so a hostile nesting cannot exhaust the C stack. A value that its
+ * first bytes size (the table above, plus str8 and bin8: what payloads are
+ * mostly made of) is stepped over without decoding it; the rest go through
+ * mp_next, which also names any error. The position stays in a register:
+ * with it in *c every element waited on a store and a reload, and that
+ * chain, not the tests, was most of a skip's time. */
 int mp_skip(mp_cur *c, unsigned max_depth)
 {
-    uint64_t pending[64];
+    uint64_t outer[64]; /* elements left at each enclosing level */
     if (max_depth > 63) max_depth = 63;
     unsigned depth = 0;
-    pending[0] = 1;
+    uint64_t left_here = 1; /* elements left at this level */
+    const uint8_t *p = c->p;
+    const uint8_t *const end = c->end;
     while (1) {
-        while (depth > 0 && pending[depth] == 0)
-            depth--;
-        if (pending[depth] == 0) return MP_OK;
-        pending[depth]--;
-        size_t n = s_scalar_size(c);
-        if (n > 0) {
-            c->p += n;
-            if (depth == 0 && pending[0] == 0) return MP_OK;
+        if (left_here == 0) {
+            if (depth == 0) break;
+            left_here = outer[--depth];
             continue;
         }
+        left_here--;
+        size_t avail = (size_t)(end - p);
+        if (avail > 0) {
+            uint8_t b = p[0];
+            size_t n = s_fixed_size[b];
+            if (n == 0 && (b == 0xd9 || b == 0xc4) && avail >= 2) n = 2 + (size_t)p[1];
+            if (n != 0 && n <= avail) {
+                p += n;
+                continue;
+            }
+        }
+        c->p = p;
         mp_val v;
         int rc = mp_next(c, &v);
         if (rc != MP_OK) return rc;
-        if ((v.type == MP_ARRAY || v.type == MP_MAP) && v.v.n > 0) {
+        p = c->p;
+        if (v.type == MP_ARRAY || v.type == MP_MAP) {
             if (depth + 1 > max_depth) return MP_TOO_DEEP;
-            depth++;
-            pending[depth] = (v.type == MP_MAP) ? 2ull * v.v.n : v.v.n;
-        } else if ((v.type == MP_ARRAY || v.type == MP_MAP) && depth + 1 > max_depth) {
-            return MP_TOO_DEEP;
+            if (v.v.n > 0) {
+                outer[depth++] = left_here;
+                left_here = (v.type == MP_MAP) ? 2ull * v.v.n : v.v.n;
+            }
         }
-        if (depth == 0 && pending[0] == 0) return MP_OK;
     }
+    c->p = p;
+    return MP_OK;
 }
 
 const char *mp_rc_str(int rc)

@@ -1144,6 +1144,166 @@ static void test_single_byte_mutations_never_crash(void **state)
     evb_buf_free(&out);
 }
 
+/* ---- the fast pass against the general reader ----
+ * evb_event_decode_into reads the envelope's one canonical spelling with a
+ * fast pass and hands everything else to the general reader. The fast pass
+ * must never decide differently: same code, same message, same event. The
+ * general reader alone is libevbus's internal evb__event_decode_general
+ * (codec/codec_int.h; this test links the static library). */
+int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err);
+
+static void s_fast_agrees(const void *buf, size_t len)
+{
+    evb_event_t a = {0}, b = {0};
+    evb_err ea, eb;
+    evb_err_clear(&ea);
+    evb_err_clear(&eb);
+    int ra = evb_event_decode_into(buf, len, &a, &ea);
+    int rb = evb__event_decode_general(buf, len, &b, &eb);
+    if (ra != rb)
+        fail_msg("decode_into %d (%s), general reader %d (%s)", ra, ea.msg, rb, eb.msg);
+    if (ra == EVB_OK) {
+        s_assert_event_eq(&a, &b);
+        s_assert_str_eq(a.category, b.category);
+    } else {
+        assert_string_equal(ea.msg, eb.msg);
+    }
+    evb_event_clear(&a);
+    evb_event_clear(&b);
+}
+
+static uint64_t s_rand(uint64_t *x) /* splitmix64 */
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void test_fast_pass_agrees_with_general_reader(void **state)
+{
+    (void)state;
+    /* Every byte of three envelopes set to every value, then random 1-4 byte
+     * damage and cuts: the fast pass sees its own spelling with every field
+     * broken in every way one byte can break it. */
+    evb_event_t evs[3] = {s_full_event(), s_min_event(), s_full_event()};
+    evs[2].metadata = NULL;
+    evs[2].origin_log_id = (evb_id){{0}};
+    evs[2].origin_seq = 0;
+    evs[2].seq = 1ull << 40; /* a uint64 seq, a str8 stream */
+    evs[2].stream = "show-0123456789abcdefghijklmnopqrstuvwxyz";
+    uint64_t seed = 0x5eed;
+    size_t decoded = 0;
+    for (size_t e = 0; e < 3; e++) {
+        evb_buf out = {0};
+        s_encode_ok(&evs[e], &out);
+        s_fast_agrees(out.data, out.len);
+        uint8_t *copy = malloc(out.len);
+        assert_non_null(copy);
+        for (size_t i = 0; i < out.len; i++) {
+            for (unsigned v = 0; v < 256; v++) {
+                memcpy(copy, out.data, out.len);
+                copy[i] = (uint8_t)v;
+                s_fast_agrees(copy, out.len);
+                decoded++;
+            }
+        }
+        for (unsigned k = 0; k < 20000; k++) {
+            memcpy(copy, out.data, out.len);
+            unsigned n = 1 + (unsigned)(s_rand(&seed) % 4);
+            for (unsigned j = 0; j < n; j++)
+                copy[s_rand(&seed) % out.len] = (uint8_t)s_rand(&seed);
+            size_t len = (s_rand(&seed) % 8 == 0) ? s_rand(&seed) % out.len : out.len;
+            s_fast_agrees(copy, len);
+            decoded++;
+        }
+        free(copy);
+        evb_buf_free(&out);
+    }
+    assert_true(decoded > 100000);
+}
+
+static void test_fast_pass_keeps_the_size_limit(void **state)
+{
+    (void)state;
+    /* Canonical in every field and each part within its own limit, but an
+     * 8 KiB extensions map after a payload at its limit makes the envelope
+     * larger than EVB_MAX_EVENT_BYTES: refused, by both readers alike. */
+    size_t plen = EVB_MAX_PAYLOAD_BYTES;
+    uint8_t *payload = malloc(plen);
+    assert_non_null(payload);
+    size_t body = plen - 1 - 2 - 5; /* fixmap, fixstr "p", bin32 header */
+    payload[0] = 0x81;
+    payload[1] = 0xa1;
+    payload[2] = 'p';
+    payload[3] = 0xc6;
+    for (int i = 0; i < 4; i++)
+        payload[4 + i] = (uint8_t)(body >> (8 * (3 - i)));
+    memset(payload + 8, 'x', body);
+    evb_event_t ev = s_min_event();
+    ev.payload = payload;
+    ev.payload_len = plen;
+    evb_buf out = {0};
+    s_encode_ok(&ev, &out);
+    size_t ext_len = 3 + 3 + 8192; /* {"e": bin16 of 8192} */
+    uint8_t *big = malloc(out.len - 1 + ext_len);
+    assert_non_null(big);
+    memcpy(big, out.data, out.len - 1); /* all but the nil extensions */
+    uint8_t *x = big + out.len - 1;
+    x[0] = 0x81;
+    x[1] = 0xa1;
+    x[2] = 'e';
+    x[3] = 0xc5;
+    x[4] = 0x20;
+    x[5] = 0x00;
+    memset(x + 6, 'y', 8192);
+    size_t len = out.len - 1 + ext_len;
+    assert_true(len > EVB_MAX_EVENT_BYTES);
+    s_decode_fails(big, len, EVB_ETOOBIG, NULL);
+    s_fast_agrees(big, len);
+    free(big);
+    evb_buf_free(&out);
+    free(payload);
+}
+
+static void test_other_spellings_decode_alike(void **state)
+{
+    (void)state;
+    /* The same envelope with its array header as array32 and its seq as a
+     * uint64: the fast pass refuses both spellings, the general reader
+     * accepts them, and the event is the same. */
+    evb_event_t ev = s_full_event();
+    evb_buf out = {0};
+    s_encode_ok(&ev, &out);
+    assert_int_equal(((const uint8_t *)out.data)[0], 0xdc);
+    uint8_t *wide = malloc(out.len + 2);
+    assert_non_null(wide);
+    const uint8_t a32[5] = {0xdd, 0, 0, 0, 17};
+    memcpy(wide, a32, 5);
+    memcpy(wide + 5, (const uint8_t *)out.data + 3, out.len - 3);
+    evb_event_t *d = s_decode_ok(wide, out.len + 2);
+    s_assert_event_eq(&ev, d);
+    evb_event_destroy(&d);
+    s_fast_agrees(wide, out.len + 2);
+    free(wide);
+
+    /* seq 42 is one byte (0x2a) right after the log id's 18 bytes. */
+    const uint8_t *p = (const uint8_t *)out.data;
+    size_t at = 4 + 18 + 1 + strlen(ev.service) + 18;
+    assert_int_equal(p[at], 42);
+    uint8_t *u64 = malloc(out.len + 8);
+    assert_non_null(u64);
+    memcpy(u64, p, at);
+    const uint8_t seq[9] = {0xcf, 0, 0, 0, 0, 0, 0, 0, 42};
+    memcpy(u64 + at, seq, 9);
+    memcpy(u64 + at + 9, p + at + 1, out.len - at - 1);
+    d = s_decode_ok(u64, out.len + 8);
+    s_assert_event_eq(&ev, d);
+    evb_event_destroy(&d);
+    free(u64);
+    evb_buf_free(&out);
+}
+
 /* ---- JSON ---- */
 
 /* Render buf and compare with want. */
@@ -2032,6 +2192,9 @@ int main(void)
         cmocka_unit_test(test_huge_declared_counts_fail_fast),
         cmocka_unit_test(test_check_map_cases),
         cmocka_unit_test(test_single_byte_mutations_never_crash),
+        cmocka_unit_test(test_fast_pass_agrees_with_general_reader),
+        cmocka_unit_test(test_other_spellings_decode_alike),
+        cmocka_unit_test(test_fast_pass_keeps_the_size_limit),
         cmocka_unit_test(test_json_scalars),
         cmocka_unit_test(test_json_integers),
         cmocka_unit_test(test_json_floats),
