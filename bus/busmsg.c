@@ -478,13 +478,29 @@ void evb_wire_sub_sockopts(void *sub, void *dealer, int rcvhwm)
         zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(socks[i], ZMQ_MAXMSGSIZE, i == 0 ? &live_max : &page_max,
                        sizeof live_max);
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-        zmq_setsockopt(socks[i], ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
     }
+    /* ZMTP heartbeats on the DEALER only. On a SUB whose queue is full
+     * (a reader slower than the publisher), libzmq 4.3.4 aborts the process
+     * when the heartbeat times out (issue #3937: the timeout replaces the
+     * engine while its input is stopped). The DEALER holds no limit
+     * (RCVHWM 0), so its input never stops. A SUB's dead link is found by
+     * evbus heartbeats instead (evb_wire_sub_redial). */
+    zmq_setsockopt(dealer, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(dealer, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof tmo);
     zmq_setsockopt(sub, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     zmq_setsockopt(dealer, ZMQ_IMMEDIATE, &one, sizeof one);
     zmq_setsockopt(dealer, ZMQ_RCVHWM, &zero, sizeof zero);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, BM_TOPIC_HEARTBEAT, BM_TOPIC_HEARTBEAT_LEN);
+}
+
+bool evb_wire_sub_redial(void *sub, const char *pub_ep)
+{
+    int events = 0;
+    size_t sz = sizeof events;
+    if (zmq_getsockopt(sub, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN))
+        return false; /* messages wait: the reader is behind, the link is alive */
+    (void)zmq_disconnect(sub, pub_ep); /* fails only if it was never connected */
+    return zmq_connect(sub, pub_ep) == 0;
 }
 
 int evb_wire_sub_connect(void *sub, void *dealer, const char *pub_ep, const char *cu_ep,

@@ -133,12 +133,23 @@ EVB_EXPORT int evb_wire_split(const void *buf, size_t len, evb_wire_view *views,
 /* ---- a subscriber's pair of sockets ---- */
 
 /* Socket options of a subscriber's connection to one publisher: both
- * sockets linger 0, ZMTP heartbeats (a dead or half-open connection is
- * noticed), a size cap (live messages are one event, catch-up replies one
- * page); sub gets rcvhwm and the heartbeat topic; dealer connects only when
- * ready and holds no queue (one outstanding fetch per feed bounds it).
- * Subscribing to events is the caller's. Call before connecting. */
+ * sockets linger 0 and have a size cap (live messages are one event,
+ * catch-up replies one page); sub gets rcvhwm and the heartbeat topic;
+ * dealer connects only when ready, holds no queue (one outstanding fetch per
+ * feed bounds it) and has ZMTP heartbeats (a dead or half-open connection is
+ * dropped and made again). sub has none: libzmq 4.3.4 aborts a process whose
+ * SUB queue is full when one times out (libzmq #3937); see
+ * evb_wire_sub_redial. Subscribing to events is the caller's. Call before
+ * connecting. */
 EVB_EXPORT void evb_wire_sub_sockopts(void *sub, void *dealer, int rcvhwm);
+
+/* A publisher sent no heartbeat for the caller's dead-after time: unless
+ * messages wait in sub (the reader is behind, not the link dead), drop sub's
+ * connection to pub_ep and dial again, so a half-open link (the publisher's
+ * host gone without a word) is replaced, as ZMTP heartbeats would have done.
+ * Subscriptions and security options stay with the socket. True when it
+ * dialled again. */
+EVB_EXPORT bool evb_wire_sub_redial(void *sub, const char *pub_ep);
 
 /* Connect sub to pub_ep and dealer to cu_ep. EVB_OK, or EVB_EINVAL naming
  * the endpoint that failed. */

@@ -1095,9 +1095,11 @@ static void s_timers(evb_sub_t *s)
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
         if (now - c->last_seen_us > (int64_t)s->o.dead_after_ms * 1000) {
-            /* Quiet for too long: ask again who is there (a restarted
+            /* Quiet for too long: dial the live endpoint again (its SUB has
+             * no ZMTP heartbeats), ask again who is there (a restarted
              * publisher may have a new log) and re-check every feed. */
             c->last_seen_us = now;
+            evb_wire_sub_redial(c->sub, c->pub_ep);
             s_hello(s, c);
         } else if (c->hello_req != 0 && now > c->hello_deadline) {
             s_hello(s, c);

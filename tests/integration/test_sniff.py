@@ -5,7 +5,7 @@
     test_sniff.py CASE EVBUS
 
 CASE is one of: live, from_start, filters, bad_args, record_replay, terminal,
-stats, gaps, restart. Endpoints are ipc:// paths in a fresh directory per run, so cases
+stats, gaps, restart, slow_reader. Endpoints are ipc:// paths in a fresh directory per run, so cases
 may run in parallel. Waits poll a condition (a line on a child's stderr or
 stdout) with a deadline; no sleep stands in for synchronisation. Exit code 77
 (skip) is not used: every case runs everywhere.
@@ -504,6 +504,55 @@ def case_gaps(env):
     log(f"{n} events, each once, after losses; stderr: {err.splitlines()[-1]}")
 
 
+def case_slow_reader(env):
+    """libzmq #3937, as issue 16 reproduced it: a sniffer whose output is
+    not read for 9 s (`sniff --json | (sleep 9; cat)`) while 20,000 events
+    go out, with a SUB queue of 20. Its SUB queue stays full for longer than
+    a ZMTP heartbeat timeout (3 s); with ZMTP heartbeats on the SUB, libzmq
+    aborted the process (exit 134). Required: it lives, exits 0 at --count,
+    and has printed every event once."""
+    d = env.path("log")
+    make_log(d, mixed(3))
+    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    n = 20000
+    errpath = env.path("sniff.err")
+    with open(errpath, "w") as errf:
+        # stdout is a pipe nobody reads yet: once its 64 KiB are full the
+        # sniffer blocks in write, and its SUB queue fills behind it.
+        p = subprocess.Popen(sniff(srv, "--json", "--rcvhwm", "20", "--count", str(n)),
+                             stdout=subprocess.PIPE, stderr=errf)
+    try:
+        deadline = time.monotonic() + 20 * SLOW
+        while "evbus sniff: live on" not in open(errpath).read():
+            check(p.poll() is None, f"sniff exited {p.returncode}: {open(errpath).read()}")
+            check(time.monotonic() < deadline, "sniff never went live")
+            time.sleep(0.02)
+        blocked_from = time.monotonic()
+        srv.append([ev_line(f"{CATS[i % 3]}-{i % 11}", "Added", {"i": i}) for i in range(n)])
+        deadline = time.monotonic() + 60 * SLOW
+        while srv.status()["published"] < 3 + n:
+            check(time.monotonic() < deadline, f"not all published: {srv.status()}")
+            time.sleep(0.05)
+        # The condition under test, not a synchronisation: the reader stays
+        # away for 9 s, three ZMTP heartbeat timeouts.
+        time.sleep(max(0.0, blocked_from + 9 - time.monotonic()))
+        check(p.poll() is None, f"sniff died while its reader was away: exit "
+              f"{p.returncode} (-6 or 134: libzmq #3937); {open(errpath).read()[-2000:]}")
+        out, _ = p.communicate(timeout=120 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    err = open(errpath).read()
+    check(p.returncode == 0, f"sniff exit {p.returncode}: {err[-2000:]}")
+    got = [o["seq"] for o in json_out(out.decode().splitlines())]
+    check(len(got) == n and sorted(got) == list(range(4, 4 + n)),
+          f"printed {len(got)} events, missing {sorted(set(range(4, 4 + n)) - set(got))[:10]}")
+    srv.stop()
+    log(f"reader away 9 s with a full SUB queue: alive, {n} events each once; "
+        f"stderr: {err.splitlines()[-1]}")
+
+
 def case_restart(env):
     """The publisher stops; events are appended to its log meanwhile (never
     sent live); it comes back: heartbeats show the sniffer what it missed,
@@ -549,6 +598,7 @@ CASES = {
     "terminal": case_terminal,
     "stats": case_stats,
     "gaps": case_gaps,
+    "slow_reader": case_slow_reader,
 }
 
 

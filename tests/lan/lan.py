@@ -25,6 +25,15 @@ Cases:
                 the cut; every feed across the cut (reservation's, booking's,
                 the sniffer's) is seen dead and alive again; new TCP
                 connections across host 2's link; then the common checks.
+  host_lost     host 2 stops sending FIN and RST (nftables), booking is
+                killed and started again: the other hosts' SUB connections to
+                its old PUB socket stay half-open. Requires: they existed
+                after the restart; reservation's feed of booking is seen
+                silent for over 3.5 s and alive again, the sniffers' silent
+                for over 3 s, and each through a new connection (the
+                subscribers dial again after a silence of evbus heartbeats;
+                SUB sockets have no ZMTP heartbeats, libzmq #3937); then the
+                common checks.
   flap          veth-h2 goes down and up 10 times (random 0.2-2 s each way)
                 while clients book; the common checks.
   loss          an nftables rule in host 2's namespace drops 20% of the
@@ -248,6 +257,21 @@ class Lan:
                     passed += int(m.group(1))
         return dropped, passed
 
+    def drop_fin_rst(self, i):
+        """Host i's closing words never leave it: the other hosts keep their
+        connections to it open (half-open) whatever it does to its sockets."""
+        rules = """table inet evbmute {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" tcp flags & (fin | rst) != 0 counter drop
+  }
+}
+"""
+        run(self.exec_prefix(i) + ["nft", "-f", "-"], input=rules)
+
+    def allow_fin_rst(self, i):
+        run(self.exec_prefix(i) + ["nft", "delete", "table", "inet", "evbmute"], check=False)
+
     def remove_loss(self, i):
         run(self.exec_prefix(i) + ["nft", "delete", "table", "inet", "evbloss"], check=False)
 
@@ -445,11 +469,13 @@ class FeedTrack:
         self.max_age = 0
         self.outages = []  # longest heartbeat age of each dead period, ms
         self.cur = 0
+        self.last = None  # the latest heartbeat age, ms
         self.gaps = self.duplicates = 0
 
     def sample(self, age, live):
         if age is None or age < 0:
             return
+        self.last = age
         self.max_age = max(self.max_age, age)
         if age > DEAD_MS:
             self.dead = True
@@ -906,15 +932,34 @@ def wait_live(cl, timeout_s):
 SHOWS = [("s1", 120), ("s2", 120), ("s3", 150)]
 
 
-def case_partition(r):
-    lan, seed = r.lan, r.seed
+def start_watched(r, **load_kw):
+    """The start of a fault case: both services and the sniffers up, every
+    feed live, the monitor running from a baseline of connections, and the
+    load made (not started)."""
     cl = setup(r, SHOWS)
     shows = [s for s, _ in SHOWS]
     wait_live(cl, 30 * SLOW)
     mon = r.monitor(cl)
     mon.mark_baseline()
     mon.start()
-    load = r.load(cl, shows)
+    return cl, shows, mon, r.load(cl, shows, **load_kw)
+
+
+def finish_and_check(cl, shows, mon, load, n, after, t0):
+    """The end of a fault case: n more bookings through booking, the load
+    stopped, the common checks. (run seconds, results, feed tracks, report)."""
+    load.booking_open.set()
+    load.wait_accepted(n, "%d bookings after %s" % (n, after), 120 * SLOW)
+    load.finish()
+    run_s = time.monotonic() - t0
+    res = check_everything(cl, load, shows, mon)
+    tracks, parts = feeds_report(mon, cl)
+    return run_s, res, tracks, parts
+
+
+def case_partition(r):
+    lan, seed = r.lan, r.seed
+    cl, shows, mon, load = start_watched(r)
     t0 = time.monotonic()
     load.start(local=True)
     n = 30 * SCALE
@@ -948,12 +993,7 @@ def case_partition(r):
              and mon.track("booking <- show").revivals >= 1 and mon.all_alive(),
              60 * SLOW, step=0.1)
     back_s = time.monotonic() - t_up
-    load.booking_open.set()
-    load.wait_accepted(n, "%d bookings after the cut" % n, 120 * SLOW)
-    load.finish()
-    run_s = time.monotonic() - t0
-    res = check_everything(cl, load, shows, mon)
-    tracks, parts = feeds_report(mon, cl)
+    run_s, res, tracks, parts = finish_and_check(cl, shows, mon, load, n, "the cut", t0)
     for key in ("reservation <- booking", "booking <- show", "sniff <- booking"):
         if tracks.get(key, FeedTrack()).revivals < 1:
             raise Fail("%s: never seen dead and back (%s)" % (key, "; ".join(parts)))
@@ -972,15 +1012,80 @@ def case_partition(r):
                describe(res)))
 
 
+def case_host_lost(r):
+    """Booking's host goes away without a word and comes back: its outgoing
+    FIN and RST are dropped (nftables on host 2) while booking is killed and
+    started again, so every connection to its old sockets stays half-open on
+    the other hosts. A SUB never sends, so nothing there finds out; evbus
+    heartbeats must (a SUB has no ZMTP heartbeats: libzmq #3937)."""
+    lan = r.lan
+    cl, shows, mon, load = start_watched(r)
+    t0 = time.monotonic()
+    load.start()
+    n = 20 * SCALE
+    load.wait_accepted(n, "%d bookings before the loss" % n, 120 * SLOW)
+    bk_pub = (lan.addr(2), PORTS["booking"][0])
+    watchers = [cl.procs[k].pid for k in ("reservation", "sniff", "sniff-stats")]
+
+    def live_subs():  # the SUB connections of the other hosts to booking's PUB
+        return {c for pid in watchers for c in tcp_table(pid) if c[2:] == bk_pub}
+    before = live_subs()
+    if len(before) < 3:
+        raise Fail("expected 3 SUB connections to booking's PUB, saw %s" % sorted(before))
+    load.booking_open.clear()
+    lan.drop_fin_rst(2)
+    cl.stop("booking", signal.SIGKILL)
+    t_lost = time.monotonic()
+    cl.start_service("booking")
+    still = live_subs() & before
+    say("booking killed and started again behind a FIN/RST drop; half-open SUB "
+        "connections left: %d of %d" % (len(still), len(before)))
+    if not still:
+        raise Fail("no half-open connection: the old SUB connections closed (%s)"
+                   % sorted(live_subs()))
+    # The subscriber dials again when a feed has been silent for DEAD_MS;
+    # heartbeats come back within a second of that, so the monitor (a status
+    # call every 0.2 s) may never see the age above DEAD_MS: a silence of
+    # QUIET_MS, then a fresh heartbeat, then a new connection is the proof.
+    quiet_ms = DEAD_MS - 1500
+
+    def fresh_subs():
+        return [c for c in mon.new_conns(via=lan.addr(2)) if c[2:] == bk_pub]
+
+    def back():
+        t = mon.track("reservation <- booking")
+        return (t.max_age >= quiet_ms and t.last is not None and t.last < 2500
+                and len(fresh_subs()) >= len(before) and mon.all_alive())
+    try:
+        wait_for("every feed alive again after booking's host came back", back,
+                 60 * SLOW, step=0.1)
+    except Fail as e:
+        t = mon.track("reservation <- booking")
+        raise Fail("%s (reservation <- booking: longest age %d ms, latest %s ms; "
+                   "new connections to booking's PUB: %s)"
+                   % (e, t.max_age, t.last, sorted(fresh_subs())))
+    back_s = time.monotonic() - t_lost
+    gone = before - live_subs()
+    lan.allow_fin_rst(2)
+    run_s, res, tracks, parts = finish_and_check(cl, shows, mon, load, n,
+                                                 "booking came back", t0)
+    # The sniffer dials again after the same silence as the subscriber; its
+    # --stats lines come once a second: over 3 s of silence is the old link.
+    if tracks.get("sniff <- booking", FeedTrack()).max_age < 3000:
+        raise Fail("sniff <- booking: no silence seen (%s)" % "; ".join(parts))
+    fresh = fresh_subs()
+    if len(fresh) < len(before):
+        raise Fail("%d new SUB connections to booking's PUB, want %d (%s)"
+                   % (len(fresh), len(before), sorted(fresh)))
+    say("feeds: " + "; ".join(parts))
+    return ("%d half-open SUB connections replaced (%d left by the time every feed was "
+            "alive, %.1f s after the loss); load ran %.0f s; %s"
+            % (len(still), len(before) - len(gone), back_s, run_s, describe(res)))
+
+
 def case_flap(r):
     lan, seed = r.lan, r.seed
-    cl = setup(r, SHOWS)
-    shows = [s for s, _ in SHOWS]
-    wait_live(cl, 30 * SLOW)
-    mon = r.monitor(cl)
-    mon.mark_baseline()
-    mon.start()
-    load = r.load(cl, shows, call_timeout_ms=1500)
+    cl, shows, mon, load = start_watched(r, call_timeout_ms=1500)
     rng = random.Random(seed)
     t0 = time.monotonic()
     load.start()
@@ -1362,6 +1467,7 @@ def case_discovery(r):
 
 
 CASES = {"partition": case_partition, "flap": case_flap, "loss": case_loss,
+         "host_lost": case_host_lost,
          "sniff_marker": case_sniff_marker, "discovery": case_discovery,
          "curve_marker": case_curve_marker, "curve_refused": case_curve_refused}
 

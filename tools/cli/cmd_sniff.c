@@ -980,6 +980,7 @@ static void s_timers(sniff_t *s, conn *c, int64_t now)
     if (c->hello_req == 0 && now - c->last_seen_us > S_DEAD_AFTER_US) {
         c->last_seen_us = now; /* one hello per silence period */
         c->hello_after_silence = true;
+        evb_wire_sub_redial(c->sub, c->pub_ep); /* no ZMTP heartbeats on SUB */
         s_hello(s, c);
     }
     for (size_t i = 0; i <= c->nfeeds; i++) {
