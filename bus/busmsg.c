@@ -12,6 +12,9 @@
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 size_t evb_wire_topic_event(char out[EVB_WIRE_TOPIC_MAX], const char *category)
 {
@@ -464,6 +467,47 @@ void zl_remove_socket(zloop_t *loop, void *sock)
 {
     zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
     zloop_poller_end(loop, &item);
+}
+
+/* ---- warnings a peer can cause ---- */
+
+bool bm_ratelog_ok(bm_ratelog *r, uint64_t *skipped)
+{
+    int64_t now = evb_now_us();
+    if (r->last_us != 0 && now - r->last_us < 1000000) {
+        r->unlogged++;
+        return false;
+    }
+    *skipped = r->unlogged;
+    r->unlogged = 0;
+    r->last_us = now;
+    return true;
+}
+
+/* ---- binding ---- */
+
+/* True when a process accepts connections on the unix socket at path. */
+static bool s_ipc_served(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (path[0] == '@' || strlen(path) >= sizeof sa.sun_path) return false;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    bool served = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return served; /* ECONNREFUSED: a file nobody serves; ENOENT: no file */
+}
+
+int bm_bind(void *sock, const char *ep, evb_err *err)
+{
+    if (strncmp(ep, "ipc://", 6) == 0 && s_ipc_served(ep + 6))
+        return evb_err_set(err, EVB_EIO,
+                           "cannot bind %s: in use by a running process (another "
+                           "service or evbus serve?); choose another path", ep);
+    if (zmq_bind(sock, ep) == 0) return EVB_OK;
+    return evb_err_set(err, errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
+                       "cannot bind %s: %s", ep, zmq_strerror(errno));
 }
 
 /* ---- the subscriber's sockets ---- */

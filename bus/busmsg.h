@@ -37,6 +37,29 @@ int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
 int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg,
              evb_err *err);
 
+/* ---- warnings a peer can cause ----
+ * Anything a remote peer can trigger at will (garbage requests, replies to
+ * clients that left) is logged at most once a second per kind and socket;
+ * the next line says how many were left out. */
+typedef struct bm_ratelog {
+    int64_t last_us;   /* when the last line was logged; 0: never */
+    uint64_t unlogged; /* left out since then */
+} bm_ratelog;
+
+/* True when a line may be logged now; then *skipped gets the number left
+ * out before it. False (and one more left out) otherwise. */
+bool bm_ratelog_ok(bm_ratelog *r, uint64_t *skipped);
+
+/* ---- binding ----
+ * zmq_bind(sock, ep) with one check first: an ipc:// path that a running
+ * process still serves (a connect to it succeeds) is refused, EVB_EIO
+ * "in use", where libzmq would unlink it and take it over, leaving that
+ * process bound to nothing. A socket file nobody serves (left by a process
+ * that died) is taken over as before. The check and the bind are two steps:
+ * two processes that bind the same path at the same instant can both pass
+ * it. Other transports fail on their own (tcp: "Address already in use"). */
+int bm_bind(void *sock, const char *ep, evb_err *err);
+
 /* ---- CZMQ ----
  * The zloop glue shared by the publisher, the subscriber and the command
  * socket: a hook (lives in the object) names the object's poll function;

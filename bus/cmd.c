@@ -37,7 +37,8 @@ struct evb_cmd {
     evb_buf body, reply;
     zl_hook zl;
     uint64_t bad;
-    int64_t last_bad_log_us;
+    bm_ratelog bad_log;  /* "bad request" lines */
+    bm_ratelog lost_log; /* "reply not delivered" lines */
     evb_curve_keys keys; /* CURVE server (keys.on), else plain */
     curve_zap *zap;
 };
@@ -102,10 +103,7 @@ evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve, evb_e
             return NULL;
         }
     }
-    if (zmq_bind(c->router, endpoint) != 0) {
-        evb_err_set(err,
-                    errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
-                    "cannot bind %s: %s", endpoint, zmq_strerror(errno));
+    if (bm_bind(c->router, endpoint, err) != EVB_OK) {
         evb_cmd_destroy(&c);
         return NULL;
     }
@@ -182,20 +180,24 @@ static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *s
     }
     if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm),
                  ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(c->router, c->reply.data, c->reply.len, ZMQ_DONTWAIT) < 0)
-        evb_log(EVB_LOG_WARN, "command socket %s: reply not delivered (client gone)",
-                c->endpoint);
+        zmq_send(c->router, c->reply.data, c->reply.len, ZMQ_DONTWAIT) < 0) {
+        uint64_t skipped;
+        if (bm_ratelog_ok(&c->lost_log, &skipped))
+            evb_log(EVB_LOG_WARN,
+                    "command socket %s: reply not delivered (client gone; %llu more "
+                    "not logged)",
+                    c->endpoint, (unsigned long long)skipped);
+    }
 }
 
 static void s_bad(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, int code,
                   const char *why)
 {
     c->bad++;
-    int64_t now = evb_now_us();
-    if (now - c->last_bad_log_us >= 1000000) {
-        evb_log(EVB_LOG_WARN, "command socket %s: bad request: %s", c->endpoint, why);
-        c->last_bad_log_us = now;
-    }
+    uint64_t skipped;
+    if (bm_ratelog_ok(&c->bad_log, &skipped))
+        evb_log(EVB_LOG_WARN, "command socket %s: bad request: %s (%llu more not logged)",
+                c->endpoint, why, (unsigned long long)skipped);
     s_reply(c, idm, req_id, evb_code_name(code), NULL, why);
 }
 

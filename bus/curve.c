@@ -21,6 +21,7 @@
  * turn the handshake failure events into an error they can report.
  */
 #include "curve.h"
+#include "busmsg.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -254,8 +255,7 @@ struct curve_zap {
     size_t nkeys;
     uint64_t sig;
     bool have_sig;
-    int64_t last_log_us;
-    uint64_t unlogged;
+    bm_ratelog refused_log; /* "refused client" lines */
     atomic_uint_least64_t refused;
 };
 
@@ -432,22 +432,18 @@ static bool s_answer(curve_zap *z)
     }
     if (strcmp(status, "200") != 0) {
         atomic_fetch_add(&z->refused, 1);
-        int64_t now = evb_now_us();
-        if (now - z->last_log_us >= 1000000) {
+        uint64_t skipped;
+        if (bm_ratelog_ok(&z->refused_log, &skipped)) {
             char more_txt[64] = "";
-            if (z->unlogged > 0)
+            if (skipped > 0)
                 snprintf(more_txt, sizeof more_txt, " (and %llu more refusals)",
-                         (unsigned long long)z->unlogged);
+                         (unsigned long long)skipped);
             if (key[0])
                 evb_log(EVB_LOG_WARN, "%s: refused client %s from %s (not in allow-list %s)%s",
                         z->who, key, ok_shape ? fr[3] : "?", z->dir, more_txt);
             else
                 evb_log(EVB_LOG_WARN, "%s: refused a client from %s (%s)%s", z->who,
                         ok_shape ? fr[3] : "?", text, more_txt);
-            z->last_log_us = now;
-            z->unlogged = 0;
-        } else {
-            z->unlogged++;
         }
     }
     s_send_frame(z->rep, "1.0", 3, true);

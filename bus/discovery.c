@@ -83,6 +83,11 @@ static int s_iface_acquire(const char *iface, evb_err *err)
             zsys_init();
             sigaction(SIGINT, &oint, NULL);
             sigaction(SIGTERM, &oterm, NULL);
+            /* CZMQ's own log lines (stdout by default: "No broadcast
+             * interface found") would land in a program's output before
+             * evbus's own message about the same failure; evbus reports
+             * every failure itself. */
+            zsys_set_logstream(NULL);
             snprintf(s_iface, sizeof s_iface, "%s", iface);
             zsys_set_interface(iface);
         }

@@ -45,8 +45,7 @@ struct evb_pub {
     evb_pub_stats stats;
     evb_buf hdr, page;
     zl_hook zl;
-    int64_t last_bad_log_us;
-    uint64_t bad_unlogged;
+    bm_ratelog bad_log; /* "bad catch-up request" lines */
     bool paused;         /* the store is closed (a reopen failed): waiting for it */
     evb_curve_keys keys; /* CURVE server keys (keys.on), else plain */
     curve_zap *zap;  /* the allow-list, in this context */
@@ -106,10 +105,7 @@ static void *s_socket(evb_pub_t *p, int type, const char *ep, int sndhwm, evb_er
         zmq_close(s);
         return NULL;
     }
-    if (zmq_bind(s, ep) != 0) {
-        evb_err_set(err,
-                    errno == EINVAL || errno == EPROTONOSUPPORT ? EVB_EINVAL : EVB_EIO,
-                    "cannot bind %s: %s", ep, zmq_strerror(errno));
+    if (bm_bind(s, ep, err) != EVB_OK) {
         zmq_close(s);
         return NULL;
     }
@@ -293,15 +289,10 @@ static void s_heartbeat(evb_pub_t *p)
 static void s_bad(evb_pub_t *p, const char *why)
 {
     p->stats.bad_requests++;
-    int64_t now = evb_now_us();
-    if (now - p->last_bad_log_us < 1000000) { /* at most one line a second */
-        p->bad_unlogged++;
-        return;
-    }
-    evb_log(EVB_LOG_WARN, "%s: bad catch-up request on %s: %s (%llu more not logged)",
-            p->service, p->cu_ep, why, (unsigned long long)p->bad_unlogged);
-    p->last_bad_log_us = now;
-    p->bad_unlogged = 0;
+    uint64_t skipped;
+    if (bm_ratelog_ok(&p->bad_log, &skipped))
+        evb_log(EVB_LOG_WARN, "%s: bad catch-up request on %s: %s (%llu more not logged)",
+                p->service, p->cu_ep, why, (unsigned long long)skipped);
 }
 
 /* Send frames to a peer; false (counted) when ROUTER cannot deliver. */

@@ -76,8 +76,7 @@ struct conn {
     feed **feeds;
     size_t nfeeds;
     uint64_t bad_frames;
-    int64_t last_bad_log_us;
-    uint64_t bad_unlogged;
+    bm_ratelog bad_log; /* "bad frame" lines */
     /* Security (PROTOCOL.md, "Security"): the publisher's key ("": plain)
      * and the handshakes of the SUB [0] and the DEALER [1]. */
     char server_key[EVB_CURVE_Z85];
@@ -212,15 +211,10 @@ static void s_bad_frame(conn *c, feed *f, const char *why)
 {
     c->bad_frames++;
     (void)f;
-    int64_t now = evb_now_us();
-    if (now - c->last_bad_log_us < 1000000) {
-        c->bad_unlogged++;
-        return;
-    }
-    evb_log(EVB_LOG_WARN, "bad frame from %s: %s (%llu more not logged)", c->name, why,
-            (unsigned long long)c->bad_unlogged);
-    c->last_bad_log_us = now;
-    c->bad_unlogged = 0;
+    uint64_t skipped;
+    if (bm_ratelog_ok(&c->bad_log, &skipped))
+        evb_log(EVB_LOG_WARN, "bad frame from %s: %s (%llu more not logged)", c->name, why,
+                (unsigned long long)skipped);
 }
 
 static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)

@@ -220,6 +220,21 @@ int evb_check_map(const void *buf, size_t len, const char *what, evb_err *err)
     return s_check_map_view(buf, len, what, err);
 }
 
+int evb_check_content_size(size_t payload_len, size_t metadata_len, evb_err *err)
+{
+    if (payload_len <= EVB_MAX_PAYLOAD_BYTES &&
+        metadata_len <= EVB_MAX_PAYLOAD_BYTES - payload_len)
+        return EVB_OK;
+    if (metadata_len == 0)
+        return evb_err_set(err, EVB_ETOOBIG,
+                           "payload: %zu bytes, over the limit of %u for payload and "
+                           "metadata", payload_len, EVB_MAX_PAYLOAD_BYTES);
+    return evb_err_set(err, EVB_ETOOBIG,
+                       "payload + metadata: %zu + %zu bytes, over the limit of %u for "
+                       "payload and metadata", payload_len, metadata_len,
+                       EVB_MAX_PAYLOAD_BYTES);
+}
+
 /* ---- encode ---- */
 
 static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
@@ -237,16 +252,16 @@ static int s_validate_for_encode(const evb_event_t *ev, evb_err *err)
     if ((rc = evb_check_type(ev->type, err)) != EVB_OK) return rc;
     if (ev->schema == 0)
         return evb_err_set(err, EVB_EINVAL, "schema: 0 (schemas count from 1)");
+    if (ev->payload != NULL &&
+        (rc = evb_check_content_size(ev->payload_len,
+                                     ev->metadata != NULL ? ev->metadata_len : 0, err)) !=
+            EVB_OK)
+        return rc;
     if ((rc = evb_check_map(ev->payload, ev->payload_len, "payload", err)) != EVB_OK)
         return rc;
     if (ev->metadata != NULL &&
         (rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", err)) != EVB_OK)
         return rc;
-    if (ev->metadata != NULL &&
-        ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG,
-                           "payload + metadata: %zu bytes, more than %u",
-                           ev->payload_len + ev->metadata_len, EVB_MAX_PAYLOAD_BYTES);
     if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
         return evb_err_set(err, EVB_EINVAL,
                            "origin_log_id/origin_seq: set both (a copy) or neither");

@@ -92,6 +92,12 @@ EVB_EXPORT int evb_stream_category(const char *stream, char *out, evb_err *err);
  * and size limits, and nothing after it. `what` names it in messages. */
 EVB_EXPORT int evb_check_map(const void *buf, size_t len, const char *what, evb_err *err);
 
+/* The one size limit of an event's content: its payload and metadata
+ * (msgpack bytes; metadata_len 0 without metadata) together at most
+ * EVB_MAX_PAYLOAD_BYTES. EVB_ETOOBIG names the sizes and the limit:
+ * "payload: N bytes, over the limit of M for payload and metadata". */
+EVB_EXPORT int evb_check_content_size(size_t payload_len, size_t metadata_len, evb_err *err);
+
 /* Append the msgpack encoding of ev to out (out->len grows). Validates every
  * field first (names, payload map, sizes) and writes nothing on error. */
 EVB_EXPORT int evb_event_encode(const evb_event_t *ev, evb_buf *out, evb_err *err);

@@ -166,26 +166,16 @@ static int s_check_batch(evb_store_t *st, const char *stream, evb_event_t *event
         return evb_err_set(err, EVB_EINVAL, "append to %s: no events", stream);
     for (size_t i = 0; i < n; i++) {
         evb_event_t *ev = &events[i];
-        if ((rc = evb_check_type(ev->type, err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->payload != NULL && (rc = evb_check_map(ev->payload, ev->payload_len,
-                                                       "payload", err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->metadata != NULL && (rc = evb_check_map(ev->metadata, ev->metadata_len,
-                                                        "metadata", err)) != EVB_OK) {
-            evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, err->msg);
-            return rc;
-        }
-        if (ev->metadata != NULL && ev->payload != NULL &&
-            ev->payload_len + ev->metadata_len > EVB_MAX_PAYLOAD_BYTES)
-            return evb_err_set(
-                err, EVB_ETOOBIG,
-                "append to %s, event %zu: payload + metadata over %u bytes", stream, i,
-                EVB_MAX_PAYLOAD_BYTES);
+        evb_err e = {0}; /* the check's own message, then prefixed into err */
+        if ((rc = evb_check_type(ev->type, &e)) == EVB_OK && ev->payload != NULL)
+            rc = evb_check_content_size(ev->payload_len,
+                                        ev->metadata != NULL ? ev->metadata_len : 0, &e);
+        if (rc == EVB_OK && ev->payload != NULL)
+            rc = evb_check_map(ev->payload, ev->payload_len, "payload", &e);
+        if (rc == EVB_OK && ev->metadata != NULL)
+            rc = evb_check_map(ev->metadata, ev->metadata_len, "metadata", &e);
+        if (rc != EVB_OK)
+            return evb_err_set(err, rc, "append to %s, event %zu: %.400s", stream, i, e.msg);
         if ((ev->origin_seq != 0) == evb_id_is_zero(&ev->origin_log_id))
             return evb_err_set(
                 err, EVB_EINVAL,

@@ -20,7 +20,9 @@
 
 enum { SRC_FILE = 1, SRC_ENV, SRC_FLAG };
 
-typedef enum kind { K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_OWN, K_DISC } kind;
+typedef enum kind {
+    K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_HWM, K_OWN, K_DISC
+} kind;
 
 typedef struct setting {
     const char *name, *arg, *help;
@@ -47,6 +49,8 @@ static const setting s_common[] = {
     {"sync", "POLICY", "every | group (default) | none", K_SYNC, 0, 0},
     {"command-ttl", "SECONDS", "keep command outcomes for retries this long (86400)",
      K_UINT, 0, 0},
+    {"rcvhwm", "N", "messages a followed publisher's SUB queue holds (default 100000)",
+     K_HWM, 0, 0},
     {"log-level", "LEVEL", "debug | info (default) | warn | error", K_LEVEL, 0, 0},
     {"log-format", "FORMAT", "text (default) | json (one object a line)", K_FORMAT, 0, 0},
     {"config", "FILE", "read NAME = VALUE lines from FILE", K_STR, 0, 0},
@@ -68,6 +72,7 @@ typedef struct parse_state {
     svc_config *cfg;
     int follow_src; /* the source the follow list came from */
     const char *prog;
+    const char *where; /* what a message names: prog, EVBUS_NAME or FILE:LINE */
 } parse_state;
 
 static int s_usage_err(const parse_state *ps, const char *fmt, ...)
@@ -76,7 +81,7 @@ static int s_usage_err(const parse_state *ps, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", ps->prog);
+    fprintf(stderr, "%s: ", ps->where);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, " (try '%s --help')\n", ps->prog);
     va_end(ap);
@@ -210,6 +215,16 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             cfg->command_ttl_s = (unsigned)n;
             return 0;
         }
+        case K_HWM: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(v, &end, 10);
+            if (errno || *end || end == v || *v == '-' || n == 0 || n > SVC_MAX_RCVHWM)
+                return s_usage_err(ps, "--rcvhwm: '%s' is not a number of messages (1..%d)", v,
+                                   SVC_MAX_RCVHWM);
+            cfg->rcvhwm = (int)n;
+            return 0;
+        }
         case K_OWN:
             return 0;
         case K_DISC: {
@@ -262,10 +277,9 @@ static int s_read_file(parse_state *ps, const char *path)
         }
         char where[PATH_MAX + 32];
         snprintf(where, sizeof where, "%s:%d", path, lineno);
-        const char *prog = ps->prog;
-        ps->prog = where;
+        ps->where = where;
         rc = s_set(ps, p, v, SRC_FILE);
-        ps->prog = prog;
+        ps->where = ps->prog;
     }
     fclose(f);
     return rc;
@@ -284,10 +298,9 @@ static int s_env_pass(parse_state *ps, const char *name)
     s_env_name(name, env, sizeof env);
     const char *v = getenv(env);
     if (v == NULL || *v == '\0') return 0;
-    const char *prog = ps->prog;
-    ps->prog = env;
+    ps->where = env;
     int rc = s_set(ps, name, v, SRC_ENV);
-    ps->prog = prog;
+    ps->where = ps->prog;
     return rc;
 }
 
@@ -299,7 +312,7 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     cfg->command_ttl_s = 86400;
     char prog[64];
     snprintf(prog, sizeof prog, "evbus-%s", def->name);
-    parse_state ps = {.def = def, .cfg = cfg, .prog = prog};
+    parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = prog};
 
     /* --help and --config first: the file is the lowest layer. */
     const char *config = getenv("EVBUS_CONFIG");

@@ -596,7 +596,7 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
     f->fn = fn;
     f->ctx = ctx;
     evb_sub_opts so = {.store = st, .consumer = consumer, .handler = s_follow_handler,
-                       .ctx = f};
+                       .ctx = f, .rcvhwm = svc->cfg.rcvhwm};
     /* CURVE: our certificate; our own publisher's key is our own public key,
      * read from the same certificate (README.md, "Security"). */
     const evb_curve curve = {.cert_file = svc->cfg.cert};
@@ -748,7 +748,7 @@ static int s_feed_one(const evb_feed_status *fs, void *ctx)
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&fs->log_id, hex);
     const char *state = evb_feed_state_name(fs->state);
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
 #define KS(k, v) \
     msgpack_pack_str_with_body(pk, k, strlen(k)); \
     msgpack_pack_str_with_body(pk, v, strlen(v))
@@ -761,6 +761,7 @@ static int s_feed_one(const evb_feed_status *fs, void *ctx)
     KS("state", state);
     KS("reason", fs->reason);
     KU("applied", fs->applied);
+    KU("applied_events", fs->applied_events);
     KU("head", fs->head);
     KU("lag", fs->lag);
     KU("duplicates", fs->duplicates);

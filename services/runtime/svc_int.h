@@ -19,6 +19,8 @@ typedef struct svc_follow {
     char key[PATH_MAX]; /* CURVE: the publisher's public key or cert file; "" plain */
 } svc_follow;
 
+#define SVC_MAX_RCVHWM 100000000 /* as `evbus mirror --rcvhwm` */
+
 typedef struct svc_config {
     char store[PATH_MAX];
     char views[PATH_MAX];
@@ -34,6 +36,7 @@ typedef struct svc_config {
     evb_log_level log_level;
     bool log_json;
     unsigned command_ttl_s;
+    int rcvhwm; /* followed publishers' SUB queue, messages; 0: the library's */
     svc_disc_config disc; /* beacons: svc_disc.c */
 } svc_config;
 

@@ -10,6 +10,10 @@
  *       several frames at once. Then count the replies for up to 5 s and
  *       print "replies N" (the publisher answers bad requests with an
  *       error, so N > 0 shows it kept reading). Exit 0 if N > 0.
+ *   bus_garbage hitrun ROUTER_EP CLIENTS
+ *       CLIENTS DEALERs, one after another, each sending one round of the
+ *       bad requests above to a ROUTER (a command socket, a catch-up
+ *       socket) and closing at once: every reply finds its client gone.
  *   bus_garbage pub PUB_EP
  *       Bind a PUB socket and, until SIGTERM, send every 20 ms a burst of
  *       garbage under the topics a subscriber listens to (event topics of
@@ -154,6 +158,30 @@ static int s_router(const char *ep, long rounds)
     return replies > 0 ? 0 : 1;
 }
 
+/* Hit and run: CLIENTS DEALERs one after another, each sends one round of
+ * bad requests and leaves at once, before any reply can reach it. */
+static int s_hitrun(const char *ep, long clients)
+{
+    void *ctx = zmq_ctx_new();
+    int linger = 1000; /* the requests go out; the replies find no one */
+    long sent = 0;
+    for (long k = 0; k < clients; k++) {
+        void *d = zmq_socket(ctx, ZMQ_DEALER);
+        zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(d, ep) != 0) {
+            fprintf(stderr, "bus_garbage: connect %s: %s\n", ep, zmq_strerror(zmq_errno()));
+            return 2;
+        }
+        for (size_t i = 0; i < NSHAPES; i++, sent++)
+            zmq_send(d, s_shapes[i].data, s_shapes[i].len, 0);
+        zmq_close(d);
+    }
+    printf("sent %ld from %ld clients\n", sent, clients);
+    fflush(stdout);
+    zmq_ctx_term(ctx); /* waits for the lingering sends */
+    return 0;
+}
+
 static void s_send3(void *p, const void *a, size_t al, const void *b, size_t bl,
                     const void *c, size_t cl)
 {
@@ -220,8 +248,10 @@ int main(int argc, char **argv)
     s_rng ^= (uint64_t)getpid() << 20;
     if (argc == 4 && strcmp(argv[1], "router") == 0)
         return s_router(argv[2], atol(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "hitrun") == 0)
+        return s_hitrun(argv[2], atol(argv[3]));
     if (argc == 3 && strcmp(argv[1], "pub") == 0) return s_pub(argv[2]);
-    fprintf(stderr,
-            "usage: bus_garbage router CATCHUP_EP ROUNDS | bus_garbage pub PUB_EP\n");
+    fprintf(stderr, "usage: bus_garbage router CATCHUP_EP ROUNDS | bus_garbage hitrun "
+                    "ROUTER_EP CLIENTS | bus_garbage pub PUB_EP\n");
     return 2;
 }

@@ -70,6 +70,15 @@ def wait_for(what, fn, timeout=30):
     raise Fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def wchan(pid):
+    """What process pid waits in ("anon_pipe_read", "pipe_write", ...), or ""."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def jlines(text):
     """Every non-empty line as JSON; raises on a line that is not JSON."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -4,7 +4,8 @@
     test_bus.py CASE EVBUS BUS_PUB BUS_GARBAGE
 
 CASE is one of: late_joiner, slow_subscriber, garbage, pub_kill, mirror_kill,
-append_cli. The publisher is bus_pub (appends and publishes, killable); the
+append_cli, append_signal, garbage_hitrun, crash_points, two_publishers, catchup_memory,
+disk_full. The publisher is bus_pub (appends and publishes, killable); the
 subscriber is `evbus mirror`, whose copy is compared with the publisher's log
 through `evbus log cat --json` once both are stopped (a log is opened by one
 process at a time). No sleep is used to wait for something: every wait polls
@@ -30,6 +31,9 @@ SCALE = float(os.environ.get("EVB_TEST_SCALE", "1") or "1")
 SEED = int(os.environ.get("EVB_TEST_SEED", str(int(time.time()))))
 rng = random.Random(SEED)
 CATS3 = ["show", "showtime", "booking"]
+# A payload {"b": "x" * 1100000}: its msgpack is 1 + 2 + 5 + 1100000 bytes.
+BIG_MSG = ("append to big-1, event 0: payload: 1100008 bytes, over the limit of 1044480 "
+           "for payload and metadata")
 log = evbtest.logger(CASE)
 
 
@@ -202,6 +206,17 @@ def compare(src_dir, mirror_dir, cats, same_ids=True):
                            f"{b['seq']}:\n  {a}\n  {b}")
     check(len(mir) == len(want), f"mirror has {len(mir)} events, want {len(want)}")
     return len(want)
+
+
+def start_serve(env, argv):
+    """`evbus serve` with argv, once it has said it serves."""
+    srv = env.start([EVBUS, "serve", *argv], name="serve")
+    deadline = time.monotonic() + 20
+    while not any("evbus serve: serving" in l for l in srv.err):
+        check(time.monotonic() < deadline and srv.p.poll() is None,
+              f"serve did not start: {srv.stderr()}")
+        time.sleep(0.05)
+    return srv
 
 
 def run(argv, timeout, **kw):
@@ -697,19 +712,18 @@ def case_append_cli(env):
     check(ev[2]["payload"] == {"big": {"$int": "18446744073709551615"}}, f"stored: {ev[2]}")
     r = run([EVBUS, "append", "--store", d], 30, input='{"stream":"s-1","type":"T"}\n')
     check(r.returncode == 0 and "appended seq 4" in r.stdout, f"{r.returncode} {r.stdout}")
+    # One size limit, one message (the same through `serve --cmd`: test_ops).
+    big = json.dumps({"stream": "big-1", "type": "T", "payload": {"b": "x" * 1100000}})
+    r = run([EVBUS, "append", "--store", d], 30, input=big + "\n")
+    check(r.returncode == 1 and f"line 1: {BIG_MSG}" in r.stderr,
+          f"oversized event: exit {r.returncode} {r.stderr!r}")
     r = run([EVBUS, "append", "--store", env.path("none")], 30, input="")
     check(r.returncode == 3, f"missing log: exit {r.returncode}")
     r = run([EVBUS, "append"], 30, input="")
     check(r.returncode == 2 and "--store" in r.stderr, f"no --store: {r.returncode}")
 
     # serve: a start line, the log locked, a mirror catches up, SIGTERM -> 0.
-    srv = env.start([EVBUS, "serve", "--store", d, "--pub", env.ep("p"), "--catchup",
-                     env.ep("c")], name="serve")
-    deadline = time.monotonic() + 20
-    while not any("evbus serve: serving" in l for l in srv.err):
-        check(time.monotonic() < deadline and srv.p.poll() is None,
-              f"serve did not start: {srv.stderr()}")
-        time.sleep(0.05)
+    srv = start_serve(env, ["--store", d, "--pub", env.ep("p"), "--catchup", env.ep("c")])
     r = run([EVBUS, "append", "--store", d], 30, input='{"stream":"s-1","type":"T"}\n')
     check(r.returncode == 3 and "in use" in r.stderr, f"locked log: {r.returncode} {r.stderr}")
     m = env.path("m")
@@ -732,8 +746,121 @@ def case_append_cli(env):
     log("append, serve and mirror behave")
 
 
+def case_append_signal(env):
+    """Ctrl-C (SIGINT) or SIGTERM on `evbus append ... > FILE` (stdout a
+    file: block-buffered). Required: exit 4 with "interrupted after line N"
+    on stderr, FILE ends with a whole line, and its result lines are exactly
+    the events stored (none reported and lost, none stored and unreported).
+    Three runs: --store waiting for more input (SIGINT), --store while input
+    streams in (SIGTERM), --to waiting for more input (SIGINT)."""
+    srv = start_serve(env, ["--store", env.path("served"), "--create", "--service", "demo",
+                            "--pub", env.ep("sp"), "--catchup", env.ep("sc"), "--cmd",
+                            env.ep("scmd")])
+
+    def line(i):
+        return json.dumps({"stream": f"show-{i % 13}", "type": "Added",
+                           "payload": {"i": i, "pad": "x" * 40}}) + "\n"
+    for mode, sig, streaming in (("store", signal.SIGINT, False),
+                                 ("store", signal.SIGTERM, True),
+                                 ("to", signal.SIGINT, False)):
+        what = f"append --{mode}, {signal.Signals(sig).name}" + (", streaming" if streaming else "")
+        d = env.path(f"log-{mode}-{int(sig)}")
+        argv = ([EVBUS, "append", "--store", d, "--create", "--service", "demo"]
+                if mode == "store" else [EVBUS, "append", "--to", env.ep("scmd")])
+        outpath = env.path(f"out-{mode}-{int(sig)}")
+        with open(outpath, "wb") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out,
+                                 stderr=subprocess.PIPE)
+        feeder = None
+        try:
+            if streaming:
+                def feed():
+                    try:
+                        for i in range(1000000):
+                            p.stdin.write(line(i).encode())
+                    except (BrokenPipeError, ValueError, OSError):
+                        pass
+                feeder = threading.Thread(target=feed, daemon=True)
+                feeder.start()
+                deadline = time.monotonic() + 60
+                while os.path.getsize(outpath) < 64 * 1024:  # a few hundred reported
+                    check(p.poll() is None and time.monotonic() < deadline,
+                          f"{what}: no output: exit {p.poll()}")
+                    time.sleep(0.01)
+            else:
+                p.stdin.write("".join(line(i) for i in range(1000)).encode())
+                p.stdin.flush()
+                # All read and appended: it waits in read() for more.
+                deadline = time.monotonic() + 60
+                while not evbtest.wchan(p.pid).endswith("pipe_read"):
+                    check(p.poll() is None and time.monotonic() < deadline,
+                          f"{what}: never waited for input: exit {p.poll()}")
+                    time.sleep(0.01)
+            p.send_signal(sig)
+            try:
+                _, err = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise Fail(f"{what}: still running 30 s after the signal")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        err = err.decode(errors="replace")
+        text = open(outpath, "rb").read().decode()
+        outl = text.splitlines()
+        check(p.returncode == 4 and f"interrupted after line {len(outl)}" in err,
+              f"{what}: exit {p.returncode} (want 4, 'interrupted after line {len(outl)}'); "
+              f"{len(outl)} lines out; stderr {err[-500:]}")
+        check(text.endswith("\n"), f"{what}: output ends in a torn line: {text[-100:]!r}")
+        seqs = [int(l.split()[4]) for l in outl if l.startswith("line ") and " appended seq " in l]
+        check(len(seqs) == len(outl), f"{what}: not all output lines are results: {outl[-3:]}")
+        if mode == "store":
+            stored = len(cat_json(d))
+        else:
+            r = run([EVBUS, "status", "--json", env.ep("scmd")], 30)
+            stored = json.loads(r.stdout)["head"] - (seqs[0] - 1)
+        check(stored == len(outl) and (streaming or stored == 1000),
+              f"{what}: {stored} events stored, {len(outl)} reported")
+        if feeder is not None:
+            feeder.join(timeout=10)
+        log(f"{what}: {stored} events stored, each reported, exit 4")
+    check(srv.term() == 0, f"serve exit: {srv.stderr()}")
+
+
+def case_garbage_hitrun(env):
+    """Clients that send bad requests to `evbus serve`'s command and
+    catch-up sockets and leave at once (bus_garbage hitrun, 300 each).
+    Required: serve keeps serving (status answers, exit 0 on SIGTERM), and
+    each kind of warning a peer can cause ("bad request", "reply not
+    delivered", "bad catch-up request") is logged at most once a second.
+    Before: one "reply not delivered" line per request."""
+    d = env.path("log")
+    r = run([EVBUS, "append", "--store", d, "--create", "--service", "demo"], 30,
+            input='{"stream":"s-1","type":"T"}\n')
+    check(r.returncode == 0, f"append: {r.returncode} {r.stderr}")
+    cmd, cu = env.ep("cmd"), env.ep("c")
+    srv = start_serve(env, ["--store", d, "--pub", env.ep("p"), "--catchup", cu, "--cmd", cmd])
+    t0 = time.monotonic()
+    for ep in (cmd, cu):
+        r = run([GARBAGE, "hitrun", ep, "300"], 60)
+        check(r.returncode == 0, f"bus_garbage hitrun {ep}: {r.returncode} {r.stderr}")
+    r = run([EVBUS, "status", "--json", cmd], 30)
+    check(r.returncode == 0, f"status after the garbage: {r.returncode} {r.stderr}")
+    took = time.monotonic() - t0
+    check(srv.term() == 0, f"serve exit on SIGTERM: {srv.stderr()[-2000:]}")
+    err = srv.stderr().splitlines()
+    counts = {}
+    for kind in ("command socket", "bad catch-up request"):
+        counts[kind] = sum(kind in l for l in err)
+        check(1 <= counts[kind] <= 2 * (int(took) + 2),
+              f"{counts[kind]} '{kind}' lines in {took:.1f} s (at most one a second per kind)")
+    log(f"600 hit-and-run clients in {took:.1f} s: warning lines {counts}")
+
+
 CASES = {
     "late_joiner": case_late_joiner,
+    "garbage_hitrun": case_garbage_hitrun,
+    "append_signal": case_append_signal,
     "slow_subscriber": case_slow_subscriber,
     "garbage": case_garbage,
     "pub_kill": case_pub_kill,

@@ -270,9 +270,23 @@ def case_peers(w):
     if p.returncode != 0 or "reservation" not in p.stdout or lan.addr("h2") not in p.stdout:
         fail("evbus peers (text): exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
     # A wrong interface is named, with the ones that can beacon.
+    # Only evbus's own message: CZMQ's "No broadcast interface found" line
+    # (on stdout) is not printed.
     p = w.run("h3", "peers", "--iface", "nosuch0", "--port", str(PORT), "--timeout", "1")
-    if p.returncode != 4 or "nosuch0" not in p.stderr or "eth0" not in p.stderr:
-        fail("peers --iface nosuch0: exit %d: %s" % (p.returncode, p.stderr))
+    if (p.returncode != 4 or "nosuch0" not in p.stderr or "eth0" not in p.stderr
+            or p.stdout != "" or len(p.stderr.splitlines()) != 1):
+        fail("peers --iface nosuch0: exit %d: stdout %r stderr %r"
+             % (p.returncode, p.stdout, p.stderr))
+    # No interface: the usage error names peers' own flag.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVBUS_BEACON")}
+    p = subprocess.run(w.lan.prefix("h3") + [w.evbus, "peers", "--timeout", "1"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    if p.returncode != 2 or "--iface NAME" not in p.stderr or "--beacon-iface" in p.stderr:
+        fail("peers without --iface: exit %d: %r" % (p.returncode, p.stderr))
+    p = w.run("h3", "call", "@reservation", "status", "--beacon-port", "70000",
+              "--beacon-iface", "eth0")
+    if p.returncode != 2 or "--beacon-port: expected 1..65535" not in p.stderr:
+        fail("call --beacon-port 70000: exit %d: %r" % (p.returncode, p.stderr))
     # Names instead of endpoints.
     p = w.run("h3", "call", "@reservation", "create_show", "show=s1", "capacity=40",
               "--beacon-iface", "eth0", "--beacon-port", str(PORT), "--json")

@@ -15,11 +15,13 @@ with a deadline. EVB_TEST_TMP is the scratch directory.
 """
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from evbtest import check, wait_for  # noqa: E402
+from evbtest import Fail, check, wait_for  # noqa: E402
 import evbtest  # noqa: E402
 
 EVBUS = sys.argv[1]
@@ -66,6 +68,14 @@ def main_test(procs, ep):
         return status_json(cmd, 200)
 
     wait_for("serve to answer status", serve_up)
+
+    # One size limit, one message: as `append --store` says it (test_bus).
+    big = json.dumps({"stream": "big-1", "type": "T", "payload": {"b": "x" * 1100000}})
+    r = run(["append", "--to", cmd], input=big + "\n")
+    want = ("line 1: append to big-1, event 0: payload: 1100008 bytes, over the limit of "
+            "1044480 for payload and metadata")
+    check(r.returncode == 1 and want in r.stderr, f"oversized event through --to: exit "
+                                                  f"{r.returncode} {r.stderr!r}")
 
     bid = "0123456789abcdef0123456789abcdef"
     r = run(["append", "--to", cmd, "--json"], input=lines_of(
@@ -280,8 +290,70 @@ def endpoints_test(procs, ep):
     log("unreachable (exit 4, fast), garbage endpoints, usage errors, --help")
 
 
+def ipc_served(ep):
+    """A process accepts connections on the ipc:// socket file of ep."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(ep[len("ipc://"):])
+            return True
+        except OSError:
+            return False
+
+
+def ipc_in_use_test(procs, ep):
+    """A second `evbus serve` given an ipc:// endpoint that a running one
+    serves is refused (exit 4, naming it), and the first keeps its sockets:
+    its files still accept connections, a sniffer gets its next event live.
+    A socket file left by a process killed with SIGKILL is taken over."""
+    pub, cu, cmd = ep("upub"), ep("ucu"), ep("ucmd")
+
+    def serve(name, endpoints):
+        return procs.start(["serve", "--store", os.path.join(procs.base, name), "--create",
+                            "--service", name, *endpoints], name)
+
+    def up(p):
+        wait_for(f"{p.name} to answer status",
+                 lambda: check(p.poll() is None, f"{p.name} exited: {procs.stderr(p)}")
+                 or status_json(cmd, 200))
+
+    a = serve("ua", ["--pub", pub, "--catchup", cu, "--cmd", cmd])
+    up(a)
+    for what, eps in (("--pub", ["--pub", pub, "--catchup", ep("ucu2"), "--cmd", ep("ucmd2")]),
+                      ("--catchup", ["--pub", ep("upub3"), "--catchup", cu]),
+                      ("--cmd", ["--pub", ep("upub4"), "--catchup", ep("ucu4"), "--cmd", cmd])):
+        b = serve("ub" + what[2:], eps)
+        try:
+            rc = b.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise Fail(f"a second serve with {what} in use still runs")
+        err = procs.stderr(b)
+        check(rc == 4 and "in use" in err and eps[eps.index(what) + 1] in err,
+              f"second serve, {what} in use: exit {rc}, want 4 naming it; {err}")
+        for e in (pub, cu, cmd):
+            check(ipc_served(e), f"after a second serve with {what}: {e} no longer served")
+    sn = procs.start(["sniff", "--follow", f"{pub},{cu}", "--count", "1"], "usniff")
+    wait_for("the sniffer to go live", lambda: "live on" in procs.stderr(sn) or sn.poll())
+    r = run(["append", "--to", cmd], input=lines_of({"stream": "u-1", "type": "Live"}))
+    check(r.returncode == 0, f"append --to the first serve: {r.returncode} {r.stderr}")
+    try:
+        rc = sn.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"the sniffer never got the event: {procs.stderr(sn)}")
+    check(rc == 0, f"sniff --count 1 of the first serve: exit {rc}; {procs.stderr(sn)}")
+    a.kill()
+    a.wait()
+    check(all(os.path.exists(e[len("ipc://"):]) and not ipc_served(e) for e in (pub, cu, cmd)),
+          "SIGKILL left no stale socket files to take over")
+    c = serve("ua", ["--pub", pub, "--catchup", cu, "--cmd", cmd])
+    up(c)
+    check(procs.term(c) == 0, f"serve exit: {procs.stderr(c)}")
+    log("ipc endpoints in use refused (exit 4, named), the first serve unharmed; "
+        "stale socket files taken over")
+
+
 def main():
-    return evbtest.procs_main("ops", EVBUS, "ops_", "evbo_", [main_test, endpoints_test])
+    return evbtest.procs_main("ops", EVBUS, "ops_", "evbo_",
+                              [main_test, endpoints_test, ipc_in_use_test])
 
 
 if __name__ == "__main__":

@@ -409,9 +409,25 @@ def case_bad(cl):
                         "--sync", "sometimes"], capture_output=True, text=True)
     if p.returncode != 2 or "--sync" not in p.stderr:
         fail("bad --sync: exit %d %r" % (p.returncode, p.stderr))
+    for bad in ("0", "-5", "12x", "100000001"):
+        p = subprocess.run([cl.bk_bin, "--store", cl.dir + "/x", "--cmd", "ipc://x",
+                            "--rcvhwm", bad], capture_output=True, text=True)
+        if p.returncode != 2 or "--rcvhwm: '%s'" % bad not in p.stderr:
+            fail("bad --rcvhwm %s: exit %d %r" % (bad, p.returncode, p.stderr))
     p = subprocess.run([cl.bk_bin, "--cmd", "ipc://x"], capture_output=True, text=True)
     if p.returncode != 2 or "--store" not in p.stderr:
         fail("missing --store: exit %d %r" % (p.returncode, p.stderr))
+    # A second booking (its own store) given the running one's ipc --cmd:
+    # refused, naming it (libzmq would take the path over); the first one
+    # still answers on it.
+    p = subprocess.run([cl.bk_bin, "--store", cl.dir + "/bk2", "--cmd", cl.bk_cmd,
+                        "--pub", "ipc://%s/bk2.pub" % cl.dir, "--catchup",
+                        "ipc://%s/bk2.cu" % cl.dir], capture_output=True, text=True, timeout=30)
+    if p.returncode == 0 or "in use" not in p.stderr or cl.bk_cmd not in p.stderr:
+        fail("second booking on the same --cmd: exit %d %r" % (p.returncode, p.stderr))
+    rc, body = cl.call(cl.bk_cmd, "status")
+    if rc != 0:
+        fail("the running booking lost its command socket: %d %s" % (rc, body))
     p = subprocess.run([cl.bk_bin, "--store", cl.dir + "/bk", "--cmd", "ipc://x"],
                        capture_output=True, text=True)
     if p.returncode != 3 or "in use" not in p.stderr:

@@ -2,11 +2,13 @@
 """`evbus sniff` against real processes: `evbus serve` on a log made with
 `evbus append`, live events sent with `evbus append --to`.
 
-    test_sniff.py CASE EVBUS
+    test_sniff.py CASE EVBUS [STALL_SERVICE]
 
 CASE is one of: live, from_start, filters, bad_args, record_replay, terminal,
-stats, gaps, restart, slow_reader. Endpoints are ipc:// paths in a fresh directory per run, so cases
-may run in parallel. Waits poll a condition (a line on a child's stderr or
+stats, gaps, restart, and the slow readers of libzmq #3937: slow_sniff,
+slow_mirror, slow_service (a service on the runtime, STALL_SERVICE, whose
+handler blocks). Endpoints are ipc:// paths in a fresh directory per run, so
+cases may run in parallel. Waits poll a condition (a line on a child's stderr or
 stdout) with a deadline; no sleep stands in for synchronisation. Exit code 77
 (skip) is not used: every case runs everywhere.
 """
@@ -18,6 +20,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +28,7 @@ from evbtest import Fail, check  # noqa: E402
 import evbtest  # noqa: E402
 
 CASE, EVBUS = sys.argv[1:3]
+STALL = sys.argv[3] if len(sys.argv) > 3 else None
 SLOW = 3 if os.environ.get("EVB_SANITIZED") else 1  # sanitizer builds run slower
 log = evbtest.logger(f"sniff_{CASE}")
 
@@ -504,40 +508,89 @@ def case_gaps(env):
     log(f"{n} events, each once, after losses; stderr: {err.splitlines()[-1]}")
 
 
-def case_slow_reader(env):
-    """libzmq #3937, as issue 16 reproduced it: a sniffer whose output is
-    not read for 9 s (`sniff --json | (sleep 9; cat)`) while 20,000 events
-    go out, with a SUB queue of 20. Its SUB queue stays full for longer than
-    a ZMTP heartbeat timeout (3 s); with ZMTP heartbeats on the SUB, libzmq
-    aborted the process (exit 134). Required: it lives, exits 0 at --count,
-    and has printed every event once."""
+# ---- slow readers: libzmq #3937 ----
+# Issue 16's reproduction: a reader that does not read for 9 s while 20,000
+# events go out, with a SUB queue of 20. The queue stays full for three ZMTP
+# heartbeat timeouts (3 s each); with ZMTP heartbeats on the SUB, libzmq
+# 4.3.4 aborted the reader once it read again (exit 134 or -6: "Assertion
+# failed: _input_stopped"). The same condition for the three kinds of
+# reader: sniff (its stdout not read), mirror (its --status-every lines not
+# read), a service (its handler blocked: stall_service).
+
+SLOW_N = 20000
+
+
+def show_lines(n, start=0):
+    return [ev_line(f"show-{i % 11}", "Added", {"i": i}) for i in range(start, start + n)]
+
+
+def reader_away(srv, p, errpath, lines, blocked, what):
+    """Wait until blocked() says reader p has stopped reading, send lines
+    through srv, and keep the reader away 9 s from then (the condition under
+    test, not a synchronisation). Requires p alive then."""
+    def err():
+        return open(errpath).read()[-2000:]
+    t0 = time.monotonic()
+    deadline = t0 + 20 * SLOW
+    while not blocked():
+        check(p.poll() is None, f"{what} exited {p.returncode} before it stopped reading: {err()}")
+        check(time.monotonic() < deadline, f"{what} never stopped reading: {err()}")
+        time.sleep(0.02)
+    blocked_from = time.monotonic()
+    base = srv.status()["published"]
+    srv.append(lines)
+    deadline = time.monotonic() + 60 * SLOW
+    while srv.status()["published"] < base + len(lines):
+        check(time.monotonic() < deadline, f"not all published: {srv.status()}")
+        time.sleep(0.05)
+    time.sleep(max(0.0, blocked_from + 9 - time.monotonic()))
+    check(p.poll() is None, f"{what} died while away: exit {p.returncode} "
+          f"(-6 or 134: libzmq #3937); {err()}")
+    log(f"{what} stopped reading after {blocked_from - t0:.1f} s and was away "
+        f"{time.monotonic() - blocked_from:.1f} s; {len(lines)} events sent meanwhile")
+
+
+def full_pipe():
+    """A pipe whose buffer is already full of '#' lines: the first write of
+    the child given its write end blocks, as behind `| (sleep 9; cat)`."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"#" * 99 + b"\n")  # under PIPE_BUF: whole or not at all
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    return r, w
+
+
+def finish(p, what, errpath, timeout):
+    """SIGTERM p (if it still runs) and require exit 0."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    check(p.returncode == 0, f"{what} exit {p.returncode}: {open(errpath).read()[-2000:]}")
+
+
+def case_slow_sniff(env):
+    """`sniff --json | (sleep 9; cat)`: stdout is a pipe nobody reads yet;
+    once its 64 KiB are full the sniffer blocks in write and its SUB queue
+    fills behind it. Required: it lives, exits 0 at --count, and has
+    printed every event once."""
     d = env.path("log")
     make_log(d, mixed(3))
     srv = Server(env, d, extra=["--heartbeat-ms", "500"])
-    n = 20000
     errpath = env.path("sniff.err")
     with open(errpath, "w") as errf:
-        # stdout is a pipe nobody reads yet: once its 64 KiB are full the
-        # sniffer blocks in write, and its SUB queue fills behind it.
-        p = subprocess.Popen(sniff(srv, "--json", "--rcvhwm", "20", "--count", str(n)),
+        p = subprocess.Popen(sniff(srv, "--json", "--rcvhwm", "20", "--count", str(SLOW_N)),
                              stdout=subprocess.PIPE, stderr=errf)
     try:
-        deadline = time.monotonic() + 20 * SLOW
-        while "evbus sniff: live on" not in open(errpath).read():
-            check(p.poll() is None, f"sniff exited {p.returncode}: {open(errpath).read()}")
-            check(time.monotonic() < deadline, "sniff never went live")
-            time.sleep(0.02)
-        blocked_from = time.monotonic()
-        srv.append([ev_line(f"{CATS[i % 3]}-{i % 11}", "Added", {"i": i}) for i in range(n)])
-        deadline = time.monotonic() + 60 * SLOW
-        while srv.status()["published"] < 3 + n:
-            check(time.monotonic() < deadline, f"not all published: {srv.status()}")
-            time.sleep(0.05)
-        # The condition under test, not a synchronisation: the reader stays
-        # away for 9 s, three ZMTP heartbeat timeouts.
-        time.sleep(max(0.0, blocked_from + 9 - time.monotonic()))
-        check(p.poll() is None, f"sniff died while its reader was away: exit "
-              f"{p.returncode} (-6 or 134: libzmq #3937); {open(errpath).read()[-2000:]}")
+        reader_away(srv, p, errpath, show_lines(SLOW_N),
+                    lambda: "evbus sniff: live on" in open(errpath).read(), "sniff")
         out, _ = p.communicate(timeout=120 * SLOW)
     finally:
         if p.poll() is None:
@@ -546,11 +599,105 @@ def case_slow_reader(env):
     err = open(errpath).read()
     check(p.returncode == 0, f"sniff exit {p.returncode}: {err[-2000:]}")
     got = [o["seq"] for o in json_out(out.decode().splitlines())]
-    check(len(got) == n and sorted(got) == list(range(4, 4 + n)),
-          f"printed {len(got)} events, missing {sorted(set(range(4, 4 + n)) - set(got))[:10]}")
+    want = list(range(4, 4 + SLOW_N))
+    check(sorted(got) == want,
+          f"printed {len(got)} events, missing {sorted(set(want) - set(got))[:10]}")
     srv.stop()
-    log(f"reader away 9 s with a full SUB queue: alive, {n} events each once; "
+    log(f"reader away 9 s with a full SUB queue: alive, {SLOW_N} events each once; "
         f"stderr: {err.splitlines()[-1]}")
+
+
+def case_slow_mirror(env):
+    """`evbus mirror --status-every 10` whose stdout is a pipe already full
+    (nobody reads it): the mirror blocks in its first write (its main
+    thread's wchan says pipe_write) and stops copying. Required: it lives, copies every event
+    once when its output is read again, and exits 0 on SIGTERM."""
+    d, mir = env.path("log"), env.path("mirror")
+    make_log(d, show_lines(3))
+    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    errpath = env.path("mirror.err")
+    lines = queue.Queue()
+    r, w = full_pipe()
+    with open(errpath, "w") as errf:
+        p = subprocess.Popen([EVBUS, "mirror", "--follow", srv.follow, "--store", mir,
+                              "--rcvhwm", "20", "--status-every", "10"],
+                             stdout=w, stderr=errf)
+    os.close(w)
+    try:
+        reader_away(srv, p, errpath, show_lines(SLOW_N, 3),
+                    lambda: evbtest.wchan(p.pid).endswith("pipe_write"), "mirror")
+        out = os.fdopen(r, "rb")
+        threading.Thread(target=lambda: [lines.put(l) for l in out if not l.startswith(b"#")],
+                         daemon=True).start()
+        want = 3 + SLOW_N
+        deadline = time.monotonic() + 120 * SLOW
+        while True:
+            try:
+                o = json.loads(lines.get(timeout=1))
+                if o["applied"] == want and o["state"] == "live":
+                    break
+            except queue.Empty:
+                pass
+            check(p.poll() is None, f"mirror exited {p.returncode}: "
+                  f"{open(errpath).read()[-2000:]}")
+            check(time.monotonic() < deadline, f"mirror never copied seq {want}")
+    finally:
+        finish(p, "mirror", errpath, 30)
+    got = [o["payload"]["i"] for o in cat_json(mir)]
+    check(sorted(got) == list(range(want)),
+          f"mirror holds {len(got)} events, not 0..{want - 1} once each")
+    srv.stop()
+    log(f"mirror blocked 9 s with a full SUB queue: alive, {want} events copied once")
+
+
+def case_slow_service(env):
+    """A service whose handler blocks 9 s (stall_service: a "Stall" event)
+    with --rcvhwm 20. Required: it lives, applies every event once after
+    the stall (its status: applied up to the last seq, applied_events that
+    many), and exits 0 on SIGTERM."""
+    d = env.path("log")
+    make_log(d, show_lines(3))
+    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    scmd = env.ep("stall_cmd")
+    errpath = env.path("stall.err")
+    with open(errpath, "w") as errf:
+        p = subprocess.Popen([STALL, "--store", env.path("stall"), "--cmd", scmd,
+                              "--follow", srv.follow, "--rcvhwm", "20"],
+                             stdout=subprocess.DEVNULL, stderr=errf)
+
+    def show_feed():
+        r = run([EVBUS, "status", scmd, "--json"], 30)
+        if r.returncode != 0:
+            return None
+        return next((f for f in json.loads(r.stdout).get("feeds", [])
+                     if f["category"] == "show"), None)
+    try:
+        deadline = time.monotonic() + 20 * SLOW
+        while (show_feed() or {}).get("applied") != 3:
+            check(p.poll() is None, f"stall_service exited {p.returncode}: "
+                  f"{open(errpath).read()[-2000:]}")
+            check(time.monotonic() < deadline, "stall_service never applied the first 3")
+            time.sleep(0.05)
+        srv.append([ev_line("show-stall", "Stall", {"s": 9})])
+        reader_away(srv, p, errpath, show_lines(SLOW_N, 4),
+                    lambda: "stalling for 9 s" in open(errpath).read(), "stall_service")
+        want = 4 + SLOW_N
+        deadline = time.monotonic() + 120 * SLOW
+        while True:
+            f = show_feed() or {}
+            if f.get("applied") == want and f.get("state") == "live":
+                break
+            check(p.poll() is None, f"stall_service exited {p.returncode}: "
+                  f"{open(errpath).read()[-2000:]}")
+            check(time.monotonic() < deadline, f"stall_service never applied seq {want}: {f}")
+            time.sleep(0.1)
+        check(f.get("applied_events") == want,
+              f"{f.get('applied_events')} events applied, want {want} (each once)")
+    finally:
+        finish(p, "stall_service", errpath, 30)
+    srv.stop()
+    log(f"service handler blocked 9 s with a full SUB queue: alive, applied up to seq {want}; "
+        f"feed {f}")
 
 
 def case_restart(env):
@@ -598,7 +745,9 @@ CASES = {
     "terminal": case_terminal,
     "stats": case_stats,
     "gaps": case_gaps,
-    "slow_reader": case_slow_reader,
+    "slow_sniff": case_slow_sniff,
+    "slow_mirror": case_slow_mirror,
+    "slow_service": case_slow_service,
 }
 
 

@@ -680,6 +680,30 @@ static void test_payload_plus_metadata_over_limit_rejected(void **state)
     free(p);
 }
 
+/* The one content limit: payload + metadata at most EVB_MAX_PAYLOAD_BYTES,
+ * at its edges, with sizes that would wrap a sum, and its message. */
+static void test_check_content_size_edges(void **state)
+{
+    (void)state;
+    const size_t max = EVB_MAX_PAYLOAD_BYTES;
+    evb_err err = {0};
+    assert_int_equal(evb_check_content_size(max, 0, NULL), EVB_OK);
+    assert_int_equal(evb_check_content_size(max - 10, 10, NULL), EVB_OK);
+    assert_int_equal(evb_check_content_size(max - 10, 11, &err), EVB_ETOOBIG);
+    char want[160];
+    snprintf(want, sizeof want,
+             "payload + metadata: %zu + 11 bytes, over the limit of %zu for payload and "
+             "metadata", max - 10, max);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(evb_check_content_size(max + 1, 0, &err), EVB_ETOOBIG);
+    snprintf(want, sizeof want,
+             "payload: %zu bytes, over the limit of %zu for payload and metadata", max + 1,
+             max);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(evb_check_content_size(10, SIZE_MAX - 5, NULL), EVB_ETOOBIG);
+    assert_int_equal(evb_check_content_size(SIZE_MAX, 0, NULL), EVB_ETOOBIG);
+}
+
 /* The header: "sizes past the ceilings are errors". An envelope under
  * EVB_MAX_EVENT_BYTES whose payload is over EVB_MAX_PAYLOAD_BYTES must not
  * decode: it could not be re-encoded. */
@@ -2168,6 +2192,7 @@ int main(void)
         cmocka_unit_test(test_payload_at_limit_roundtrips),
         cmocka_unit_test(test_payload_over_limit_encode_rejected),
         cmocka_unit_test(test_payload_plus_metadata_over_limit_rejected),
+        cmocka_unit_test(test_check_content_size_edges),
         cmocka_unit_test(test_payload_over_limit_decode_rejected),
         cmocka_unit_test(test_payload_plus_metadata_over_limit_decode_rejected),
         cmocka_unit_test(test_envelope_over_limit_rejected),

@@ -270,6 +270,37 @@ static int s_print_err(cli_t *cli, bool json, unsigned long long lineno, const c
     return rc;
 }
 
+/* SIGINT or SIGTERM stopped the loop between two lines (or a read of
+ * stdin): what was reported stays reported (cli_finish flushes stdout). */
+static int s_interrupted(cli_t *cli, unsigned long long lineno)
+{
+    cli_error(cli, "interrupted after line %llu: the lines after it were not read "
+                   "(each line reported above is stored)", lineno);
+    return CLI_EXIT_RUNTIME;
+}
+
+/* The store's size check, made here with the same limit and message (an
+ * event over it would not fit the command socket's request either, and the
+ * service would see no request at all). scratch is only working space. */
+static int s_content_size(const json_val *obj, evb_buf *scratch, evb_err *err)
+{
+    static const char *const parts[2] = {"payload", "metadata"};
+    size_t sizes[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        bool present;
+        scratch->len = 0;
+        int rc = s_map_field(obj, parts[i], scratch, &present, err);
+        if (rc != EVB_OK) return rc;
+        sizes[i] = scratch->len;
+    }
+    scratch->len = 0;
+    evb_err e = {0};
+    if (evb_check_content_size(sizes[0], sizes[1], &e) == EVB_OK) return EVB_OK;
+    const json_val *sv = json_get(obj, "stream");
+    if (sv == NULL || sv->type != JSON_STR) return evb_err_set(err, EVB_ETOOBIG, "%s", e.msg);
+    return evb_err_set(err, EVB_ETOOBIG, "append to %.200s, event 0: %s", sv->str, e.msg);
+}
+
 /* One line through the service at ep. EVB_OK with lr filled, or the
  * call's error (EVB_ETIMEDOUT: no answer) with err naming the problem. */
 static int s_send_line(evb_cmd_client_t *client, int timeout_ms, const evb_buf *line,
@@ -284,14 +315,10 @@ static int s_send_line(evb_cmd_client_t *client, int timeout_ms, const evb_buf *
     }
     args->len = 0;
     rc = s_check_fields(obj, err);
+    if (rc == EVB_OK) rc = s_content_size(obj, args, err);
     if (rc == EVB_OK) rc = json_to_msgpack(obj, args, err);
     json_free(&obj);
     if (rc != EVB_OK) return rc;
-    /* A request past the service's message ceiling would be dropped by its
-     * socket and look like a timeout: refuse it here, by name. */
-    if (args->len > EVB_MAX_EVENT_BYTES)
-        return evb_err_set(err, EVB_ETOOBIG, "the event is larger than %u bytes",
-                           EVB_MAX_EVENT_BYTES);
     rc = evb_cmd_client_call(client, "append", args->data, args->len, timeout_ms, reply,
                              err);
     if (rc != EVB_OK) return rc;
@@ -333,7 +360,7 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
     evb_err err = {0};
     unsigned long long lineno = 0, ok = 0, failed = 0;
     int rc = CLI_EXIT_OK;
-    while (!cli->pipe_closed && s_read_line(&in)) {
+    while (!cli->pipe_closed && !cli_stop_requested() && s_read_line(&in)) {
         lineno++;
         if (in.too_long) {
             char msg[96];
@@ -376,6 +403,7 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
             break;
         }
     }
+    if (rc == CLI_EXIT_OK && cli_stop_requested()) rc = s_interrupted(cli, lineno);
     if (rc == CLI_EXIT_OK && ferror(stdin)) {
         cli_error(cli, "reading stdin: %s", strerror(errno));
         rc = CLI_EXIT_RUNTIME;
@@ -446,6 +474,7 @@ int cmd_append(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    cli_catch_stop_signals(); /* stop between lines: what was reported is flushed */
     if (to != NULL) {
         if (dir != NULL || create || service != NULL || sync_set)
             return cli_usage_error(&cli,
@@ -488,7 +517,7 @@ int cmd_append(int argc, char **argv)
     evb_buf payload = {0}, meta = {0};
     unsigned long long lineno = 0, ok = 0, failed = 0;
     rc = CLI_EXIT_OK;
-    while (!cli.pipe_closed && s_read_line(&in)) {
+    while (!cli.pipe_closed && !cli_stop_requested() && s_read_line(&in)) {
         lineno++;
         if (in.too_long) {
             char msg[96];
@@ -518,6 +547,7 @@ int cmd_append(int argc, char **argv)
             break;
         }
     }
+    if (rc == CLI_EXIT_OK && cli_stop_requested()) rc = s_interrupted(&cli, lineno);
     if (rc == CLI_EXIT_OK && ferror(stdin)) {
         cli_error(&cli, "reading stdin: %s", strerror(errno));
         rc = CLI_EXIT_RUNTIME;

@@ -417,7 +417,7 @@ int cmd_call(int argc, char **argv)
     if (ep[0] == '@') {
         const char *difc, *dname = ep + 1;
         unsigned dport;
-        if ((rc = disc_cli_settings(&cli, beacon_iface, beacon_port, beacon_port_set, &difc,
+        if ((rc = disc_cli_settings(&cli, false, beacon_iface, beacon_port, beacon_port_set, &difc,
                                     &dport)) >= 0 ||
             (rc = disc_cli_resolve(&cli, difc, dport, &dname, 1, DISC_CLI_DEFAULT_WAIT_MS,
                                    CLI_EXIT_UNREACHABLE, &found)) >= 0)

@@ -99,7 +99,7 @@ int cmd_peers(int argc, char **argv)
         return cli_usage_error(&cli, "--timeout: expected 1..86400 seconds");
     const char *iface;
     unsigned uport;
-    if ((rc = disc_cli_settings(&cli, iface_flag, port, port_set, &iface, &uport)) >= 0)
+    if ((rc = disc_cli_settings(&cli, true, iface_flag, port, port_set, &iface, &uport)) >= 0)
         return rc;
     cli_install_log_sink(&cli);
     evb_err err = {0};

@@ -1522,7 +1522,7 @@ int cmd_sniff(int argc, char **argv)
         if (found == NULL) return CLI_EXIT_RUNTIME;
         if (follow.n + services.n > CLI_MAX_LIST)
             rc = cli_usage_error(&cli, "more than %d publishers", CLI_MAX_LIST);
-        else if ((rc = disc_cli_settings(&cli, beacon_iface, beacon_port, beacon_port_set,
+        else if ((rc = disc_cli_settings(&cli, false, beacon_iface, beacon_port, beacon_port_set,
                                          &difc, &dport)) < 0)
             rc = disc_cli_resolve(&cli, difc, dport, services.v, services.n,
                                   DISC_CLI_DEFAULT_WAIT_MS, CLI_EXIT_USAGE, found);

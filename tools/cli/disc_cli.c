@@ -9,15 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-int disc_cli_settings(cli_t *cli, const char *iface_flag, uint64_t port_flag,
+int disc_cli_settings(cli_t *cli, bool peers, const char *iface_flag, uint64_t port_flag,
                       bool port_set, const char **iface, unsigned *port)
 {
+    const char *iface_name = peers ? "--iface" : "--beacon-iface";
+    const char *port_name = peers ? "--port" : "--beacon-port";
     const char *ifc = iface_flag;
     if (ifc == NULL || ifc[0] == '\0') ifc = getenv("EVBUS_BEACON_IFACE");
     if (ifc == NULL || ifc[0] == '\0')
-        return cli_usage_error(cli, "naming a service needs the beacon interface: "
-                                    "--beacon-iface NAME (or EVBUS_BEACON_IFACE; \"*\" "
-                                    "for every interface)");
+        return cli_usage_error(cli, "%s needs the beacon interface: %s NAME (or "
+                                    "EVBUS_BEACON_IFACE; \"*\" for every interface)",
+                               peers ? "listening for beacons" : "naming a service",
+                               iface_name);
     uint64_t p = EVB_DISC_DEFAULT_PORT;
     if (port_set) {
         p = port_flag;
@@ -27,7 +30,7 @@ int disc_cli_settings(cli_t *cli, const char *iface_flag, uint64_t port_flag,
             return cli_usage_error(cli, "EVBUS_BEACON_PORT: '%s' is not a port", env);
     }
     if (p == 0 || p > 65535)
-        return cli_usage_error(cli, "--beacon-port: expected 1..65535");
+        return cli_usage_error(cli, "%s: expected 1..65535", port_name);
     *iface = ifc;
     *port = (unsigned)p;
     return -1;

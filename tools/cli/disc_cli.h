@@ -15,8 +15,10 @@
 
 /* The interface (flag, else EVBUS_BEACON_IFACE) and port (flag when set,
  * else EVBUS_BEACON_PORT, else the default). -1 to go on, or the exit code
- * after a usage error (no interface named, bad port). */
-int disc_cli_settings(cli_t *cli, const char *iface_flag, uint64_t port_flag,
+ * after a usage error (no interface named, bad port). Messages name the
+ * flags of `evbus peers` (--iface, --port) when peers is set, else those of
+ * the commands that also take endpoints (--beacon-iface, --beacon-port). */
+int disc_cli_settings(cli_t *cli, bool peers, const char *iface_flag, uint64_t port_flag,
                       bool port_set, const char **iface, unsigned *port);
 
 /* Listen until every names[i] is heard (out[i]) or wait_ms passes. -1 when
