@@ -21,6 +21,7 @@
  */
 #include "store_int.h"
 #include "codec_int.h"
+#include "roenv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -240,15 +241,28 @@ static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_cur
     return EVB_OK;
 }
 
-/* Open the LevelDB at path into *out, naming what went wrong. */
+/* Open the LevelDB at path into *out, naming what went wrong. A read-only
+ * store reads through a view of its own (*env, roenv.h): nothing on disk
+ * changes, the owner's lock is not needed, read permission is enough. */
 static int s_ldb_open(evb_store_t *st, leveldb_options_t *o, const char *path,
-                      bool create, leveldb_t **out, evb_err *err)
+                      bool create, leveldb_t **out, leveldb_env_t **env, evb_err *err)
 {
     char *e = NULL;
+    if (st->read_only && *env == NULL) {
+        char why[PATH_MAX + 128];
+        if ((*env = st_roenv_new(path, why, sizeof why)) == NULL)
+            return evb_err_set(err, EVB_EIO, "cannot read %s", why);
+    }
+    /* Options of a read-only store are used only here, each time with the
+     * view of that open (a NULL env would be LevelDB's "no env" crash). */
+    if (*env != NULL) leveldb_options_set_env(o, *env);
     leveldb_options_set_create_if_missing(o, create);
     *out = leveldb_open(o, path, &e);
+    st_roenv_seal(*env);
     if (e == NULL) return EVB_OK;
     *out = NULL;
+    st_roenv_destroy(*env);
+    *env = NULL;
     int rc;
     if (strstr(e, "lock") != NULL || strstr(e, "LOCK") != NULL)
         rc = evb_err_set(err, EVB_ELOCKED,
@@ -275,7 +289,7 @@ static int s_ldb_open(evb_store_t *st, leveldb_options_t *o, const char *path,
 
 static int s_open_db(evb_store_t *st, bool create, evb_err *err)
 {
-    return s_ldb_open(st, st->options, st->dir, create, &st->db, err);
+    return s_ldb_open(st, st->options, st->dir, create, &st->db, &st->db_env, err);
 }
 
 /* The index database. Format 1 keeps the indexes with the events; from
@@ -291,7 +305,7 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     int n = snprintf(path, sizeof path, "%s/index", st->dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
-    int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, err);
+    int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, &st->ix_env, err);
     if (rc != EVB_OK) return rc;
     /* The index names the log it indexes: an index/ left behind by another
      * log (a directory put in its place) is stale, whatever its position. */
@@ -318,6 +332,9 @@ static void s_close_dbs(evb_store_t *st)
     st->ix = NULL;
     if (st->db != NULL) leveldb_close(st->db);
     st->db = NULL;
+    st_roenv_destroy(st->ix_env);
+    st_roenv_destroy(st->db_env);
+    st->ix_env = st->db_env = NULL;
 }
 
 /* Start the index database again from nothing (format >= 2) when it is
@@ -761,6 +778,16 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo_sync, 1);
 
+    if (st->read_only) {
+        /* The index's view first: its snapshot is then never ahead of the
+         * log's, which a running service's indexer follows. */
+        char ixdir[PATH_MAX], why[PATH_MAX + 128];
+        snprintf(ixdir, sizeof ixdir, "%s/index", st->dir);
+        if ((st->ix_env = st_roenv_new(ixdir, why, sizeof why)) == NULL) {
+            evb_err_set(err, EVB_EIO, "cannot read %s", why);
+            goto fail;
+        }
+    }
     if (s_open_db(st, !has_current, err) != EVB_OK) goto fail;
     if (!has_current) {
         if (s_init_meta(st, opts->service, err) != EVB_OK) goto fail;

@@ -166,6 +166,9 @@ struct evb_store {
      * own in DIR/index from format 2 on (FORMAT.md, "Two databases"), the
      * same database as db in a format 1 log. Derived: it is never fsynced. */
     leveldb_t *ix;
+    /* Read-only opens: the views (roenv.h) db and ix read through; NULL
+     * otherwise. Destroyed after their database is closed. */
+    leveldb_env_t *db_env, *ix_env;
     bool ix_foreign; /* its M logid is another log's (a log put in its place) */
     bool ix_ignored; /* read-only open of a stale index: reads do without it */
     leveldb_options_t *options;

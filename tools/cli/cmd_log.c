@@ -11,8 +11,10 @@
  * change the log it inspects (no indexer runs; reads merge the indexes with
  * the unindexed tail). import appends, so it opens for writing. The directory is
  * checked with stat() first so that a mistyped path is reported as missing
- * and never created. LevelDB allows one process per directory, so these
- * verbs fail with exit code 3 while the owning service runs.
+ * and never created. A read-only open reads through a view of the directory
+ * (store/roenv.h): no byte changes, damaged or not, and it works while the
+ * owning service runs (a snapshot as of the open) and with read permission
+ * only.
  */
 #include "cmd_log.h"
 
@@ -215,7 +217,8 @@ static int s_info(cli_t *cli, int argc, char **argv)
         "Show what the log in DIR is: its id, format, service, head, indexer\n"
         "position, last synced sequence, number of streams, size on disk, and\n"
         "each category with its event count and last sequence. The log is\n"
-        "opened read-only; the service that owns it must not be running.",
+        "read as it is at the start (its service may be running); nothing in\n"
+        "DIR changes.",
         "JSON fields: dir, log_id, format, service, head, indexed, unindexed,\n"
         "synced, streams, disk_bytes, categories [{name, count, head}].\n"};
     const char *pos[1];
@@ -613,9 +616,9 @@ int cmd_log(int argc, char **argv)
     return cli_dispatch(
         "evbus log", s_verbs, sizeof s_verbs / sizeof s_verbs[0],
         "Usage: evbus log VERB DIR [OPTIONS]\n\n"
-        "Inspect the log directory of a service that is not running (LevelDB\n"
-        "lets one process at a time open it). Only `import` writes (it\n"
-        "appends); LevelDB itself may fold its write-ahead log into a\n"
-        "table on open.\n",
+        "Inspect the log directory of a service, running or not. Every verb\n"
+        "but `import` reads a snapshot of the directory as of its start and\n"
+        "changes no byte of it (a damaged log stays as found); read permission\n"
+        "is enough. Only `import` writes (it appends), when no service runs.\n",
         argc, argv);
 }

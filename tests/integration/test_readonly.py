@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Read-only commands change no byte of a log, damaged or not, read it while
+its service runs, and need only read permission (store/roenv.h).
+
+    test_readonly.py EVBUS
+
+Checks:
+  damaged WAL   a copy of a log whose write-ahead log (*.log) has 16 bytes
+                flipped: `log info`, `verify`, `cat`, `export` and `state`
+                leave every file as it was (names, sizes, SHA-256); before,
+                LevelDB's recovery rewrote the directory and deleted the
+                damaged .log (its events then lost for good).
+  clean log     the same on an undamaged log, whose events all read back.
+  live          `evbus serve` holds the log: `log info` and `log cat` read
+                it (exit 0, the served head), the server keeps serving (an
+                append through it lands, and is seen by the next read).
+  non-root      the log owned by root, files 0644: `log info` and `log cat`
+                as user nobody (root only; else exit 77, and under CI=true a
+                failure).
+"""
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evbtest import Fail, check, wait_for  # noqa: E402
+import evbtest  # noqa: E402
+
+EVBUS = sys.argv[1]
+log = evbtest.logger("readonly")
+
+
+def run(argv, timeout=120, **kw):
+    return evbtest.run([EVBUS, *argv], timeout, **kw)
+
+
+def tree(d):
+    """Every file under d: relative name -> (size, sha256)."""
+    out = {}
+    for root, _, files in os.walk(d):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, d)] = (os.path.getsize(p), hashlib.sha256(fh.read())
+                                              .hexdigest())
+    return out
+
+
+def lines(n, start=0):
+    return "".join(json.dumps({"stream": f"show-{i % 17}", "type": "Added",
+                               "payload": {"i": i}}) + "\n" for i in range(start, start + n))
+
+
+def make_log(d, n):
+    r = run(["append", "--store", d, "--create", "--service", "demo"], input=lines(n))
+    check(r.returncode == 0, f"append: {r.returncode} {r.stderr[-500:]}")
+
+
+def read_all(d):
+    """The read-only verbs on d: {verb: completed run}."""
+    return {" ".join(v): run(["log", *v]) for v in (
+        ["info", d], ["verify", d], ["cat", d, "--json"], ["export", d],
+        ["state", d, "show-3"])}
+
+
+def untouched(d, what):
+    before = tree(d)
+    res = read_all(d)
+    after = tree(d)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    check(not changed, f"{what}: read-only commands changed {changed} "
+                       f"({[(k, before.get(k), after.get(k)) for k in changed][:3]})")
+    return res
+
+
+def damaged_wal(base):
+    d = os.path.join(base, "damaged")
+    make_log(d, 2000)
+    wals = [f for f in os.listdir(d) if f.endswith(".log")]
+    check(len(wals) == 1 and os.path.getsize(os.path.join(d, wals[0])) > 100000,
+          f"expected one write-ahead log with the events: {os.listdir(d)}")
+    p = os.path.join(d, wals[0])
+    with open(p, "r+b") as f:
+        f.seek(os.path.getsize(p) // 2)
+        b = f.read(16)
+        f.seek(os.path.getsize(p) // 2)
+        f.write(bytes(x ^ 0xFF for x in b))
+    res = untouched(d, "damaged WAL")
+    cat = res[f"cat {d} --json"]
+    got = len(cat.stdout.splitlines())
+    check(0 < got < 2000, f"cat of the damaged log read {got} events (exit {cat.returncode})")
+    log(f"damaged WAL: info/verify/cat/export/state changed nothing; {got} of 2000 "
+        f"events readable, verify exit {res['verify ' + d].returncode}")
+
+
+def clean_log(base):
+    d = os.path.join(base, "clean")
+    make_log(d, 3000)
+    res = untouched(d, "clean log")
+    for k, r in res.items():
+        check(r.returncode == 0, f"log {k}: exit {r.returncode} {r.stderr[-500:]}")
+    got = [json.loads(x)["seq"] for x in res[f"cat {d} --json"].stdout.splitlines()]
+    check(got == list(range(1, 3001)), f"cat read {len(got)} events, not 1..3000")
+    log("clean log: every verb exit 0, nothing changed, 3000 events read")
+    return d
+
+
+def live(base, d):
+    cmd = "ipc://" + os.path.join(base, "cmd")
+    srv = subprocess.Popen([EVBUS, "serve", "--store", d, "--pub",
+                            "ipc://" + os.path.join(base, "pub"), "--catchup",
+                            "ipc://" + os.path.join(base, "cu"), "--cmd", cmd],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("serve to answer status",
+                 lambda: check(srv.poll() is None, "serve exited") or
+                 run(["status", "--timeout", "200", cmd]).returncode == 0)
+        r = run(["append", "--to", cmd], input=lines(500, 3000))
+        check(r.returncode == 0, f"append --to: {r.returncode} {r.stderr[-500:]}")
+        r = run(["log", "info", d, "--json"])
+        check(r.returncode == 0, f"log info while served: exit {r.returncode} {r.stderr}")
+        head = json.loads(r.stdout)["head"]
+        check(head == 3500, f"log info while served: head {head}, want 3500")
+        r = run(["log", "cat", d, "--json"])
+        check(r.returncode == 0 and len(r.stdout.splitlines()) == 3500,
+              f"log cat while served: exit {r.returncode}, {len(r.stdout.splitlines())} "
+              f"events; {r.stderr[-500:]}")
+        r = run(["append", "--to", cmd], input=lines(1, 3500))
+        check(r.returncode == 0, f"append after the reads: {r.returncode} {r.stderr}")
+        r = run(["log", "info", d, "--json"])
+        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 3501,
+              f"the next read: {r.returncode} {r.stdout[:300]} {r.stderr}")
+    finally:
+        srv.terminate()
+        err = srv.communicate(timeout=30)[1]
+    check(srv.returncode == 0, f"serve exit {srv.returncode}: {err[-1000:]}")
+    log("live: info and cat read the served log (head 3500, then 3501); serve unharmed")
+
+
+def non_root(base, d):
+    if os.geteuid() != 0:
+        return False
+    ro = tempfile.mkdtemp(prefix="evb-ro-")
+    try:
+        os.chmod(ro, 0o755)
+        dst = os.path.join(ro, "log")
+        shutil.copytree(d, dst)
+        for root, dirs, files in os.walk(dst):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        nobody = pwd.getpwnam("nobody")
+
+        def as_nobody(argv):
+            return subprocess.run([EVBUS, *argv], capture_output=True, text=True,
+                                  timeout=120, user=nobody.pw_uid, group=nobody.pw_gid,
+                                  extra_groups=[], cwd="/")
+        before = tree(dst)
+        r = as_nobody(["log", "info", dst, "--json"])
+        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 3501,
+              f"log info as nobody: exit {r.returncode} {r.stdout[:200]} {r.stderr}")
+        r = as_nobody(["log", "cat", dst, "--json"])
+        check(r.returncode == 0 and len(r.stdout.splitlines()) == 3501,
+              f"log cat as nobody: exit {r.returncode} {r.stderr}")
+        check(tree(dst) == before, "reading as nobody changed the log")
+        os.chmod(os.path.join(dst, "CURRENT"), 0o600)
+        r = as_nobody(["log", "info", dst])
+        check(r.returncode != 0 and "permission denied" in r.stderr and "CURRENT" in r.stderr,
+              f"an unreadable CURRENT: exit {r.returncode} {r.stderr}")
+    finally:
+        shutil.rmtree(ro, ignore_errors=True)
+    log("non-root: nobody reads a root-owned 0644 log; an unreadable file is named")
+    return True
+
+
+def main():
+    base = evbtest.scratch_dir("readonly_", short=60)
+    t0 = time.monotonic()
+    ok = False
+    try:
+        damaged_wal(base)
+        d = clean_log(base)
+        live(base, d)
+        rooted = non_root(base, d)
+        ok = True
+    except Fail as e:
+        print(f"[readonly] FAIL: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if ok:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"[readonly] kept {base}", file=sys.stderr)
+    log(f"ok in {time.monotonic() - t0:.1f}s")
+    if not rooted:
+        log("non-root case not run: needs root to make a log it does not own")
+        return 1 if os.environ.get("CI") == "true" else 77
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
