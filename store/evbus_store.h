@@ -53,7 +53,10 @@ typedef struct evb_store_opts {
     const char *dir;       /* the log's directory */
     const char *service;   /* service name; required when creating */
     bool create;           /* create the log if the directory has none */
-    bool read_only_intent; /* tools: never write, not even the indexer */
+    bool read_only_intent; /* tools: never write, not even the indexer; the
+                            * log is read as a snapshot of the directory that
+                            * no byte of changes, beside a running owner
+                            * (store/FORMAT.md, "Reading without writing") */
     evb_sync sync;
     unsigned group_interval_ms; /* EVB_SYNC_GROUP: fsync period (default 2) */
     evb_index_mode index_mode;
@@ -76,6 +79,23 @@ EVB_EXPORT evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
 /* Stop the store's threads (a pending group fsync is done first) and close
  * LevelDB. *stp becomes NULL. */
 EVB_EXPORT void evb_store_destroy(evb_store_t **stp);
+
+/* What evb_store_backup wrote. */
+typedef struct evb_backup_info {
+    uint64_t head;         /* the backup's last sequence */
+    uint64_t bytes_copied; /* bytes written (hard-linked tables not counted) */
+    unsigned files_linked; /* tables hard-linked instead of copied */
+} evb_backup_info;
+
+/* Write a consistent copy of a store opened with read_only_intent into the
+ * new directory dest (it must not exist; its parent must): the log as of
+ * the open (its owner may be running), which opens and verifies as a log of
+ * its own, with the same log id. Tables are hard-linked where the file
+ * system allows, the rest copied; everything is fsynced. EVB_EINVAL for a
+ * store not opened read-only, EVB_EIO naming the file on failure (dest is
+ * then incomplete: remove it). */
+EVB_EXPORT int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out,
+                                evb_err *err);
 
 typedef struct evb_store_info {
     evb_id log_id;

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <map>
 #include <memory>
@@ -233,31 +234,13 @@ class RoEnv : public leveldb::EnvWrapper {
     {
         std::string b;
         if (!Base(f, &b)) return target()->NewSequentialFile(f, r);
-        std::lock_guard<std::mutex> g(mu_);
-        auto m = mem_.find(b);
-        if (m != mem_.end()) {
-            *r = new MemSeq(m->second, &mu_);
-            return Status::OK();
-        }
-        auto d = disk_.find(b);
-        if (d == disk_.end()) return Status::NotFound(f, "not in the read-only view");
-        *r = new DiskSeq(d->second, f);
-        return Status::OK();
+        return OpenView<MemSeq, DiskSeq>(f, b, r);
     }
     Status NewRandomAccessFile(const std::string &f, leveldb::RandomAccessFile **r) override
     {
         std::string b;
         if (!Base(f, &b)) return target()->NewRandomAccessFile(f, r);
-        std::lock_guard<std::mutex> g(mu_);
-        auto m = mem_.find(b);
-        if (m != mem_.end()) {
-            *r = new MemRand(m->second, &mu_);
-            return Status::OK();
-        }
-        auto d = disk_.find(b);
-        if (d == disk_.end()) return Status::NotFound(f, "not in the read-only view");
-        *r = new DiskRand(d->second, f);
-        return Status::OK();
+        return OpenView<MemRand, DiskRand>(f, b, r);
     }
     Status NewWritableFile(const std::string &f, leveldb::WritableFile **r) override
     {
@@ -327,15 +310,11 @@ class RoEnv : public leveldb::EnvWrapper {
         std::string b;
         if (!Base(f, &b)) return target()->GetFileSize(f, s);
         std::lock_guard<std::mutex> g(mu_);
-        auto m = mem_.find(b);
-        if (m != mem_.end()) {
-            *s = m->second->size();
-            return Status::OK();
-        }
-        auto d = disk_.find(b);
-        if (d == disk_.end()) return Status::NotFound(f, "not in the read-only view");
-        *s = d->second.size;
-        return Status::OK();
+        MemData m;
+        DiskFile d{-1, 0, nullptr};
+        Status st = Find(f, b, &m, &d);
+        if (st.ok()) *s = m ? m->size() : d.size;
+        return st;
     }
     Status RenameFile(const std::string &src, const std::string &dst) override
     {
@@ -374,7 +353,100 @@ class RoEnv : public leveldb::EnvWrapper {
         return Status::OK();
     }
 
+    // Write the view as a LevelDB directory at dest (made; it must not
+    // exist): tables hard-linked where the file system allows (they never
+    // change), everything else copied as the view holds it, each file and
+    // the directory fsynced. Returns "" or the reason; *bytes and *linked
+    // get what was copied and how many files were linked.
+    std::string CopyTo(const std::string &dest, uint64_t *bytes, unsigned *linked)
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        if (mkdir(dest.c_str(), 0755) != 0) return dest + ": " + strerror(errno);
+        for (auto &kv : disk_) {
+            std::string to = dest + "/" + kv.first;
+            if (IsTable(kv.first) && link((dir_ + "/" + kv.first).c_str(), to.c_str()) == 0) {
+                ++*linked;
+                continue;
+            }
+            std::string why = CopyFd(kv.second, to, bytes);
+            if (!why.empty()) return why;
+        }
+        for (auto &kv : mem_) {
+            DiskFile none{-1, 0, kv.second->data()};
+            none.size = kv.second->size();
+            std::string why = CopyFd(none, dest + "/" + kv.first, bytes);
+            if (!why.empty()) return why;
+        }
+        int dfd = open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) != 0) {
+            std::string why = dest + ": " + strerror(errno);
+            if (dfd >= 0) close(dfd);
+            return why;
+        }
+        close(dfd);
+        return "";
+    }
+
   private:
+    template <class Mem, class Disk, class File>
+    Status OpenView(const std::string &f, const std::string &b, File **r)
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        MemData m;
+        DiskFile d{-1, 0, nullptr};
+        Status st = Find(f, b, &m, &d);
+        if (st.ok()) *r = m ? static_cast<File *>(new Mem(m, &mu_)) : new Disk(d, f);
+        return st;
+    }
+
+    // The view's file b (mu_ held): in memory (*m set) or on disk (*d).
+    Status Find(const std::string &f, const std::string &b, MemData *m, DiskFile *d)
+    {
+        auto mi = mem_.find(b);
+        if (mi != mem_.end()) {
+            *m = mi->second;
+            return Status::OK();
+        }
+        auto di = disk_.find(b);
+        if (di == disk_.end()) return Status::NotFound(f, "not in the read-only view");
+        *d = di->second;
+        return Status::OK();
+    }
+
+    // Copy f (its mapping when it has one, else its descriptor, up to its
+    // size) into a new file `to`, fsynced.
+    static std::string CopyFd(const DiskFile &f, const std::string &to, uint64_t *bytes)
+    {
+        int out = open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (out < 0) return to + ": " + strerror(errno);
+        std::vector<char> buf(1 << 20);
+        std::string why;
+        for (uint64_t off = 0; off < f.size && why.empty();) {
+            size_t n = (size_t)std::min<uint64_t>(buf.size(), f.size - off);
+            const char *p = f.map != nullptr ? f.map + off : buf.data();
+            Slice got;
+            if (f.map == nullptr) {
+                Status s = ReadAt(f.fd, f.size, off, n, &got, buf.data(), to);
+                if (!s.ok() || got.size() == 0) {
+                    why = to + ": " + (s.ok() ? "source shorter than its snapshot" : s.ToString());
+                    break;
+                }
+                n = got.size();
+            }
+            for (size_t w = 0; w < n && why.empty();) {
+                ssize_t k = write(out, p + w, n - w);
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0) why = to + ": " + strerror(errno);
+                else w += (size_t)k;
+            }
+            off += n;
+            *bytes += n;
+        }
+        if (why.empty() && fsync(out) != 0) why = to + ": " + strerror(errno);
+        close(out);
+        return why;
+    }
+
     // f names a file directly in dir_: *base gets its name.
     bool Base(const std::string &f, std::string *base) const
     {
@@ -484,6 +556,19 @@ void st_roenv_seal(leveldb_env_t *env)
 size_t st_roenv_mem_bytes(leveldb_env_t *env)
 {
     return env != nullptr ? static_cast<RoEnv *>(env->rep)->MemBytes() : 0;
+}
+
+int st_roenv_copy(leveldb_env_t *env, const char *dest, uint64_t *bytes, unsigned *linked,
+                  char *why, size_t cap)
+{
+    try {
+        std::string w = static_cast<RoEnv *>(env->rep)->CopyTo(dest, bytes, linked);
+        if (w.empty()) return 0;
+        snprintf(why, cap, "%s", w.c_str());
+    } catch (const std::exception &x) {
+        snprintf(why, cap, "%s: %s", dest, x.what());
+    }
+    return -1;
 }
 
 void st_roenv_destroy(leveldb_env_t *env)

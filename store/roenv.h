@@ -26,6 +26,7 @@
 #define EVB_STORE_ROENV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +44,14 @@ void st_roenv_seal(leveldb_env_t *env);
 
 /* Bytes the view holds in memory (what LevelDB wrote during the open). */
 size_t st_roenv_mem_bytes(leveldb_env_t *env);
+
+/* Write the view as a new LevelDB directory dest (it must not exist): a
+ * copy of the state the view holds, tables hard-linked where the file
+ * system allows, the rest copied; every file and dest fsynced. 0, or -1
+ * with the reason in why. *bytes and *linked grow by what was copied and by
+ * the number of files linked. */
+int st_roenv_copy(leveldb_env_t *env, const char *dest, uint64_t *bytes, unsigned *linked,
+                  char *why, size_t cap);
 
 /* After the database using it is closed. NULL is fine. */
 void st_roenv_destroy(leveldb_env_t *env);

@@ -325,6 +325,29 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     return e != NULL ? st_ldb_err(st, e, "writing the index's log id", err) : EVB_OK;
 }
 
+int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out, evb_err *err)
+{
+    if (st == NULL || dest == NULL || !st->read_only || st->db_env == NULL)
+        return evb_err_set(err, EVB_EINVAL,
+                           "backup: open the log with read_only_intent to back it up");
+    evb_backup_info bi = {.head = atomic_load(&st->head)};
+    char why[PATH_MAX + 128];
+    if (st_roenv_copy(st->db_env, dest, &bi.bytes_copied, &bi.files_linked, why,
+                      sizeof why) != 0)
+        return evb_err_set(err, EVB_EIO, "backup of %s: %s", st->dir, why);
+    if (st->ix != st->db && st->ix_env != NULL) {
+        char ixdir[PATH_MAX];
+        int n = snprintf(ixdir, sizeof ixdir, "%s/index", dest);
+        if (n < 0 || (size_t)n >= sizeof ixdir)
+            return evb_err_set(err, EVB_EINVAL, "backup: %s: path too long", dest);
+        if (st_roenv_copy(st->ix_env, ixdir, &bi.bytes_copied, &bi.files_linked, why,
+                          sizeof why) != 0)
+            return evb_err_set(err, EVB_EIO, "backup of %s/index: %s", st->dir, why);
+    }
+    if (out != NULL) *out = bi;
+    return EVB_OK;
+}
+
 /* Close both databases (the index first: it may be the same as db). */
 static void s_close_dbs(evb_store_t *st)
 {

@@ -12,8 +12,10 @@ Checks:
                 damaged .log (its events then lost for good).
   clean log     the same on an undamaged log, whose events all read back.
   live          `evbus serve` holds the log: `log info` and `log cat` read
-                it (exit 0, the served head), the server keeps serving (an
-                append through it lands, and is seen by the next read).
+                it (exit 0, the served head); `log backup` while 2,000 appends
+                go through serve writes a copy that verifies clean and equals
+                the log's first events up to its head; the server keeps
+                serving (an append through it lands, seen by the next read).
   non-root      the log owned by root, files 0644: `log info` and `log cat`
                 as user nobody (root only; else exit 77, and under CI=true a
                 failure).
@@ -107,6 +109,23 @@ def clean_log(base):
         check(r.returncode == 0, f"log {k}: exit {r.returncode} {r.stderr[-500:]}")
     got = [json.loads(x)["seq"] for x in res[f"cat {d} --json"].stdout.splitlines()]
     check(got == list(range(1, 3001)), f"cat read {len(got)} events, not 1..3000")
+    # A backup across file systems (tmpfs): nothing can be linked, all copied.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if shm and os.stat(shm).st_dev != os.stat(d).st_dev:
+        bk = tempfile.mkdtemp(prefix="evb-bk-", dir=shm)
+        try:
+            r = run(["log", "backup", d, os.path.join(bk, "log"), "--json"])
+            check(r.returncode == 0, f"backup to tmpfs: {r.returncode} {r.stderr}")
+            bi = json.loads(r.stdout)
+            check(bi["files_linked"] == 0 and bi["head"] == 3000 and bi["bytes_copied"] > 0,
+                  f"backup to tmpfs: {bi}")
+            r = run(["log", "verify", os.path.join(bk, "log")])
+            check(r.returncode == 0, f"verify of the tmpfs backup: {r.returncode} {r.stdout}")
+        finally:
+            shutil.rmtree(bk, ignore_errors=True)
+        log(f"clean log: backup to tmpfs copied {bi['bytes_copied']} bytes, verifies")
+    r = run(["log", "backup", d, d])
+    check(r.returncode == 4 and "already exists" in r.stderr, f"backup onto itself: {r.stderr}")
     log("clean log: every verb exit 0, nothing changed, 3000 events read")
     return d
 
@@ -131,16 +150,39 @@ def live(base, d):
         check(r.returncode == 0 and len(r.stdout.splitlines()) == 3500,
               f"log cat while served: exit {r.returncode}, {len(r.stdout.splitlines())} "
               f"events; {r.stderr[-500:]}")
+        # A backup while appends go on: the log as of the backup's start.
+        feeder = subprocess.Popen([EVBUS, "append", "--to", cmd], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            feeder.stdin.write(lines(2000, 10000).encode())
+            feeder.stdin.flush()
+            bk = os.path.join(base, "backup")
+            r = run(["log", "backup", d, bk, "--json"])
+            check(r.returncode == 0, f"log backup while served: {r.returncode} {r.stderr}")
+            bi = json.loads(r.stdout)
+        finally:
+            feeder.stdin.close()
+            feeder.wait(timeout=60)
+        check(feeder.returncode == 0, f"the appends during the backup: {feeder.returncode}")
+        r = run(["log", "verify", bk])
+        check(r.returncode == 0, f"verify of the backup: {r.returncode} {r.stdout[-300:]}")
+        got = [json.loads(x) for x in run(["log", "cat", bk, "--json"]).stdout.splitlines()]
+        check(len(got) == bi["head"] >= 3500, f"backup holds {len(got)}, head {bi['head']}")
+        src = [json.loads(x) for x in run(["log", "cat", d, "--json", "--to",
+                                           str(bi["head"])]).stdout.splitlines()]
+        check(got == src, "the backup differs from the log's first events")
         r = run(["append", "--to", cmd], input=lines(1, 3500))
         check(r.returncode == 0, f"append after the reads: {r.returncode} {r.stderr}")
         r = run(["log", "info", d, "--json"])
-        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 3501,
+        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 5501,
               f"the next read: {r.returncode} {r.stdout[:300]} {r.stderr}")
     finally:
         srv.terminate()
         err = srv.communicate(timeout=30)[1]
     check(srv.returncode == 0, f"serve exit {srv.returncode}: {err[-1000:]}")
-    log("live: info and cat read the served log (head 3500, then 3501); serve unharmed")
+    log(f"live: info and cat read the served log (head 3500); a backup during appends "
+        f"(head {bi['head']}, {bi['files_linked']} tables linked) verifies and equals the "
+        f"log's first events; serve unharmed")
 
 
 def non_root(base, d):
@@ -163,10 +205,10 @@ def non_root(base, d):
                                   extra_groups=[], cwd="/")
         before = tree(dst)
         r = as_nobody(["log", "info", dst, "--json"])
-        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 3501,
+        check(r.returncode == 0 and json.loads(r.stdout)["head"] == 5501,
               f"log info as nobody: exit {r.returncode} {r.stdout[:200]} {r.stderr}")
         r = as_nobody(["log", "cat", dst, "--json"])
-        check(r.returncode == 0 and len(r.stdout.splitlines()) == 3501,
+        check(r.returncode == 0 and len(r.stdout.splitlines()) == 5501,
               f"log cat as nobody: exit {r.returncode} {r.stderr}")
         check(tree(dst) == before, "reading as nobody changed the log")
         os.chmod(os.path.join(dst, "CURRENT"), 0o600)
