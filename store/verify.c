@@ -19,8 +19,19 @@
 
 #define MAX_REPORTED 1000
 
+/* A range of missing events (a sequence gap) and, per index kind (stream,
+ * category, id), how many index entries point into it: one line each at
+ * the end, not one per entry. */
+typedef struct gap {
+    uint64_t lo, hi;
+    uint64_t entries[3];
+    uint64_t streams; /* streams whose versions jump across it */
+} gap;
+
 typedef struct vctx {
     evb_store_t *st;
+    gap *gaps; /* in seq order, from the forward pass */
+    size_t ngaps, gcap;
     leveldb_readoptions_t *ro;  /* the events' snapshot */
     leveldb_readoptions_t *iro; /* the index's (the same in format 1) */
     evb_problem_fn fn;
@@ -39,6 +50,64 @@ __attribute__((format(printf, 2, 3))) static void s_problem(vctx *v, const char 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     v->fn(msg, v->ctx);
+}
+
+static void s_add_gap(vctx *v, uint64_t lo, uint64_t hi)
+{
+    if (v->ngaps == v->gcap) {
+        size_t cap = v->gcap ? 2 * v->gcap : 16;
+        gap *g = realloc(v->gaps, cap * sizeof *g);
+        if (g == NULL) return; /* then its entries are reported one by one */
+        v->gaps = g;
+        v->gcap = cap;
+    }
+    v->gaps[v->ngaps++] = (gap){.lo = lo, .hi = hi};
+}
+
+/* The gap holding seq, or NULL (gaps are sorted and disjoint). */
+static gap *s_find_gap(vctx *v, uint64_t seq)
+{
+    size_t lo = 0, hi = v->ngaps;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->gaps[mid].hi < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < v->ngaps && v->gaps[lo].lo <= seq ? &v->gaps[lo] : NULL;
+}
+
+/* A gap lying wholly between seqs a and b (a < lo, hi < b), or NULL. */
+static gap *s_gap_between(vctx *v, uint64_t a, uint64_t b)
+{
+    size_t lo = 0, hi = v->ngaps; /* find the first gap with hi >= b */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->gaps[mid].hi < b) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo > 0 && v->gaps[lo - 1].lo > a ? &v->gaps[lo - 1] : NULL;
+}
+
+/* One line per gap and index kind whose entries point into it, and per gap
+ * that streams' versions jump across. */
+static void s_report_gaps(vctx *v)
+{
+    static const char *const kinds[3] = {"stream", "category", "id"};
+    for (size_t i = 0; i < v->ngaps; i++) {
+        if (v->gaps[i].streams > 0)
+            s_problem(v, "%llu stream%s skip versions across the sequence gap %llu..%llu",
+                      (unsigned long long)v->gaps[i].streams,
+                      v->gaps[i].streams == 1 ? "" : "s", (unsigned long long)v->gaps[i].lo,
+                      (unsigned long long)v->gaps[i].hi);
+        for (int k = 0; k < 3; k++)
+            if (v->gaps[i].entries[k] > 0)
+                s_problem(v, "%s index: %llu %s at events %llu..%llu, which are "
+                             "missing (the sequence gap above)",
+                          kinds[k], (unsigned long long)v->gaps[i].entries[k],
+                          v->gaps[i].entries[k] == 1 ? "entry points" : "entries point",
+                          (unsigned long long)v->gaps[i].lo,
+                          (unsigned long long)v->gaps[i].hi);
+    }
 }
 
 /* Value of key as a be64, or 0 when absent / not 8 bytes (*present says). */
@@ -112,21 +181,24 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
         return;
     }
     hent *e = hmap_get(tailv, ev->stream, sn);
-    uint64_t prev;
+    uint64_t prev, prev_seq = 0;
     if (e != NULL) {
         prev = e->a;
+        prev_seq = e->b;
     } else if (v->st->ix_ignored) {
         prev = 0; /* the whole log is the tail */
     } else {
         /* First tail event of this stream: its last indexed version. */
         leveldb_iterator_t *it = leveldb_create_iterator(v->st->ix, v->iro);
-        uint64_t at;
         prev = 0;
-        if (st_stream_last(it, ev->stream, sn, &prev, &at) < 0)
+        if (st_stream_last(it, ev->stream, sn, &prev, &prev_seq) < 0)
             s_problem(v, "the last stream index entry of %s is malformed", ev->stream);
         leveldb_iter_destroy(it);
     }
-    if (ev->version != prev + 1)
+    gap *g;
+    if (ev->version > prev + 1 && (g = s_gap_between(v, prev_seq, seq)) != NULL)
+        g->streams++; /* the missing versions are in the gap: one line for all */
+    else if (ev->version != prev + 1)
         s_problem(v, "event %llu is %s v%llu, but the stream was at v%llu",
                   (unsigned long long)seq, ev->stream, (unsigned long long)ev->version,
                   (unsigned long long)prev);
@@ -152,10 +224,11 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
         }
         uint64_t seq = be64_get(k + 1);
         if (seq != expect) {
-            if (seq > expect)
+            if (seq > expect) {
                 s_problem(v, "sequence gap: events %llu..%llu are missing",
                           (unsigned long long)expect, (unsigned long long)seq - 1);
-            else
+                s_add_gap(v, expect, seq - 1);
+            } else
                 s_problem(v, "event key %llu out of order", (unsigned long long)seq);
         }
         expect = seq + 1;
@@ -185,9 +258,11 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
         }
         if (progress && seq % 65536 == 0) progress(seq, head, v->ctx);
     }
-    if (expect <= head)
+    if (expect <= head) {
         s_problem(v, "events %llu..%llu are missing", (unsigned long long)expect,
                   (unsigned long long)head);
+        s_add_gap(v, expect, head);
+    }
     char *e = NULL;
     leveldb_iter_get_error(it, &e);
     if (e != NULL) {
@@ -213,8 +288,12 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
     if (st_get(st, st->db, v->ro, ek, key_event(ek, seq), &got, &rawlen, NULL) !=
             EVB_OK ||
         got == NULL) {
-        s_problem(v, "%s index entry points at missing event %llu", what,
-                  (unsigned long long)seq);
+        gap *g = s_find_gap(v, seq);
+        if (g != NULL) /* reported once per gap and kind, at the end */
+            g->entries[prefix == K_CAT ? 1 : prefix == K_ID ? 2 : 0]++;
+        else
+            s_problem(v, "%s index entry points at missing event %llu", what,
+                      (unsigned long long)seq);
         return false;
     }
     bool ok = true;
@@ -325,7 +404,7 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
                            st->dir);
 
-    vctx v = {st, NULL, NULL, fn, ctx, 0, NULL};
+    vctx v = {.st = st, .fn = fn, .ctx = ctx};
     /* The index's snapshot before the events' (read.c says why). */
     const leveldb_snapshot_t *isnap = NULL;
     if (st_ix_apart(st)) {
@@ -366,6 +445,8 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
     for (size_t i = 0; !st->ix_ignored && i < sizeof prefixes; i++)
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
+    s_report_gaps(&v);
+    free(v.gaps);
     if (progress) progress(head, head, ctx);
     if (v.ixit != NULL) leveldb_iter_destroy(v.ixit);
     hmap_free(&cats);
