@@ -172,9 +172,28 @@ class MemWritable : public leveldb::WritableFile {
     size_t *total_;
 };
 
-class NullLogger : public leveldb::Logger {
+// LevelDB's info log: discarded, but for the lines of a recovery that
+// dropped bytes of a damaged write-ahead log ("...: dropping N bytes; ..."),
+// which the view counts (st_roenv_drops).
+class DropLogger : public leveldb::Logger {
   public:
-    void Logv(const char *, std::va_list) override {}
+    DropLogger(std::mutex *mu, size_t *drops, std::string *first)
+        : mu_(mu), drops_(drops), first_(first)
+    {
+    }
+    void Logv(const char *fmt, std::va_list ap) override
+    {
+        char line[512];
+        vsnprintf(line, sizeof line, fmt, ap);
+        if (strstr(line, "dropping") == nullptr) return;
+        std::lock_guard<std::mutex> g(*mu_);
+        if ((*drops_)++ == 0) *first_ = line;
+    }
+
+  private:
+    std::mutex *mu_;
+    size_t *drops_;
+    std::string *first_;
 };
 
 class ViewLock : public leveldb::FileLock {};
@@ -349,8 +368,15 @@ class RoEnv : public leveldb::EnvWrapper {
     }
     Status NewLogger(const std::string &, leveldb::Logger **r) override
     {
-        *r = new NullLogger;
+        *r = new DropLogger(&mu_, &drops_, &first_drop_);
         return Status::OK();
+    }
+
+    size_t Drops(std::string *first)
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        *first = first_drop_;
+        return drops_;
     }
 
     // Write the view as a LevelDB directory at dest (made; it must not
@@ -523,6 +549,8 @@ class RoEnv : public leveldb::EnvWrapper {
     std::vector<std::pair<void *, size_t>> maps_; // every table mapped
     size_t mem_total_ = 0;
     bool sealed_ = false;
+    size_t drops_ = 0;       // recovery lines that dropped bytes
+    std::string first_drop_; // the first of them
 };
 
 } // namespace
@@ -569,6 +597,14 @@ int st_roenv_copy(leveldb_env_t *env, const char *dest, uint64_t *bytes, unsigne
         snprintf(why, cap, "%s: %s", dest, x.what());
     }
     return -1;
+}
+
+size_t st_roenv_drops(leveldb_env_t *env, char *first, size_t cap)
+{
+    std::string f;
+    size_t n = static_cast<RoEnv *>(env->rep)->Drops(&f);
+    snprintf(first, cap, "%s", f.c_str());
+    return n;
 }
 
 void st_roenv_destroy(leveldb_env_t *env)

@@ -13,7 +13,8 @@
  *   - what LevelDB writes (the replayed table, MANIFEST, CURRENT) lives in
  *     memory, what it deletes or renames only changes the view;
  *   - the lock is the view's own (a running service keeps its LOCK; readers
- *     need no write permission), and LevelDB's info log is discarded;
+ *     need no write permission), and LevelDB's info log is discarded but
+ *     for the recovery's "dropping N bytes" lines, which are counted;
  *   - once sealed (after the open), new table files are refused, so no
  *     compaction rewrites the log in memory.
  * Nothing on disk changes, whatever state the directory is in.
@@ -52,6 +53,10 @@ size_t st_roenv_mem_bytes(leveldb_env_t *env);
  * the number of files linked. */
 int st_roenv_copy(leveldb_env_t *env, const char *dest, uint64_t *bytes, unsigned *linked,
                   char *why, size_t cap);
+
+/* How many times LevelDB's recovery through this view dropped bytes of a
+ * damaged write-ahead log; the first of its messages in first[0..cap). */
+size_t st_roenv_drops(leveldb_env_t *env, char *first, size_t cap);
 
 /* After the database using it is closed. NULL is fine. */
 void st_roenv_destroy(leveldb_env_t *env);

@@ -11,7 +11,11 @@ Checks:
                 LevelDB's recovery rewrote the directory and deleted the
                 damaged .log (its events then lost for good). verify names
                 the gap once and the index entries into it once per index
-                (before: one line per entry, 163 lines).
+                (before: one line per entry, 163 lines). `append --store`
+                refuses to open it (exit 3, naming the missing events) and
+                changes nothing (before: exit 0, appended after the hole).
+  torn tail     the write-ahead log's last record cut short (a crash): read
+                as the events before it; a writer opens it and appends.
   clean log     the same on an undamaged log, whose events all read back.
   live          `evbus serve` holds the log: `log info` and `log cat` read
                 it (exit 0, the served head); `log backup` while 2,000 appends
@@ -106,8 +110,33 @@ def damaged_wal(base):
           not any("points at missing event" in x for x in probs) and len(probs) <= 6,
           f"verify of the damaged log: exit {v.returncode}, {len(probs)} problem lines: "
           f"{probs[:8]}")
+    # A writer refuses to go on after the hole, and changes nothing either.
+    before = tree(d)
+    r = run(["append", "--store", d], input=lines(1, 5000))
+    check(r.returncode == 3 and "are missing" in r.stderr and "refusing" in r.stderr,
+          f"append to the damaged log: exit {r.returncode} {r.stderr!r}")
+    check(tree(d) == before, "the refused append changed the log")
     log(f"damaged WAL: info/verify/cat/export/state changed nothing; {got} of 2000 "
-        f"events readable; verify exit 1 in {len(probs)} lines: {probs[0]}")
+        f"events readable; verify exit 1 in {len(probs)} lines: {probs[0]}; append "
+        f"refused: {r.stderr.strip()[:160]}")
+
+
+def torn_tail(base):
+    """The last record of the write-ahead log cut short (a crash in the middle
+    of a write): no hole, so a writer opens it as before, and goes on after
+    the last whole event."""
+    d = os.path.join(base, "torn")
+    make_log(d, 500)
+    wal = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".log")][0]
+    os.truncate(wal, os.path.getsize(wal) - 400)  # into the last event's record
+    r = run(["log", "info", d, "--json"])
+    check(r.returncode == 0, f"info of the torn log: {r.returncode} {r.stderr}")
+    head = json.loads(r.stdout)["head"]
+    check(495 <= head < 500, f"torn log: head {head}, want the last event(s) cut")
+    r = run(["append", "--store", d], input=lines(1, 7000))
+    check(r.returncode == 0 and f"appended seq {head + 1} " in r.stdout,
+          f"append to the torn log: exit {r.returncode} {r.stdout} {r.stderr}")
+    log(f"torn tail: read as {head} events; a writer opens it and appends seq {head + 1}")
 
 
 def clean_log(base):
@@ -236,6 +265,7 @@ def main():
     ok = False
     try:
         damaged_wal(base)
+        torn_tail(base)
         d = clean_log(base)
         live(base, d)
         rooted = non_root(base, d)
