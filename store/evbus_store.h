@@ -130,6 +130,13 @@ EVB_EXPORT bool evb_store_unwritable(const evb_store_t *st);
 /* Bytes the directory takes on disk (sum of its files). */
 EVB_EXPORT int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err);
 
+/* Damage a read-only open found in the log's LevelDB write-ahead log: how
+ * many times its replay dropped damaged bytes (0: none), with LevelDB's
+ * first report in msg[0..cap) ("DIR/N.log: dropping B bytes; Corruption:
+ * ..."). Always 0 for a writable store (its open refuses such a log when
+ * events are missing). Damage in tables shows only when read (verify). */
+EVB_EXPORT size_t evb_store_wal_damage(const evb_store_t *st, char *msg, size_t cap);
+
 /* ---- append ---- */
 
 typedef struct evb_append_result {

@@ -187,7 +187,11 @@ class DropLogger : public leveldb::Logger {
         vsnprintf(line, sizeof line, fmt, ap);
         if (strstr(line, "dropping") == nullptr) return;
         std::lock_guard<std::mutex> g(*mu_);
-        if ((*drops_)++ == 0) *first_ = line;
+        static const char ignoring[] = "(ignoring error) "; /* LevelDB's prefix */
+        const char *l = strncmp(line, ignoring, sizeof ignoring - 1) == 0
+                            ? line + sizeof ignoring - 1
+                            : line;
+        if ((*drops_)++ == 0) *first_ = l;
     }
 
   private:

@@ -348,6 +348,12 @@ int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out, ev
     return EVB_OK;
 }
 
+size_t evb_store_wal_damage(const evb_store_t *st, char *msg, size_t cap)
+{
+    if (cap > 0) msg[0] = '\0';
+    return st->db_env != NULL ? st_roenv_drops(st->db_env, msg, cap) : 0;
+}
+
 /* The first sequence gap of the events in db: true with [*lo, *hi]. */
 static bool s_first_gap(leveldb_t *db, uint64_t *lo, uint64_t *hi)
 {

@@ -6,8 +6,8 @@ its service runs, and need only read permission (store/roenv.h).
 
 Checks:
   damaged WAL   a copy of a log whose write-ahead log (*.log) has 16 bytes
-                flipped: `log info`, `verify`, `cat`, `export` and `state`
-                leave every file as it was (names, sizes, SHA-256); before,
+                flipped: `log info` (exit 1, a damage line), `verify`,
+                `cat`, `export` and `state` leave every file as it was (names, sizes, SHA-256); before,
                 LevelDB's recovery rewrote the directory and deleted the
                 damaged .log (its events then lost for good). verify names
                 the gap once and the index entries into it once per index
@@ -103,6 +103,9 @@ def damaged_wal(base):
     cat = res[f"cat {d} --json"]
     got = len(cat.stdout.splitlines())
     check(0 < got < 2000, f"cat of the damaged log read {got} events (exit {cat.returncode})")
+    i = res["info " + d]
+    check(i.returncode == 1 and "damage" in i.stdout and "dropping" in i.stdout,
+          f"info of the damaged log: exit {i.returncode}, no damage line: {i.stdout}")
     # verify: one line per damaged range, not one per index entry into it.
     v = res["verify " + d]
     probs = [x for x in (v.stdout + v.stderr).splitlines() if x.startswith("problem:")]

@@ -127,8 +127,8 @@ static void s_free_categories(cat_list_t *l)
     memset(l, 0, sizeof *l);
 }
 
-static int s_info_json(cli_t *cli, const char *dir, const evb_store_info *in,
-                       uint64_t disk, const cat_list_t *cats)
+static int s_info_json(cli_t *cli, evb_store_t *st, const char *dir,
+                       const evb_store_info *in, uint64_t disk, const cat_list_t *cats)
 {
     evb_buf b = {0};
     evb_err err = {0};
@@ -157,7 +157,12 @@ static int s_info_json(cli_t *cli, const char *dir, const evb_store_info *in,
             rc = evb_buf_printf(&b, &err, ",\"count\":%" PRIu64 ",\"head\":%" PRIu64 "}",
                                 cats->rows[i].count, cats->rows[i].head);
     }
-    if (rc == EVB_OK) rc = evb_buf_append(&b, "]}\n", 3, &err);
+    char dmg[400];
+    size_t drops = evb_store_wal_damage(st, dmg, sizeof dmg);
+    if (rc == EVB_OK)
+        rc = evb_buf_printf(&b, &err, "],\"wal_damage\":{\"parts\":%zu,\"first\":", drops);
+    if (rc == EVB_OK) rc = cli_json_str(&b, dmg, &err);
+    if (rc == EVB_OK) rc = evb_buf_append(&b, "}}\n", 3, &err);
     int ret = CLI_EXIT_OK;
     if (rc != EVB_OK) {
         cli_error(cli, "rendering JSON: %s", err.msg);
@@ -169,8 +174,8 @@ static int s_info_json(cli_t *cli, const char *dir, const evb_store_info *in,
     return ret;
 }
 
-static void s_info_text(cli_t *cli, const char *dir, const evb_store_info *in,
-                        uint64_t disk, const cat_list_t *cats)
+static void s_info_text(cli_t *cli, evb_store_t *st, const char *dir,
+                        const evb_store_info *in, uint64_t disk, const cat_list_t *cats)
 {
     char id[EVB_ID_HEX_LEN + 1], g1[32], g2[32];
     evb_id_to_hex(&in->log_id, id);
@@ -190,6 +195,12 @@ static void s_info_text(cli_t *cli, const char *dir, const evb_store_info *in,
                in->indexed < in->head ? " (indexed part)" : "");
     cli_printf(cli, "%-14s %s (%s bytes)\n", "disk size", cli_bytes(disk, g1),
                cli_group(disk, g2));
+    char dmg[400];
+    size_t drops = evb_store_wal_damage(st, dmg, sizeof dmg);
+    if (drops > 0)
+        cli_printf(cli, "%-14s %s%zu damaged part(s) of the write-ahead log skipped%s: %s "
+                        "(`evbus log verify` names the missing events)\n",
+                   "damage", cli_red(cli), drops, r, dmg);
     cli_printf(cli, "%-14s %zu\n", "categories", cats->n);
     if (cats->n == 0) return;
     int wname = 8, wcount = 6, whead = 4;
@@ -221,9 +232,12 @@ static int s_info(cli_t *cli, int argc, char **argv)
         "position, last synced sequence, number of streams, size on disk, and\n"
         "each category with its event count and last sequence. The log is\n"
         "read as it is at the start (its service may be running); nothing in\n"
-        "DIR changes.",
+        "DIR changes. Exit code 1 when damage was found on the way (a damaged\n"
+        "write-ahead log: the 'damage' line).",
         "JSON fields: dir, log_id, format, service, head, indexed, unindexed,\n"
-        "synced, streams, disk_bytes, categories [{name, count, head}].\n"};
+        "synced, streams, disk_bytes, categories [{name, count, head}],\n"
+        "wal_damage {parts, first}: damaged parts of LevelDB's write-ahead log\n"
+        "skipped on reading (0 and \"\" when none).\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
@@ -246,10 +260,11 @@ static int s_info(cli_t *cli, int argc, char **argv)
         log_report(cli, dir, "listing categories", &err);
         rc = err.code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
     } else if (json) {
-        rc = s_info_json(cli, dir, &in, disk, &cats);
+        rc = s_info_json(cli, st, dir, &in, disk, &cats);
     } else {
-        s_info_text(cli, dir, &in, disk, &cats);
+        s_info_text(cli, st, dir, &in, disk, &cats);
     }
+    if (rc == CLI_EXIT_OK && evb_store_wal_damage(st, NULL, 0) > 0) rc = CLI_EXIT_PROBLEMS;
     s_free_categories(&cats);
     evb_store_destroy(&st);
     return cli_finish(cli, rc);
