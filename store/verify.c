@@ -439,6 +439,11 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         s_problem(&v, "indexer position %llu is past the head %llu",
                   (unsigned long long)ixpos, (unsigned long long)head);
     }
+    char dmg[400];
+    if (evb_store_wal_damage(st, dmg, sizeof dmg) > 0)
+        s_problem(&v, "the write-ahead log is damaged (%s): events in the damaged part "
+                      "are not in this reading, and a sequence gap below may be them",
+                  dmg);
     hmap cats = {0};
     uint64_t firsts = 0;
     s_forward(&v, head, ixpos, &cats, &firsts, progress);

@@ -14,6 +14,11 @@ Checks:
                 (before: one line per entry, 163 lines). `append --store`
                 refuses to open it (exit 3, naming the missing events) and
                 changes nothing (before: exit 0, appended after the hole).
+  matrix        16 bytes flipped at the start, middle and end of each kind of
+                file (write-ahead log, table, MANIFEST, CURRENT; the log's and
+                the index's): info/verify/cat exit 0, 1 or 3 (never a crash),
+                name the directory when they cannot open it, change no byte,
+                and cat gives only events equal to the clean log's.
   torn tail     the write-ahead log's last record cut short (a crash): read
                 as the events before it; a writer opens it and appends.
   clean log     the same on an undamaged log, whose events all read back.
@@ -122,6 +127,65 @@ def damaged_wal(base):
     log(f"damaged WAL: info/verify/cat/export/state changed nothing; {got} of 2000 "
         f"events readable; verify exit 1 in {len(probs)} lines: {probs[0]}; append "
         f"refused: {r.stderr.strip()[:160]}")
+
+
+def matrix(base):
+    """16 bytes flipped in each kind of file of a log (write-ahead log, a
+    table, MANIFEST, CURRENT; the index's too) at its start, middle and end:
+    info, verify and cat exit 0, 1 or 3 (never a crash), name the directory
+    when they cannot open it, and change no byte; what cat reads of a damaged
+    table log is a subset of the clean log's events. The log is appended to
+    twice, so that its first events are in a table (the second open replays
+    the write-ahead log into one)."""
+    clean = os.path.join(base, "matrix")
+    make_log(clean, 3000)
+    r = run(["append", "--store", clean], input=lines(1, 3000))
+    check(r.returncode == 0, f"second append: {r.returncode} {r.stderr}")
+    want = {json.loads(x)["seq"]: x for x in
+            run(["log", "cat", clean, "--json"]).stdout.splitlines()}
+    cases = []
+    for sub in ("", "index"):
+        names = sorted(os.listdir(os.path.join(clean, sub)))
+        for kind, pick in (("wal", lambda n: n.endswith(".log")),
+                           ("table", lambda n: n.endswith(".ldb")),
+                           ("manifest", lambda n: n.startswith("MANIFEST-")),
+                           ("current", lambda n: n == "CURRENT")):
+            files = [n for n in names if pick(n)]
+            if files:
+                cases.append((os.path.join(sub, files[-1]), kind))
+    seen = []
+    for i, (rel, kind) in enumerate(cases):
+        for where in ("start", "middle", "end"):
+            d = os.path.join(base, f"m{i}{where}")
+            shutil.copytree(clean, d)
+            p = os.path.join(d, rel)
+            n = os.path.getsize(p)
+            off = {"start": 0, "middle": n // 2, "end": max(0, n - 16)}[where]
+            with open(p, "r+b") as f:
+                f.seek(off)
+                b = f.read(16)
+                f.seek(off)
+                f.write(bytes(x ^ 0xFF for x in b))
+            before = tree(d)
+            codes = []
+            for verb in (["info", d], ["verify", d], ["cat", d, "--json"]):
+                r = run(["log", *verb])
+                codes.append(r.returncode)
+                check(r.returncode in (0, 1, 3), f"{rel} {where}: log {verb[0]} exit "
+                      f"{r.returncode}: {r.stderr[-300:]}")
+                check(r.returncode != 3 or d in r.stderr,
+                      f"{rel} {where}: log {verb[0]} exit 3 without naming {d}: {r.stderr}")
+                if verb[0] == "cat" and r.returncode != 3:
+                    for x in r.stdout.splitlines():
+                        o = json.loads(x)
+                        check(want.get(o["seq"]) == x, f"{rel} {where}: cat gave event "
+                              f"{o['seq']} unlike the clean log's")
+            check(tree(d) == before, f"{rel} {where}: a read-only command changed the log")
+            check(codes[0] != 1 or codes[1] == 1,
+                  f"{rel} {where}: info found damage (exit 1) but verify exited {codes[1]}")
+            seen.append(f"{rel}@{where}:{'/'.join(map(str, codes))}")
+            shutil.rmtree(d)
+    log(f"damage matrix ({len(seen)} cases, exits info/verify/cat): {' '.join(seen)}")
 
 
 def torn_tail(base):
@@ -270,6 +334,7 @@ def main():
         damaged_wal(base)
         torn_tail(base)
         d = clean_log(base)
+        matrix(base)
         live(base, d)
         rooted = non_root(base, d)
         ok = True
