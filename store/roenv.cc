@@ -184,7 +184,10 @@ class DropLogger : public leveldb::Logger {
     void Logv(const char *fmt, std::va_list ap) override
     {
         char line[512];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" // LevelDB's own formats
         vsnprintf(line, sizeof line, fmt, ap);
+#pragma GCC diagnostic pop
         if (strstr(line, "dropping") == nullptr) return;
         std::lock_guard<std::mutex> g(*mu_);
         static const char ignoring[] = "(ignoring error) "; /* LevelDB's prefix */
