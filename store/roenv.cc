@@ -283,26 +283,10 @@ class RoEnv : public leveldb::EnvWrapper {
         *r = new MemWritable(d, &mu_, &mem_total_);
         return Status::OK();
     }
-    Status NewAppendableFile(const std::string &f, leveldb::WritableFile **r) override
+    // Only used with Options::reuse_logs, which the store never sets.
+    Status NewAppendableFile(const std::string &f, leveldb::WritableFile **) override
     {
-        std::string b;
-        if (!Base(f, &b)) return Status::IOError(f, "read-only view");
-        std::lock_guard<std::mutex> g(mu_);
-        if (!mem_.count(b)) {
-            MemData d = std::make_shared<std::string>();
-            auto it = disk_.find(b);
-            if (it != disk_.end()) {
-                d->resize(it->second.size);
-                Slice got;
-                Status s = ReadAt(it->second.fd, it->second.size, 0, d->size(), &got, &(*d)[0], f);
-                if (!s.ok()) return s;
-                d->resize(got.size());
-                disk_.erase(it);
-            }
-            mem_[b] = d;
-        }
-        *r = new MemWritable(mem_[b], &mu_, &mem_total_);
-        return Status::OK();
+        return Status::IOError(f, "read-only view: no appending to old files");
     }
     bool FileExists(const std::string &f) override
     {
