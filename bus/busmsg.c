@@ -161,6 +161,21 @@ int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg, evb
     return PACK_END(err);
 }
 
+int bm_hole(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
+            uint64_t from, uint64_t to, evb_err *err)
+{
+    PACK_BEGIN(b);
+    msgpack_pack_array(PK, 7);
+    msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
+    s_str(PK, "hole");
+    msgpack_pack_uint64(PK, req_id);
+    s_id(PK, log_id);
+    msgpack_pack_uint64(PK, head);
+    msgpack_pack_uint64(PK, from);
+    msgpack_pack_uint64(PK, to);
+    return PACK_END(err);
+}
+
 /* ---- parsing ---- */
 
 typedef struct {
@@ -409,6 +424,18 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
         rp->count = (uint32_t)count;
         *used = len - mp_left(&r.c); /* the events follow */
         return EVB_OK;
+    }
+    if (strcmp(name, "hole") == 0) {
+        if (n != 7) return s_fail(&r, "hole", "want 7 elements");
+        rp->kind = EVB_WIRE_HOLE;
+        if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
+            (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
+            (rc = s_uint(&r, "from", &rp->hole_from)) != EVB_OK ||
+            (rc = s_uint(&r, "to", &rp->hole_to)) != EVB_OK)
+            return rc;
+        if (rp->hole_from == 0 || rp->hole_to < rp->hole_from)
+            return s_fail(&r, "hole", "want 0 < from <= to");
+        return s_end(&r);
     }
     if (strcmp(name, "error") == 0) {
         if (n != 5) return s_fail(&r, "error", "want 5 elements");

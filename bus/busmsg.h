@@ -36,6 +36,8 @@ int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
             uint64_t position, bool more, size_t count, evb_err *err);
 int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg,
              evb_err *err);
+int bm_hole(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
+            uint64_t from, uint64_t to, evb_err *err);
 
 /* ---- warnings a peer can cause ----
  * Anything a remote peer can trigger at will (garbage requests, replies to

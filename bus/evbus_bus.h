@@ -88,6 +88,7 @@ typedef struct evb_pub_stats {
     uint64_t pages_sent;
     uint64_t bad_requests; /* malformed or unknown, answered with an error */
     uint64_t unroutable;   /* replies ROUTER could not deliver (peer gone/full) */
+    uint64_t holes; /* reads that met events the log cannot read (damage) */
 } evb_pub_stats;
 
 /* Bind both sockets. Errors name the endpoint (EVB_EINVAL bad endpoint,
@@ -206,6 +207,9 @@ typedef struct evb_feed_status {
      * allow-list, or the security settings differ); while the last one
      * failed, reason says why. */
     uint64_t handshake_refusals;
+    /* Stalled at a hole: events hole_from..hole_to of the publisher's log
+     * cannot be read (it is damaged); 0 otherwise. */
+    uint64_t hole_from, hole_to;
 } evb_feed_status;
 
 typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);

@@ -75,7 +75,8 @@ typedef enum evb_wire_kind {
     EVB_WIRE_FETCH,
     EVB_WIRE_PAGE,
     EVB_WIRE_ERROR,
-    EVB_WIRE_HB
+    EVB_WIRE_HB,
+    EVB_WIRE_HOLE /* events the publisher's log cannot read (damage) */
 } evb_wire_kind;
 
 /* A category and its head, in a heartbeat. */
@@ -93,6 +94,7 @@ typedef struct evb_wire_reply {
     uint64_t head, position;
     bool more;
     uint32_t count;
+    uint64_t hole_from, hole_to; /* hole: the sequences that cannot be read */
     char service[EVB_MAX_SERVICE_LEN + 1];
     char code[32];
     char message[256];
@@ -109,7 +111,7 @@ EVB_EXPORT int evb_wire_hello(evb_buf *b, uint64_t req_id, evb_err *err);
 EVB_EXPORT int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category,
                               uint64_t after, unsigned max_events, evb_err *err);
 
-/* Parse a catch-up reply (hello, page, error) or a heartbeat body; *used
+/* Parse a catch-up reply (hello, page, hole, error) or a heartbeat body; *used
  * gets the header's length. Only a page may have bytes after its header: its
  * events (split them with evb_wire_split). EVB_EDECODE naming the field,
  * EVB_EVERSION for another protocol version, EVB_EINVAL for a message this

@@ -45,7 +45,8 @@ struct evb_pub {
     evb_pub_stats stats;
     evb_buf hdr, page;
     zl_hook zl;
-    bm_ratelog bad_log; /* "bad catch-up request" lines */
+    bm_ratelog bad_log;  /* "bad catch-up request" lines */
+    bm_ratelog hole_log; /* "events cannot be read" lines */
     bool paused;         /* the store is closed (a reopen failed): waiting for it */
     evb_curve_keys keys; /* CURVE server keys (keys.on), else plain */
     curve_zap *zap;  /* the allow-list, in this context */
@@ -254,6 +255,18 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         p->published = ev->seq;
         p->stats.events_sent++;
     }
+    uint64_t hf, ht;
+    if (err && err->code == EVB_ECORRUPT && evb_iter_hole(it, &hf, &ht)) {
+        /* Not sent live: subscribers see the gap, fetch, and are told of the
+         * hole by the catch-up socket. */
+        evb_log(EVB_LOG_ERROR,
+                "%s: events %llu..%llu of the log cannot be read, not "
+                "published: %s",
+                p->service, (unsigned long long)hf, (unsigned long long)ht, err->msg);
+        p->published = ht;
+        p->stats.holes++;
+        evb_err_clear(err);
+    }
     evb_iter_destroy(&it);
     if (err && err->code != EVB_OK) {
         evb_log(EVB_LOG_ERROR, "%s: publishing stopped at %llu: %s", p->service,
@@ -355,8 +368,29 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
         last = ev->seq;
     }
     bool failed = err && err->code != EVB_OK;
+    uint64_t hf = 0, ht = 0;
+    bool hole = failed && err->code == EVB_ECORRUPT && evb_iter_hole(it, &hf, &ht);
     evb_iter_destroy(&it);
-    if (failed) {
+    if (hole && hf > durable) /* past what may be sent yet: the page ends */
+        hole = failed = false;
+    if (hole && count > 0) { /* the events before the hole; it comes next */
+        more = true;
+    } else if (hole) {
+        if (ht > durable) ht = durable;
+        p->stats.holes++;
+        uint64_t skipped;
+        if (bm_ratelog_ok(&p->hole_log, &skipped))
+            evb_log(EVB_LOG_ERROR,
+                    "%s: catch-up met events %llu..%llu that cannot be read (the log "
+                    "is damaged; `evbus log salvage` copies what is readable): %s (%llu "
+                    "more not logged)",
+                    p->service, (unsigned long long)hf, (unsigned long long)ht, err->msg,
+                    (unsigned long long)skipped);
+        p->hdr.len = 0;
+        if (bm_hole(&p->hdr, rq->req_id, &p->log_id, durable, hf, ht, NULL) == EVB_OK)
+            s_reply(p, idm, p->hdr.data, p->hdr.len, false);
+        return;
+    } else if (failed) {
         s_error_reply(p, idm, rq->req_id, "EVB_ECORRUPT", err->msg);
         return;
     }

@@ -48,9 +48,10 @@ typedef struct feed {
     uint64_t cat_head; /* last seq of the category heard of (live or heartbeat) */
     evb_feed_state state;
     char reason[256];
-    bool loaded;            /* checkpoint read for the conn's log id */
-    uint64_t fetch_req;     /* outstanding fetch, 0 = none */
-    int64_t fetch_deadline; /* resend after; or the back-off of a refusal */
+    uint64_t hole_from, hole_to; /* stalled at events the publisher cannot read */
+    bool loaded;                 /* checkpoint read for the conn's log id */
+    uint64_t fetch_req;          /* outstanding fetch, 0 = none */
+    int64_t fetch_deadline;      /* resend after; or the back-off of a refusal */
     live_ev *buf;
     size_t nbuf, capbuf;
     size_t buf_bytes;
@@ -836,6 +837,30 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
             f = c->feeds[i];
     if (f == NULL) return EVB_OK; /* a reply to a fetch we gave up on */
     f->fetch_req = 0;
+    if (rp->kind == EVB_WIRE_HOLE) {
+        if (!s_check_log(s, c, &rp->log_id, err))
+            return err && err->code ? err->code : EVB_OK;
+        if (rp->head > c->head) c->head = rp->head;
+        if (rp->hole_from <= f->applied) { /* nothing we lack: ask past it */
+            s_fetch(s, f);
+            return EVB_OK;
+        }
+        /* Applying on would lose the hole's events without a word: an
+         * operator decides (skip them, or serve a salvaged log). */
+        f->state = EVB_FEED_STALLED;
+        f->hole_from = rp->hole_from;
+        f->hole_to = rp->hole_to;
+        snprintf(f->reason, sizeof f->reason,
+                 "events %llu..%llu of the publisher's log cannot be read (it is "
+                 "damaged); skip them up to %llu, or serve a salvaged log",
+                 (unsigned long long)rp->hole_from, (unsigned long long)rp->hole_to,
+                 (unsigned long long)rp->hole_to);
+        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
+                s->consumer, c->name, f->category, (unsigned long long)f->applied,
+                f->reason);
+        s_drop_buffer(f);
+        return EVB_OK;
+    }
     if (rp->kind == EVB_WIRE_ERROR) {
         evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
                 c->name, f->category, (unsigned long long)f->applied, rp->code,
@@ -1185,6 +1210,8 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .refusals = f->refusals,
                 .heartbeat_age_ms = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1,
                 .handshake_refusals = c->link[0].failures + c->link[1].failures,
+                .hole_from = f->state == EVB_FEED_STALLED ? f->hole_from : 0,
+                .hole_to = f->state == EVB_FEED_STALLED ? f->hole_to : 0,
             };
             int rc = fn(&fs, ctx);
             if (rc != 0) return rc;

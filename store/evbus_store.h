@@ -97,6 +97,37 @@ typedef struct evb_backup_info {
 EVB_EXPORT int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out,
                                 evb_err *err);
 
+/* What evb_store_salvage wrote. */
+typedef struct evb_salvage_info {
+    uint64_t head;       /* the copy's last sequence: the source's head */
+    uint64_t events;     /* events copied as they were */
+    uint64_t unreadable; /* sequences that could not be read (each a marker now) */
+    uint64_t holes;      /* ranges of them */
+    uint64_t keys;       /* consumer keys, checkpoints and snapshots copied */
+    bool keys_damaged;   /* some of those were in damaged blocks: not copied */
+} evb_salvage_info;
+
+/* Told along the way (any may be NULL): each hole as it is met (why: what
+ * the read said), and the progress now and then. */
+typedef struct evb_salvage_cbs {
+    void (*hole)(void *ctx, uint64_t from, uint64_t to, const char *why);
+    void (*progress)(void *ctx, uint64_t seq, uint64_t head);
+    void *ctx;
+} evb_salvage_cbs;
+
+/* Copy what the log opened with read_only_intent can read into a new log in
+ * dest (it must not exist; its parent must): the same log id, service and
+ * key of sealed ids; every readable event at its own sequence with its id,
+ * stream version and all its fields; in place of each sequence that cannot
+ * be read, a marker event of stream "evbus.hole-FROM", type "Unreadable",
+ * payload {from, to}; consumer keys, checkpoints and snapshots as they are.
+ * The copy is fsynced. A service can then run on it (its streams skip the
+ * versions that were lost). EVB_EINVAL when dest exists or st is not
+ * read-only; other errors name the file (dest is then incomplete). */
+EVB_EXPORT int evb_store_salvage(evb_store_t *st, const char *dest,
+                                 const evb_salvage_cbs *cb, evb_salvage_info *out,
+                                 evb_err *err);
+
 typedef struct evb_store_info {
     evb_id log_id;
     uint32_t format;
@@ -226,6 +257,19 @@ EVB_EXPORT void evb_iter_destroy(evb_iter_t **itp);
  * (before any upcasting): what the bus sends. Lent like the event. False
  * before the first event. */
 EVB_EXPORT bool evb_iter_raw(const evb_iter_t *it, const void **buf, size_t *len);
+/* After evb_iter_next stopped with EVB_ECORRUPT because events cannot be read
+ * (a damaged or missing record; reads verify LevelDB's block checksums, so
+ * damage is never decoded into an event): true, and the range of sequences
+ * [*from, *to] that cannot be read. *to + 1 is the next readable event (or
+ * past the head when none is). A new iterator from *to + 1 reads on after
+ * the hole. False when the iterator met no hole (other errors: a damaged
+ * index entry, an upcaster's refusal). */
+EVB_EXPORT bool evb_iter_hole(const evb_iter_t *it, uint64_t *from, uint64_t *to);
+/* After a hole: go on with the events after it (the next evb_iter_next reads
+ * from *to + 1). True when it does; false for a stream read (its versions
+ * after the hole are unknown), when nothing of the read lies after the
+ * hole, or when there was no hole. */
+EVB_EXPORT bool evb_iter_resume(evb_iter_t *it);
 
 /* Per-category heads: calls fn for every category known to the indexes
  * and the unindexed tail, in name order. */

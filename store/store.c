@@ -407,8 +407,8 @@ static int s_check_wal(evb_store_t *st, evb_err *err)
         rc = evb_err_set(err, EVB_ECORRUPT,
                          "%s: events %llu..%llu are missing: the write-ahead log is damaged "
                          "(LevelDB: %.200s); refusing to append after a hole. Nothing was "
-                         "changed: `evbus log verify` lists the damage, `evbus log backup` "
-                         "copies what is readable",
+                         "changed: `evbus log verify` lists the damage, `evbus log salvage` "
+                         "copies every readable event into a log that takes appends",
                          st->dir, (unsigned long long)lo, (unsigned long long)hi, first);
     if (db != NULL) leveldb_close(db);
     leveldb_free(e);
@@ -769,8 +769,15 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     char *ie = NULL;
     leveldb_iter_get_error(it, &ie);
     leveldb_iter_destroy(it);
-    if (ie != NULL && rc == EVB_OK && !st->read_only)
-        return st_ldb_err(st, ie, "reading the log's tail at open", err);
+    if (ie != NULL && rc == EVB_OK && !st->read_only) {
+        char what[PATH_MAX + 200];
+        snprintf(what, sizeof what,
+                 "reading the log's unindexed events at open (the log is damaged: "
+                 "`evbus log verify %s` names the events lost, `evbus log salvage` "
+                 "copies the others into a log that takes appends)",
+                 st->dir);
+        return st_ldb_err(st, ie, what, err);
+    }
     if (ie != NULL) {
         if (st->read_only)
             evb_log(EVB_LOG_WARN, "%s: reading the log's tail: %s", st->dir, ie);

@@ -327,6 +327,13 @@ int st_id_fresh(evb_store_t *st, const evb_id *id, bool *fresh, evb_err *err);
 
 /* Sealed ids (idseal.c): ids the store makes that decipher to their seq. */
 #define ST_SEAL_MAX_SEQ (1ull << 48)
+/* evb_txn_append, with the stream's versions from first_version on when it
+ * is not 0 (it must be after the stream's current version; a salvage keeps
+ * the versions its source had, skipping those it lost). */
+int st_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
+                  uint64_t first_version, evb_event_t *events, size_t n,
+                  evb_append_result *res, evb_err *err);
+
 int st_seal_init(evb_store_t *st, const uint8_t key[EVB_ID_LEN], evb_err *err);
 /* Make the sealed id of seq at Unix time ms; false (id untouched) when the
  * log makes none (format < 4, seq out of range). */

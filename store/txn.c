@@ -311,6 +311,13 @@ static int s_grow(void **arr, size_t *cap, size_t need, size_t elem)
 int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
                    evb_event_t *events, size_t n, evb_append_result *res, evb_err *err)
 {
+    return st_txn_append(tx, stream, expected_version, 0, events, n, res, err);
+}
+
+int st_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
+                  uint64_t first_version, evb_event_t *events, size_t n,
+                  evb_append_result *res, evb_err *err)
+{
     evb_store_t *st = tx->st;
     if (res) memset(res, 0, sizeof *res);
     if (expected_version < EVB_EXPECT_ANY)
@@ -378,6 +385,19 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         goto out;
     }
 
+    /* Versions from first_version on (a salvage): those between are lost. */
+    uint64_t base = cur;
+    if (first_version != 0) {
+        if (first_version <= cur) {
+            rc = evb_err_set(err, EVB_ECONFLICT,
+                             "append to %s: version %llu is not after the stream's %llu",
+                             stream, (unsigned long long)first_version,
+                             (unsigned long long)cur);
+            goto out;
+        }
+        base = first_version - 1;
+    }
+
     /* 3. stage: encode each event under its sequence. */
     if (ts == NULL) {
         if (s_grow((void **)&tx->streams, &tx->cap_streams, tx->nstreams + 1,
@@ -405,7 +425,7 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
         ev->log_id = st->log_id;
         ev->seq = tx->next_seq + i;
         ev->stream = stream;
-        ev->version = cur + 1 + i;
+        ev->version = base + 1 + i;
         if (ev->schema == 0) ev->schema = 1;
         if (ev->ts_us == 0) ev->ts_us = now;
         /* A caller's id may be the sealed id of its seq too (one it was
@@ -439,14 +459,14 @@ int evb_txn_append(evb_txn_t *tx, const char *stream, int64_t expected_version,
             (txn_id){ev->id, ev->seq, ev->version, (uint32_t)(ts - tx->streams), sealed};
     }
     tx->next_seq += n;
-    ts->version = cur + n;
+    ts->version = base + n;
     ts->last_seq = tx->next_seq - 1;
     ts->count += n;
     if (res) {
         res->first_seq = first_seq;
         res->last_seq = tx->next_seq - 1;
-        res->first_version = cur + 1;
-        res->last_version = cur + n;
+        res->first_version = base + 1;
+        res->last_version = base + n;
     }
     rc = EVB_OK;
 out:

@@ -26,6 +26,7 @@ typedef struct gap {
     uint64_t lo, hi;
     uint64_t entries[3];
     uint64_t streams; /* streams whose versions jump across it */
+    bool marked;      /* not missing: marker events of a salvage (salvage.c) */
 } gap;
 
 typedef struct vctx {
@@ -94,6 +95,16 @@ static void s_report_gaps(vctx *v)
 {
     static const char *const kinds[3] = {"stream", "category", "id"};
     for (size_t i = 0; i < v->ngaps; i++) {
+        if (v->gaps[i].marked) {
+            s_problem(v,
+                      "events %llu..%llu were lost and are marked (evbus.hole-%llu: a "
+                      "salvaged log); %llu stream%s skip versions across them",
+                      (unsigned long long)v->gaps[i].lo, (unsigned long long)v->gaps[i].hi,
+                      (unsigned long long)v->gaps[i].lo,
+                      (unsigned long long)v->gaps[i].streams,
+                      v->gaps[i].streams == 1 ? "" : "s");
+            continue;
+        }
         if (v->gaps[i].streams > 0)
             s_problem(v, "%llu stream%s skip versions across the sequence gap %llu..%llu",
                       (unsigned long long)v->gaps[i].streams,
@@ -163,6 +174,22 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, uint64_t seq)
                   (unsigned long long)s, (unsigned long long)seq);
 }
 
+/* A salvage's marker events (stream evbus.hole-FROM, versions 1.. at FROM..)
+ * stand for the events lost there: a gap, marked, for the version checks. */
+static void s_note_marker(vctx *v, const evb_event_t *ev, uint64_t seq)
+{
+    static const char pfx[] = "evbus.hole-";
+    if (strncmp(ev->stream, pfx, sizeof pfx - 1) != 0 || strcmp(ev->type, "Unreadable") != 0)
+        return;
+    gap *last = v->ngaps > 0 ? &v->gaps[v->ngaps - 1] : NULL;
+    if (last != NULL && last->marked && last->hi + 1 == seq && ev->version > 1)
+        last->hi = seq;
+    else if (ev->version == 1) {
+        s_add_gap(v, seq, seq);
+        if (v->ngaps > 0 && v->gaps[v->ngaps - 1].lo == seq) v->gaps[v->ngaps - 1].marked = true;
+    }
+}
+
 /* Version continuity: the previous version of the stream must exist at a
  * lower sequence (from the tail map or the stream index). */
 static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_t seq,
@@ -172,7 +199,10 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     if (seq <= ixpos) {
         if (ev->version > 1) {
             uint64_t p = s_run_seq(v, K_STREAM, ev->stream, ev->version - 1);
-            if (p == 0 || p >= seq)
+            gap *g;
+            if (p == 0 && (g = s_gap_between(v, 0, seq)) != NULL)
+                g->streams++; /* lost in the last gap before it: one line for all */
+            else if (p == 0 || p >= seq)
                 s_problem(v, "event %llu is %s v%llu but v%llu is not before it",
                           (unsigned long long)seq, ev->stream,
                           (unsigned long long)ev->version,
@@ -244,6 +274,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
                       (unsigned long long)ev.seq);
         if (memcmp(&ev.log_id, &st->log_id, sizeof ev.log_id) != 0)
             s_problem(v, "event %llu names another log", (unsigned long long)seq);
+        s_note_marker(v, &ev, seq);
         s_check_version(v, &tailv, &ev, seq, ixpos);
         if (seq <= ixpos) {
             s_check_event_indexed(v, &ev, seq);

@@ -748,7 +748,7 @@ static int s_feed_one(const evb_feed_status *fs, void *ctx)
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&fs->log_id, hex);
     const char *state = evb_feed_state_name(fs->state);
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, fs->hole_from != 0 ? 13 : 12);
 #define KS(k, v) \
     msgpack_pack_str_with_body(pk, k, strlen(k)); \
     msgpack_pack_str_with_body(pk, v, strlen(v))
@@ -768,6 +768,12 @@ static int s_feed_one(const evb_feed_status *fs, void *ctx)
     KU("gaps", fs->gaps);
     msgpack_pack_str_with_body(pk, "heartbeat_age_ms", 16);
     msgpack_pack_int64(pk, fs->heartbeat_age_ms);
+    if (fs->hole_from != 0) { /* stalled at events the publisher cannot read */
+        msgpack_pack_str_with_body(pk, "hole", 4);
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint64(pk, fs->hole_from);
+        msgpack_pack_uint64(pk, fs->hole_to);
+    }
     return 0;
 }
 

@@ -18,7 +18,8 @@ Checks:
                 file (write-ahead log, table, MANIFEST, CURRENT; the log's and
                 the index's): info/verify/cat exit 0, 1 or 3 (never a crash),
                 name the directory when they cannot open it, change no byte,
-                and cat gives only events equal to the clean log's.
+                and cat gives only events equal to the clean log's; where
+                cat can read, `log salvage` copies exactly what it read.
   torn tail     the write-ahead log's last record cut short (a crash): read
                 as the events before it; a writer opens it and appends.
   clean log     the same on an undamaged log, whose events all read back.
@@ -180,6 +181,17 @@ def matrix(base):
                         o = json.loads(x)
                         check(want.get(o["seq"]) == x, f"{rel} {where}: cat gave event "
                               f"{o['seq']} unlike the clean log's")
+                    read = r.stdout.splitlines()
+            if codes[2] != 3:  # salvage keeps every event cat could read
+                sv = os.path.join(base, f"m{i}{where}.salvaged")
+                r = run(["log", "salvage", d, sv, "--json"])
+                check(r.returncode in (0, 1), f"{rel} {where}: salvage exit {r.returncode}: "
+                      f"{r.stderr[-300:]}")
+                got = run(["log", "cat", sv, "--json"]).stdout.splitlines()
+                check([x for x in got if not json.loads(x)["stream"].startswith(
+                       "evbus.hole-")] == read, f"{rel} {where}: the salvaged log's events "
+                      "differ from what cat read")
+                shutil.rmtree(sv)
             check(tree(d) == before, f"{rel} {where}: a read-only command changed the log")
             check(codes[0] != 1 or codes[1] == 1,
                   f"{rel} {where}: info found damage (exit 1) but verify exited {codes[1]}")

@@ -91,6 +91,18 @@ int log_read_end(cli_t *cli, const char *dir, int rc, const evb_err *err)
     return err->code == EVB_ECORRUPT ? CLI_EXIT_PROBLEMS : CLI_EXIT_RUNTIME;
 }
 
+bool log_hole(cli_t *cli, evb_iter_t *it, evb_err *err, uint64_t *next, bool *holes)
+{
+    uint64_t from, to;
+    if (cli->pipe_closed || err->code != EVB_ECORRUPT || !evb_iter_hole(it, &from, &to))
+        return false;
+    cli_error(cli, "%s (`evbus log salvage` copies every readable event)", err->msg);
+    *holes = true;
+    if (next != NULL) *next = to + 1;
+    evb_err_clear(err);
+    return evb_iter_resume(it);
+}
+
 /* ---- info ---- */
 
 typedef struct cat_row {
@@ -431,41 +443,51 @@ static int s_cat(cli_t *cli, int argc, char **argv)
     const evb_event_t *ev;
     rc = CLI_EXIT_OK;
     evb_err_clear(&err);
-    while (!cli->pipe_closed && evb_iter_next(it, &ev, &err)) {
-        if (category != NULL && to_set && ev->seq > to)
-            break; /* category order is log order: nothing later can fit */
-        /* A range or a stream is contiguous; say so when it is not, since
-         * the iterators skip what is missing. */
-        uint64_t at = stream != NULL ? ev->version : ev->seq;
-        if (category == NULL && at > next) {
-            const char *what = stream != NULL ? "version" : "event";
-            if (at - 1 == next)
-                cli_error(cli, "%s: %s %" PRIu64 " is missing (run 'evbus log verify')",
-                          dir, what, next);
-            else
-                cli_error(cli,
-                          "%s: %ss %" PRIu64 "..%" PRIu64
-                          " are missing (run 'evbus log verify')",
-                          dir, what, next, at - 1);
-            gaps = true;
+    bool stop = false;
+    do {
+        while (!cli->pipe_closed && evb_iter_next(it, &ev, &err)) {
+            if (category != NULL && to_set && ev->seq > to) {
+                stop = true; /* category order is log order: nothing later can fit */
+                break;
+            }
+            /* A range or a stream is contiguous; say so when it is not, since
+             * the iterators skip what is missing. */
+            uint64_t at = stream != NULL ? ev->version : ev->seq;
+            if (category == NULL && at > next) {
+                const char *what = stream != NULL ? "version" : "event";
+                if (at - 1 == next)
+                    cli_error(cli,
+                              "%s: %s %" PRIu64 " is missing (run 'evbus log verify')",
+                              dir, what, next);
+                else
+                    cli_error(cli,
+                              "%s: %ss %" PRIu64 "..%" PRIu64
+                              " are missing (run 'evbus log verify')",
+                              dir, what, next, at - 1);
+                gaps = true;
+            }
+            next = at + 1;
+            if (ev->ts_us < since || ev->ts_us > until) continue;
+            int erc;
+            if (json) {
+                line.len = 0;
+                erc = evb_event_to_json(ev, &line, &err);
+                if (erc == EVB_OK) erc = evb_buf_append(&line, "\n", 1, &err);
+            } else {
+                erc = log_row(cli, &f, ev, &line, &payload, &err);
+            }
+            int wrc = log_write_row(cli, dir, ev, erc, &err, &line, "rendering: ");
+            if (wrc >= 0) {
+                rc = wrc;
+                stop = true;
+                break;
+            }
+            if (limit_set && ++printed == limit) {
+                stop = true;
+                break;
+            }
         }
-        next = at + 1;
-        if (ev->ts_us < since || ev->ts_us > until) continue;
-        int erc;
-        if (json) {
-            line.len = 0;
-            erc = evb_event_to_json(ev, &line, &err);
-            if (erc == EVB_OK) erc = evb_buf_append(&line, "\n", 1, &err);
-        } else {
-            erc = log_row(cli, &f, ev, &line, &payload, &err);
-        }
-        int wrc = log_write_row(cli, dir, ev, erc, &err, &line, "rendering: ");
-        if (wrc >= 0) {
-            rc = wrc;
-            break;
-        }
-        if (limit_set && ++printed == limit) break;
-    }
+    } while (!stop && log_hole(cli, it, &err, &next, &gaps));
     rc = log_read_end(cli, dir, rc, &err);
     if (rc == CLI_EXIT_OK && gaps) rc = CLI_EXIT_PROBLEMS;
     evb_buf_free(&line);
@@ -633,6 +655,47 @@ static void s_remove_dir(const char *d)
     rmdir(d);
 }
 
+/* backup and salvage: DIR DEST, where DEST must be new. Parse, then open DIR
+ * read-only into *st; -1 to go on, else the exit code. */
+static int s_to_new_dir(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+                        const cli_usage *usage, const char *verb, const char **dir,
+                        const char **dest, evb_store_t **st)
+{
+    const char *pos[2];
+    size_t npos;
+    int rc = cli_parse(cli, argc, argv, opts, usage, 2, 2, pos, &npos);
+    if (rc >= 0) return rc;
+    *dir = pos[0];
+    *dest = pos[1];
+    struct stat sb;
+    if (lstat(*dest, &sb) == 0) {
+        cli_error(cli, "%s: already exists (a %s writes a new directory)", *dest, verb);
+        return CLI_EXIT_RUNTIME;
+    }
+    return log_open_ro(cli, *dir, st);
+}
+
+/* After a failed backup or salvage: remove what it made of dest (it did
+ * not exist before). */
+static void s_remove_new_dir(const char *dest)
+{
+    char ixdir[PATH_MAX];
+    if (snprintf(ixdir, sizeof ixdir, "%s/index", dest) < (int)sizeof ixdir) {
+        s_remove_dir(ixdir);
+        s_remove_dir(dest);
+    }
+}
+
+/* The start of the JSON line of backup and salvage: {"dir":..,"dest":.. */
+static int s_json_dirs(evb_buf *b, const char *dir, const char *dest, evb_err *err)
+{
+    int rc = evb_buf_append(b, "{\"dir\":", 7, err);
+    if (rc == EVB_OK) rc = cli_json_str(b, dir, err);
+    if (rc == EVB_OK) rc = evb_buf_append(b, ",\"dest\":", 8, err);
+    if (rc == EVB_OK) rc = cli_json_str(b, dest, err);
+    return rc;
+}
+
 static int s_backup(cli_t *cli, int argc, char **argv)
 {
     bool json = false;
@@ -651,18 +714,9 @@ static int s_backup(cli_t *cli, int argc, char **argv)
         "JSON fields: dir, dest, head, bytes_copied, files_linked.\n"
         "Exit code 4 when DEST exists or cannot be written (an incomplete DEST\n"
         "is removed).\n"};
-    const char *pos[2];
-    size_t npos;
-    int rc = cli_parse(cli, argc, argv, opts, &usage, 2, 2, pos, &npos);
-    if (rc >= 0) return rc;
-    const char *dir = pos[0], *dest = pos[1];
-    struct stat sb;
-    if (lstat(dest, &sb) == 0) {
-        cli_error(cli, "%s: already exists (a backup goes into a new directory)", dest);
-        return CLI_EXIT_RUNTIME;
-    }
+    const char *dir, *dest;
     evb_store_t *st = NULL;
-    rc = log_open_ro(cli, dir, &st);
+    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "backup", &dir, &dest, &st);
     if (rc >= 0) return rc;
     evb_backup_info bi;
     evb_err err = {0};
@@ -670,18 +724,10 @@ static int s_backup(cli_t *cli, int argc, char **argv)
     if (evb_store_backup(st, dest, &bi, &err) != EVB_OK) {
         cli_error(cli, "%s", err.msg);
         rc = CLI_EXIT_RUNTIME;
-        char ixdir[PATH_MAX];
-        /* Only what this run made: DEST did not exist before. */
-        if (snprintf(ixdir, sizeof ixdir, "%s/index", dest) < (int)sizeof ixdir) {
-            s_remove_dir(ixdir);
-            s_remove_dir(dest);
-        }
+        s_remove_new_dir(dest);
     } else if (json) {
         evb_buf b = {0};
-        int jrc = evb_buf_append(&b, "{\"dir\":", 7, &err);
-        if (jrc == EVB_OK) jrc = cli_json_str(&b, dir, &err);
-        if (jrc == EVB_OK) jrc = evb_buf_append(&b, ",\"dest\":", 8, &err);
-        if (jrc == EVB_OK) jrc = cli_json_str(&b, dest, &err);
+        int jrc = s_json_dirs(&b, dir, dest, &err);
         if (jrc == EVB_OK)
             jrc = evb_buf_printf(&b, &err,
                                  ",\"head\":%" PRIu64 ",\"bytes_copied\":%" PRIu64
@@ -699,6 +745,120 @@ static int s_backup(cli_t *cli, int argc, char **argv)
     return cli_finish(cli, rc);
 }
 
+/* ---- salvage ---- */
+
+typedef struct salvage_ctx {
+    cli_t *cli;
+    const char *dir, *dest;
+    uint64_t (*holes)[2];
+    size_t nholes, cap;
+    bool oom;
+} salvage_ctx;
+
+static void s_salvage_hole(void *ctx, uint64_t from, uint64_t to, const char *why)
+{
+    salvage_ctx *c = ctx;
+    cli_error(c->cli, "%s: events %" PRIu64 "..%" PRIu64 " lost, marked in %s (%s)", c->dir,
+              from, to, c->dest, why);
+    if (c->nholes == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        void *p = realloc(c->holes, nc * sizeof *c->holes);
+        if (p == NULL) {
+            c->oom = true;
+            return;
+        }
+        c->holes = p;
+        c->cap = nc;
+    }
+    c->holes[c->nholes][0] = from;
+    c->holes[c->nholes++][1] = to;
+}
+
+static void s_salvage_progress(void *ctx, uint64_t seq, uint64_t head)
+{
+    salvage_ctx *c = ctx;
+    cli_progress(c->cli, "%s: seq %" PRIu64 " / %" PRIu64 " (%u%%)", c->cli->name, seq,
+                 head, (unsigned)(head ? seq * 100 / head : 100));
+}
+
+static int s_salvage(cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    const cli_opt opts[] = {
+        {"json", CLI_FLAG, &json, NULL, NULL, "print one JSON object instead of text"},
+        {0},
+    };
+    const cli_usage usage = {
+        "DIR DEST [--json]",
+        "Copy what the damaged log in DIR can still read into the new log\n"
+        "DEST, so that its service can go on: the same log id, service and\n"
+        "ids, every readable event at its own sequence and stream version,\n"
+        "and in place of each event that cannot be read a marker event\n"
+        "(stream evbus.hole-FROM, type Unreadable, payload {from, to}), so\n"
+        "subscribers' positions stay valid and the loss is written down.\n"
+        "Consumer keys, checkpoints and snapshots are copied as they are.\n"
+        "DIR does not change; each hole is named on stderr as it is met.\n\n"
+        "Then stop the service, move DIR aside, put DEST in its place and\n"
+        "start the service: subscribers stalled at the hole skip it with\n"
+        "`evbus feed skip`, or read the markers.\n\n"
+        "Example: evbus log salvage /var/lib/shows /var/lib/shows.salvaged",
+        "JSON fields: dir, dest, head, events, unreadable, holes ([from, to]\n"
+        "pairs), keys, keys_damaged.\n"
+        "Exit code 0 when every event was readable, 1 when some were lost (the\n"
+        "copy is made), 3 when DIR cannot be opened, 4 when DEST exists or\n"
+        "cannot be written (an incomplete DEST is removed).\n"};
+    const char *dir, *dest;
+    evb_store_t *st = NULL;
+    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "salvage", &dir, &dest, &st);
+    if (rc >= 0) return rc;
+    salvage_ctx c = {.cli = cli, .dir = dir, .dest = dest};
+    const evb_salvage_cbs cbs = {s_salvage_hole, s_salvage_progress, &c};
+    evb_salvage_info si;
+    evb_err err = {0};
+    rc = CLI_EXIT_OK;
+    int src = evb_store_salvage(st, dest, &cbs, &si, &err);
+    cli_progress_end(cli);
+    if (src != EVB_OK) {
+        cli_error(cli, "%s", err.msg);
+        rc = CLI_EXIT_RUNTIME;
+        s_remove_new_dir(dest);
+    } else {
+        if (si.unreadable > 0 || si.keys_damaged) rc = CLI_EXIT_PROBLEMS;
+        if (si.keys_damaged)
+            cli_error(cli, "%s: some consumer keys, checkpoints or snapshots were in damaged "
+                      "blocks and are not in %s", dir, dest);
+        evb_buf b = {0};
+        int jrc = EVB_OK;
+        if (json) {
+            jrc = s_json_dirs(&b, dir, dest, &err);
+            if (jrc == EVB_OK)
+                jrc = evb_buf_printf(&b, &err,
+                                     ",\"head\":%" PRIu64 ",\"events\":%" PRIu64
+                                     ",\"unreadable\":%" PRIu64 ",\"holes\":[",
+                                     si.head, si.events, si.unreadable);
+            for (size_t i = 0; jrc == EVB_OK && i < c.nholes; i++)
+                jrc = evb_buf_printf(&b, &err, "%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "",
+                                     c.holes[i][0], c.holes[i][1]);
+            if (jrc == EVB_OK)
+                jrc = evb_buf_printf(&b, &err, "],\"keys\":%" PRIu64 ",\"keys_damaged\":%s}\n",
+                                     si.keys, si.keys_damaged ? "true" : "false");
+        } else {
+            jrc = evb_buf_printf(&b, &err,
+                                 "%s: salvage of %s up to seq %" PRIu64 ": %" PRIu64
+                                 " events copied, %" PRIu64 " unreadable in %" PRIu64
+                                 " hole%s (marked), %" PRIu64 " consumer keys copied\n",
+                                 dest, dir, si.head, si.events, si.unreadable, si.holes,
+                                 si.holes == 1 ? "" : "s", si.keys);
+        }
+        if (jrc == EVB_OK && !c.oom) cli_write(cli, b.data, b.len);
+        else rc = CLI_EXIT_RUNTIME;
+        evb_buf_free(&b);
+    }
+    free(c.holes);
+    evb_store_destroy(&st);
+    return cli_finish(cli, rc);
+}
+
 static const cli_verb s_verbs[] = {
     {"info", s_info, "log id, service, head, indexer, categories, size on disk"},
     {"cat", s_cat, "print events: a range, a stream or a category"},
@@ -708,6 +868,7 @@ static const cli_verb s_verbs[] = {
     {"state", log_cmd_state, "a stream's events and folded state as of a version/time"},
     {"checkpoints", log_cmd_checkpoints, "consumers' checkpoints stored in the log"},
     {"backup", s_backup, "a consistent copy of the log, also while its service runs"},
+    {"salvage", s_salvage, "copy what a damaged log can read into a new log"},
     {"tail", s_tail, "follow a running service's log through the bus (evbus sniff)"},
 };
 
@@ -719,6 +880,7 @@ int cmd_log(int argc, char **argv)
         "Inspect the log directory of a service, running or not. Every verb\n"
         "but `import` reads a snapshot of the directory as of its start and\n"
         "changes no byte of it (a damaged log stays as found); read permission\n"
-        "is enough. Only `import` writes (it appends), when no service runs.\n",
+        "is enough. Only `import` writes (it appends), when no service runs;\n"
+        "`backup` and `salvage` write only their new directory.\n",
         argc, argv);
 }

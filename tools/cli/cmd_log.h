@@ -57,6 +57,11 @@ int log_write_row(cli_t *cli, const char *dir, const evb_event_t *ev, int erc,
  * otherwise. */
 int log_read_end(cli_t *cli, const char *dir, int rc, const evb_err *err);
 
+/* After a read loop stopped: when it stopped at events that cannot be read
+ * (evb_iter_hole), name them, set *holes, *next past them and clear err;
+ * true when the iterator goes on after them (evb_iter_resume). */
+bool log_hole(cli_t *cli, evb_iter_t *it, evb_err *err, uint64_t *next, bool *holes);
+
 /* The verbs (argv[0] is the verb's word). */
 int log_cmd_export(cli_t *cli, int argc, char **argv);
 int log_cmd_import(cli_t *cli, int argc, char **argv);

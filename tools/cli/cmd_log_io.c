@@ -351,40 +351,42 @@ int log_cmd_export(cli_t *cli, int argc, char **argv)
     bool gaps = false;
     const evb_event_t *ev;
     evb_err_clear(&err);
-    while (rc == CLI_EXIT_OK && !cli->pipe_closed && evb_iter_next(it, &ev, &err)) {
-        if (ev->seq > next) {
-            cli_error(cli,
-                      "%s: events %" PRIu64 "..%" PRIu64
-                      " are missing (run 'evbus log verify')",
-                      dir, next, ev->seq - 1);
-            gaps = true;
-        }
-        next = ev->seq + 1;
-        const void *raw;
-        size_t rlen;
-        if (!evb_iter_raw(it, &raw, &rlen)) {
-            cli_error(cli, "%s: seq %" PRIu64 ": no stored bytes", dir, ev->seq);
-            rc = CLI_EXIT_RUNTIME;
-            break;
-        }
-        if (s_export_line(ev, raw, rlen, &line, &scratch, &err) != EVB_OK) {
-            cli_error(cli, "%s: seq %" PRIu64 ": %s", dir, ev->seq, err.msg);
-            rc = CLI_EXIT_RUNTIME;
-            break;
-        }
-        if (s_out_write(cli, &of, line.data, line.len) != 0) {
-            if (of.f != NULL) {
-                cli_error(cli, "writing %s: %s", of.part, strerror(errno));
-                rc = CLI_EXIT_RUNTIME;
-            } else if (!cli->pipe_closed) {
-                rc = CLI_EXIT_RUNTIME;
+    do {
+        while (rc == CLI_EXIT_OK && !cli->pipe_closed && evb_iter_next(it, &ev, &err)) {
+            if (ev->seq > next) {
+                cli_error(cli,
+                          "%s: events %" PRIu64 "..%" PRIu64
+                          " are missing (run 'evbus log verify')",
+                          dir, next, ev->seq - 1);
+                gaps = true;
             }
-            break;
+            next = ev->seq + 1;
+            const void *raw;
+            size_t rlen;
+            if (!evb_iter_raw(it, &raw, &rlen)) {
+                cli_error(cli, "%s: seq %" PRIu64 ": no stored bytes", dir, ev->seq);
+                rc = CLI_EXIT_RUNTIME;
+                break;
+            }
+            if (s_export_line(ev, raw, rlen, &line, &scratch, &err) != EVB_OK) {
+                cli_error(cli, "%s: seq %" PRIu64 ": %s", dir, ev->seq, err.msg);
+                rc = CLI_EXIT_RUNTIME;
+                break;
+            }
+            if (s_out_write(cli, &of, line.data, line.len) != 0) {
+                if (of.f != NULL) {
+                    cli_error(cli, "writing %s: %s", of.part, strerror(errno));
+                    rc = CLI_EXIT_RUNTIME;
+                } else if (!cli->pipe_closed) {
+                    rc = CLI_EXIT_RUNTIME;
+                }
+                break;
+            }
+            if (++count % 4096 == 0 && last > 0)
+                cli_progress(cli, "%s: seq %" PRIu64 " / %" PRIu64 " (%u%%)", cli->name,
+                             ev->seq, last, (unsigned)(ev->seq * 100 / last));
         }
-        if (++count % 4096 == 0 && last > 0)
-            cli_progress(cli, "%s: seq %" PRIu64 " / %" PRIu64 " (%u%%)", cli->name,
-                         ev->seq, last, (unsigned)(ev->seq * 100 / last));
-    }
+    } while (rc == CLI_EXIT_OK && log_hole(cli, it, &err, &next, &gaps));
     cli_progress_end(cli);
     rc = log_read_end(cli, dir, rc, &err);
     if (rc == CLI_EXIT_OK && gaps) rc = CLI_EXIT_PROBLEMS;

@@ -153,7 +153,7 @@ static int s_feed_entry(const evb_feed_status *fs, void *ctx)
 {
     feeds_acc *a = ctx;
     ops_w *w = a->w;
-    msgpack_pack_map(&w->pk, 16);
+    msgpack_pack_map(&w->pk, fs->hole_from != 0 ? 17 : 16);
     ops_w_kv_str(w, "publisher", fs->publisher);
     ops_w_kv_str(w, "category", fs->category);
     ops_w_kv_id(w, "log_id", &fs->log_id);
@@ -170,6 +170,12 @@ static int s_feed_entry(const evb_feed_status *fs, void *ctx)
     ops_w_kv_u64(w, "refusals", fs->refusals);
     ops_w_kv_i64(w, "heartbeat_age_ms", fs->heartbeat_age_ms);
     ops_w_kv_u64(w, "handshake_refusals", fs->handshake_refusals);
+    if (fs->hole_from != 0) {
+        ops_w_str(w, "hole");
+        msgpack_pack_array(&w->pk, 2);
+        msgpack_pack_uint64(&w->pk, fs->hole_from);
+        msgpack_pack_uint64(&w->pk, fs->hole_to);
+    }
     a->n++;
     return w->rc;
 }

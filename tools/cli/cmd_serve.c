@@ -202,6 +202,32 @@ static int s_cmd_append(const void *args, size_t len, evb_buf *out, void *ctx,
     return EVB_OK;
 }
 
+/* Open the log to serve. A damaged one (events that cannot be read: a
+ * writable open refuses to append after a hole) is still served, read-only:
+ * subscribers get every readable event and are told where the hole is, and
+ * appends are refused until it is salvaged. */
+static evb_store_t *s_open(cli_t *cli, const char *dir, const char *service, bool create,
+                           int sync, int *xc)
+{
+    evb_store_opts so = cli_log_opts(dir, service, create, sync);
+    evb_err err;
+    evb_store_t *st = evb_store_open(&so, &err);
+    if (st != NULL) return st;
+    if (err.code == EVB_ECORRUPT && !create) {
+        so.read_only_intent = true;
+        evb_err rerr;
+        if ((st = evb_store_open(&so, &rerr)) != NULL) {
+            cli_error(cli,
+                      "%s is damaged (%s); serving it read-only: appends are refused. "
+                      "`evbus log salvage %s DEST` copies every readable event into a "
+                      "log that takes them",
+                      dir, err.msg, dir);
+            return st;
+        }
+    }
+    return cli_open_log(cli, dir, service, create, sync, xc);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     cli_t cli;
@@ -283,7 +309,7 @@ int cmd_serve(int argc, char **argv)
     cli_install_log_sink(&cli);
     cli_catch_stop_signals();
     int xc;
-    evb_store_t *st = cli_open_log(&cli, dir, service, create, sync, &xc);
+    evb_store_t *st = s_open(&cli, dir, service, create, sync, &xc);
     if (st == NULL) {
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return xc;

@@ -91,8 +91,9 @@ typedef struct feed {
     size_t nbuf, capbuf, buf_bytes;
     /* counters */
     uint64_t events, gaps, dups, dropped, pages;
-    uint64_t rate_mark; /* events at the last stats tick */
-    uint64_t rate;      /* events in the last second */
+    uint64_t unreadable; /* events the publisher's log could not read (holes) */
+    uint64_t rate_mark;  /* events at the last stats tick */
+    uint64_t rate;       /* events in the last second */
 } feed;
 
 typedef struct conn {
@@ -944,6 +945,21 @@ static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
     if (f == NULL) return; /* a reply to a fetch given up on */
     f->fetch_req = 0;
     f->fetch_at = 0;
+    if (rp->kind == EVB_WIRE_HOLE) { /* say so and go on after it */
+        if (s_introduce(s, c, &rp->log_id, NULL) != 0) return; /* f may be gone */
+        if (rp->head > c->head) c->head = rp->head;
+        if (rp->hole_to > f->applied) {
+            uint64_t from = rp->hole_from > f->applied ? rp->hole_from : f->applied + 1;
+            f->unreadable += rp->hole_to - from + 1;
+            evb_log(EVB_LOG_WARN,
+                    "%s: events %" PRIu64 "..%" PRIu64 " of its log cannot be read (the "
+                    "log is damaged): going on after them",
+                    c->name, from, rp->hole_to);
+            f->applied = rp->hole_to;
+        }
+        s_fetch(s, f);
+        return;
+    }
     if (rp->kind == EVB_WIRE_ERROR) {
         evb_log(EVB_LOG_WARN, "%s refused a fetch of %s after %" PRIu64 ": %s %s",
                 c->name, f->category[0] ? f->category : "(all)", f->applied, rp->code,
@@ -1138,12 +1154,13 @@ static int s_stats_json(sniff_t *s, int64_t now)
                     ",\"category\":\"%s\",\"state\":\"%s\",\"applied\":%" PRIu64
                     ",\"rate\":%" PRIu64 ",\"events\":%" PRIu64 ",\"gaps\":%" PRIu64
                     ",\"duplicates\":%" PRIu64 ",\"dropped\":%" PRIu64
-                    ",\"bad_frames\":%" PRIu64 ",\"heartbeat_age_ms\":%" PRId64 "}",
+                    ",\"bad_frames\":%" PRIu64 ",\"unreadable\":%" PRIu64
+                    ",\"heartbeat_age_ms\":%" PRId64 "}",
                     f->category,
                     f->state == F_LIVE ? "live" : f->state == F_CATCHUP ? "catching-up"
                                                                        : "waiting",
                     f->applied, f->rate, f->events, f->gaps, f->dups, f->dropped,
-                    c->bad_frames, age);
+                    c->bad_frames, f->unreadable, age);
         }
     }
     if (rc == EVB_OK) rc = evb_buf_append(b, "]}\n", 3, &err);

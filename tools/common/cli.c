@@ -246,8 +246,7 @@ int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *h
     return CLI_EXIT_USAGE;
 }
 
-evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool create,
-                          int sync, int *exit_code)
+evb_store_opts cli_log_opts(const char *dir, const char *service, bool create, int sync)
 {
     evb_store_opts so = {0};
     so.dir = dir;
@@ -255,6 +254,13 @@ evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool
     so.create = create;
     so.sync = (evb_sync)sync;
     so.index_mode = EVB_INDEX_THREAD;
+    return so;
+}
+
+evb_store_t *cli_open_log(cli_t *cli, const char *dir, const char *service, bool create,
+                          int sync, int *exit_code)
+{
+    evb_store_opts so = cli_log_opts(dir, service, create, sync);
     evb_err err;
     evb_store_t *st = evb_store_open(&so, &err);
     if (st != NULL)

@@ -132,6 +132,8 @@ typedef struct cli_verb {
 int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *help_head,
                  int argc, char **argv);
 
+/* The options cli_open_log opens a log with (EVB_INDEX_THREAD). */
+evb_store_opts cli_log_opts(const char *dir, const char *service, bool create, int sync);
 /* Open (with create: or create) the log in dir for writing, indexed by a
  * background thread. On failure print why, naming dir, and return NULL with
  * *exit_code set (cli_exit_for_open). */

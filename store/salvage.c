@@ -1,0 +1,242 @@
+/*
+ * salvage.c: copy what a damaged log can still read into a new log that a
+ * service can go on with (store/FORMAT.md, "Salvage").
+ *
+ * The copy is the same log, less what was lost: the same log id, service
+ * and key of sealed ids, and every readable event at its own sequence with
+ * its id, stream version, type, time, ids, payload and metadata. Each
+ * sequence that could not be read holds a marker event instead (stream
+ * "evbus.hole-FROM", type "Unreadable", payload {from, to}), so sequences
+ * stay contiguous, a subscriber's checkpoints in this log stay valid, and
+ * the holes are written down in the log itself. The streams that lost
+ * events skip those versions. Consumer keys, checkpoints and snapshots are
+ * copied as they are (those in damaged blocks are counted, not copied).
+ *
+ * The source is read through a read-only open (nothing in it changes); the
+ * copy is written through the store's own transactions, so its indexes are
+ * built as for any log.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define SALVAGE_BATCH 1000 /* events per transaction */
+#define SALVAGE_KEY_BATCH (4u << 20) /* bytes of keys per write */
+
+/* The copy takes the source's identity before its first event. */
+static int s_take_identity(evb_store_t *src, evb_store_t *dst, evb_err *err)
+{
+    char *seal = NULL;
+    size_t sl = 0;
+    int rc = st_get(src, src->db, NULL, META_SEALKEY, strlen(META_SEALKEY), &seal, &sl, err);
+    if (rc != EVB_OK) return rc;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_put(wb, META_LOGID, strlen(META_LOGID), (const char *)src->log_id.b,
+                           EVB_ID_LEN);
+    if (seal != NULL && sl == EVB_ID_LEN) /* format 4: the source's sealed ids stay so */
+        leveldb_writebatch_put(wb, META_SEALKEY, strlen(META_SEALKEY), seal, sl);
+    char *e = NULL;
+    leveldb_write(dst->db, dst->wo_sync, wb, &e);
+    leveldb_writebatch_destroy(wb);
+    if (e == NULL && st_ix_apart(dst)) {
+        leveldb_put(dst->ix, dst->wo_sync, META_LOGID, strlen(META_LOGID),
+                    (const char *)src->log_id.b, EVB_ID_LEN, &e);
+    }
+    if (e != NULL) {
+        if (seal != NULL) leveldb_free(seal);
+        return st_ldb_err(dst, e, "writing the salvaged log's identity", err);
+    }
+    dst->log_id = src->log_id;
+    if (seal != NULL && sl == EVB_ID_LEN) rc = st_seal_init(dst, (uint8_t *)seal, err);
+    if (seal != NULL) leveldb_free(seal);
+    return rc;
+}
+
+typedef struct salvage {
+    evb_store_t *src, *dst;
+    const evb_salvage_cbs *cb;
+    evb_salvage_info info;
+    evb_txn_t *tx;
+    size_t staged;
+    evb_buf payload;
+} salvage;
+
+static int s_commit(salvage *s, evb_err *err)
+{
+    if (s->tx == NULL) return EVB_OK;
+    int rc = evb_txn_commit(&s->tx, err);
+    evb_txn_destroy(&s->tx);
+    s->staged = 0;
+    return rc;
+}
+
+/* Stage one event, at the sequence it must have in the copy. */
+static int s_stage(salvage *s, const char *stream, uint64_t version, evb_event_t *ev,
+                   uint64_t want_seq, evb_err *err)
+{
+    if (s->tx == NULL && (s->tx = evb_txn_begin(s->dst, err)) == NULL)
+        return err ? err->code : EVB_EBUSY;
+    evb_append_result r;
+    int rc = st_txn_append(s->tx, stream, EVB_EXPECT_ANY, version, ev, 1, &r, err);
+    if (rc == EVB_OK && r.first_seq != want_seq)
+        rc = evb_err_set(err, EVB_EINVAL,
+                         "salvage: event %llu would be %llu in the copy (is %s a new log?)",
+                         (unsigned long long)want_seq, (unsigned long long)r.first_seq,
+                         s->dst->dir);
+    if (rc != EVB_OK) return rc;
+    return ++s->staged >= SALVAGE_BATCH ? s_commit(s, err) : EVB_OK;
+}
+
+/* A marker event for each sequence of [from, to]. */
+static int s_markers(salvage *s, uint64_t from, uint64_t to, evb_err *err)
+{
+    char stream[64];
+    snprintf(stream, sizeof stream, "evbus.hole-%llu", (unsigned long long)from);
+    s->payload.len = 0; /* {"from": from, "to": to} */
+    uint8_t m[1 + 5 + 9 + 3 + 9];
+    size_t n = 0;
+    m[n++] = 0x82;
+    m[n++] = 0xa4;
+    memcpy(m + n, "from", 4);
+    n += 4;
+    m[n++] = 0xcf;
+    be64_put(m + n, from);
+    n += 8;
+    m[n++] = 0xa2;
+    memcpy(m + n, "to", 2);
+    n += 2;
+    m[n++] = 0xcf;
+    be64_put(m + n, to);
+    n += 8;
+    int rc = evb_buf_append(&s->payload, m, n, err);
+    for (uint64_t seq = from; rc == EVB_OK && seq <= to; seq++) {
+        evb_event_t ev = {0};
+        ev.type = "Unreadable";
+        ev.payload = s->payload.data;
+        ev.payload_len = s->payload.len;
+        rc = s_stage(s, stream, 0, &ev, seq, err);
+    }
+    return rc;
+}
+
+/* Every readable event at its sequence, markers in the holes. */
+static int s_events(salvage *s, evb_err *err)
+{
+    uint64_t head = atomic_load(&s->src->head);
+    evb_iter_t *it = evb_store_read_range(s->src, 1, head, NULL, err);
+    if (it == NULL) return err ? err->code : EVB_EIO;
+    const evb_event_t *ev;
+    uint64_t next = 1;
+    int rc = EVB_OK;
+    for (;;) {
+        while (rc == EVB_OK && evb_iter_next(it, &ev, err)) {
+            evb_event_t copy = *ev; /* lent strings; the copy's block is not ours */
+            copy.priv.block = NULL;
+            copy.priv.cap = 0;
+            rc = s_stage(s, ev->stream, ev->version, &copy, ev->seq, err);
+            s->info.events++;
+            next = ev->seq + 1;
+            if (s->cb != NULL && s->cb->progress != NULL && (ev->seq & 0xffff) == 0)
+                s->cb->progress(s->cb->ctx, ev->seq, head);
+        }
+        uint64_t from, to;
+        if (rc != EVB_OK || (err && err->code != EVB_ECORRUPT) ||
+            !evb_iter_hole(it, &from, &to))
+            break;
+        if (s->cb != NULL && s->cb->hole != NULL) s->cb->hole(s->cb->ctx, from, to, err->msg);
+        evb_err_clear(err);
+        s->info.holes++;
+        s->info.unreadable += to - from + 1;
+        if ((rc = s_markers(s, from, to, err)) != EVB_OK) break;
+        next = to + 1;
+        if (!evb_iter_resume(it)) break;
+    }
+    if (rc == EVB_OK && err && err->code != EVB_OK) rc = err->code;
+    evb_iter_destroy(&it);
+    if (rc == EVB_OK && next <= head) { /* nothing readable after a hole at the end */
+        if (s->cb != NULL && s->cb->hole != NULL)
+            s->cb->hole(s->cb->ctx, next, head, "the last events cannot be read");
+        s->info.holes++;
+        s->info.unreadable += head - next + 1;
+        rc = s_markers(s, next, head, err);
+    }
+    if (rc == EVB_OK) rc = s_commit(s, err);
+    s->info.head = head;
+    return rc;
+}
+
+/* Consumer keys, checkpoints and snapshots, as they are. */
+static int s_keys(salvage *s, evb_err *err)
+{
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_fill_cache(ro, 0);
+    leveldb_readoptions_set_verify_checksums(ro, 1);
+    leveldb_iterator_t *li = leveldb_create_iterator(s->src->db, ro);
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    size_t bytes = 0;
+    char *e = NULL;
+    static const char kinds[] = {K_CKPT, K_SNAP, K_USER};
+    for (size_t i = 0; i < sizeof kinds && e == NULL; i++) {
+        for (leveldb_iter_seek(li, &kinds[i], 1); leveldb_iter_valid(li) && e == NULL;
+             leveldb_iter_next(li)) {
+            size_t kl, vl;
+            const char *k = leveldb_iter_key(li, &kl);
+            if (kl == 0 || k[0] != kinds[i]) break;
+            const char *v = leveldb_iter_value(li, &vl);
+            leveldb_writebatch_put(wb, k, kl, v, vl);
+            s->info.keys++;
+            bytes += kl + vl;
+            if (bytes >= SALVAGE_KEY_BATCH) {
+                leveldb_write(s->dst->db, s->dst->wo, wb, &e);
+                leveldb_writebatch_clear(wb);
+                bytes = 0;
+            }
+        }
+    }
+    if (e == NULL) leveldb_write(s->dst->db, s->dst->wo_sync, wb, &e);
+    char *ie = NULL;
+    leveldb_iter_get_error(li, &ie);
+    if (ie != NULL) { /* a damaged block of them: skipped by the iterator */
+        s->info.keys_damaged = true;
+        leveldb_free(ie);
+    }
+    leveldb_writebatch_destroy(wb);
+    leveldb_iter_destroy(li);
+    leveldb_readoptions_destroy(ro);
+    return e != NULL ? st_ldb_err(s->dst, e, "writing consumer keys", err) : EVB_OK;
+}
+
+int evb_store_salvage(evb_store_t *src, const char *dest, const evb_salvage_cbs *cb,
+                      evb_salvage_info *out, evb_err *err)
+{
+    if (out != NULL) memset(out, 0, sizeof *out);
+    if (src == NULL || dest == NULL || !src->read_only)
+        return evb_err_set(err, EVB_EINVAL,
+                           "salvage: open the log with read_only_intent to salvage it");
+    struct stat sb;
+    if (stat(dest, &sb) == 0)
+        return evb_err_set(err, EVB_EINVAL,
+                           "%s: already exists (a salvage writes a new directory)", dest);
+    if (mkdir(dest, 0755) != 0)
+        return evb_err_set(err, EVB_EIO, "%s: cannot create: %s", dest, strerror(errno));
+    evb_store_opts o = {0};
+    o.dir = dest;
+    o.service = src->service;
+    o.create = true;
+    o.sync = EVB_SYNC_NONE; /* fsynced once at the end (the key write, the close) */
+    o.index_mode = EVB_INDEX_THREAD;
+    evb_store_t *dst = evb_store_open(&o, err);
+    if (dst == NULL) return err ? err->code : EVB_EIO;
+    salvage s = {.src = src, .dst = dst, .cb = cb};
+    int rc = s_take_identity(src, dst, err);
+    if (rc == EVB_OK) rc = s_events(&s, err);
+    if (rc == EVB_OK) rc = s_keys(&s, err);
+    if (s.tx != NULL) evb_txn_destroy(&s.tx);
+    evb_buf_free(&s.payload);
+    evb_store_destroy(&dst); /* the indexer finishes at the next open */
+    if (out != NULL) *out = s.info;
+    return rc;
+}
