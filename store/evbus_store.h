@@ -128,6 +128,13 @@ EVB_EXPORT int evb_store_salvage(evb_store_t *st, const char *dest,
                                  const evb_salvage_cbs *cb, evb_salvage_info *out,
                                  evb_err *err);
 
+/* For a log that cannot be opened at all (its MANIFEST or CURRENT damaged):
+ * copy the files of the log's own database (not index/, which is derived)
+ * into the new directory copy and run LevelDB's RepairDB there, which makes a
+ * new MANIFEST from the tables and write-ahead logs it can read. dir is not
+ * changed. Open the copy read-only and salvage it; then remove it. */
+EVB_EXPORT int evb_store_repair_copy(const char *dir, const char *copy, evb_err *err);
+
 typedef struct evb_store_info {
     evb_id log_id;
     uint32_t format;

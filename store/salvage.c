@@ -18,10 +18,14 @@
  */
 #include "store_int.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define SALVAGE_BATCH 1000 /* events per transaction */
 #define SALVAGE_KEY_BATCH (4u << 20) /* bytes of keys per write */
@@ -238,5 +242,59 @@ int evb_store_salvage(evb_store_t *src, const char *dest, const evb_salvage_cbs 
     evb_buf_free(&s.payload);
     evb_store_destroy(&dst); /* the indexer finishes at the next open */
     if (out != NULL) *out = s.info;
+    return rc;
+}
+
+/* Copy the regular files of dir (not LOCK, not LevelDB's info logs) into the
+ * new directory copy. */
+static int s_copy_files(const char *dir, const char *copy, evb_err *err)
+{
+    DIR *dp = opendir(dir);
+    if (dp == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
+    int rc = EVB_OK;
+    char buf[1 << 16];
+    struct dirent *de;
+    while (rc == EVB_OK && (de = readdir(dp)) != NULL) {
+        const char *n = de->d_name;
+        struct stat sb;
+        if (fstatat(dirfd(dp), n, &sb, 0) != 0 || !S_ISREG(sb.st_mode) ||
+            strcmp(n, "LOCK") == 0 || strncmp(n, "LOG", 3) == 0)
+            continue;
+        int in = openat(dirfd(dp), n, O_RDONLY | O_CLOEXEC);
+        char path[PATH_MAX];
+        int pn = snprintf(path, sizeof path, "%s/%s", copy, n);
+        int out = (pn > 0 && (size_t)pn < sizeof path)
+                      ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)
+                      : -1;
+        ssize_t r = 0;
+        while (in >= 0 && out >= 0 && (r = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)r) != r) r = -1;
+        if (in < 0 || out < 0 || r < 0)
+            rc = evb_err_set(err, EVB_EIO, "copying %s/%s to %s: %s", dir, n, copy,
+                             strerror(errno));
+        if (in >= 0) close(in);
+        if (out >= 0) close(out);
+    }
+    closedir(dp);
+    return rc;
+}
+
+int evb_store_repair_copy(const char *dir, const char *copy, evb_err *err)
+{
+    struct stat sb;
+    if (stat(copy, &sb) == 0)
+        return evb_err_set(err, EVB_EINVAL, "%s: already exists", copy);
+    if (mkdir(copy, 0700) != 0)
+        return evb_err_set(err, EVB_EIO, "%s: cannot create: %s", copy, strerror(errno));
+    int rc = s_copy_files(dir, copy, err);
+    if (rc != EVB_OK) return rc;
+    leveldb_options_t *o = leveldb_options_create();
+    char *e = NULL;
+    leveldb_repair_db(o, copy, &e);
+    leveldb_options_destroy(o);
+    if (e != NULL) {
+        rc = evb_err_set(err, EVB_ECORRUPT, "repairing a copy of %s in %s: %s", dir, copy, e);
+        leveldb_free(e);
+    }
     return rc;
 }

@@ -295,6 +295,42 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
 /* The index database. Format 1 keeps the indexes with the events; from
  * format 2 they are DIR/index, made when missing (they are derived: removing
  * the directory makes the indexer build them again from the log). */
+static int s_reset_ix(evb_store_t *st, evb_err *err);
+static int s_open_ix(evb_store_t *st, evb_err *err);
+
+/* The index is derived: a damaged one (it does not open, or a read of its
+ * metadata fails) is read without by a tool and made again by a writer,
+ * never a reason to refuse the log. */
+static int s_ix_damaged(evb_store_t *st, const char *why, evb_err *err)
+{
+    if (st->read_only) {
+        evb_log(EVB_LOG_WARN,
+                "%s/index is damaged (%s); reading the log without it (it is derived: the "
+                "next writable open builds it again)",
+                st->dir, why);
+        if (st->ix != NULL && st->ix != st->db) leveldb_close(st->ix);
+        st_roenv_destroy(st->ix_env);
+        st->ix_env = NULL;
+        st->ix = st->db; /* no index entries there: reads scan the events */
+        st->ix_broken = true;
+        atomic_store(&st->indexed, 0);
+        atomic_store(&st->nstreams, 0);
+        return EVB_OK;
+    }
+    evb_log(EVB_LOG_WARN, "%s/index is damaged (%s); building it again (it is derived)",
+            st->dir, why);
+    if (st->ix == NULL) { /* it did not open: remove what is there */
+        char path[PATH_MAX], *e = NULL;
+        snprintf(path, sizeof path, "%s/index", st->dir);
+        leveldb_destroy_db(st->ix_options, path, &e);
+        if (e != NULL) return st_ldb_err(st, e, "removing a damaged index", err);
+        atomic_store(&st->indexed, 0);
+        atomic_store(&st->nstreams, 0);
+        return s_open_ix(st, err);
+    }
+    return s_reset_ix(st, err);
+}
+
 static int s_open_ix(evb_store_t *st, evb_err *err)
 {
     if (st->format < 2) {
@@ -305,15 +341,18 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     int n = snprintf(path, sizeof path, "%s/index", st->dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
-    int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, &st->ix_env, err);
-    if (rc != EVB_OK) return rc;
+    evb_err ierr = {0};
+    int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, &st->ix_env, &ierr);
+    if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     /* The index names the log it indexes: an index/ left behind by another
      * log (a directory put in its place) is stale, whatever its position. */
     char *v;
     size_t vl;
-    if ((rc = st_get(st, st->ix, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, err)) !=
-        EVB_OK)
-        return rc;
+    if ((rc = st_get(st, st->ix, NULL, META_LOGID, strlen(META_LOGID), &v, &vl, &ierr)) ==
+        EVB_ECORRUPT)
+        return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     st->ix_foreign = v != NULL && (vl != EVB_ID_LEN || memcmp(v, st->log_id.b, vl) != 0);
     if (v != NULL) leveldb_free(v);
     if (v != NULL || st->read_only) return EVB_OK;
@@ -601,11 +640,14 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     }
     st->ix_runs = st->format >= 3;
     if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
-    uint64_t u;
-    if ((rc = s_meta_u64(st, META_IXPOS, &u, err)) != EVB_OK) return rc;
+    uint64_t u = 0, ns = 0;
+    evb_err ierr = {0};
+    if ((rc = s_meta_u64(st, META_IXPOS, &u, &ierr)) == EVB_OK)
+        rc = s_meta_u64(st, META_NSTREAMS, &ns, &ierr);
+    if (rc == EVB_ECORRUPT && st_ix_apart(st)) return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     atomic_store(&st->indexed, u);
-    if ((rc = s_meta_u64(st, META_NSTREAMS, &u, err)) != EVB_OK) return rc;
-    atomic_store(&st->nstreams, u);
+    atomic_store(&st->nstreams, ns);
     return EVB_OK;
 }
 
@@ -652,7 +694,7 @@ static int s_load_cat_stats(evb_store_t *st, evb_err *err)
 static int s_load_tail(evb_store_t *st, evb_err *err)
 {
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
-    st->ix_ignored = false;
+    st->ix_ignored = st->ix_broken;
     if (st_ix_apart(st) && (ix > head || st->ix_foreign)) {
         char why[160];
         if (st->ix_foreign)

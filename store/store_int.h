@@ -171,6 +171,7 @@ struct evb_store {
     leveldb_env_t *db_env, *ix_env;
     bool ix_foreign; /* its M logid is another log's (a log put in its place) */
     bool ix_ignored; /* read-only open of a stale index: reads do without it */
+    bool ix_broken;  /* read-only open of an index that cannot be opened: ix is db */
     leveldb_options_t *options;
     leveldb_options_t *ix_options;
     leveldb_readoptions_t *ro;

@@ -457,7 +457,13 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
     uint64_t nstreams =
         s_get_u64(&v, (const uint8_t *)META_NSTREAMS, strlen(META_NSTREAMS), &present);
-    if (st->ix_ignored) {
+    if (st->ix_broken) {
+        s_problem(&v,
+                  "%s/index is damaged: the log is checked without it; "
+                  "the next writable open builds it again",
+                  st->dir);
+        ixpos = 0;
+    } else if (st->ix_ignored) {
         /* Format 2, opened read-only: the index is derived and is rebuilt by
          * the next writable open; one problem, and the log checked alone. */
         s_problem(&v,

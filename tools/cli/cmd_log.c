@@ -45,7 +45,16 @@ void log_report(cli_t *cli, const char *dir, const char *what, const evb_err *er
 
 /* Open dir for reading. Returns -1 with *out set, or an exit code after
  * naming the problem. */
+/* log_open_ro; with corrupt, a log LevelDB reports corrupt is not an error
+ * yet: -1 with *out NULL and the reason in *corrupt. */
+static int s_open_ro(cli_t *cli, const char *dir, evb_store_t **out, evb_err *corrupt);
+
 int log_open_ro(cli_t *cli, const char *dir, evb_store_t **out)
+{
+    return s_open_ro(cli, dir, out, NULL);
+}
+
+static int s_open_ro(cli_t *cli, const char *dir, evb_store_t **out, evb_err *corrupt)
 {
     struct stat sb;
     if (stat(dir, &sb) != 0) {
@@ -64,6 +73,11 @@ int log_open_ro(cli_t *cli, const char *dir, evb_store_t **out)
     opts.sync = EVB_SYNC_NONE;
     evb_err err = {0};
     evb_store_t *st = evb_store_open(&opts, &err);
+    if (st == NULL && corrupt != NULL && err.code == EVB_ECORRUPT) {
+        *corrupt = err;
+        *out = NULL;
+        return -1;
+    }
     if (st == NULL) {
         log_report(cli, dir, "cannot open log", &err);
         return cli_exit_for_open(err.code);
@@ -659,7 +673,7 @@ static void s_remove_dir(const char *d)
  * read-only into *st; -1 to go on, else the exit code. */
 static int s_to_new_dir(cli_t *cli, int argc, char **argv, const cli_opt *opts,
                         const cli_usage *usage, const char *verb, const char **dir,
-                        const char **dest, evb_store_t **st)
+                        const char **dest, evb_store_t **st, evb_err *corrupt)
 {
     const char *pos[2];
     size_t npos;
@@ -672,7 +686,7 @@ static int s_to_new_dir(cli_t *cli, int argc, char **argv, const cli_opt *opts,
         cli_error(cli, "%s: already exists (a %s writes a new directory)", *dest, verb);
         return CLI_EXIT_RUNTIME;
     }
-    return log_open_ro(cli, *dir, st);
+    return s_open_ro(cli, *dir, st, corrupt);
 }
 
 /* After a failed backup or salvage: remove what it made of dest (it did
@@ -716,7 +730,7 @@ static int s_backup(cli_t *cli, int argc, char **argv)
         "is removed).\n"};
     const char *dir, *dest;
     evb_store_t *st = NULL;
-    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "backup", &dir, &dest, &st);
+    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "backup", &dir, &dest, &st, NULL);
     if (rc >= 0) return rc;
     evb_backup_info bi;
     evb_err err = {0};
@@ -809,8 +823,28 @@ static int s_salvage(cli_t *cli, int argc, char **argv)
         "cannot be written (an incomplete DEST is removed).\n"};
     const char *dir, *dest;
     evb_store_t *st = NULL;
-    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "salvage", &dir, &dest, &st);
+    evb_err corrupt = {0};
+    int rc = s_to_new_dir(cli, argc, argv, opts, &usage, "salvage", &dir, &dest, &st,
+                          &corrupt);
     if (rc >= 0) return rc;
+    /* A log that does not open (its MANIFEST or CURRENT damaged): salvage
+     * from a copy that LevelDB's RepairDB rebuilt, next to DEST. */
+    char repaired[PATH_MAX] = "";
+    if (st == NULL) {
+        evb_err rerr = {0};
+        if (snprintf(repaired, sizeof repaired, "%s.repair", dest) >= (int)sizeof repaired) {
+            cli_error(cli, "%s: path too long", dest);
+            return CLI_EXIT_RUNTIME;
+        }
+        cli_error(cli, "%s does not open (%s); salvaging from a copy repaired by LevelDB in %s "
+                  "(%s is not changed)", dir, corrupt.msg, repaired, dir);
+        if (evb_store_repair_copy(dir, repaired, &rerr) != EVB_OK ||
+            (rc = log_open_ro(cli, repaired, &st)) >= 0) {
+            if (rerr.code != EVB_OK) cli_error(cli, "%s", rerr.msg);
+            s_remove_dir(repaired);
+            return rerr.code != EVB_OK ? CLI_EXIT_OPEN : rc;
+        }
+    }
     salvage_ctx c = {.cli = cli, .dir = dir, .dest = dest};
     const evb_salvage_cbs cbs = {s_salvage_hole, s_salvage_progress, &c};
     evb_salvage_info si;
@@ -856,6 +890,13 @@ static int s_salvage(cli_t *cli, int argc, char **argv)
     }
     free(c.holes);
     evb_store_destroy(&st);
+    if (repaired[0] != '\0') {
+        char lost[PATH_MAX + 8]; /* where RepairDB put what it could not use */
+        snprintf(lost, sizeof lost, "%s/lost", repaired);
+        s_remove_dir(lost);
+        s_remove_new_dir(repaired);
+        if (rc == CLI_EXIT_OK) rc = CLI_EXIT_PROBLEMS; /* it was damaged */
+    }
     return cli_finish(cli, rc);
 }
 
