@@ -9,9 +9,12 @@
  */
 #include "svc_int.h"
 
+#include "evbus_http.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +46,14 @@ static const setting s_common[] = {
      STR(cert)},
     {"allow", "DIR", "CURVE: accept only clients whose public certs are in DIR", K_STR,
      STR(allow)},
+    {"http", "ADDR:PORT", "serve /metrics (Prometheus) and /status.json over HTTP, e.g. "
+     "127.0.0.1:9466", K_STR, STR(http)},
+    {"http-public", NULL, "with CURVE on: allow --http on an address other than loopback",
+     K_BOOL, offsetof(svc_config, http_public), sizeof(bool)},
     {"views", "DIR", "the read models' own store (default: STORE-views)", K_STR,
      STR(views)},
-    {"rebuild-views", NULL, "drop the read models and rebuild them from zero", K_BOOL, 0, 0},
+    {"rebuild-views", NULL, "drop the read models and rebuild them from zero", K_BOOL,
+     offsetof(svc_config, rebuild_views), sizeof(bool)},
     {"sync", "POLICY", "every | group (default) | none", K_SYNC, 0, 0},
     {"command-ttl", "SECONDS", "keep command outcomes for retries this long (86400)",
      K_UINT, 0, 0},
@@ -174,7 +182,7 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             if (s->cap == 0) return 0; /* --config: handled first */
             return s_copy(ps, (char *)cfg + s->off, s->cap, name, v);
         case K_BOOL:
-            cfg->rebuild_views = s_truthy(v);
+            *(bool *)((char *)cfg + s->off) = s_truthy(v);
             return 0;
         case K_FOLLOW:
             if (src == SRC_ENV) {
@@ -244,7 +252,8 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
 
 static bool s_is_bool(const char *name)
 {
-    return strcmp(name, "rebuild-views") == 0 || strcmp(name, "announce") == 0;
+    return strcmp(name, "rebuild-views") == 0 || strcmp(name, "announce") == 0 ||
+           strcmp(name, "http-public") == 0;
 }
 
 static int s_read_file(parse_state *ps, const char *path)
@@ -357,6 +366,15 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
         return s_usage_err(&ps, "--pub and --catchup go together");
     if ((cfg->cert[0] == '\0') != (cfg->allow[0] == '\0'))
         return s_usage_err(&ps, "--cert and --allow go together (CURVE)");
+    if (cfg->http_public && cfg->http[0] == '\0')
+        return s_usage_err(&ps, "--http-public goes with --http");
+    if (cfg->http[0] && cfg->cert[0] && !cfg->http_public &&
+        !evb_http_addr_is_loopback(cfg->http))
+        return s_usage_err(&ps,
+                           "--http %s is not a loopback address while CURVE is on: HTTP is "
+                           "neither encrypted nor authenticated; add --http-public if that "
+                           "is meant",
+                           cfg->http);
     for (size_t i = 0; i < cfg->nfollow; i++)
         if (cfg->follow[i].key[0] && cfg->cert[0] == '\0')
             return s_usage_err(&ps, "--follow %s,%s,KEY: a server key needs --cert",

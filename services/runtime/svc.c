@@ -5,6 +5,7 @@
  * transactions really wrote (the store's end hooks tell it).
  */
 #include "evbus_svc.h"
+#include "evbus_http.h"
 
 #include "hmap.h"
 #include "svc_int.h"
@@ -81,8 +82,9 @@ struct evb_svc {
     cache_ent **touched;
     size_t ntouched, cap_touched;
     int fatal; /* exit code after a fatal error */
-    uint64_t commands, rejected, replayed;
+    uint64_t commands, rejected, replayed, failed; /* failed: neither done nor rejected */
     svc_disc *disc; /* beacons (--announce, --follow-service); NULL without */
+    evb_http_t *http; /* --http: /metrics, /status.json; NULL without */
 };
 
 static volatile sig_atomic_t s_stop;
@@ -500,11 +502,15 @@ static int s_cmd_entry(const void *args, size_t len, evb_buf *out, void *ctx, ev
             if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
             evb_txn_destroy(&tx);
             if (rc == EVB_OK && svc->pub) evb_pub_poll(svc->pub, 0, NULL);
+            if (rc != EVB_OK) svc->failed++;
             return rc;
         }
         evb_txn_destroy(&tx);
         if (rc == EVB_ECONFLICT && attempt < 3) continue;
-        if (rc != EVB_EREJECTED) return rc;
+        if (rc != EVB_EREJECTED) {
+            svc->failed++;
+            return rc;
+        }
         svc->rejected++;
         evb_err perr = {0};
         tx = s_begin(svc, &perr);
@@ -849,6 +855,45 @@ static int s_drop_views(const char *dir, evb_err *err)
     return EVB_OK;
 }
 
+/* The HTTP documents: the log, the publisher, the consumer's feeds and the
+ * commands; the status command's answer. A followed publisher is "up" with
+ * a heartbeat in the last second (two of the default intervals). */
+static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *err)
+{
+    evb_svc_t *svc = ctx;
+    int rc = evb_metrics_store(metrics, svc->store, err);
+    if (rc == EVB_OK && svc->pub)
+        rc = evb_metrics_pub(metrics, svc->pub, svc->def->name, err);
+    if (rc == EVB_OK && svc->consumer.sub)
+        rc = evb_metrics_sub(metrics, svc->consumer.sub, 1000, err);
+    if (rc == EVB_OK)
+        rc = evb_prom_family(metrics, "evbus_commands_total", "counter",
+                             "Commands handled, by outcome: ok, rejected by the domain, "
+                             "failed (an error), replayed (a retry answered with the first "
+                             "outcome).",
+                             err);
+    const char *outcome[] = {"ok", "rejected", "failed", "replayed"};
+    uint64_t n[] = {svc->commands - svc->rejected - svc->failed, svc->rejected, svc->failed,
+                    svc->replayed};
+    for (int i = 0; rc == EVB_OK && i < 4; i++) {
+        const char *l[] = {"service", svc->def->name, "outcome", outcome[i], NULL};
+        rc = evb_prom_sample(metrics, "evbus_commands_total", l, (double)n[i], err);
+    }
+    if (rc == EVB_OK) rc = s_status(NULL, 0, status, svc, err);
+    return rc;
+}
+
+static int s_http_timer(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    evb_svc_t *svc = arg;
+    evb_err err;
+    if (evb_http_tick(svc->http, 0, s_http_render, svc, &err) != EVB_OK)
+        evb_log(EVB_LOG_WARN, "http: %s", err.msg);
+    return 0;
+}
+
 evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_code)
 {
     evb_svc_t *svc = calloc(1, sizeof *svc);
@@ -908,6 +953,21 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
     if (svc->cmd == NULL || evb_cmd_attach(svc->cmd, svc->loop, &err) != EVB_OK ||
         evb_cmd_on(svc->cmd, "status", s_status, svc, &err) != EVB_OK)
         goto fail;
+    if (svc->cfg.http[0]) {
+        if ((svc->http = evb_http_new(svc->cfg.http, &err)) == NULL) goto fail;
+        if (zloop_timer(svc->loop, 500, 0, s_http_timer, svc) < 0) {
+            evb_err_set(&err, EVB_ENOMEM, "cannot add the HTTP timer");
+            goto fail;
+        }
+        s_http_timer(svc->loop, 0, svc); /* documents from the start */
+        evb_log(EVB_LOG_INFO, "http on %s (port %u): /metrics, /status.json", svc->cfg.http,
+                (unsigned)evb_http_port(svc->http));
+        if (svc->cfg.cert[0] && !evb_http_addr_is_loopback(svc->cfg.http))
+            evb_log(EVB_LOG_WARN, "--http %s: metrics and status go out unencrypted to "
+                                  "anyone who can reach that address (CURVE covers the "
+                                  "bus only)",
+                    svc->cfg.http);
+    }
     evb_svc_tick_fn expire = s_expire_tick;
     if (evb_svc_every(svc, 60000, expire, NULL, &err) != EVB_OK) goto fail;
     evb_store_info dsi;
@@ -1000,6 +1060,7 @@ void evb_svc_destroy(evb_svc_t **svcp)
     evb_svc_t *svc = *svcp;
     if (svc == NULL) return;
     svc_disc_destroy(&svc->disc); /* before the loop it is attached to */
+    evb_http_destroy(&svc->http);
     zloop_destroy(&svc->loop);
     evb_sub_destroy(&svc->projector.sub);
     evb_sub_destroy(&svc->consumer.sub);

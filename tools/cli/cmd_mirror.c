@@ -28,12 +28,14 @@
 #include <string.h>
 
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_http.h>
 
 typedef struct mirror {
     cli_t *cli;
     uint64_t copied;
     evb_buf line;
     evb_sub_t *sub;          /* for the command handlers */
+    evb_store_t *st;         /* for the HTTP documents */
     const char *refuse_type; /* --refuse-type, or NULL */
     bool fresh_ids;          /* --fresh-ids: copies get new ids (tests) */
 } mirror_t;
@@ -209,6 +211,18 @@ static int s_cmd_status(const void *args, size_t len, evb_buf *out, void *ctx,
     return rc;
 }
 
+/* The HTTP documents: the mirror's log and its feeds; the status command's
+ * answer. A publisher is "up" with a heartbeat in the last second (two of
+ * the default intervals). */
+static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *err)
+{
+    mirror_t *m = ctx;
+    int rc = evb_metrics_store(metrics, m->st, err);
+    if (rc == EVB_OK) rc = evb_metrics_sub(metrics, m->sub, 1000, err);
+    if (rc == EVB_OK) rc = s_cmd_status(NULL, 0, status, m, err);
+    return rc;
+}
+
 /* The feed named by a retry or skip: category, and publisher if given. */
 static int s_arg_feed(const void *args, size_t len, const char *const *known, char *cat,
                       size_t cat_cap, char *pub, size_t pub_cap, bool *has_pub,
@@ -265,7 +279,8 @@ int cmd_mirror(int argc, char **argv)
     const char *cmd_ep = NULL, *refuse_type = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
-    bool fresh_ids = false;
+    bool fresh_ids = false, http_public = false;
+    const char *http_addr = NULL;
     bool until = false, stats_json = false, timeout_set = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
     const cli_opt opts[] = {
@@ -294,6 +309,10 @@ int cmd_mirror(int argc, char **argv)
          "CURVE: our certificate (NAME_secret), for keyed --follow and --cmd"},
         {"allow", CLI_STR, &allow, NULL, "DIR",
          "CURVE: --cmd accepts only clients whose public certificates are in DIR"},
+        {"http", CLI_STR, &http_addr, NULL, "ADDR:PORT",
+         "serve /metrics (Prometheus) and /status.json over HTTP, e.g. 127.0.0.1:9465"},
+        {"http-public", CLI_FLAG, &http_public, NULL, NULL,
+         "with CURVE on: allow --http on an address other than loopback"},
         {"refuse-type", CLI_STR, &refuse_type, NULL, "TYPE",
          "for tests: refuse events of TYPE (the feed stalls)"},
         {"fresh-ids", CLI_FLAG, &fresh_ids, NULL, NULL,
@@ -304,7 +323,7 @@ int cmd_mirror(int argc, char **argv)
         "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]...\n"
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
-        "       [--cmd EP] [--refuse-type TYPE]",
+        "       [--cmd EP] [--http ADDR:PORT [--http-public]] [--refuse-type TYPE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
         "into the log in DIR, with the feed's checkpoint in the same write: a live\n"
         "backup that survives crashes without losing or doubling an event. The\n"
@@ -363,6 +382,8 @@ int cmd_mirror(int argc, char **argv)
         return cli_usage_error(&cli, "--cmd with --cert needs --allow DIR");
     rc = cli_follow_split(&cli, &follow, eps);
     if (rc >= 0) return rc;
+    rc = ops_http_check(&cli, http_addr, cert != NULL, http_public);
+    if (rc >= 0) return rc;
 
     cli_install_log_sink(&cli);
     cli_catch_stop_signals();
@@ -372,7 +393,7 @@ int cmd_mirror(int argc, char **argv)
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return xc;
     }
-    mirror_t m = {.cli = &cli, .refuse_type = refuse_type, .fresh_ids = fresh_ids};
+    mirror_t m = {.cli = &cli, .st = st, .refuse_type = refuse_type, .fresh_ids = fresh_ids};
     evb_sub_opts o = {0};
     o.store = st;
     o.consumer = consumer;
@@ -412,6 +433,12 @@ int cmd_mirror(int argc, char **argv)
         }
     }
 
+    evb_http_t *http = NULL;
+    if (rc == CLI_EXIT_OK) {
+        m.sub = sub;
+        int hrc = ops_http_open(&cli, http_addr, &http);
+        if (hrc >= 0) rc = hrc;
+    }
     int64_t start = evb_now_us();
     int64_t deadline = timeout_set ? start + (int64_t)timeout_s * 1000000 : 0;
     int64_t next_status = start + (status_ms > 0 ? (int64_t)status_ms * 1000 : 0);
@@ -425,6 +452,9 @@ int cmd_mirror(int argc, char **argv)
             break;
         }
         if (cmd != NULL) evb_cmd_poll(cmd, 0, NULL);
+        evb_err herr;
+        if (evb_http_tick(http, 500, s_http_render, &m, &herr) != EVB_OK)
+            evb_log(EVB_LOG_WARN, "http: %s", herr.msg);
         int64_t now = evb_now_us();
         bool json_due = status_ms > 0 && now >= next_status;
         bool text_due = cli.err_tty && now >= next_text;
@@ -451,6 +481,7 @@ int cmd_mirror(int argc, char **argv)
     }
     cli_progress_end(&cli);
     if (sub != NULL && stats_json) s_status(&m, sub, true, true, false, &a);
+    evb_http_destroy(&http);
     evb_cmd_destroy(&cmd);
     evb_sub_destroy(&sub);
     evb_store_destroy(&st);

@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_http.h>
 
 typedef struct serve {
     evb_store_t *st;
@@ -87,6 +88,19 @@ static int s_cmd_status(const void *args, size_t args_len, evb_buf *out, void *c
         if (w.rc != EVB_OK) rc = evb_err_set(err, w.rc, "status: out of memory");
     }
     evb_buf_free(&cats);
+    return rc;
+}
+
+/* The HTTP documents: the log's and the publisher's metrics; the status
+ * command's answer. */
+static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *err)
+{
+    serve_t *sv = ctx;
+    evb_store_info in;
+    evb_store_get_info(sv->st, &in);
+    int rc = evb_metrics_store(metrics, sv->st, err);
+    if (rc == EVB_OK) rc = evb_metrics_pub(metrics, sv->pub, in.service, err);
+    if (rc == EVB_OK) rc = s_cmd_status(NULL, 0, status, sv, err);
     return rc;
 }
 
@@ -236,7 +250,8 @@ int cmd_serve(int argc, char **argv)
     const char *sync_s = "group";
     const char *cmd_ep = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
-    bool create = false;
+    const char *http_addr = NULL;
+    bool create = false, http_public = false;
     uint64_t hb_ms = 500, sndhwm = 0;
     const cli_opt opts[] = {
         {"store", CLI_STR, &dir, NULL, "DIR", "the log to serve (required)"},
@@ -257,12 +272,16 @@ int cmd_serve(int argc, char **argv)
          "CURVE: our certificate (NAME_secret); needs --allow"},
         {"allow", CLI_STR, &allow, NULL, "DIR",
          "CURVE: accept only clients whose public certificates are in DIR"},
+        {"http", CLI_STR, &http_addr, NULL, "ADDR:PORT",
+         "serve /metrics (Prometheus) and /status.json over HTTP, e.g. 127.0.0.1:9464"},
+        {"http-public", CLI_FLAG, &http_public, NULL, NULL,
+         "with CURVE on: allow --http on an address other than loopback"},
         {0},
     };
     const cli_usage usage = {
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
         "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]\n"
-        "       [--cert FILE --allow DIR]",
+        "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-public]]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
         "from the catch-up endpoint. Endpoints are ZeroMQ addresses, e.g.\n"
@@ -298,6 +317,8 @@ int cmd_serve(int argc, char **argv)
     if (hb_ms == 0 || hb_ms > 60000)
         return cli_usage_error(&cli, "--heartbeat-ms: expected 1..60000");
     if (sndhwm > 100000000) return cli_usage_error(&cli, "--sndhwm: at most 100000000");
+    int hrc = ops_http_check(&cli, http_addr, cert != NULL, http_public);
+    if (hrc >= 0) return hrc;
     evb_err err = {0};
     if (create && service == NULL)
         return cli_usage_error(&cli, "--create needs --service NAME");
@@ -347,6 +368,14 @@ int cmd_serve(int argc, char **argv)
             return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         }
     }
+    evb_http_t *http = NULL;
+    if ((hrc = ops_http_open(&cli, http_addr, &http)) >= 0) {
+        evb_cmd_destroy(&cmd);
+        evb_pub_destroy(&pub);
+        evb_store_destroy(&st);
+        evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
+        return hrc;
+    }
     evb_store_info in;
     evb_store_get_info(st, &in);
     char id[EVB_ID_HEX_LEN + 1];
@@ -369,6 +398,9 @@ int cmd_serve(int argc, char **argv)
     if (idle_ms < 1) idle_ms = 1;
     bool failed = false;
     while (!failed && !cli_stop_requested()) {
+        evb_err herr;
+        if (evb_http_tick(http, 500, s_http_render, &sv, &herr) != EVB_OK)
+            evb_log(EVB_LOG_WARN, "http: %s", herr.msg);
         if (cmd == NULL) {
             failed = evb_pub_poll(pub, 200, &err) != EVB_OK;
             continue;
@@ -391,6 +423,7 @@ int cmd_serve(int argc, char **argv)
         cli_error(&cli, "%s: publishing stopped: %s", dir, err.msg);
         rc = CLI_EXIT_RUNTIME;
     }
+    evb_http_destroy(&http);
     evb_cmd_destroy(&cmd);
     evb_pub_stats ps;
     evb_pub_get_stats(pub, &ps);

@@ -19,6 +19,7 @@
 #include <zmq.h>
 
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_http.h>
 
 /* ---- writing ---- */
 
@@ -306,4 +307,38 @@ int ops_split_feed(const char *arg, char *pub, size_t pub_cap, char *cat, size_t
     pub[pl] = '\0';
     memcpy(cat, c, cl + 1);
     return EVB_OK;
+}
+
+/* ---- --http ---- */
+
+int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok)
+{
+    if (addr == NULL) {
+        if (public_ok) return cli_usage_error(cli, "--http-public goes with --http");
+        return -1;
+    }
+    if (!curve_on || evb_http_addr_is_loopback(addr)) return -1;
+    if (!public_ok)
+        return cli_usage_error(cli,
+                               "--http %s is not a loopback address while CURVE is on: "
+                               "HTTP is neither encrypted nor authenticated; add "
+                               "--http-public if that is meant",
+                               addr);
+    cli_error(cli, "warning: --http %s: metrics and status go out unencrypted to anyone "
+              "who can reach that address (CURVE covers the bus only)", addr);
+    return -1;
+}
+
+int ops_http_open(cli_t *cli, const char *addr, struct evb_http **out)
+{
+    *out = NULL;
+    if (addr == NULL) return -1;
+    evb_err err = {0};
+    if ((*out = evb_http_new(addr, &err)) == NULL) {
+        cli_error(cli, "%s", err.msg);
+        return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+    }
+    fprintf(stderr, "%s: http on %s (port %u): /metrics, /status.json\n", cli->name, addr,
+            (unsigned)evb_http_port(*out));
+    return -1;
 }

@@ -99,4 +99,15 @@ int64_t ops_i64(const msgpack_object *map, const char *key, int64_t dflt);
  * or the category is empty. */
 int ops_split_feed(const char *arg, char *pub, size_t pub_cap, char *cat, size_t cat_cap);
 
+/* ---- --http ADDR:PORT (bus/evbus_http.h) ---- */
+
+struct evb_http;
+/* Check --http against the security rule (README.md, "Security"): with
+ * CURVE on, an address other than loopback needs --http-public, and then a
+ * warning is logged. -1 when fine (usage errors give their exit code). */
+int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok);
+/* Listen (addr NULL: *out NULL, nothing done); -1 when fine, else the exit
+ * code after naming the address. Says where it listens on stderr. */
+int ops_http_open(cli_t *cli, const char *addr, struct evb_http **out);
+
 #endif

@@ -45,14 +45,16 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # "snappy", so without it linking fails with "cannot find -lsnappy". python3
 # runs the demo's checks (booking_check.py).
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev python3)
+      libleveldb-dev libsnappy-dev libmicrohttpd-dev python3)
 # What only the tests need (--test): cmocka for the unit tests; clang and
 # libclang-rt-14-dev for libFuzzer (libclang_rt.fuzzer lives there on Debian
 # 12) and the clang builds; iproute2 (network namespaces), nftables (packet
 # loss) and tcpdump (captures on the bridge) for the LAN tests; dpkg-dev for
-# dpkg-buildflags (CI's packager build). Later test servers and browsers go
-# here too.
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev)
+# dpkg-buildflags (CI's packager build); prometheus (its promtool checks
+# the /metrics output; the test runs its own server, never the package's
+# service). Later test servers and browsers go here too.
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev
+           prometheus)
 if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
 
 missing=()
