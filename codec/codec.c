@@ -716,12 +716,13 @@ static bool s_parse_fast(const void *buf, size_t len, evb_event_t *ev, env_views
     return p == end;
 }
 
-/* Pass 2: copy the views into ev's block (grown if needed). */
-static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
+/* Pass 2: copy the views into ev's block (grown if needed); with lend, the
+ * payload and metadata stay where they are (in the caller's buffer). */
+static int s_fill_lend(evb_event_t *ev, const env_views *vw, bool lend, evb_err *err)
 {
     size_t cat_len = s_category_len(vw->stream, vw->stream_len);
     size_t need = (size_t)vw->service_len + 1 + vw->stream_len + 1 + cat_len + 1 +
-                  vw->type_len + 1 + vw->payload_len + vw->metadata_len;
+                  vw->type_len + 1 + (lend ? 0 : vw->payload_len + vw->metadata_len);
     if (need > ev->priv.cap) {
         void *nb = realloc(ev->priv.block, need);
         if (nb == NULL)
@@ -743,23 +744,32 @@ static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
     COPY_STR(category, vw->stream, cat_len);
     COPY_STR(type, vw->type, vw->type_len);
 #undef COPY_STR
+    ev->payload_len = vw->payload_len;
+    ev->metadata_len = vw->metadata != NULL ? vw->metadata_len : 0;
+    if (lend) {
+        ev->payload = vw->payload;
+        ev->metadata = vw->metadata;
+        return EVB_OK;
+    }
     memcpy(w, vw->payload, vw->payload_len);
     ev->payload = w;
-    ev->payload_len = vw->payload_len;
     w += vw->payload_len;
     if (vw->metadata != NULL) {
         memcpy(w, vw->metadata, vw->metadata_len);
         ev->metadata = w;
-        ev->metadata_len = vw->metadata_len;
     } else {
         ev->metadata = NULL;
-        ev->metadata_len = 0;
     }
     return EVB_OK;
 }
 
+static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
+{
+    return s_fill_lend(ev, vw, false, err);
+}
+
 static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast,
-                         evb_err *err)
+                         bool lend, evb_err *err)
 {
     if (buf == NULL) /* also for len 0: NULL + 0 is undefined in C */
         return evb_err_set(err, EVB_EDECODE, "envelope: no bytes (NULL buffer)");
@@ -776,7 +786,7 @@ static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast
         memset(&vw, 0, sizeof vw);
         rc = s_parse(buf, len, ev, &vw, err);
     }
-    if (rc == EVB_OK) rc = s_fill(ev, &vw, err);
+    if (rc == EVB_OK) rc = s_fill_lend(ev, &vw, lend, err);
     if (rc != EVB_OK) { /* s_fill only replaces the block when it succeeds */
         block = ev->priv.block;
         cap = ev->priv.cap;
@@ -789,12 +799,17 @@ static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast
 
 int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    return s_decode_into(buf, len, ev, true, err);
+    return s_decode_into(buf, len, ev, true, false, err);
+}
+
+int evb__event_decode_lent(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
+{
+    return s_decode_into(buf, len, ev, true, true, err);
 }
 
 int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    return s_decode_into(buf, len, ev, false, err);
+    return s_decode_into(buf, len, ev, false, false, err);
 }
 
 int evb_event_decode(const void *buf, size_t len, evb_event_t **out, evb_err *err)

@@ -15,6 +15,11 @@
  * Same output as evb_event_encode. */
 int evb__event_encode_checked(const evb_event_t *ev, evb_buf *out, evb_err *err);
 
+/* evb_event_decode_into, but ev->payload and ev->metadata point into buf
+ * (valid while buf is): the store's iterators, whose events are lent until
+ * the next step anyway, spare a copy of every payload. */
+int evb__event_decode_lent(const void *buf, size_t len, evb_event_t *ev, evb_err *err);
+
 /* evb_event_decode_into without its fast pass (codec.c): the general reader
  * alone, which the tests hold the fast pass to (same result for every
  * input). Not for production code. */

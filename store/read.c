@@ -17,6 +17,7 @@
  * index phase.
  */
 #include "store_int.h"
+#include "codec_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +184,7 @@ static bool s_emit(evb_iter_t *it, const char *v, size_t vl, uint64_t seq, evb_e
 {
     evb_err derr;
     char why[EVB_ERR_MSG_LEN];
-    if (evb_event_decode_into(v, vl, &it->ev, &derr) != EVB_OK) {
+    if (evb__event_decode_lent(v, vl, &it->ev, &derr) != EVB_OK) {
         snprintf(why, sizeof why, "event %llu does not decode: %.300s",
                  (unsigned long long)seq, derr.msg);
         s_hole(it, seq, seq + 1, err, why);
