@@ -134,6 +134,15 @@ def tests(tmp):
     # ---- usage and open errors ----
     p = evbus("log", "info", log, "--no-such-flag")
     check("bad flag exits 2", p.returncode == 2, f"{p.returncode} {p.stderr}")
+    p = evbus("log", "cat", log, "--limt", "1")
+    check("a misspelt flag is named with the nearest one",
+          p.returncode == 2 and "unknown option '--limt' (did you mean --limit?)" in p.stderr,
+          f"{p.returncode} {p.stderr}")
+    p = evbus("log", "cat", log, "--cat", "x")
+    check("a flag's beginning suggests the flag",
+          p.returncode == 2 and "(did you mean --category?)" in p.stderr, p.stderr)
+    p = evbus("log", "info", log, "--no-such-flag")
+    check("no suggestion when nothing is near", "did you mean" not in p.stderr, p.stderr)
     p = evbus("log", "frobnicate", log)
     check("unknown verb exits 2", p.returncode == 2, f"{p.returncode}")
     missing = os.path.join(tmp, "does-not-exist")

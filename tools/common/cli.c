@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -68,6 +69,51 @@ static const cli_opt *s_find(const cli_opt *opts, const char *name, size_t len)
     for (const cli_opt *o = opts; o->name != NULL; o++)
         if (strlen(o->name) == len && memcmp(o->name, name, len) == 0) return o;
     return NULL;
+}
+
+/* Edit distance between a[0..al) and b (insert, delete, replace, and swap
+ * of two neighbours), capped: names are short. */
+static size_t s_distance(const char *a, size_t al, const char *b)
+{
+    size_t bl = strlen(b);
+    if (al > 63 || bl > 63) return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= al; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= bl; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= al; i++)
+        for (size_t j = 1; j <= bl; j++) {
+            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[al][bl];
+}
+
+/* The known option nearest to an unknown one: a name it begins (--foll for
+ * --follow), or one at most 2 edits away (a third of its length for short
+ * ones); NULL when none is close. */
+static const cli_opt *s_nearest(const cli_opt *opts, const char *name, size_t len)
+{
+    const cli_opt *best = NULL;
+    size_t bd = SIZE_MAX;
+    for (const cli_opt *o = opts; o->name != NULL; o++) {
+        size_t ol = strlen(o->name);
+        size_t dist = (len >= 3 && len < ol && memcmp(o->name, name, len) == 0)
+                          ? 1
+                          : s_distance(name, len, o->name);
+        size_t limit = ol < 6 ? 1 : 2;
+        if (dist <= limit && dist < bd) {
+            bd = dist;
+            best = o;
+        }
+    }
+    return best;
 }
 
 static int s_set(cli_t *cli, const cli_opt *o, const char *val)
@@ -132,8 +178,13 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
         const char *eq = strchr(name, '=');
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
         const cli_opt *o = s_find(opts, name, len);
-        if (o == NULL)
+        if (o == NULL) {
+            const cli_opt *near = s_nearest(opts, name, len);
+            if (near != NULL)
+                return cli_usage_error(cli, "unknown option '--%.*s' (did you mean --%s?)",
+                                       (int)len, name, near->name);
             return cli_usage_error(cli, "unknown option '--%.*s'", (int)len, name);
+        }
         const char *val = NULL;
         if (o->kind == CLI_FLAG) {
             if (eq != NULL) return cli_usage_error(cli, "--%s takes no value", o->name);
