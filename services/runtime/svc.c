@@ -35,11 +35,19 @@ typedef struct cache_ent {
     max_align_t state[]; /* def->state_size bytes */
 } cache_ent;
 
+/* Upper bounds of the command duration histogram's buckets, in seconds
+ * (the last, +Inf, is implied). */
+static const double s_cmd_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                       0.05,   0.1,   0.25,   0.5,   1,    2.5};
+#define NBUCKETS (sizeof s_cmd_buckets / sizeof s_cmd_buckets[0])
+
 typedef struct cmd_entry {
     evb_svc_t *svc;
     char name[33];
     evb_svc_cmd_fn fn;
     void *ctx;
+    uint64_t hist[NBUCKETS + 1]; /* durations, per bucket (not cumulative) */
+    double sum_s;
 } cmd_entry;
 
 typedef struct tick_entry {
@@ -458,7 +466,29 @@ static int s_outcome_get(evb_svc_t *svc, const char *cmd_id, const char *command
     return found;
 }
 
+static int s_cmd_run(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err);
+
+/* A command or query that started at t0 is done: into its histogram
+ * (evbus_command_duration_seconds). */
+static void s_timed(cmd_entry *ce, int64_t t0)
+{
+    double d = (double)(evb_now_us() - t0) / 1e6;
+    size_t b = 0;
+    while (b < NBUCKETS && d > s_cmd_buckets[b])
+        b++;
+    ce->hist[b]++;
+    ce->sum_s += d;
+}
+
 static int s_cmd_entry(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    int64_t t0 = evb_now_us();
+    int rc = s_cmd_run(args, len, out, ctx, err);
+    s_timed(ctx, t0);
+    return rc;
+}
+
+static int s_cmd_run(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
 {
     cmd_entry *ce = ctx;
     evb_svc_t *svc = ce->svc;
@@ -546,7 +576,10 @@ static int s_query_entry(const void *args, size_t len, evb_buf *out, void *ctx,
 {
     cmd_entry *ce = ctx;
     evb_svc_ctx c = {.svc = ce->svc};
-    return ce->fn(&c, args, len, out, ce->ctx, err);
+    int64_t t0 = evb_now_us();
+    int rc = ce->fn(&c, args, len, out, ce->ctx, err);
+    s_timed(ce, t0);
+    return rc;
 }
 
 int evb_svc_query(evb_svc_t *svc, const char *name, evb_svc_cmd_fn fn, void *ctx,
@@ -878,6 +911,32 @@ static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *
     for (int i = 0; rc == EVB_OK && i < 4; i++) {
         const char *l[] = {"service", svc->def->name, "outcome", outcome[i], NULL};
         rc = evb_prom_sample(metrics, "evbus_commands_total", l, (double)n[i], err);
+    }
+    if (rc == EVB_OK)
+        rc = evb_prom_family(metrics, "evbus_command_duration_seconds", "histogram",
+                             "Time to carry out a command or answer a query, by name.",
+                             err);
+    for (size_t i = 0; rc == EVB_OK && i < svc->ncmds; i++) {
+        const cmd_entry *ce = &svc->cmds[i];
+        uint64_t cum = 0;
+        char le[32];
+        for (size_t b = 0; rc == EVB_OK && b <= NBUCKETS; b++) {
+            cum += ce->hist[b];
+            if (b < NBUCKETS)
+                snprintf(le, sizeof le, "%g", s_cmd_buckets[b]);
+            else
+                snprintf(le, sizeof le, "+Inf");
+            const char *l[] = {"service", svc->def->name, "command", ce->name, "le", le, NULL};
+            rc = evb_prom_sample(metrics, "evbus_command_duration_seconds_bucket", l,
+                                 (double)cum, err);
+        }
+        const char *l[] = {"service", svc->def->name, "command", ce->name, NULL};
+        if (rc == EVB_OK)
+            rc = evb_prom_sample(metrics, "evbus_command_duration_seconds_sum", l, ce->sum_s,
+                                 err);
+        if (rc == EVB_OK)
+            rc = evb_prom_sample(metrics, "evbus_command_duration_seconds_count", l,
+                                 (double)cum, err);
     }
     if (rc == EVB_OK) rc = s_status(NULL, 0, status, svc, err);
     return rc;

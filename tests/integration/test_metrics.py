@@ -14,8 +14,12 @@ both every 250 ms. Checks:
     through Prometheus' query API the feed's lag rises above 250 events and
     its state is stalled; after `evbus feed skip` past the Bad event, lag is
     0 and the state live again.
+  - a service (evbus-reservation --http): two commands, one rejected,
+    show in evbus_commands_total by outcome and in the duration histogram;
+    promtool passes on its output too.
   - serve stopped: evbus_publisher_up of the mirror's publisher goes to 0
-    within two heartbeat intervals (plus a scrape), the delay is printed.
+    within two heartbeat intervals, plus the 500 ms between renderings (and
+    500 ms of slack); the delay is printed.
 Exit 77 (skipped) when prometheus is not installed, a failure under CI=true.
 """
 import json
@@ -178,6 +182,31 @@ def main():
               "the mirror did not apply the 500 other events")
         check(q('evbus_publisher_up') == 1, "publisher not up while serving")
 
+        # A service: its commands counted and timed.
+        res = os.path.join(os.path.dirname(EVBUS), "..", "services", "evbus-reservation")
+        rcmd = "ipc://" + os.path.join(base, "r")
+        svc = subprocess.Popen([res, "--store", os.path.join(base, "res"), "--cmd", rcmd,
+                                "--pub", "ipc://" + os.path.join(base, "rp"), "--catchup",
+                                "ipc://" + os.path.join(base, "rc"), "--http", "127.0.0.1:0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(svc)
+        rurl = f"http://127.0.0.1:{http_port(svc, 'evbus-reservation')}"
+        r = run(["call", rcmd, "create_show", "show=opera", "capacity=40"])
+        check(r.returncode == 0, f"create_show: {r.returncode} {r.stderr}")
+        r = run(["call", rcmd, "create_show", "show=opera", "capacity=40"])
+        check(r.returncode == 5, f"create_show again (rejected): {r.returncode} {r.stderr}")
+
+        def counted():
+            body = get(rurl + "/metrics")[1]
+            return body if 'outcome="rejected"} 1' in body else None
+        body = wait_for("the service's metrics to count both commands", counted)
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, text=True,
+                           capture_output=True, timeout=30)
+        check(r.returncode == 0, f"promtool check metrics (service): {r.stdout} {r.stderr}")
+        check('evbus_commands_total{service="reservation",outcome="ok"} 1' in body and
+              'evbus_command_duration_seconds_count{service="reservation",'
+              'command="create_show"} 2' in body, f"service metrics: {body[-1500:]}")
+
         # The publisher stops: down within two heartbeats (and a scrape).
         srv.terminate()
         srv.wait(timeout=30)
@@ -186,7 +215,9 @@ def main():
                  lambda: sample(get(murl + "/metrics")[1], "evbus_publisher_up") == 0,
                  timeout=10)
         down_ms = (time.monotonic() - t_stop) * 1000
-        check(down_ms < 2 * 500 + 500, f"publisher down after {down_ms:.0f} ms")
+        # Two heartbeat intervals (2 x 500 ms) without one, seen at the next
+        # rendering (every 500 ms), with slack for a busy machine.
+        check(down_ms < 2 * 500 + 500 + 500, f"publisher down after {down_ms:.0f} ms")
         wait_for("prometheus to see the publisher down", lambda: q("evbus_publisher_up") == 0)
         log(f"promtool passes; lag rose to {lag:.0f} with the feed stalled, back to 0 and "
             f"live after feed skip; publisher down {down_ms:.0f} ms after serve stopped")
