@@ -335,6 +335,20 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
     uint64_t durable = p->published; /* only what subscribers may see live */
     unsigned max = rq->max_events;
     if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS) max = EVB_BUS_MAX_PAGE_EVENTS;
+    if (rq->after >= durable) {
+        /* Nothing after it yet (and no read from after + 1, which wraps at
+         * 2^64 - 1): an empty page at the head, never past it, so that a
+         * subscriber ahead of the publisher (a log restored from an older
+         * backup) does not advance to a position the log has not reached. */
+        p->hdr.len = 0;
+        if (bm_page(&p->hdr, rq->req_id, &p->log_id, durable, durable, false, 0, NULL) ==
+                EVB_OK &&
+            s_reply(p, idm, p->hdr.data, p->hdr.len, false)) {
+            p->stats.fetches++;
+            p->stats.pages_sent++;
+        }
+        return;
+    }
     evb_iter_t *it;
     if (rq->category[0] != '\0')
         it = evb_store_read_category(p->st, rq->category, rq->after, NULL, err);
@@ -442,8 +456,12 @@ static void s_request(evb_pub_t *p, evb_err *err)
     if (bm_parse_request(zmq_msg_data(&body), zmq_msg_size(&body), &rq, &perr) !=
         EVB_OK) {
         s_bad(p, perr.msg);
+        /* EVB_EVERSION another version, EVB_EINVAL an unknown message name,
+         * EVB_EDECODE a malformed one (PROTOCOL.md, "Errors"). */
         s_error_reply(p, &idm, rq.req_id,
-                      perr.code == EVB_EVERSION ? "EVB_EVERSION" : "EVB_EDECODE",
+                      perr.code == EVB_EVERSION || perr.code == EVB_EINVAL
+                          ? evb_code_name(perr.code)
+                          : "EVB_EDECODE",
                       perr.msg);
         goto done;
     }

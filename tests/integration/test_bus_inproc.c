@@ -6,6 +6,7 @@
  * log was recreated. Every wait is a loop on a condition with a deadline.
  */
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_wire.h>
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -379,6 +380,59 @@ static void test_garbage_requests_are_answered_and_counted(void **state)
     s_new_sub(w, NULL, 0);
     s_until(w, "show", EVB_FEED_LIVE, a);
     s_check_effects(w, "show", 0);
+}
+
+/* One request on a fresh DEALER, its reply parsed (the publisher polled
+ * meanwhile). */
+static void s_ask(world *w, void *d, const void *req, size_t len, evb_wire_reply *rp)
+{
+    assert_true(zmq_send(d, req, len, 0) >= 0);
+    char buf[4096];
+    int got = -1;
+    evb_err err;
+    int64_t end = evb_now_us() + DEADLINE_US;
+    while (got < 0 && evb_now_us() < end) {
+        assert_int_equal(evb_pub_poll(w->pub, 10, &err), EVB_OK);
+        got = zmq_recv(d, buf, sizeof buf, ZMQ_DONTWAIT);
+    }
+    assert_true(got > 0);
+    size_t used;
+    assert_int_equal(evb_wire_parse_reply(buf, (size_t)got, rp, &used, &err), EVB_OK);
+}
+
+/* PROTOCOL.md, "Catch-up": a fetch after the head (or after 2^64 - 1, where
+ * after + 1 wraps) gets an empty page whose position is the head, never
+ * after itself; an unknown message name is EVB_EINVAL. */
+static void test_fetch_past_head_and_unknown_name(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    uint64_t head = s_append(w, "show-1", 20);
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(d, w->cu_ep), 0);
+    evb_wire_reply rp;
+    evb_err err;
+    const uint64_t afters[] = {head + 5, UINT64_MAX, head};
+    for (size_t i = 0; i < 3; i++) {
+        evb_buf b = {0};
+        assert_int_equal(evb_wire_fetch(&b, 7 + i, NULL, afters[i], 100, &err), EVB_OK);
+        s_ask(w, d, b.data, b.len, &rp);
+        evb_buf_free(&b);
+        assert_int_equal(rp.kind, EVB_WIRE_PAGE);
+        assert_int_equal(rp.req_id, 7 + i);
+        assert_int_equal(rp.count, 0);
+        assert_false(rp.more);
+        assert_int_equal(rp.position, head); /* was afters[i]; from seq 1 for 2^64-1 */
+    }
+    static const unsigned char nope[] = {0x93, 0x01, 0xa4, 'n', 'o', 'p', 'e', 0x05};
+    s_ask(w, d, nope, sizeof nope, &rp);
+    assert_int_equal(rp.kind, EVB_WIRE_ERROR);
+    assert_string_equal(rp.code, "EVB_EINVAL"); /* was EVB_EDECODE */
+    zmq_close(d);
+    zmq_ctx_term(ctx);
 }
 
 static void test_recreated_publisher_log_stops_feed(void **state)
@@ -841,6 +895,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_after_fix, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_requests_are_answered_and_counted,
                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_past_head_and_unknown_name, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,
