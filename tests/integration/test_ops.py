@@ -235,6 +235,28 @@ def main_test(procs, ep):
     check(all(e["type"] != "Refused" for e in copy), "the refused event was copied")
     log(f"mirror holds the source less exactly event 7 ({len(copy)} events)")
 
+    # A feed that stops (the publisher's log recreated: another log id) makes
+    # the mirror exit 1 at its signal, as its --help says (it exited 0).
+    srv = procs.start(["serve", "--store", src, "--pub", pub, "--catchup", cu, "--cmd", cmd],
+                      "serve-again")
+    wait_for("serve to answer status", serve_up)
+    mir_p = procs.start(["mirror", "--follow", f"{pub},{cu}", "--store",
+                         os.path.join(procs.base, "mirror2"), "--cmd", mcmd], "mirror2")
+    wait_for("the second mirror live", lambda: (status_json(mcmd, 300) or {}).get("feeds")
+             and all(f["state"] == "live" for f in status_json(mcmd, 300)["feeds"]))
+    check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
+    srv = procs.start(["serve", "--store", os.path.join(procs.base, "src2"), "--create",
+                       "--service", "demo", "--pub", pub, "--catchup", cu, "--cmd", cmd],
+                      "serve-new-log")
+    wait_for("serve of a new log to answer status", serve_up)
+    run(["append", "--to", cmd], input=lines_of({"stream": "show-1", "type": "T"}))
+    wait_for("a feed of the mirror stopped", lambda: any(
+        f["state"] == "stopped" for f in (status_json(mcmd, 300) or {}).get("feeds", [])))
+    rc = procs.term(mir_p)
+    check(rc == 1, f"mirror with a stopped feed: exit {rc} {procs.stderr(mir_p)[-500:]}")
+    check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
+    log("a feed stopped by a log id change: the mirror exits 1 at its signal")
+
 
 def endpoints_test(procs, ep):
     nothing = ep("nothing")

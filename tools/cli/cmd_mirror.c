@@ -342,8 +342,9 @@ int cmd_mirror(int argc, char **argv)
         "--refuse-type exists to test stalls: such events are never copied unless\n"
         "skipped.\n"
         "Exit code 0 after a signal or once caught up, 1 when a feed stopped (the\n"
-        "publisher's log id changed), 3 when DIR cannot be opened, 4 on a store\n"
-        "error or when --timeout passed.\n"};
+        "publisher's log id changed; at once with --until-caught-up, else at the\n"
+        "signal), 3 when DIR cannot be opened, 4 on a store error or when\n"
+        "--timeout passed.\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
@@ -481,6 +482,12 @@ int cmd_mirror(int argc, char **argv)
     }
     cli_progress_end(&cli);
     if (sub != NULL && stats_json) s_status(&m, sub, true, true, false, &a);
+    /* After a signal too: a feed that stopped (its publisher's log id
+     * changed) is a problem a script must see. */
+    if (sub != NULL && rc == CLI_EXIT_OK) {
+        s_status(&m, sub, false, false, false, &a);
+        if (a.stopped > 0) rc = CLI_EXIT_PROBLEMS;
+    }
     evb_http_destroy(&http);
     evb_cmd_destroy(&cmd);
     evb_sub_destroy(&sub);
