@@ -324,6 +324,16 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     uint32_t n;
     char name[16];
     int rc = s_head(&r, buf, len, &n, name, sizeof name);
+    if (rc == EVB_EVERSION && n >= 3) {
+        /* Another version: still read its req_id if it is where version 1
+         * has it, so that the error names the request it answers. */
+        evb_err ignored;
+        rd r2 = {r.c, "request", &ignored};
+        uint64_t id;
+        if (s_cstr(&r2, "name", name, sizeof name) == EVB_OK &&
+            s_uint(&r2, "req_id", &id) == EVB_OK)
+            rq->req_id = id;
+    }
     if (rc != EVB_OK) return rc;
     if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK) return rc;
     if (strcmp(name, "hello") == 0) {

@@ -402,7 +402,8 @@ static void s_ask(world *w, void *d, const void *req, size_t len, evb_wire_reply
 
 /* PROTOCOL.md, "Catch-up": a fetch after the head (or after 2^64 - 1, where
  * after + 1 wraps) gets an empty page whose position is the head, never
- * after itself; an unknown message name is EVB_EINVAL. */
+ * after itself; an unknown message name is EVB_EINVAL; another version's
+ * request is EVB_EVERSION naming its req_id. */
 static void test_fetch_past_head_and_unknown_name(void **state)
 {
     world *w = *state;
@@ -431,6 +432,12 @@ static void test_fetch_past_head_and_unknown_name(void **state)
     s_ask(w, d, nope, sizeof nope, &rp);
     assert_int_equal(rp.kind, EVB_WIRE_ERROR);
     assert_string_equal(rp.code, "EVB_EINVAL"); /* was EVB_EDECODE */
+    /* Another version: the error still names the request (req_id was 0). */
+    static const unsigned char v2[] = {0x93, 0x02, 0xa5, 'h', 'e', 'l', 'l', 'o', 0x09};
+    s_ask(w, d, v2, sizeof v2, &rp);
+    assert_int_equal(rp.kind, EVB_WIRE_ERROR);
+    assert_string_equal(rp.code, "EVB_EVERSION");
+    assert_int_equal(rp.req_id, 9);
     zmq_close(d);
     zmq_ctx_term(ctx);
 }
