@@ -210,6 +210,10 @@ typedef struct evb_feed_status {
     /* Stalled at a hole: events hole_from..hole_to of the publisher's log
      * cannot be read (it is damaged); 0 otherwise. */
     uint64_t hole_from, hole_to;
+    /* Age of the oldest event of the category not applied yet (its time is
+     * the publisher's clock): 0 when caught up, NaN while that event has
+     * not been received (between catch-up pages). */
+    double lag_seconds;
 } evb_feed_status;
 
 typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);

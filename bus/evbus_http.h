@@ -69,7 +69,7 @@ EVB_EXPORT int evb_metrics_store(evb_buf *b, evb_store_t *st, evb_err *err);
 EVB_EXPORT int evb_metrics_pub(evb_buf *b, evb_pub_t *pub, const char *service,
                                evb_err *err);
 /* A subscriber, per feed (publisher, category): applied, head, lag in
- * events, counters (applied, duplicates, gaps, pages, refusals, bad frames,
+ * events and in seconds (evb_feed_status.lag_seconds), counters (applied, duplicates, gaps, pages, refusals, bad frames,
  * CURVE refusals), state (one series per state, 1 for the current one),
  * heartbeat age; and evbus_publisher_up per publisher: a heartbeat within
  * up_within_ms (two heartbeat intervals, say). */

@@ -129,6 +129,7 @@ typedef struct feed_row {
     uint64_t applied, head, lag, applied_events, duplicates, gaps, pages, bad_frames,
         refusals, handshake_refusals;
     int64_t hb_age_ms;
+    double lag_seconds;
 } feed_row;
 
 typedef struct feed_rows {
@@ -165,6 +166,7 @@ static int s_row(const evb_feed_status *fs, void *ctx)
     r->refusals = fs->refusals;
     r->handshake_refusals = fs->handshake_refusals;
     r->hb_age_ms = fs->heartbeat_age_ms;
+    r->lag_seconds = fs->lag_seconds;
     return 0;
 }
 
@@ -228,6 +230,15 @@ int evb_metrics_sub(evb_buf *b, evb_sub_t *sub, unsigned up_within_ms, evb_err *
                                "state", evb_feed_state_name(states[s]), NULL};
             rc = evb_prom_sample(b, "evbus_feed_state", l, a.r[i].state == states[s], err);
         }
+    if (rc == EVB_OK)
+        rc = evb_prom_family(b, "evbus_feed_lag_seconds", "gauge",
+                             "Age of the oldest event of the category not applied yet: 0 "
+                             "when caught up, NaN while that event was not received yet.",
+                             err);
+    for (size_t i = 0; rc == EVB_OK && i < a.n; i++) {
+        const char *l[] = {"publisher", a.r[i].publisher, "category", a.r[i].category, NULL};
+        rc = evb_prom_sample(b, "evbus_feed_lag_seconds", l, a.r[i].lag_seconds, err);
+    }
     if (rc == EVB_OK)
         rc = evb_prom_family(b, "evbus_feed_heartbeat_age_seconds", "gauge",
                              "Time since the publisher's last heartbeat (NaN: none yet).",

@@ -49,6 +49,10 @@ typedef struct feed {
     evb_feed_state state;
     char reason[256];
     uint64_t hole_from, hole_to; /* stalled at events the publisher cannot read */
+    /* The oldest event seen and not applied yet, for the lag in seconds:
+     * stale once applied reaches pending_seq. */
+    uint64_t pending_seq;
+    int64_t pending_ts_us;
     bool loaded;                 /* checkpoint read for the conn's log id */
     uint64_t fetch_req;          /* outstanding fetch, 0 = none */
     int64_t fetch_deadline;      /* resend after; or the back-off of a refusal */
@@ -500,6 +504,10 @@ static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
         if (ev->seq <= pos) {
             dups++;
             continue;
+        }
+        if (f->pending_seq <= f->applied || ev->seq < f->pending_seq) {
+            f->pending_seq = ev->seq;
+            f->pending_ts_us = ev->ts_us;
         }
         if (strcmp(ev->category, f->category) != 0 ||
             memcmp(&ev->log_id, &f->c->log_id, sizeof ev->log_id) != 0) {
@@ -1166,6 +1174,19 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
     return EVB_OK;
 }
 
+/* The age of the oldest event of the category not applied yet: 0 when
+ * caught up, NaN while that event has not been seen (a catch-up between two
+ * pages, live events still buffered). Event times are the publisher's
+ * clock. */
+static double s_lag_seconds(const feed *f, const conn *c, int64_t now)
+{
+    bool behind = f->cat_head > f->applied && c->head > f->applied;
+    if (!behind) return 0.0;
+    if (f->pending_seq <= f->applied) return 0.0 / 0.0;
+    double age = (double)(now - f->pending_ts_us) / 1e6;
+    return age > 0 ? age : 0.0;
+}
+
 int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
 {
     (void)err;
@@ -1212,6 +1233,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .handshake_refusals = c->link[0].failures + c->link[1].failures,
                 .hole_from = f->state == EVB_FEED_STALLED ? f->hole_from : 0,
                 .hole_to = f->state == EVB_FEED_STALLED ? f->hole_to : 0,
+                .lag_seconds = s_lag_seconds(f, c, now),
             };
             int rc = fn(&fs, ctx);
             if (rc != 0) return rc;

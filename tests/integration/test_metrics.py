@@ -11,8 +11,9 @@ both every 250 ms. Checks:
   - promtool check metrics passes on both outputs; /status.json is what
     `evbus status --json` says; an unknown path is 404.
   - appends go on while the mirror's feed is stalled on the Bad event:
-    through Prometheus' query API the feed's lag rises above 250 events and
-    its state is stalled; after `evbus feed skip` past the Bad event, lag is
+    through Prometheus' query API the feed's lag rises above 250 events, its
+    lag in seconds above 0 (the stalled event's age), and its state is
+    stalled; after `evbus feed skip` past the Bad event, lag is
     0 and the state live again.
   - a service (evbus-reservation --http): two commands, one rejected,
     show in evbus_commands_total by outcome and in the duration histogram;
@@ -173,11 +174,15 @@ def main():
                  lambda: (q(f"evbus_feed_lag_events{{{sel}}}") or 0) > 250 and
                  q(f'evbus_feed_state{{{sel},state="stalled"}}') == 1)
         lag = q(f"evbus_feed_lag_events{{{sel}}}")
+        # The stalled event was seen: its age is the lag in seconds, > 0.
+        lag_s = wait_for("lag in seconds > 0", lambda: (lambda v: v if v and v > 0 else None)(
+            q(f"evbus_feed_lag_seconds{{{sel}}}")))
         r = run(["feed", "skip", mcmd, "show", str(bad)])
         check(r.returncode == 0, f"feed skip: {r.returncode} {r.stderr}")
         wait_for("lag 0 and state live in prometheus",
                  lambda: q(f"evbus_feed_lag_events{{{sel}}}") == 0 and
                  q(f'evbus_feed_state{{{sel},state="live"}}') == 1)
+        check(q(f"evbus_feed_lag_seconds{{{sel}}}") == 0, "lag in seconds not 0 when live")
         check(q(f"evbus_feed_applied_events_total{{{sel}}}") == 500,
               "the mirror did not apply the 500 other events")
         check(q('evbus_publisher_up') == 1, "publisher not up while serving")
@@ -219,7 +224,8 @@ def main():
         # rendering (every 500 ms), with slack for a busy machine.
         check(down_ms < 2 * 500 + 500 + 500, f"publisher down after {down_ms:.0f} ms")
         wait_for("prometheus to see the publisher down", lambda: q("evbus_publisher_up") == 0)
-        log(f"promtool passes; lag rose to {lag:.0f} with the feed stalled, back to 0 and "
+        log(f"promtool passes; lag rose to {lag:.0f} events ({lag_s:.2f} s) with the feed "
+            f"stalled, back to 0 and "
             f"live after feed skip; publisher down {down_ms:.0f} ms after serve stopped")
         ok = True
     except Fail as e:
