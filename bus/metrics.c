@@ -129,7 +129,7 @@ typedef struct feed_row {
     uint64_t applied, head, lag, applied_events, duplicates, gaps, pages, bad_frames,
         refusals, handshake_refusals;
     int64_t hb_age_ms;
-    double lag_seconds;
+    double lag_seconds, hb_age_s;
 } feed_row;
 
 typedef struct feed_rows {
@@ -167,6 +167,7 @@ static int s_row(const evb_feed_status *fs, void *ctx)
     r->handshake_refusals = fs->handshake_refusals;
     r->hb_age_ms = fs->heartbeat_age_ms;
     r->lag_seconds = fs->lag_seconds;
+    r->hb_age_s = fs->heartbeat_age_ms < 0 ? 0.0 / 0.0 : (double)fs->heartbeat_age_ms / 1e3;
     return 0;
 }
 
@@ -230,23 +231,27 @@ int evb_metrics_sub(evb_buf *b, evb_sub_t *sub, unsigned up_within_ms, evb_err *
                                "state", evb_feed_state_name(states[s]), NULL};
             rc = evb_prom_sample(b, "evbus_feed_state", l, a.r[i].state == states[s], err);
         }
-    if (rc == EVB_OK)
-        rc = evb_prom_family(b, "evbus_feed_lag_seconds", "gauge",
-                             "Age of the oldest event of the category not applied yet: 0 "
-                             "when caught up, NaN while that event was not received yet.",
-                             err);
-    for (size_t i = 0; rc == EVB_OK && i < a.n; i++) {
-        const char *l[] = {"publisher", a.r[i].publisher, "category", a.r[i].category, NULL};
-        rc = evb_prom_sample(b, "evbus_feed_lag_seconds", l, a.r[i].lag_seconds, err);
-    }
-    if (rc == EVB_OK)
-        rc = evb_prom_family(b, "evbus_feed_heartbeat_age_seconds", "gauge",
-                             "Time since the publisher's last heartbeat (NaN: none yet).",
-                             err);
-    for (size_t i = 0; rc == EVB_OK && i < a.n; i++) {
-        const char *l[] = {"publisher", a.r[i].publisher, "category", a.r[i].category, NULL};
-        double age = a.r[i].hb_age_ms < 0 ? 0.0 / 0.0 : (double)a.r[i].hb_age_ms / 1000.0;
-        rc = evb_prom_sample(b, "evbus_feed_heartbeat_age_seconds", l, age, err);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } d[] = {
+        {"evbus_feed_lag_seconds",
+         "Age of the oldest event of the category not applied yet: 0 when caught up, NaN "
+         "while that event was not received yet.",
+         offsetof(feed_row, lag_seconds)},
+        {"evbus_feed_heartbeat_age_seconds",
+         "Time since the publisher's last heartbeat (NaN: none yet).",
+         offsetof(feed_row, hb_age_s)},
+    };
+    for (size_t k = 0; rc == EVB_OK && k < sizeof d / sizeof d[0]; k++) {
+        rc = evb_prom_family(b, d[k].name, "gauge", d[k].help, err);
+        for (size_t i = 0; rc == EVB_OK && i < a.n; i++) {
+            const char *l[] = {"publisher", a.r[i].publisher, "category", a.r[i].category,
+                               NULL};
+            double v;
+            memcpy(&v, (const char *)&a.r[i] + d[k].off, sizeof v);
+            rc = evb_prom_sample(b, d[k].name, l, v, err);
+        }
     }
     /* Up per publisher (feeds of one publisher share its heartbeats). */
     if (rc == EVB_OK)

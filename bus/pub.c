@@ -329,68 +329,67 @@ static void s_error_reply(evb_pub_t *p, const zmq_msg_t *idm, uint64_t req_id,
         s_reply(p, idm, p->hdr.data, p->hdr.len, false);
 }
 
-static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
+/* Read the page a fetch asks for into p->page: *count events, the last one
+ * *last, *more when the page is full. 1 when the read stopped at a hole
+ * with no event before it ([*hf, *ht] cannot be read); -1 when it failed
+ * otherwise (err says why); 0 otherwise. */
+static int s_gather(evb_pub_t *p, const bm_request *rq, uint64_t durable, unsigned max,
+                    size_t *count, uint64_t *last, bool *more, uint64_t *hf, uint64_t *ht,
                     evb_err *err)
 {
-    uint64_t durable = p->published; /* only what subscribers may see live */
-    unsigned max = rq->max_events;
-    if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS) max = EVB_BUS_MAX_PAGE_EVENTS;
-    if (rq->after >= durable) {
-        /* Nothing after it yet (and no read from after + 1, which wraps at
-         * 2^64 - 1): an empty page at the head, never past it, so that a
-         * subscriber ahead of the publisher (a log restored from an older
-         * backup) does not advance to a position the log has not reached. */
-        p->hdr.len = 0;
-        if (bm_page(&p->hdr, rq->req_id, &p->log_id, durable, durable, false, 0, NULL) ==
-                EVB_OK &&
-            s_reply(p, idm, p->hdr.data, p->hdr.len, false)) {
-            p->stats.fetches++;
-            p->stats.pages_sent++;
-        }
-        return;
-    }
-    evb_iter_t *it;
-    if (rq->category[0] != '\0')
-        it = evb_store_read_category(p->st, rq->category, rq->after, NULL, err);
-    else
-        it = evb_store_read_range(p->st, rq->after + 1, durable, NULL, err);
-    if (it == NULL) {
-        s_error_reply(p, idm, rq->req_id, "EVB_EINVAL", err ? err->msg : "bad request");
-        return;
-    }
-    /* Gather the page (bounded in events and bytes), then send it. */
-    p->page.len = 0;
-    size_t count = 0;
-    uint64_t last = rq->after;
-    bool more = false;
+    evb_iter_t *it = rq->category[0] != '\0'
+                         ? evb_store_read_category(p->st, rq->category, rq->after, NULL, err)
+                         : evb_store_read_range(p->st, rq->after + 1, durable, NULL, err);
+    if (it == NULL) return -1;
     const evb_event_t *ev;
     while (evb_iter_next(it, &ev, err)) {
         if (ev->seq > durable) break;
         const void *raw;
         size_t rawlen;
         evb_iter_raw(it, &raw, &rawlen);
-        if (count == max ||
-            (count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES)) {
-            more = true;
+        if (*count == max ||
+            (*count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES) ||
+            evb_buf_append(&p->page, raw, rawlen, NULL) != EVB_OK) {
+            *more = true;
             break;
         }
-        if (evb_buf_append(&p->page, raw, rawlen, NULL) != EVB_OK) {
-            more = true;
-            break;
-        }
-        count++;
-        last = ev->seq;
+        (*count)++;
+        *last = ev->seq;
     }
     bool failed = err && err->code != EVB_OK;
-    uint64_t hf = 0, ht = 0;
-    bool hole = failed && err->code == EVB_ECORRUPT && evb_iter_hole(it, &hf, &ht);
+    bool hole = failed && err->code == EVB_ECORRUPT && evb_iter_hole(it, hf, ht);
     evb_iter_destroy(&it);
-    if (hole && hf > durable) /* past what may be sent yet: the page ends */
-        hole = failed = false;
-    if (hole && count > 0) { /* the events before the hole; it comes next */
-        more = true;
-    } else if (hole) {
-        if (ht > durable) ht = durable;
+    if (!failed || (hole && *hf > durable)) return 0; /* a hole past the page: later */
+    if (!hole) return -1;
+    if (*count > 0) { /* the events before the hole; it comes next */
+        *more = true;
+        return 0;
+    }
+    if (*ht > durable) *ht = durable;
+    return 1;
+}
+
+static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
+                    evb_err *err)
+{
+    uint64_t durable = p->published; /* only what subscribers may see live */
+    unsigned max = rq->max_events;
+    if (max == 0 || max > EVB_BUS_MAX_PAGE_EVENTS) max = EVB_BUS_MAX_PAGE_EVENTS;
+    p->page.len = 0;
+    size_t count = 0;
+    uint64_t last = rq->after, hf = 0, ht = 0;
+    bool more = false;
+    /* At or past the head nothing is read (after + 1 would wrap at 2^64-1). */
+    int g = rq->after < durable
+                ? s_gather(p, rq, durable, max, &count, &last, &more, &hf, &ht, err)
+                : 0;
+    if (g < 0) {
+        s_error_reply(p, idm, rq->req_id,
+                      err && err->code != EVB_OK ? evb_code_name(err->code) : "EVB_EIO",
+                      err ? err->msg : "the log cannot be read");
+        return;
+    }
+    if (g > 0) {
         p->stats.holes++;
         uint64_t skipped;
         if (bm_ratelog_ok(&p->hole_log, &skipped))
@@ -404,12 +403,12 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
         if (bm_hole(&p->hdr, rq->req_id, &p->log_id, durable, hf, ht, NULL) == EVB_OK)
             s_reply(p, idm, p->hdr.data, p->hdr.len, false);
         return;
-    } else if (failed) {
-        s_error_reply(p, idm, rq->req_id, "EVB_ECORRUPT", err->msg);
-        return;
     }
-    /* Without more, every event of the request up to `durable` was read. */
-    uint64_t position = more ? last : (durable > last ? durable : last);
+    /* Without more, every event of the request up to the head was read (or
+     * there was none after `after`): the position is the head, never past
+     * it, so that a subscriber ahead of the publisher (a log restored from
+     * an older backup) does not advance to a position the log lacks. */
+    uint64_t position = more ? last : durable;
     p->hdr.len = 0;
     if (bm_page(&p->hdr, rq->req_id, &p->log_id, durable, position, more, count, NULL) !=
         EVB_OK)
