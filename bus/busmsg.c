@@ -28,32 +28,34 @@ size_t evb_wire_topic_event(char out[EVB_WIRE_TOPIC_MAX], const char *category)
 
 /* ---- writing ---- */
 
-typedef struct {
-    evb_buf *b;
-    int rc;
-} wctx;
-
-static int s_write(void *data, const char *buf, size_t len)
+int bm_write(void *data, const char *buf, size_t len)
 {
-    wctx *w = data;
+    bm_writer *w = data;
     if (w->rc == EVB_OK) w->rc = evb_buf_append(w->b, buf, len, NULL);
     return w->rc == EVB_OK ? 0 : -1;
 }
 
+void bm_packer_init(msgpack_packer *pk, bm_writer *w, evb_buf *b)
+{
+    w->b = b;
+    w->rc = EVB_OK;
+    msgpack_packer_init(pk, w, bm_write);
+}
+
+void bm_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, n ? s : "", n);
+}
+
 #define PACK_BEGIN(b)                                                                    \
-    wctx w_ = {(b), EVB_OK};                                                             \
+    bm_writer w_;                                                                        \
     msgpack_packer pk_;                                                                  \
-    msgpack_packer_init(&pk_, &w_, s_write)
+    bm_packer_init(&pk_, &w_, (b))
 #define PK (&pk_)
 #define PACK_END(err)                                                                    \
     (w_.rc == EVB_OK ? EVB_OK : evb_err_set((err), w_.rc, "bus message: out of memory"))
-
-static void s_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
 
 static void s_id(msgpack_packer *pk, const evb_id *id)
 {
@@ -76,14 +78,14 @@ int bm_heartbeat(evb_buf *b, const evb_id *log_id, uint64_t head, const char *se
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 6);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "hb");
+    bm_str(PK, "hb");
     s_id(PK, log_id);
     msgpack_pack_uint64(PK, head);
-    s_str(PK, service);
+    bm_str(PK, service);
     msgpack_pack_array(PK, n);
     for (size_t i = 0; i < n; i++) {
         msgpack_pack_array(PK, 2);
-        s_str(PK, heads[i].name);
+        bm_str(PK, heads[i].name);
         msgpack_pack_uint64(PK, heads[i].head);
     }
     return PACK_END(err);
@@ -94,7 +96,7 @@ int evb_wire_hello(evb_buf *b, uint64_t req_id, evb_err *err)
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 3);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "hello");
+    bm_str(PK, "hello");
     msgpack_pack_uint64(PK, req_id);
     return PACK_END(err);
 }
@@ -105,12 +107,12 @@ int evb_wire_fetch(evb_buf *b, uint64_t req_id, const char *category, uint64_t a
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 6);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "fetch");
+    bm_str(PK, "fetch");
     msgpack_pack_uint64(PK, req_id);
     if (category == NULL || category[0] == '\0')
         msgpack_pack_nil(PK);
     else
-        s_str(PK, category);
+        bm_str(PK, category);
     msgpack_pack_uint64(PK, after);
     msgpack_pack_uint32(PK, max_events);
     return PACK_END(err);
@@ -122,11 +124,11 @@ int bm_hello_reply(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t h
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 6);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "hello");
+    bm_str(PK, "hello");
     msgpack_pack_uint64(PK, req_id);
     s_id(PK, log_id);
     msgpack_pack_uint64(PK, head);
-    s_str(PK, service);
+    bm_str(PK, service);
     return PACK_END(err);
 }
 
@@ -136,7 +138,7 @@ int bm_page(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 8);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "page");
+    bm_str(PK, "page");
     msgpack_pack_uint64(PK, req_id);
     s_id(PK, log_id);
     msgpack_pack_uint64(PK, head);
@@ -154,10 +156,10 @@ int bm_error(evb_buf *b, uint64_t req_id, const char *code, const char *msg, evb
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 5);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "error");
+    bm_str(PK, "error");
     msgpack_pack_uint64(PK, req_id);
-    s_str(PK, code);
-    s_str(PK, msg);
+    bm_str(PK, code);
+    bm_str(PK, msg);
     return PACK_END(err);
 }
 
@@ -167,7 +169,7 @@ int bm_hole(evb_buf *b, uint64_t req_id, const evb_id *log_id, uint64_t head,
     PACK_BEGIN(b);
     msgpack_pack_array(PK, 7);
     msgpack_pack_uint32(PK, EVB_BUS_PROTOCOL);
-    s_str(PK, "hole");
+    bm_str(PK, "hole");
     msgpack_pack_uint64(PK, req_id);
     s_id(PK, log_id);
     msgpack_pack_uint64(PK, head);

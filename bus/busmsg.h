@@ -13,7 +13,18 @@
 
 #include "evbus_wire.h"
 
+#include <msgpack.h>
 #include <zmq.h>
+
+/* msgpack-c's packer appending to an evb_buf: bm_packer_init(&pk, &w, b),
+ * pack, then w.rc is EVB_OK or the first error (nothing written after it). */
+typedef struct bm_writer {
+    evb_buf *b;
+    int rc;
+} bm_writer;
+void bm_packer_init(msgpack_packer *pk, bm_writer *w, evb_buf *b);
+int bm_write(void *data, const char *buf, size_t len); /* the packer's callback */
+void bm_str(msgpack_packer *pk, const char *s);        /* NULL packs "" */
 
 #define BM_TOPIC_HEARTBEAT "H"
 #define BM_TOPIC_HEARTBEAT_LEN 2 /* with its NUL */

@@ -43,25 +43,6 @@ struct evb_cmd {
     curve_zap *zap;
 };
 
-typedef struct {
-    evb_buf *b;
-    int rc;
-} wctx;
-
-static int s_write(void *data, const char *buf, size_t len)
-{
-    wctx *w = data;
-    if (w->rc == EVB_OK) w->rc = evb_buf_append(w->b, buf, len, NULL);
-    return w->rc == EVB_OK ? 0 : -1;
-}
-
-static void s_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
 {
     return evb_cmd_new_curve(endpoint, NULL, err);
@@ -161,17 +142,17 @@ static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *s
                     const evb_buf *body, const char *message)
 {
     c->reply.len = 0;
-    wctx w = {&c->reply, EVB_OK};
+    bm_writer w;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, s_write);
+    bm_packer_init(&pk, &w, &c->reply);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint32(&pk, EVB_BUS_PROTOCOL);
     msgpack_pack_uint64(&pk, req_id);
-    s_str(&pk, status);
+    bm_str(&pk, status);
     if (body != NULL)
-        s_write(&w, body->data, body->len);
+        bm_write(&w, body->data, body->len);
     else
-        s_str(&pk, message);
+        bm_str(&pk, message);
     if (w.rc != EVB_OK || c->reply.len > EVB_BUS_MAX_MSG_BYTES) {
         evb_log(EVB_LOG_ERROR, "command socket %s: reply to request %llu not sent (%s)",
                 c->endpoint, (unsigned long long)req_id,
@@ -519,14 +500,14 @@ int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *ar
     if (evb_check_map(args, args_len, "call args", err) != EVB_OK) return EVB_EINVAL;
     uint64_t req_id = ++c->last_id;
     c->req.len = 0;
-    wctx w = {&c->req, EVB_OK};
+    bm_writer w;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, s_write);
+    bm_packer_init(&pk, &w, &c->req);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint32(&pk, EVB_BUS_PROTOCOL);
     msgpack_pack_uint64(&pk, req_id);
-    s_str(&pk, command);
-    s_write(&w, args, args_len);
+    bm_str(&pk, command);
+    bm_write(&w, args, args_len);
     if (w.rc == EVB_ETOOBIG)
         return evb_err_set(err, EVB_ETOOBIG, "call %s: request larger than %u bytes",
                            command, EVB_BUS_MAX_MSG_BYTES);

@@ -142,6 +142,12 @@ typedef struct evb_sub_opts {
     unsigned page_events;      /* events per catch-up page (default 2000) */
     unsigned fetch_timeout_ms; /* re-ask after this (default 3000) */
     unsigned dead_after_ms;    /* no heartbeat for this long: reconnect (default 5000) */
+    /* Nothing heard (heartbeat or reply) for this long: the publisher is
+     * lost (evb_feed_status.publisher_lost, a "publisher-lost" entry in each
+     * feed's history); default 1000, two of the publishers' default
+     * heartbeat intervals. When it is heard again, its live feeds catch up
+     * once to fetch what went out while the link was down. */
+    unsigned lost_after_ms;
     int rcvhwm;                /* SUB high-water mark (default 100000) */
     size_t live_buffer; /* live events kept per feed while catching up (default 10000) */
     evb_log_id_policy log_id_policy;
@@ -192,6 +198,15 @@ typedef enum evb_feed_state {
     EVB_FEED_STOPPED  /* the publisher's log id changed (EVB_LOGID_STOP) */
 } evb_feed_state;
 
+/* A feed's recent history: what it entered and when. */
+#define EVB_FEED_HISTORY 16
+typedef struct evb_feed_change {
+    int64_t at_ms;    /* wall clock, ms since 1970 */
+    const char *what; /* a state's name (evb_feed_state_name), "publisher-lost"
+                         (nothing heard for lost_after_ms) or "publisher-back" */
+    const char *why;  /* "" when there is nothing more to say */
+} evb_feed_change;
+
 typedef struct evb_feed_status {
     const char *publisher; /* "PUB_EP,CATCHUP_EP" */
     const char *category;
@@ -214,6 +229,11 @@ typedef struct evb_feed_status {
      * the publisher's clock): 0 when caught up, NaN while that event has
      * not been received (between catch-up pages). */
     double lag_seconds;
+    const char *publisher_service; /* the name its heartbeats give; "" until heard */
+    bool publisher_lost;           /* nothing heard from it for lost_after_ms */
+    /* The last EVB_FEED_HISTORY changes, oldest first (lent for the call). */
+    const evb_feed_change *history;
+    size_t nhistory;
 } evb_feed_status;
 
 typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);

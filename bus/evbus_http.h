@@ -1,6 +1,7 @@
 /*
  * evbus_http.h: what a long-running program shows over HTTP (libmicrohttpd):
- * /metrics in Prometheus' text format and /status.json.
+ * /metrics in Prometheus' text format, /status.json, and at / the live bus
+ * page (one self-contained HTML document that polls /status.json).
  *
  * The HTTP server runs in a thread of its own and never touches the store
  * or the sockets: the thread that owns them renders both documents now and
@@ -25,14 +26,20 @@ typedef struct evb_http evb_http_t;
 
 /* Listen on addr: "HOST:PORT" with HOST an IPv4 address or "localhost",
  * "[IPV6]:PORT", or ":PORT" for every interface; PORT 0 picks a free one
- * (evb_http_port says which). Serves GET /metrics, /status.json; 404
- * otherwise. Until the first evb_http_publish both answer 503. EVB_EINVAL
- * names a malformed addr, EVB_EIO one that cannot be bound. */
+ * (evb_http_port says which). Serves GET /, /metrics, /status.json; 404
+ * otherwise. Until the first evb_http_publish the last two answer 503.
+ * EVB_EINVAL names a malformed addr, EVB_EIO one that cannot be bound. */
 EVB_EXPORT evb_http_t *evb_http_new(const char *addr, evb_err *err);
 EVB_EXPORT void evb_http_destroy(evb_http_t **hp);
 EVB_EXPORT uint16_t evb_http_port(const evb_http_t *h);
 /* Does addr bind to loopback only (127.0.0.0/8, ::1, localhost)? */
 EVB_EXPORT bool evb_http_addr_is_loopback(const char *addr);
+
+/* With --http-events: /status.json also carries "events", the last n events
+ * of st (n <= 200) as evb_event_to_json shows them, read by evb_http_tick on
+ * the owner's thread. Payloads and metadata then go to whoever can reach the
+ * endpoint: off unless asked for. st NULL: none (the default). */
+EVB_EXPORT void evb_http_show_events(evb_http_t *h, evb_store_t *st, unsigned n);
 
 /* Replace the documents served (copied). EVB_ENOMEM keeps the old ones. */
 EVB_EXPORT int evb_http_publish(evb_http_t *h, const char *metrics, size_t mlen,
@@ -57,6 +64,20 @@ EVB_EXPORT int evb_prom_family(evb_buf *b, const char *name, const char *type,
  * strings ended by a NULL key; values are escaped as the format asks. */
 EVB_EXPORT int evb_prom_sample(evb_buf *b, const char *name, const char *const *labels,
                                double value, evb_err *err);
+
+/* ---- a subscriber's feeds in a status document ---- */
+
+#define EVB_FEED_PACK_HISTORY 1u /* with "history": [{at_ms, what, why}] */
+/* One feed as a msgpack map (appended to b): publisher, publisher_service,
+ * publisher_up, category, log_id (hex), state, reason, applied,
+ * applied_events, head, lag, lag_seconds (nil while unknown), duplicates,
+ * gaps, pages, bad_frames, refusals, handshake_refusals, heartbeat_age_ms,
+ * hole ([from, to], only when stalled at one) and, with the flag, history. */
+EVB_EXPORT int evb_feed_status_pack(evb_buf *b, const evb_feed_status *fs, unsigned flags,
+                                    evb_err *err);
+/* Every feed of sub (NULL: none) as a msgpack array of those maps. */
+EVB_EXPORT int evb_sub_status_pack(evb_buf *b, evb_sub_t *sub, unsigned flags,
+                                   evb_err *err);
 
 /* ---- the families of evbus's parts, appended to b ---- */
 

@@ -1,6 +1,7 @@
 /*
  * http.c: the HTTP endpoint of long-running programs (evbus_http.h), on
- * libmicrohttpd with its own polling thread.
+ * libmicrohttpd with its own polling thread. The page at / is bus/page.html,
+ * built in (bus/embed.cmake): it needs nothing from the internet.
  *
  * The documents are two malloc'd copies under a mutex: the owner thread
  * swaps in new ones, the HTTP thread copies the current ones into each
@@ -20,12 +21,17 @@
 #include <string.h>
 #include <sys/socket.h>
 
+extern const char evb__http_page[];
+extern const size_t evb__http_page_len;
+
 struct evb_http {
     struct MHD_Daemon *d;
     uint16_t port;
     /* evb_http_tick's, the owner thread's only */
     int64_t next_us;
-    evb_buf metrics_buf, status_mp, status_json;
+    evb_buf metrics_buf, status_mp, status_json, ev_json;
+    evb_store_t *events; /* --http-events: the log whose tail is shown */
+    unsigned nevents;
     pthread_mutex_t mu;
     char *metrics, *status;
     size_t mlen, slen;
@@ -105,9 +111,12 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *c, const char 
         static const char m[] = "only GET\n";
         return s_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", m, sizeof m - 1);
     }
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
+        return s_reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", evb__http_page,
+                       evb__http_page_len);
     bool metrics = strcmp(url, "/metrics") == 0;
     if (!metrics && strcmp(url, "/status.json") != 0) {
-        static const char m[] = "not found: try /metrics or /status.json\n";
+        static const char m[] = "not found: try /, /metrics or /status.json\n";
         return s_reply(c, MHD_HTTP_NOT_FOUND, "text/plain", m, sizeof m - 1);
     }
     pthread_mutex_lock(&h->mu);
@@ -179,6 +188,7 @@ void evb_http_destroy(evb_http_t **hp)
     evb_buf_free(&h->metrics_buf);
     evb_buf_free(&h->status_mp);
     evb_buf_free(&h->status_json);
+    evb_buf_free(&h->ev_json);
     free(h);
     *hp = NULL;
 }
@@ -212,6 +222,34 @@ int evb_http_publish(evb_http_t *h, const char *metrics, size_t mlen,
     return EVB_OK;
 }
 
+void evb_http_show_events(evb_http_t *h, evb_store_t *st, unsigned n)
+{
+    if (h == NULL) return;
+    h->events = st;
+    h->nevents = n > 200 ? 200 : n;
+}
+
+/* The last h->nevents events of the log as a JSON array in h->ev_json. A
+ * hole or a read error ends the list early: the page shows what it can. */
+static int s_events_json(evb_http_t *h, evb_err *err)
+{
+    evb_buf *b = &h->ev_json;
+    b->len = 0;
+    uint64_t head = evb_store_head(h->events);
+    uint64_t from = head > h->nevents ? head - h->nevents + 1 : 1;
+    int rc = evb_buf_append(b, "[", 1, err);
+    evb_iter_t *it = head > 0 ? evb_store_read_range(h->events, from, head, NULL, NULL) : NULL;
+    const evb_event_t *ev;
+    bool first = true;
+    while (rc == EVB_OK && it != NULL && evb_iter_next(it, &ev, NULL)) {
+        if (!first) rc = evb_buf_append(b, ",", 1, err);
+        first = false;
+        if (rc == EVB_OK) rc = evb_event_to_json(ev, b, err);
+    }
+    evb_iter_destroy(&it);
+    return rc == EVB_OK ? evb_buf_append(b, "]", 1, err) : rc;
+}
+
 int evb_http_tick(evb_http_t *h, unsigned interval_ms, evb_http_render_fn fn, void *ctx,
                   evb_err *err)
 {
@@ -222,6 +260,16 @@ int evb_http_tick(evb_http_t *h, unsigned interval_ms, evb_http_render_fn fn, vo
     int rc = fn(ctx, &h->metrics_buf, &h->status_mp, err);
     if (rc == EVB_OK && h->status_mp.len > 0)
         rc = evb_msgpack_to_json(h->status_mp.data, h->status_mp.len, &h->status_json, err);
+    /* The events go in as the object's last member: {...,"events":[...]}. */
+    evb_buf *sj = &h->status_json;
+    if (rc == EVB_OK && h->events != NULL && sj->len > 1 && sj->data[sj->len - 1] == '}' &&
+        (rc = s_events_json(h, err)) == EVB_OK) {
+        sj->len--;
+        if (sj->len > 1) rc = evb_buf_append(sj, ",", 1, err);
+        if (rc == EVB_OK) rc = evb_buf_append(sj, "\"events\":", 9, err);
+        if (rc == EVB_OK) rc = evb_buf_append(sj, h->ev_json.data, h->ev_json.len, err);
+        if (rc == EVB_OK) rc = evb_buf_append(sj, "}", 1, err);
+    }
     if (rc == EVB_OK) rc = evb_buf_append(&h->status_json, "\n", 1, err);
     if (rc != EVB_OK) return rc;
     return evb_http_publish(h, h->metrics_buf.data ? h->metrics_buf.data : "",

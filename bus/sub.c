@@ -23,6 +23,7 @@
 #include "curve.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,16 @@ typedef struct feed {
     uint32_t att_count; /* attempts from att_pos without progress (crashes count) */
     char last_error[160];
     uint64_t applied_events, duplicates, gaps, pages, refusals, dropped_live;
+    /* The last changes (a ring, hist_n of them, the next at hist_next). */
+    struct {
+        int64_t at_ms;
+        int what; /* an evb_feed_state, or H_LOST / H_BACK */
+        char why[120];
+    } hist[EVB_FEED_HISTORY];
+    unsigned hist_n, hist_next;
 } feed;
+
+enum { H_LOST = 100, H_BACK };
 
 struct conn {
     char pub_ep[EVB_BUS_MAX_ENDPOINT], cu_ep[EVB_BUS_MAX_ENDPOINT];
@@ -75,6 +85,10 @@ struct conn {
     uint64_t head;
     int64_t last_hb_us;   /* last heartbeat, 0 = none yet */
     int64_t last_seen_us; /* last heartbeat or reply: the dead-publisher timer */
+    int64_t last_heard_us; /* the same, never reset: the lost-publisher timer */
+    bool lost;             /* nothing heard for lost_after_ms */
+    bool rejoin;           /* the hello out is a reconnect's: recheck live feeds */
+    char service[EVB_MAX_SERVICE_LEN + 1]; /* as its heartbeats name it */
     uint64_t hello_req;
     int64_t hello_deadline;
     unsigned hello_wait_ms; /* current re-ask interval */
@@ -122,6 +136,39 @@ const char *evb_feed_state_name(evb_feed_state s)
     return "?";
 }
 
+static const char *s_hist_name(int what)
+{
+    return what == H_LOST ? "publisher-lost"
+           : what == H_BACK ? "publisher-back"
+                            : evb_feed_state_name((evb_feed_state)what);
+}
+
+/* Record a change in the feed's history. */
+static void s_hist(feed *f, int what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_hist(feed *f, int what, const char *fmt, ...)
+{
+    unsigned i = f->hist_next;
+    f->hist[i].at_ms = evb_now_us() / 1000;
+    f->hist[i].what = what;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->hist[i].why, sizeof f->hist[i].why, fmt, ap);
+    va_end(ap);
+    f->hist_next = (i + 1) % EVB_FEED_HISTORY;
+    if (f->hist_n < EVB_FEED_HISTORY) f->hist_n++;
+}
+
+/* Enter state st; a change goes in the history, with f->reason for a
+ * stalled or stopped feed (set it first) and why otherwise. */
+static void s_enter(feed *f, evb_feed_state st, const char *why)
+{
+    if (f->state == st && f->hist_n > 0) return;
+    f->state = st;
+    bool said = st == EVB_FEED_STALLED || st == EVB_FEED_STOPPED;
+    s_hist(f, (int)st, "%s", said ? f->reason : why);
+}
+
 evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
 {
     if (o == NULL || o->store == NULL || o->handler == NULL || o->consumer == NULL) {
@@ -147,6 +194,7 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
         s->o.page_events = 2000;
     if (s->o.fetch_timeout_ms == 0) s->o.fetch_timeout_ms = 3000;
     if (s->o.dead_after_ms == 0) s->o.dead_after_ms = 5000;
+    if (s->o.lost_after_ms == 0) s->o.lost_after_ms = 1000;
     if (s->o.rcvhwm <= 0) s->o.rcvhwm = 100000;
     if (s->o.live_buffer == 0) s->o.live_buffer = 10000;
     s->next_req = 1;
@@ -234,7 +282,7 @@ static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
     if (f == NULL) return NULL;
     f->c = c;
     snprintf(f->category, sizeof f->category, "%s", category);
-    f->state = EVB_FEED_CATCHING_UP;
+    s_enter(f, EVB_FEED_CATCHING_UP, "followed");
     c->feeds[c->nfeeds++] = f;
     (void)s;
     return f;
@@ -355,11 +403,11 @@ static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
     uint32_t count =
         (f->att_pos == f->applied && f->att_count > 0) ? f->att_count + 1 : 1;
     if (count > SUB_MAX_ATTEMPTS) {
-        f->state = EVB_FEED_STALLED;
         snprintf(f->reason, sizeof f->reason,
                  "no progress past %llu after %u attempts: %.100s; retry or skip it",
                  (unsigned long long)f->applied, f->att_count,
                  f->last_error[0] ? f->last_error : "the process died in the handler");
+        s_enter(f, EVB_FEED_STALLED, NULL);
         evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
                 f->c->name, f->category, f->reason);
         s_drop_buffer(f);
@@ -379,14 +427,14 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
     if (rc != EVB_OK) return rc;
     f->applied = seq;
     f->loaded = true;
-    f->state = EVB_FEED_CATCHING_UP;
+    s_enter(f, EVB_FEED_CATCHING_UP, "checkpoint loaded");
     if ((rc = s_att_load(s, f, err)) != EVB_OK) return rc;
     if (f->att_pos == f->applied && f->att_count >= SUB_MAX_ATTEMPTS) {
-        f->state = EVB_FEED_STALLED;
         snprintf(f->reason, sizeof f->reason,
                  "no progress past %llu after %u attempts (before a restart); retry or "
                  "skip it",
                  (unsigned long long)f->applied, f->att_count);
+        s_enter(f, EVB_FEED_STALLED, NULL);
         evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
                 f->c->name, f->category, f->reason);
         return EVB_OK;
@@ -409,9 +457,9 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
                 for (size_t j = 0; j < c->nfeeds; j++) {
                     feed *f = c->feeds[j];
                     if (f->state == EVB_FEED_STOPPED) continue;
-                    f->state = EVB_FEED_STOPPED;
                     snprintf(f->reason, sizeof f->reason,
                              "same log as publisher %.200s: followed once only", o->name);
+                    s_enter(f, EVB_FEED_STOPPED, NULL);
                     evb_log(EVB_LOG_ERROR, "publisher %s, category %s: %s", c->name,
                             f->category, f->reason);
                 }
@@ -453,9 +501,9 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
             "new log: check the publisher, then restart this consumer with the "
             "restart policy to start over from sequence 1",
             c->name, f->category, was, now, (unsigned long long)f->applied);
-        f->state = EVB_FEED_STOPPED;
         snprintf(f->reason, sizeof f->reason, "publisher log id changed from %s to %s",
                  was, now);
+        s_enter(f, EVB_FEED_STOPPED, NULL);
         s_drop_buffer(f);
         f->fetch_req = 0;
     }
@@ -623,7 +671,7 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
     if (rc != EVB_OK) return rc;
     if (f->state != EVB_FEED_CATCHING_UP) return EVB_OK;
     if (all_done) {
-        f->state = EVB_FEED_LIVE;
+        s_enter(f, EVB_FEED_LIVE, "caught up");
     } else if (refused) { /* offered again after the back-off */
         f->fetch_req = 0;
         f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
@@ -638,6 +686,28 @@ static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
 
 static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err);
 
+/* Heard from the publisher at now. After it was lost, its live feeds catch
+ * up once: what it published while the link was down never reached us. */
+static void s_heard(evb_sub_t *s, conn *c, int64_t now)
+{
+    int64_t quiet_ms = (now - c->last_heard_us) / 1000;
+    c->last_heard_us = now;
+    if (!c->lost) return;
+    c->lost = false;
+    evb_log(EVB_LOG_INFO, "consumer %s, %s: publisher back after %.1f s", s->consumer,
+            c->name, (double)quiet_ms / 1000.0);
+    for (size_t i = 0; i < c->nfeeds; i++) {
+        feed *f = c->feeds[i];
+        if (f->state == EVB_FEED_LIVE && f->loaded && f->fetch_req == 0) {
+            s_enter(f, EVB_FEED_CATCHING_UP,
+                    "publisher back: fetching what went out meanwhile");
+            s_fetch(s, f);
+        } else {
+            s_hist(f, H_BACK, "after %.1f s", (double)quiet_ms / 1000.0);
+        }
+    }
+}
+
 static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
                           evb_err *err)
 {
@@ -651,6 +721,8 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
         return EVB_OK;
     }
     c->last_hb_us = c->last_seen_us = evb_now_us();
+    s_heard(s, c, c->last_hb_us);
+    snprintf(c->service, sizeof c->service, "%s", rp->service);
     if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
     if (rp->head > c->head) c->head = rp->head;
@@ -669,7 +741,7 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
          * head beyond what we applied means the last event(s) were lost. */
         if (f->state == EVB_FEED_LIVE && rp->heads[i].head > f->applied) {
             f->gaps++;
-            f->state = EVB_FEED_CATCHING_UP;
+            s_enter(f, EVB_FEED_CATCHING_UP, "a heartbeat counts events not received");
             s_fetch(s, f);
         } else if (f->state == EVB_FEED_LIVE && rp->head > f->applied) {
             /* Nothing of the category is missing up to the publisher's head:
@@ -699,11 +771,11 @@ static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
     if (rc != EVB_OK) return rc;
     if (refused && f->state == EVB_FEED_LIVE) {
         /* Offer it again after a short back-off, through catch-up. */
-        f->state = EVB_FEED_CATCHING_UP;
+        s_enter(f, EVB_FEED_CATCHING_UP, "the handler failed: offered again");
         f->fetch_req = 0;
         f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
     } else if (f->state == EVB_FEED_LIVE && n < total) {
-        f->state = EVB_FEED_CATCHING_UP;
+        s_enter(f, EVB_FEED_CATCHING_UP, "live batch cut short");
         s_fetch(s, f);
     }
     return EVB_OK;
@@ -770,7 +842,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
             if (rc != EVB_OK) return rc;
             if (f->state == EVB_FEED_LIVE) {
                 f->gaps++;
-                f->state = EVB_FEED_CATCHING_UP;
+                s_enter(f, EVB_FEED_CATCHING_UP, "gap in the live events");
                 s_fetch(s, f);
             }
         } else if (f->nbuf >= s->o.live_buffer || f->nbuf >= MAX_FRAMES - 1 ||
@@ -780,7 +852,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
             /* Whatever the flush did, this event must still follow on. */
             if (f->state == EVB_FEED_LIVE && prev > f->applied) {
                 f->gaps++;
-                f->state = EVB_FEED_CATCHING_UP;
+                s_enter(f, EVB_FEED_CATCHING_UP, "gap in the live events");
                 s_fetch(s, f);
             }
         }
@@ -819,6 +891,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         return EVB_OK;
     }
     c->last_seen_us = evb_now_us();
+    s_heard(s, c, c->last_seen_us);
     if (rp->kind == EVB_WIRE_HELLO) {
         if (rp->req_id != c->hello_req) return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
@@ -827,13 +900,15 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         if (!s_check_log(s, c, &rp->log_id, err))
             return err && err->code ? err->code : EVB_OK;
         /* Known log (reconnect): feeds that were live check for a gap. */
+        bool rejoin = c->rejoin;
+        c->rejoin = false;
         for (size_t i = 0; i < c->nfeeds; i++) {
             feed *f = c->feeds[i];
             if (!f->loaded) {
                 int rc = s_load(s, f, err);
                 if (rc != EVB_OK) return rc;
-            } else if (f->state == EVB_FEED_LIVE && f->fetch_req == 0) {
-                f->state = EVB_FEED_CATCHING_UP;
+            } else if (rejoin && f->state == EVB_FEED_LIVE && f->fetch_req == 0) {
+                s_enter(f, EVB_FEED_CATCHING_UP, "reconnected: fetching what went out meanwhile");
                 s_fetch(s, f);
             }
         }
@@ -855,7 +930,6 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         }
         /* Applying on would lose the hole's events without a word: an
          * operator decides (skip them, or serve a salvaged log). */
-        f->state = EVB_FEED_STALLED;
         f->hole_from = rp->hole_from;
         f->hole_to = rp->hole_to;
         snprintf(f->reason, sizeof f->reason,
@@ -863,6 +937,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
                  "damaged); skip them up to %llu, or serve a salvaged log",
                  (unsigned long long)rp->hole_from, (unsigned long long)rp->hole_to,
                  (unsigned long long)rp->hole_to);
+        s_enter(f, EVB_FEED_STALLED, NULL);
         evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
                 s->consumer, c->name, f->category, (unsigned long long)f->applied,
                 f->reason);
@@ -1055,7 +1130,7 @@ int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     if (s->loop != NULL && s_zl_conn(s, c) != 0)
         return evb_err_set(err, EVB_ENOMEM, "follow: cannot add %s to the zloop",
                            c->name);
-    c->last_seen_us = evb_now_us();
+    c->last_seen_us = c->last_heard_us = evb_now_us();
     s_hello(s, c);
     return EVB_OK;
 }
@@ -1121,12 +1196,21 @@ static void s_timers(evb_sub_t *s)
     int64_t now = evb_now_us();
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
+        if (!c->lost && now - c->last_heard_us > (int64_t)s->o.lost_after_ms * 1000) {
+            c->lost = true;
+            double quiet = (double)(now - c->last_heard_us) / 1e6;
+            evb_log(EVB_LOG_WARN, "consumer %s, %s: publisher lost (nothing heard for %.1f s)",
+                    s->consumer, c->name, quiet);
+            for (size_t j = 0; j < c->nfeeds; j++)
+                s_hist(c->feeds[j], H_LOST, "nothing heard for %.1f s", quiet);
+        }
         if (now - c->last_seen_us > (int64_t)s->o.dead_after_ms * 1000) {
             /* Quiet for too long: dial the live endpoint again (its SUB has
              * no ZMTP heartbeats), ask again who is there (a restarted
              * publisher may have a new log) and re-check every feed. */
             c->last_seen_us = now;
             evb_wire_sub_redial(c->sub, c->pub_ep);
+            c->rejoin = true;
             s_hello(s, c);
         } else if (c->hello_req != 0 && now > c->hello_deadline) {
             s_hello(s, c);
@@ -1191,6 +1275,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
 {
     (void)err;
     int64_t now = evb_now_us();
+    evb_feed_change hist[EVB_FEED_HISTORY];
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
         if (c->nfeeds == 0 && (c->link[0].bad || c->link[1].bad)) {
@@ -1203,6 +1288,8 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .reason = s_hs_why(c),
                 .heartbeat_age_ms = -1,
                 .handshake_refusals = c->link[0].failures + c->link[1].failures,
+                .publisher_service = c->service,
+                .publisher_lost = c->lost,
             };
             int rc = fn(&fs, ctx);
             if (rc != 0) return rc;
@@ -1234,7 +1321,17 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .hole_from = f->state == EVB_FEED_STALLED ? f->hole_from : 0,
                 .hole_to = f->state == EVB_FEED_STALLED ? f->hole_to : 0,
                 .lag_seconds = s_lag_seconds(f, c, now),
+                .publisher_service = c->service,
+                .publisher_lost = c->lost,
+                .history = hist,
+                .nhistory = f->hist_n,
             };
+            unsigned first = (f->hist_next + EVB_FEED_HISTORY - f->hist_n) % EVB_FEED_HISTORY;
+            for (unsigned k = 0; k < f->hist_n; k++) {
+                unsigned r = (first + k) % EVB_FEED_HISTORY;
+                hist[k] = (evb_feed_change){f->hist[r].at_ms, s_hist_name(f->hist[r].what),
+                                            f->hist[r].why};
+            }
             int rc = fn(&fs, ctx);
             if (rc != 0) return rc;
         }
@@ -1271,8 +1368,8 @@ int evb_sub_retry(evb_sub_t *s, const char *publisher, const char *category, evb
     if (rc != EVB_OK) return rc;
     evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: retry from %llu by operator", s->consumer,
             f->c->name, category, (unsigned long long)f->applied);
-    f->state = EVB_FEED_CATCHING_UP;
     f->reason[0] = '\0';
+    s_enter(f, EVB_FEED_CATCHING_UP, "retried by the operator");
     s_fetch(s, f);
     return EVB_OK;
 }
@@ -1309,8 +1406,8 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: events up to %llu skipped by operator",
             s->consumer, f->c->name, category, (unsigned long long)seq);
     f->applied = seq;
-    f->state = EVB_FEED_CATCHING_UP;
     f->reason[0] = '\0';
+    s_enter(f, EVB_FEED_CATCHING_UP, "events skipped by the operator");
     s_fetch(s, f);
     return EVB_OK;
 }

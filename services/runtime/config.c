@@ -46,8 +46,10 @@ static const setting s_common[] = {
      STR(cert)},
     {"allow", "DIR", "CURVE: accept only clients whose public certs are in DIR", K_STR,
      STR(allow)},
-    {"http", "ADDR:PORT", "serve /metrics (Prometheus) and /status.json over HTTP, e.g. "
-     "127.0.0.1:9466", K_STR, STR(http)},
+    {"http", "ADDR:PORT", "serve the live bus page (/), /metrics (Prometheus) and "
+     "/status.json over HTTP, e.g. 127.0.0.1:9466", K_STR, STR(http)},
+    {"http-events", NULL, "show the last events (payloads) on the page and in /status.json",
+     K_BOOL, offsetof(svc_config, http_events), sizeof(bool)},
     {"http-public", NULL, "with CURVE on: allow --http on an address other than loopback",
      K_BOOL, offsetof(svc_config, http_public), sizeof(bool)},
     {"views", "DIR", "the read models' own store (default: STORE-views)", K_STR,
@@ -253,7 +255,7 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
 static bool s_is_bool(const char *name)
 {
     return strcmp(name, "rebuild-views") == 0 || strcmp(name, "announce") == 0 ||
-           strcmp(name, "http-public") == 0;
+           strcmp(name, "http-public") == 0 || strcmp(name, "http-events") == 0;
 }
 
 static int s_read_file(parse_state *ps, const char *path)
@@ -368,6 +370,8 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
         return s_usage_err(&ps, "--cert and --allow go together (CURVE)");
     if (cfg->http_public && cfg->http[0] == '\0')
         return s_usage_err(&ps, "--http-public goes with --http");
+    if (cfg->http_events && cfg->http[0] == '\0')
+        return s_usage_err(&ps, "--http-events goes with --http");
     if (cfg->http[0] && cfg->cert[0] && !cfg->http_public &&
         !evb_http_addr_is_loopback(cfg->http))
         return s_usage_err(&ps,

@@ -772,65 +772,20 @@ static int s_expire_tick(evb_svc_ctx *c, void *ctx, evb_err *err)
 
 /* ---- status ---- */
 
-typedef struct status_acc {
-    msgpack_packer *pk;
-    size_t n;
-    bool count_only;
-} status_acc;
-
-static int s_feed_one(const evb_feed_status *fs, void *ctx)
+/* "status" (and /status.json): the service, its log and publisher, command
+ * counters, its feeds and views (evb_sub_status_pack, with their history)
+ * and what its beacon listener found. */
+static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
 {
-    status_acc *a = ctx;
-    a->n++;
-    if (a->count_only) return 0;
-    msgpack_packer *pk = a->pk;
-    char hex[EVB_ID_HEX_LEN + 1];
-    evb_id_to_hex(&fs->log_id, hex);
-    const char *state = evb_feed_state_name(fs->state);
-    msgpack_pack_map(pk, fs->hole_from != 0 ? 13 : 12);
+    (void)args;
+    (void)len;
+    evb_svc_t *svc = ctx;
 #define KS(k, v) \
     msgpack_pack_str_with_body(pk, k, strlen(k)); \
     msgpack_pack_str_with_body(pk, v, strlen(v))
 #define KU(k, v) \
     msgpack_pack_str_with_body(pk, k, strlen(k)); \
     msgpack_pack_uint64(pk, v)
-    KS("publisher", fs->publisher);
-    KS("category", fs->category);
-    KS("log_id", hex);
-    KS("state", state);
-    KS("reason", fs->reason);
-    KU("applied", fs->applied);
-    KU("applied_events", fs->applied_events);
-    KU("head", fs->head);
-    KU("lag", fs->lag);
-    KU("duplicates", fs->duplicates);
-    KU("gaps", fs->gaps);
-    msgpack_pack_str_with_body(pk, "heartbeat_age_ms", 16);
-    msgpack_pack_int64(pk, fs->heartbeat_age_ms);
-    if (fs->hole_from != 0) { /* stalled at events the publisher cannot read */
-        msgpack_pack_str_with_body(pk, "hole", 4);
-        msgpack_pack_array(pk, 2);
-        msgpack_pack_uint64(pk, fs->hole_from);
-        msgpack_pack_uint64(pk, fs->hole_to);
-    }
-    return 0;
-}
-
-static void s_pack_feeds(msgpack_packer *pk, evb_sub_t *sub)
-{
-    status_acc a = {.pk = pk, .count_only = true};
-    if (sub) evb_sub_status(sub, s_feed_one, &a, NULL);
-    msgpack_pack_array(pk, (uint32_t)a.n);
-    a.count_only = false;
-    if (sub) evb_sub_status(sub, s_feed_one, &a, NULL);
-}
-
-static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
-{
-    (void)args;
-    (void)len;
-    (void)err;
-    evb_svc_t *svc = ctx;
     msgpack_packer p;
     msgpack_packer *pk = &p;
     msgpack_packer_init(pk, out, evb_svc_pack_write);
@@ -840,7 +795,8 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     evb_id_to_hex(&si.log_id, hex);
     evb_pub_stats ps = {0};
     if (svc->pub) evb_pub_get_stats(svc->pub, &ps);
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 13);
+    KS("program", "service");
     KS("service", svc->def->name);
     KS("log_id", hex);
     KU("head", evb_store_head(svc->store));
@@ -851,10 +807,13 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     KU("retries_answered", svc->replayed);
     KS("state", evb_store_unwritable(svc->store) ? "unwritable" : "serving");
     msgpack_pack_str_with_body(pk, "feeds", 5);
-    s_pack_feeds(pk, svc->consumer.sub);
+    int rc = evb_sub_status_pack(out, svc->consumer.sub, EVB_FEED_PACK_HISTORY, err);
     msgpack_pack_str_with_body(pk, "views", 5);
-    s_pack_feeds(pk, svc->projector.sub);
-    return EVB_OK;
+    if (rc == EVB_OK)
+        rc = evb_sub_status_pack(out, svc->projector.sub, EVB_FEED_PACK_HISTORY, err);
+    msgpack_pack_str_with_body(pk, "beacons", 7);
+    svc_disc_pack(svc->disc, pk);
+    return rc;
 #undef KS
 #undef KU
 }
@@ -1014,13 +973,15 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         goto fail;
     if (svc->cfg.http[0]) {
         if ((svc->http = evb_http_new(svc->cfg.http, &err)) == NULL) goto fail;
+        if (svc->cfg.http_events) evb_http_show_events(svc->http, svc->store, 50);
         if (zloop_timer(svc->loop, 500, 0, s_http_timer, svc) < 0) {
             evb_err_set(&err, EVB_ENOMEM, "cannot add the HTTP timer");
             goto fail;
         }
         s_http_timer(svc->loop, 0, svc); /* documents from the start */
-        evb_log(EVB_LOG_INFO, "http on %s (port %u): /metrics, /status.json", svc->cfg.http,
-                (unsigned)evb_http_port(svc->http));
+        evb_log(EVB_LOG_INFO, "http on %s (port %u): the bus page at /, /metrics, "
+                "/status.json%s", svc->cfg.http, (unsigned)evb_http_port(svc->http),
+                svc->cfg.http_events ? "; events shown (--http-events)" : "");
         if (svc->cfg.cert[0] && !evb_http_addr_is_loopback(svc->cfg.http))
             evb_log(EVB_LOG_WARN, "--http %s: metrics and status go out unencrypted to "
                                   "anyone who can reach that address (CURVE covers the "

@@ -353,3 +353,59 @@ void svc_disc_destroy(svc_disc **sdp)
     free(sd);
     *sdp = NULL;
 }
+
+typedef struct found_acc {
+    msgpack_packer *pk;
+    uint32_t n;
+    bool count_only;
+    int64_t now;
+} found_acc;
+
+static void s_pk_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_str_with_body(pk, v, strlen(v));
+}
+
+static int s_found(const evb_disc_entry *e, void *ctx)
+{
+    found_acc *a = ctx;
+    a->n++;
+    if (a->count_only) return 0;
+    msgpack_packer *pk = a->pk;
+    char hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&e->b.log_id, hex);
+    msgpack_pack_map(pk, 8);
+    s_pk_str(pk, "service", e->b.service);
+    s_pk_str(pk, "log_id", hex);
+    s_pk_str(pk, "pub", e->b.pub);
+    s_pk_str(pk, "catchup", e->b.catchup);
+    s_pk_str(pk, "cmd", e->b.cmd);
+    s_pk_str(pk, "from", e->from);
+    msgpack_pack_str_with_body(pk, "age_ms", 6);
+    msgpack_pack_int64(pk, (a->now - e->last_seen_us) / 1000);
+    msgpack_pack_str_with_body(pk, "beacons", 7);
+    msgpack_pack_uint64(pk, e->beacons);
+    return 0;
+}
+
+void svc_disc_pack(svc_disc *sd, msgpack_packer *pk)
+{
+    if (sd == NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_map(pk, 3);
+    s_pk_str(pk, "iface", sd->cfg.iface);
+    msgpack_pack_str_with_body(pk, "announcing", 10);
+    if (sd->ann != NULL)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    msgpack_pack_str_with_body(pk, "found", 5);
+    found_acc a = {pk, 0, true, evb_now_us()};
+    if (sd->disc != NULL) evb_discover_list(sd->disc, s_found, &a);
+    msgpack_pack_array(pk, a.n);
+    a.count_only = false;
+    if (sd->disc != NULL) evb_discover_list(sd->disc, s_found, &a);
+}

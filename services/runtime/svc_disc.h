@@ -10,6 +10,8 @@
 #define EVB_SVC_DISC_H
 
 #include "evbus_discovery.h"
+
+#include <msgpack.h>
 #include "evbus_svc.h"
 
 typedef struct svc_disc_config {
@@ -54,6 +56,10 @@ int svc_disc_start(svc_disc **out, const svc_disc_config *dc, zloop_t *loop,
  * once a beacon names the service, moved when its endpoints change. */
 int svc_disc_follow(svc_disc *sd, evb_sub_t *sub, const char *const *categories, size_t n,
                     evb_err *err);
+
+/* For the status: nil without beacons, else {iface, announcing, found:
+ * [{service, log_id, pub, catchup, cmd, from, age_ms, beacons}]}. */
+void svc_disc_pack(svc_disc *sd, msgpack_packer *pk);
 
 void svc_disc_destroy(svc_disc **sdp);
 

@@ -30,6 +30,7 @@ typedef struct svc_config {
     char cert[PATH_MAX];  /* CURVE: our certificate (NAME_secret); "" plain */
     char allow[PATH_MAX]; /* CURVE: allowed clients' public certificates */
     char http[256];       /* --http ADDR:PORT: /metrics and /status.json; "" off */
+    bool http_events;     /* --http: the last events (payloads) too */
     bool http_public;     /* --http off loopback while CURVE is on: meant */
     svc_follow follow[EVB_SVC_MAX_FOLLOW];
     size_t nfollow;

@@ -103,6 +103,7 @@ static void s_new_sub(world *w, const char *const *cats, size_t n)
     so.handler = s_handler;
     so.ctx = w;
     so.fetch_timeout_ms = 500;
+    so.lost_after_ms = 300; /* six of the publisher's heartbeat intervals */
     evb_err err;
     w->sub = evb_sub_new(&so, &err);
     if (w->sub == NULL)
@@ -458,6 +459,68 @@ static void test_recreated_publisher_log_stops_feed(void **state)
     evb_feed_status fs = s_until(w, "show", EVB_FEED_STOPPED, 0);
     assert_true(strstr(fs.reason, "log id changed") != NULL);
     assert_int_equal(evb_store_head(w->sst), a); /* nothing of the new log applied */
+}
+
+/* The feed's history as "what(why)" entries joined by ", ". */
+typedef struct hist_acc {
+    char text[4096];
+    bool lost;
+    char service[64];
+} hist_acc;
+
+static int s_on_hist(const evb_feed_status *fs, void *ctx)
+{
+    hist_acc *h = ctx;
+    size_t n = 0;
+    h->text[0] = '\0';
+    for (size_t i = 0; i < fs->nhistory; i++)
+        n += (size_t)snprintf(h->text + n, sizeof h->text - n, "%s%s(%s)", i ? ", " : "",
+                              fs->history[i].what, fs->history[i].why);
+    h->lost = fs->publisher_lost;
+    snprintf(h->service, sizeof h->service, "%s", fs->publisher_service);
+    return 0;
+}
+
+static void test_lost_publisher_is_in_history_and_caught_up_after(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    s_new_sub(w, NULL, 0);
+    uint64_t a = s_append(w, "show-1", 10);
+    s_until(w, "show", EVB_FEED_LIVE, a);
+    hist_acc h;
+    evb_err err;
+    evb_sub_status(w->sub, s_on_hist, &h, &err);
+    assert_string_equal(h.service, "pubsvc");
+    assert_false(h.lost);
+    /* The publisher goes away: lost after lost_after_ms of silence. */
+    evb_pub_destroy(&w->pub);
+    int64_t end = evb_now_us() + DEADLINE_US;
+    do {
+        assert_int_equal(evb_sub_poll(w->sub, 20, &err), EVB_OK);
+        evb_sub_status(w->sub, s_on_hist, &h, &err);
+    } while (!h.lost && evb_now_us() < end);
+    assert_true(h.lost);
+    assert_non_null(strstr(h.text, "live(caught up), publisher-lost(nothing heard for"));
+    /* Back with nothing new: the feed still catches up once (what went out
+     * while the link was down never reached the SUB), then is live again. */
+    s_new_pub(w);
+    end = evb_now_us() + DEADLINE_US;
+    const char *lost_entry = "publisher-lost(nothing heard for";
+    const char *tail = "catching-up(publisher back: fetching what went out meanwhile), "
+                       "live(caught up)";
+    do {
+        assert_int_equal(evb_pub_poll(w->pub, 0, &err), EVB_OK);
+        assert_int_equal(evb_sub_poll(w->sub, 5, &err), EVB_OK);
+        evb_sub_status(w->sub, s_on_hist, &h, &err);
+    } while ((h.lost || strstr(h.text, tail) == NULL) && evb_now_us() < end);
+    assert_false(h.lost);
+    const char *l = strstr(h.text, lost_entry);
+    assert_non_null(l);
+    assert_non_null(strstr(l, tail));
+    evb_feed_status fs = s_until(w, "show", EVB_FEED_LIVE, a);
+    assert_int_equal(fs.applied, a);
+    assert_int_equal(w->count, a); /* nothing applied twice */
 }
 
 static void s_check_published_le_synced(world *w, evb_sync sync)
@@ -904,6 +967,8 @@ int main(void)
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_past_head_and_unknown_name, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_lost_publisher_is_in_history_and_caught_up_after,
+                                        s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,

@@ -33,7 +33,7 @@
 typedef struct mirror {
     cli_t *cli;
     uint64_t copied;
-    evb_buf line;
+    evb_buf line, mp;
     evb_sub_t *sub;          /* for the command handlers */
     evb_store_t *st;         /* for the HTTP documents */
     const char *refuse_type; /* --refuse-type, or NULL */
@@ -79,32 +79,20 @@ typedef struct status_acc {
     int rc;
 } status_acc;
 
+/* One JSON line: the feed as the status command shows it (without its
+ * history) plus "final". */
 static int s_status_json(status_acc *a, const evb_feed_status *fs)
 {
     evb_buf *b = &a->m->line;
     evb_err err = {0};
-    char id[EVB_ID_HEX_LEN + 1];
-    evb_id_to_hex(&fs->log_id, id);
-    b->len = 0;
-    int rc = evb_buf_append(b, "{\"publisher\":", 13, &err);
-    if (rc == EVB_OK) rc = cli_json_str(b, fs->publisher, &err);
-    if (rc == EVB_OK) rc = evb_buf_append(b, ",\"category\":", 12, &err);
-    if (rc == EVB_OK) rc = cli_json_str(b, fs->category, &err);
-    if (rc == EVB_OK)
-        rc =
-            evb_buf_printf(b, &err, ",\"log_id\":\"%s\",\"state\":\"%s\",\"reason\":", id,
-                           evb_feed_state_name(fs->state));
-    if (rc == EVB_OK) rc = cli_json_str(b, fs->reason != NULL ? fs->reason : "", &err);
-    if (rc == EVB_OK)
-        rc = evb_buf_printf(
-            b, &err,
-            ",\"applied\":%" PRIu64 ",\"head\":%" PRIu64 ",\"lag\":%" PRIu64
-            ",\"applied_events\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"gaps\":%" PRIu64
-            ",\"pages\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"refusals\":%" PRIu64
-            ",\"heartbeat_age_ms\":%" PRId64 ",\"final\":%s}\n",
-            fs->applied, fs->head, fs->lag, fs->applied_events, fs->duplicates, fs->gaps,
-            fs->pages, fs->bad_frames, fs->refusals, fs->heartbeat_age_ms,
-            a->final ? "true" : "false");
+    a->m->mp.len = b->len = 0;
+    int rc = evb_feed_status_pack(&a->m->mp, fs, 0, &err);
+    if (rc == EVB_OK) rc = evb_msgpack_to_json(a->m->mp.data, a->m->mp.len, b, &err);
+    if (rc == EVB_OK && (b->len < 2 || b->data[b->len - 1] != '}')) rc = EVB_EIO;
+    if (rc == EVB_OK) {
+        b->len--;
+        rc = evb_buf_printf(b, &err, ",\"final\":%s}\n", a->final ? "true" : "false");
+    }
     if (rc != EVB_OK) return rc;
     return cli_write(a->m->cli, b->data, b->len) == 0 ? EVB_OK : EVB_EIO;
 }
@@ -146,69 +134,26 @@ static void s_status(mirror_t *m, evb_sub_t *sub, bool json, bool final, bool te
 
 /* ---- command socket ---- */
 
-typedef struct feeds_acc {
-    ops_w *w;
-    uint32_t n;
-} feeds_acc;
-
-static int s_feed_entry(const evb_feed_status *fs, void *ctx)
-{
-    feeds_acc *a = ctx;
-    ops_w *w = a->w;
-    msgpack_pack_map(&w->pk, fs->hole_from != 0 ? 17 : 16);
-    ops_w_kv_str(w, "publisher", fs->publisher);
-    ops_w_kv_str(w, "category", fs->category);
-    ops_w_kv_id(w, "log_id", &fs->log_id);
-    ops_w_kv_u64(w, "applied", fs->applied);
-    ops_w_kv_u64(w, "head", fs->head);
-    ops_w_kv_u64(w, "lag", fs->lag);
-    ops_w_kv_str(w, "state", evb_feed_state_name(fs->state));
-    ops_w_kv_str(w, "reason", fs->reason != NULL ? fs->reason : "");
-    ops_w_kv_u64(w, "applied_events", fs->applied_events);
-    ops_w_kv_u64(w, "duplicates", fs->duplicates);
-    ops_w_kv_u64(w, "gaps", fs->gaps);
-    ops_w_kv_u64(w, "pages", fs->pages);
-    ops_w_kv_u64(w, "bad_frames", fs->bad_frames);
-    ops_w_kv_u64(w, "refusals", fs->refusals);
-    ops_w_kv_i64(w, "heartbeat_age_ms", fs->heartbeat_age_ms);
-    ops_w_kv_u64(w, "handshake_refusals", fs->handshake_refusals);
-    if (fs->hole_from != 0) {
-        ops_w_str(w, "hole");
-        msgpack_pack_array(&w->pk, 2);
-        msgpack_pack_uint64(&w->pk, fs->hole_from);
-        msgpack_pack_uint64(&w->pk, fs->hole_to);
-    }
-    a->n++;
-    return w->rc;
-}
-
-/* "status": {feeds: [{publisher, category, log_id, applied, head, lag, state,
- * reason, applied_events, duplicates, gaps, pages, bad_frames, refusals,
- * heartbeat_age_ms}]}. */
+/* "status": {program: "mirror", service, log_id, head, feeds: [each feed as
+ * evb_feed_status_pack shows it, with its history]}. */
 static int s_cmd_status(const void *args, size_t len, evb_buf *out, void *ctx,
                         evb_err *err)
 {
     (void)args;
     (void)len;
     mirror_t *m = ctx;
-    evb_buf feeds = {0};
-    ops_w fw;
-    ops_w_init(&fw, &feeds);
-    feeds_acc acc = {&fw, 0};
-    int rc = evb_sub_status(m->sub, s_feed_entry, &acc, err);
-    if (rc == EVB_OK && fw.rc != EVB_OK)
-        rc = evb_err_set(err, fw.rc, "status: out of memory");
-    if (rc == EVB_OK) {
-        ops_w w;
-        ops_w_init(&w, out);
-        msgpack_pack_map(&w.pk, 1);
-        ops_w_str(&w, "feeds");
-        msgpack_pack_array(&w.pk, acc.n);
-        if (w.rc == EVB_OK) w.rc = evb_buf_append(out, feeds.data, feeds.len, NULL);
-        if (w.rc != EVB_OK) rc = evb_err_set(err, w.rc, "status: out of memory");
-    }
-    evb_buf_free(&feeds);
-    return rc;
+    evb_store_info in;
+    evb_store_get_info(m->st, &in);
+    ops_w w;
+    ops_w_init(&w, out);
+    msgpack_pack_map(&w.pk, 5);
+    ops_w_kv_str(&w, "program", "mirror");
+    ops_w_kv_str(&w, "service", in.service);
+    ops_w_kv_id(&w, "log_id", &in.log_id);
+    ops_w_kv_u64(&w, "head", in.head);
+    ops_w_str(&w, "feeds");
+    if (w.rc != EVB_OK) return evb_err_set(err, w.rc, "status: out of memory");
+    return evb_sub_status_pack(out, m->sub, EVB_FEED_PACK_HISTORY, err);
 }
 
 /* The HTTP documents: the mirror's log and its feeds; the status command's
@@ -279,7 +224,7 @@ int cmd_mirror(int argc, char **argv)
     const char *cmd_ep = NULL, *refuse_type = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
-    bool fresh_ids = false, http_public = false;
+    bool fresh_ids = false, http_public = false, http_events = false;
     const char *http_addr = NULL;
     bool until = false, stats_json = false, timeout_set = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
@@ -310,7 +255,10 @@ int cmd_mirror(int argc, char **argv)
         {"allow", CLI_STR, &allow, NULL, "DIR",
          "CURVE: --cmd accepts only clients whose public certificates are in DIR"},
         {"http", CLI_STR, &http_addr, NULL, "ADDR:PORT",
-         "serve /metrics (Prometheus) and /status.json over HTTP, e.g. 127.0.0.1:9465"},
+         "serve the live bus page (/), /metrics (Prometheus) and /status.json over "
+         "HTTP, e.g. 127.0.0.1:9465"},
+        {"http-events", CLI_FLAG, &http_events, NULL, NULL,
+         "with --http: show the last events (payloads) on the page and in /status.json"},
         {"http-public", CLI_FLAG, &http_public, NULL, NULL,
          "with CURVE on: allow --http on an address other than loopback"},
         {"refuse-type", CLI_STR, &refuse_type, NULL, "TYPE",
@@ -323,7 +271,8 @@ int cmd_mirror(int argc, char **argv)
         "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]...\n"
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
-        "       [--cmd EP] [--http ADDR:PORT [--http-public]] [--refuse-type TYPE]",
+        "       [--cmd EP] [--http ADDR:PORT [--http-events] [--http-public]]\n"
+        "       [--refuse-type TYPE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
         "into the log in DIR, with the feed's checkpoint in the same write: a live\n"
         "backup that survives crashes without losing or doubling an event. The\n"
@@ -383,7 +332,7 @@ int cmd_mirror(int argc, char **argv)
         return cli_usage_error(&cli, "--cmd with --cert needs --allow DIR");
     rc = cli_follow_split(&cli, &follow, eps);
     if (rc >= 0) return rc;
-    rc = ops_http_check(&cli, http_addr, cert != NULL, http_public);
+    rc = ops_http_check(&cli, http_addr, cert != NULL, http_public, http_events);
     if (rc >= 0) return rc;
 
     cli_install_log_sink(&cli);
@@ -437,7 +386,7 @@ int cmd_mirror(int argc, char **argv)
     evb_http_t *http = NULL;
     if (rc == CLI_EXIT_OK) {
         m.sub = sub;
-        int hrc = ops_http_open(&cli, http_addr, &http);
+        int hrc = ops_http_open(&cli, http_addr, http_events ? m.st : NULL, &http);
         if (hrc >= 0) rc = hrc;
     }
     int64_t start = evb_now_us();
@@ -493,6 +442,7 @@ int cmd_mirror(int argc, char **argv)
     evb_sub_destroy(&sub);
     evb_store_destroy(&st);
     evb_buf_free(&m.line);
+    evb_buf_free(&m.mp);
     if (cli.err_tty && rc == CLI_EXIT_OK)
         fprintf(stderr, "evbus mirror: stopped; %" PRIu64 " events copied this run\n",
                 m.copied);

@@ -74,7 +74,8 @@ static int s_cmd_status(const void *args, size_t args_len, evb_buf *out, void *c
     if (rc == EVB_OK) {
         ops_w w;
         ops_w_init(&w, out);
-        msgpack_pack_map(&w.pk, 8);
+        msgpack_pack_map(&w.pk, 9);
+        ops_w_kv_str(&w, "program", "serve");
         ops_w_kv_str(&w, "service", in.service);
         ops_w_kv_id(&w, "log_id", &in.log_id);
         ops_w_kv_u64(&w, "head", in.head);
@@ -251,7 +252,7 @@ int cmd_serve(int argc, char **argv)
     const char *cmd_ep = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     const char *http_addr = NULL;
-    bool create = false, http_public = false;
+    bool create = false, http_public = false, http_events = false;
     uint64_t hb_ms = 500, sndhwm = 0;
     const cli_opt opts[] = {
         {"store", CLI_STR, &dir, NULL, "DIR", "the log to serve (required)"},
@@ -273,7 +274,10 @@ int cmd_serve(int argc, char **argv)
         {"allow", CLI_STR, &allow, NULL, "DIR",
          "CURVE: accept only clients whose public certificates are in DIR"},
         {"http", CLI_STR, &http_addr, NULL, "ADDR:PORT",
-         "serve /metrics (Prometheus) and /status.json over HTTP, e.g. 127.0.0.1:9464"},
+         "serve the live bus page (/), /metrics (Prometheus) and /status.json over "
+         "HTTP, e.g. 127.0.0.1:9464"},
+        {"http-events", CLI_FLAG, &http_events, NULL, NULL,
+         "with --http: show the last events (payloads) on the page and in /status.json"},
         {"http-public", CLI_FLAG, &http_public, NULL, NULL,
          "with CURVE on: allow --http on an address other than loopback"},
         {0},
@@ -281,7 +285,7 @@ int cmd_serve(int argc, char **argv)
     const cli_usage usage = {
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
         "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]\n"
-        "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-public]]",
+        "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-events] [--http-public]]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
         "from the catch-up endpoint. Endpoints are ZeroMQ addresses, e.g.\n"
@@ -317,7 +321,7 @@ int cmd_serve(int argc, char **argv)
     if (hb_ms == 0 || hb_ms > 60000)
         return cli_usage_error(&cli, "--heartbeat-ms: expected 1..60000");
     if (sndhwm > 100000000) return cli_usage_error(&cli, "--sndhwm: at most 100000000");
-    int hrc = ops_http_check(&cli, http_addr, cert != NULL, http_public);
+    int hrc = ops_http_check(&cli, http_addr, cert != NULL, http_public, http_events);
     if (hrc >= 0) return hrc;
     evb_err err = {0};
     if (create && service == NULL)
@@ -369,7 +373,7 @@ int cmd_serve(int argc, char **argv)
         }
     }
     evb_http_t *http = NULL;
-    if ((hrc = ops_http_open(&cli, http_addr, &http)) >= 0) {
+    if ((hrc = ops_http_open(&cli, http_addr, http_events ? st : NULL, &http)) >= 0) {
         evb_cmd_destroy(&cmd);
         evb_pub_destroy(&pub);
         evb_store_destroy(&st);

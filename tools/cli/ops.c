@@ -311,10 +311,12 @@ int ops_split_feed(const char *arg, char *pub, size_t pub_cap, char *cat, size_t
 
 /* ---- --http ---- */
 
-int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok)
+int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok,
+                   bool events)
 {
     if (addr == NULL) {
         if (public_ok) return cli_usage_error(cli, "--http-public goes with --http");
+        if (events) return cli_usage_error(cli, "--http-events goes with --http");
         return -1;
     }
     if (!curve_on || evb_http_addr_is_loopback(addr)) return -1;
@@ -329,7 +331,8 @@ int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok)
     return -1;
 }
 
-int ops_http_open(cli_t *cli, const char *addr, struct evb_http **out)
+int ops_http_open(cli_t *cli, const char *addr, evb_store_t *events,
+                  struct evb_http **out)
 {
     *out = NULL;
     if (addr == NULL) return -1;
@@ -338,7 +341,9 @@ int ops_http_open(cli_t *cli, const char *addr, struct evb_http **out)
         cli_error(cli, "%s", err.msg);
         return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
-    fprintf(stderr, "%s: http on %s (port %u): /metrics, /status.json\n", cli->name, addr,
-            (unsigned)evb_http_port(*out));
+    if (events != NULL) evb_http_show_events(*out, events, 50);
+    fprintf(stderr, "%s: http on %s (port %u): the bus page at /, /metrics, /status.json%s\n",
+            cli->name, addr, (unsigned)evb_http_port(*out),
+            events != NULL ? "; events shown (--http-events)" : "");
     return -1;
 }

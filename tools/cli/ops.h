@@ -104,10 +104,14 @@ int ops_split_feed(const char *arg, char *pub, size_t pub_cap, char *cat, size_t
 struct evb_http;
 /* Check --http against the security rule (README.md, "Security"): with
  * CURVE on, an address other than loopback needs --http-public, and then a
- * warning is logged. -1 when fine (usage errors give their exit code). */
-int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok);
-/* Listen (addr NULL: *out NULL, nothing done); -1 when fine, else the exit
- * code after naming the address. Says where it listens on stderr. */
-int ops_http_open(cli_t *cli, const char *addr, struct evb_http **out);
+ * warning is logged; --http-public and --http-events need --http. -1 when
+ * fine (usage errors give their exit code). */
+int ops_http_check(cli_t *cli, const char *addr, bool curve_on, bool public_ok,
+                   bool events);
+/* Listen (addr NULL: *out NULL, nothing done), showing the tail of events
+ * (--http-events; NULL: not shown); -1 when fine, else the exit code after
+ * naming the address. Says where it listens on stderr. */
+int ops_http_open(cli_t *cli, const char *addr, evb_store_t *events,
+                  struct evb_http **out);
 
 #endif

@@ -15,9 +15,13 @@
 #     reserved + available = capacity; every booking final and agreeing with
 #     the reservation log; the read models agree with the aggregates; the
 #     sniffer saw every event of both logs exactly once.
-# Programs come from $EVBUS_BUILD, else ./build. Every process it starts is
-# stopped on exit, Ctrl-C included; the temp directory is removed.
-# Last line: "demo: OK ..." (exit 0) only when every check held.
+# Each service serves its live bus page on 127.0.0.1 (--http, with
+# --http-events: on loopback only); the URLs are printed at the start.
+# DEMO_KEEP=1 keeps everything running after the checks, until Ctrl-C, to look
+# at the pages. Programs come from $EVBUS_BUILD, else ./build. Every process
+# it starts is stopped on exit, Ctrl-C included; the temp directory is removed.
+# Last line: "demo: OK ..." (exit 0) only when every check held (with
+# DEMO_KEEP=1, the line after it says how to stop).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -51,6 +55,14 @@ ep() { echo "ipc://$tmp/$1"; }
 res_cmd=$(ep res.cmd) bk_cmd=$(ep bk.cmd)
 res_follow="$(ep res.pub),$(ep res.cu)" bk_follow="$(ep bk.pub),$(ep bk.cu)"
 
+# Two free loopback ports for the pages, fixed for the run (a restarted
+# service keeps its URL).
+read -r res_http bk_http < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+
 call() { "$evbus" call "$@"; }
 wait_status() { # NAME EP: wait (with a deadline) until the service answers
     local i
@@ -64,12 +76,13 @@ start() { # NAME CMD_EP
     case $1 in
     reservation)
         "$res_bin" --store "$tmp/reservation" --pub "$(ep res.pub)" --catchup "$(ep res.cu)" \
-            --cmd "$res_cmd" --follow "$bk_follow" 2>>"$tmp/reservation.log" &
+            --cmd "$res_cmd" --follow "$bk_follow" --http "127.0.0.1:$res_http" --http-events \
+            2>>"$tmp/reservation.log" &
         svc_pid[reservation]=$! ;;
     booking)
         "$bk_bin" --store "$tmp/booking" --pub "$(ep bk.pub)" --catchup "$(ep bk.cu)" \
             --cmd "$bk_cmd" --follow "$res_follow" --hold-timeout 5000 \
-            2>>"$tmp/booking.log" &
+            --http "127.0.0.1:$bk_http" --http-events 2>>"$tmp/booking.log" &
         svc_pid[booking]=$! ;;
     esac
     wait_status "$1" "$2"
@@ -78,6 +91,7 @@ start() { # NAME CMD_EP
 echo "demo: starting evbus-reservation and evbus-booking in $tmp"
 start reservation "$res_cmd"
 start booking "$bk_cmd"
+echo "demo: live bus pages: reservation http://127.0.0.1:$res_http/  booking http://127.0.0.1:$bk_http/"
 
 sniff_ok=0
 if "$evbus" sniff --help >/dev/null 2>&1; then
@@ -221,3 +235,9 @@ print("demo: OK %d shows, %d bookings (%s), seats reserved %d of %d, held %d, "
          s["seats"]["reserved"], s["seats"]["capacity"], s["seats"]["held"],
          s["seats"]["available"], sys.argv[2], sys.argv[3], sys.argv[4]))
 EOF
+
+if [[ ${DEMO_KEEP:-0} == 1 ]]; then
+    echo "demo: DEMO_KEEP=1: the services keep running; pages at http://127.0.0.1:$res_http/" \
+        "and http://127.0.0.1:$bk_http/ (/metrics, /status.json beside them); Ctrl-C stops"
+    wait "${svc_pid[@]}" || true
+fi

@@ -52,9 +52,11 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
 # loss) and tcpdump (captures on the bridge) for the LAN tests; dpkg-dev for
 # dpkg-buildflags (CI's packager build); prometheus (its promtool checks
 # the /metrics output; the test runs its own server, never the package's
-# service). Later test servers and browsers go here too.
+# service); chromium and python3-websocket (the live bus page is driven in
+# a real headless browser over its DevTools protocol, by /usr/bin/python3).
+# Later test servers go here too.
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev
-           prometheus)
+           prometheus chromium python3-websocket)
 if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
 
 missing=()
