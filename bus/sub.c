@@ -71,6 +71,12 @@ typedef struct feed {
         char why[120];
     } hist[EVB_FEED_HISTORY];
     unsigned hist_n, hist_next;
+    /* Changes between live and catching up are logged at most once a second
+     * (a busy feed can flip many times); the state a suppressed change left
+     * is logged when the second is over (tpending). */
+    const char *consumer;
+    bm_ratelog tlog;
+    bool tpending;
 } feed;
 
 enum { H_LOST = 100, H_BACK };
@@ -159,14 +165,40 @@ static void s_hist(feed *f, int what, const char *fmt, ...)
     if (f->hist_n < EVB_FEED_HISTORY) f->hist_n++;
 }
 
+/* Log the feed's state (live, or catching up and why) if the rate allows,
+ * else later (s_timers). Stalled and stopped feeds are logged where they
+ * stop, as errors. */
+static void s_trans_log(feed *f)
+{
+    uint64_t skipped;
+    if (!bm_ratelog_ok(&f->tlog, &skipped)) {
+        f->tpending = true;
+        return;
+    }
+    f->tpending = false;
+    const char *why = f->hist[(f->hist_next + EVB_FEED_HISTORY - 1) % EVB_FEED_HISTORY].why;
+    char more[48] = "";
+    if (skipped > 0)
+        snprintf(more, sizeof more, " (%llu changes not logged)",
+                 (unsigned long long)skipped);
+    if (f->state == EVB_FEED_LIVE)
+        evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: live at %llu%s", f->consumer, f->c->name,
+                f->category, (unsigned long long)f->applied, more);
+    else if (f->state == EVB_FEED_CATCHING_UP)
+        evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: catching up from %llu: %s%s", f->consumer,
+                f->c->name, f->category, (unsigned long long)f->applied, why, more);
+}
+
 /* Enter state st; a change goes in the history, with f->reason for a
- * stalled or stopped feed (set it first) and why otherwise. */
+ * stalled or stopped feed (set it first) and why otherwise, and in the log
+ * (s_trans_log) once the feed has a position. */
 static void s_enter(feed *f, evb_feed_state st, const char *why)
 {
     if (f->state == st && f->hist_n > 0) return;
     f->state = st;
     bool said = st == EVB_FEED_STALLED || st == EVB_FEED_STOPPED;
     s_hist(f, (int)st, "%s", said ? f->reason : why);
+    if (!said && f->loaded) s_trans_log(f);
 }
 
 evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
@@ -281,10 +313,10 @@ static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
     feed *f = calloc(1, sizeof *f);
     if (f == NULL) return NULL;
     f->c = c;
+    f->consumer = s->consumer;
     snprintf(f->category, sizeof f->category, "%s", category);
     s_enter(f, EVB_FEED_CATCHING_UP, "followed");
     c->feeds[c->nfeeds++] = f;
-    (void)s;
     return f;
 }
 
@@ -428,6 +460,8 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
     f->applied = seq;
     f->loaded = true;
     s_enter(f, EVB_FEED_CATCHING_UP, "checkpoint loaded");
+    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: following from %llu", s->consumer, f->c->name,
+            f->category, (unsigned long long)f->applied);
     if ((rc = s_att_load(s, f, err)) != EVB_OK) return rc;
     if (f->att_pos == f->applied && f->att_count >= SUB_MAX_ATTEMPTS) {
         snprintf(f->reason, sizeof f->reason,
@@ -1217,6 +1251,8 @@ static void s_timers(evb_sub_t *s)
         }
         for (size_t j = 0; j < c->nfeeds; j++) {
             feed *f = c->feeds[j];
+            if (f->tpending && f->state != EVB_FEED_STALLED && f->state != EVB_FEED_STOPPED)
+                s_trans_log(f);
             if (!f->loaded || f->state != EVB_FEED_CATCHING_UP) continue;
             if ((f->fetch_req != 0 && now > f->fetch_deadline) ||
                 (f->fetch_req == 0 && now >= f->fetch_deadline))

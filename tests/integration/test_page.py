@@ -70,6 +70,11 @@ class Cdp:
         check("exceptionDetails" not in r, f"page script failed: {expr}: {r}")
         return r["result"].get("value")
 
+    def probe(self, expr):
+        """expr's value, or None while it throws (the page still loading)."""
+        r = self.send("Runtime.evaluate", expression=expr, returnByValue=True)
+        return None if "exceptionDetails" in r else r["result"].get("value")
+
     def close(self):
         self.ws.close()
 
@@ -164,19 +169,21 @@ def main():
 
         # Reservation's page: events hidden.
         cdp.send("Page.navigate", url=f"http://127.0.0.1:{rport}/")
-        wait_for("reservation's page to say events are hidden", lambda: cdp.eval(
+        wait_for("reservation's page to say events are hidden", lambda: cdp.probe(
+            f"location.port == '{rport}' && document.title.startsWith('reservation') && "
             "document.getElementById('events').textContent.includes('--http-events')"),
             timeout=15)
 
         cdp.send("Page.navigate", url=f"http://127.0.0.1:{bport}/")
-        wait_for("booking's page to show its feed of reservation live", lambda: cdp.eval(
+        wait_for("booking's page to show its feed of reservation live", lambda: cdp.probe(
+            f"location.port == '{bport}' && document.title.startsWith('booking') && "
             "!!document.querySelector('#feeds tr[data-state=\"live\"]')"), timeout=15)
 
         # A booking made now appears on the page.
         bid = "page-%d" % (time.time() * 1000)
         t0 = time.monotonic()
         call(ep("b.cmd"), "book", "show=opera", "seats=2", "customer=ann", "booking=" + bid)
-        wait_for(f"booking {bid} on the page", lambda: cdp.eval(
+        wait_for(f"booking {bid} on the page", lambda: cdp.probe(
             "[...document.querySelectorAll('#events tr')].some("
             f"r => r.textContent.includes({json.dumps(bid)}))"), timeout=15)
         log(f"booking {bid} appeared on the page {time.monotonic() - t0:.2f} s after the "
@@ -189,21 +196,21 @@ def main():
         procs["reservation"].send_signal(signal.SIGKILL)
         procs["reservation"].wait(10)
         t_kill = time.monotonic()
-        wait_for("the page to show reservation lost", lambda: cdp.eval(
+        wait_for("the page to show reservation lost", lambda: cdp.probe(
             "!!document.querySelector('#feeds tr[data-state=\"publisher-lost\"]')"),
             timeout=15)
         log(f"publisher lost shown {time.monotonic() - t_kill:.2f} s after SIGKILL")
         start("reservation")
 
         def sequence():
-            whats = [w for w, _ in cdp.eval(hist_js)]
+            whats = [w for w, _ in cdp.probe(hist_js) or []]
             # The ring keeps the last 16: count back from the end if it wrapped.
             after = whats[max(0, before - 1):] if len(whats) < 16 else whats
             want, i = ["live", "publisher-lost", "catching-up", "live"], 0
             for w in after:
                 if i < len(want) and w == want[i]:
                     i += 1
-            live = cdp.eval("!!document.querySelector('#feeds tr[data-state=\"live\"]')")
+            live = cdp.probe("!!document.querySelector('#feeds tr[data-state=\"live\"]')")
             return after if i == len(want) and live else None
         got = wait_for("history live, publisher-lost, catching-up, live on the page",
                        sequence, timeout=30)

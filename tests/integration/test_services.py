@@ -343,6 +343,24 @@ def case_rebuild(cl):
                 sorted(json.dumps(x, sort_keys=True) for x in b["bookings"]))
 
     live = views()
+    # `evbus status` in text says everything a service knows of itself: its
+    # name, state, head and command counters, its feeds and its views.
+    r = subprocess.run([cl.evbus, "status", cl.bk_cmd], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        fail("status of booking: exit %d: %s" % (r.returncode, r.stderr))
+    want = ["service           booking", "program           service", "state             serving",
+            "head ", "commands ", "rejected ", "\nfeeds\n", "\nviews\n", "reservation",
+            "CATEGORY", "live"]
+    missing = [w for w in want if w not in r.stdout]
+    if missing:
+        fail("status of booking lacks %s:\n%s" % (missing, r.stdout))
+    # The services log their feeds' changes: where they start and when live.
+    with open("%s/booking.log" % cl.dir) as f:
+        blog = f.read()
+    for w in ("following from", ": live at"):
+        if w not in blog:
+            fail("booking's log does not say %r" % w)
     for n in ("reservation", "booking"):
         cl.stop(n)
     for n in ("reservation", "booking"):

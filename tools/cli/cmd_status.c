@@ -116,6 +116,14 @@ static bool s_feed_bad(const msgpack_object *f)
     return strcmp(s, "stalled") == 0 || strcmp(s, "stopped") == 0;
 }
 
+/* Is a feed of list (an array, or NULL) stalled or stopped? */
+static bool s_any_bad(const msgpack_object *list)
+{
+    for (uint32_t i = 0; list != NULL && i < list->via.array.size; i++)
+        if (s_feed_bad(&list->via.array.ptr[i])) return true;
+    return false;
+}
+
 /* Numeric columns of the feeds table: all but category and state. */
 #define S_FEED_NUMS 0xffcu
 
@@ -172,8 +180,10 @@ static int s_print_feeds(cli_t *cli, const msgpack_object *feeds)
         char pub[sizeof prev];
         ops_str(f, "publisher", pub, sizeof pub, "?");
         if (i == 0 || strcmp(pub, prev) != 0) {
-            char lid[EVB_ID_HEX_LEN + 1];
-            cli_printf(cli, "%s%s%s  log %s\n", cli_bold(cli), pub, cli_reset(cli),
+            char lid[EVB_ID_HEX_LEN + 1], svc[EVB_MAX_SERVICE_LEN + 2];
+            ops_str(f, "publisher_service", svc, sizeof svc - 1, "");
+            if (svc[0] != '\0') strcat(svc, " ");
+            cli_printf(cli, "%s%s%s%s  log %s\n", cli_bold(cli), svc, pub, cli_reset(cli),
                        ops_str(f, "log_id", lid, sizeof lid, "?"));
             snprintf(prev, sizeof prev, "%s", pub);
         }
@@ -195,23 +205,32 @@ static int s_print_feeds(cli_t *cli, const msgpack_object *feeds)
     return EVB_OK;
 }
 
-/* A publisher's log: the summary, then its categories. */
-static int s_print_log(cli_t *cli, const msgpack_object *root)
+/* The program's own fields, those present, one a line in this order;
+ * numbers grouped by thousands. */
+static void s_print_fields(cli_t *cli, const msgpack_object *root)
 {
     char buf[EVB_MAX_SERVICE_LEN + EVB_ID_HEX_LEN + 8];
-    /* The fields in the reply's order; a number is grouped by thousands. */
-    static const char *const fields[] = {"service", "log_id",    "head", "synced",
-                                         "indexed", "published", "sync"};
+    static const char *const fields[] = {
+        "service", "program", "state",    "log_id",   "head",
+        "synced",  "indexed", "published", "sync",    "commands",
+        "rejected", "retries_answered"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         const msgpack_object *v = ops_get(root, fields[i]);
         if (v == NULL) continue;
         if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             char g[32];
-            cli_printf(cli, "%-10s %s\n", fields[i], cli_group(v->via.u64, g));
-        } else
-            cli_printf(cli, "%-10s %s\n", fields[i],
+            cli_printf(cli, "%-17s %s\n", fields[i], cli_group(v->via.u64, g));
+        } else {
+            cli_printf(cli, "%-17s %s\n", fields[i],
                        ops_str(root, fields[i], buf, sizeof buf, "?"));
+        }
     }
+}
+
+/* A publisher's log: the summary, then its categories. */
+static int s_print_log(cli_t *cli, const msgpack_object *root)
+{
+    s_print_fields(cli, root);
     const msgpack_object *cats = ops_get(root, "categories");
     if (cats == NULL || cats->type != MSGPACK_OBJECT_ARRAY) return EVB_OK;
     if (cats->via.array.size == 0) {
@@ -264,15 +283,21 @@ int cmd_status(int argc, char **argv)
     const cli_usage usage = {
         "CMD_EP [--json] [--timeout MS] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
-        "mirror --cmd, ...) for its status. A subscriber shows each feed: state\n"
-        "(catching-up, live, stalled, stopped), position, the publisher's head,\n"
-        "lag, the age of the last heartbeat and its counters, then why a feed is\n"
-        "stalled or stopped. A publisher shows its log: head, synced, indexed,\n"
-        "published, sync policy and categories.",
-        "--json fields (subscriber): feeds: [{publisher, category, log_id, applied,\n"
-        "head, lag, state, reason, applied_events, duplicates, gaps, pages,\n"
-        "bad_frames, refusals, heartbeat_age_ms}]; (publisher): service, log_id,\n"
-        "head, synced, indexed, published, sync, categories: [{name, head, count}].\n"
+        "mirror --cmd, ...) for its status. A service shows its name, state, log,\n"
+        "head and command counters; a subscriber (a service, a mirror) each feed:\n"
+        "state (catching-up, live, stalled, stopped), position, the publisher's\n"
+        "head, lag, the age of the last heartbeat and its counters, then why a\n"
+        "feed is stalled or stopped, and a service's views the same way. A\n"
+        "publisher shows its log: head, synced, indexed, published, sync policy\n"
+        "and categories.",
+        "--json fields: program (service, serve or mirror), service, log_id, head;\n"
+        "(a service) state, synced, published, commands, rejected,\n"
+        "retries_answered, views, beacons; (a subscriber) feeds: [{publisher,\n"
+        "publisher_service, publisher_up, category, log_id, state, reason, applied,\n"
+        "applied_events, head, lag, lag_seconds, duplicates, gaps, pages,\n"
+        "bad_frames, refusals, handshake_refusals, heartbeat_age_ms, hole?,\n"
+        "history: [{at_ms, what, why}]}]; (serve) synced, indexed, published,\n"
+        "sync, categories: [{name, head, count}].\n"
         "Exit code 0 when the status was printed, 1 when it was printed and a feed\n"
         "is stalled or stopped, 2 for a bad endpoint, 4 when the service did not\n"
         "answer within --timeout (down, unreachable or busy).\n"};
@@ -304,10 +329,11 @@ int cmd_status(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
     }
     const msgpack_object *feeds = rc == CLI_EXIT_OK ? ops_get(r.root, "feeds") : NULL;
-    bool bad = false;
-    if (feeds != NULL && feeds->type == MSGPACK_OBJECT_ARRAY)
-        for (uint32_t i = 0; i < feeds->via.array.size; i++)
-            bad = bad || s_feed_bad(&feeds->via.array.ptr[i]);
+    const msgpack_object *views = rc == CLI_EXIT_OK ? ops_get(r.root, "views") : NULL;
+    if (feeds != NULL && feeds->type != MSGPACK_OBJECT_ARRAY) feeds = NULL;
+    if (views != NULL && (views->type != MSGPACK_OBJECT_ARRAY || views->via.array.size == 0))
+        views = NULL;
+    bool bad = s_any_bad(feeds) || s_any_bad(views);
     if (rc == CLI_EXIT_OK && json) {
         if (evb_msgpack_to_json(out.data, out.len, &js, &err) != EVB_OK ||
             evb_buf_append(&js, "\n", 1, &err) != EVB_OK) {
@@ -316,10 +342,23 @@ int cmd_status(int argc, char **argv)
         } else {
             cli_write(&cli, js.data, js.len);
         }
+    } else if (rc == CLI_EXIT_OK && feeds != NULL) {
+        /* A subscriber (a service, a mirror): what it says of itself, then
+         * its feeds, then a service's views. */
+        s_print_fields(&cli, r.root);
+        bool titled = ops_get(r.root, "service") != NULL;
+        if (titled) cli_printf(&cli, "\n%sfeeds%s\n", cli_bold(&cli), cli_reset(&cli));
+        int prc = s_print_feeds(&cli, feeds);
+        if (prc == EVB_OK && views != NULL) {
+            cli_printf(&cli, "\n%sviews%s\n", cli_bold(&cli), cli_reset(&cli));
+            prc = s_print_feeds(&cli, views);
+        }
+        if (prc != EVB_OK) {
+            cli_error(&cli, "%s", evb_strerror(prc));
+            rc = CLI_EXIT_RUNTIME;
+        }
     } else if (rc == CLI_EXIT_OK) {
-        int prc = feeds != NULL && feeds->type == MSGPACK_OBJECT_ARRAY
-                      ? s_print_feeds(&cli, feeds)
-                      : s_print_log(&cli, r.root);
+        int prc = s_print_log(&cli, r.root);
         if (prc != EVB_OK) {
             cli_error(&cli, "%s", evb_strerror(prc));
             rc = CLI_EXIT_RUNTIME;
