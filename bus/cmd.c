@@ -154,9 +154,17 @@ static void s_reply(evb_cmd_t *c, zmq_msg_t *idm, uint64_t req_id, const char *s
     else
         bm_str(&pk, message);
     if (w.rc != EVB_OK || c->reply.len > EVB_BUS_MAX_MSG_BYTES) {
-        evb_log(EVB_LOG_ERROR, "command socket %s: reply to request %llu not sent (%s)",
-                c->endpoint, (unsigned long long)req_id,
-                w.rc != EVB_OK ? "out of memory" : "larger than the message ceiling");
+        /* Never silence: the client hears why (an error reply is small). */
+        char why[160];
+        snprintf(why, sizeof why,
+                 w.rc != EVB_OK ? "the reply could not be made: out of memory"
+                                : "the reply (%zu bytes) is larger than the message ceiling "
+                                  "(%u bytes): ask for less (a query pages: limit, after)",
+                 c->reply.len, EVB_BUS_MAX_MSG_BYTES);
+        evb_log(EVB_LOG_ERROR, "command socket %s: request %llu: %s", c->endpoint,
+                (unsigned long long)req_id, why);
+        if (body == NULL) return; /* already an error that did not fit */
+        s_reply(c, idm, req_id, w.rc != EVB_OK ? "EVB_ENOMEM" : "EVB_ETOOBIG", NULL, why);
         return;
     }
     if (zmq_send(c->router, zmq_msg_data(idm), zmq_msg_size(idm),

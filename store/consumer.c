@@ -69,22 +69,37 @@ int evb_store_get(evb_store_t *st, const void *key, size_t klen, evb_buf *out,
 int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen, evb_kv_fn fn,
                    void *ctx, evb_err *err)
 {
+    return evb_store_scan_from(st, prefix, plen, NULL, 0, fn, ctx, err);
+}
+
+int evb_store_scan_from(evb_store_t *st, const void *prefix, size_t plen, const void *start,
+                        size_t slen, evb_kv_fn fn, void *ctx, evb_err *err)
+{
     if (st->db == NULL)
         return evb_err_set(err, EVB_ECLOSED, "%s: the log is closed (a reopen failed)",
                            st->dir);
 
-    if (plen > EVB_MAX_KEY_LEN)
-        return evb_err_set(err, EVB_EINVAL, "prefix length %zu over %u", plen,
-                           EVB_MAX_KEY_LEN);
-    uint8_t k[1 + EVB_MAX_KEY_LEN];
+    if (plen > EVB_MAX_KEY_LEN || (start != NULL && slen > EVB_MAX_KEY_LEN + 1))
+        return evb_err_set(err, EVB_EINVAL, "prefix length %zu or start length %zu over %u",
+                           plen, slen, EVB_MAX_KEY_LEN);
+    uint8_t k[1 + EVB_MAX_KEY_LEN], s0[2 + EVB_MAX_KEY_LEN];
     k[0] = K_USER;
     if (plen > 0) memcpy(k + 1, prefix, plen);
+    const uint8_t *seek = k;
+    size_t seeklen = plen + 1;
+    if (start != NULL && (slen < plen || memcmp(start, prefix, plen) < 0)) start = NULL;
+    if (start != NULL) { /* never before the prefix */
+        s0[0] = K_USER;
+        memcpy(s0 + 1, start, slen);
+        seek = s0;
+        seeklen = slen + 1;
+    }
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
     leveldb_readoptions_set_snapshot(ro, snap);
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, ro);
     int rc = EVB_OK;
-    for (leveldb_iter_seek(it, (const char *)k, plen + 1); leveldb_iter_valid(it);
+    for (leveldb_iter_seek(it, (const char *)seek, seeklen); leveldb_iter_valid(it);
          leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *key = leveldb_iter_key(it, &kl);

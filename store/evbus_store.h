@@ -334,6 +334,12 @@ typedef int (*evb_kv_fn)(const void *key, size_t klen, const void *val, size_t v
                          void *ctx);
 EVB_EXPORT int evb_store_scan(evb_store_t *st, const void *prefix, size_t plen,
                               evb_kv_fn fn, void *ctx, evb_err *err);
+/* The same from the first key >= start (start[0..slen), within the prefix;
+ * NULL: the prefix's first key): the next page after a key k starts at k
+ * followed by one zero byte. */
+EVB_EXPORT int evb_store_scan_from(evb_store_t *st, const void *prefix, size_t plen,
+                                   const void *start, size_t slen, evb_kv_fn fn, void *ctx,
+                                   evb_err *err);
 /* Last checkpoint; *seq = 0 and EVB_OK when none was ever committed. */
 EVB_EXPORT int evb_store_checkpoint_get(evb_store_t *st, const char *consumer,
                                         const evb_id *source_log, const char *category,

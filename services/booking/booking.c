@@ -12,15 +12,21 @@
  *                                releases the seats)
  *   no answer by the deadline -> BookingExpired (it releases them too, if
  *                                it held them after all)
- * Timers are re-derived from the log: at start the pending bookings and
- * their deadlines are read back from the events, then a 100 ms tick expires
- * those whose deadline passed. Read model (view store):
+ * Deadlines are an index in the service's own store, written in the same
+ * transaction as the events: "dl/" deadline (8 bytes, big-endian us) ID for
+ * each booking still waiting for an answer, deleted with the event that
+ * ends the wait. A 100 ms tick reads the index from its start (the earliest
+ * deadline) and stops at the first one in the future, so neither memory nor
+ * the tick nor a restart grows with the number of bookings ever made. A log
+ * written before the index existed gets it once, at start, from the events
+ * (the "dl.v1" key says it is there). Read model (view store):
  * "cust/CUSTOMER/BOOKING" -> {booking, customer, show, seats, status}.
  */
 #include <evbus/evbus_svc.h>
 
 #include "svc_util.h"
 
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,37 +73,43 @@ static const evb_agg_def s_booking = {
     .apply = booking_apply,
 };
 
-/* ---- pending deadlines (a superset: the tick checks the aggregate) ---- */
+/* ---- the deadline index ---- */
 
-typedef struct pending {
-    char id[ID_MAX + 1];
-    int64_t expires_at_us;
-} pending;
-
+#define DL_PFX "dl/"
+#define DL_PFX_LEN 3
+#define DL_MARK "dl.v1" /* the index covers the whole log */
+#define DL_KEY_MAX (DL_PFX_LEN + 8 + ID_MAX)
 #define EXPIRE_GRACE_US (10 * 1000000) /* see t_expire */
+#define EXPIRE_BATCH 512               /* bookings expired per tick at most */
 
 typedef struct app {
     int64_t started_us;
     char hold_timeout[32];
     int64_t hold_timeout_us;
-    pending *p;
-    size_t np, cap;
 } app;
 
-static void s_pending_add(app *a, const char *id, int64_t at)
+static size_t s_dl_key(char k[DL_KEY_MAX], int64_t at, const char *id)
 {
-    if (a->np == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 256;
-        pending *t = realloc(a->p, cap * sizeof *t);
-        if (t == NULL) {
-            evb_log(EVB_LOG_ERROR, "out of memory tracking the deadline of %s", id);
-            return;
-        }
-        a->p = t;
-        a->cap = cap;
-    }
-    snprintf(a->p[a->np].id, sizeof a->p[a->np].id, "%s", id);
-    a->p[a->np++].expires_at_us = at;
+    memcpy(k, DL_PFX, DL_PFX_LEN);
+    for (int i = 0; i < 8; i++)
+        k[DL_PFX_LEN + i] = (char)((uint64_t)at >> (56 - 8 * i));
+    size_t n = strlen(id);
+    memcpy(k + DL_PFX_LEN + 8, id, n);
+    return DL_PFX_LEN + 8 + n;
+}
+
+/* The deadline and id of an index key; false for a malformed one. */
+static bool s_dl_parse(const void *key, size_t kl, int64_t *at, char id[ID_MAX + 1])
+{
+    const unsigned char *k = key;
+    if (kl <= DL_PFX_LEN + 8 || kl > DL_KEY_MAX) return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | k[DL_PFX_LEN + i];
+    *at = (int64_t)v;
+    memcpy(id, k + DL_PFX_LEN + 8, kl - DL_PFX_LEN - 8);
+    id[kl - DL_PFX_LEN - 8] = '\0';
+    return true;
 }
 
 /* ---- deciding ---- */
@@ -119,9 +131,18 @@ static int s_emit(evb_svc_ctx *c, const char *id, uint64_t version, const char *
     if (expires_at_us) su_kv_int(&pk, "expires_at_us", expires_at_us);
     evb_event_t ev;
     su_event(&ev, type, &p);
+    /* The deadline index changes in the same transaction: a new request
+     * enters it, any event that ends the wait leaves it. */
+    bool was_open = b->status == B_REQUESTED;
+    int64_t old_at = b->expires_at_us;
     int rc = p.data ? evb_svc_emit(c, &s_booking, stream, version, &ev, 1, err)
                     : evb_err_set(err, EVB_ENOMEM, "out of memory");
     evb_buf_free(&p);
+    char k[DL_KEY_MAX];
+    if (rc == EVB_OK && expires_at_us != 0)
+        rc = evb_txn_put(evb_svc_txn(c), k, s_dl_key(k, expires_at_us, id), "", 0, err);
+    else if (rc == EVB_OK && was_open)
+        rc = evb_txn_delete(evb_svc_txn(c), k, s_dl_key(k, old_at, id), err);
     return rc;
 }
 
@@ -191,7 +212,6 @@ static int c_book(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void
                            s_status_names[b->status]);
     int64_t at = evb_now_us() + ap->hold_timeout_us;
     if ((rc = s_emit(c, id, v, "BookingRequested", &req, NULL, at, err)) != EVB_OK) return rc;
-    s_pending_add(ap, id, at);
     s_reply(reply, id, b);
     return EVB_OK;
 }
@@ -250,6 +270,35 @@ static int e_seats(evb_svc_ctx *c, const evb_event_t *ev, void *ctx, evb_err *er
 
 /* ---- timers ---- */
 
+typedef struct due_acc {
+    int64_t now;
+    size_t n;
+    struct {
+        int64_t at;
+        char id[ID_MAX + 1];
+    } due[EXPIRE_BATCH];
+    size_t bad;
+} due_acc;
+
+/* The index in deadline order: gather those passed, stop at the first to come. */
+static int s_due(const void *key, size_t kl, const void *val, size_t vl, void *ctx)
+{
+    (void)val;
+    (void)vl;
+    due_acc *d = ctx;
+    int64_t at;
+    char id[ID_MAX + 1];
+    if (!s_dl_parse(key, kl, &at, id)) {
+        d->bad++;
+        return 0;
+    }
+    if (at > d->now || d->n == EXPIRE_BATCH) return SU_PAGE_FULL; /* stop here */
+    d->due[d->n].at = at;
+    memcpy(d->due[d->n].id, id, sizeof id);
+    d->n++;
+    return 0;
+}
+
 static int t_expire(evb_svc_ctx *c, void *ctx, evb_err *err)
 {
     app *ap = ctx;
@@ -260,55 +309,119 @@ static int t_expire(evb_svc_ctx *c, void *ctx, evb_err *err)
      * service may be down too, and then expiring is exactly right). */
     if (!evb_svc_consumers_live(evb_svc_of(c)) && now - ap->started_us < EXPIRE_GRACE_US)
         return EVB_OK;
-    size_t keep = 0;
-    int rc = EVB_OK;
-    for (size_t i = 0; i < ap->np; i++) {
-        pending *p = &ap->p[i];
-        bool drop = false;
-        if (rc == EVB_OK && p->expires_at_us <= now) {
-            booking *b;
-            uint64_t v;
-            rc = s_load(c, p->id, &b, &v, err);
-            if (rc != EVB_OK && rc != EVB_ENOMEM && rc != EVB_EIO) {
-                /* One booking that cannot load must not block the others'
-                 * expiry: say so and stop timing it. */
-                evb_log(EVB_LOG_ERROR, "booking %s: cannot expire it: %s", p->id, err->msg);
-                rc = EVB_OK;
-                drop = true;
-            } else if (rc == EVB_OK && b->status == B_REQUESTED) {
-                rc = s_emit(c, p->id, v, "BookingExpired", b, "no answer before the deadline",
-                            0, err);
-                if (rc == EVB_OK)
-                    evb_log(EVB_LOG_INFO, "booking %s expired (no answer from reservation)",
-                            p->id);
-            } else if (rc == EVB_OK) {
-                drop = true; /* answered, cancelled or expired: nothing to time */
-            }
+    static due_acc d; /* the loop's thread only; too big for its stack */
+    d.now = now;
+    d.n = d.bad = 0;
+    evb_store_t *st = evb_svc_store(evb_svc_of(c));
+    int rc = evb_store_scan(st, DL_PFX, DL_PFX_LEN, s_due, &d, err);
+    if (rc == SU_PAGE_FULL) rc = EVB_OK;
+    if (rc != EVB_OK) return rc;
+    for (size_t i = 0; rc == EVB_OK && i < d.n; i++) {
+        const char *id = d.due[i].id;
+        char k[DL_KEY_MAX];
+        booking *b;
+        uint64_t v;
+        rc = s_load(c, id, &b, &v, err);
+        if (rc != EVB_OK && rc != EVB_ENOMEM && rc != EVB_EIO) {
+            /* One booking that cannot load must not block the others'
+             * expiry: say so and stop timing it. */
+            evb_log(EVB_LOG_ERROR, "booking %s: cannot expire it: %s", id, err->msg);
+            rc = evb_txn_delete(evb_svc_txn(c), k, s_dl_key(k, d.due[i].at, id), err);
+        } else if (rc == EVB_OK && b->status == B_REQUESTED) {
+            rc = s_emit(c, id, v, "BookingExpired", b, "no answer before the deadline", 0,
+                        err);
+            if (rc == EVB_OK)
+                evb_log(EVB_LOG_INFO, "booking %s expired (no answer from reservation)", id);
+        } else if (rc == EVB_OK) { /* ended already: nothing to time */
+            rc = evb_txn_delete(evb_svc_txn(c), k, s_dl_key(k, d.due[i].at, id), err);
         }
-        if (!drop) ap->p[keep++] = *p;
     }
-    ap->np = keep;
+    if (d.bad > 0)
+        evb_log(EVB_LOG_ERROR, "%zu malformed keys in the deadline index (\"%s\")", d.bad,
+                DL_PFX);
     return rc;
 }
 
-/* At start: the bookings still waiting for an answer, from the log. */
-static int s_rebuild_pending(evb_svc_t *svc, app *ap, evb_err *err)
+typedef struct open_acc {
+    zhashx_t *open; /* booking id -> deadline (int64_t *) */
+    size_t requests;
+    int rc;
+} open_acc;
+
+/* Once per log: the deadline index from the events, for a log written
+ * before it existed (and the marker for a new one). Only the bookings still
+ * waiting at the end go in; the walk keeps those waiting so far. */
+static int s_dl_build(evb_svc_t *svc, evb_err *err)
 {
-    evb_iter_t *it = evb_store_read_category(evb_svc_store(svc), "booking", 0, NULL, err);
-    if (it == NULL) return err->code;
+    evb_store_t *st = evb_svc_store(svc);
+    evb_buf mark = {0};
+    int rc = evb_store_get(st, DL_MARK, strlen(DL_MARK), &mark, err);
+    evb_buf_free(&mark);
+    if (rc == EVB_OK) return EVB_OK;
+    if (rc != EVB_ENOTFOUND) return rc;
+    evb_err_clear(err);
+    zhashx_t *open = zhashx_new();
+    if (open == NULL) return evb_err_set(err, EVB_ENOMEM, "out of memory");
+    zhashx_set_destructor(open, (zhashx_destructor_fn *)zstr_free);
+    size_t requests = 0;
+    evb_iter_t *it = evb_store_read_category(st, "booking", 0, NULL, err);
     const evb_event_t *ev;
-    size_t n = 0;
-    while (evb_iter_next(it, &ev, err)) {
-        if (strcmp(ev->type, "BookingRequested") != 0) continue;
-        int64_t at = 0;
-        if (evb_map_int(ev->payload, ev->payload_len, "expires_at_us", &at, NULL) == EVB_OK) {
-            s_pending_add(ap, ev->stream + 8, at);
-            n++;
+    while (it != NULL && evb_iter_next(it, &ev, err)) {
+        const char *id = ev->stream + 8; /* "booking-" */
+        if (strcmp(ev->type, "BookingRequested") == 0) {
+            int64_t at = 0;
+            if (evb_map_int(ev->payload, ev->payload_len, "expires_at_us", &at, NULL) != EVB_OK)
+                continue;
+            char *v = malloc(sizeof at);
+            if (v == NULL) break;
+            memcpy(v, &at, sizeof at);
+            zhashx_update(open, id, v);
+            requests++;
+        } else {
+            zhashx_delete(open, id); /* confirmed, rejected, cancelled or expired */
         }
     }
     evb_iter_destroy(&it);
-    if (err->code != EVB_OK) return err->code;
-    evb_log(EVB_LOG_INFO, "%zu booking deadlines re-read from the log", n);
+    rc = err->code;
+    evb_txn_t *tx = rc == EVB_OK ? evb_txn_begin(st, err) : NULL;
+    if (rc == EVB_OK && tx == NULL) rc = err->code ? err->code : EVB_EBUSY;
+    for (char *v = tx ? zhashx_first(open) : NULL; rc == EVB_OK && v != NULL;
+         v = zhashx_next(open)) {
+        int64_t at;
+        memcpy(&at, v, sizeof at);
+        char k[DL_KEY_MAX];
+        rc = evb_txn_put(tx, k, s_dl_key(k, at, zhashx_cursor(open)), "", 0, err);
+    }
+    if (rc == EVB_OK) rc = evb_txn_put(tx, DL_MARK, strlen(DL_MARK), "", 0, err);
+    if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
+    evb_txn_destroy(&tx);
+    if (rc == EVB_OK)
+        evb_log(EVB_LOG_INFO, "deadline index built from the log: %zu of %zu bookings wait "
+                "for an answer", zhashx_size(open), requests);
+    zhashx_destroy(&open);
+    return rc;
+}
+
+static int s_count(const void *key, size_t kl, const void *val, size_t vl, void *ctx)
+{
+    (void)key;
+    (void)kl;
+    (void)val;
+    (void)vl;
+    ++*(size_t *)ctx;
+    return 0;
+}
+
+/* At start: the index is there (made once if needed); say how many wait. */
+static int s_deadlines(evb_svc_t *svc, evb_err *err)
+{
+    int64_t t0 = evb_now_us();
+    int rc = s_dl_build(svc, err);
+    size_t n = 0;
+    if (rc == EVB_OK) rc = evb_store_scan(evb_svc_store(svc), DL_PFX, DL_PFX_LEN, s_count, &n, err);
+    if (rc != EVB_OK) return rc;
+    evb_log(EVB_LOG_INFO, "%zu bookings wait for an answer (deadline index read in %.1f ms)", n,
+            (double)(evb_now_us() - t0) / 1000.0);
     return EVB_OK;
 }
 
@@ -344,7 +457,8 @@ static int p_views(evb_svc_ctx *c, const evb_event_t *ev, void *ctx, evb_err *er
     return rc;
 }
 
-/* customer {customer?}: that customer's bookings, or everyone's. */
+/* customer {customer?, limit?, after?}: that customer's bookings, or
+ * everyone's, a page at a time (svc_util.h, su_reply_scan). */
 static int q_customer(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
                       evb_err *err)
 {
@@ -358,7 +472,7 @@ static int q_customer(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, 
                            ID_MAX);
     int pl = rc == EVB_OK ? snprintf(pfx, sizeof pfx, "cust/%s/", cust)
                           : snprintf(pfx, sizeof pfx, "cust/");
-    return su_reply_scan(views, pfx, (size_t)pl, "bookings", reply, err);
+    return su_reply_scan(views, pfx, (size_t)pl, "bookings", a, al, reply, err);
 }
 
 int main(int argc, char **argv)
@@ -373,7 +487,8 @@ int main(int argc, char **argv)
         .summary = "Bookings as sagas: book -> the reservation service holds seats ->\n"
                    "confirmed or rejected; cancel and hold expiry release the seats.\n"
                    "Commands: book {show, seats, customer, booking?}, cancel {booking}.\n"
-                   "Queries: booking {booking}, customer {customer?}, status.",
+                   "Queries: booking {booking}, customer {customer?, limit?, after?} (a page:\n"
+                   "{bookings, next}: ask again with after=next while next is not nil), status.",
         .flags = flags,
         .nflags = 1,
         .views = true,
@@ -394,7 +509,7 @@ int main(int argc, char **argv)
     evb_err err = {0};
     static const char *const show_cats[] = {"show"};
     static const char *const booking_cats[] = {"booking"};
-    int rc = s_rebuild_pending(svc, &ap, &err);
+    int rc = s_deadlines(svc, &err);
     if (rc == EVB_OK) rc = evb_svc_command(svc, "book", c_book, &ap, &err);
     if (rc == EVB_OK) rc = evb_svc_command(svc, "cancel", c_cancel, &ap, &err);
     if (rc == EVB_OK) rc = evb_svc_query(svc, "booking", q_booking, NULL, &err);
@@ -409,6 +524,5 @@ int main(int argc, char **argv)
     }
     code = evb_svc_run(svc);
     evb_svc_destroy(&svc);
-    free(ap.p);
     return code;
 }

@@ -72,37 +72,80 @@ static inline void su_kv_int(msgpack_packer *pk, const char *k, int64_t v)
     msgpack_pack_int64(pk, v);
 }
 
-/* Reply {key: [every stored value under prefix]} from a read model whose
- * values are msgpack maps (copied verbatim). Two passes: count, then pack. */
-typedef struct su_scan_acc {
-    msgpack_packer *pk;
-    uint32_t n;
-} su_scan_acc;
+/* A page of a read model whose values are msgpack maps (copied verbatim):
+ * reply {key: [values of the keys under prefix, in key order], next: a
+ * cursor or nil}. The request may carry limit (1..SU_PAGE_MAX, default
+ * SU_PAGE_DEFAULT) and after (the next of the page before); a page also
+ * ends before SU_PAGE_BYTES of values, so a reply never outgrows the
+ * message ceiling. */
+#define SU_PAGE_DEFAULT 1000
+#define SU_PAGE_MAX 10000
+#define SU_PAGE_BYTES (512u * 1024u)
+#define SU_PAGE_FULL (-2) /* a scan callback's "stop": not an evb_code */
+typedef struct su_page_acc {
+    evb_buf items;
+    size_t plen;
+    uint64_t limit, n;
+    bool more;
+    char last[EVB_MAX_KEY_LEN + 1];
+    size_t lastlen;
+} su_page_acc;
 
-static inline int su_scan_one(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+static inline int su_page_one(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
 {
-    (void)k;
-    (void)kl;
-    su_scan_acc *a = ctx;
+    su_page_acc *a = ctx;
+    if (a->n == a->limit || (a->n > 0 && a->items.len + vl > SU_PAGE_BYTES)) {
+        a->more = true;
+        return SU_PAGE_FULL;
+    }
+    if (evb_buf_append(&a->items, v, vl, NULL) != EVB_OK) return -1;
     a->n++;
-    if (a->pk) msgpack_pack_bin_body(a->pk, v, vl);
+    a->lastlen = kl - a->plen;
+    memcpy(a->last, (const char *)k + a->plen, a->lastlen);
     return 0;
 }
 
 static inline int su_reply_scan(evb_store_t *views, const char *prefix, size_t plen,
-                                const char *key, evb_buf *reply, evb_err *err)
+                                const char *key, const void *args, size_t alen,
+                                evb_buf *reply, evb_err *err)
 {
-    su_scan_acc acc = {0};
-    int rc = evb_store_scan(views, prefix, plen, su_scan_one, &acc, err);
-    if (rc != EVB_OK) return rc;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, reply, evb_svc_pack_write);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str_with_body(&pk, key, strlen(key));
-    msgpack_pack_array(&pk, acc.n);
-    acc.pk = &pk;
-    acc.n = 0;
-    return evb_store_scan(views, prefix, plen, su_scan_one, &acc, err);
+    su_page_acc acc = {.plen = plen, .limit = SU_PAGE_DEFAULT};
+    evb_err e = {0};
+    const void *val;
+    size_t vl;
+    if (evb_map_find(args, alen, "limit", &val, &vl, &e) == EVB_OK) {
+        int rc = su_uint(args, alen, "limit", 1, SU_PAGE_MAX, &acc.limit, err);
+        if (rc != EVB_OK) return rc;
+    }
+    char after[EVB_MAX_KEY_LEN + 1], start[EVB_MAX_KEY_LEN + 2];
+    size_t slen = 0;
+    int rc = evb_map_str(args, alen, "after", after, sizeof after - plen, &e);
+    if (rc == EVB_OK) {
+        slen = plen + strlen(after) + 1; /* the first key after prefix+after */
+        memcpy(start, prefix, plen);
+        memcpy(start + plen, after, slen - plen);
+    } else if (rc != EVB_ENOTFOUND) {
+        return evb_err_set(err, EVB_EINVAL, "after: must be the \"next\" of a page");
+    }
+    rc = evb_store_scan_from(views, prefix, plen, slen ? start : NULL, slen, su_page_one,
+                             &acc, err);
+    if (rc == SU_PAGE_FULL) rc = EVB_OK;
+    if (rc < 0) rc = evb_err_set(err, EVB_ENOMEM, "out of memory for a page");
+    if (rc == EVB_OK) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, reply, evb_svc_pack_write);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, key, strlen(key));
+        msgpack_pack_array(&pk, (uint32_t)acc.n);
+        msgpack_pack_bin_body(&pk, acc.items.data, acc.items.len);
+        su_key(&pk, "next");
+        if (acc.more)
+            msgpack_pack_str_with_body(&pk, acc.last, acc.lastlen);
+        else
+            msgpack_pack_nil(&pk);
+    }
+    evb_buf_free(&acc.items);
+    return rc;
 }
 
 /* An event whose payload is the map in buf (the caller keeps buf alive). */

@@ -484,7 +484,7 @@ static int q_availability(evb_svc_ctx *c, const void *a, size_t al, evb_buf *rep
             return evb_err_set(err, EVB_ENOTFOUND, "show %s: not in the read model", id);
         return rc;
     }
-    return su_reply_scan(views, "show/", 5, "shows", reply, err);
+    return su_reply_scan(views, "show/", 5, "shows", a, al, reply, err);
 }
 
 static int p_views(evb_svc_ctx *c, const evb_event_t *ev, void *ctx, evb_err *err)

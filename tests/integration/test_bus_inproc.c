@@ -693,6 +693,21 @@ static int s_cmd_echo(const void *args, size_t len, evb_buf *out, void *ctx, evb
     return evb_buf_append(out, name, strlen(name), err);
 }
 
+/* {"blob": 2 MiB of bin}: a reply over the message ceiling. */
+static int s_cmd_big(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
+{
+    (void)args;
+    (void)len;
+    (void)ctx;
+    static const uint8_t head[] = {0x81, 0xa4, 'b', 'l', 'o', 'b', 0xc6, 0x00, 0x20, 0x00, 0x00};
+    int rc = evb_buf_append(out, head, sizeof head, err);
+    for (int i = 0; rc == EVB_OK && i < 2048; i++) {
+        static const char kib[1024];
+        rc = evb_buf_append(out, kib, sizeof kib, err);
+    }
+    return rc;
+}
+
 typedef struct cmd_world {
     evb_cmd_t *cmd;
     atomic_bool stop;
@@ -717,6 +732,7 @@ static void test_command_socket_replies_and_errors(void **state)
     assert_non_null(cw.cmd);
     assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_OK);
     assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_EINVAL);
+    assert_int_equal(evb_cmd_on(cw.cmd, "big", s_cmd_big, NULL, &err), EVB_OK);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, s_cmd_thread, &cw), 0);
     evb_buf out = {0};
@@ -757,6 +773,10 @@ static void test_command_socket_replies_and_errors(void **state)
     assert_non_null(memmem(buf, (size_t)n, "EVB_EDECODE", 11));
     zmq_close(d);
     zmq_ctx_term(ctx);
+    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    /* A reply over the ceiling: the caller is told so, never left to time out. */
+    assert_int_equal(evb_cmd_call(ep, "big", NULL, 0, 5000, &out, &err), EVB_ETOOBIG);
+    assert_non_null(strstr(err.msg, "larger than the message ceiling"));
     assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
     atomic_store(&cw.stop, true);
     pthread_join(t, NULL);

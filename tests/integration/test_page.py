@@ -35,7 +35,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from evbtest import Fail, check, wait_for  # noqa: E402
+from evbtest import check, wait_for  # noqa: E402
 import evbtest  # noqa: E402
 
 log = evbtest.logger("page")

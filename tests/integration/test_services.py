@@ -13,7 +13,8 @@ Cases:
   retry        a client whose call timed out retries the same command id and
                gets the first outcome: one booking, not two.
   rebuild      read models rebuilt from zero (--rebuild-views) answer the
-               same as the live ones.
+               same as the live ones; the customer query pages (limit,
+               after/next) and refuses a bad limit or cursor; status in text.
   bad          unknown commands, missing / wrong-typed fields, garbage bytes:
                a clear error, the service keeps serving, its log unchanged.
   tail         `evbus log tail` of a running service, through the bus.
@@ -29,6 +30,16 @@ Cases:
                intruder's call is refused (exit 8), its sniff --from-start
                gets nothing; both services log the refusal, no secret key in
                any log or output.
+  deadlines    a booking log written before the deadline index (by `evbus
+               append`), booking alone: it builds the index once at start (2
+               of 3 bookings wait), expires the one past its deadline (after
+               the 10 s grace a start gives reservation), keeps the
+               one to come, leaves the answered one; a restart reads the
+               index and does not build it again.
+  restart      booking SIGKILLed and restarted 4 times under load while
+               reservation stays up: every booking ends, none expired (an
+               accepted booking never expires because its own service
+               restarted), the invariants hold.
   disk_full    the reservation's store and views on a small tmpfs that fills
                up during bookings and box-office holds: holds get a clear error
                (exit 4), the service stays up and answers status; once the
@@ -114,6 +125,16 @@ class Cluster:
             if time.monotonic() > deadline:
                 fail("%s does not answer status" % name)
             time.sleep(0.05)
+
+    def up(self, shows, capacity):
+        """Both services started, and the shows created."""
+        self.start("reservation")
+        self.start("booking")
+        for sh in shows:
+            rc, body = self.call(self.res_cmd, "create_show", "show=" + sh,
+                                 "capacity=%d" % capacity)
+            if rc != 0:
+                fail("create_show %s: exit %d %s" % (sh, rc, body))
 
     def kill(self, name, sig=signal.SIGKILL):
         p = self.procs.pop(name, None)
@@ -207,6 +228,17 @@ def case_concurrent(cl):
           % (total, confirmed, box["held"], summary["by_status"]))
 
 
+def end_load(cl, stop, threads, sent, shows):
+    """Stop the client threads; no call may have failed but for an unreachable
+    service; the invariants once every saga has ended (the summary)."""
+    stop.set()
+    for t in threads:
+        t.join()
+    if sent["other"]:
+        fail("calls failed with other errors: %s" % sent)
+    return cl.check(shows, wait_s=120)
+
+
 def case_kills(cl):
     cl.start("reservation")
     cl.start("booking")
@@ -255,14 +287,9 @@ def case_kills(cl):
         kills += 1
         time.sleep(rng.uniform(0.0, 0.3))
         cl.start(victim)
-    stop.set()
-    for t in threads:
-        t.join()
-    if sent["other"]:
-        fail("calls failed with other errors: %s" % sent)
-    summary = cl.check(shows, wait_s=120)
+    summary = end_load(cl, stop, threads, sent, shows)
     # Every accepted booking is in the read model (nothing lost).
-    rc, cust = cl.call(cl.bk_cmd, "customer")
+    rc, cust = cl.caller.pages(cl.bk_cmd, "customer", "bookings")
     known = {b["booking"] for b in cust["bookings"]}
     missing = [b for b in ids if b not in known]
     if missing:
@@ -271,6 +298,90 @@ def case_kills(cl):
     if summary["bookings"] == 0:
         fail("no booking went through")
     print("kills: %d SIGKILLs, calls %s, %s" % (kills, sent, summary["by_status"]))
+
+
+def case_deadlines(cl):
+    now_us = int(time.time() * 1e6)
+    lines = [
+        ("d1", "BookingRequested", now_us - 60_000_000),
+        ("d1", "BookingConfirmed", None),
+        ("d2", "BookingRequested", now_us - 60_000_000),
+        ("d3", "BookingRequested", now_us + 3_600_000_000),
+    ]
+    text = ""
+    for bid, typ, at in lines:
+        pl = {"booking": bid, "show": "s", "customer": "old", "seats": 1}
+        if at is not None:
+            pl["expires_at_us"] = at
+        text += json.dumps({"stream": "booking-" + bid, "type": typ, "payload": pl}) + "\n"
+    r = subprocess.run([cl.evbus, "append", "--store", cl.stores["booking"], "--create",
+                        "--service", "booking"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        fail("append the old log: %s" % r.stderr)
+    # Booking alone: nobody answers, so what expires is decided by the index
+    # (after the grace of 10 s a start gives the reservation service).
+    cl.start("booking")
+    with open("%s/booking.log" % cl.dir) as f:
+        blog = f.read()
+    if "deadline index built from the log: 2 of 3 bookings wait" not in blog:
+        fail("booking did not build the deadline index of the old log:\n" + blog)
+
+    def status(bid):
+        rc, b = cl.call(cl.bk_cmd, "booking", "booking=" + bid)
+        return b.get("status") if rc == 0 else "rc %d" % rc
+    deadline = time.monotonic() + 40
+    while status("d2") != "expired":
+        if time.monotonic() > deadline:
+            fail("d2 (past its deadline, unanswered) never expired: %s" % status("d2"))
+        time.sleep(0.05)
+    got = {b: status(b) for b in ("d1", "d2", "d3")}
+    if got != {"d1": "confirmed", "d2": "expired", "d3": "requested"}:
+        fail("after the index was built: %s" % got)
+    cl.stop("booking")
+    cl.start("booking")
+    with open("%s/booking.log" % cl.dir) as f:
+        blog = f.read()
+    if blog.count("deadline index built") != 1 or \
+            "1 bookings wait for an answer" not in blog.split("stopped cleanly")[-1]:
+        fail("the restart did not read the index as it was:\n" + blog)
+    print("deadlines: index built once (2 of 3 waiting), d2 expired, d3 still waits, "
+          "the restart read 1 open booking from the index")
+
+
+def case_restart(cl):
+    shows = ["r1", "r2"]
+    cl.up(shows, 400)
+    stop = threading.Event()
+    sent = {"ok": 0, "unreachable": 0, "other": 0}
+    lock = threading.Lock()
+
+    def client(k):
+        i = 0
+        while not stop.is_set():
+            rc, _ = cl.call(cl.bk_cmd, "book", "show=" + shows[i % 2], "seats=1",
+                            "customer=r%d" % k, "booking=r%dn%d" % (k, i))
+            i += 1
+            with lock:
+                sent["ok" if rc == 0 else "unreachable" if rc == 7 else "other"] += 1
+            if rc == 7:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(4 * SCALE):
+        time.sleep(0.6)
+        cl.kill("booking")
+        cl.start("booking")
+    time.sleep(0.3)
+    summary = end_load(cl, stop, threads, sent, shows)
+    expired = summary["by_status"].get("expired", 0)
+    if expired:
+        fail("%d bookings expired although reservation was up all the time (%s)"
+             % (expired, summary["by_status"]))
+    print("restart: 4 SIGKILLs of booking, calls %s, %s, none expired"
+          % (sent, summary["by_status"]))
 
 
 def case_retry(cl):
@@ -323,11 +434,8 @@ def case_retry(cl):
 
 
 def case_rebuild(cl):
-    cl.start("reservation")
-    cl.start("booking")
     shows = ["v1", "v2"]
-    for s in shows:
-        cl.call(cl.res_cmd, "create_show", "show=" + s, "capacity=30")
+    cl.up(shows, 30)
     run_clients(cl, 4, 80 * SCALE, lambda i: ["show=" + shows[i % 2], "seats=%d" % (1 + i % 3),
                                               "customer=p%d" % (i % 5), "booking=v%d" % i])
     for i in range(0, 80 * SCALE, 7):
@@ -336,13 +444,34 @@ def case_rebuild(cl):
 
     def views():
         _, a = cl.call(cl.res_cmd, "availability")
-        _, b = cl.call(cl.bk_cmd, "customer")
+        _, b = cl.caller.pages(cl.bk_cmd, "customer", "bookings")
         for x in a["shows"]:
             x.pop("version", None)
         return (sorted(json.dumps(x, sort_keys=True) for x in a["shows"]),
                 sorted(json.dumps(x, sort_keys=True) for x in b["bookings"]))
 
     live = views()
+    # The customer query pages: limit and after, next until nil; every
+    # booking once; a bad limit or cursor is a bad request naming the field.
+    seen, after, npages = [], None, 0
+    while True:
+        args = ["limit=7"] + (["after:=" + json.dumps(after)] if after is not None else [])
+        rc, page = cl.call(cl.bk_cmd, "customer", *args)
+        if rc != 0 or len(page["bookings"]) > 7:
+            fail("customer page %d: exit %d, %s" % (npages, rc, page))
+        seen += [b["booking"] for b in page["bookings"]]
+        npages += 1
+        after = page["next"]
+        if after is None:
+            break
+    every = sorted(json.loads(x)["booking"] for x in live[1])
+    if sorted(seen) != every or len(seen) != len(set(seen)) or npages < len(every) // 7:
+        fail("paging by 7 gave %d bookings in %d pages, want each of %d once"
+             % (len(seen), npages, len(every)))
+    for bad, field in (("limit=0", "limit"), ("limit=10001", "limit"), ("after=5", "after")):
+        rc, body = cl.call(cl.bk_cmd, "customer", bad)
+        if rc != 6 or field not in json.dumps(body):
+            fail("customer %s: exit %d %s, want 6 naming %s" % (bad, rc, body, field))
     # `evbus status` in text says everything a service knows of itself: its
     # name, state, head and command counters, its feeds and its views.
     r = subprocess.run([cl.evbus, "status", cl.bk_cmd], capture_output=True, text=True,
@@ -971,7 +1100,7 @@ def disk_full_run(cl, mnt):
             fail("book after the disk was grown: exit %d %s" % (rc, body))
         acked.append("after%d" % (i + 1))
     summary = cl.check(shows, wait_s=60)
-    _, cust = cl.call(cl.bk_cmd, "customer")
+    _, cust = cl.caller.pages(cl.bk_cmd, "customer", "bookings")
     known = {b["booking"]: b["status"] for b in cust.get("bookings", [])}
     missing = [b for b in acked if b not in known]
     if missing:

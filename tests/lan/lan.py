@@ -1139,7 +1139,7 @@ def case_loss(r):
     c = cl.callers[3]
 
     def settled():
-        rc, cust = c.call(cl.bk_cmd, "customer")
+        rc, cust = c.pages(cl.bk_cmd, "customer", "bookings")
         return rc == 0 and cust.get("bookings") and \
             all(b["status"] != "requested" for b in cust["bookings"])
     wait_for("every booking final under loss", settled, 180 * SLOW, step=0.5)

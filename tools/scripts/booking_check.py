@@ -50,6 +50,19 @@ class Caller:
             body = {"error": "unparsable", "message": p.stdout}
         return p.returncode, body
 
+    def pages(self, ep, command, key, *args):
+        """(rc, {key: every item}) of a paged query (limit, after -> next)."""
+        items, after = [], None
+        while True:
+            rc, body = self.call(ep, command, *args, "limit=5000",
+                                 *(["after:=" + json.dumps(after)] if after is not None else []))
+            if rc != 0:
+                return rc, body
+            items += body.get(key, [])
+            after = body.get("next")
+            if after is None:
+                return 0, {key: items}
+
 
 def feeds_quiet(status):
     for f in status.get("feeds", []) + status.get("views", []):
@@ -65,7 +78,7 @@ def wait_quiet(c, res, bk, wait_s):
     while True:
         rc1, s1 = c.call(res, "status")
         rc2, s2 = c.call(bk, "status")
-        rc3, cust = c.call(bk, "customer")
+        rc3, cust = c.pages(bk, "customer", "bookings")
         pending = [b for b in cust.get("bookings", []) if b.get("status") == "requested"]
         if rc1 == 0 and rc2 == 0 and rc3 == 0 and feeds_quiet(s1) and feeds_quiet(s2) \
                 and not pending:
@@ -113,7 +126,7 @@ def check(evbus, res, bk, shows, wait_s=60, quiet=False, extra=None):
         if rc != 0 or any(v.get(k) != s[k] for k in ("capacity", "held", "reserved",
                                                         "available")):
             problems.append("show %s: read model %s != aggregate %s" % (show, v, s))
-    rc, cust = c.call(bk, "customer")
+    rc, cust = c.pages(bk, "customer", "bookings")
     bookings = cust.get("bookings", []) if rc == 0 else []
     if rc != 0:
         problems.append("booking read model query failed: %s" % cust)
