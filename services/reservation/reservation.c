@@ -2,15 +2,20 @@
  * evbus-reservation: seat availability per show.
  *
  * Aggregate: SeatAvailability, stream "show-ID": capacity, seats held,
- * seats reserved, and each booking's hold (held, confirmed, released,
- * rejected). Every decision is made on the aggregate in the one thread that
+ * seats reserved, and the hold of each booking that has seats (held or
+ * confirmed). A hold that ends (released) or never was (rejected) leaves the
+ * aggregate: deciding needs only what holds seats, and so the state, its
+ * snapshots and the memory of a show stay within its capacity however many
+ * bookings it has seen (a booking with no hold has nothing to release or
+ * confirm, as before). Every decision is made on the aggregate in the one thread that
  * owns the log, and every event carries the totals it leaves behind, so
  * held + reserved <= capacity holds after every event and a booking is
  * released at most once.
  *
  * Commands (box office): create_show {show, capacity}; hold {show, seats,
  * booking?}; confirm {show, booking}; release {show, booking}.
- * Queries: show {show} (the aggregate), holds {show}, availability {show?}
+ * Queries: show {show} (the aggregate), holds {show} (those holding seats),
+ * availability {show?, limit?, after?}
  * (the read model).
  * Reacts to the booking service's log (category "booking"):
  * BookingRequested -> SeatsHeld | SeatsRejected; BookingConfirmed ->
@@ -63,6 +68,20 @@ static hold *show_hold(const show *s, const char *booking)
     return v ? &s->holds[(uintptr_t)v - 1] : NULL;
 }
 
+/* Drop booking's hold (swap-remove: the last one takes its slot). */
+static void show_drop_hold(show *s, const char *booking)
+{
+    void *v = s->ix ? zhashx_lookup(s->ix, booking) : NULL;
+    if (v == NULL) return;
+    size_t i = (uintptr_t)v - 1;
+    zhashx_delete(s->ix, booking);
+    if (i != s->n - 1) {
+        s->holds[i] = s->holds[s->n - 1];
+        zhashx_update(s->ix, s->holds[i].booking, (void *)(uintptr_t)(i + 1));
+    }
+    s->n--;
+}
+
 static int show_set_hold(show *s, const char *booking, uint32_t seats, uint8_t state,
                          evb_err *err)
 {
@@ -110,8 +129,7 @@ static int show_apply(void *st, const evb_event_t *ev, evb_err *err)
         s->held += seats;
         return show_set_hold(s, booking, (uint32_t)seats, H_HELD, err);
     }
-    if (strcmp(ev->type, "SeatsRejected") == 0)
-        return h ? EVB_OK : show_set_hold(s, booking, (uint32_t)seats, H_REJECTED, err);
+    if (strcmp(ev->type, "SeatsRejected") == 0) return EVB_OK; /* nothing held */
     if (h == NULL)
         return evb_err_set(err, EVB_ECORRUPT, "%s: %s for unknown booking %s", ev->stream,
                            ev->type, booking);
@@ -122,7 +140,7 @@ static int show_apply(void *st, const evb_event_t *ev, evb_err *err)
     } else if (strcmp(ev->type, "SeatsReleased") == 0) {
         if (h->state == H_HELD) s->held -= h->seats;
         else if (h->state == H_CONFIRMED) s->reserved -= h->seats;
-        h->state = H_RELEASED;
+        show_drop_hold(s, booking); /* ended: nothing more to decide on it */
     }
     return EVB_OK;
 }
@@ -191,6 +209,7 @@ static int show_load(void *st, const void *buf, size_t len, evb_err *err)
         memcpy(b, e.via.array.ptr[0].via.str.ptr, e.via.array.ptr[0].via.str.size);
         b[e.via.array.ptr[0].via.str.size] = '\0';
         if (show_hold(s, b) != NULL) goto out; /* a booking twice */
+        if (state != H_HELD && state != H_CONFIRMED) continue; /* an older build's ended hold */
         if (show_set_hold(s, b, (uint32_t)seats, (uint8_t)state, err) != EVB_OK) goto out;
     }
     rc = EVB_OK;
@@ -249,7 +268,8 @@ static int s_load(evb_svc_ctx *c, const char *show_id, show **s, uint64_t *versi
     return evb_svc_load(c, &s_show, stream, (void **)s, version, err);
 }
 
-/* Hold seats for booking. A booking asked twice keeps its first answer.
+/* Hold seats for booking. A booking that holds seats keeps them when asked
+ * again; one whose hold ended (or was refused) is asked anew.
  * record_refusal: a refusal is an event (the booking service waits for it)
  * rather than a command error. */
 static int s_hold(evb_svc_ctx *c, const char *show_id, const char *booking, uint64_t seats,
@@ -259,13 +279,7 @@ static int s_hold(evb_svc_ctx *c, const char *show_id, const char *booking, uint
     uint64_t v;
     int rc = s_load(c, show_id, &s, &v, err);
     if (rc != EVB_OK) return rc;
-    hold *h = show_hold(s, booking);
-    if (h != NULL) {
-        if (h->state == H_HELD || h->state == H_CONFIRMED) return EVB_OK;
-        if (record_refusal) return EVB_OK; /* already answered */
-        return evb_err_set(err, EVB_EREJECTED, "booking %s on show %s was already %s",
-                           booking, show_id, s_hold_names[h->state]);
-    }
+    if (show_hold(s, booking) != NULL) return EVB_OK; /* holds seats already */
     const char *why = NULL;
     char msg[160];
     uint64_t avail = s->capacity - s->held - s->reserved;
