@@ -24,7 +24,7 @@
 enum { SRC_FILE = 1, SRC_ENV, SRC_FLAG };
 
 typedef enum kind {
-    K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_HWM, K_OWN, K_DISC
+    K_STR, K_BOOL, K_FOLLOW, K_SYNC, K_LEVEL, K_FORMAT, K_UINT, K_CACHE, K_HWM, K_OWN, K_DISC
 } kind;
 
 typedef struct setting {
@@ -59,6 +59,8 @@ static const setting s_common[] = {
     {"sync", "POLICY", "every | group (default) | none", K_SYNC, 0, 0},
     {"command-ttl", "SECONDS", "keep command outcomes for retries this long (86400)",
      K_UINT, 0, 0},
+    {"aggregate-cache-mb", "N", "aggregates kept in memory, at most N MiB (default 64)",
+     K_CACHE, 0, 0},
     {"rcvhwm", "N", "messages a followed publisher's SUB queue holds (default 100000)",
      K_HWM, 0, 0},
     {"log-level", "LEVEL", "debug | info (default) | warn | error", K_LEVEL, 0, 0},
@@ -225,6 +227,16 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             cfg->command_ttl_s = (unsigned)n;
             return 0;
         }
+        case K_CACHE: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(v, &end, 10);
+            if (errno || *end || end == v || *v == '-' || n == 0 || n > 65536)
+                return s_usage_err(ps, "--%s: '%s' is not a number of MiB (1..65536)", name,
+                                   v);
+            cfg->aggregate_cache_mb = (unsigned)n;
+            return 0;
+        }
         case K_HWM: {
             char *end;
             errno = 0;
@@ -321,6 +333,7 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     cfg->sync = EVB_SYNC_GROUP;
     cfg->log_level = EVB_LOG_INFO;
     cfg->command_ttl_s = 86400;
+    cfg->aggregate_cache_mb = 64;
     char prog[64];
     snprintf(prog, sizeof prog, "evbus-%s", def->name);
     parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = prog};

@@ -94,6 +94,9 @@ typedef struct evb_agg_def {
     int (*save)(const void *state, evb_buf *out, evb_err *err);
     int (*load)(void *state, const void *buf, size_t len, evb_err *err);
     unsigned snapshot_every;
+    /* Bytes the state owns beyond state_size (arrays, maps), for the bound
+     * of the aggregate cache (--aggregate-cache-mb); NULL: none. */
+    size_t (*heap_size)(const void *state);
 } evb_agg_def;
 
 /* The state of stream (lent: valid until the operation ends) and its

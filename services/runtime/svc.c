@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CACHE_MAX 100000u /* aggregates kept in memory before a flush */
+#define CACHE_MAX 100000u /* aggregates kept in memory before a flush, whatever their size */
 #define MAX_COMMANDS 30u  /* the bus allows 32; status is one */
 #define CMD_KEY_PFX "cmd/"
 
@@ -31,6 +31,7 @@ typedef struct cache_ent {
     uint64_t version;
     bool touched; /* changed by the open transaction */
     bool stale;   /* the log moved past it (a version conflict): drop at the end */
+    size_t bytes; /* what it holds, as last measured (s_ent_size) */
     char *stream;
     max_align_t state[]; /* def->state_size bytes */
 } cache_ent;
@@ -87,6 +88,8 @@ struct evb_svc {
     tick_entry ticks[8];
     size_t nticks;
     hmap cache;
+    size_t cache_bytes;    /* the entries' bytes (cache_ent.bytes summed) */
+    uint64_t cache_clears; /* times the bound emptied it */
     cache_ent **touched;
     size_t ntouched, cap_touched;
     int fatal; /* exit code after a fatal error */
@@ -104,6 +107,14 @@ static void s_on_signal(int sig)
 }
 
 /* ---- the aggregate cache ---- */
+
+/* The memory an entry holds: itself, its stream name, what its state owns
+ * (the aggregate's heap_size) and a map slot. */
+static size_t s_ent_size(const cache_ent *e)
+{
+    return sizeof *e + e->def->state_size + strlen(e->stream) + 1 + sizeof(hent) +
+           (e->def->heap_size ? e->def->heap_size(e->state) : 0);
+}
 
 static void s_ent_free(cache_ent *e)
 {
@@ -131,11 +142,22 @@ static bool s_keep_written(const hent *h, void *ctx)
 /* Free every entry and the map itself. Walks the slots rather than using
  * hmap_filter, which needs memory for a new table and could leave the
  * entries behind when it has none. */
-static void s_cache_clear(hmap *m)
+static void s_cache_clear(evb_svc_t *svc)
 {
+    hmap *m = &svc->cache;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].hash != 0) s_ent_free((cache_ent *)(uintptr_t)m->slots[i].a);
     hmap_free(m);
+    svc->cache_bytes = 0;
+}
+
+/* The total of the entries' bytes (after a filter dropped some). */
+static size_t s_cache_bytes(const hmap *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].hash != 0) n += ((const cache_ent *)(uintptr_t)m->slots[i].a)->bytes;
+    return n;
 }
 
 /* The store's end hook for transactions of the service's own store. */
@@ -146,16 +168,31 @@ static void s_tx_end(void *ctx, bool committed)
         bool stale = false;
         for (size_t i = 0; i < svc->ntouched; i++) stale |= svc->touched[i]->stale;
         if (committed && !stale) {
-            for (size_t i = 0; i < svc->ntouched; i++) svc->touched[i]->touched = false;
+            for (size_t i = 0; i < svc->ntouched; i++) {
+                cache_ent *e = svc->touched[i];
+                e->touched = false;
+                size_t b = s_ent_size(e); /* its state changed */
+                svc->cache_bytes += b - e->bytes;
+                e->bytes = b;
+            }
         } else if (hmap_filter(&svc->cache, s_keep_written, &committed) != 0) {
             /* Out of memory rebuilding the map: drop it all rather than keep
              * states that were never written. */
-            s_cache_clear(&svc->cache);
+            s_cache_clear(svc);
+        } else {
+            svc->cache_bytes = s_cache_bytes(&svc->cache);
         }
         svc->ntouched = 0;
     }
-    /* No handler runs now, so no state pointer lent by evb_svc_load is live. */
-    if (svc->cache.len > CACHE_MAX) s_cache_clear(&svc->cache);
+    /* No handler runs now, so no state pointer lent by evb_svc_load is live.
+     * Over the bound, the cache starts again empty: a whole flush costs one
+     * reload (snapshot and the events after it) per aggregate used again,
+     * and keeps nothing stale. */
+    if (svc->cache.len > CACHE_MAX ||
+        svc->cache_bytes > (size_t)svc->cfg.aggregate_cache_mb << 20) {
+        s_cache_clear(svc);
+        svc->cache_clears++;
+    }
     if (svc->consumer.cur_tx) svc->consumer.cur_tx = NULL;
 }
 
@@ -235,6 +272,8 @@ int evb_svc_load(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
         rc = evb_err_set(err, EVB_ENOMEM, "out of memory caching %s", stream);
         goto fail;
     }
+    e->bytes = s_ent_size(e);
+    svc->cache_bytes += e->bytes;
     *state = e->state;
     *version = e->version;
     return EVB_OK;
@@ -795,7 +834,7 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     evb_id_to_hex(&si.log_id, hex);
     evb_pub_stats ps = {0};
     if (svc->pub) evb_pub_get_stats(svc->pub, &ps);
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 14);
     KS("program", "service");
     KS("service", svc->def->name);
     KS("log_id", hex);
@@ -813,6 +852,12 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
         rc = evb_sub_status_pack(out, svc->projector.sub, EVB_FEED_PACK_HISTORY, err);
     msgpack_pack_str_with_body(pk, "beacons", 7);
     svc_disc_pack(svc->disc, pk);
+    msgpack_pack_str_with_body(pk, "aggregate_cache", 15);
+    msgpack_pack_map(pk, 4);
+    KU("entries", svc->cache.len);
+    KU("bytes", svc->cache_bytes);
+    KU("max_bytes", (uint64_t)svc->cfg.aggregate_cache_mb << 20);
+    KU("clears", svc->cache_clears);
     return rc;
 #undef KS
 #undef KU
@@ -858,6 +903,22 @@ static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *
         rc = evb_metrics_pub(metrics, svc->pub, svc->def->name, err);
     if (rc == EVB_OK && svc->consumer.sub)
         rc = evb_metrics_sub(metrics, svc->consumer.sub, 1000, err);
+    const char *sl[] = {"service", svc->def->name, NULL};
+    static const struct {
+        const char *name, *type, *help;
+    } cf[] = {
+        {"evbus_aggregate_cache_entries", "gauge", "Aggregates kept in memory."},
+        {"evbus_aggregate_cache_bytes", "gauge",
+         "Memory the cached aggregates hold (bounded by --aggregate-cache-mb)."},
+        {"evbus_aggregate_cache_clears_total", "counter",
+         "Times the bound emptied the aggregate cache."},
+    };
+    double cv[] = {(double)svc->cache.len, (double)svc->cache_bytes,
+                   (double)svc->cache_clears};
+    for (size_t i = 0; rc == EVB_OK && i < 3; i++) {
+        rc = evb_prom_family(metrics, cf[i].name, cf[i].type, cf[i].help, err);
+        if (rc == EVB_OK) rc = evb_prom_sample(metrics, cf[i].name, sl, cv[i], err);
+    }
     if (rc == EVB_OK)
         rc = evb_prom_family(metrics, "evbus_commands_total", "counter",
                              "Commands handled, by outcome: ok, rejected by the domain, "
@@ -1086,7 +1147,7 @@ void evb_svc_destroy(evb_svc_t **svcp)
     evb_sub_destroy(&svc->consumer.sub);
     evb_cmd_destroy(&svc->cmd);
     evb_pub_destroy(&svc->pub);
-    s_cache_clear(&svc->cache);
+    s_cache_clear(svc);
     free(svc->touched);
     evb_store_destroy(&svc->views);
     evb_store_destroy(&svc->store);

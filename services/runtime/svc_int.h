@@ -39,6 +39,7 @@ typedef struct svc_config {
     evb_log_level log_level;
     bool log_json;
     unsigned command_ttl_s;
+    unsigned aggregate_cache_mb; /* the aggregate cache's bound */
     int rcvhwm; /* followed publishers' SUB queue, messages; 0: the library's */
     svc_disc_config disc; /* beacons: svc_disc.c */
 } svc_config;

@@ -556,11 +556,12 @@ def case_bad(cl):
                         "--sync", "sometimes"], capture_output=True, text=True)
     if p.returncode != 2 or "--sync" not in p.stderr:
         fail("bad --sync: exit %d %r" % (p.returncode, p.stderr))
-    for bad in ("0", "-5", "12x", "100000001"):
+    for flag, bad in [("--rcvhwm", b) for b in ("0", "-5", "12x", "100000001")] + \
+            [("--aggregate-cache-mb", b) for b in ("0", "-1", "65537", "1.5")]:
         p = subprocess.run([cl.bk_bin, "--store", cl.dir + "/x", "--cmd", "ipc://x",
-                            "--rcvhwm", bad], capture_output=True, text=True)
-        if p.returncode != 2 or "--rcvhwm: '%s'" % bad not in p.stderr:
-            fail("bad --rcvhwm %s: exit %d %r" % (bad, p.returncode, p.stderr))
+                            flag, bad], capture_output=True, text=True)
+        if p.returncode != 2 or "%s: '%s'" % (flag, bad) not in p.stderr:
+            fail("bad %s %s: exit %d %r" % (flag, bad, p.returncode, p.stderr))
     p = subprocess.run([cl.bk_bin, "--cmd", "ipc://x"], capture_output=True, text=True)
     if p.returncode != 2 or "--store" not in p.stderr:
         fail("missing --store: exit %d %r" % (p.returncode, p.stderr))

@@ -87,6 +87,18 @@ static const evb_agg_def s_big = {.category = "big",
                                   .load = big_load,
                                   .snapshot_every = 2};
 
+/* "heavy-X": a tally that says it owns 300 KiB (the cache's bound counts it). */
+static size_t heavy_size(const void *st)
+{
+    (void)st;
+    return 300u << 10;
+}
+
+static const evb_agg_def s_heavy = {.category = "heavy",
+                                    .state_size = sizeof(tally),
+                                    .apply = tally_apply,
+                                    .heap_size = heavy_size};
+
 /* ------------------------------------------------------ the service's side */
 
 static int s_pack_n(evb_buf *p, uint64_t n)
@@ -203,6 +215,15 @@ static int c_bigadd(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, vo
     return rc == EVB_OK ? s_add(c, &s_big, stream, 1, reply, err) : rc;
 }
 
+static int c_heavyadd(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
+                      evb_err *err)
+{
+    (void)ctx;
+    char stream[80];
+    int rc = s_args(a, al, "heavy", stream, sizeof stream, NULL, err);
+    return rc == EVB_OK ? s_add(c, &s_heavy, stream, 1, reply, err) : rc;
+}
+
 static int q_get(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, void *ctx,
                  evb_err *err)
 {
@@ -257,6 +278,7 @@ static void s_register_src(evb_svc_t *svc)
         evb_svc_command(svc, "add_twice", c_add_twice, NULL, &err) != EVB_OK ||
         evb_svc_command(svc, "raw", c_raw, NULL, &err) != EVB_OK ||
         evb_svc_command(svc, "bigadd", c_bigadd, NULL, &err) != EVB_OK ||
+        evb_svc_command(svc, "heavyadd", c_heavyadd, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "get", q_get, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "fsize", q_fsize, NULL, &err) != EVB_OK ||
         evb_svc_query(svc, "sync", q_sync, NULL, &err) != EVB_OK ||
@@ -341,7 +363,7 @@ static int teardown(void **state)
     return 0;
 }
 
-enum { RAISE_BEFORE_RUN = 1 };
+enum { RAISE_BEFORE_RUN = 1, SMALL_CACHE = 2 };
 
 /* Fork service `name` (store tmp/NAME, endpoints tmp/NAME.*), following
  * `follow` (a proc or NULL). Returns once it answers status, unless the
@@ -361,6 +383,10 @@ static void s_start(fx_t *fx, proc *p, const char *name, void (*reg)(evb_svc_t *
     char *argv[16] = {"test_svc", "--store", store, "--cmd", p->cmd, "--pub", p->pub,
                       "--catchup", p->cu, "--log-level", "error"};
     int argc = 11;
+    if (flags & SMALL_CACHE) {
+        argv[argc++] = "--aggregate-cache-mb";
+        argv[argc++] = "1";
+    }
     if (follow) {
         snprintf(fol, sizeof fol, "%s,%s", follow->pub, follow->cu);
         argv[argc++] = "--follow";
@@ -682,6 +708,56 @@ static void test_consumer_batch_undo(void **state)
 /* SIGTERM before evb_svc_run (a slow start-up) stops the service cleanly:
  * exit 0. Before the fix the handler was installed only by evb_svc_run, and
  * the signal killed the process. */
+/* The aggregate cache's figures in status. */
+static void s_cache_figures(proc *p, uint64_t *entries, uint64_t *bytes, uint64_t *clears)
+{
+    evb_buf out = {0};
+    evb_err err;
+    assert_int_equal(CALL(p, "status", &out, &err, S("x", "")), EVB_OK);
+    const void *m;
+    size_t ml;
+    assert_int_equal(evb_map_find(out.data, out.len, "aggregate_cache", &m, &ml, &err), EVB_OK);
+    assert_int_equal(evb_map_uint(m, ml, "entries", entries, &err), EVB_OK);
+    assert_int_equal(evb_map_uint(m, ml, "bytes", bytes, &err), EVB_OK);
+    assert_int_equal(evb_map_uint(m, ml, "clears", clears, &err), EVB_OK);
+    evb_buf_free(&out);
+}
+
+/* --aggregate-cache-mb bounds the memory of the cached aggregates, what
+ * they own counted (heap_size): over it, the cache starts again empty, and
+ * the states come back from the log, right. */
+static void test_aggregate_cache_bound(void **state)
+{
+    fx_t *fx = *state;
+    proc *p = &fx->p[0];
+    s_start(fx, p, "src", s_register_src, NULL, SMALL_CACHE);
+    evb_buf out = {0};
+    evb_err err;
+    char id[8], s[8];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "h%d", i);
+        snprintf(s, sizeof s, "%d", i);
+        assert_int_equal(CALL(p, "heavyadd", &out, &err, S("cmd_id", id), S("s", s)), EVB_OK);
+    }
+    uint64_t entries, bytes, clears;
+    s_cache_figures(p, &entries, &bytes, &clears);
+    assert_int_equal(entries, 3);
+    assert_true(bytes >= 3 * (300u << 10) && bytes <= 1u << 20);
+    assert_int_equal(clears, 0);
+    assert_int_equal(CALL(p, "heavyadd", &out, &err, S("cmd_id", "h3"), S("s", "3")), EVB_OK);
+    s_cache_figures(p, &entries, &bytes, &clears);
+    assert_int_equal(entries, 0);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(clears, 1);
+    /* Loaded again from the log: the second add sees the first. */
+    assert_int_equal(CALL(p, "heavyadd", &out, &err, S("cmd_id", "h0b"), S("s", "0")),
+                     EVB_OK);
+    assert_int_equal(s_field(&out, "total"), 2);
+    assert_int_equal(s_field(&out, "version"), 2);
+    evb_buf_free(&out);
+    s_stop(p);
+}
+
 static void test_sigterm_during_startup(void **state)
 {
     fx_t *fx = *state;
@@ -705,6 +781,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_batch_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_during_startup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_cache_bound, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

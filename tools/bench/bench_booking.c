@@ -30,6 +30,14 @@
  * get S_PER_SHOW bookings each and exactly that capacity, so none may be
  * refused; the hold timeout is an hour, so none may expire.
  *
+ * Memory (issue "Services a year on"): while the clock runs, the RssAnon of
+ * both services is sampled once a second against the bookings done (a line
+ * on stderr every 10 samples), and the first line's JSON gets the first and
+ * last figures and the least-squares slope in MB per 100,000 bookings past
+ * the first fifth of the run (warm-up: LevelDB's memtables, the caches
+ * filling). A long run is the soak: `evbus bench --case booking --events
+ * 50000000` makes 1 M bookings.
+ *
  * Children: fork + execve of the service binaries (only async-signal-safe
  * calls in between: the bench has LevelDB and ZeroMQ threads by now), stdout
  * and stderr into a log file each in the case's directory, PR_SET_PDEATHSIG
@@ -1077,10 +1085,52 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
     return ok;
 }
 
+/* The services' heap while the clock runs: RssAnon (kB) of both, sampled
+ * once a second against the bookings done, and its slope once warm. */
+#define S_RSS_MAX 4096
+#define S_RSS_WARM 0.2 /* the slope leaves out the first fifth of the bookings */
+typedef struct rss_series {
+    size_t n;
+    double t_s[S_RSS_MAX], done[S_RSS_MAX], kb[2][S_RSS_MAX]; /* [0] reservation */
+} rss_series;
+
+/* RssAnon of pid in kB, or -1. */
+static double s_rss_anon_kb(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    double kb = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "RssAnon: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+/* Least-squares slope of kb[i] over done, in MB per 100,000 bookings, over
+ * the samples past the warm-up; 0 with fewer than 3 of them. */
+static double s_rss_slope(const rss_series *r, int i, uint64_t n)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, m = 0;
+    for (size_t j = 0; j < r->n; j++) {
+        if (r->done[j] < S_RSS_WARM * (double)n || r->kb[i][j] < 0) continue;
+        double x = r->done[j] / 100000.0, y = r->kb[i][j] / 1024.0;
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+        m++;
+    }
+    double d = m * sxx - sx * sx;
+    return m < 3 || d <= 0 ? 0 : (m * sxy - sx * sy) / d;
+}
+
 typedef struct ours {
     double rate, books_s, e2e_s, p50_us, p99_us, max_us;
     uint64_t retries, status_polls;
     bool checked; /* head exactly 2 n and every seat reserved */
+    rss_series *rss;
 } ours_t;
 
 /* The clock: from the go until the booking head reaches 2 n. */
@@ -1095,7 +1145,7 @@ static int s_ours(bk_t *k, ours_t *out)
     int ret = -1;
     uint64_t t0 = 0, t1 = 0, tj = 0, retries = 0, want = 2 * k->n, head = 0;
     if (s_run_start(k, &r, k->n, &t0) != 0) goto out;
-    uint64_t last_change = t0;
+    uint64_t last_change = t0, next_rss = t0;
     evb_err err = {0};
     for (;;) {
         status_t st;
@@ -1103,6 +1153,21 @@ static int s_ours(bk_t *k, ours_t *out)
         int rc = s_status(&k->bkg, 1000, &st, &err);
         uint64_t now = bench_now_ns();
         out->status_polls++;
+        rss_series *rs = out->rss;
+        if (rs != NULL && now >= next_rss && rs->n < S_RSS_MAX && rc == EVB_OK) {
+            next_rss = now + 1000000000ull;
+            rs->t_s[rs->n] = s_secs(t0, now);
+            rs->done[rs->n] = (double)st.head / 2;
+            rs->kb[0][rs->n] = s_rss_anon_kb(k->res.pid);
+            rs->kb[1][rs->n] = s_rss_anon_kb(k->bkg.pid);
+            if (rs->n % 10 == 0)
+                fprintf(stderr,
+                        "evbus bench: booking: %.0f s, %.0f bookings, RssAnon reservation "
+                        "%.1f MB, booking %.1f MB\n",
+                        rs->t_s[rs->n], rs->done[rs->n], rs->kb[0][rs->n] / 1024,
+                        rs->kb[1][rs->n] / 1024);
+            rs->n++;
+        }
         if (rc == EVB_OK && st.head >= want) {
             t1 = now;
             head = st.head;
@@ -1195,7 +1260,7 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
     int ret = -1;
     raw_rt_t rt = {0};
     double appends = 0;
-    ours_t ours = {0};
+    ours_t ours = {.rss = calloc(1, sizeof(rss_series))};
     if (s_find_services(k) != 0) goto out;
     if (s_fmt(k->dir, sizeof k->dir, "%s/booking", o->work) != 0) {
         cli_error(k->cli, "booking: %s: path too long", o->work);
@@ -1213,6 +1278,7 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
 out:
     s_svc_stop_all(k);
     if (ret != 0) {
+        free(ours.rss);
         free(k);
         return -1;
     }
@@ -1234,6 +1300,18 @@ out:
              ",\"status_polls\":%" PRIu64,
              S_CLIENTS, k->nshows, rt.req_len, k->n, ours.e2e_s, ours.books_s,
              ours.retries, ours.status_polls);
+    const rss_series *rs = ours.rss;
+    if (rs != NULL && rs->n > 0) {
+        size_t e = strlen(l[0].extra), z = rs->n - 1;
+        snprintf(l[0].extra + e, sizeof l[0].extra - e,
+                 ",\"rss_anon_mb\":{\"reservation\":[%.1f,%.1f],\"booking\":[%.1f,%.1f]}"
+                 ",\"rss_slope_mb_per_100k\":{\"reservation\":%.2f,\"booking\":%.2f}"
+                 ",\"rss_samples\":%zu",
+                 rs->kb[0][0] / 1024, rs->kb[0][z] / 1024, rs->kb[1][0] / 1024,
+                 rs->kb[1][z] / 1024, s_rss_slope(rs, 0, k->n), s_rss_slope(rs, 1, k->n),
+                 rs->n);
+    }
+    free(ours.rss);
     snprintf(l[0].note, sizeof l[0].note, "%u clients; raw DEALER/ROUTER echo, ipc",
              S_CLIENTS);
     l[1] = (bench_booking_line){.name = "booking_e2e_vs_append",
