@@ -32,6 +32,7 @@ typedef struct cache_ent {
     bool touched; /* changed by the open transaction */
     bool stale;   /* the log moved past it (a version conflict): drop at the end */
     size_t bytes; /* what it holds, as last measured (s_ent_size) */
+    uint64_t used; /* svc->use_clock at its last load: the eviction order */
     char *stream;
     max_align_t state[]; /* def->state_size bytes */
 } cache_ent;
@@ -89,7 +90,9 @@ struct evb_svc {
     size_t nticks;
     hmap cache;
     size_t cache_bytes;    /* the entries' bytes (cache_ent.bytes summed) */
-    uint64_t cache_clears; /* times the bound emptied it */
+    uint64_t cache_clears; /* evictions the bounds made */
+    uint64_t cache_evicted; /* entries evicted by the bound */
+    uint64_t use_clock;    /* counts loads: cache_ent.used */
     cache_ent **touched;
     size_t ntouched, cap_touched;
     int fatal; /* exit code after a fatal error */
@@ -151,6 +154,67 @@ static void s_cache_clear(evb_svc_t *svc)
     svc->cache_bytes = 0;
 }
 
+/* Eviction: entries last used at or before `upto` go. */
+typedef struct evict_acc {
+    uint64_t upto, n;
+} evict_acc;
+
+static bool s_keep_recent(const hent *h, void *ctx)
+{
+    evict_acc *a = ctx;
+    cache_ent *e = (cache_ent *)(uintptr_t)h->a;
+    if (e->used > a->upto) return true;
+    s_ent_free(e);
+    a->n++;
+    return false;
+}
+
+typedef struct use_mark {
+    uint64_t used;
+    size_t bytes;
+} use_mark;
+
+static int s_cmp_used(const void *a, const void *b)
+{
+    uint64_t x = ((const use_mark *)a)->used, y = ((const use_mark *)b)->used;
+    return x < y ? -1 : x > y;
+}
+
+static size_t s_cache_bytes(const hmap *m);
+
+/* Over the bound: the least recently loaded entries go until the cache is
+ * under 3/4 of it, so that the next transaction does not evict again. The
+ * order comes from a sorted copy of the entries' stamps (one per load, so
+ * unique); without memory for it, the cache is emptied. */
+static void s_cache_evict(evb_svc_t *svc, size_t max_bytes)
+{
+    hmap *m = &svc->cache;
+    use_mark *u = malloc((m->len ? m->len : 1) * sizeof *u);
+    evict_acc a = {0, 0};
+    if (u != NULL) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].hash != 0) {
+                const cache_ent *e = (cache_ent *)(uintptr_t)m->slots[i].a;
+                u[n++] = (use_mark){e->used, e->bytes};
+            }
+        qsort(u, n, sizeof *u, s_cmp_used);
+        size_t left = svc->cache_bytes, target = max_bytes / 4 * 3;
+        for (size_t i = 0; i < n && left > target; i++) {
+            a.upto = u[i].used;
+            left -= u[i].bytes;
+        }
+        free(u);
+    }
+    if (u == NULL || hmap_filter(m, s_keep_recent, &a) != 0) {
+        svc->cache_evicted += m->len;
+        s_cache_clear(svc);
+        return;
+    }
+    svc->cache_evicted += a.n;
+    svc->cache_bytes = s_cache_bytes(m);
+}
+
 /* The total of the entries' bytes (after a filter dropped some). */
 static size_t s_cache_bytes(const hmap *m)
 {
@@ -188,10 +252,14 @@ static void s_tx_end(void *ctx, bool committed)
      * Over the bound, the cache starts again empty: a whole flush costs one
      * reload (snapshot and the events after it) per aggregate used again,
      * and keeps nothing stale. */
-    if (svc->cache.len > CACHE_MAX ||
-        svc->cache_bytes > (size_t)svc->cfg.aggregate_cache_mb << 20) {
-        s_cache_clear(svc);
+    size_t max_bytes = (size_t)svc->cfg.aggregate_cache_mb << 20;
+    if (svc->cache.len > CACHE_MAX) {
+        svc->cache_evicted += svc->cache.len;
         svc->cache_clears++;
+        s_cache_clear(svc);
+    } else if (svc->cache_bytes > max_bytes) {
+        svc->cache_clears++;
+        s_cache_evict(svc, max_bytes);
     }
     if (svc->consumer.cur_tx) svc->consumer.cur_tx = NULL;
 }
@@ -231,6 +299,7 @@ int evb_svc_load(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
         if (e->def != def)
             return evb_err_set(err, EVB_EINVAL, "stream %s loaded as two aggregate kinds",
                                stream);
+        e->used = ++svc->use_clock;
         *state = e->state;
         *version = e->version;
         return EVB_OK;
@@ -273,6 +342,7 @@ int evb_svc_load(evb_svc_ctx *c, const evb_agg_def *def, const char *stream,
         goto fail;
     }
     e->bytes = s_ent_size(e);
+    e->used = ++svc->use_clock;
     svc->cache_bytes += e->bytes;
     *state = e->state;
     *version = e->version;
@@ -853,11 +923,12 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     msgpack_pack_str_with_body(pk, "beacons", 7);
     svc_disc_pack(svc->disc, pk);
     msgpack_pack_str_with_body(pk, "aggregate_cache", 15);
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     KU("entries", svc->cache.len);
     KU("bytes", svc->cache_bytes);
     KU("max_bytes", (uint64_t)svc->cfg.aggregate_cache_mb << 20);
-    KU("clears", svc->cache_clears);
+    KU("evictions", svc->cache_clears);
+    KU("evicted", svc->cache_evicted);
     return rc;
 #undef KS
 #undef KU
@@ -910,11 +981,11 @@ static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *
         {"evbus_aggregate_cache_entries", "gauge", "Aggregates kept in memory."},
         {"evbus_aggregate_cache_bytes", "gauge",
          "Memory the cached aggregates hold (bounded by --aggregate-cache-mb)."},
-        {"evbus_aggregate_cache_clears_total", "counter",
-         "Times the bound emptied the aggregate cache."},
+        {"evbus_aggregate_cache_evicted_total", "counter",
+         "Aggregates the bound evicted from the cache (least recently used first)."},
     };
     double cv[] = {(double)svc->cache.len, (double)svc->cache_bytes,
-                   (double)svc->cache_clears};
+                   (double)svc->cache_evicted};
     for (size_t i = 0; rc == EVB_OK && i < 3; i++) {
         rc = evb_prom_family(metrics, cf[i].name, cf[i].type, cf[i].help, err);
         if (rc == EVB_OK) rc = evb_prom_sample(metrics, cf[i].name, sl, cv[i], err);
