@@ -59,7 +59,7 @@ static const setting s_common[] = {
     {"sync", "POLICY", "every | group (default) | none", K_SYNC, 0, 0},
     {"command-ttl", "SECONDS", "keep command outcomes for retries this long (86400)",
      K_UINT, 0, 0},
-    {"aggregate-cache-mb", "N", "aggregates kept in memory, at most N MiB (default 64)",
+    {"aggregate-cache-mb", "N", "aggregates kept in memory, at most N MiB (default 256)",
      K_CACHE, 0, 0},
     {"rcvhwm", "N", "messages a followed publisher's SUB queue holds (default 100000)",
      K_HWM, 0, 0},
@@ -333,7 +333,7 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     cfg->sync = EVB_SYNC_GROUP;
     cfg->log_level = EVB_LOG_INFO;
     cfg->command_ttl_s = 86400;
-    cfg->aggregate_cache_mb = 64;
+    cfg->aggregate_cache_mb = 256;
     char prog[64];
     snprintf(prog, sizeof prog, "evbus-%s", def->name);
     parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = prog};
