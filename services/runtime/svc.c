@@ -90,7 +90,7 @@ struct evb_svc {
     size_t nticks;
     hmap cache;
     size_t cache_bytes;    /* the entries' bytes (cache_ent.bytes summed) */
-    uint64_t cache_clears; /* evictions the bounds made */
+    uint64_t cache_evictions; /* times a bound made the cache evict */
     uint64_t cache_evicted; /* entries evicted by the bound */
     uint64_t use_clock;    /* counts loads: cache_ent.used */
     cache_ent **touched;
@@ -249,16 +249,16 @@ static void s_tx_end(void *ctx, bool committed)
         svc->ntouched = 0;
     }
     /* No handler runs now, so no state pointer lent by evb_svc_load is live.
-     * Over the bound, the cache starts again empty: a whole flush costs one
-     * reload (snapshot and the events after it) per aggregate used again,
-     * and keeps nothing stale. */
+     * Over the byte bound the least recently loaded aggregates go (each
+     * used again costs one reload: its snapshot and the events after it);
+     * past CACHE_MAX entries the cache starts again empty. */
     size_t max_bytes = (size_t)svc->cfg.aggregate_cache_mb << 20;
     if (svc->cache.len > CACHE_MAX) {
         svc->cache_evicted += svc->cache.len;
-        svc->cache_clears++;
+        svc->cache_evictions++;
         s_cache_clear(svc);
     } else if (svc->cache_bytes > max_bytes) {
-        svc->cache_clears++;
+        svc->cache_evictions++;
         s_cache_evict(svc, max_bytes);
     }
     if (svc->consumer.cur_tx) svc->consumer.cur_tx = NULL;
@@ -927,7 +927,7 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     KU("entries", svc->cache.len);
     KU("bytes", svc->cache_bytes);
     KU("max_bytes", (uint64_t)svc->cfg.aggregate_cache_mb << 20);
-    KU("evictions", svc->cache_clears);
+    KU("evictions", svc->cache_evictions);
     KU("evicted", svc->cache_evicted);
     return rc;
 #undef KS
