@@ -176,7 +176,16 @@ static void s_trans_log(feed *f)
         return;
     }
     f->tpending = false;
-    const char *why = f->hist[(f->hist_next + EVB_FEED_HISTORY - 1) % EVB_FEED_HISTORY].why;
+    /* Why it entered this state: the newest entry of the state itself (a
+     * publisher-lost or -back entry may have come after it). */
+    const char *why = "";
+    for (unsigned k = 1; k <= f->hist_n; k++) {
+        unsigned r = (f->hist_next + EVB_FEED_HISTORY - k) % EVB_FEED_HISTORY;
+        if (f->hist[r].what == (int)f->state) {
+            why = f->hist[r].why;
+            break;
+        }
+    }
     char more[48] = "";
     if (skipped > 0)
         snprintf(more, sizeof more, " (%llu changes not logged)",
