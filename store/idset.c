@@ -47,6 +47,11 @@ uint64_t idset_get(const idset *s, const evb_id *id)
     }
 }
 
+void idset_prefetch(const idset *s, const evb_id *id)
+{
+    if (s->cap > 0) __builtin_prefetch(&s->slots[s_slot(id, s->cap - 1)], 1);
+}
+
 static void s_insert(idslot *slots, size_t mask, const evb_id *id, uint64_t seq)
 {
     for (size_t i = s_slot(id, mask);; i = (i + 1) & mask) {

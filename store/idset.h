@@ -31,6 +31,8 @@ int idset_init(idset *s, size_t cap);
 void idset_free(idset *s);
 /* seq of id, or 0 when the set does not hold it. */
 uint64_t idset_get(const idset *s, const evb_id *id);
+/* Start loading the slot where id goes (see st_id_prefetch). */
+void idset_prefetch(const idset *s, const evb_id *id);
 /* Add id at seq. When the table is 3/4 full it is rebuilt without the
  * entries whose seq <= floor, and doubled if still over half full.
  * -1 when out of memory (the set is unchanged). */

@@ -199,7 +199,7 @@ static ix_chunk *s_feed_take(evb_store_t *st, uint64_t from, uint64_t head, size
 }
 
 /* The entries of the chunks' events (format 3 runs). */
-static int s_gather_feed(leveldb_writebatch_t *wb, const ix_chunk *c,
+static int s_gather_feed(const evb_store_t *st, leveldb_writebatch_t *wb, const ix_chunk *c,
                          run_acc *sr, run_acc *cr, cat_delta *cd, uint64_t *new_streams,
                          evb_err *err)
 {
@@ -225,7 +225,8 @@ static int s_gather_feed(leveldb_writebatch_t *wb, const ix_chunk *c,
         for (size_t i = 0; i < c->n; i++) {
             if (evb_id_is_zero(&c->ids[i])) continue; /* sealed: no entry */
             be64_put(val, c->first_seq + i);
-            leveldb_writebatch_put(wb, (const char *)key, key_id(key, &c->ids[i]),
+            leveldb_writebatch_put(wb, (const char *)key,
+                                   st_key_id(st, key, &c->ids[i], c->first_seq + i),
                                    (const char *)val, 8);
         }
     }
@@ -276,8 +277,8 @@ static int s_gather_read(evb_store_t *st, leveldb_writebatch_t *wb, uint64_t fro
                                    0);
         }
         if (!st_id_sealed_at(st, &ev.id, expect))
-            leveldb_writebatch_put(wb, (const char *)key, key_id(key, &ev.id),
-                                   (const char *)val, 8);
+            leveldb_writebatch_put(wb, (const char *)key,
+                                   st_key_id(st, key, &ev.id, expect), (const char *)val, 8);
         if (ev.version == 1) (*new_streams)++;
         hent *c = hmap_get(&cd->m, ev.category, cn);
         if (c == NULL && (c = hmap_put(&cd->m, ev.category, cn, 0, 0)) == NULL) {
@@ -317,7 +318,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
     uint8_t key[KEY_MAX], val[8];
     ix_chunk *fed = s_feed_take(st, from, head, max_events, &to);
     int rc = fed != NULL
-                 ? s_gather_feed(wb, fed, &sr, &cr, &cd, &new_streams, err)
+                 ? s_gather_feed(st, wb, fed, &sr, &cr, &cd, &new_streams, err)
                  : s_gather_read(st, wb, from, to, &sr, &cr, &cd, &new_streams, err);
     s_free_chunks(fed);
     s_run_put(wb, &sr, K_STREAM);
@@ -566,9 +567,10 @@ int evb_store_reindex(evb_store_t *st, evb_err *err)
         atomic_store(&st->indexed, 0);
         atomic_store(&st->nstreams, 0);
     }
-    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
+    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_IDE, K_CATSTAT};
     for (size_t i = 0; rc == EVB_OK && i < sizeof prefixes; i++)
         rc = s_drop_prefix(st, prefixes[i], err);
+    if (rc == EVB_OK) st->ix_old_ids = false;
     /* Build again before returning: the owner's caches assume that whatever
      * they evicted is indexed, and the owner is here, not appending. */
     while (rc == EVB_OK && atomic_load(&st->indexed) < atomic_load(&st->head)) {

@@ -115,6 +115,17 @@ static bool s_bloom_maybe(const bloom *bf, const evb_id *id)
     return false;
 }
 
+void st_id_prefetch(const evb_store_t *st, const evb_id *id, bool add)
+{
+    const bloom *bf = &st->ids;
+    if (bf->nlayers == 0) return;
+    uint64_t h1, h2;
+    s_bloom_hashes(id, &h1, &h2);
+    for (unsigned l = add ? bf->nlayers - 1 : 0; l < bf->nlayers; l++)
+        __builtin_prefetch(bf->bits[l] + ((h1 & (bf->nbits[l] / 512 - 1)) * 8));
+    if (add) idset_prefetch(&st->tail_ids, id);
+}
+
 /* ---- in-memory state ---- */
 
 static bool s_keep_unindexed(const hent *e, void *ctx)
@@ -212,6 +223,22 @@ static int s_sealed_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb
     return EVB_OK;
 }
 
+/* The seq an id index entry gives, or 0 when there is none. */
+static int s_id_get(evb_store_t *st, const uint8_t *key, size_t kl, uint64_t *seq,
+                    evb_err *err)
+{
+    char *v;
+    size_t vl;
+    *seq = 0;
+    int rc = st_get(st, st->ix, NULL, key, kl, &v, &vl, err);
+    if (rc != EVB_OK || v == NULL) return rc;
+    if (vl == 8) *seq = be64_get(v);
+    leveldb_free(v);
+    if (*seq == 0)
+        return evb_err_set(err, EVB_ECORRUPT, "%s: id index entry is not 8 bytes", st->dir);
+    return EVB_OK;
+}
+
 /* Position of an id: 0 when not stored. */
 int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
 {
@@ -233,19 +260,20 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
             return evb_err_set(err, rc, "looking up id %s: %.400s", hex, why);
         }
     }
-    uint8_t key[1 + EVB_ID_LEN];
-    char *v;
-    size_t vl;
-    rc = st_get(st, st->ix, NULL, key, key_id(key, id), &v, &vl, err);
-    if (rc != EVB_OK) return rc;
-    if (v != NULL) {
-        if (vl == 8) *seq = be64_get(v);
-        leveldb_free(v);
-        if (*seq == 0)
-            return evb_err_set(err, EVB_ECORRUPT, "%s: id index entry is not 8 bytes",
-                               st->dir);
+    uint8_t key[ID_EPOCH_KEY_LEN];
+    if (!st_ix_apart(st) || st->ix_old_ids) { /* format 1, or entries from before epochs */
+        if ((rc = s_id_get(st, key, key_id(key, id), seq, err)) != EVB_OK || *seq != 0)
+            return rc;
+        if (!st_ix_apart(st)) return EVB_OK;
     }
-    return EVB_OK;
+    /* The epoch is not known: ask each, the newest first (a retry is most
+     * likely of a recent event). The filter sends few ids here (FORMAT.md,
+     * "Id epochs"). */
+    for (uint32_t e = id_epoch(atomic_load(&st->head));; e--) {
+        if ((rc = s_id_get(st, key, key_id_epoch(key, e, id), seq, err)) != EVB_OK ||
+            *seq != 0 || e == 0)
+            return rc;
+    }
 }
 
 /* Is a sealed id the store just made new? Only a caller can have stored it

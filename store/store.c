@@ -21,6 +21,7 @@
  */
 #include "store_int.h"
 #include "codec_int.h"
+#include "bgenv.h"
 #include "roenv.h"
 
 #include <dirent.h>
@@ -342,6 +343,14 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     if (n < 0 || (size_t)n >= sizeof path)
         return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
     evb_err ierr = {0};
+    /* A background thread of its own (bgenv.cc): the index's compactions
+     * then never hold up the flushes of the events' memtables. */
+    if (!st->read_only && st->ix_bg == NULL) {
+        if ((st->ix_bg = st_bgenv_new()) == NULL)
+            return evb_err_set(err, EVB_ENOMEM, "%s: out of memory opening the index",
+                               st->dir);
+        leveldb_options_set_env(st->ix_options, st->ix_bg);
+    }
     int rc = s_ldb_open(st, st->ix_options, path, true, &st->ix, &st->ix_env, &ierr);
     if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
     if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
@@ -466,6 +475,8 @@ static void s_close_dbs(evb_store_t *st)
     st_roenv_destroy(st->ix_env);
     st_roenv_destroy(st->db_env);
     st->ix_env = st->db_env = NULL;
+    st_bgenv_destroy(st->ix_bg); /* its thread is idle: the index is closed */
+    st->ix_bg = NULL;
 }
 
 /* Start the index database again from nothing (format >= 2) when it is
@@ -526,24 +537,27 @@ static int s_init_meta(evb_store_t *st, const char *service, evb_err *err)
 static int s_upgrade(evb_store_t *st, evb_err *err)
 {
     evb_id seal;
-    int rc = evb_id_random(&seal, err);
+    bool new_key = st->format < 4; /* format 4 has its key: only the number changes */
+    int rc = new_key ? evb_id_random(&seal, err) : EVB_OK;
     if (rc != EVB_OK) return rc;
     uint8_t fmt[4] = {0, 0, 0, EVB_STORE_FORMAT};
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    leveldb_writebatch_put(wb, META_SEALKEY, strlen(META_SEALKEY), (const char *)seal.b,
-                           EVB_ID_LEN);
+    if (new_key)
+        leveldb_writebatch_put(wb, META_SEALKEY, strlen(META_SEALKEY), (const char *)seal.b,
+                               EVB_ID_LEN);
     leveldb_writebatch_put(wb, META_FORMAT, strlen(META_FORMAT), (const char *)fmt, 4);
     char *e = NULL;
     leveldb_write(st->db, st->wo_sync, wb, &e);
     leveldb_writebatch_destroy(wb);
-    if (e != NULL) return st_ldb_err(st, e, "writing format 4", err);
+    if (e != NULL) return st_ldb_err(st, e, "writing the format number", err);
     /* The keys in a table of their own, beside the other metadata (see
      * s_init_meta); the range is the M keys only. */
     leveldb_compact_range(st->db, "M", 1, "N", 1);
-    evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%sstore-made ids sealed)", st->dir,
-            st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "");
+    evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%s%sids filed by epoch)", st->dir,
+            st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "",
+            new_key ? "store-made ids sealed, " : "");
     st->format = EVB_STORE_FORMAT;
-    return st_seal_init(st, seal.b, err);
+    return new_key ? st_seal_init(st, seal.b, err) : EVB_OK;
 }
 
 static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err *err)
@@ -635,9 +649,13 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
         rc = st_seal_init(st, (const uint8_t *)v, err);
         leveldb_free(v);
         if (rc != EVB_OK) return rc;
-    } else if (st->format >= 2 && !st->read_only && (rc = s_upgrade(st, err)) != EVB_OK) {
-        return rc;
     }
+    /* Formats 2 to 4 become the current one before the indexer writes an
+     * entry of it; a build that knows only the old format then refuses the
+     * log rather than miss what is new (FORMAT.md, top). */
+    if (st->format >= 2 && st->format < EVB_STORE_FORMAT && !st->read_only &&
+        (rc = s_upgrade(st, err)) != EVB_OK)
+        return rc;
     st->ix_runs = st->format >= 3;
     if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
     uint64_t u = 0, ns = 0;
@@ -736,26 +754,40 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         ix = head;
     }
     st->caller_ms_max = 0; /* from the id entries and the tail, below */
+    /* An index apart written before id epochs keeps its I entries: lookups
+     * ask them too. */
+    if (st_ix_apart(st) && !st->ix_ignored) {
+        leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
+        const char pfx = K_ID;
+        size_t kl = 0;
+        leveldb_iter_seek(it, &pfx, 1);
+        const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &kl) : NULL;
+        st->ix_old_ids = k != NULL && kl > 0 && k[0] == K_ID;
+        leveldb_iter_destroy(it);
+    }
     if (!st->read_only) {
         /* Sized for the id entries (sealed ids have none: a format 4 log of
          * made ids has next to none), from their bytes on disk. */
-        const char *lo = "I", *hi = "J";
-        size_t lol = 1, hil = 1;
-        uint64_t bytes = 0, nid = head - ix;
-        leveldb_approximate_sizes(st->ix, 1, &lo, &lol, &hi, &hil, &bytes);
-        nid += bytes / 16 < head ? bytes / 16 : head;
+        const char *lo[2] = {"B", "I"}, *hi[2] = {"C", "J"};
+        size_t lol[2] = {1, 1}, hil[2] = {1, 1};
+        uint64_t bytes[2] = {0, 0}, nid = head - ix;
+        leveldb_approximate_sizes(st->ix, 2, lo, lol, hi, hil, bytes);
+        nid += (bytes[0] + bytes[1]) / 16 < head ? (bytes[0] + bytes[1]) / 16 : head;
         if (st_bloom_init(&st->ids, nid) != 0)
             return evb_err_set(err, EVB_ENOMEM, "out of memory for the id filter");
         leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
-        const char pfx = K_ID;
-        for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it);
-             leveldb_iter_next(it)) {
-            size_t kl;
-            const char *k = leveldb_iter_key(it, &kl);
-            if (kl == 0 || k[0] != K_ID) break;
-            if (kl == 1 + EVB_ID_LEN) {
+        /* Both layouts: the epochs (B), then entries from before them (I). */
+        const char pfx[2] = {K_IDE, K_ID};
+        for (int p = 0; p < 2; p++) {
+            size_t want = p == 0 ? ID_EPOCH_KEY_LEN : 1 + EVB_ID_LEN;
+            for (leveldb_iter_seek(it, &pfx[p], 1); leveldb_iter_valid(it);
+                 leveldb_iter_next(it)) {
+                size_t kl;
+                const char *k = leveldb_iter_key(it, &kl);
+                if (kl == 0 || k[0] != pfx[p]) break;
+                if (kl != want) continue;
                 evb_id id;
-                memcpy(id.b, k + 1, EVB_ID_LEN);
+                memcpy(id.b, k + kl - EVB_ID_LEN, EVB_ID_LEN);
                 st_bloom_add(&st->ids, &id);
                 st_note_caller_id(st, &id);
             }
@@ -907,12 +939,16 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     /* The index database takes small entries (about 70 bytes an event, a
      * third of them randomly keyed: ids): an eighth of the write buffer
      * (4 MiB by default) holds about 60,000 events' entries. Its memtables
-     * (two at most) are memory every store holds; bigger ones only shift
-     * work from level 0 to level 1 for random keys. */
+     * (two at most) are memory every store holds. Its tables carry Bloom
+     * filters (10 bits a key): an id looked up in each epoch (state.c) is
+     * absent from all but one, and a filter answers that without reading a
+     * block. */
     st->ix_options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
         st->ix_options,
         (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 8);
+    st->ix_filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(st->ix_options, st->ix_filter);
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo, opts->sync == EVB_SYNC_EVERY);
@@ -1066,6 +1102,7 @@ void evb_store_destroy(evb_store_t **stp)
     s_close_dbs(st);
     if (st->options) leveldb_options_destroy(st->options);
     if (st->ix_options) leveldb_options_destroy(st->ix_options);
+    if (st->ix_filter) leveldb_filterpolicy_destroy(st->ix_filter);
     if (st->ro) leveldb_readoptions_destroy(st->ro);
     if (st->wo) leveldb_writeoptions_destroy(st->wo);
     if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);

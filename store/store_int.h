@@ -26,7 +26,8 @@
 #define K_META 'M'    /* M name                      -> value */
 #define K_STREAM 'S'  /* S stream \0 version(8)      -> seq(8) [count(8)] */
 #define K_CAT 'C'     /* C category \0 seq(8)        -> "" or count(8) */
-#define K_ID 'I'      /* I id(16)                    -> seq(8) */
+#define K_ID 'I'      /* I id(16)                    -> seq(8): format 1, old indexes */
+#define K_IDE 'B'     /* B epoch(4) id(16)           -> seq(8): format >= 2 */
 #define K_CATSTAT 'c' /* c category                  -> head(8) count(8) */
 #define K_USER 'U'    /* U key                       -> consumer value */
 #define K_CKPT 'P'    /* P consumer \0 log_id(16) category -> seq(8) */
@@ -93,6 +94,38 @@ static inline size_t key_id(uint8_t *out, const evb_id *id)
     out[0] = K_ID;
     memcpy(out + 1, id->b, EVB_ID_LEN);
     return 1 + EVB_ID_LEN;
+}
+
+/* The id index of a log whose index is a database of its own keys each id by
+ * the epoch of its event first (FORMAT.md, "Id epochs"): LevelDB then merges
+ * a new id only with its own epoch's, and finished epochs are left alone.
+ * The prefix sorts below every other index key, so the tables of the newest
+ * epoch never overlap an older epoch's. */
+#define ID_EPOCH_BITS 20 /* 1 Mi events an epoch */
+#define ID_EPOCH_KEY_LEN (1 + 4 + EVB_ID_LEN)
+
+static inline uint32_t id_epoch(uint64_t seq)
+{
+    uint64_t e = seq >> ID_EPOCH_BITS; /* from 2^52 on, one last epoch */
+    return e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
+}
+
+static inline size_t key_id_epoch(uint8_t *out, uint32_t epoch, const evb_id *id)
+{
+    out[0] = K_IDE;
+    for (int i = 3; i >= 0; i--) {
+        out[1 + i] = (uint8_t)epoch;
+        epoch >>= 8;
+    }
+    memcpy(out + 5, id->b, EVB_ID_LEN);
+    return ID_EPOCH_KEY_LEN;
+}
+
+/* The epoch of a key_id_epoch key. */
+static inline uint32_t key_epoch(const void *key)
+{
+    const uint8_t *p = (const uint8_t *)key + 1;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* A Bloom filter over event ids: "maybe stored" or "surely not". It grows
@@ -174,6 +207,8 @@ struct evb_store {
     bool ix_broken;  /* read-only open of an index that cannot be opened: ix is db */
     leveldb_options_t *options;
     leveldb_options_t *ix_options;
+    leveldb_filterpolicy_t *ix_filter; /* Bloom filters in the index's tables */
+    leveldb_env_t *ix_bg; /* the index's background thread (bgenv.h); NULL: LevelDB's */
     leveldb_readoptions_t *ro;
     leveldb_writeoptions_t *wo;      /* per the sync policy */
     leveldb_writeoptions_t *wo_sync; /* explicit fsync */
@@ -205,6 +240,7 @@ struct evb_store {
     uint64_t sealed_upto; /* highest seq given a sealed id in this process */
     uint64_t caller_ms_max; /* highest time prefix of an id in the log not sealed */
     uint64_t lost_upto;   /* last seq of a caller id tail_ids had no memory for */
+    bool ix_old_ids;      /* an index apart that still holds I entries (before epochs) */
     hmap cats;      /* category -> a = head seq, b = count */
     bloom ids;
     evb_buf enc;   /* reused encode buffer */
@@ -259,6 +295,14 @@ int st_get(evb_store_t *st, leveldb_t *db, const leveldb_readoptions_t *ro,
 static inline bool st_ix_apart(const evb_store_t *st)
 {
     return st->ix != st->db;
+}
+
+/* The id index key of the event at seq with this id: by epoch in an index
+ * of its own, by id alone in format 1's shared database. */
+static inline size_t st_key_id(const evb_store_t *st, uint8_t *out, const evb_id *id,
+                               uint64_t seq)
+{
+    return st_ix_apart(st) ? key_id_epoch(out, id_epoch(seq), id) : key_id(out, id);
 }
 
 /* Peek at an envelope's stream id without decoding all of it. */
@@ -323,6 +367,10 @@ int st_stream_lookup(evb_store_t *st, const char *stream, uint64_t *version,
                      uint64_t *last_seq, evb_err *err);
 /* Position of an id: *seq = 0 when not stored. */
 int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err);
+/* Start loading what looking up (or, with add, adding) id will touch: its
+ * filter blocks and tail set slot. A batch's loop calls it a few ids ahead,
+ * so that their cache misses overlap instead of following each other. */
+void st_id_prefetch(const evb_store_t *st, const evb_id *id, bool add);
 /* Is a sealed id the store just made not stored yet (as a caller's)? */
 int st_id_fresh(evb_store_t *st, const evb_id *id, bool *fresh, evb_err *err);
 

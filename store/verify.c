@@ -163,7 +163,9 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, uint64_t seq)
         s_problem(v, "event %llu is not in the category index of %s",
                   (unsigned long long)seq, ev->category);
     if (st_id_sealed_at(v->st, &ev->id, seq)) return; /* no id entry (idseal.c) */
-    s = s_get_u64(v, key, key_id(key, &ev->id), &present);
+    s = s_get_u64(v, key, st_key_id(v->st, key, &ev->id, seq), &present);
+    if (!present && v->st->ix_old_ids) /* an entry from before id epochs */
+        s = s_get_u64(v, key, key_id(key, &ev->id), &present);
     char hex[EVB_ID_HEX_LEN + 1];
     evb_id_to_hex(&ev->id, hex);
     if (!present)
@@ -312,7 +314,8 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
                           uint64_t seq, uint64_t ixpos, evb_event_t *ev)
 {
     evb_store_t *st = v->st;
-    const char *what = prefix == K_CAT ? "category" : prefix == K_ID ? "id" : "stream";
+    bool is_id = prefix == K_ID || prefix == K_IDE;
+    const char *what = prefix == K_CAT ? "category" : is_id ? "id" : "stream";
     char *got = NULL;
     size_t rawlen = 0;
     uint8_t ek[9];
@@ -321,7 +324,7 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
         got == NULL) {
         gap *g = s_find_gap(v, seq);
         if (g != NULL) /* reported once per gap and kind, at the end */
-            g->entries[prefix == K_CAT ? 1 : prefix == K_ID ? 2 : 0]++;
+            g->entries[prefix == K_CAT ? 1 : is_id ? 2 : 0]++;
         else
             s_problem(v, "%s index entry points at missing event %llu", what,
                       (unsigned long long)seq);
@@ -357,7 +360,7 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
                       (unsigned long long)ev->version);
             ok = false;
         }
-    } else if (memcmp(ev->id.b, k + 1, EVB_ID_LEN) != 0) {
+    } else if (memcmp(ev->id.b, k + kl - EVB_ID_LEN, EVB_ID_LEN) != 0) {
         s_problem(v, "id index entry points at event %llu, which has another id",
                   (unsigned long long)seq);
         ok = false;
@@ -393,16 +396,20 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
             if (c != NULL) c->b = UINT64_MAX; /* seen */
             continue;
         }
-        const char *what = prefix == K_CAT  ? "category"
-                           : prefix == K_ID ? "id"
-                                            : "stream";
+        bool is_id = prefix == K_ID || prefix == K_IDE;
+        const char *what = prefix == K_CAT ? "category" : is_id ? "id" : "stream";
         ix_run r = {0, 0, 1};
-        if (prefix == K_ID) {
-            if (vl != 8 || kl != 1 + EVB_ID_LEN) {
+        if (is_id) {
+            if (vl != 8 || kl != (prefix == K_IDE ? ID_EPOCH_KEY_LEN : 1 + EVB_ID_LEN)) {
                 s_problem(v, "malformed id index entry");
                 continue;
             }
             r.seq = be64_get(val);
+            if (prefix == K_IDE && key_epoch(k) != id_epoch(r.seq)) {
+                s_problem(v, "id index entry of event %llu is filed under another epoch",
+                          (unsigned long long)r.seq);
+                continue;
+            }
         } else if (kl < 11 || !st_run_decode(prefix, k, kl, kl - 10, val, vl, &r)) {
             s_problem(v, "malformed %s index entry", what);
             continue;
@@ -484,7 +491,7 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     hmap cats = {0};
     uint64_t firsts = 0;
     s_forward(&v, head, ixpos, &cats, &firsts, progress);
-    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_CATSTAT};
+    const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_IDE, K_CATSTAT};
     for (size_t i = 0; !st->ix_ignored && i < sizeof prefixes; i++)
         s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
     s_report_gaps(&v);

@@ -304,19 +304,58 @@ static void s_raw_delete(const char *dir, const void *k, size_t kl)
     assert_true(existed);
 }
 
-/* Keys of the raw database dir that start with prefix. */
-static size_t s_raw_count(const char *dir, char prefix)
+/* Keys of a LevelDB directory that start with prefix[0..len). */
+static size_t s_raw_count_prefix(const char *dir, const uint8_t *prefix, size_t len)
 {
     leveldb_t *db = s_raw_open(dir, false);
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
     size_t n = 0, kl;
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it))
-        if (leveldb_iter_key(it, &kl)[0] != prefix)
-            break;
-        else
-            n++;
+    for (leveldb_iter_seek(it, (const char *)prefix, len); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < len || memcmp(k, prefix, len) != 0) break;
+        n++;
+    }
     leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    return n;
+}
+
+static size_t s_raw_count(const char *dir, char prefix)
+{
+    const uint8_t p = (uint8_t)prefix;
+    return s_raw_count_prefix(dir, &p, 1);
+}
+
+/* Give an index apart the id layout of the stores before id epochs: each
+ * "B epoch(4) id" entry becomes "I id". Returns how many it moved. */
+static size_t s_raw_ids_to_old_layout(const char *dir)
+{
+    leveldb_t *db = s_raw_open(dir, false);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    size_t n = 0, kl, vl;
+    for (leveldb_iter_seek(it, "B", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *v = leveldb_iter_value(it, &vl);
+        if (k[0] != 'B') break;
+        assert_int_equal(kl, 1 + 4 + 16);
+        char old[17] = {'I'};
+        memcpy(old + 1, k + 5, 16);
+        leveldb_writebatch_put(wb, old, sizeof old, v, vl);
+        leveldb_writebatch_delete(wb, k, kl);
+        n++;
+    }
+    leveldb_iter_destroy(it);
+    char *e = NULL;
+    leveldb_write(db, wo, wb, &e);
+    assert_null(e);
+    leveldb_writebatch_destroy(wb);
+    leveldb_writeoptions_destroy(wo);
     leveldb_readoptions_destroy(ro);
     leveldb_close(db);
     return n;
@@ -1301,8 +1340,10 @@ static void test_sealed_ids_are_exact(void **state)
     evb_store_destroy(&f->st);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
-    /* the caller ids, and again's: random, as their seqs were sealed before */
-    assert_int_equal(s_raw_count(ix, 'I'), 7);
+    /* the caller ids, and again's: random, as their seqs were sealed before;
+     * filed by epoch (B), none in the layout from before epochs (I) */
+    assert_int_equal(s_raw_count(ix, 'B'), 7);
+    assert_int_equal(s_raw_count(ix, 'I'), 0);
     s_batch_free(&theirs);
     s_batch_free(&ours);
     s_batch_free(&aborted);
@@ -2996,9 +3037,9 @@ static void test_index_runs(void **state)
     assert_int_equal(s_raw_count(ix, 'S'), 4);
     /* C: show seqs 1..810, cust 811..815 */
     assert_int_equal(s_raw_count(ix, 'C'), 2);
-    assert_int_equal(s_raw_count(ix, 'I'), 0); /* the store made them: sealed */
+    assert_int_equal(s_raw_count(ix, 'B') + s_raw_count(ix, 'I'), 0); /* sealed */
     s_reopen(f, EVB_INDEX_MANUAL);
-    assert_int_equal(s_info(f->st).format, 4);
+    assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
     assert_int_equal(s_stream_version(f->st, "show-1"), 800);
     assert_int_equal(s_stream_version(f->st, "show-2"), 10);
     evb_err err;
@@ -3116,7 +3157,7 @@ static void test_index_feed_equals_read_back(void **state)
     assert_string_equal(fed, read);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
-    assert_int_equal(s_raw_count(ix, 'I'), 8); /* the caller ids; the others sealed */
+    assert_int_equal(s_raw_count(ix, 'B'), 8); /* the caller ids; the others sealed */
     free(fed);
     free(read);
 }
@@ -3176,11 +3217,13 @@ static void s_expect_clean(fx_t *f, uint64_t head)
 }
 
 /* An older log (format 2: an entry per event; format 3: runs, and made ids
- * random, so each has an id entry) is read as it is by a read-only open,
- * and becomes format 4 at a writable open, before any run is made or any id
- * is sealed: its ids are found as before, new ones are sealed. The old log
- * is faked: caller ids stand for the random ids an old store made. */
-static void s_old_format_becomes_4(fx_t *f, uint8_t fmt)
+ * random, so each has an id entry; format 4: sealed ids; all three with id
+ * entries "I id", not filed by epoch) is read as it is by a read-only open,
+ * and becomes the current format at a writable open, before any run is made,
+ * any id is sealed or any id is filed by epoch: its ids are found as before
+ * and refused again as duplicates, new ones are sealed. The old log is
+ * faked: caller ids stand for the random ids an old store made. */
+static void s_old_format_becomes_current(fx_t *f, uint8_t fmt)
 {
     /* Streams and categories take turns: every run is of one event, the
      * shape a format 2 index has. */
@@ -3189,9 +3232,12 @@ static void s_old_format_becomes_4(fx_t *f, uint8_t fmt)
         s_append_ok(f->st, i % 2 ? "show-0" : "cust-0", EVB_EXPECT_ANY, 1, i, 500 + i);
     s_index_all(f->st);
     evb_store_destroy(&f->st);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    assert_int_equal(s_raw_ids_to_old_layout(ix), 50); /* ids as those stores kept them */
     const uint8_t old[4] = {0, 0, 0, fmt};
     s_raw_put(f->dir, false, "Mformat", 7, old, 4);
-    s_raw_delete(f->dir, "Msealkey", 8);
+    if (fmt < 4) s_raw_delete(f->dir, "Msealkey", 8);
     evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
     o.create = false;
     o.service = NULL;
@@ -3201,7 +3247,7 @@ static void s_old_format_becomes_4(fx_t *f, uint8_t fmt)
     s_expect_clean(f, 50);
     evb_store_destroy(&f->st);
     s_reopen(f, EVB_INDEX_MANUAL);
-    assert_int_equal(s_info(f->st).format, 4);
+    assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
     batch_t b;
     s_batch(&b, 20, "seat.reserved", 0);
     evb_append_result r;
@@ -3219,27 +3265,80 @@ static void s_old_format_becomes_4(fx_t *f, uint8_t fmt)
             assert_int_equal(evb_store_find_id(f->st, &b.ev[i].id, &seq, &err), EVB_OK);
             assert_int_equal(seq, 51 + (uint64_t)i);
         }
+        evb_append_result again;
+        assert_int_equal(s_append(f->st, "cust-0", EVB_EXPECT_ANY, 1, 0, 500 + 6, &again,
+                                  &err),
+                         EVB_OK);
+        assert_true(again.duplicate);
+        assert_int_equal(again.first_seq, 7);
         s_index_all(f->st);
     }
     s_expect_clean(f, 70);
     evb_store_destroy(&f->st);
-    char ix[PATH_MAX + 16];
-    snprintf(ix, sizeof ix, "%s/index", f->dir);
-    assert_int_equal(s_raw_count(ix, 'I'), 50);
+    assert_int_equal(s_raw_count(ix, 'I'), 50); /* kept as they were */
+    assert_int_equal(s_raw_count(ix, 'B'), 0);  /* the new ones are sealed */
     o.read_only_intent = false;
     f->st = s_open_o(&o);
-    assert_int_equal(s_info(f->st).format, 4);
+    assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
     s_batch_free(&b);
 }
 
-static void test_format2_log_becomes_format4(void **state)
+static void test_format2_log_becomes_current(void **state)
 {
-    s_old_format_becomes_4(*state, 2);
+    s_old_format_becomes_current(*state, 2);
 }
 
-static void test_format3_log_becomes_format4(void **state)
+/* The id index files each caller id under its event's epoch (2^20 events,
+ * key "B epoch(4) id"): in a log past the first epoch the entries of each
+ * epoch are where they belong, and ids of both epochs are found and refused
+ * again as duplicates, before and after a reopen (which fills the filter
+ * from those entries). */
+static void test_id_epochs(void **state)
 {
-    s_old_format_becomes_4(*state, 3);
+    fx_t *f = *state;
+    s_open(f, EVB_INDEX_THREAD);
+    const uint64_t total = (1u << 20) + 3000, key0 = 1u << 30;
+    for (uint64_t seq = 1; seq <= total; seq += 1000)
+        s_append_ok(f->st, "show-1", EVB_EXPECT_ANY,
+                    (size_t)(total - seq + 1 < 1000 ? total - seq + 1 : 1000), 0,
+                    key0 + seq); /* event seq gets id s_id(key0 + seq) */
+    s_index_all(f->st);
+    const uint64_t probe[] = {1, (1u << 20) - 1, 1u << 20, total};
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++) {
+            evb_id id = s_id(key0 + probe[i]);
+            assert_int_equal(s_find(f, &id), probe[i]);
+            evb_append_result r;
+            evb_err err;
+            evb_err_clear(&err);
+            assert_int_equal(s_append(f->st, "show-1", EVB_EXPECT_ANY, 1, 0,
+                                      key0 + probe[i], &r, &err),
+                             EVB_OK);
+            assert_true(r.duplicate);
+            assert_int_equal(r.first_seq, probe[i]);
+        }
+        evb_id none = s_id(key0 + total + 1);
+        assert_int_equal(s_find(f, &none), 0);
+        s_reopen(f, EVB_INDEX_THREAD);
+    }
+    assert_int_equal(evb_store_head(f->st), total);
+    evb_store_destroy(&f->st);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    const uint8_t e0[5] = {'B', 0, 0, 0, 0}, e1[5] = {'B', 0, 0, 0, 1};
+    assert_int_equal(s_raw_count_prefix(ix, e0, 5), (1u << 20) - 1);
+    assert_int_equal(s_raw_count_prefix(ix, e1, 5), total - (1u << 20) + 1);
+    assert_int_equal(s_raw_count(ix, 'I'), 0);
+}
+
+static void test_format3_log_becomes_current(void **state)
+{
+    s_old_format_becomes_current(*state, 3);
+}
+
+static void test_format4_log_becomes_current(void **state)
+{
+    s_old_format_becomes_current(*state, 4);
 }
 
 /* Read-only (the evbus log tools), a stale index is not rebuilt: the log is
@@ -3602,8 +3701,10 @@ int main(void)
         T(test_index_runs),
         T(test_index_feed_equals_read_back),
         T(test_index_run_damaged),
-        T(test_format2_log_becomes_format4),
-        T(test_format3_log_becomes_format4),
+        T(test_format2_log_becomes_current),
+        T(test_format3_log_becomes_current),
+        T(test_format4_log_becomes_current),
+        T(test_id_epochs),
         T(test_index_past_the_head_is_rebuilt),
         T(test_stale_index_read_only),
         T(test_index_of_another_log_is_rebuilt),

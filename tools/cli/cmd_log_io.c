@@ -288,7 +288,7 @@ int log_cmd_export(cli_t *cli, int argc, char **argv)
     const cli_usage usage = {
         "DIR [--out FILE] [--from SEQ] [--to SEQ]",
         "Write the events of the log in DIR as JSON lines: first a header\n"
-        "{\"evbus_export\":1,\"service\":...,\"store_format\":4,\"envelope\":1},\n"
+        "{\"evbus_export\":1,\"service\":...,\"store_format\":5,\"envelope\":1},\n"
         "then one line per event in sequence order: the object 'evbus log cat\n"
         "--json' prints, without \"log_id\", plus \"raw\": the stored msgpack\n"
         "envelope in base64, byte for byte except its log id, zeroed (the\n"
