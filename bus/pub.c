@@ -226,18 +226,20 @@ static int s_publish(evb_pub_t *p, evb_err *err)
         evb_log(EVB_LOG_INFO, "%s: publishing again from %llu", p->service,
                 (unsigned long long)p->published + 1);
     p->paused = false;
-    const evb_event_t *ev;
-    while (evb_iter_next(it, &ev, err)) {
-        const void *raw;
-        size_t rawlen;
-        evb_iter_raw(it, &raw, &rawlen);
+    /* Not decoded: the stored bytes are sent as they are (store/FORMAT.md,
+     * "Reads without decoding"). */
+    evb_raw_event re;
+    while (evb_iter_next_raw(it, &re, err)) {
+        const evb_raw_event *ev = &re;
+        const void *raw = re.buf;
+        size_t rawlen = re.len;
         cat_entry *c = s_cat(p, ev->category, true);
         uint64_t prev = c ? c->last : 0;
         /* One frame: topic, header, envelope (PROTOCOL.md, "Live"). */
         char topic[EVB_WIRE_TOPIC_MAX];
         size_t tl = evb_wire_topic_event(topic, ev->category);
         p->hdr.len = 0;
-        if (tl == 0) { /* decoded events have checked categories: our bug */
+        if (tl == 0) { /* appended events have checked categories: our bug */
             evb_err_set(err, EVB_ECORRUPT, "event %llu: category '%s' is not one",
                         (unsigned long long)ev->seq, ev->category);
             break;
@@ -341,12 +343,11 @@ static int s_gather(evb_pub_t *p, const bm_request *rq, uint64_t durable, unsign
                          ? evb_store_read_category(p->st, rq->category, rq->after, NULL, err)
                          : evb_store_read_range(p->st, rq->after + 1, durable, NULL, err);
     if (it == NULL) return -1;
-    const evb_event_t *ev;
-    while (evb_iter_next(it, &ev, err)) {
-        if (ev->seq > durable) break;
-        const void *raw;
-        size_t rawlen;
-        evb_iter_raw(it, &raw, &rawlen);
+    evb_raw_event ev;
+    while (evb_iter_next_raw(it, &ev, err)) {
+        if (ev.seq > durable) break;
+        const void *raw = ev.buf;
+        size_t rawlen = ev.len;
         if (*count == max ||
             (*count > 0 && p->page.len + rawlen > EVB_BUS_MAX_PAGE_BYTES) ||
             evb_buf_append(&p->page, raw, rawlen, NULL) != EVB_OK) {
@@ -354,7 +355,7 @@ static int s_gather(evb_pub_t *p, const bm_request *rq, uint64_t durable, unsign
             break;
         }
         (*count)++;
-        *last = ev->seq;
+        *last = ev.seq;
     }
     bool failed = err && err->code != EVB_OK;
     bool hole = failed && err->code == EVB_ECORRUPT && evb_iter_hole(it, hf, ht);

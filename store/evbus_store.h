@@ -260,6 +260,21 @@ EVB_EXPORT evb_iter_t *evb_store_read_category(evb_store_t *st, const char *cate
  * damaged record is EVB_ECORRUPT naming its sequence). */
 EVB_EXPORT bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err);
 EVB_EXPORT void evb_iter_destroy(evb_iter_t **itp);
+/* What evb_iter_next_raw gives: the stored envelope (what the bus sends),
+ * its seq and its category, lent like an event. */
+typedef struct evb_raw_event {
+    uint64_t seq;
+    const char *category;
+    const void *buf;
+    size_t len;
+} evb_raw_event;
+/* As evb_iter_next, without decoding the event: its seq and stream are read
+ * from the envelope's head in place and checked against the log as
+ * evb_iter_next checks them; the rest is not decoded (its block passed its
+ * checksum, and a receiver decodes what it is sent). A publisher's pages and
+ * live sends cost then about what reading the log costs. Range and category
+ * reads without upcasters only; the others decode. */
+EVB_EXPORT bool evb_iter_next_raw(evb_iter_t *it, evb_raw_event *out, evb_err *err);
 /* The stored envelope bytes of the event the last evb_iter_next returned
  * (before any upcasting): what the bus sends. Lent like the event. False
  * before the first event. */

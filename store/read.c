@@ -49,6 +49,8 @@ struct evb_iter {
     const void *raw; /* the stored bytes of ev (lent from the LevelDB iterator) */
     size_t raw_len;
     const evb_upcasters_t *up;
+    bool lazy; /* evb_iter_next_raw: events are not decoded (s_emit_lazy) */
+    char lazy_stream[EVB_MAX_STREAM_LEN + 1], lazy_cat[EVB_MAX_CATEGORY_LEN + 1];
     uint64_t hole_from, hole_to; /* unreadable events met (evb_iter_hole) */
 };
 
@@ -176,14 +178,53 @@ evb_iter_t *evb_store_read_category(evb_store_t *st, const char *category,
     return it;
 }
 
-/* Decode value as the event at seq into it->ev, then upcast. A record that
- * does not decode as that event is a hole (s_hole: defined below). */
+/* s_hole: defined below. */
 static void s_hole(evb_iter_t *it, uint64_t from, uint64_t resume, evb_err *err,
                    const char *why);
+
+/* evb_iter_next_raw: the event at seq without decoding it. Its head (seq,
+ * stream) is read in place; it->ev gets seq, stream and category only (what
+ * the checks of the iterator and the caller use). 1 when emitted, -1 at a
+ * hole, 0 when the head is not the shape this store writes: the decoder
+ * then says what is wrong. */
+static int s_emit_lazy(evb_iter_t *it, const char *v, size_t vl, uint64_t seq,
+                       evb_err *err)
+{
+    uint64_t at;
+    const char *s;
+    size_t sl;
+    if (!st_peek_stream(v, vl, &at, &s, &sl) || sl == 0 || sl > EVB_MAX_STREAM_LEN)
+        return 0;
+    const char *dash = memchr(s, '-', sl);
+    size_t cl = dash != NULL ? (size_t)(dash - s) : sl;
+    if (cl == 0 || cl > EVB_MAX_CATEGORY_LEN) return 0;
+    if (at != seq) {
+        char why[96];
+        snprintf(why, sizeof why, "the record at %llu says it is event %llu",
+                 (unsigned long long)seq, (unsigned long long)at);
+        s_hole(it, seq, seq + 1, err, why);
+        return -1;
+    }
+    memcpy(it->lazy_stream, s, sl);
+    it->lazy_stream[sl] = '\0';
+    memcpy(it->lazy_cat, s, cl);
+    it->lazy_cat[cl] = '\0';
+    it->ev.seq = seq;
+    it->ev.stream = it->lazy_stream;
+    it->ev.category = it->lazy_cat;
+    it->raw = v;
+    it->raw_len = vl;
+    return 1;
+}
+
+/* Decode value as the event at seq into it->ev, then upcast. A record that
+ * does not decode as that event is a hole. */
 static bool s_emit(evb_iter_t *it, const char *v, size_t vl, uint64_t seq, evb_err *err)
 {
     evb_err derr;
     char why[EVB_ERR_MSG_LEN];
+    int lazy = it->lazy ? s_emit_lazy(it, v, vl, seq, err) : 0;
+    if (lazy != 0) return lazy > 0;
     if (evb__event_decode_lent(v, vl, &it->ev, &derr) != EVB_OK) {
         snprintf(why, sizeof why, "event %llu does not decode: %.300s",
                  (unsigned long long)seq, derr.msg);
@@ -311,7 +352,7 @@ static bool s_tail_match(const evb_iter_t *it, const char *v, size_t vl)
     if (it->kind == IT_RANGE) return true;
     const char *s;
     size_t sl;
-    if (!st_peek_stream(v, vl, &s, &sl)) return true; /* let the decoder report it */
+    if (!st_peek_stream(v, vl, NULL, &s, &sl)) return true; /* let the decoder report it */
     if (it->kind == IT_STREAM) return sl == it->nlen && memcmp(s, it->name, sl) == 0;
     const char *dash = memchr(s, '-', sl);
     size_t cl = dash ? (size_t)(dash - s) : sl;
@@ -489,7 +530,29 @@ static bool s_next_tail(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
     }
 }
 
+static bool s_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err);
+
 bool evb_iter_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
+{
+    it->lazy = false;
+    return s_next(it, ev, err);
+}
+
+bool evb_iter_next_raw(evb_iter_t *it, evb_raw_event *out, evb_err *err)
+{
+    /* A stream read checks versions, an upcaster needs the event: those
+     * decode as evb_iter_next does. */
+    it->lazy = it->up == NULL && it->kind != IT_STREAM;
+    const evb_event_t *ev;
+    if (!s_next(it, &ev, err)) return false;
+    out->seq = ev->seq;
+    out->category = ev->category;
+    out->buf = it->raw;
+    out->len = it->raw_len;
+    return true;
+}
+
+static bool s_next(evb_iter_t *it, const evb_event_t **ev, evb_err *err)
 {
     evb_err_clear(err);
     *ev = NULL;

@@ -154,7 +154,8 @@ int st_stream_last(leveldb_iterator_t *it, const char *stream, size_t nlen,
     return 1;
 }
 
-bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen)
+bool st_peek_stream(const void *buf, size_t len, uint64_t *seq, const char **stream,
+                    size_t *slen)
 {
     /* [ver, id(bin16), service(str), log_id(bin16), seq, stream, ...]: the
      * fixed-shape prefix is short; read it with the bounded reader's rules. */
@@ -182,12 +183,19 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
     if (p[0] != 0xc4 || p[1] != 16) return false;
     p += 18;
     if (p >= end) return false;
-    if (p[0] <= 0x7f)
+    uint64_t v = 0;
+    if (p[0] <= 0x7f) {
+        v = p[0];
         p += 1;
-    else if (p[0] >= 0xcc && p[0] <= 0xcf)
-        p += 1 + (1u << (p[0] - 0xcc));
-    else
+    } else if (p[0] >= 0xcc && p[0] <= 0xcf) {
+        size_t w = (size_t)1 << (p[0] - 0xcc);
+        if ((size_t)(end - p) < 1 + w) return false;
+        for (size_t i = 1; i <= w; i++)
+            v = (v << 8) | p[i];
+        p += 1 + w;
+    } else {
         return false;
+    }
     if (p >= end) return false;
     if ((p[0] & 0xe0) == 0xa0) {
         n = p[0] & 0x1f;
@@ -199,6 +207,7 @@ bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *sl
         return false;
     }
     if ((size_t)(end - p) < n) return false;
+    if (seq != NULL) *seq = v;
     *stream = (const char *)p;
     *slen = n;
     return true;

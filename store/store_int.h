@@ -305,8 +305,10 @@ static inline size_t st_key_id(const evb_store_t *st, uint8_t *out, const evb_id
     return st_ix_apart(st) ? key_id_epoch(out, id_epoch(seq), id) : key_id(out, id);
 }
 
-/* Peek at an envelope's stream id without decoding all of it. */
-bool st_peek_stream(const void *buf, size_t len, const char **stream, size_t *slen);
+/* Peek at an envelope's seq (NULL: not wanted) and stream id without
+ * decoding all of it. False when its head is not the shape this store writes. */
+bool st_peek_stream(const void *buf, size_t len, uint64_t *seq, const char **stream,
+                    size_t *slen);
 
 /* Put it on the last key that starts with prefix[0..plen) and sorts before
  * bound (a key after all the wanted ones: the prefix followed by the largest
