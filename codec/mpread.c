@@ -255,6 +255,20 @@ int mp_skip(mp_cur *c, unsigned max_depth)
                 p += n;
                 continue;
             }
+            /* fixmap, fixarray: as mp_next reads them, without the call */
+            uint64_t count = (b & 0x10) ? (b & 0x0fu) : 2ull * (b & 0x0fu);
+            if ((b & 0xe0) == 0x80 && count <= avail - 1) {
+                p++;
+                if (depth + 1 > max_depth) {
+                    c->p = p;
+                    return MP_TOO_DEEP;
+                }
+                if (count > 0) {
+                    outer[depth++] = left_here;
+                    left_here = count;
+                }
+                continue;
+            }
         }
         c->p = p;
         mp_val v;
