@@ -945,17 +945,21 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     st->options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
         st->options, opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20);
-    /* The index database takes small entries (about 70 bytes an event, a
-     * third of them randomly keyed: ids): an eighth of the write buffer
-     * (4 MiB by default) holds about 60,000 events' entries. Its memtables
-     * (two at most) are memory every store holds. Its tables carry Bloom
-     * filters (10 bits a key): an id looked up in each epoch (state.c) is
-     * absent from all but one, and a filter answers that without reading a
-     * block. */
+    /* The index database takes small entries (about 70 bytes an event, and
+     * 29 more for an id a caller chose). Half the write buffer (16 MiB by
+     * default): with an eighth, the flushes of randomly keyed ids came so
+     * often that the index's compactions stalled its writes ("Too many L0
+     * files"), the indexer fell 1 Mi events behind and appends waited for it
+     * (append_b1000_ids at 10 M: 0.31-0.33 with 4 MiB, 0.38-0.43 with 16, as
+     * much with 32; made ids the same either way; FORMAT.md, "Id epochs").
+     * Its memtables (two at most) are memory every store holds. Its tables
+     * carry Bloom filters (10 bits a key): an id looked up in each epoch
+     * (state.c) is absent from all but one, and a filter answers that
+     * without reading a block. */
     st->ix_options = leveldb_options_create();
     leveldb_options_set_write_buffer_size(
         st->ix_options,
-        (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 8);
+        (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 2);
     st->ix_filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(st->ix_options, st->ix_filter);
     st->ro = leveldb_readoptions_create();

@@ -3362,6 +3362,41 @@ static void test_format2_log_becomes_current(void **state)
     s_old_format_becomes_current(*state, 2);
 }
 
+/* Id entries are sorted before they go into the index's batch (a radix sort
+ * from 64 entries a step): every caller id of a step of thousands, random or
+ * sharing their first bytes, is in the index once, where verify looks. */
+static void test_index_sorted_ids(void **state)
+{
+    fx_t *f = *state;
+    s_open(f, EVB_INDEX_MANUAL);
+    batch_t b;
+    s_batch(&b, 1000, "seat.reserved", 0);
+    evb_append_result r;
+    evb_err err;
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < b.n; i++) {
+            if (k == 0)
+                b.ev[i].id = s_id(7000 + i); /* the first 8 bytes all alike */
+            else
+                assert_int_equal(evb_id_random(&b.ev[i].id, &err), EVB_OK);
+        }
+        evb_err_clear(&err);
+        assert_int_equal(evb_store_append(f->st, "show-1", EVB_EXPECT_ANY, b.ev, b.n, &r,
+                                          &err),
+                         EVB_OK);
+    }
+    s_index_all(f->st);
+    s_verify_clean(f->st);
+    assert_int_equal(s_find(f, &b.ev[999].id), 3000);
+    evb_id first = s_id(7000);
+    assert_int_equal(s_find(f, &first), 1);
+    evb_store_destroy(&f->st);
+    char ix[PATH_MAX + 16];
+    snprintf(ix, sizeof ix, "%s/index", f->dir);
+    assert_int_equal(s_raw_count(ix, 'B'), 3000);
+    s_batch_free(&b);
+}
+
 /* The id index files each caller id under its event's epoch (2^20 events,
  * key "B epoch(4) id"): in a log past the first epoch the entries of each
  * epoch are where they belong, and ids of both epochs are found and refused
@@ -3779,6 +3814,7 @@ int main(void)
         T(test_format3_log_becomes_current),
         T(test_format4_log_becomes_current),
         T(test_id_epochs),
+        T(test_index_sorted_ids),
         T(test_read_raw_misplaced_record),
         T(test_index_past_the_head_is_rebuilt),
         T(test_stale_index_read_only),
