@@ -56,7 +56,7 @@ class BgEnv : public leveldb::EnvWrapper {
             auto job = work_.front();
             work_.pop_front();
             l.unlock();
-            job.first(job.second);
+            st_bgenv_call(job.first, job.second);
             l.lock();
         }
     }

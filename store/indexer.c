@@ -250,6 +250,7 @@ static inline unsigned s_digit(const id_ent *e, int pass, uint32_t lo)
  * or when the epochs span more than 64 Ki. */
 static void s_sort_ents(id_ent *v, size_t n)
 {
+    if (n < 2) return; /* v may be NULL then */
     if (n < 64) {
         qsort(v, n, sizeof *v, s_cmp_ent);
         return;

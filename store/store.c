@@ -213,6 +213,11 @@ bool st_peek_stream(const void *buf, size_t len, uint64_t *seq, const char **str
     return true;
 }
 
+void st_bgenv_call(void (*fn)(void *), void *arg)
+{
+    fn(arg);
+}
+
 /* ---- open ---- */
 
 static int s_dir_state(const char *dir, bool *exists, bool *empty, bool *has_current,
