@@ -1,6 +1,7 @@
 /*
- * bgenv.h (private): a LevelDB Env whose flushes and compactions run on a
- * background thread of its own, for the index database (bgenv.cc).
+ * bgenv.h (private): the LevelDB Env of the store's writable databases
+ * (bgenv.cc): optionally a background thread of its own for flushes and
+ * compactions (the index), and table blocks checked with a hardware CRC.
  */
 #if !defined(EVB_BUILDING_STORE)
 #error "store/bgenv.h is private to libevbus's store module; programs include <evbus/evbus_store.h>"
@@ -8,14 +9,19 @@
 #ifndef EVB_STORE_BGENV_H
 #define EVB_STORE_BGENV_H
 
+#include <stdbool.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct leveldb_env_t leveldb_env_t;
 
-/* NULL when out of memory (the caller then uses LevelDB's default Env). */
-leveldb_env_t *st_bgenv_new(void);
+/* NULL when out of memory. */
+leveldb_env_t *st_bgenv_new(bool own_thread);
+/* Do the Envs st_bgenv_new makes check every table block they read? Then
+ * reads through them need not ask LevelDB to (its check is portable code). */
+bool st_bgenv_checks_blocks(void);
 /* After every database using it is closed. */
 void st_bgenv_destroy(leveldb_env_t *env);
 /* fn(arg), called from C: clang's -fsanitize=function checks indirect calls

@@ -304,6 +304,14 @@ static int s_ldb_open(evb_store_t *st, leveldb_options_t *o, const char *path,
 
 static int s_open_db(evb_store_t *st, bool create, evb_err *err)
 {
+    /* Writable: table blocks checked in hardware where the CPU can
+     * (bgenv.cc); LevelDB's own background thread. */
+    if (!st->read_only && st->db_bg == NULL) {
+        if ((st->db_bg = st_bgenv_new(false)) == NULL)
+            return evb_err_set(err, EVB_ENOMEM, "%s: out of memory opening the log",
+                               st->dir);
+        leveldb_options_set_env(st->options, st->db_bg);
+    }
     return s_ldb_open(st, st->options, st->dir, create, &st->db, &st->db_env, err);
 }
 
@@ -360,7 +368,7 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     /* A background thread of its own (bgenv.cc): the index's compactions
      * then never hold up the flushes of the events' memtables. */
     if (!st->read_only && st->ix_bg == NULL) {
-        if ((st->ix_bg = st_bgenv_new()) == NULL)
+        if ((st->ix_bg = st_bgenv_new(true)) == NULL)
             return evb_err_set(err, EVB_ENOMEM, "%s: out of memory opening the index",
                                st->dir);
         leveldb_options_set_env(st->ix_options, st->ix_bg);
@@ -490,7 +498,8 @@ static void s_close_dbs(evb_store_t *st)
     st_roenv_destroy(st->db_env);
     st->ix_env = st->db_env = NULL;
     st_bgenv_destroy(st->ix_bg); /* its thread is idle: the index is closed */
-    st->ix_bg = NULL;
+    st_bgenv_destroy(st->db_bg);
+    st->ix_bg = st->db_bg = NULL;
 }
 
 /* Start the index database again from nothing (format >= 2) when it is

@@ -13,6 +13,7 @@
 #define EVB_STORE_INT_H
 
 #include "evbus_store.h"
+#include "bgenv.h"
 #include "hmap.h"
 #include "idset.h"
 
@@ -208,7 +209,8 @@ struct evb_store {
     leveldb_options_t *options;
     leveldb_options_t *ix_options;
     leveldb_filterpolicy_t *ix_filter; /* Bloom filters in the index's tables */
-    leveldb_env_t *ix_bg; /* the index's background thread (bgenv.h); NULL: LevelDB's */
+    leveldb_env_t *ix_bg; /* the index's Env: its own background thread (bgenv.h) */
+    leveldb_env_t *db_bg; /* the events' Env (bgenv.h); both NULL when read-only */
     leveldb_readoptions_t *ro;
     leveldb_writeoptions_t *wo;      /* per the sync policy */
     leveldb_writeoptions_t *wo_sync; /* explicit fsync */
@@ -290,6 +292,13 @@ int st_ldb_err(evb_store_t *st, char *ldb_err, const char *what, evb_err *err);
  * st->ro). *val is malloc'd (free it with leveldb_free) or NULL when absent. */
 int st_get(evb_store_t *st, leveldb_t *db, const leveldb_readoptions_t *ro,
            const void *key, size_t klen, char **val, size_t *vlen, evb_err *err);
+
+/* Do reads need LevelDB to check table blocks' CRC? Not when the store's
+ * writable Envs check every block they read (bgenv.cc). */
+static inline bool st_ldb_checks(const evb_store_t *st)
+{
+    return st->db_bg == NULL || !st_bgenv_checks_blocks();
+}
 
 /* Is the index a database of its own (format >= 2)? */
 static inline bool st_ix_apart(const evb_store_t *st)
