@@ -633,8 +633,11 @@ static inline bool s_f_id(const uint8_t **pp, const uint8_t *end, bool nil_ok, e
     return true;
 }
 
+/* A name; known (known_len bytes, 0 for none) is one already checked: the
+ * same bytes need no check again. */
 static inline bool s_f_name(const uint8_t **pp, const uint8_t *end, enum name_kind k,
-                            const char **s, uint32_t *len)
+                            const char *known, uint32_t known_len, const char **s,
+                            uint32_t *len)
 {
     const uint8_t *p = *pp;
     if (p == end) return false;
@@ -650,8 +653,11 @@ static inline bool s_f_name(const uint8_t **pp, const uint8_t *end, enum name_ki
     }
     if ((size_t)(end - p) < hdr + n) return false;
     const char *str = (const char *)p + hdr;
-    if (s_check_name(k, str, n, NULL, NULL) != EVB_OK) return false;
-    if (k == NAME_STREAM && s_category_len(str, n) > EVB_MAX_CATEGORY_LEN) return false;
+    if (known_len == 0 || n != known_len || memcmp(str, known, n) != 0) {
+        if (s_check_name(k, str, n, NULL, NULL) != EVB_OK) return false;
+        if (k == NAME_STREAM && s_category_len(str, n) > EVB_MAX_CATEGORY_LEN)
+            return false;
+    }
     *s = str;
     *len = (uint32_t)n;
     *pp = p + hdr + n;
@@ -681,8 +687,11 @@ static inline bool s_f_map(const uint8_t **pp, const uint8_t *end, bool nil_ok,
     return true;
 }
 
-static bool s_parse_fast(const void *buf, size_t len, evb_event_t *ev, env_views *vw)
+static bool s_parse_fast(const void *buf, size_t len, evb_event_t *ev, env_views *vw,
+                         const evb__names *nm)
 {
+    static const evb__names none; /* all lengths 0: nothing known */
+    if (nm == NULL) nm = &none;
     const uint8_t *p = buf, *const end = p + len;
     uint64_t u;
     if (len > EVB_MAX_EVENT_BYTES || len < 4 || p[0] != 0xdc || p[1] != 0 ||
@@ -690,11 +699,14 @@ static bool s_parse_fast(const void *buf, size_t len, evb_event_t *ev, env_views
         return false;
     p += 4;
     if (!s_f_id(&p, end, false, &ev->id) ||
-        !s_f_name(&p, end, NAME_SERVICE, &vw->service, &vw->service_len) ||
+        !s_f_name(&p, end, NAME_SERVICE, nm->service, nm->service_len, &vw->service,
+                  &vw->service_len) ||
         !s_f_id(&p, end, false, &ev->log_id) || !s_f_uint(&p, end, &ev->seq) ||
-        ev->seq == 0 || !s_f_name(&p, end, NAME_STREAM, &vw->stream, &vw->stream_len) ||
+        ev->seq == 0 ||
+        !s_f_name(&p, end, NAME_STREAM, nm->stream, nm->stream_len, &vw->stream,
+                  &vw->stream_len) ||
         !s_f_uint(&p, end, &ev->version) || ev->version == 0 ||
-        !s_f_name(&p, end, NAME_TYPE, &vw->type, &vw->type_len) ||
+        !s_f_name(&p, end, NAME_TYPE, nm->type, nm->type_len, &vw->type, &vw->type_len) ||
         !s_f_uint(&p, end, &u) || u == 0 || u > UINT32_MAX)
         return false;
     ev->schema = (uint32_t)u;
@@ -763,13 +775,44 @@ static int s_fill_lend(evb_event_t *ev, const env_views *vw, bool lend, evb_err 
     return EVB_OK;
 }
 
+/* dst (*dlen bytes) becomes src[0..n) unless it is that already; true when
+ * it changed. */
+static inline bool s_take_name(char *dst, uint32_t *dlen, const char *src, uint32_t n)
+{
+    if (n == *dlen && memcmp(dst, src, n) == 0) return false;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    *dlen = n;
+    return true;
+}
+
+/* Pass 2 with names kept in nm: only a name that changed is copied. */
+static void s_fill_names(evb_event_t *ev, const env_views *vw, evb__names *nm)
+{
+    s_take_name(nm->service, &nm->service_len, vw->service, vw->service_len);
+    if (s_take_name(nm->stream, &nm->stream_len, vw->stream, vw->stream_len)) {
+        size_t cl = s_category_len(nm->stream, nm->stream_len);
+        memcpy(nm->category, nm->stream, cl);
+        nm->category[cl] = '\0';
+    }
+    s_take_name(nm->type, &nm->type_len, vw->type, vw->type_len);
+    ev->service = nm->service;
+    ev->stream = nm->stream;
+    ev->category = nm->category;
+    ev->type = nm->type;
+    ev->payload = vw->payload;
+    ev->payload_len = vw->payload_len;
+    ev->metadata = vw->metadata;
+    ev->metadata_len = vw->metadata != NULL ? vw->metadata_len : 0;
+}
+
 static int s_fill(evb_event_t *ev, const env_views *vw, evb_err *err)
 {
     return s_fill_lend(ev, vw, false, err);
 }
 
 static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast,
-                         bool lend, evb_err *err)
+                         bool lend, evb__names *nm, evb_err *err)
 {
     if (buf == NULL) /* also for len 0: NULL + 0 is undefined in C */
         return evb_err_set(err, EVB_EDECODE, "envelope: no bytes (NULL buffer)");
@@ -781,12 +824,15 @@ static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast
     env_views vw;
     memset(&vw, 0, sizeof vw);
     int rc = EVB_OK;
-    if (!fast || !s_parse_fast(buf, len, ev, &vw)) {
+    if (!fast || !s_parse_fast(buf, len, ev, &vw, nm)) {
         memset(ev, 0, offsetof(evb_event_t, priv)); /* what the fast pass left */
         memset(&vw, 0, sizeof vw);
         rc = s_parse(buf, len, ev, &vw, err);
     }
-    if (rc == EVB_OK) rc = s_fill_lend(ev, &vw, lend, err);
+    if (rc == EVB_OK && nm != NULL)
+        s_fill_names(ev, &vw, nm);
+    else if (rc == EVB_OK)
+        rc = s_fill_lend(ev, &vw, lend, err);
     if (rc != EVB_OK) { /* s_fill only replaces the block when it succeeds */
         block = ev->priv.block;
         cap = ev->priv.cap;
@@ -799,17 +845,23 @@ static int s_decode_into(const void *buf, size_t len, evb_event_t *ev, bool fast
 
 int evb_event_decode_into(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    return s_decode_into(buf, len, ev, true, false, err);
+    return s_decode_into(buf, len, ev, true, false, NULL, err);
 }
 
 int evb__event_decode_lent(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    return s_decode_into(buf, len, ev, true, true, err);
+    return s_decode_into(buf, len, ev, true, true, NULL, err);
+}
+
+int evb__event_decode_names(const void *buf, size_t len, evb_event_t *ev, evb__names *nm,
+                            evb_err *err)
+{
+    return s_decode_into(buf, len, ev, true, true, nm, err);
 }
 
 int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err)
 {
-    return s_decode_into(buf, len, ev, false, false, err);
+    return s_decode_into(buf, len, ev, false, false, NULL, err);
 }
 
 int evb_event_decode(const void *buf, size_t len, evb_event_t **out, evb_err *err)

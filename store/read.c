@@ -51,6 +51,7 @@ struct evb_iter {
     const evb_upcasters_t *up;
     bool lazy; /* evb_iter_next_raw: events are not decoded (s_emit_lazy) */
     char lazy_stream[EVB_MAX_STREAM_LEN + 1], lazy_cat[EVB_MAX_CATEGORY_LEN + 1];
+    evb__names names; /* of the last event decoded: repeats are not checked again */
     uint64_t hole_from, hole_to; /* unreadable events met (evb_iter_hole) */
 };
 
@@ -227,7 +228,7 @@ static bool s_emit(evb_iter_t *it, const char *v, size_t vl, uint64_t seq, evb_e
     char why[EVB_ERR_MSG_LEN];
     int lazy = it->lazy ? s_emit_lazy(it, v, vl, seq, err) : 0;
     if (lazy != 0) return lazy > 0;
-    if (evb__event_decode_lent(v, vl, &it->ev, &derr) != EVB_OK) {
+    if (evb__event_decode_names(v, vl, &it->ev, &it->names, &derr) != EVB_OK) {
         snprintf(why, sizeof why, "event %llu does not decode: %.300s",
                  (unsigned long long)seq, derr.msg);
         s_hole(it, seq, seq + 1, err, why);

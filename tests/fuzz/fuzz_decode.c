@@ -7,7 +7,8 @@
  * again gives the same bytes), decode_into into a reused block agrees, and
  * the JSON rendering succeeds and is valid JSON. A failed decode must leave
  * *out NULL. And the decoder's fast pass for the canonical spelling decides
- * every input as the general reader alone does (same code, message, event).
+ * every input as the general reader alone does (same code, message, event),
+ * also with the names of earlier inputs kept (the store's iterators' way).
  * Any broken property aborts, which libFuzzer reports as a crash.
  */
 #include <evbus/evbus_codec.h>
@@ -57,6 +58,14 @@ static bool s_same_event(const evb_event_t *a, const evb_event_t *b)
  * target links the static library). */
 int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err);
 
+/* The store's iterators' decode with the names of the previous event kept
+ * (codec/codec_int.h): kept across inputs here, it must decide and decode
+ * as the general reader does. */
+#define EVB_BUILDING_CODEC
+#include "../../codec/codec_int.h"
+static evb__names s_names;
+static evb_event_t s_named;
+
 /* Reused across inputs to exercise decode_into's block reuse; reachable at
  * exit, so LeakSanitizer does not count it. */
 static evb_event_t s_reused, s_general;
@@ -75,6 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s_die("the fast pass and the general reader disagree", &gerr);
     if (rc == EVB_OK && !s_same_event(&s_reused, &s_general))
         s_die("the fast pass and the general reader decode differently", NULL);
+    evb_err nerr;
+    int rc_named = evb__event_decode_names(data, size, &s_named, &s_names, &nerr);
+    if (rc_named != rc || (rc != EVB_OK && strcmp(nerr.msg, err.msg) != 0))
+        s_die("decode with kept names and the general reader disagree", &nerr);
+    if (rc == EVB_OK && !s_same_event(&s_named, &s_general))
+        s_die("decode with kept names and the general reader decode differently", NULL);
     if (rc != EVB_OK) {
         if (ev != NULL) s_die("failed decode left *out set", &err);
         if (err.code != rc || err.msg[0] == '\0')

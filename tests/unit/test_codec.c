@@ -1176,24 +1176,88 @@ static void test_single_byte_mutations_never_crash(void **state)
  * (codec/codec_int.h; this test links the static library). */
 int evb__event_decode_general(const void *buf, size_t len, evb_event_t *ev, evb_err *err);
 
+/* The store's iterators decode with the names of the previous event kept
+ * (evb__event_decode_names): the same bytes are not checked again. Held to
+ * the general reader too, with names kept from whatever decoded before. */
+#define EVB_BUILDING_CODEC
+#include "../../codec/codec_int.h"
+static evb__names s_kept_names;
+
 static void s_fast_agrees(const void *buf, size_t len)
 {
-    evb_event_t a = {0}, b = {0};
-    evb_err ea, eb;
+    evb_event_t a = {0}, b = {0}, c = {0};
+    evb_err ea, eb, ec;
     evb_err_clear(&ea);
     evb_err_clear(&eb);
+    evb_err_clear(&ec);
     int ra = evb_event_decode_into(buf, len, &a, &ea);
     int rb = evb__event_decode_general(buf, len, &b, &eb);
+    int rc = evb__event_decode_names(buf, len, &c, &s_kept_names, &ec);
     if (ra != rb)
         fail_msg("decode_into %d (%s), general reader %d (%s)", ra, ea.msg, rb, eb.msg);
+    if (rc != rb)
+        fail_msg("decode_names %d (%s), general reader %d (%s)", rc, ec.msg, rb, eb.msg);
     if (ra == EVB_OK) {
         s_assert_event_eq(&a, &b);
         s_assert_str_eq(a.category, b.category);
+        s_assert_event_eq(&c, &b);
+        s_assert_str_eq(c.category, b.category);
+        assert_ptr_equal(c.stream, s_kept_names.stream); /* lent from the names */
+        const uint8_t *pl = c.payload, *in = buf; /* lent from buf */
+        assert_true(pl >= in && pl + c.payload_len <= in + len);
     } else {
         assert_string_equal(ea.msg, eb.msg);
+        assert_string_equal(ec.msg, eb.msg);
     }
     evb_event_clear(&a);
     evb_event_clear(&b);
+    evb_event_clear(&c);
+}
+
+/* Names kept from one event are taken again only for the same bytes: a
+ * stream or type that differs by a byte is checked (and refused when bad),
+ * and the category follows the stream. */
+static void test_decode_names_checks_what_changed(void **state)
+{
+    (void)state;
+    evb__names nm;
+    memset(&nm, 0, sizeof nm);
+    evb_event_t ev = s_full_event(), out = {0};
+    evb_buf buf = {0};
+    evb_err err;
+    s_encode_ok(&ev, &buf);
+    assert_int_equal(evb__event_decode_names(buf.data, buf.len, &out, &nm, &err), EVB_OK);
+    assert_string_equal(out.category, "show");
+    assert_string_equal(out.type, "SeatsHeld");
+    /* the same stream and type again */
+    ev.seq = 43;
+    buf.len = 0;
+    s_encode_ok(&ev, &buf);
+    assert_int_equal(evb__event_decode_names(buf.data, buf.len, &out, &nm, &err), EVB_OK);
+    assert_true(out.seq == 43);
+    assert_string_equal(out.stream, "show-42");
+    /* a type one byte off, bad: the bytes are patched after encoding */
+    ev.type = "SeatsHelD";
+    buf.len = 0;
+    s_encode_ok(&ev, &buf);
+    char *t = NULL;
+    for (size_t i = 0; t == NULL && i + 9 <= buf.len; i++)
+        if (memcmp((char *)buf.data + i, "SeatsHelD", 9) == 0) t = (char *)buf.data + i;
+    assert_non_null(t);
+    t[8] = '!';
+    assert_int_equal(evb__event_decode_names(buf.data, buf.len, &out, &nm, &err),
+                     EVB_EDECODE);
+    assert_non_null(strstr(err.msg, "type"));
+    /* another stream: a new category */
+    ev.type = "SeatsHeld";
+    ev.stream = "hall-7";
+    buf.len = 0;
+    s_encode_ok(&ev, &buf);
+    assert_int_equal(evb__event_decode_names(buf.data, buf.len, &out, &nm, &err), EVB_OK);
+    assert_string_equal(out.stream, "hall-7");
+    assert_string_equal(out.category, "hall");
+    assert_string_equal(out.service, "reservation");
+    evb_buf_free(&buf);
 }
 
 static uint64_t s_rand(uint64_t *x) /* splitmix64 */
@@ -2218,6 +2282,7 @@ int main(void)
         cmocka_unit_test(test_check_map_cases),
         cmocka_unit_test(test_single_byte_mutations_never_crash),
         cmocka_unit_test(test_fast_pass_agrees_with_general_reader),
+        cmocka_unit_test(test_decode_names_checks_what_changed),
         cmocka_unit_test(test_other_spellings_decode_alike),
         cmocka_unit_test(test_fast_pass_keeps_the_size_limit),
         cmocka_unit_test(test_json_scalars),
