@@ -19,21 +19,14 @@
 #include "bgenv.h"
 
 #include "crc32c.h"
-
-#include <leveldb/env.h>
+#include "ldbenv.h"
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <new>
 #include <string>
 #include <thread>
 #include <utility>
-
-struct leveldb_env_t { // as in roenv.cc: the layout LevelDB's c.cc defines
-    leveldb::Env *rep;
-    bool is_default;
-};
 
 namespace {
 

@@ -1,13 +1,8 @@
-// roenv.cc: the read-only view of a LevelDB directory (roenv.h).
-//
-// LevelDB's C API takes an Env only as leveldb_env_t, a struct that its
-// c.cc defines as { Env *rep; bool is_default; } and whose definition no
-// header exports. We define the same layout here and fill it ourselves;
-// leveldb_options_set_env reads only `rep`. The library we link is the one
-// these headers come from (Debian's libleveldb-dev 1.23).
+// roenv.cc: the read-only view of a LevelDB directory (roenv.h). Its handle
+// for LevelDB's C API is the layout ldbenv.h gives.
 #include "roenv.h"
 
-#include <leveldb/env.h>
+#include "ldbenv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,11 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-struct leveldb_env_t {
-    leveldb::Env *rep;
-    bool is_default;
-};
 
 namespace {
 
