@@ -159,21 +159,34 @@ typedef struct evb_sub_opts {
 EVB_EXPORT evb_sub_t *evb_sub_new(const evb_sub_opts *opts, evb_err *err);
 EVB_EXPORT void evb_sub_destroy(evb_sub_t **subp);
 
-/* Follow a publisher: connect to its PUB and catch-up endpoints and keep one
- * feed per category in categories[0..n) (n = 0: every category it has).
- * Returns EVB_EINVAL for a bad endpoint or category. */
+/* How to follow a publisher (evb_sub_follow_with). */
+typedef struct evb_follow_opts {
+    /* One feed per category in categories[0..ncategories); none: every
+     * category the publisher has, each a feed of its own as it shows up. */
+    const char *const *categories;
+    size_t ncategories;
+    /* Every category as one feed in the publisher's log order, with one
+     * checkpoint (category EVB_ALL_CATEGORIES): what a replica or an export
+     * that keeps the log's order needs. Not with categories. */
+    bool log_order;
+    /* CURVE: the publisher's public key (40 Z85 characters, or its public
+     * certificate file); needs the subscriber's certificate
+     * (evb_sub_opts.curve). NULL or "": evb_sub_opts.curve->server_key, or
+     * plain without one. */
+    const char *server_key;
+} evb_follow_opts;
+
+/* Follow a publisher: connect to its PUB and catch-up endpoints and keep its
+ * feeds (opts NULL: every category, a feed each). EVB_EINVAL for a bad
+ * endpoint, category or key, or categories with log_order. */
+EVB_EXPORT int evb_sub_follow_with(evb_sub_t *sub, const char *pub_endpoint,
+                                   const char *catchup_endpoint, const evb_follow_opts *opts,
+                                   evb_err *err);
+
+/* evb_sub_follow_with with categories[0..n) (n = 0: every category). */
 EVB_EXPORT int evb_sub_follow(evb_sub_t *sub, const char *pub_endpoint,
                               const char *catchup_endpoint, const char *const *categories,
                               size_t n, evb_err *err);
-
-/* evb_sub_follow over CURVE: server_key is the publisher's public key (40
- * Z85 characters, or its public certificate file); NULL or "" follows in
- * plain mode. EVB_EINVAL when a key is given but the subscriber has no
- * certificate (evb_sub_opts.curve), or the key cannot be read. */
-EVB_EXPORT int evb_sub_follow_curve(evb_sub_t *sub, const char *pub_endpoint,
-                                    const char *catchup_endpoint, const char *server_key,
-                                    const char *const *categories, size_t n,
-                                    evb_err *err);
 
 /* Stop following the publisher at pub_endpoint (and catchup_endpoint; NULL:
  * any): close its sockets and drop its feeds, in the owner thread, between

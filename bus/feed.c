@@ -121,7 +121,10 @@ static int s_apply(bf_feed *f, const evb_wire_view *v, size_t n, uint64_t positi
                    bool *refused, evb_err *err)
 {
     *refused = false;
-    return f->ops->apply(f->ctx, f, v, n, position, refused, err);
+    f->in_apply++;
+    int rc = f->ops->apply(f->ctx, f, v, n, position, refused, err);
+    f->in_apply--;
+    return rc;
 }
 
 void bf_start(bf_feed *f, uint64_t applied, const char *why)
@@ -149,6 +152,7 @@ void bf_stop(bf_feed *f, evb_feed_state st, const char *reason)
     snprintf(f->reason, sizeof f->reason, "%s", reason);
     s_enter(f, st, f->reason);
     f->fetch_req = 0;
+    if (f->in_apply == 0) s_drop_kept(f); /* else when the apply returns */
 }
 
 /* Keep a live event: while catching up for the switch-over, while live as
@@ -195,7 +199,7 @@ int bf_on_live(bf_feed *f, uint64_t seq, uint64_t prev, const void *env, size_t 
             int rc = bf_flush(f, err);
             if (rc != EVB_OK) return rc;
             if (f->state == EVB_FEED_LIVE) s_gap(f, "gap in the live events");
-        } else if (f->nkept + 1 >= f->lim.batch || f->nkept >= f->lim.kept_events ||
+        } else if (f->nkept >= f->lim.batch || f->nkept >= f->lim.kept_events ||
                    f->kept_bytes + len > f->lim.kept_bytes) {
             int rc = bf_flush(f, err); /* keep the batch bounded */
             if (rc != EVB_OK) return rc;
@@ -349,7 +353,6 @@ void bf_on_hole(bf_feed *f, uint64_t from, uint64_t to)
              "events %llu..%llu of the publisher's log cannot be read (it is damaged); "
              "skip them up to %llu, or serve a salvaged log",
              (unsigned long long)from, (unsigned long long)to, (unsigned long long)to);
-    s_drop_kept(f);
     bf_stop(f, EVB_FEED_STALLED, why);
 }
 

@@ -93,6 +93,7 @@ struct bf_feed {
     bf_kept *kept;
     size_t nkept, capkept, kept_bytes;
     evb_wire_view *views; /* a batch's views (lim.batch of them) */
+    unsigned in_apply;    /* inside ops->apply: what is kept stays until it returns */
     uint64_t duplicates, gaps, pages, dropped_live, unreadable;
     uint64_t *next_req;   /* the link's request counter (shared by its feeds) */
     void *owner;          /* the owner's own per-feed record */
@@ -109,7 +110,8 @@ void bf_start(bf_feed *f, uint64_t applied, const char *why);
 /* Start live at `applied` without a catch-up (a watcher that wants only
  * what comes from now on). */
 void bf_start_live(bf_feed *f, uint64_t applied);
-/* Stop following (the publisher's log changed): reason says why. */
+/* Stall or stop the feed (reason says why); what was kept is dropped. The
+ * owner's apply may call it (a handler that keeps failing). */
 void bf_stop(bf_feed *f, evb_feed_state st, const char *reason);
 
 /* A live event: seq and prev from its frame (prev ignored in log order). */

@@ -1,26 +1,22 @@
 /*
  * sub.c: the subscriber (PROTOCOL.md, "Subscriber", "Switch-over").
  *
- * One feed per (publisher, category), each a small state machine:
- *   CATCHING_UP: fetch pages after `applied` until a page says no more, while
- *                live events are kept in a bounded buffer; then apply the
- *                buffered ones that follow on (prev <= applied) and go LIVE.
- *   LIVE:        apply a live event whose prev is covered by `applied`, drop
- *                one already applied, and on anything else (prev ahead:
- *                PUB dropped one; a heartbeat head ahead: the last one was
- *                lost) go back to CATCHING_UP. Falling behind is a state,
- *                never a dropped subscription.
- * `applied` is a position, not just the last event: every event of the
- * category up to it is applied. It advances with each event and, at the end
- * of a catch-up, to the position the publisher says it read to. It is the
- * checkpoint, committed in the same store transaction as the handler's writes,
- * so an event's effects and the record that it was applied cannot part.
- * Duplicates are recognised by sequence alone (seq <= applied), never by id.
+ * Each feed's decisions (catching up, live, gaps, duplicates, the
+ * switch-over) are the feed engine's (feed.c): this file gives it what it
+ * needs to act on them. Applying is a store transaction: the handler per
+ * event, then the feed's checkpoint, so an event's effects and the record
+ * that it was applied cannot part. A feed is one category of a publisher's
+ * log, or every category in log order with one checkpoint (category "*").
+ * Before a run of events goes to the handler, an attempt is recorded; a feed
+ * that makes no progress in SUB_MAX_ATTEMPTS stalls until an operator
+ * retries or skips. Duplicates are recognised by sequence alone (seq <=
+ * applied), never by id.
  */
 #include "evbus_bus.h"
 #include "busmsg.h"
 #include "codec_int.h"
 #include "curve.h"
+#include "feed.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -34,36 +30,21 @@
 #define MAX_FRAMES (EVB_BUS_MAX_PAGE_EVENTS + 2) /* a page: header + events */
 #define SUB_MAX_ATTEMPTS 5 /* attempts without progress before a feed stalls */
 
-typedef struct live_ev {
-    uint64_t seq, prev;
-    size_t len;
-    char *data;
-} live_ev;
-
 typedef struct conn conn;
 
 typedef struct feed {
+    bf_feed core; /* state, position, what is kept, counters (feed.h) */
+    evb_sub_t *s;
     conn *c;
-    char category[EVB_MAX_CATEGORY_LEN + 1];
-    uint64_t applied;
-    uint64_t cat_head; /* last seq of the category heard of (live or heartbeat) */
-    evb_feed_state state;
-    char reason[256];
-    uint64_t hole_from, hole_to; /* stalled at events the publisher cannot read */
+    char category[EVB_MAX_CATEGORY_LEN + 1]; /* "*": every category, in log order */
     /* The oldest event seen and not applied yet, for the lag in seconds:
      * stale once applied reaches pending_seq. */
     uint64_t pending_seq;
     int64_t pending_ts_us;
-    bool loaded;                 /* checkpoint read for the conn's log id */
-    uint64_t fetch_req;          /* outstanding fetch, 0 = none */
-    int64_t fetch_deadline;      /* resend after; or the back-off of a refusal */
-    live_ev *buf;
-    size_t nbuf, capbuf;
-    size_t buf_bytes;
     uint64_t att_pos;   /* durable attempt record: position it started from */
     uint32_t att_count; /* attempts from att_pos without progress (crashes count) */
     char last_error[160];
-    uint64_t applied_events, duplicates, gaps, pages, refusals, dropped_live;
+    uint64_t applied_events, refusals;
     /* The last changes (a ring, hist_n of them, the next at hist_next). */
     struct {
         int64_t at_ms;
@@ -85,7 +66,8 @@ struct conn {
     char pub_ep[EVB_BUS_MAX_ENDPOINT], cu_ep[EVB_BUS_MAX_ENDPOINT];
     char name[2 * EVB_BUS_MAX_ENDPOINT + 2];
     void *sub, *dealer;
-    bool all;
+    bool all;       /* every category: a feed for each as it shows up */
+    bool log_order; /* every category as one feed, in log order */
     bool have_log_id;
     evb_id log_id;
     uint64_t head;
@@ -181,7 +163,7 @@ static void s_trans_log(feed *f)
     const char *why = "";
     for (unsigned k = 1; k <= f->hist_n; k++) {
         unsigned r = (f->hist_next + EVB_FEED_HISTORY - k) % EVB_FEED_HISTORY;
-        if (f->hist[r].what == (int)f->state) {
+        if (f->hist[r].what == (int)f->core.state) {
             why = f->hist[r].why;
             break;
         }
@@ -190,24 +172,42 @@ static void s_trans_log(feed *f)
     if (skipped > 0)
         snprintf(more, sizeof more, " (%llu changes not logged)",
                  (unsigned long long)skipped);
-    if (f->state == EVB_FEED_LIVE)
+    if (f->core.state == EVB_FEED_LIVE)
         evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: live at %llu%s", f->consumer, f->c->name,
-                f->category, (unsigned long long)f->applied, more);
-    else if (f->state == EVB_FEED_CATCHING_UP)
+                f->category, (unsigned long long)f->core.applied, more);
+    else if (f->core.state == EVB_FEED_CATCHING_UP)
         evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: catching up from %llu: %s%s", f->consumer,
-                f->c->name, f->category, (unsigned long long)f->applied, why, more);
+                f->c->name, f->category, (unsigned long long)f->core.applied, why, more);
 }
 
-/* Enter state st; a change goes in the history, with f->reason for a
- * stalled or stopped feed (set it first) and why otherwise, and in the log
- * (s_trans_log) once the feed has a position. */
-static void s_enter(feed *f, evb_feed_state st, const char *why)
+/* The engine's word that the feed changed state: into the history (with
+ * the reason of a stalled or stopped feed), and into the log (s_trans_log)
+ * once the feed has a position; stalled and stopped feeds are logged where
+ * they stop, as errors. */
+static void s_entered(void *ctx, bf_feed *core, evb_feed_state was, const char *why)
 {
-    if (f->state == st && f->hist_n > 0) return;
-    f->state = st;
+    (void)core;
+    (void)was;
+    feed *f = ctx;
+    evb_feed_state st = f->core.state;
     bool said = st == EVB_FEED_STALLED || st == EVB_FEED_STOPPED;
-    s_hist(f, (int)st, "%s", said ? f->reason : why);
-    if (!said && f->loaded) s_trans_log(f);
+    s_hist(f, (int)st, "%s", said ? f->core.reason : why);
+    if (!said && f->core.positioned) s_trans_log(f);
+}
+
+static int64_t s_clock(void *ctx)
+{
+    (void)ctx;
+    return evb_now_us();
+}
+
+/* Stall or stop the feed (reason says why) and log it as an error. */
+static void s_halt(feed *f, evb_feed_state st, const char *reason)
+{
+    bf_stop(&f->core, st, reason);
+    evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed %s at %llu: %s", f->consumer,
+            f->c->name, f->category, st == EVB_FEED_STALLED ? "STALLED" : "STOPPED",
+            (unsigned long long)f->core.applied, f->core.reason);
 }
 
 evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
@@ -262,9 +262,7 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
 
 static void s_feed_free(feed *f)
 {
-    for (size_t i = 0; i < f->nbuf; i++)
-        free(f->buf[i].data);
-    free(f->buf);
+    bf_free(&f->core);
     free(f);
 }
 
@@ -301,18 +299,25 @@ void evb_sub_destroy(evb_sub_t **sp)
 
 /* ---- helpers ---- */
 
-static void s_bad_frame(conn *c, feed *f, const char *why)
+static void s_bad_frame(conn *c, const char *why)
 {
     c->bad_frames++;
-    (void)f;
     uint64_t skipped;
     if (bm_ratelog_ok(&c->bad_log, &skipped))
         evb_log(EVB_LOG_WARN, "bad frame from %s: %s (%llu more not logged)", c->name, why,
                 (unsigned long long)skipped);
 }
 
+static int s_apply_op(void *ctx, bf_feed *core, const evb_wire_view *frames, size_t n,
+                      uint64_t position, bool *refused, evb_err *err);
+static bool s_fetch_op(void *ctx, bf_feed *core, uint64_t req_id);
+static const bf_ops s_feed_ops = {s_apply_op, s_fetch_op, s_entered, s_clock};
+
+/* The feed of category (EVB_ALL_CATEGORIES: the conn's one feed in log
+ * order), made when create says so. */
 static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
 {
+    if (c->log_order) category = EVB_ALL_CATEGORIES;
     for (size_t i = 0; i < c->nfeeds; i++)
         if (strcmp(c->feeds[i]->category, category) == 0) return c->feeds[i];
     if (!create) return NULL;
@@ -321,20 +326,21 @@ static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
     c->feeds = nf;
     feed *f = calloc(1, sizeof *f);
     if (f == NULL) return NULL;
+    f->s = s;
     f->c = c;
     f->consumer = s->consumer;
     snprintf(f->category, sizeof f->category, "%s", category);
-    s_enter(f, EVB_FEED_CATCHING_UP, "followed");
+    bf_limits lim = {.kept_events = s->o.live_buffer,
+                     .kept_bytes = SUB_LIVE_MAX_BYTES,
+                     .batch = MAX_FRAMES - 1,
+                     .fetch_timeout_us = (int64_t)s->o.fetch_timeout_ms * 1000,
+                     .retry_soon_us = (int64_t)s->o.fetch_timeout_ms * 1000,
+                     .holes = BF_HOLE_STALL};
+    bf_init(&f->core, c->log_order ? BF_IN_LOG_ORDER : BF_BY_CATEGORY, &lim, &s_feed_ops, f,
+            &s->next_req);
+    s_hist(f, EVB_FEED_CATCHING_UP, "followed");
     c->feeds[c->nfeeds++] = f;
     return f;
-}
-
-static void s_drop_buffer(feed *f)
-{
-    for (size_t i = 0; i < f->nbuf; i++)
-        free(f->buf[i].data);
-    f->nbuf = 0;
-    f->buf_bytes = 0;
 }
 
 /* Send a request frame on the conn's DEALER; false when no peer takes it now
@@ -358,15 +364,15 @@ static void s_hello(evb_sub_t *s, conn *c)
     if (evb_wire_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
 }
 
-static void s_fetch(evb_sub_t *s, feed *f)
+/* The engine asks for the events after the feed's position. */
+static bool s_fetch_op(void *ctx, bf_feed *core, uint64_t req_id)
 {
-    conn *c = f->c;
+    feed *f = ctx;
+    evb_sub_t *s = f->s;
     s->msg.len = 0;
-    f->fetch_req = s->next_req++;
-    f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
-    if (evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied, s->o.page_events,
-                       NULL) == EVB_OK)
-        (void)s_send(c, &s->msg);
+    return evb_wire_fetch(&s->msg, req_id, f->c->log_order ? "" : f->category,
+                          core->applied, s->o.page_events, NULL) == EVB_OK &&
+           s_send(f->c, &s->msg);
 }
 
 /* ---- attempts ----
@@ -441,21 +447,19 @@ static int s_att_write(evb_sub_t *s, feed *f, uint64_t pos, uint32_t count, evb_
  * when it has had its share. */
 static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
 {
-    uint32_t count =
-        (f->att_pos == f->applied && f->att_count > 0) ? f->att_count + 1 : 1;
+    uint64_t at = f->core.applied;
+    uint32_t count = (f->att_pos == at && f->att_count > 0) ? f->att_count + 1 : 1;
     if (count > SUB_MAX_ATTEMPTS) {
-        snprintf(f->reason, sizeof f->reason,
+        char why[256];
+        snprintf(why, sizeof why,
                  "no progress past %llu after %u attempts: %.100s; retry or skip it",
-                 (unsigned long long)f->applied, f->att_count,
+                 (unsigned long long)at, f->att_count,
                  f->last_error[0] ? f->last_error : "the process died in the handler");
-        s_enter(f, EVB_FEED_STALLED, NULL);
-        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
-                f->c->name, f->category, f->reason);
-        s_drop_buffer(f);
+        s_halt(f, EVB_FEED_STALLED, why);
         *rc = EVB_OK;
         return false;
     }
-    *rc = s_att_write(s, f, f->applied, count, err);
+    *rc = s_att_write(s, f, at, count, err);
     return *rc == EVB_OK;
 }
 
@@ -466,23 +470,21 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
     int rc = evb_store_checkpoint_get(s->o.store, s->consumer, &f->c->log_id, f->category,
                                       &seq, err);
     if (rc != EVB_OK) return rc;
-    f->applied = seq;
-    f->loaded = true;
-    s_enter(f, EVB_FEED_CATCHING_UP, "checkpoint loaded");
-    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: following from %llu", s->consumer, f->c->name,
-            f->category, (unsigned long long)f->applied);
     if ((rc = s_att_load(s, f, err)) != EVB_OK) return rc;
-    if (f->att_pos == f->applied && f->att_count >= SUB_MAX_ATTEMPTS) {
-        snprintf(f->reason, sizeof f->reason,
+    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: following from %llu", s->consumer, f->c->name,
+            f->category, (unsigned long long)seq);
+    if (f->att_pos == seq && f->att_count >= SUB_MAX_ATTEMPTS) {
+        char why[256];
+        snprintf(why, sizeof why,
                  "no progress past %llu after %u attempts (before a restart); retry or "
                  "skip it",
-                 (unsigned long long)f->applied, f->att_count);
-        s_enter(f, EVB_FEED_STALLED, NULL);
-        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED: %s", s->consumer,
-                f->c->name, f->category, f->reason);
+                 (unsigned long long)seq, f->att_count);
+        f->core.applied = seq;
+        f->core.positioned = true;
+        s_halt(f, EVB_FEED_STALLED, why);
         return EVB_OK;
     }
-    s_fetch(s, f);
+    bf_start(&f->core, seq, "checkpoint loaded");
     return EVB_OK;
 }
 
@@ -499,12 +501,13 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
                 memcmp(&o->log_id, log_id, sizeof *log_id) == 0) {
                 for (size_t j = 0; j < c->nfeeds; j++) {
                     feed *f = c->feeds[j];
-                    if (f->state == EVB_FEED_STOPPED) continue;
-                    snprintf(f->reason, sizeof f->reason,
+                    if (f->core.state == EVB_FEED_STOPPED) continue;
+                    char why[256];
+                    snprintf(why, sizeof why,
                              "same log as publisher %.200s: followed once only", o->name);
-                    s_enter(f, EVB_FEED_STOPPED, NULL);
+                    bf_stop(&f->core, EVB_FEED_STOPPED, why);
                     evb_log(EVB_LOG_ERROR, "publisher %s, category %s: %s", c->name,
-                            f->category, f->reason);
+                            f->category, f->core.reason);
                 }
                 return false;
             }
@@ -512,7 +515,7 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
         c->log_id = *log_id;
         c->have_log_id = true;
         for (size_t i = 0; i < c->nfeeds; i++)
-            if (!c->feeds[i]->loaded && s_load(s, c->feeds[i], err) != EVB_OK)
+            if (!c->feeds[i]->core.positioned && s_load(s, c->feeds[i], err) != EVB_OK)
                 return false;
         return true;
     }
@@ -528,27 +531,25 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
         c->log_id = *log_id;
         for (size_t i = 0; i < c->nfeeds; i++) {
             feed *f = c->feeds[i];
-            s_drop_buffer(f);
-            f->loaded = false;
-            if (f->state != EVB_FEED_STOPPED && s_load(s, f, err) != EVB_OK) return false;
+            bf_reset(&f->core);
+            if (f->core.state != EVB_FEED_STOPPED && s_load(s, f, err) != EVB_OK)
+                return false;
         }
         return false;
     }
     for (size_t i = 0; i < c->nfeeds; i++) {
         feed *f = c->feeds[i];
-        if (f->state == EVB_FEED_STOPPED) continue;
+        if (f->core.state == EVB_FEED_STOPPED) continue;
         evb_log(
             EVB_LOG_ERROR,
             "publisher %s, category %s: log id changed from %s to %s (its log was "
             "wiped and recreated); feed stopped at %llu. Its old events are not in the "
             "new log: check the publisher, then restart this consumer with the "
             "restart policy to start over from sequence 1",
-            c->name, f->category, was, now, (unsigned long long)f->applied);
-        snprintf(f->reason, sizeof f->reason, "publisher log id changed from %s to %s",
-                 was, now);
-        s_enter(f, EVB_FEED_STOPPED, NULL);
-        s_drop_buffer(f);
-        f->fetch_req = 0;
+            c->name, f->category, was, now, (unsigned long long)f->core.applied);
+        char why[256];
+        snprintf(why, sizeof why, "publisher log id changed from %s to %s", was, now);
+        bf_stop(&f->core, EVB_FEED_STOPPED, why);
     }
     return false;
 }
@@ -581,12 +582,12 @@ static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
     *res = RUN_OK;
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
     if (tx == NULL) return err ? err->code : EVB_EBUSY;
-    uint64_t pos = f->applied, done = 0, dups = 0;
+    uint64_t pos = f->core.applied, done = 0, dups = 0;
     for (size_t i = 0; i < n && *res == RUN_OK; i++) {
         evb_err e;
         evb_err_clear(&e);
         if (evb_event_decode_into(frames[i].p, frames[i].len, &s->ev, &e) != EVB_OK) {
-            s_bad_frame(f->c, f, e.msg);
+            s_bad_frame(f->c, e.msg);
             *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
             if (!batch) s_refused(s, f, pos + 1, "?", e.msg);
             break;
@@ -596,13 +597,13 @@ static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
             dups++;
             continue;
         }
-        if (f->pending_seq <= f->applied || ev->seq < f->pending_seq) {
+        if (f->pending_seq <= f->core.applied || ev->seq < f->pending_seq) {
             f->pending_seq = ev->seq;
             f->pending_ts_us = ev->ts_us;
         }
-        if (strcmp(ev->category, f->category) != 0 ||
+        if ((!f->c->log_order && strcmp(ev->category, f->category) != 0) ||
             memcmp(&ev->log_id, &f->c->log_id, sizeof ev->log_id) != 0) {
-            s_bad_frame(f->c, f, "an event of another category or log in a feed");
+            s_bad_frame(f->c, "an event of another category or log in a feed");
             *res = batch ? RUN_RETRY_SINGLY : RUN_STOPPED;
             break;
         }
@@ -622,8 +623,8 @@ static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
     /* Unbatched runs hold one event, so a stopped run has applied nothing:
      * the handler's writes for the refused event are discarded with tx. */
     if (*res == RUN_OK && position > pos) pos = position;
-    f->duplicates += dups;
-    if (pos <= f->applied || *res == RUN_STOPPED) {
+    f->core.duplicates += dups;
+    if (pos <= f->core.applied || *res == RUN_STOPPED) {
         evb_txn_destroy(&tx);
         return EVB_OK;
     }
@@ -633,7 +634,7 @@ static int s_run(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
     if (rc == EVB_OK) EVB_CRASH("sub.after_commit");
     evb_txn_destroy(&tx);
     if (rc != EVB_OK) return rc;
-    f->applied = pos;
+    f->core.applied = pos;
     f->applied_events += done;
     if (done > 0) f->last_error[0] = '\0';
     return EVB_OK;
@@ -664,7 +665,7 @@ static int s_apply(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
         }
     }
     for (size_t k = 0; k < n; k++) {
-        if (k > 0 && f->applied != f->att_pos && !s_attempt(s, f, &rc, err)) {
+        if (k > 0 && f->core.applied != f->att_pos && !s_attempt(s, f, &rc, err)) {
             *refused = true;
             return rc;
         }
@@ -675,59 +676,24 @@ static int s_apply(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
             return EVB_OK;
         }
     }
-    if (position > f->applied) return s_run(s, f, NULL, 0, position, false, &res, err);
+    if (position > f->core.applied)
+        return s_run(s, f, NULL, 0, position, false, &res, err);
     return EVB_OK;
 }
 
-/* After a catch-up ends: apply the buffered live events that follow on, in
- * batches (one transaction each), and go live; at a gap, catch up again. */
-static int s_drain(evb_sub_t *s, feed *f, evb_err *err)
+/* The engine applies through here; a refusal is offered again after a
+ * back-off that grows with the attempts. */
+static int s_apply_op(void *ctx, bf_feed *core, const evb_wire_view *frames, size_t n,
+                      uint64_t position, bool *refused, evb_err *err)
 {
-    size_t i = 0;
-    int rc = EVB_OK;
-    bool refused = false, gap = false;
-    while (i < f->nbuf && !refused && !gap) {
-        size_t n = 0, j = i;
-        uint64_t upto = f->applied;
-        for (; j < f->nbuf && n < MAX_FRAMES; j++) {
-            const live_ev *le = &f->buf[j];
-            if (le->seq <= upto) {
-                f->duplicates++;
-                continue;
-            }
-            if (le->prev > upto) {
-                gap = true; /* catch up again from applied */
-                break;
-            }
-            s->views[n++] = (evb_wire_view){le->data, le->len};
-            upto = le->seq;
-        }
-        if (n > 0) {
-            rc = s_apply(s, f, s->views, n, 0, &refused, err);
-            if (rc != EVB_OK) break;
-            if (f->applied < upto) refused = true; /* stopped short */
-        }
-        i = j;
-    }
-    bool all_done = i == f->nbuf && !gap && !refused;
-    s_drop_buffer(f);
-    if (rc != EVB_OK) return rc;
-    if (f->state != EVB_FEED_CATCHING_UP) return EVB_OK;
-    if (all_done) {
-        s_enter(f, EVB_FEED_LIVE, "caught up");
-    } else if (refused) { /* offered again after the back-off */
-        f->fetch_req = 0;
-        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
-    } else {
-        f->gaps++;
-        s_fetch(s, f);
-    }
-    return EVB_OK;
+    feed *f = ctx;
+    int rc = s_apply(f->s, f, frames, n, position, refused, err);
+    if (*refused) core->retry_after_us = 100000LL * f->att_count;
+    return rc;
 }
 
 /* ---- receiving ---- */
 
-static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err);
 
 /* Heard from the publisher at now. After it was lost, its live feeds catch
  * up once: what it published while the link was down never reached us. */
@@ -741,10 +707,8 @@ static void s_heard(evb_sub_t *s, conn *c, int64_t now)
             c->name, (double)quiet_ms / 1000.0);
     for (size_t i = 0; i < c->nfeeds; i++) {
         feed *f = c->feeds[i];
-        if (f->state == EVB_FEED_LIVE && f->loaded && f->fetch_req == 0) {
-            s_enter(f, EVB_FEED_CATCHING_UP,
-                    "publisher back: fetching what went out meanwhile");
-            s_fetch(s, f);
+        if (f->core.state == EVB_FEED_LIVE && f->core.positioned && f->core.fetch_req == 0) {
+            bf_recheck(&f->core, "publisher back: fetching what went out meanwhile");
         } else {
             s_hist(f, H_BACK, "after %.1f s", (double)quiet_ms / 1000.0);
         }
@@ -760,7 +724,7 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     size_t used;
     if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK ||
         rp->kind != EVB_WIRE_HB) {
-        s_bad_frame(c, NULL, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
+        s_bad_frame(c, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
         return EVB_OK;
     }
     c->last_hb_us = c->last_seen_us = evb_now_us();
@@ -769,65 +733,31 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
     if (rp->head > c->head) c->head = rp->head;
-    for (size_t i = 0; i < rp->nheads; i++) {
-        feed *f = s_feed(s, c, rp->heads[i].name, c->all);
+    /* In log order, the one feed hears the log's head; by category, each
+     * feed its category's (s_feed makes the feeds of a follow of every
+     * category as they show up). */
+    size_t n = c->log_order ? 1 : rp->nheads;
+    for (size_t i = 0; i < n; i++) {
+        feed *f = s_feed(s, c, c->log_order ? EVB_ALL_CATEGORIES : rp->heads[i].name,
+                         c->all || c->log_order);
         if (f == NULL) continue;
-        if (!f->loaded) {
+        if (!f->core.positioned) {
             int rc = s_load(s, f, err);
             if (rc != EVB_OK) return rc;
             continue;
         }
-        int frc = s_flush_live(s, f, err);
-        if (frc != EVB_OK) return frc;
-        if (rp->heads[i].head > f->cat_head) f->cat_head = rp->heads[i].head;
-        /* The heartbeat follows every event it counts on the same socket: a
-         * head beyond what we applied means the last event(s) were lost. */
-        if (f->state == EVB_FEED_LIVE && rp->heads[i].head > f->applied) {
-            f->gaps++;
-            s_enter(f, EVB_FEED_CATCHING_UP, "a heartbeat counts events not received");
-            s_fetch(s, f);
-        } else if (f->state == EVB_FEED_LIVE && rp->head > f->applied) {
-            /* Nothing of the category is missing up to the publisher's head:
-             * the position moves there (and the checkpoint with it), so a
-             * quiet category shows no lag and a restart starts further on. */
-            bool refused;
-            int arc = s_apply(s, f, NULL, 0, rp->head, &refused, err);
-            if (arc != EVB_OK) return arc;
-        }
+        int rc = bf_on_heartbeat(&f->core, c->log_order ? rp->head : rp->heads[i].head,
+                                 rp->head, err);
+        if (rc != EVB_OK) return rc;
     }
     return EVB_OK;
 }
 
-/* Apply the live events gathered for a live feed during this turn. */
-static int s_flush_live(evb_sub_t *s, feed *f, evb_err *err)
-{
-    if (f->state != EVB_FEED_LIVE || f->nbuf == 0) return EVB_OK;
-    /* The buffer never holds more than MAX_FRAMES (s_on_live flushes before),
-     * so one batch takes it all; anything else would be a bug of ours. */
-    size_t total = f->nbuf;
-    size_t n = total < MAX_FRAMES ? total : MAX_FRAMES;
-    for (size_t i = 0; i < n; i++)
-        s->views[i] = (evb_wire_view){f->buf[i].data, f->buf[i].len};
-    bool refused;
-    int rc = s_apply(s, f, s->views, n, 0, &refused, err);
-    s_drop_buffer(f); /* what did not go in comes again by catch-up */
-    if (rc != EVB_OK) return rc;
-    if (refused && f->state == EVB_FEED_LIVE) {
-        /* Offer it again after a short back-off, through catch-up. */
-        s_enter(f, EVB_FEED_CATCHING_UP, "the handler failed: offered again");
-        f->fetch_req = 0;
-        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
-    } else if (f->state == EVB_FEED_LIVE && n < total) {
-        s_enter(f, EVB_FEED_CATCHING_UP, "live batch cut short");
-        s_fetch(s, f);
-    }
-    return EVB_OK;
-}
-
-static int s_flush_conn(evb_sub_t *s, conn *c, evb_err *err)
+/* The end of a turn: apply the live events each feed gathered. */
+static int s_flush_conn(conn *c, evb_err *err)
 {
     for (size_t i = 0; i < c->nfeeds; i++) {
-        int rc = s_flush_live(s, c->feeds[i], err);
+        int rc = bf_flush(&c->feeds[i]->core, err);
         if (rc != EVB_OK) return rc;
     }
     return EVB_OK;
@@ -842,82 +772,33 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     evb_err perr;
     evb_err_clear(&perr);
     if (evb_wire_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
-        s_bad_frame(c, NULL, perr.msg);
+        s_bad_frame(c, perr.msg);
         return EVB_OK;
     }
     evb_wire_view env = {body + hlen, blen - hlen};
     if (evb_event_decode_into(env.p, env.len, &s->ev, &perr) != EVB_OK) {
-        s_bad_frame(c, NULL, perr.msg);
+        s_bad_frame(c, perr.msg);
         return EVB_OK;
     }
     if (strcmp(s->ev.category, cat) != 0 || prev >= s->ev.seq) {
-        s_bad_frame(c, NULL, "live event: topic or prev disagrees with the envelope");
+        s_bad_frame(c, "live event: topic or prev disagrees with the envelope");
         return EVB_OK;
     }
     if (!c->have_log_id)
         return EVB_OK; /* not yet introduced: the catch-up will bring it */
     if (!s_check_log(s, c, &s->ev.log_id, err))
         return err && err->code ? err->code : EVB_OK;
-    feed *f = s_feed(s, c, cat, c->all);
+    feed *f = s_feed(s, c, cat, c->all || c->log_order);
     if (f == NULL) return EVB_OK;
     uint64_t seq = s->ev.seq;
-    if (!f->loaded) {
+    if (!f->core.positioned) {
         int rc = s_load(s, f, err);
         if (rc != EVB_OK) return rc;
     }
     if (seq > c->head) c->head = seq;
-    if (seq > f->cat_head) f->cat_head = seq;
-    if (f->state == EVB_FEED_STALLED || f->state == EVB_FEED_STOPPED) return EVB_OK;
-    if (seq <= f->applied) {
-        f->duplicates++;
-        return EVB_OK;
-    }
-    if (f->state == EVB_FEED_LIVE) {
-        /* Live events that follow on are gathered and applied together at
-         * the end of the turn (s_flush_live): one transaction for all of them. */
-        uint64_t upto = f->nbuf ? f->buf[f->nbuf - 1].seq : f->applied;
-        if (seq <= upto) {
-            f->duplicates++;
-            return EVB_OK;
-        }
-        if (prev > upto) {
-            int rc = s_flush_live(s, f, err);
-            if (rc != EVB_OK) return rc;
-            if (f->state == EVB_FEED_LIVE) {
-                f->gaps++;
-                s_enter(f, EVB_FEED_CATCHING_UP, "gap in the live events");
-                s_fetch(s, f);
-            }
-        } else if (f->nbuf >= s->o.live_buffer || f->nbuf >= MAX_FRAMES - 1 ||
-                   f->buf_bytes >= SUB_LIVE_MAX_BYTES) {
-            int rc = s_flush_live(s, f, err); /* keep the batch bounded */
-            if (rc != EVB_OK) return rc;
-            /* Whatever the flush did, this event must still follow on. */
-            if (f->state == EVB_FEED_LIVE && prev > f->applied) {
-                f->gaps++;
-                s_enter(f, EVB_FEED_CATCHING_UP, "gap in the live events");
-                s_fetch(s, f);
-            }
-        }
-    }
-    /* Catching up: keep it for the switch-over, within the bounds. */
-    if (f->nbuf >= s->o.live_buffer || f->buf_bytes + env.len > SUB_LIVE_MAX_BYTES) {
-        f->dropped_live++; /* the catch-up fetches it */
-        return EVB_OK;
-    }
-    if (f->nbuf == f->capbuf) {
-        size_t nc = f->capbuf ? f->capbuf * 2 : 64;
-        live_ev *nb = realloc(f->buf, nc * sizeof *nb);
-        if (nb == NULL) return EVB_OK;
-        f->buf = nb;
-        f->capbuf = nc;
-    }
-    char *copy = malloc(env.len);
-    if (copy == NULL) return EVB_OK;
-    memcpy(copy, env.p, env.len);
-    f->buf[f->nbuf++] = (live_ev){seq, prev, env.len, copy};
-    f->buf_bytes += env.len;
-    return EVB_OK;
+    /* Live events that follow on are gathered and applied together at the
+     * end of the turn (s_flush_conn): one transaction for all of them. */
+    return bf_on_live(&f->core, seq, prev, env.p, env.len, err);
 }
 
 static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
@@ -929,8 +810,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     size_t used;
     if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK ||
         rp->kind == EVB_WIRE_HB) {
-        s_bad_frame(c, NULL,
-                    perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
+        s_bad_frame(c, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
     c->last_seen_us = evb_now_us();
@@ -947,51 +827,38 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         c->rejoin = false;
         for (size_t i = 0; i < c->nfeeds; i++) {
             feed *f = c->feeds[i];
-            if (!f->loaded) {
+            if (!f->core.positioned) {
                 int rc = s_load(s, f, err);
                 if (rc != EVB_OK) return rc;
-            } else if (rejoin && f->state == EVB_FEED_LIVE && f->fetch_req == 0) {
-                s_enter(f, EVB_FEED_CATCHING_UP, "reconnected: fetching what went out meanwhile");
-                s_fetch(s, f);
+            } else if (rejoin) {
+                bf_recheck(&f->core, "reconnected: fetching what went out meanwhile");
             }
         }
         return EVB_OK;
     }
     feed *f = NULL;
     for (size_t i = 0; i < c->nfeeds && f == NULL; i++)
-        if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == rp->req_id)
-            f = c->feeds[i];
+        if (bf_takes_reply(&c->feeds[i]->core, rp->req_id)) f = c->feeds[i];
     if (f == NULL) return EVB_OK; /* a reply to a fetch we gave up on */
-    f->fetch_req = 0;
     if (rp->kind == EVB_WIRE_HOLE) {
         if (!s_check_log(s, c, &rp->log_id, err))
             return err && err->code ? err->code : EVB_OK;
         if (rp->head > c->head) c->head = rp->head;
-        if (rp->hole_from <= f->applied) { /* nothing we lack: ask past it */
-            s_fetch(s, f);
-            return EVB_OK;
-        }
-        /* Applying on would lose the hole's events without a word: an
-         * operator decides (skip them, or serve a salvaged log). */
-        f->hole_from = rp->hole_from;
-        f->hole_to = rp->hole_to;
-        snprintf(f->reason, sizeof f->reason,
-                 "events %llu..%llu of the publisher's log cannot be read (it is "
-                 "damaged); skip them up to %llu, or serve a salvaged log",
-                 (unsigned long long)rp->hole_from, (unsigned long long)rp->hole_to,
-                 (unsigned long long)rp->hole_to);
-        s_enter(f, EVB_FEED_STALLED, NULL);
-        evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
-                s->consumer, c->name, f->category, (unsigned long long)f->applied,
-                f->reason);
-        s_drop_buffer(f);
+        /* Applying on would lose the hole's events without a word: the feed
+         * stalls and an operator decides (skip them, or serve a salvaged
+         * log). A hole behind the position is fetched past. */
+        bf_on_hole(&f->core, rp->hole_from, rp->hole_to);
+        if (f->core.state == EVB_FEED_STALLED)
+            evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
+                    s->consumer, c->name, f->category, (unsigned long long)f->core.applied,
+                    f->core.reason);
         return EVB_OK;
     }
     if (rp->kind == EVB_WIRE_ERROR) {
         evb_log(EVB_LOG_WARN, "publisher %s refused a fetch of %s after %llu: %s %s",
-                c->name, f->category, (unsigned long long)f->applied, rp->code,
+                c->name, f->category, (unsigned long long)f->core.applied, rp->code,
                 rp->message);
-        f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+        bf_on_refusal(&f->core);
         return EVB_OK;
     }
     /* The envelopes follow the header in the same frame: find their bounds
@@ -1000,31 +867,19 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     if (evb_wire_split(msg + used, mlen - used, s->views, rp->count, &count, NULL) !=
             EVB_OK ||
         count != rp->count) {
-        s_bad_frame(c, f, "page: its events disagree with its header");
-        f->fetch_deadline = 0; /* ask again now */
+        s_bad_frame(c, "page: its events disagree with its header");
+        f->core.fetch_deadline = 0; /* ask again now */
         return EVB_OK;
     }
     if (rp->more && count == 0) {
-        s_bad_frame(c, f, "page: says more but holds no event");
-        f->fetch_deadline = evb_now_us() + (int64_t)s->o.fetch_timeout_ms * 1000;
+        s_bad_frame(c, "page: says more but holds no event");
+        bf_on_refusal(&f->core); /* ask again after the timeout */
         return EVB_OK;
     }
     if (!s_check_log(s, c, &rp->log_id, err))
         return err && err->code ? err->code : EVB_OK;
     if (rp->head > c->head) c->head = rp->head;
-    f->pages++;
-    bool refused;
-    int rc = s_apply(s, f, s->views, count, rp->more ? 0 : rp->position, &refused, err);
-    if (rc != EVB_OK) return rc;
-    if (refused || f->state != EVB_FEED_CATCHING_UP) {
-        f->fetch_deadline = evb_now_us() + 100000LL * f->att_count;
-        return EVB_OK;
-    }
-    if (rp->more || f->applied < rp->position)
-        s_fetch(s, f);
-    else
-        rc = s_drain(s, f, err);
-    return rc;
+    return bf_on_page(&f->core, s->views, count, rp->position, rp->more, err);
 }
 
 static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
@@ -1034,7 +889,7 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, c->sub, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
-            return s_flush_conn(s, c, err);
+            return s_flush_conn(c, err);
         }
         int rc = EVB_OK;
         char cat[EVB_MAX_CATEGORY_LEN + 1];
@@ -1042,7 +897,7 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         size_t blen = 0;
         const char *why = NULL;
         if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
-            s_bad_frame(c, NULL, "a multipart message on the live socket");
+            s_bad_frame(c, "a multipart message on the live socket");
         } else {
             switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body,
                                         &blen, &why)) {
@@ -1053,13 +908,13 @@ static int s_read_sub(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
                 rc = s_on_live(s, c, cat, body, blen, err);
                 break;
             case EVB_WIRE_LIVE_BAD:
-                s_bad_frame(c, NULL, why);
+                s_bad_frame(c, why);
                 break;
             }
         }
         zmq_msg_close(&m);
         if (rc != EVB_OK) return rc;
-        if (++*handled >= SUB_MAX_MSGS_PER_TURN) return s_flush_conn(s, c, err);
+        if (++*handled >= SUB_MAX_MSGS_PER_TURN) return s_flush_conn(c, err);
     }
 }
 
@@ -1074,7 +929,7 @@ static int s_read_dealer(evb_sub_t *s, conn *c, evb_err *err, size_t *handled)
         }
         int rc = EVB_OK;
         if (evb_wire_drain(c->dealer, zmq_msg_more(&m)) != 0)
-            s_bad_frame(c, NULL, "a multipart message on the catch-up socket");
+            s_bad_frame(c, "a multipart message on the catch-up socket");
         else
             rc = s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m), err);
         zmq_msg_close(&m);
@@ -1097,6 +952,8 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
     void *socks[2] = {c->sub, c->dealer};
     if (n == 0) {
         zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
+        if (c->log_order && s_feed(s, c, EVB_ALL_CATEGORIES, true) == NULL)
+            return evb_err_set(err, EVB_ENOMEM, "out of memory");
     } else {
         for (size_t i = 0; i < n; i++) {
             char topic[EVB_WIRE_TOPIC_MAX];
@@ -1127,15 +984,22 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
 int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
                    const char *const *categories, size_t n, evb_err *err)
 {
-    return evb_sub_follow_curve(s, pub_ep, cu_ep, s->server_key, categories, n, err);
+    evb_follow_opts o = {.categories = categories, .ncategories = n};
+    return evb_sub_follow_with(s, pub_ep, cu_ep, &o, err);
 }
 
-int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
-                         const char *server_key, const char *const *categories, size_t n,
-                         evb_err *err)
+int evb_sub_follow_with(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
+                        const evb_follow_opts *opts, evb_err *err)
 {
+    static const evb_follow_opts every = {0};
+    if (opts == NULL) opts = &every;
+    const char *const *categories = opts->categories;
+    size_t n = opts->ncategories;
+    const char *server_key =
+        opts->server_key != NULL && opts->server_key[0] != '\0' ? opts->server_key
+                                                                  : s->server_key;
     char key[EVB_CURVE_Z85] = "";
-    if (server_key != NULL && server_key[0] != '\0') {
+    if (server_key[0] != '\0') {
         if (!s->keys.on)
             return evb_err_set(err, EVB_EINVAL,
                                "follow %s: a server key needs our own certificate "
@@ -1147,6 +1011,9 @@ int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
         strlen(cu_ep) >= EVB_BUS_MAX_ENDPOINT)
         return evb_err_set(err, EVB_EINVAL, "follow: two endpoints of at most %u bytes",
                            EVB_BUS_MAX_ENDPOINT - 1);
+    if (opts->log_order && n > 0)
+        return evb_err_set(err, EVB_EINVAL,
+                           "follow %s: log order takes every category; name none", pub_ep);
     for (size_t i = 0; i < n; i++)
         if (evb_check_category(categories[i], err) != EVB_OK) return EVB_EINVAL;
     conn *c = calloc(1, sizeof *c);
@@ -1155,7 +1022,8 @@ int evb_sub_follow_curve(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
     snprintf(c->cu_ep, sizeof c->cu_ep, "%s", cu_ep);
     snprintf(c->name, sizeof c->name, "%s,%s", pub_ep, cu_ep);
     memcpy(c->server_key, key, sizeof key);
-    c->all = (n == 0);
+    c->log_order = opts->log_order;
+    c->all = n == 0 && !opts->log_order;
     /* Built whole before it joins the subscriber: a failed follow leaves
      * nothing half-made behind. */
     int rc = s_conn_open(s, c, categories, n, err);
@@ -1260,12 +1128,10 @@ static void s_timers(evb_sub_t *s)
         }
         for (size_t j = 0; j < c->nfeeds; j++) {
             feed *f = c->feeds[j];
-            if (f->tpending && f->state != EVB_FEED_STALLED && f->state != EVB_FEED_STOPPED)
+            if (f->tpending && f->core.state != EVB_FEED_STALLED &&
+                f->core.state != EVB_FEED_STOPPED)
                 s_trans_log(f);
-            if (!f->loaded || f->state != EVB_FEED_CATCHING_UP) continue;
-            if ((f->fetch_req != 0 && now > f->fetch_deadline) ||
-                (f->fetch_req == 0 && now >= f->fetch_deadline))
-                s_fetch(s, f);
+            bf_tick(&f->core);
         }
     }
 }
@@ -1309,9 +1175,10 @@ int evb_sub_poll(evb_sub_t *s, int timeout_ms, evb_err *err)
  * clock. */
 static double s_lag_seconds(const feed *f, const conn *c, int64_t now)
 {
-    bool behind = f->cat_head > f->applied && c->head > f->applied;
+    uint64_t applied = f->core.applied;
+    bool behind = f->core.heard > applied && c->head > applied;
     if (!behind) return 0.0;
-    if (f->pending_seq <= f->applied) return 0.0 / 0.0;
+    if (f->pending_seq <= applied) return 0.0 / 0.0;
     double age = (double)(now - f->pending_ts_us) / 1e6;
     return age > 0 ? age : 0.0;
 }
@@ -1345,26 +1212,26 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .publisher = c->name,
                 .category = f->category,
                 .log_id = c->log_id,
-                .applied = f->applied,
+                .applied = f->core.applied,
                 .head = c->head,
                 /* Lag counts the log's events after applied, but only while
                  * the category has events we lack: a caught-up feed of a
                  * quiet category shows 0 however busy the log is. */
-                .lag = (f->cat_head > f->applied && c->head > f->applied)
-                           ? c->head - f->applied
+                .lag = (f->core.heard > f->core.applied && c->head > f->core.applied)
+                           ? c->head - f->core.applied
                            : 0,
-                .state = f->state,
-                .reason = f->reason[0] ? f->reason : s_hs_why(c),
+                .state = f->core.state,
+                .reason = f->core.reason[0] ? f->core.reason : s_hs_why(c),
                 .applied_events = f->applied_events,
-                .duplicates = f->duplicates,
-                .gaps = f->gaps,
-                .pages = f->pages,
+                .duplicates = f->core.duplicates,
+                .gaps = f->core.gaps,
+                .pages = f->core.pages,
                 .bad_frames = c->bad_frames,
                 .refusals = f->refusals,
                 .heartbeat_age_ms = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1,
                 .handshake_refusals = c->link[0].failures + c->link[1].failures,
-                .hole_from = f->state == EVB_FEED_STALLED ? f->hole_from : 0,
-                .hole_to = f->state == EVB_FEED_STALLED ? f->hole_to : 0,
+                .hole_from = f->core.state == EVB_FEED_STALLED ? f->core.hole_from : 0,
+                .hole_to = f->core.state == EVB_FEED_STALLED ? f->core.hole_to : 0,
                 .lag_seconds = s_lag_seconds(f, c, now),
                 .publisher_service = c->service,
                 .publisher_lost = c->lost,
@@ -1406,16 +1273,15 @@ int evb_sub_retry(evb_sub_t *s, const char *publisher, const char *category, evb
 {
     feed *f = s_find_feed(s, publisher, category, err);
     if (f == NULL) return EVB_ENOTFOUND;
-    if (f->state != EVB_FEED_STALLED)
+    if (f->core.state != EVB_FEED_STALLED)
         return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
-                           category, evb_feed_state_name(f->state));
-    int rc = s_att_write(s, f, f->applied, 0, err);
+                           category, evb_feed_state_name(f->core.state));
+    int rc = s_att_write(s, f, f->core.applied, 0, err);
     if (rc != EVB_OK) return rc;
     evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: retry from %llu by operator", s->consumer,
-            f->c->name, category, (unsigned long long)f->applied);
-    f->reason[0] = '\0';
-    s_enter(f, EVB_FEED_CATCHING_UP, "retried by the operator");
-    s_fetch(s, f);
+            f->c->name, category, (unsigned long long)f->core.applied);
+    f->core.reason[0] = '\0';
+    bf_start(&f->core, f->core.applied, "retried by the operator");
     return EVB_OK;
 }
 
@@ -1424,10 +1290,10 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
 {
     feed *f = s_find_feed(s, publisher, category, err);
     if (f == NULL) return EVB_ENOTFOUND;
-    if (f->state != EVB_FEED_STALLED)
+    if (f->core.state != EVB_FEED_STALLED)
         return evb_err_set(err, EVB_EINVAL, "feed %s/%s is %s, not stalled", f->c->name,
-                           category, evb_feed_state_name(f->state));
-    if (seq <= f->applied)
+                           category, evb_feed_state_name(f->core.state));
+    if (seq <= f->core.applied)
         return evb_err_set(err, EVB_EINVAL, "feed %s/%s is already past %llu", f->c->name,
                            category, (unsigned long long)seq);
     /* The skip is recorded with the checkpoint that passes over it. */
@@ -1438,7 +1304,7 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     char val[256];
     int vl =
         snprintf(val, sizeof val, "skipped by operator at %lld us; applied was %llu; %s",
-                 (long long)evb_now_us(), (unsigned long long)f->applied, f->reason);
+                 (long long)evb_now_us(), (unsigned long long)f->core.applied, f->core.reason);
     evb_txn_t *tx = evb_txn_begin(s->o.store, err);
     if (tx == NULL) return err ? err->code : EVB_EBUSY;
     int rc = evb_txn_put(tx, key, kl, val,
@@ -1450,10 +1316,8 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     if (rc != EVB_OK) return rc;
     evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: events up to %llu skipped by operator",
             s->consumer, f->c->name, category, (unsigned long long)seq);
-    f->applied = seq;
-    f->reason[0] = '\0';
-    s_enter(f, EVB_FEED_CATCHING_UP, "events skipped by the operator");
-    s_fetch(s, f);
+    f->core.reason[0] = '\0';
+    bf_start(&f->core, seq, "events skipped by the operator");
     return EVB_OK;
 }
 

@@ -130,7 +130,9 @@ static int s_ckpt_key(uint8_t *k, size_t *klen, const char *consumer, const evb_
     if (cn == 0 || cn > EVB_MAX_CONSUMER_LEN || memchr(consumer, '\0', cn) != NULL)
         return evb_err_set(err, EVB_EINVAL, "consumer name must be 1..%u bytes",
                            EVB_MAX_CONSUMER_LEN);
-    int rc = evb_check_category(category, err);
+    int rc = category != NULL && strcmp(category, EVB_ALL_CATEGORIES) == 0
+                 ? EVB_OK
+                 : evb_check_category(category, err);
     if (rc != EVB_OK) return rc;
     size_t catn = strlen(category);
     k[0] = K_CKPT;

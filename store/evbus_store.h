@@ -315,7 +315,10 @@ EVB_EXPORT evb_txn_t *evb_txn_begin(evb_store_t *st, evb_err *err);
 EVB_EXPORT int evb_txn_put(evb_txn_t *tx, const void *key, size_t klen, const void *val,
                            size_t vlen, evb_err *err);
 EVB_EXPORT int evb_txn_delete(evb_txn_t *tx, const void *key, size_t klen, evb_err *err);
-/* Checkpoint of consumer for (source log, category): the last applied seq. */
+/* Checkpoint of consumer for (source log, category): the last applied seq.
+ * category EVB_ALL_CATEGORIES is the checkpoint of a feed of every category
+ * in log order (no category is spelt "*"). */
+#define EVB_ALL_CATEGORIES "*"
 EVB_EXPORT int evb_txn_checkpoint(evb_txn_t *tx, const char *consumer,
                                   const evb_id *source_log, const char *category,
                                   uint64_t seq, evb_err *err);

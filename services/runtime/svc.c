@@ -756,14 +756,18 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
         char pe[EVB_BUS_MAX_ENDPOINT], ce[EVB_BUS_MAX_ENDPOINT];
         s_connect_form(svc->cfg.pub, pe, sizeof pe);
         s_connect_form(svc->cfg.catchup, ce, sizeof ce);
-        if (rc == EVB_OK)
-            rc = evb_sub_follow_curve(f->sub, pe, ce, svc->cfg.cert[0] ? svc->cfg.cert : NULL,
-                                      categories, n, err);
+        evb_follow_opts fo = {.categories = categories,
+                              .ncategories = n,
+                              .server_key = svc->cfg.cert[0] ? svc->cfg.cert : NULL};
+        if (rc == EVB_OK) rc = evb_sub_follow_with(f->sub, pe, ce, &fo, err);
     } else {
-        for (size_t i = 0; rc == EVB_OK && i < svc->cfg.nfollow; i++)
-            rc = evb_sub_follow_curve(f->sub, svc->cfg.follow[i].pub,
-                                      svc->cfg.follow[i].catchup, svc->cfg.follow[i].key,
-                                      categories, n, err);
+        for (size_t i = 0; rc == EVB_OK && i < svc->cfg.nfollow; i++) {
+            evb_follow_opts fo = {.categories = categories,
+                                  .ncategories = n,
+                                  .server_key = svc->cfg.follow[i].key};
+            rc = evb_sub_follow_with(f->sub, svc->cfg.follow[i].pub,
+                                     svc->cfg.follow[i].catchup, &fo, err);
+        }
         if (rc == EVB_OK) rc = svc_disc_follow(svc->disc, f->sub, categories, n, err);
     }
     return rc;

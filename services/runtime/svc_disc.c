@@ -224,9 +224,11 @@ static void s_sync(svc_disc *sd)
                     t->name, e.b.pub, e.b.catchup, e.from, e.iface);
         }
         t->pub[0] = t->catchup[0] = '\0';
-        const char *key = sd->cfg.follow_key[i][0] ? sd->cfg.follow_key[i] : NULL;
-        if (evb_sub_follow_curve(sd->sub, e.b.pub, e.b.catchup, key,
-                                 (const char *const *)sd->cats, sd->ncats, &err) != EVB_OK) {
+        evb_follow_opts fo = {.categories = (const char *const *)sd->cats,
+                              .ncategories = sd->ncats,
+                              .server_key = sd->cfg.follow_key[i][0] ? sd->cfg.follow_key[i]
+                                                                    : NULL};
+        if (evb_sub_follow_with(sd->sub, e.b.pub, e.b.catchup, &fo, &err) != EVB_OK) {
             evb_log(EVB_LOG_ERROR, "service %s: cannot follow %s,%s: %s", t->name,
                     e.b.pub, e.b.catchup, err.msg);
             continue;

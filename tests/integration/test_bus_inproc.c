@@ -32,6 +32,7 @@ typedef struct world {
     evb_sub_t *sub;
     /* what the handler saw */
     uint64_t count, sum, last_seq_show, order_errors, refuse_seq, refusals;
+    uint64_t last_seq_any, log_order_errors; /* every category: seq after seq */
     char key_prefix[16];
 } world;
 
@@ -59,6 +60,8 @@ static int s_handler(const evb_event_t *ev, evb_txn_t *tx, void *ctx, evb_err *e
         return rc;
     w->count++;
     w->sum += ev->seq;
+    if (ev->seq != w->last_seq_any + 1) w->log_order_errors++;
+    w->last_seq_any = ev->seq;
     if (strcmp(ev->category, "show") == 0) {
         if (ev->seq <= w->last_seq_show)
             w->order_errors++;
@@ -272,6 +275,68 @@ static void test_late_joiner_gets_history_then_live(void **state)
                      EVB_OK);
     assert_int_equal(ck, last);
     s_check_effects(w, "show", 0);
+}
+
+/* A follower of every category in log order: one feed, one checkpoint
+ * (EVB_ALL_CATEGORIES), each event once in the publisher's order, across a
+ * restart of the follower and live events mixed with a catch-up. */
+static void s_new_log_order_sub(world *w)
+{
+    evb_sub_opts so = {0};
+    so.store = w->sst;
+    so.consumer = "test";
+    so.handler = s_handler;
+    so.ctx = w;
+    so.fetch_timeout_ms = 500;
+    evb_err err;
+    w->sub = evb_sub_new(&so, &err);
+    assert_non_null(w->sub);
+    const char *cats[] = {"show"};
+    evb_follow_opts bad = {.categories = cats, .ncategories = 1, .log_order = true};
+    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &bad, &err),
+                     EVB_EINVAL);
+    evb_follow_opts fo = {.log_order = true};
+    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
+}
+
+static uint64_t s_append_mixed(world *w, int rounds)
+{
+    static const char *const streams[] = {"show-1", "hall-2", "seat-3", "show-4"};
+    uint64_t last = 0;
+    for (int i = 0; i < rounds; i++)
+        last = s_append(w, streams[i % 4], 1 + i % 3);
+    return last;
+}
+
+static void test_log_order_follower(void **state)
+{
+    world *w = *state;
+    uint64_t a = s_append_mixed(w, 400); /* history before anyone follows */
+    s_new_pub(w);
+    s_new_log_order_sub(w);
+    s_until(w, EVB_ALL_CATEGORIES, EVB_FEED_LIVE, a);
+    uint64_t b = s_append_mixed(w, 300); /* live */
+    s_until(w, EVB_ALL_CATEGORIES, EVB_FEED_LIVE, b);
+    evb_sub_destroy(&w->sub);
+    uint64_t c = s_append_mixed(w, 200); /* while it is away */
+    s_new_log_order_sub(w);
+    evb_feed_status fs = s_until(w, EVB_ALL_CATEGORIES, EVB_FEED_LIVE, c);
+    assert_int_equal(w->count, c);
+    assert_int_equal(w->sum, c * (c + 1) / 2);
+    assert_int_equal(w->log_order_errors, 0);
+    assert_int_equal(fs.lag, 0);
+    /* one feed only, and its checkpoint under EVB_ALL_CATEGORIES */
+    want other = {"show", EVB_FEED_LIVE, 0, false, {0}};
+    evb_err err;
+    evb_sub_status(w->sub, s_on_feed, &other, &err);
+    assert_false(other.found);
+    evb_store_info pi;
+    evb_store_get_info(w->pst, &pi);
+    uint64_t ck;
+    assert_int_equal(
+        evb_store_checkpoint_get(w->sst, "test", &pi.log_id, EVB_ALL_CATEGORIES, &ck, &err),
+        EVB_OK);
+    assert_int_equal(ck, c);
 }
 
 static void test_restart_resumes_without_duplicates(void **state)
@@ -978,6 +1043,7 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_late_joiner_gets_history_then_live, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_log_order_follower, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_without_duplicates, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_refusing_handler_stalls_then_skip, s_setup,

@@ -161,9 +161,8 @@ static void s_new_sub(world *w, const char *cert)
     evb_err err;
     w->sub = evb_sub_new(&so, &err);
     if (w->sub == NULL) fail_msg("sub: %s", err.msg);
-    assert_int_equal(evb_sub_follow_curve(w->sub, w->pub_ep, w->cu_ep,
-                                          cert ? w->server_pub : NULL, NULL, 0, &err),
-                     EVB_OK);
+    evb_follow_opts fo = {.server_key = cert ? w->server_pub : NULL};
+    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
 }
 
 static void s_append(world *w, int n)
@@ -286,9 +285,8 @@ static void test_bad_settings_are_refused(void **state)
     so.ctx = w;
     w->sub = evb_sub_new(&so, &err);
     assert_non_null(w->sub);
-    assert_int_equal(evb_sub_follow_curve(w->sub, w->pub_ep, w->cu_ep, w->server_pub, NULL,
-                                          0, &err),
-                     EVB_EINVAL);
+    evb_follow_opts fo = {.server_key = w->server_pub};
+    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_EINVAL);
 }
 
 static void test_allowed_subscriber_gets_catchup_and_live(void **state)

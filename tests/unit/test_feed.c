@@ -238,7 +238,7 @@ static const row s_rows[] = {
      LIVE, 2, "1,2", 0, 0, 0, 0},
     {"a refused live batch: catch up after the back-off", CAT, 0, 0, "L0 X2 e1/0 e2/1 f",
      C, 1, "1", 0, 0, 0, 0},
-    {"a full batch is applied before the next event", CAT, 0, 3, "L0 e1/0 e2/1 e3/2", LIVE,
+    {"a full batch is applied before the next event", CAT, 0, 2, "L0 e1/0 e2/1 e3/2", LIVE,
      2, "1,2", 0, 0, 0, 0},
     {"the publisher back: a live feed catches up once", CAT, 0, 0, "S0 p@0 r r", C, 0, "", 2,
      0, 0, 0},

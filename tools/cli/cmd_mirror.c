@@ -359,8 +359,10 @@ int cmd_mirror(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
     }
     for (size_t i = 0; rc == CLI_EXIT_OK && i < follow.n; i++) {
-        if (evb_sub_follow_curve(sub, eps[i][0], eps[i][1], keys[i], cats.v, cats.n, &err) !=
-            EVB_OK) {
+        evb_follow_opts fo = {.categories = (const char *const *)cats.v,
+                              .ncategories = cats.n,
+                              .server_key = keys[i]};
+        if (evb_sub_follow_with(sub, eps[i][0], eps[i][1], &fo, &err) != EVB_OK) {
             cli_error(&cli, "--follow %s: %s", follow.v[i], err.msg);
             rc = err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         }
