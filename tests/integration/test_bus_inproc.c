@@ -98,7 +98,8 @@ static void s_new_pub(world *w)
         fail_msg("pub: %s", err.msg);
 }
 
-static void s_new_sub(world *w, const char *const *cats, size_t n)
+/* A subscriber following the publisher as fo says. */
+static void s_new_sub_with(world *w, const evb_follow_opts *fo)
 {
     evb_sub_opts so = {0};
     so.store = w->sst;
@@ -111,7 +112,13 @@ static void s_new_sub(world *w, const char *const *cats, size_t n)
     w->sub = evb_sub_new(&so, &err);
     if (w->sub == NULL)
         fail_msg("sub: %s", err.msg);
-    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, cats, n, &err), EVB_OK);
+    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, fo, &err), EVB_OK);
+}
+
+static void s_new_sub(world *w, const char *const *cats, size_t n)
+{
+    evb_follow_opts fo = {.categories = cats, .ncategories = n};
+    s_new_sub_with(w, &fo);
 }
 
 static int s_setup(void **state)
@@ -282,21 +289,13 @@ static void test_late_joiner_gets_history_then_live(void **state)
  * restart of the follower and live events mixed with a catch-up. */
 static void s_new_log_order_sub(world *w)
 {
-    evb_sub_opts so = {0};
-    so.store = w->sst;
-    so.consumer = "test";
-    so.handler = s_handler;
-    so.ctx = w;
-    so.fetch_timeout_ms = 500;
-    evb_err err;
-    w->sub = evb_sub_new(&so, &err);
-    assert_non_null(w->sub);
+    evb_follow_opts fo = {.log_order = true};
+    s_new_sub_with(w, &fo);
     const char *cats[] = {"show"};
     evb_follow_opts bad = {.categories = cats, .ncategories = 1, .log_order = true};
+    evb_err err;
     assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &bad, &err),
                      EVB_EINVAL);
-    evb_follow_opts fo = {.log_order = true};
-    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
 }
 
 static uint64_t s_append_mixed(world *w, int rounds)
