@@ -268,6 +268,51 @@ EVB_EXPORT int evb_sub_retry(evb_sub_t *sub, const char *publisher, const char *
 EVB_EXPORT int evb_sub_skip(evb_sub_t *sub, const char *publisher, const char *category,
                             uint64_t seq, evb_err *err);
 
+/* ---- tap ----
+ * Watching the bus without a store (a sniffer, a dashboard, a test): the
+ * subscriber's feeds, gap filling and switch-over, but positions in memory
+ * only and no handler transaction. Each event reaches on_event once, in log
+ * order per feed (per category, or the whole log with log_order). A hole in
+ * a publisher's log (events it cannot read) is logged and gone past. A
+ * publisher whose log id changes is followed again from the start (from, or
+ * its head). */
+typedef struct evb_tap evb_tap_t;
+
+typedef struct evb_tap_event {
+    const evb_event_t *ev;   /* decoded; lent for the call, as are the others */
+    const void *raw;         /* its envelope as it came */
+    size_t raw_len;
+    const char *publisher;   /* "PUB_EP,CATCHUP_EP" */
+    const char *service;     /* the publisher's service as its heartbeats name it */
+    int64_t rx_us;           /* when it was handed over (wall clock) */
+} evb_tap_event;
+
+/* EVB_OK to go on; anything else ends evb_tap_poll with that code. */
+typedef int (*evb_tap_fn)(const evb_tap_event *te, void *ctx, evb_err *err);
+
+typedef struct evb_tap_opts {
+    evb_tap_fn on_event;
+    void *ctx;
+    /* 0: what the publishers publish from the moment the tap meets them;
+     * N: every event from seq N on (history, then live). */
+    uint64_t from;
+    unsigned page_events, fetch_timeout_ms, dead_after_ms, lost_after_ms;
+    int rcvhwm;          /* SUB high-water mark (default 100000) */
+    size_t live_buffer;  /* live events kept per feed while catching up */
+    const evb_curve *curve; /* NULL: plain */
+} evb_tap_opts;
+
+EVB_EXPORT evb_tap_t *evb_tap_new(const evb_tap_opts *opts, evb_err *err);
+EVB_EXPORT void evb_tap_destroy(evb_tap_t **tapp);
+/* As evb_sub_follow_with (log_order: every category in one feed). */
+EVB_EXPORT int evb_tap_follow(evb_tap_t *tap, const char *pub_endpoint,
+                              const char *catchup_endpoint, const evb_follow_opts *opts,
+                              evb_err *err);
+EVB_EXPORT int evb_tap_poll(evb_tap_t *tap, int timeout_ms, evb_err *err);
+/* As evb_sub_status; heartbeat_age_ms >= 0 once a heartbeat came, which
+ * proves the live subscription reached the publisher. */
+EVB_EXPORT int evb_tap_status(evb_tap_t *tap, evb_feed_fn fn, void *ctx, evb_err *err);
+
 /* ---- command socket ----
  * A service's requests and replies (PROTOCOL.md, "Command socket"): the
  * service binds a ROUTER, clients use a DEALER so that a request that times

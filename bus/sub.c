@@ -71,6 +71,7 @@ struct conn {
     bool have_log_id;
     evb_id log_id;
     uint64_t head;
+    uint64_t start_head; /* the log's head when the conn met its log (a tap's start) */
     int64_t last_hb_us;   /* last heartbeat, 0 = none yet */
     int64_t last_seen_us; /* last heartbeat or reply: the dead-publisher timer */
     int64_t last_heard_us; /* the same, never reset: the lost-publisher timer */
@@ -107,6 +108,14 @@ struct evb_sub {
     evb_wire_view *views;                /* two subscribers may live in two threads) */
     evb_curve_keys keys;            /* our certificate (keys.on), else plain */
     char server_key[EVB_CURVE_Z85]; /* evb_sub_opts.curve->server_key, or "" */
+    /* A tap (evb_tap_new): no store, positions in memory, on_event instead
+     * of the handler's transaction, holes gone past. */
+    bool tap;
+    evb_tap_opts t;
+};
+
+struct evb_tap {
+    evb_sub_t *s;
 };
 
 const char *evb_feed_state_name(evb_feed_state s)
@@ -210,6 +219,8 @@ static void s_halt(feed *f, evb_feed_state st, const char *reason)
             (unsigned long long)f->core.applied, f->core.reason);
 }
 
+static evb_sub_t *s_new(const evb_sub_opts *o, evb_err *err);
+
 evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
 {
     if (o == NULL || o->store == NULL || o->handler == NULL || o->consumer == NULL) {
@@ -217,6 +228,11 @@ evb_sub_t *evb_sub_new(const evb_sub_opts *o, evb_err *err)
                     "subscriber: store, consumer and handler are required");
         return NULL;
     }
+    return s_new(o, err);
+}
+
+static evb_sub_t *s_new(const evb_sub_opts *o, evb_err *err)
+{
     size_t cn = strlen(o->consumer);
     if (cn == 0 || cn > EVB_MAX_CONSUMER_LEN) {
         evb_err_set(err, EVB_EINVAL, "subscriber: consumer name must be 1..%u bytes",
@@ -335,7 +351,7 @@ static feed *s_feed(evb_sub_t *s, conn *c, const char *category, bool create)
                      .batch = MAX_FRAMES - 1,
                      .fetch_timeout_us = (int64_t)s->o.fetch_timeout_ms * 1000,
                      .retry_soon_us = (int64_t)s->o.fetch_timeout_ms * 1000,
-                     .holes = BF_HOLE_STALL};
+                     .holes = s->tap ? BF_HOLE_SKIP : BF_HOLE_STALL};
     bf_init(&f->core, c->log_order ? BF_IN_LOG_ORDER : BF_BY_CATEGORY, &lim, &s_feed_ops, f,
             &s->next_req);
     s_hist(f, EVB_FEED_CATCHING_UP, "followed");
@@ -463,9 +479,24 @@ static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
     return *rc == EVB_OK;
 }
 
+/* A tap's feed starts where its options say: from an event on (catching up
+ * to it), or live from the log's head when the conn met the log. */
+static void s_tap_load(evb_sub_t *s, feed *f)
+{
+    if (s->t.from > 0) {
+        bf_start(&f->core, s->t.from - 1, "history asked for");
+        return;
+    }
+    bf_start_live(&f->core, f->c->start_head);
+}
+
 /* Read the feed's checkpoint for the conn's log and start catching up. */
 static int s_load(evb_sub_t *s, feed *f, evb_err *err)
 {
+    if (s->tap) {
+        s_tap_load(s, f);
+        return EVB_OK;
+    }
     uint64_t seq;
     int rc = evb_store_checkpoint_get(s->o.store, s->consumer, &f->c->log_id, f->category,
                                       &seq, err);
@@ -489,7 +520,8 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
 }
 
 /* A log id heard from the publisher: learn it, or react to a change. */
-static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *err)
+static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, uint64_t head,
+                        evb_err *err)
 {
     if (!c->have_log_id) {
         /* One log, one set of checkpoints: a second connection to the same
@@ -514,6 +546,7 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
         }
         c->log_id = *log_id;
         c->have_log_id = true;
+        c->start_head = head;
         for (size_t i = 0; i < c->nfeeds; i++)
             if (!c->feeds[i]->core.positioned && s_load(s, c->feeds[i], err) != EVB_OK)
                 return false;
@@ -529,6 +562,7 @@ static bool s_check_log(evb_sub_t *s, conn *c, const evb_id *log_id, evb_err *er
                 "over from sequence 1 as configured",
                 c->name, was, now);
         c->log_id = *log_id;
+        c->head = c->start_head = head;
         for (size_t i = 0; i < c->nfeeds; i++) {
             feed *f = c->feeds[i];
             bf_reset(&f->core);
@@ -681,12 +715,47 @@ static int s_apply(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
     return EVB_OK;
 }
 
+/* A tap's apply: each event after the position to on_event, in order; one
+ * that does not decode, or of another category or log, is a bad frame and
+ * passed over. */
+static int s_tap_apply(feed *f, const evb_wire_view *frames, size_t n, uint64_t position,
+                       evb_err *err)
+{
+    evb_sub_t *s = f->s;
+    for (size_t i = 0; i < n; i++) {
+        evb_err e;
+        if (evb_event_decode_into(frames[i].p, frames[i].len, &s->ev, &e) != EVB_OK) {
+            s_bad_frame(f->c, e.msg);
+            continue;
+        }
+        if (s->ev.seq <= f->core.applied) {
+            f->core.duplicates++;
+            continue;
+        }
+        if ((!f->c->log_order && strcmp(s->ev.category, f->category) != 0) ||
+            memcmp(&s->ev.log_id, &f->c->log_id, sizeof s->ev.log_id) != 0) {
+            s_bad_frame(f->c, "an event of another category or log in a feed");
+            continue;
+        }
+        evb_tap_event te = {&s->ev, frames[i].p, frames[i].len, f->c->name,
+                            f->c->service[0] ? f->c->service : s->ev.service,
+                            evb_now_us()};
+        f->core.applied = s->ev.seq;
+        f->applied_events++;
+        int rc = s->t.on_event(&te, s->t.ctx, err);
+        if (rc != EVB_OK) return rc;
+    }
+    if (position > f->core.applied) f->core.applied = position;
+    return EVB_OK;
+}
+
 /* The engine applies through here; a refusal is offered again after a
  * back-off that grows with the attempts. */
 static int s_apply_op(void *ctx, bf_feed *core, const evb_wire_view *frames, size_t n,
                       uint64_t position, bool *refused, evb_err *err)
 {
     feed *f = ctx;
+    if (f->s->tap) return s_tap_apply(f, frames, n, position, err);
     int rc = s_apply(f->s, f, frames, n, position, refused, err);
     if (*refused) core->retry_after_us = 100000LL * f->att_count;
     return rc;
@@ -730,7 +799,7 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     c->last_hb_us = c->last_seen_us = evb_now_us();
     s_heard(s, c, c->last_hb_us);
     snprintf(c->service, sizeof c->service, "%s", rp->service);
-    if (!s_check_log(s, c, &rp->log_id, err))
+    if (!s_check_log(s, c, &rp->log_id, rp->head, err))
         return err && err->code ? err->code : EVB_OK;
     if (rp->head > c->head) c->head = rp->head;
     /* In log order, the one feed hears the log's head; by category, each
@@ -786,7 +855,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     }
     if (!c->have_log_id)
         return EVB_OK; /* not yet introduced: the catch-up will bring it */
-    if (!s_check_log(s, c, &s->ev.log_id, err))
+    if (!s_check_log(s, c, &s->ev.log_id, 0, err))
         return err && err->code ? err->code : EVB_OK;
     feed *f = s_feed(s, c, cat, c->all || c->log_order);
     if (f == NULL) return EVB_OK;
@@ -820,7 +889,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         c->hello_req = 0;
         c->hello_wait_ms = 0;
         if (rp->head > c->head) c->head = rp->head;
-        if (!s_check_log(s, c, &rp->log_id, err))
+        if (!s_check_log(s, c, &rp->log_id, rp->head, err))
             return err && err->code ? err->code : EVB_OK;
         /* Known log (reconnect): feeds that were live check for a gap. */
         bool rejoin = c->rejoin;
@@ -841,13 +910,21 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         if (bf_takes_reply(&c->feeds[i]->core, rp->req_id)) f = c->feeds[i];
     if (f == NULL) return EVB_OK; /* a reply to a fetch we gave up on */
     if (rp->kind == EVB_WIRE_HOLE) {
-        if (!s_check_log(s, c, &rp->log_id, err))
+        if (!s_check_log(s, c, &rp->log_id, rp->head, err))
             return err && err->code ? err->code : EVB_OK;
         if (rp->head > c->head) c->head = rp->head;
         /* Applying on would lose the hole's events without a word: the feed
          * stalls and an operator decides (skip them, or serve a salvaged
          * log). A hole behind the position is fetched past. */
+        uint64_t before = f->core.applied;
         bf_on_hole(&f->core, rp->hole_from, rp->hole_to);
+        if (f->core.applied > before)
+            evb_log(EVB_LOG_WARN,
+                    "%s: events %llu..%llu of its log cannot be read (the log is damaged): "
+                    "going on after them",
+                    c->name, (unsigned long long)(before + 1 > rp->hole_from ? before + 1
+                                                                               : rp->hole_from),
+                    (unsigned long long)rp->hole_to);
         if (f->core.state == EVB_FEED_STALLED)
             evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
                     s->consumer, c->name, f->category, (unsigned long long)f->core.applied,
@@ -876,7 +953,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         bf_on_refusal(&f->core); /* ask again after the timeout */
         return EVB_OK;
     }
-    if (!s_check_log(s, c, &rp->log_id, err))
+    if (!s_check_log(s, c, &rp->log_id, rp->head, err))
         return err && err->code ? err->code : EVB_OK;
     if (rp->head > c->head) c->head = rp->head;
     return bf_on_page(&f->core, s->views, count, rp->position, rp->more, err);
@@ -1349,4 +1426,63 @@ int evb_sub_attach(evb_sub_t *s, zloop_t *loop, evb_err *err)
         return evb_err_set(err, EVB_ENOMEM, "consumer %s: cannot attach to a zloop",
                            s->consumer);
     return EVB_OK;
+}
+
+/* ---- tap ---- */
+
+evb_tap_t *evb_tap_new(const evb_tap_opts *o, evb_err *err)
+{
+    if (o == NULL || o->on_event == NULL) {
+        evb_err_set(err, EVB_EINVAL, "tap: on_event is required");
+        return NULL;
+    }
+    evb_tap_t *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        evb_err_set(err, EVB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    evb_sub_opts so = {
+        .consumer = "tap",
+        .page_events = o->page_events,
+        .fetch_timeout_ms = o->fetch_timeout_ms,
+        .dead_after_ms = o->dead_after_ms,
+        .lost_after_ms = o->lost_after_ms,
+        .rcvhwm = o->rcvhwm,
+        .live_buffer = o->live_buffer,
+        .log_id_policy = EVB_LOGID_RESTART,
+        .curve = o->curve,
+    };
+    t->s = s_new(&so, err);
+    if (t->s == NULL) {
+        free(t);
+        return NULL;
+    }
+    t->s->tap = true;
+    t->s->t = *o;
+    t->s->t.curve = NULL; /* borrowed for this call only */
+    return t;
+}
+
+void evb_tap_destroy(evb_tap_t **tp)
+{
+    if (tp == NULL || *tp == NULL) return;
+    evb_sub_destroy(&(*tp)->s);
+    free(*tp);
+    *tp = NULL;
+}
+
+int evb_tap_follow(evb_tap_t *t, const char *pub_ep, const char *cu_ep,
+                   const evb_follow_opts *opts, evb_err *err)
+{
+    return evb_sub_follow_with(t->s, pub_ep, cu_ep, opts, err);
+}
+
+int evb_tap_poll(evb_tap_t *t, int timeout_ms, evb_err *err)
+{
+    return evb_sub_poll(t->s, timeout_ms, err);
+}
+
+int evb_tap_status(evb_tap_t *t, evb_feed_fn fn, void *ctx, evb_err *err)
+{
+    return evb_sub_status(t->s, fn, ctx, err);
 }

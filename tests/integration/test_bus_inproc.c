@@ -338,6 +338,103 @@ static void test_log_order_follower(void **state)
     assert_int_equal(ck, c);
 }
 
+/* ---- the tap: no store, positions in memory ---- */
+
+typedef struct tap_seen {
+    uint64_t n, last, order_errors, first;
+    char cat[16]; /* when set: only events of it may come */
+    uint64_t wrong_cat;
+} tap_seen;
+
+static int s_on_tap(const evb_tap_event *te, void *ctx, evb_err *err)
+{
+    (void)err;
+    tap_seen *ts = ctx;
+    if (ts->n == 0) ts->first = te->ev->seq;
+    if (te->ev->seq <= ts->last) ts->order_errors++;
+    if (ts->cat[0] && strcmp(te->ev->category, ts->cat) != 0) ts->wrong_cat++;
+    if (te->raw_len == 0 || te->publisher == NULL || strcmp(te->service, "pubsvc") != 0)
+        ts->order_errors++;
+    ts->last = te->ev->seq;
+    ts->n++;
+    return EVB_OK;
+}
+
+static int s_tap_hb(const evb_feed_status *fs, void *ctx)
+{
+    if (fs->heartbeat_age_ms >= 0) *(bool *)ctx = true;
+    return 0;
+}
+
+/* Turn the publisher and the tap until cond holds (or fail at the deadline). */
+#define TAP_UNTIL(w, tap, cond)                                                          \
+    do {                                                                                 \
+        int64_t end_ = evb_now_us() + DEADLINE_US;                                       \
+        evb_err e_;                                                                      \
+        while (!(cond)) {                                                                \
+            if (evb_now_us() > end_) fail_msg("tap: never %s", #cond);                   \
+            assert_int_equal(evb_pub_poll((w)->pub, 0, &e_), EVB_OK);                    \
+            assert_int_equal(evb_tap_poll((tap), 5, &e_), EVB_OK);                       \
+        }                                                                                \
+    } while (0)
+
+static void test_tap_history_in_log_order(void **state)
+{
+    world *w = *state;
+    uint64_t a = s_append_mixed(w, 300);
+    s_new_pub(w);
+    tap_seen ts = {0};
+    evb_tap_opts to = {.on_event = s_on_tap, .ctx = &ts, .from = 1, .page_events = 100};
+    evb_err err;
+    evb_tap_t *tap = evb_tap_new(&to, &err);
+    assert_non_null(tap);
+    evb_follow_opts fo = {.log_order = true};
+    assert_int_equal(evb_tap_follow(tap, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
+    TAP_UNTIL(w, tap, ts.last >= a);
+    uint64_t b = s_append_mixed(w, 200);
+    TAP_UNTIL(w, tap, ts.last >= b);
+    assert_int_equal(ts.first, 1);
+    assert_int_equal(ts.n, b); /* every event once */
+    assert_int_equal(ts.order_errors, 0);
+    evb_tap_destroy(&tap);
+    assert_null(tap);
+}
+
+static void test_tap_live_only_by_category(void **state)
+{
+    world *w = *state;
+    s_append_mixed(w, 100); /* before the tap: not shown */
+    s_new_pub(w);
+    tap_seen ts = {.cat = "show"};
+    evb_tap_opts to = {.on_event = s_on_tap, .ctx = &ts};
+    evb_err err;
+    evb_tap_t *tap = evb_tap_new(&to, &err);
+    assert_non_null(tap);
+    const char *cats[] = {"show"};
+    evb_follow_opts fo = {.categories = cats, .ncategories = 1};
+    assert_int_equal(evb_tap_follow(tap, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
+    bool heard = false;
+    TAP_UNTIL(w, tap, (evb_tap_status(tap, s_tap_hb, &heard, &e_), heard));
+    evb_store_info pi;
+    evb_store_get_info(w->pst, &pi);
+    uint64_t start = pi.head;
+    uint64_t b = s_append_mixed(w, 200);
+    uint64_t expect = 0; /* show events after the start */
+    evb_iter_t *it = evb_store_read_category(w->pst, "show", start, NULL, &err);
+    const evb_event_t *ev;
+    while (evb_iter_next(it, &ev, &err))
+        if (ev->seq > start) expect++;
+    evb_iter_destroy(&it);
+    assert_true(expect > 0);
+    TAP_UNTIL(w, tap, ts.n >= expect);
+    assert_int_equal(ts.n, expect);
+    assert_true(ts.first > start);
+    assert_int_equal(ts.order_errors, 0);
+    assert_int_equal(ts.wrong_cat, 0);
+    assert_true(ts.last <= b);
+    evb_tap_destroy(&tap);
+}
+
 static void test_restart_resumes_without_duplicates(void **state)
 {
     world *w = *state;
@@ -1043,6 +1140,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_late_joiner_gets_history_then_live, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_log_order_follower, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_history_in_log_order, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_live_only_by_category, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_without_duplicates, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_refusing_handler_stalls_then_skip, s_setup,
