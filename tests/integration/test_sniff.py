@@ -255,6 +255,41 @@ def case_from_start(env):
     log(f"{total} events from the start: history then live, each once, in order")
 
 
+def case_log_order(env):
+    """`sniff --from-start` and a follower of every category in log order
+    (`mirror --log-order`, the library's evb_sub) see the same events in the
+    same order, across history, a switch-over and live events; the copy's
+    seqs are the publisher's (a faithful replica)."""
+    d, mir = env.path("log"), env.path("mirror")
+    n_hist, n_live = 2500, 40
+    make_log(d, mixed(n_hist))
+    srv = Server(env, d)
+    total = n_hist + n_live
+    p = env.start(sniff(srv, "--from-start", "--json", "--count", str(total)))
+    m = env.start([EVBUS, "mirror", "--follow", srv.follow, "--store", mir, "--log-order"])
+    srv.append(mixed(n_live // 2, start=n_hist))  # while both catch up
+    wait_live(p)
+    srv.append(mixed(n_live - n_live // 2, start=n_hist + n_live // 2))
+    check(p.wait_exit(60) == 0, f"sniff --from-start: {p.p.returncode} {p.stderr()}")
+    r = run([EVBUS, "mirror", "--follow", srv.follow, "--store", env.path("unused"),
+             "--log-order", "--category", "show"], 30)
+    check(r.returncode == 2 and "--log-order" in r.stderr,
+          f"--log-order with --category: {r.returncode} {r.stderr}")
+    check(m.term() == 0, f"mirror: {m.p.returncode} {m.stderr()[-2000:]}")
+    r = run([EVBUS, "mirror", "--follow", srv.follow, "--store", mir, "--log-order",
+             "--until-caught-up", "--timeout", "60"], 90)  # the rest, if SIGTERM came early
+    check(r.returncode == 0, f"mirror --until-caught-up: {r.returncode} {r.stderr[-2000:]}")
+    srv.stop()
+    sniffed = [o["id"] for o in json_out(p.outlines)]
+    copied = cat_json(mir)
+    check(len(sniffed) == total, f"sniff printed {len(sniffed)} events, want {total}")
+    check([e["id"] for e in copied] == sniffed,
+          "mirror --log-order and sniff --from-start differ in events or order")
+    check([e["seq"] for e in copied] == [e["origin_seq"] for e in copied],
+          "the copy's seqs are not the publisher's")
+    log(f"{total} events: sniff --from-start and mirror --log-order agree, in log order")
+
+
 def case_filters(env):
     d = env.path("log")
     make_log(d, mixed(60))
@@ -739,6 +774,7 @@ CASES = {
     "restart": case_restart,
     "live": case_live,
     "from_start": case_from_start,
+    "log_order": case_log_order,
     "filters": case_filters,
     "bad_args": case_bad_args,
     "record_replay": case_record_replay,

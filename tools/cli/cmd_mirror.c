@@ -226,13 +226,16 @@ int cmd_mirror(int argc, char **argv)
     const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
     bool fresh_ids = false, http_public = false, http_events = false;
     const char *http_addr = NULL;
-    bool until = false, stats_json = false, timeout_set = false;
+    bool until = false, stats_json = false, timeout_set = false, log_order = false;
     uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's two endpoints (required; may repeat)"},
         {"store", CLI_STR, &dir, NULL, "DIR", "the mirror's own log (made if missing)"},
         {"category", CLI_LIST, &cats, NULL, "C", "copy only this category (may repeat)"},
+        {"log-order", CLI_FLAG, &log_order, NULL, NULL,
+         "copy every category as one feed, in the publisher's log order (one checkpoint, "
+         "category *)"},
         {"service", CLI_STR, &service, NULL, "NAME",
          "service name of a new log (mirror)"},
         {"consumer", CLI_STR, &consumer, NULL, "NAME",
@@ -268,7 +271,7 @@ int cmd_mirror(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
-        "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]...\n"
+        "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]... [--log-order]\n"
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
         "       [--cmd EP] [--http ADDR:PORT [--http-events] [--http-public]]\n"
@@ -278,7 +281,9 @@ int cmd_mirror(int argc, char **argv)
         "backup that survives crashes without losing or doubling an event. The\n"
         "copies keep id, type, schema, time, correlation and causation ids,\n"
         "payload and metadata, and name their origin (origin_log_id, origin_seq).\n"
-        "Without --category every category is copied. Runs until SIGINT/SIGTERM;\n"
+        "Without --category every category is copied, a feed each; with --log-order\n"
+        "as one feed in the publisher's order, so the copy keeps its log's order.\n"
+        "Runs until SIGINT/SIGTERM;\n"
         "on a terminal, a status line on stderr shows each feed.",
         "Status JSON fields: publisher, category, log_id, state, reason, applied,\n"
         "head, lag, applied_events, duplicates, gaps, pages, bad_frames, refusals,\n"
@@ -320,6 +325,8 @@ int cmd_mirror(int argc, char **argv)
                                EVB_MAX_CONSUMER_LEN);
     if (refuse_type != NULL && evb_check_type(refuse_type, &err) != EVB_OK)
         return cli_usage_error(&cli, "--refuse-type: %s", err.msg);
+    if (log_order && cats.n > 0)
+        return cli_usage_error(&cli, "--log-order copies every category: no --category");
     for (size_t i = 0; i < cats.n; i++)
         if (evb_check_category(cats.v[i], &err) != EVB_OK)
             return cli_usage_error(&cli, "--category '%s': %s", cats.v[i], err.msg);
@@ -361,6 +368,7 @@ int cmd_mirror(int argc, char **argv)
     for (size_t i = 0; rc == CLI_EXIT_OK && i < follow.n; i++) {
         evb_follow_opts fo = {.categories = (const char *const *)cats.v,
                               .ncategories = cats.n,
+                              .log_order = log_order,
                               .server_key = keys[i]};
         if (evb_sub_follow_with(sub, eps[i][0], eps[i][1], &fo, &err) != EVB_OK) {
             cli_error(&cli, "--follow %s: %s", follow.v[i], err.msg);
