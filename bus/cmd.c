@@ -43,13 +43,10 @@ struct evb_cmd {
     curve_zap *zap;
 };
 
-evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err)
+evb_cmd_t *evb_cmd_new(const evb_cmd_opts *opts, evb_err *err)
 {
-    return evb_cmd_new_curve(endpoint, NULL, err);
-}
-
-evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve, evb_err *err)
-{
+    const char *endpoint = opts != NULL ? opts->endpoint : NULL;
+    const evb_curve *curve = opts != NULL ? opts->curve : NULL;
     if (endpoint == NULL || strlen(endpoint) >= EVB_BUS_MAX_ENDPOINT) {
         evb_err_set(err, EVB_EINVAL, "command socket: bad endpoint");
         return NULL;
@@ -307,14 +304,10 @@ struct evb_cmd_client {
     bool hard_refusal; /* the server said no (allow-list, mechanism), not just closed */
 };
 
-evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err)
+evb_cmd_client_t *evb_cmd_client_new(const evb_cmd_opts *opts, evb_err *err)
 {
-    return evb_cmd_client_new_curve(endpoint, NULL, err);
-}
-
-evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint, const evb_curve *curve,
-                                           evb_err *err)
-{
+    const char *endpoint = opts != NULL ? opts->endpoint : NULL;
+    const evb_curve *curve = opts != NULL ? opts->curve : NULL;
     if (endpoint == NULL) {
         evb_err_set(err, EVB_EINVAL, "command client: endpoint is required");
         return NULL;
@@ -552,19 +545,11 @@ int evb_cmd_client_call(evb_cmd_client_t *c, const char *command, const void *ar
                        command, timeout_ms);
 }
 
-int evb_cmd_call(const char *endpoint, const char *command, const void *args,
+int evb_cmd_call(const evb_cmd_opts *opts, const char *command, const void *args,
                  size_t args_len, int timeout_ms, evb_buf *out, evb_err *err)
 {
-    return evb_cmd_call_curve(endpoint, NULL, command, args, args_len, timeout_ms, out,
-                              err);
-}
-
-int evb_cmd_call_curve(const char *endpoint, const evb_curve *curve, const char *command,
-                       const void *args, size_t args_len, int timeout_ms, evb_buf *out,
-                       evb_err *err)
-{
     evb_err e = {0};
-    evb_cmd_client_t *c = evb_cmd_client_new_curve(endpoint, curve, &e);
+    evb_cmd_client_t *c = evb_cmd_client_new(opts, &e);
     if (c == NULL) {
         if (err != NULL) *err = e;
         return e.code;

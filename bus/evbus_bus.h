@@ -159,7 +159,7 @@ typedef struct evb_sub_opts {
 EVB_EXPORT evb_sub_t *evb_sub_new(const evb_sub_opts *opts, evb_err *err);
 EVB_EXPORT void evb_sub_destroy(evb_sub_t **subp);
 
-/* How to follow a publisher (evb_sub_follow_with). */
+/* How to follow a publisher (evb_sub_follow). */
 typedef struct evb_follow_opts {
     /* One feed per category in categories[0..ncategories); none: every
      * category the publisher has, each a feed of its own as it shows up. */
@@ -179,14 +179,9 @@ typedef struct evb_follow_opts {
 /* Follow a publisher: connect to its PUB and catch-up endpoints and keep its
  * feeds (opts NULL: every category, a feed each). EVB_EINVAL for a bad
  * endpoint, category or key, or categories with log_order. */
-EVB_EXPORT int evb_sub_follow_with(evb_sub_t *sub, const char *pub_endpoint,
-                                   const char *catchup_endpoint, const evb_follow_opts *opts,
-                                   evb_err *err);
-
-/* evb_sub_follow_with with categories[0..n) (n = 0: every category). */
 EVB_EXPORT int evb_sub_follow(evb_sub_t *sub, const char *pub_endpoint,
-                              const char *catchup_endpoint, const char *const *categories,
-                              size_t n, evb_err *err);
+                              const char *catchup_endpoint, const evb_follow_opts *opts,
+                              evb_err *err);
 
 /* Stop following the publisher at pub_endpoint (and catchup_endpoint; NULL:
  * any): close its sockets and drop its feeds, in the owner thread, between
@@ -304,7 +299,7 @@ typedef struct evb_tap_opts {
 
 EVB_EXPORT evb_tap_t *evb_tap_new(const evb_tap_opts *opts, evb_err *err);
 EVB_EXPORT void evb_tap_destroy(evb_tap_t **tapp);
-/* As evb_sub_follow_with (log_order: every category in one feed). */
+/* As evb_sub_follow (log_order: every category in one feed). */
 EVB_EXPORT int evb_tap_follow(evb_tap_t *tap, const char *pub_endpoint,
                               const char *catchup_endpoint, const evb_follow_opts *opts,
                               evb_err *err);
@@ -328,11 +323,17 @@ typedef struct evb_cmd evb_cmd_t;
 typedef int (*evb_cmd_fn)(const void *args, size_t args_len, evb_buf *out, void *ctx,
                           evb_err *err);
 
-EVB_EXPORT evb_cmd_t *evb_cmd_new(const char *endpoint, evb_err *err);
-/* evb_cmd_new as a CURVE server (curve: cert_file and allow_dir; NULL:
- * plain). evb_cmd_auth_refused counts the clients its allow-list refused. */
-EVB_EXPORT evb_cmd_t *evb_cmd_new_curve(const char *endpoint, const evb_curve *curve,
-                                        evb_err *err);
+/* Where a command socket is, and how it is secured: a server binds
+ * endpoint, a client connects to it. curve NULL: plain; a server's curve
+ * gives cert_file and allow_dir, a client's cert_file and server_key. */
+typedef struct evb_cmd_opts {
+    const char *endpoint;
+    const evb_curve *curve;
+} evb_cmd_opts;
+
+/* A command socket bound at opts->endpoint. evb_cmd_auth_refused counts the
+ * clients a CURVE server's allow-list refused. */
+EVB_EXPORT evb_cmd_t *evb_cmd_new(const evb_cmd_opts *opts, evb_err *err);
 EVB_EXPORT uint64_t evb_cmd_auth_refused(const evb_cmd_t *cmd);
 EVB_EXPORT void evb_cmd_destroy(evb_cmd_t **cmdp);
 /* Register fn for command `name` (copied; at most 32 commands). */
@@ -357,17 +358,12 @@ EVB_EXPORT uint64_t evb_cmd_bad_requests(const evb_cmd_t *cmd);
  * evb_cmd_client_new connects (asynchronously; nobody need listen yet).
  * Errors: EVB_EUNREACHABLE naming the endpoint when it cannot be connected
  * to (malformed, unknown transport, longer than EVB_BUS_MAX_ENDPOINT - 1),
- * EVB_EINVAL for a NULL endpoint, EVB_ENOMEM, EVB_EIO. */
+ * EVB_EINVAL for a NULL endpoint, or a certificate or key that cannot be
+ * read, EVB_ENOMEM, EVB_EIO. Over CURVE, a call whose handshake the server
+ * refuses (our key is not in its allow-list, or one side is plain) fails
+ * with EVB_EAUTH, naming the endpoint, instead of timing out. */
 typedef struct evb_cmd_client evb_cmd_client_t;
-EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new(const char *endpoint, evb_err *err);
-/* evb_cmd_client_new as a CURVE client (curve: cert_file and server_key;
- * NULL: plain). A call whose handshake the server refuses (our key is not in
- * its allow-list, or one side is plain) fails with EVB_EAUTH, naming the
- * endpoint, instead of timing out; EVB_EINVAL for a certificate or key that
- * cannot be read. */
-EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new_curve(const char *endpoint,
-                                                      const evb_curve *curve,
-                                                      evb_err *err);
+EVB_EXPORT evb_cmd_client_t *evb_cmd_client_new(const evb_cmd_opts *opts, evb_err *err);
 EVB_EXPORT void evb_cmd_client_destroy(evb_cmd_client_t **clientp);
 
 /* Send command (1..32 bytes) with args (a msgpack map, lent; NULL for none)
@@ -385,11 +381,9 @@ EVB_EXPORT int evb_cmd_client_call(evb_cmd_client_t *client, const char *command
 
 /* One call on a client of its own (new, call, destroy), with the errors of
  * both. */
-EVB_EXPORT int evb_cmd_call(const char *endpoint, const char *command, const void *args,
-                            size_t args_len, int timeout_ms, evb_buf *out, evb_err *err);
-EVB_EXPORT int evb_cmd_call_curve(const char *endpoint, const evb_curve *curve,
-                                  const char *command, const void *args, size_t args_len,
-                                  int timeout_ms, evb_buf *out, evb_err *err);
+EVB_EXPORT int evb_cmd_call(const evb_cmd_opts *opts, const char *command,
+                            const void *args, size_t args_len, int timeout_ms,
+                            evb_buf *out, evb_err *err);
 
 /* ---- CZMQ ----
  * Run a publisher, subscriber or command socket inside a CZMQ zloop, in the

@@ -1059,14 +1059,7 @@ static int s_conn_open(evb_sub_t *s, conn *c, const char *const *categories, siz
 }
 
 int evb_sub_follow(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
-                   const char *const *categories, size_t n, evb_err *err)
-{
-    evb_follow_opts o = {.categories = categories, .ncategories = n};
-    return evb_sub_follow_with(s, pub_ep, cu_ep, &o, err);
-}
-
-int evb_sub_follow_with(evb_sub_t *s, const char *pub_ep, const char *cu_ep,
-                        const evb_follow_opts *opts, evb_err *err)
+                   const evb_follow_opts *opts, evb_err *err)
 {
     static const evb_follow_opts every = {0};
     if (opts == NULL) opts = &every;
@@ -1474,7 +1467,7 @@ void evb_tap_destroy(evb_tap_t **tp)
 int evb_tap_follow(evb_tap_t *t, const char *pub_ep, const char *cu_ep,
                    const evb_follow_opts *opts, evb_err *err)
 {
-    return evb_sub_follow_with(t->s, pub_ep, cu_ep, opts, err);
+    return evb_sub_follow(t->s, pub_ep, cu_ep, opts, err);
 }
 
 int evb_tap_poll(evb_tap_t *t, int timeout_ms, evb_err *err)

@@ -759,14 +759,14 @@ static int s_follower_start(evb_svc_t *svc, follower *f, evb_store_t *st,
         evb_follow_opts fo = {.categories = categories,
                               .ncategories = n,
                               .server_key = svc->cfg.cert[0] ? svc->cfg.cert : NULL};
-        if (rc == EVB_OK) rc = evb_sub_follow_with(f->sub, pe, ce, &fo, err);
+        if (rc == EVB_OK) rc = evb_sub_follow(f->sub, pe, ce, &fo, err);
     } else {
         for (size_t i = 0; rc == EVB_OK && i < svc->cfg.nfollow; i++) {
             evb_follow_opts fo = {.categories = categories,
                                   .ncategories = n,
                                   .server_key = svc->cfg.follow[i].key};
-            rc = evb_sub_follow_with(f->sub, svc->cfg.follow[i].pub,
-                                     svc->cfg.follow[i].catchup, &fo, err);
+            rc = evb_sub_follow(f->sub, svc->cfg.follow[i].pub,
+                                svc->cfg.follow[i].catchup, &fo, err);
         }
         if (rc == EVB_OK) rc = svc_disc_follow(svc->disc, f->sub, categories, n, err);
     }
@@ -1103,7 +1103,9 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         if (svc->pub == NULL || evb_pub_attach(svc->pub, svc->loop, &err) != EVB_OK)
             goto fail;
     }
-    svc->cmd = evb_cmd_new_curve(svc->cfg.cmd, svc->cfg.cert[0] ? &curve : NULL, &err);
+    svc->cmd = evb_cmd_new(&(evb_cmd_opts){.endpoint = svc->cfg.cmd,
+                                           .curve = svc->cfg.cert[0] ? &curve : NULL},
+                           &err);
     if (svc->cmd == NULL || evb_cmd_attach(svc->cmd, svc->loop, &err) != EVB_OK ||
         evb_cmd_on(svc->cmd, "status", s_status, svc, &err) != EVB_OK)
         goto fail;

@@ -228,7 +228,7 @@ static void s_sync(svc_disc *sd)
                               .ncategories = sd->ncats,
                               .server_key = sd->cfg.follow_key[i][0] ? sd->cfg.follow_key[i]
                                                                     : NULL};
-        if (evb_sub_follow_with(sd->sub, e.b.pub, e.b.catchup, &fo, &err) != EVB_OK) {
+        if (evb_sub_follow(sd->sub, e.b.pub, e.b.catchup, &fo, &err) != EVB_OK) {
             evb_log(EVB_LOG_ERROR, "service %s: cannot follow %s,%s: %s", t->name,
                     e.b.pub, e.b.catchup, err.msg);
             continue;

@@ -112,7 +112,7 @@ static void s_new_sub_with(world *w, const evb_follow_opts *fo)
     w->sub = evb_sub_new(&so, &err);
     if (w->sub == NULL)
         fail_msg("sub: %s", err.msg);
-    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, fo, &err), EVB_OK);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, fo, &err), EVB_OK);
 }
 
 static void s_new_sub(world *w, const char *const *cats, size_t n)
@@ -294,8 +294,7 @@ static void s_new_log_order_sub(world *w)
     const char *cats[] = {"show"};
     evb_follow_opts bad = {.categories = cats, .ncategories = 1, .log_order = true};
     evb_err err;
-    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &bad, &err),
-                     EVB_EINVAL);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, &bad, &err), EVB_EINVAL);
 }
 
 static uint64_t s_append_mixed(world *w, int rounds)
@@ -825,7 +824,8 @@ static void test_zloop_runs_publisher_and_subscriber(void **state)
     w->sub = evb_sub_new(&so, &err);
     assert_non_null(w->sub);
     assert_int_equal(evb_sub_attach(w->sub, loop, &err), EVB_OK);
-    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, cats, 1, &err), EVB_OK);
+    evb_follow_opts fo = {.categories = cats, .ncategories = 1};
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
     zl_ctx z = {w, 0, 0, false, false};
     zloop_timer(loop, 10, 0, s_zl_tick, &z);
     zloop_timer(loop, 30000, 1, s_zl_deadline, &z);
@@ -889,7 +889,7 @@ static void test_command_socket_replies_and_errors(void **state)
     char ep[320];
     snprintf(ep, sizeof ep, "ipc://%s/cmd.sock", w->dir);
     evb_err err;
-    cmd_world cw = {evb_cmd_new(ep, &err), false};
+    cmd_world cw = {evb_cmd_new(&(evb_cmd_opts){.endpoint = ep}, &err), false};
     assert_non_null(cw.cmd);
     assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_OK);
     assert_int_equal(evb_cmd_on(cw.cmd, "echo", s_cmd_echo, NULL, &err), EVB_EINVAL);
@@ -898,26 +898,35 @@ static void test_command_socket_replies_and_errors(void **state)
     assert_int_equal(pthread_create(&t, NULL, s_cmd_thread, &cw), 0);
     evb_buf out = {0};
     static const uint8_t ann[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa3, 'a', 'n', 'n'};
-    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", ann,
+                                  sizeof ann, 5000, &out, &err),
+                     EVB_OK);
     char got[16];
     assert_int_equal(evb_map_str(out.data, out.len, "hello", got, sizeof got, &err), EVB_OK);
     assert_string_equal(got, "ann");
     static const uint8_t nobody[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa6,
                                      'n',  'o',  'b', 'o', 'd', 'y'};
-    assert_int_equal(evb_cmd_call(ep, "echo", nobody, sizeof nobody, 5000, &out, &err),
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", nobody,
+                                  sizeof nobody, 5000, &out, &err),
                      EVB_EREJECTED);
     assert_non_null(strstr(err.msg, "not welcome"));
-    assert_int_equal(evb_cmd_call(ep, "echo", NULL, 0, 5000, &out, &err), EVB_EINVAL);
+    assert_int_equal(
+        evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", NULL, 0, 5000, &out, &err),
+        EVB_EINVAL);
     assert_non_null(strstr(err.msg, "name"));
-    assert_int_equal(evb_cmd_call(ep, "frobnicate", NULL, 0, 5000, &out, &err), EVB_EINVAL);
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "frobnicate", NULL, 0,
+                                  5000, &out, &err),
+                     EVB_EINVAL);
     assert_non_null(strstr(err.msg, "unknown command"));
     static const uint8_t notmap[] = {0x93, 1, 2, 3};
-    assert_int_equal(evb_cmd_call(ep, "echo", notmap, sizeof notmap, 5000, &out, &err),
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", notmap,
+                                  sizeof notmap, 5000, &out, &err),
                      EVB_EINVAL);
     /* Nobody at this endpoint: a clear timeout, not a hang. */
     char nowhere[320];
     snprintf(nowhere, sizeof nowhere, "ipc://%s/nobody.sock", w->dir);
-    assert_int_equal(evb_cmd_call(nowhere, "echo", ann, sizeof ann, 300, &out, &err),
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = nowhere}, "echo", ann,
+                                  sizeof ann, 300, &out, &err),
                      EVB_ETIMEDOUT);
     assert_non_null(strstr(err.msg, "nobody.sock"));
     /* Garbage straight at the socket: an error reply, and the server goes on. */
@@ -934,11 +943,17 @@ static void test_command_socket_replies_and_errors(void **state)
     assert_non_null(memmem(buf, (size_t)n, "EVB_EDECODE", 11));
     zmq_close(d);
     zmq_ctx_term(ctx);
-    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", ann,
+                                  sizeof ann, 5000, &out, &err),
+                     EVB_OK);
     /* A reply over the ceiling: the caller is told so, never left to time out. */
-    assert_int_equal(evb_cmd_call(ep, "big", NULL, 0, 5000, &out, &err), EVB_ETOOBIG);
+    assert_int_equal(
+        evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "big", NULL, 0, 5000, &out, &err),
+        EVB_ETOOBIG);
     assert_non_null(strstr(err.msg, "larger than the message ceiling"));
-    assert_int_equal(evb_cmd_call(ep, "echo", ann, sizeof ann, 5000, &out, &err), EVB_OK);
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", ann,
+                                  sizeof ann, 5000, &out, &err),
+                     EVB_OK);
     atomic_store(&cw.stop, true);
     pthread_join(t, NULL);
     assert_true(evb_cmd_bad_requests(cw.cmd) >= 2);
@@ -974,7 +989,7 @@ static void s_start_cmd(world *w, cmd_world *cw, pthread_t *t, slow_ctx *sc, cha
 {
     snprintf(ep, cap, "ipc://%s/cmd.sock", w->dir);
     evb_err err;
-    cw->cmd = evb_cmd_new(ep, &err);
+    cw->cmd = evb_cmd_new(&(evb_cmd_opts){.endpoint = ep}, &err);
     assert_non_null(cw->cmd);
     atomic_store(&cw->stop, false);
     assert_int_equal(evb_cmd_on(cw->cmd, "echo", s_cmd_echo, NULL, &err), EVB_OK);
@@ -1009,7 +1024,7 @@ static void test_cmd_client_many_calls_on_one_socket(void **state)
     char ep[320];
     s_start_cmd(w, &cw, &t, &sc, ep, sizeof ep);
     evb_err err;
-    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err);
+    evb_cmd_client_t *c = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep}, &err);
     assert_non_null(c);
     evb_buf args = {0}, out = {0};
     for (int i = 0; i < 500; i++) {
@@ -1045,7 +1060,7 @@ static void test_cmd_client_timeout_then_good_call_drops_late_reply(void **state
     char ep[320];
     s_start_cmd(w, &cw, &t, &sc, ep, sizeof ep);
     evb_err err;
-    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err);
+    evb_cmd_client_t *c = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep}, &err);
     assert_non_null(c);
     evb_buf args = {0}, out = {0};
     assert_int_equal(evb_cmd_client_call(c, "slow", NULL, 0, 200, &out, &err),
@@ -1079,7 +1094,8 @@ static void test_cmd_client_service_down_then_up(void **state)
     char ep[320];
     snprintf(ep, sizeof ep, "ipc://%s/cmd.sock", w->dir);
     evb_err err;
-    evb_cmd_client_t *c = evb_cmd_client_new(ep, &err); /* nobody listens yet */
+    evb_cmd_client_t *c = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep},
+                                             &err); /* nobody listens yet */
     assert_non_null(c);
     evb_buf args = {0}, out = {0};
     assert_int_equal(evb_cmd_client_call(c, "slow", NULL, 0, 200, &out, &err),
@@ -1110,13 +1126,15 @@ static void test_cmd_client_bad_endpoint_is_not_einval(void **state)
     static const char *const bad[] = {"nonsense://x", "tcp://127.0.0.1", "no-scheme"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         evb_err_clear(&err);
-        assert_null(evb_cmd_client_new(bad[i], &err));
+        assert_null(evb_cmd_client_new(&(evb_cmd_opts){.endpoint = bad[i]}, &err));
         assert_int_equal(err.code, EVB_EUNREACHABLE);
         assert_non_null(strstr(err.msg, bad[i]));
         evb_buf out = {0};
-        assert_int_equal(evb_cmd_call(bad[i], "status", NULL, 0, 100, &out, &err),
+        assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = bad[i]}, "status", NULL,
+                                      0, 100, &out, &err),
                          EVB_EUNREACHABLE);
-        assert_int_equal(evb_cmd_call(bad[i], "status", NULL, 0, 100, &out, NULL),
+        assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = bad[i]}, "status", NULL,
+                                      0, 100, &out, NULL),
                          EVB_EUNREACHABLE);
         evb_buf_free(&out);
     }
@@ -1124,7 +1142,7 @@ static void test_cmd_client_bad_endpoint_is_not_einval(void **state)
     memset(longep, 'a', sizeof longep - 1);
     longep[sizeof longep - 1] = '\0';
     memcpy(longep, "ipc://", 6);
-    assert_null(evb_cmd_client_new(longep, &err));
+    assert_null(evb_cmd_client_new(&(evb_cmd_opts){.endpoint = longep}, &err));
     assert_int_equal(err.code, EVB_EUNREACHABLE);
     assert_string_equal(evb_code_name(EVB_EUNREACHABLE), "EVB_EUNREACHABLE");
     assert_int_equal(evb_code_from_name("EVB_EUNREACHABLE"), EVB_EUNREACHABLE);

@@ -162,7 +162,7 @@ static void s_new_sub(world *w, const char *cert)
     w->sub = evb_sub_new(&so, &err);
     if (w->sub == NULL) fail_msg("sub: %s", err.msg);
     evb_follow_opts fo = {.server_key = cert ? w->server_pub : NULL};
-    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
 }
 
 static void s_append(world *w, int n)
@@ -249,11 +249,13 @@ static void test_bad_settings_are_refused(void **state)
     snprintf(from, sizeof from, "%s/alice", w->keys);
     s_copy(from, pubonly);
     evb_curve cv = {.cert_file = pubonly, .server_key = w->server_pub};
-    assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
+    assert_null(
+        evb_cmd_client_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &cv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     assert_non_null(strstr(err.msg, "no secret key"));
     cv.cert_file = "/nonexistent/cert";
-    assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
+    assert_null(
+        evb_cmd_client_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &cv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     /* Not a certificate at all (we parse the file ourselves): named as such. */
     char junk[400];
@@ -263,19 +265,21 @@ static void test_bad_settings_are_refused(void **state)
     fputs("curve\n    public-key = \"short\"\n", jf);
     fclose(jf);
     cv.cert_file = junk;
-    assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
+    assert_null(
+        evb_cmd_client_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &cv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     assert_non_null(strstr(err.msg, "not a certificate"));
     cv.cert_file = w->alice_sec;
     cv.server_key = "not-a-key";
-    assert_null(evb_cmd_client_new_curve(w->cmd_ep, &cv, &err));
+    assert_null(
+        evb_cmd_client_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &cv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     /* A server needs an allow-list that is a directory. */
     evb_curve sv = {.cert_file = w->server_sec, .allow_dir = NULL};
-    assert_null(evb_cmd_new_curve(w->cmd_ep, &sv, &err));
+    assert_null(evb_cmd_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &sv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     sv.allow_dir = pubonly;
-    assert_null(evb_cmd_new_curve(w->cmd_ep, &sv, &err));
+    assert_null(evb_cmd_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &sv}, &err));
     assert_int_equal(err.code, EVB_EINVAL);
     /* A server key without our own certificate. */
     evb_sub_opts so = {0};
@@ -286,7 +290,7 @@ static void test_bad_settings_are_refused(void **state)
     w->sub = evb_sub_new(&so, &err);
     assert_non_null(w->sub);
     evb_follow_opts fo = {.server_key = w->server_pub};
-    assert_int_equal(evb_sub_follow_with(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_EINVAL);
+    assert_int_equal(evb_sub_follow(w->sub, w->pub_ep, w->cu_ep, &fo, &err), EVB_EINVAL);
 }
 
 static void test_allowed_subscriber_gets_catchup_and_live(void **state)
@@ -429,7 +433,8 @@ static void test_cmd_client_refused_is_told(void **state)
     world *w = *state;
     evb_err err;
     evb_curve sv = {.cert_file = w->server_sec, .allow_dir = w->allow};
-    cmd_world cw = {evb_cmd_new_curve(w->cmd_ep, &sv, &err), false};
+    cmd_world cw = {
+        evb_cmd_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &sv}, &err), false};
     if (cw.cmd == NULL) fail_msg("cmd: %s", err.msg);
     assert_int_equal(evb_cmd_on(cw.cmd, "ping", s_cmd_ping, NULL, &err), EVB_OK);
     pthread_t t;
@@ -440,13 +445,14 @@ static void test_cmd_client_refused_is_told(void **state)
 
     /* Allowed, with the key given as text. */
     evb_curve alice = {.cert_file = w->alice_sec, .server_key = server_key};
-    assert_int_equal(evb_cmd_call_curve(w->cmd_ep, &alice, "ping", NULL, 0, 5000, &out,
-                                        &err),
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &alice},
+                                  "ping", NULL, 0, 5000, &out, &err),
                      EVB_OK);
 
     /* Refused: told at once, not after the timeout. */
     evb_curve bob = {.cert_file = w->bob_sec, .server_key = w->server_pub};
-    evb_cmd_client_t *bc = evb_cmd_client_new_curve(w->cmd_ep, &bob, &err);
+    evb_cmd_client_t *bc =
+        evb_cmd_client_new(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &bob}, &err);
     assert_non_null(bc);
     int64_t t0 = evb_now_us();
     assert_int_equal(evb_cmd_client_call(bc, "ping", NULL, 0, 10000, &out, &err),
@@ -458,14 +464,16 @@ static void test_cmd_client_refused_is_told(void **state)
 
     /* A plain client of a CURVE server. */
     t0 = evb_now_us();
-    assert_int_equal(evb_cmd_call(w->cmd_ep, "ping", NULL, 0, 10000, &out, &err), EVB_EAUTH);
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = w->cmd_ep}, "ping", NULL, 0,
+                                  10000, &out, &err),
+                     EVB_EAUTH);
     assert_true(evb_now_us() - t0 < 5000000);
     assert_non_null(strstr(err.msg, "requires CURVE"));
 
     /* A wrong server key: the handshake never completes; said so. */
     evb_curve wrong = {.cert_file = w->alice_sec, .server_key = w->alice_sec};
-    assert_int_equal(evb_cmd_call_curve(w->cmd_ep, &wrong, "ping", NULL, 0, 1500, &out,
-                                        &err),
+    assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = w->cmd_ep, .curve = &wrong},
+                                  "ping", NULL, 0, 1500, &out, &err),
                      EVB_EAUTH);
     assert_non_null(strstr(err.msg, "server key"));
 

@@ -408,7 +408,7 @@ static void s_start(fx_t *fx, proc *p, const char *name, void (*reg)(evb_svc_t *
     }
     if (flags & RAISE_BEFORE_RUN) return;
     evb_err err = {0};
-    p->client = evb_cmd_client_new(p->cmd, &err);
+    p->client = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = p->cmd}, &err);
     assert_non_null(p->client);
     evb_buf out = {0};
     for (int i = 0;; i++) {

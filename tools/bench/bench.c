@@ -1863,7 +1863,8 @@ static int s_sub_follow(bench_t *b, const char *name, evb_sub_t *sub, const chil
     evb_err err = {0};
     const char *const cats[S_NCATS] = {s_cat_names[0], s_cat_names[1], s_cat_names[2],
                                        s_cat_names[3]};
-    if (evb_sub_follow(sub, c->ep1, c->ep2, cats, S_NCATS, &err) != EVB_OK) {
+    evb_follow_opts fo = {.categories = cats, .ncategories = S_NCATS};
+    if (evb_sub_follow(sub, c->ep1, c->ep2, &fo, &err) != EVB_OK) {
         cli_error(b->cli, "%s: evb_sub_follow: %s (%s)", name, err.msg,
                   evb_strerror(err.code));
         return -1;

@@ -447,7 +447,8 @@ static int s_status(svc_t *s, int timeout_ms, status_t *st, evb_err *err)
 static int s_svc_ready(bk_t *k, svc_t *s, bool live)
 {
     evb_err err = {0};
-    if (s->client == NULL && (s->client = evb_cmd_client_new(s->cmd, &err)) == NULL) {
+    if (s->client == NULL && (s->client = evb_cmd_client_new(
+                                  &(evb_cmd_opts){.endpoint = s->cmd}, &err)) == NULL) {
         cli_error(k->cli, "booking: %s: %s", s->cmd, err.msg);
         return -1;
     }
@@ -576,7 +577,7 @@ static void *s_book_worker(void *arg)
     evb_buf out = {0};
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    evb_cmd_client_t *c = evb_cmd_client_new(r->ep, &err);
+    evb_cmd_client_t *c = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = r->ep}, &err);
     if (c == NULL) {
         s_fail(w, "client of %s: %s", r->ep, err.msg);
         s_gate(r);

@@ -349,8 +349,9 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
                         bool json)
 {
     evb_err cerr = {0};
-    evb_cmd_client_t *client = curve ? evb_cmd_client_new_curve(ep, curve, &cerr)
-                                     : evb_cmd_client_new(ep, &cerr);
+    evb_cmd_client_t *client =
+        curve ? evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep, .curve = curve}, &cerr)
+              : evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep}, &cerr);
     if (client == NULL) {
         cli_error(cli, "%s", cerr.msg);
         return cli_finish(cli, cerr.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME);

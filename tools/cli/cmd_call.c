@@ -474,7 +474,8 @@ int cmd_call(int argc, char **argv)
 
     evb_err err = {0};
     const evb_curve curve = {.cert_file = cert, .server_key = server_key};
-    c = evb_cmd_client_new_curve(ep, cert ? &curve : NULL, &err);
+    c = evb_cmd_client_new(&(evb_cmd_opts){.endpoint = ep, .curve = cert ? &curve : NULL},
+                           &err);
     int code = c != NULL ? EVB_OK : err.code;
     if (c == NULL && cert != NULL && code == EVB_EINVAL) {
         rc = cli_usage_error(&cli, "%s", err.msg);

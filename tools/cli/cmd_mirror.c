@@ -370,7 +370,7 @@ int cmd_mirror(int argc, char **argv)
                               .ncategories = cats.n,
                               .log_order = log_order,
                               .server_key = keys[i]};
-        if (evb_sub_follow_with(sub, eps[i][0], eps[i][1], &fo, &err) != EVB_OK) {
+        if (evb_sub_follow(sub, eps[i][0], eps[i][1], &fo, &err) != EVB_OK) {
             cli_error(&cli, "--follow %s: %s", follow.v[i], err.msg);
             rc = err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         }
@@ -379,7 +379,9 @@ int cmd_mirror(int argc, char **argv)
     evb_cmd_t *cmd = NULL;
     if (rc == CLI_EXIT_OK && cmd_ep != NULL) {
         m.sub = sub;
-        cmd = evb_cmd_new_curve(cmd_ep, allow != NULL ? &curve : NULL, &err);
+        cmd = evb_cmd_new(
+            &(evb_cmd_opts){.endpoint = cmd_ep, .curve = allow != NULL ? &curve : NULL},
+            &err);
         if (cmd != NULL && (evb_cmd_on(cmd, "status", s_cmd_status, &m, &err) != EVB_OK ||
                             evb_cmd_on(cmd, "retry", s_cmd_retry, &m, &err) != EVB_OK ||
                             evb_cmd_on(cmd, "skip", s_cmd_skip, &m, &err) != EVB_OK))

@@ -356,7 +356,9 @@ int cmd_serve(int argc, char **argv)
     serve_t sv = {st, pub, sync_s, false};
     evb_cmd_t *cmd = NULL;
     if (cmd_ep != NULL) {
-        cmd = evb_cmd_new_curve(cmd_ep, cert != NULL ? &curve : NULL, &err);
+        cmd = evb_cmd_new(
+            &(evb_cmd_opts){.endpoint = cmd_ep, .curve = cert != NULL ? &curve : NULL},
+            &err);
         if (cmd != NULL &&
             (evb_cmd_on(cmd, "status", s_cmd_status, &sv, &err) != EVB_OK ||
              evb_cmd_on(cmd, "append", s_cmd_append, &sv, &err) != EVB_OK))

@@ -317,8 +317,8 @@ int cmd_status(int argc, char **argv)
     evb_err err = {0};
     evb_buf out = {0}, js = {0};
     ops_reply r;
-    if (evb_cmd_call_curve(ep, cert ? &curve : NULL, "status", NULL, 0, tmo, &out, &err) !=
-        EVB_OK) {
+    if (evb_cmd_call(&(evb_cmd_opts){.endpoint = ep, .curve = cert ? &curve : NULL},
+                     "status", NULL, 0, tmo, &out, &err) != EVB_OK) {
         s_call_error(&cli, ep, &err);
         evb_buf_free(&out);
         return cli_finish(&cli, CLI_EXIT_RUNTIME);
@@ -446,8 +446,9 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         evb_buf_free(&args);
         return CLI_EXIT_RUNTIME;
     }
-    int code = evb_cmd_call_curve(ep, cert ? &curve : NULL, skip ? "skip" : "retry",
-                                  args.data, args.len, tmo, &out, &err);
+    int code =
+        evb_cmd_call(&(evb_cmd_opts){.endpoint = ep, .curve = cert ? &curve : NULL},
+                     skip ? "skip" : "retry", args.data, args.len, tmo, &out, &err);
     rc = ops_exit_for(code);
     if (code == EVB_OK) {
         if (skip)
