@@ -242,6 +242,10 @@ typedef struct evb_feed_status {
     /* The last EVB_FEED_HISTORY changes, oldest first (lent for the call). */
     const evb_feed_change *history;
     size_t nhistory;
+    /* Live events dropped while catching up (beyond the kept bound; fetched
+     * instead), and events gone past in a hole (a tap's; a subscriber's feed
+     * stalls there instead). */
+    uint64_t dropped_live, unreadable;
 } evb_feed_status;
 
 typedef int (*evb_feed_fn)(const evb_feed_status *fs, void *ctx);

@@ -1,8 +1,9 @@
 /*
  * evbus_wire.h: the bus protocol's messages (bus/PROTOCOL.md) for programs
- * that speak it on ZeroMQ sockets of their own, as `evbus sniff` does: it
- * follows publishers without a store, so it cannot use evb_sub_t. Most
- * programs want evbus_bus.h's publisher and subscriber instead.
+ * that speak it on ZeroMQ sockets of their own (a tool, a bridge in another
+ * runtime, a test that plays a hostile peer). Most programs want
+ * evbus_bus.h's publisher, subscriber, or tap (a subscriber without a store,
+ * which is what `evbus sniff` uses).
  *
  * What is here: the live topics and header, the catch-up requests a client
  * sends (hello, fetch) and the replies and heartbeats it parses, the socket

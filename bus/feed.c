@@ -310,8 +310,12 @@ int bf_on_page(bf_feed *f, const evb_wire_view *v, size_t n, uint64_t position, 
     if (!f->positioned || !s_moving(f)) return EVB_OK;
     f->pages++;
     bool refused;
+    uint64_t before = f->applied;
     int rc = s_apply(f, v, n, more ? 0 : position, &refused, err);
     if (rc != EVB_OK) return rc;
+    /* A recheck that brings events: they were lost live, a gap. */
+    if (f->probing && n > 0 && f->applied > before) f->gaps++;
+    f->probing = false;
     if (!s_moving(f)) {
         s_drop_kept(f);
         return EVB_OK;
@@ -366,6 +370,7 @@ void bf_recheck(bf_feed *f, const char *why)
 {
     if (f->state != EVB_FEED_LIVE || !f->positioned || f->fetch_req != 0) return;
     s_enter(f, EVB_FEED_CATCHING_UP, why); /* this turn's batch is kept for the drain */
+    f->probing = true;
     s_fetch(f);
 }
 

@@ -94,6 +94,7 @@ struct bf_feed {
     size_t nkept, capkept, kept_bytes;
     evb_wire_view *views; /* a batch's views (lim.batch of them) */
     unsigned in_apply;    /* inside ops->apply: what is kept stays until it returns */
+    bool probing;         /* the fetch out is a recheck's: events it brings were lost */
     uint64_t duplicates, gaps, pages, dropped_live, unreadable;
     uint64_t *next_req;   /* the link's request counter (shared by its feeds) */
     void *owner;          /* the owner's own per-feed record */
@@ -130,7 +131,8 @@ void bf_on_hole(bf_feed *f, uint64_t from, uint64_t to);
 /* The publisher refused the fetch: ask again after the fetch timeout. */
 void bf_on_refusal(bf_feed *f);
 /* A live feed checks for what it missed (the publisher came back, the link
- * was made again): it catches up once. */
+ * was made again): it catches up once; events the first page brings were
+ * lost live and count as a gap. */
 void bf_recheck(bf_feed *f, const char *why);
 /* Timers: a catching-up feed whose fetch is due sends it. */
 void bf_tick(bf_feed *f);

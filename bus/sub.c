@@ -719,9 +719,10 @@ static int s_apply(evb_sub_t *s, feed *f, const evb_wire_view *frames, size_t n,
  * that does not decode, or of another category or log, is a bad frame and
  * passed over. */
 static int s_tap_apply(feed *f, const evb_wire_view *frames, size_t n, uint64_t position,
-                       evb_err *err)
+                       bool *refused, evb_err *err)
 {
     evb_sub_t *s = f->s;
+    uint64_t before = f->core.applied;
     for (size_t i = 0; i < n; i++) {
         evb_err e;
         if (evb_event_decode_into(frames[i].p, frames[i].len, &s->ev, &e) != EVB_OK) {
@@ -740,12 +741,18 @@ static int s_tap_apply(feed *f, const evb_wire_view *frames, size_t n, uint64_t 
         evb_tap_event te = {&s->ev, frames[i].p, frames[i].len, f->c->name,
                             f->c->service[0] ? f->c->service : s->ev.service,
                             evb_now_us()};
+        int rc = s->t.on_event(&te, s->t.ctx, err);
+        if (rc != EVB_OK) return rc; /* the event is not passed: it comes again */
         f->core.applied = s->ev.seq;
         f->applied_events++;
-        int rc = s->t.on_event(&te, s->t.ctx, err);
-        if (rc != EVB_OK) return rc;
     }
     if (position > f->core.applied) f->core.applied = position;
+    /* Frames that took it nowhere (all bad): asked for again after a
+     * back-off, not at once. */
+    if (n > 0 && f->core.applied == before) {
+        *refused = true;
+        f->core.retry_after_us = (int64_t)s->o.fetch_timeout_ms * 1000;
+    }
     return EVB_OK;
 }
 
@@ -755,7 +762,7 @@ static int s_apply_op(void *ctx, bf_feed *core, const evb_wire_view *frames, siz
                       uint64_t position, bool *refused, evb_err *err)
 {
     feed *f = ctx;
-    if (f->s->tap) return s_tap_apply(f, frames, n, position, err);
+    if (f->s->tap) return s_tap_apply(f, frames, n, position, refused, err);
     int rc = s_apply(f->s, f, frames, n, position, refused, err);
     if (*refused) core->retry_after_us = 100000LL * f->att_count;
     return rc;
@@ -855,7 +862,9 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     }
     if (!c->have_log_id)
         return EVB_OK; /* not yet introduced: the catch-up will bring it */
-    if (!s_check_log(s, c, &s->ev.log_id, 0, err))
+    /* Another log behind the same endpoints, met by this event: a tap
+     * restarted live starts just before it. */
+    if (!s_check_log(s, c, &s->ev.log_id, s->ev.seq - 1, err))
         return err && err->code ? err->code : EVB_OK;
     feed *f = s_feed(s, c, cat, c->all || c->log_order);
     if (f == NULL) return EVB_OK;
@@ -1307,6 +1316,8 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .publisher_lost = c->lost,
                 .history = hist,
                 .nhistory = f->hist_n,
+                .dropped_live = f->core.dropped_live,
+                .unreadable = f->core.unreadable,
             };
             unsigned first = (f->hist_next + EVB_FEED_HISTORY - f->hist_n) % EVB_FEED_HISTORY;
             for (unsigned k = 0; k < f->hist_n; k++) {

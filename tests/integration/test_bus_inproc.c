@@ -434,6 +434,53 @@ static void test_tap_live_only_by_category(void **state)
     evb_tap_destroy(&tap);
 }
 
+/* The tap's feed status shows log id `id` (the publisher behind the
+ * endpoints was replaced by one with another log). */
+static int s_tap_log(const evb_feed_status *fs, void *ctx)
+{
+    const evb_id **look = ctx; /* [0] the id looked for, [1] set when seen */
+    if (memcmp(&fs->log_id, look[0], sizeof *look[0]) == 0) look[1] = look[0];
+    return 0;
+}
+
+/* A live-only tap whose publisher is replaced by one with another log (the
+ * log recreated) follows the new log from where it met it: what comes after
+ * is shown once, in order, nothing of the new log's history. */
+static void test_tap_follows_a_recreated_log(void **state)
+{
+    world *w = *state;
+    s_new_pub(w);
+    tap_seen ts = {0};
+    evb_tap_opts to = {.on_event = s_on_tap, .ctx = &ts};
+    evb_err err;
+    evb_tap_t *tap = evb_tap_new(&to, &err);
+    assert_non_null(tap);
+    evb_follow_opts fo = {.log_order = true};
+    assert_int_equal(evb_tap_follow(tap, w->pub_ep, w->cu_ep, &fo, &err), EVB_OK);
+    bool heard = false;
+    TAP_UNTIL(w, tap, (evb_tap_status(tap, s_tap_hb, &heard, &e_), heard));
+    s_append(w, "show-1", 5);
+    TAP_UNTIL(w, tap, ts.n == 5);
+    /* another log at the same endpoints, with a history of its own */
+    evb_pub_destroy(&w->pub);
+    evb_store_destroy(&w->pst);
+    w->pst = s_open(w, "pub2", "pubsvc");
+    uint64_t h = s_append(w, "show-9", 30);
+    s_new_pub(w);
+    evb_store_info pi;
+    evb_store_get_info(w->pst, &pi);
+    const evb_id *look[2] = {&pi.log_id, NULL};
+    TAP_UNTIL(w, tap, (evb_tap_status(tap, s_tap_log, look, &e_), look[1] != NULL));
+    ts.last = 0; /* the new log counts from 1 */
+    uint64_t b = s_append(w, "show-9", 3);
+    TAP_UNTIL(w, tap, ts.n >= 8);
+    assert_int_equal(ts.n, 8);
+    assert_int_equal(ts.last, b);
+    assert_int_equal(b, h + 3);
+    assert_int_equal(ts.order_errors, 0);
+    evb_tap_destroy(&tap);
+}
+
 static void test_restart_resumes_without_duplicates(void **state)
 {
     world *w = *state;
@@ -1158,8 +1205,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_late_joiner_gets_history_then_live, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_log_order_follower, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_tap_history_in_log_order, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_tap_live_only_by_category, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_history_in_log_order, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_live_only_by_category, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_follows_a_recreated_log, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_without_duplicates, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_refusing_handler_stalls_then_skip, s_setup,
@@ -1169,8 +1220,8 @@ int main(void)
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_past_head_and_unknown_name, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_lost_publisher_is_in_history_and_caught_up_after,
-                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lost_publisher_is_in_history_and_caught_up_after, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_recreated_publisher_log_stops_feed, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_command_socket_replies_and_errors, s_setup,
@@ -1181,15 +1232,16 @@ int main(void)
             test_cmd_client_timeout_then_good_call_drops_late_reply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cmd_client_service_down_then_up, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_cmd_client_bad_endpoint_is_not_einval, s_setup,
+        cmocka_unit_test_setup_teardown(test_cmd_client_bad_endpoint_is_not_einval,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_big_turns_and_big_pages, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_group, s_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(test_big_turns_and_big_pages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_zloop_runs_publisher_and_subscriber, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_every, s_setup,
-                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_published_never_ahead_of_synced_every,
+                                        s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -242,6 +242,10 @@ static const row s_rows[] = {
      2, "1,2", 0, 0, 0, 0},
     {"the publisher back: a live feed catches up once", CAT, 0, 0, "S0 p@0 r r", C, 0, "", 2,
      0, 0, 0},
+    {"a recheck that brings events counts them as a gap", CAT, 0, 0, "S0 p@0 r p1,2@2", LIVE,
+     2, "1,2", 2, 1, 0, 0},
+    {"a recheck that brings nothing is no gap", LOG, 0, 0, "S0 p1@1 r p@1", LIVE, 1, "1", 2, 0,
+     0, 0},
     {"events before the feed has a position are not taken", CAT, 0, 0, "e1/0 f", C, 0, "",
      0, 0, 0, 0},
     /* holes */

@@ -1,34 +1,24 @@
 /*
  * cmd_sniff.c: `evbus sniff`: a store-less tap on the bus. It follows one or
- * more publishers (a SUB socket for live events and heartbeats, a DEALER for
- * catch-up fetches, per publisher), prints what goes by as aligned columns or
- * JSON lines, and writes nothing anywhere unless asked to record.
+ * more publishers and prints what goes by as aligned columns or JSON lines,
+ * writing nothing anywhere unless asked to record.
  *
  * Key decisions:
- *  - It speaks the wire protocol of bus/PROTOCOL.md directly with the helpers
- *    of <evbus/evbus_wire.h> instead of evb_sub_t, which needs a store for its
- *    checkpoints. Positions live in memory only: a sniffer is restarted from
- *    wherever its flags say.
- *  - One feed per (publisher, category), keyed implicitly by the
- *    publisher's log id (a changed log id resets the publisher's feeds). A
- *    feed's `applied` means every event of the category up to it was
- *    handled (printed or filtered out), so duplicates are recognised by
- *    sequence and a live event whose `prev` is beyond `applied` is a gap,
- *    filled by a fetch (PROTOCOL.md "Subscriber", steps 2-4).
- *  - History (--from, --from-start, --since) without --category is fetched
- *    with the "all categories" fetch (category nil), so it prints in log
- *    order; live events that arrive meanwhile are buffered, bounded, and
- *    gone through once the history is complete (the Clone pattern).
- *  - Live only (the default): a feed takes its position from the first
- *    event (its prev) or heartbeat (the category head) it sees, so nothing
- *    before the start counts as a gap.
+ *  - The feeds are the library's tap (evb_tap_*, bus/feed.c): the same
+ *    catch-up, switch-over, gap and duplicate rules as a service's
+ *    subscriber, positions in memory only. This file keeps what is the
+ *    sniffer's own: flags, filters, formats, record/replay, stats.
+ *  - History (--from, --from-start, --since) of several categories or all,
+ *    and live without --category, is one feed of every category in log
+ *    order, so it prints in log order (categories not asked for are passed
+ *    over); with --category (live, or one category) a feed per category.
+ *  - Live only (the default): feeds start at the log's head when the tap
+ *    meets the publisher; nothing before counts as a gap.
  *  - Filters (--type, --stream, --where, --since, --from) only decide what is
  *    printed, counted by --count and recorded; every event still moves its
  *    feed, so gap detection does not depend on them.
  *  - Bounded: a finite SUB high-water mark (--rcvhwm: a slow sniffer loses
- *    only its own copies, counted as gaps), a bounded live buffer per feed
- *    while catching up (beyond it events are dropped and fetched again), one
- *    fetch outstanding per feed, at most S_MAX_FEEDS feeds per publisher.
+ *    only its own copies, counted as gaps and fetched), kept live events.
  *
  * Record format (--record FILE, read back by --replay FILE): JSON lines, one
  * per printed event, {"rx_us": receive time in microseconds since the epoch,
@@ -49,80 +39,33 @@
 #include <string.h>
 #include <time.h>
 
-#include <zmq.h>
-
 #include <evbus/evbus_bus.h>
-#include <evbus/evbus_wire.h>
 
 #define S_PAGE_EVENTS 1000u              /* events asked per catch-up page */
-#define S_FETCH_TIMEOUT_US 3000000       /* re-ask an unanswered fetch */
-#define S_RETRY_SOON_US 50000            /* re-ask a request no peer took */
-#define S_DEAD_AFTER_US 5000000          /* silent publisher: hello again */
-#define S_LIVE_MAX_EVENTS 10000u         /* buffered per feed while catching up */
-#define S_LIVE_MAX_BYTES (64u << 20)     /* ... and bytes */
-#define S_MAX_FEEDS 4096u                /* categories per publisher */
-#define S_MSGS_PER_TURN 2000u            /* per socket, so none starves */
-#define S_DEFAULT_RCVHWM 100000u
+#define S_SILENT_US 5000000              /* say so when a publisher never answers */
+#define S_LIVE_MAX_EVENTS 10000u         /* kept per feed while catching up */
+#define S_MAX_FEEDS 4096u                /* categories counted apart per publisher */
 #define S_MAX_LINE (8u * 1024u * 1024u) /* a --replay line (base64 of an event) */
 #define S_PUB_CAP (2 * EVB_BUS_MAX_ENDPOINT + 2)
 
-typedef enum { F_INIT, F_CATCHUP, F_LIVE } fstate;
+/* Events seen per (publisher, category), for --stats: the feeds (their
+ * states, gaps, ...) are the tap's (evb_tap_status). */
+typedef struct catcount {
+    size_t pub; /* index in --follow */
+    char category[EVB_MAX_CATEGORY_LEN + 1];
+    uint64_t events, rate_mark, rate;
+} catcount;
 
-/* A live event kept while its feed catches up: the envelope copied. */
-typedef struct live_ev {
-    uint64_t seq, prev;
-    int64_t rx_us;
-    char cat[EVB_MAX_CATEGORY_LEN + 1];
-    size_t len;
-    uint8_t *data;
-} live_ev;
-
-struct conn;
-
-typedef struct feed {
-    struct conn *c;
-    char category[EVB_MAX_CATEGORY_LEN + 1]; /* "" = the all-categories history */
-    fstate state;
-    uint64_t applied;
-    bool probing; /* catching up after a silence, not after a known gap */
-    uint64_t fetch_req;
-    int64_t fetch_at; /* (re)send the fetch at this time; 0 = not pending */
-    live_ev *buf;
-    size_t nbuf, capbuf, buf_bytes;
-    /* counters */
-    uint64_t events, gaps, dups, dropped, pages;
-    uint64_t unreadable; /* events the publisher's log could not read (holes) */
-    uint64_t rate_mark;  /* events at the last stats tick */
-    uint64_t rate;       /* events in the last second */
-} feed;
-
-typedef struct conn {
+/* What the sniffer keeps of a publisher beside the tap. */
+typedef struct pubinfo {
     char name[S_PUB_CAP]; /* "PUB_EP,CATCHUP_EP" */
-    char pub_ep[EVB_BUS_MAX_ENDPOINT], cu_ep[EVB_BUS_MAX_ENDPOINT];
-    void *sub, *dealer;
-    bool have_log_id;
-    evb_id log_id;
-    char service[EVB_MAX_SERVICE_LEN + 1];
-    uint64_t head;
-    uint64_t hello_req;
-    int64_t hello_at;
-    unsigned hello_wait_ms;
-    int64_t started_us, last_hb_us, last_seen_us;
-    bool warned_silent;
-    bool announced; /* the "live on" line was printed */
-    bool hello_after_silence; /* the pending hello follows a silence */
-    feed *all; /* history of every category (all-mode with history only) */
-    feed **feeds;
-    size_t nfeeds;
-    uint64_t bad_frames, bad_unlogged, ignored_cats;
-    int64_t last_bad_log_us;
-    char server_key[EVB_CURVE_Z85]; /* CURVE: the publisher's key ("": plain) */
-    evb_curve_link link[2];         /* handshakes of sub [0] and dealer [1] */
-} conn;
+    char service[EVB_MAX_SERVICE_LEN + 1]; /* as its heartbeats name it */
+    bool announced, warned_silent;         /* the "live on" line; "no answer" */
+    uint64_t gaps_seen;                    /* gaps already said */
+} pubinfo;
 
 typedef struct where_t {
-    const char *field;
-    const char *value;
+    const char *field, *value;
 } where_t;
 
 typedef struct sniff {
@@ -139,17 +82,15 @@ typedef struct sniff {
     FILE *record;
     const char *record_path;
     bool record_failed;
-    /* sockets */
-    void *zctx;
-    conn **conns;
-    size_t nconns;
-    zmq_pollitem_t *items;
-    uint64_t next_req;
+    /* the bus */
+    evb_tap_t *tap;
+    pubinfo pubs[CLI_MAX_LIST];
+    size_t npubs;
+    catcount *counts;
+    size_t ncounts, capcounts;
+    int64_t started_us;
     /* scratch */
-    evb_buf msg, line, payload, tmp;
-    evb_event_t ev;
-    evb_wire_view *views;
-    evb_wire_reply reply;
+    evb_buf line, payload, tmp;
     /* output */
     uint64_t printed, matched;
     bool done; /* --count reached */
@@ -157,8 +98,8 @@ typedef struct sniff {
     int64_t last_progress_us, last_gap_log_us;
     unsigned stats_lines; /* lines of the last table drawn on a terminal */
     evb_err fatal;
-    /* CURVE (README.md, "Security"): our keys, each --follow's server key */
-    evb_curve_keys keys;
+    /* CURVE (README.md, "Security"): our certificate, each --follow's key */
+    const char *cert;
     const char *server_keys[CLI_MAX_LIST];
 } sniff_t;
 
@@ -434,57 +375,7 @@ static int s_output(sniff_t *s, const evb_event_t *ev, const void *raw, size_t l
     return EVB_OK;
 }
 
-/* ---- feeds ---- */
-
-static void s_bad_frame(sniff_t *s, conn *c, const char *why)
-{
-    (void)s;
-    c->bad_frames++;
-    int64_t now = evb_now_us();
-    if (now - c->last_bad_log_us < 1000000) {
-        c->bad_unlogged++;
-        return;
-    }
-    evb_log(EVB_LOG_WARN, "bad frame from %s: %s (%" PRIu64 " more not logged)", c->name,
-            why, c->bad_unlogged);
-    c->last_bad_log_us = now;
-    c->bad_unlogged = 0;
-}
-
-static void s_drop_buffer(feed *f, size_t from)
-{
-    for (size_t i = from; i < f->nbuf; i++) {
-        f->buf_bytes -= f->buf[i].len;
-        free(f->buf[i].data);
-    }
-    if (from < f->nbuf) f->nbuf = from;
-}
-
-static void s_feed_free(feed *f)
-{
-    if (f == NULL) return;
-    s_drop_buffer(f, 0);
-    free(f->buf);
-    free(f);
-}
-
-static feed *s_feed_new(conn *c, const char *cat, fstate st, uint64_t applied)
-{
-    feed *f = calloc(1, sizeof *f);
-    if (f == NULL) return NULL;
-    f->c = c;
-    snprintf(f->category, sizeof f->category, "%s", cat);
-    f->state = st;
-    f->applied = applied;
-    return f;
-}
-
-static feed *s_find(conn *c, const char *cat)
-{
-    for (size_t i = 0; i < c->nfeeds; i++)
-        if (strcmp(c->feeds[i]->category, cat) == 0) return c->feeds[i];
-    return NULL;
-}
+/* ---- the tap ---- */
 
 static bool s_wanted(const sniff_t *s, const char *cat)
 {
@@ -494,586 +385,108 @@ static bool s_wanted(const sniff_t *s, const char *cat)
     return false;
 }
 
-/* The feed of cat, made on first sight: it starts where the all-categories
- * history is (its end moves it on), or, live only, at the first thing seen. */
-static feed *s_feed_for(sniff_t *s, conn *c, const char *cat)
+static size_t s_pub_index(const sniff_t *s, const char *publisher)
 {
-    feed *f = s_find(c, cat);
-    if (f != NULL || !s_wanted(s, cat)) return f;
-    if (c->nfeeds >= S_MAX_FEEDS) {
-        c->ignored_cats++;
-        return NULL;
-    }
-    feed **nf = realloc(c->feeds, (c->nfeeds + 1) * sizeof *nf);
-    if (nf == NULL) return NULL;
-    c->feeds = nf;
-    f = c->all != NULL ? s_feed_new(c, cat, F_LIVE, c->all->applied)
-                       : s_feed_new(c, cat, F_INIT, 0);
-    if (f != NULL) c->feeds[c->nfeeds++] = f;
-    return f;
+    for (size_t i = 0; i < s->npubs; i++)
+        if (strcmp(s->pubs[i].name, publisher) == 0) return i;
+    return 0;
 }
 
-/* Drop every feed of c and make the initial ones again (start, or the
- * publisher's log was recreated). History of one category is fetched by
- * category; of several or all by the all-categories fetch, so it comes in
- * log order (other categories are skipped). */
-static int s_conn_reset(sniff_t *s, conn *c)
+/* The events counter of (publisher, category), made on first sight; NULL
+ * past S_MAX_FEEDS categories of a publisher (not counted apart). */
+static catcount *s_count(sniff_t *s, size_t pub, const char *cat)
 {
-    for (size_t i = 0; i < c->nfeeds; i++)
-        s_feed_free(c->feeds[i]);
-    c->nfeeds = 0;
-    s_feed_free(c->all);
-    c->all = NULL;
-    uint64_t start = s->from > 0 ? s->from - 1 : 0;
-    if (s->history && s->cats->n != 1) {
-        c->all = s_feed_new(c, "", F_CATCHUP, start);
-        return c->all != NULL ? EVB_OK : EVB_ENOMEM;
+    size_t of_pub = 0;
+    for (size_t i = 0; i < s->ncounts; i++) {
+        if (s->counts[i].pub != pub) continue;
+        if (strcmp(s->counts[i].category, cat) == 0) return &s->counts[i];
+        of_pub++;
     }
-    feed **nf = realloc(c->feeds, (s->cats->n + 1) * sizeof *nf);
-    if (nf == NULL) return EVB_ENOMEM;
-    c->feeds = nf;
-    for (size_t i = 0; i < s->cats->n; i++) {
-        c->feeds[i] = s_feed_new(c, s->cats->v[i], s->history ? F_CATCHUP : F_INIT, start);
-        if (c->feeds[i] == NULL) return EVB_ENOMEM;
-        c->nfeeds++;
+    if (of_pub >= S_MAX_FEEDS) return NULL;
+    if (s->ncounts == s->capcounts) {
+        size_t nc = s->capcounts ? 2 * s->capcounts : 16;
+        catcount *n = realloc(s->counts, nc * sizeof *n);
+        if (n == NULL) return NULL;
+        s->counts = n;
+        s->capcounts = nc;
     }
+    catcount *c = &s->counts[s->ncounts++];
+    *c = (catcount){.pub = pub};
+    snprintf(c->category, sizeof c->category, "%s", cat);
+    return c;
+}
+
+/* Each event, once, in order per feed: count it, and print what the
+ * filters let through (an all-categories history brings the categories not
+ * asked for too). */
+static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
+{
+    (void)err;
+    sniff_t *s = ctx;
+    if (!s_wanted(s, te->ev->category)) return EVB_OK;
+    catcount *c = s_count(s, s_pub_index(s, te->publisher), te->ev->category);
+    if (c != NULL) c->events++;
+    if (s->fatal.code == EVB_OK)
+        s_output(s, te->ev, te->raw, te->raw_len, te->rx_us, te->publisher, te->service);
     return EVB_OK;
 }
 
-static bool s_send(conn *c, const evb_buf *b)
+/* What the tap says of each feed: fn(s, status, arg) for each. */
+typedef struct feeds_view {
+    sniff_t *s;
+    void (*fn)(sniff_t *s, const evb_feed_status *fs, void *arg);
+    void *arg;
+} feeds_view;
+
+static int s_each_feed(const evb_feed_status *fs, void *ctx)
 {
-    return zmq_send(c->dealer, b->data, b->len, ZMQ_DONTWAIT) >= 0;
+    feeds_view *v = ctx;
+    v->fn(v->s, fs, v->arg);
+    return 0;
 }
 
-static void s_fetch(sniff_t *s, feed *f)
+static void s_feeds(sniff_t *s, void (*fn)(sniff_t *, const evb_feed_status *, void *),
+                    void *arg)
 {
-    conn *c = f->c;
-    int64_t now = evb_now_us();
-    if (!c->have_log_id) { /* after the introduction */
-        f->fetch_req = 0;
-        f->fetch_at = 0;
-        return;
-    }
-    s->msg.len = 0;
-    f->fetch_req = ++s->next_req;
-    bool sent = evb_wire_fetch(&s->msg, f->fetch_req, f->category, f->applied,
-                               S_PAGE_EVENTS, NULL) == EVB_OK &&
-                s_send(c, &s->msg);
-    /* ZMQ_IMMEDIATE: with no connection up the request is refused, not
-     * queued; ask again soon rather than after the full timeout. */
-    f->fetch_at = now + (sent ? S_FETCH_TIMEOUT_US : S_RETRY_SOON_US);
+    feeds_view v = {s, fn, arg};
+    evb_err err;
+    evb_tap_status(s->tap, s_each_feed, &v, &err);
 }
 
-static void s_hello(sniff_t *s, conn *c)
+/* Per turn: the "live on" line at a publisher's first heartbeat (scripts
+ * wait for it before they publish: from there on nothing it publishes goes
+ * unseen), gaps said (at most once a second), a publisher that never
+ * answers. */
+static void s_watch(sniff_t *s, const evb_feed_status *fs, void *arg)
 {
-    s->msg.len = 0;
-    c->hello_req = ++s->next_req;
-    c->hello_wait_ms = c->hello_wait_ms ? c->hello_wait_ms * 2 : 20;
-    if (c->hello_wait_ms > 1000) c->hello_wait_ms = 1000;
-    c->hello_at = evb_now_us() + (int64_t)c->hello_wait_ms * 1000;
-    if (evb_wire_hello(&s->msg, c->hello_req, NULL) == EVB_OK) (void)s_send(c, &s->msg);
-}
-
-/* Count a gap and say so (at most once a second). */
-static void s_gap_note(sniff_t *s, feed *f, uint64_t seen)
-{
-    f->gaps++;
-    int64_t now = evb_now_us();
-    if (now - s->last_gap_log_us >= 1000000) {
-        s->last_gap_log_us = now;
-        evb_log(EVB_LOG_WARN,
-                "%s: gap in category %s after seq %" PRIu64 " (publisher at %" PRIu64
-                "): fetching the missing events",
-                f->c->name, f->category, f->applied, seen);
-    }
-}
-
-/* Events were lost: count it and fetch them. */
-static void s_gap(sniff_t *s, feed *f, uint64_t seen)
-{
-    s_gap_note(s, f, seen);
-    f->state = F_CATCHUP;
-    s_fetch(s, f);
-}
-
-/* Learn (or check) the publisher's log id. Returns 0 when known or just
- * learnt, 1 when the log changed and the feeds were reset (a page being
- * handled belonged to a feed that is gone), -1 out of memory. */
-static int s_introduce(sniff_t *s, conn *c, const evb_id *log_id, const char *service)
-{
-    if (service != NULL && service[0] != '\0')
-        snprintf(c->service, sizeof c->service, "%s", service);
-    if (c->have_log_id && memcmp(c->log_id.b, log_id->b, EVB_ID_LEN) == 0) return 0;
-    bool changed = c->have_log_id;
-    if (changed) {
-        char a[EVB_ID_HEX_LEN + 1], b[EVB_ID_HEX_LEN + 1];
-        evb_id_to_hex(&c->log_id, a);
-        evb_id_to_hex(log_id, b);
-        evb_log(EVB_LOG_WARN, "%s: the log id changed from %s to %s (log recreated?); "
-                              "starting over",
-                c->name, a, b);
-        if (s_conn_reset(s, c) != EVB_OK) {
-            evb_err_set(&s->fatal, EVB_ENOMEM, "out of memory");
-            return -1;
-        }
-        c->head = 0;
-    }
-    c->have_log_id = true;
-    c->log_id = *log_id;
-    if (c->all != NULL && c->all->state == F_CATCHUP && c->all->fetch_req == 0)
-        s_fetch(s, c->all);
-    for (size_t i = 0; i < c->nfeeds; i++)
-        if (c->feeds[i]->state == F_CATCHUP && c->feeds[i]->fetch_req == 0)
-            s_fetch(s, c->feeds[i]);
-    return changed ? 1 : 0;
-}
-
-/* Decode env and hand it to the output; false when it does not decode or
- * belongs to another log (counted as a bad frame). */
-static bool s_emit(sniff_t *s, conn *c, feed *f, const void *env, size_t len,
-                   int64_t rx_us)
-{
-    evb_err perr;
-    if (evb_event_decode_into(env, len, &s->ev, &perr) != EVB_OK) {
-        s_bad_frame(s, c, perr.msg);
-        return false;
-    }
-    if (memcmp(s->ev.log_id.b, c->log_id.b, EVB_ID_LEN) != 0) {
-        s_bad_frame(s, c, "an event of another log");
-        return false;
-    }
-    /* Counted by category (--stats), also what the all-categories history
-     * brings. */
-    feed *cf = f == c->all ? s_feed_for(s, c, s->ev.category) : f;
-    if (cf != NULL) cf->events++;
-    if (s->fatal.code == EVB_OK)
-        s_output(s, &s->ev, env, len, rx_us, c->name,
-                 c->service[0] != '\0' ? c->service : s->ev.service);
-    return true;
-}
-
-static bool s_buffer(feed *f, const char *cat, uint64_t seq, uint64_t prev, int64_t rx_us,
-                     const void *env, size_t len)
-{
-    if (f->nbuf >= S_LIVE_MAX_EVENTS || f->buf_bytes + len > S_LIVE_MAX_BYTES) {
-        f->dropped++; /* the catch-up gets it */
-        return false;
-    }
-    if (f->nbuf == f->capbuf) {
-        size_t nc = f->capbuf ? f->capbuf * 2 : 64;
-        live_ev *nb = realloc(f->buf, nc * sizeof *nb);
-        if (nb == NULL) return false;
-        f->buf = nb;
-        f->capbuf = nc;
-    }
-    uint8_t *copy = malloc(len);
-    if (copy == NULL) return false;
-    memcpy(copy, env, len);
-    live_ev *le = &f->buf[f->nbuf++];
-    *le = (live_ev){seq, prev, rx_us, "", len, copy};
-    snprintf(le->cat, sizeof le->cat, "%s", cat);
-    f->buf_bytes += len;
-    return true;
-}
-
-static void s_drain(sniff_t *s, feed *f);
-
-/* A live event (checked: it decodes, its category and seq agree with its
- * frame, it is of this publisher's log). */
-static void s_on_event(sniff_t *s, conn *c, const char *cat, uint64_t seq, uint64_t prev,
-                       int64_t rx_us, const void *env, size_t len)
-{
-    if (seq > c->head) c->head = seq;
-    if (c->all != NULL && c->all->state != F_LIVE) {
-        s_buffer(c->all, cat, seq, prev, rx_us, env, len);
-        return;
-    }
-    feed *f = s_feed_for(s, c, cat);
-    if (f == NULL) return;
-    if (f->state == F_INIT) { /* live only: start here */
-        f->applied = prev;
-        f->state = F_LIVE;
-    }
-    if (seq <= f->applied) {
-        f->dups++;
-        return;
-    }
-    if (f->state == F_LIVE) {
-        if (prev <= f->applied) {
-            if (s_emit(s, c, f, env, len, rx_us)) f->applied = seq;
-            return;
-        }
-        s_gap(s, f, seq);
-    }
-    s_buffer(f, cat, seq, prev, rx_us, env, len);
-}
-
-/* A catch-up ended: go through the live events kept meanwhile, in arrival
- * order; at the first that does not follow on, fetch again. */
-static void s_drain(sniff_t *s, feed *f)
-{
-    conn *c = f->c;
-    f->state = F_LIVE;
-    if (f == c->all) {
-        /* Every category is complete up to applied: the kept events go the
-         * way of live ones, into per-category feeds that start there. */
-        for (size_t i = 0; i < c->nfeeds; i++) {
-            if (c->feeds[i]->applied < f->applied) c->feeds[i]->applied = f->applied;
-            c->feeds[i]->state = F_LIVE;
-        }
-        for (size_t i = 0; i < f->nbuf; i++) {
-            live_ev *le = &f->buf[i];
-            s_on_event(s, c, le->cat, le->seq, le->prev, le->rx_us, le->data, le->len);
-        }
-        s_drop_buffer(f, 0);
-        return;
-    }
-    size_t i = 0;
-    for (; i < f->nbuf; i++) {
-        live_ev *le = &f->buf[i];
-        if (le->seq <= f->applied) {
-            f->dups++;
-        } else if (le->prev <= f->applied) {
-            if (s_emit(s, c, f, le->data, le->len, le->rx_us)) f->applied = le->seq;
-        } else {
-            break;
-        }
-    }
-    /* keep what is left, at the front */
-    for (size_t k = 0; k < i; k++) {
-        f->buf_bytes -= f->buf[k].len;
-        free(f->buf[k].data);
-    }
-    if (i > 0 && i < f->nbuf) memmove(f->buf, f->buf + i, (f->nbuf - i) * sizeof *f->buf);
-    f->nbuf -= i;
-    if (f->nbuf > 0) s_gap(s, f, f->buf[0].seq);
-}
-
-/* ---- receiving ---- */
-
-static void s_on_heartbeat(sniff_t *s, conn *c, const void *body, size_t len)
-{
-    evb_wire_reply *rp = &s->reply;
-    evb_err perr;
-    evb_err_clear(&perr);
-    size_t used;
-    if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK ||
-        rp->kind != EVB_WIRE_HB) {
-        s_bad_frame(s, c, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
-        return;
-    }
-    c->last_hb_us = c->last_seen_us = evb_now_us();
-    if (s_introduce(s, c, &rp->log_id, rp->service) < 0) return;
-    if (rp->head > c->head) c->head = rp->head;
-    if (!c->announced) {
-        /* The first heartbeat proves the subscription reached the publisher:
-         * from here on nothing it publishes goes unseen (scripts wait for
-         * this line before they publish). */
-        c->announced = true;
+    (void)arg;
+    pubinfo *p = &s->pubs[s_pub_index(s, fs->publisher)];
+    if (fs->publisher_service != NULL && fs->publisher_service[0] != '\0')
+        snprintf(p->service, sizeof p->service, "%s", fs->publisher_service);
+    if (!p->announced && fs->heartbeat_age_ms >= 0) {
+        p->announced = true;
         char id[EVB_ID_HEX_LEN + 1];
-        evb_id_to_hex(&rp->log_id, id);
+        evb_id_to_hex(&fs->log_id, id);
         cli_progress_end(s->cli);
         fprintf(stderr, "%s: live on %s (service %s, log %s, head %" PRIu64 ")\n",
-                s->cli->name, c->name, rp->service, id, rp->head);
+                s->cli->name, p->name, fs->publisher_service, id, fs->head);
     }
-    if (c->all != NULL && c->all->state != F_LIVE) return; /* the history covers it */
-    for (size_t i = 0; i < rp->nheads; i++) {
-        feed *f = s_feed_for(s, c, rp->heads[i].name);
-        if (f == NULL) continue;
-        uint64_t h = rp->heads[i].head;
-        if (f->state == F_INIT) {
-            f->applied = h;
-            f->state = F_LIVE;
-        } else if (f->state == F_LIVE && h > f->applied) {
-            /* The heartbeat follows the events it counts on this socket:
-             * the category's last event(s) were lost. */
-            s_gap(s, f, h);
-        }
-    }
-}
-
-static void s_on_live(sniff_t *s, conn *c, const char *cat, const uint8_t *body,
-                      size_t blen, int64_t rx_us)
-{
-    uint64_t prev;
-    size_t hlen;
-    evb_err perr;
-    evb_err_clear(&perr);
-    if (evb_wire_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
-        s_bad_frame(s, c, perr.msg);
-        return;
-    }
-    const uint8_t *env = body + hlen;
-    size_t elen = blen - hlen;
-    if (evb_event_decode_into(env, elen, &s->ev, &perr) != EVB_OK) {
-        s_bad_frame(s, c, perr.msg);
-        return;
-    }
-    if (strcmp(s->ev.category, cat) != 0 || prev >= s->ev.seq) {
-        s_bad_frame(s, c, "live event: topic or prev disagrees with the envelope");
-        return;
-    }
-    c->last_seen_us = rx_us;
-    /* The envelope names its log: a live-only sniffer needs no hello. */
-    if (s_introduce(s, c, &s->ev.log_id, NULL) < 0) return;
-    if (c->service[0] == '\0')
-        snprintf(c->service, sizeof c->service, "%s", s->ev.service);
-    s_on_event(s, c, cat, s->ev.seq, prev, rx_us, env, elen);
-}
-
-static void s_read_sub(sniff_t *s, conn *c)
-{
-    for (size_t n = 0; n < S_MSGS_PER_TURN && s->fatal.code == EVB_OK && !s->done; n++) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->sub, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
-        }
-        int64_t rx = evb_now_us();
-        char cat[EVB_MAX_CATEGORY_LEN + 1];
-        const uint8_t *body = NULL;
-        size_t blen = 0;
-        const char *why = NULL;
-        if (evb_wire_drain(c->sub, zmq_msg_more(&m)) != 0) {
-            s_bad_frame(s, c, "a multipart message on the live socket");
-        } else {
-            switch (evb_wire_live_topic(zmq_msg_data(&m), zmq_msg_size(&m), cat, &body,
-                                        &blen, &why)) {
-            case EVB_WIRE_LIVE_HB:
-                s_on_heartbeat(s, c, body, blen);
-                break;
-            case EVB_WIRE_LIVE_EVENT:
-                s_on_live(s, c, cat, body, blen, rx);
-                break;
-            case EVB_WIRE_LIVE_BAD:
-                s_bad_frame(s, c, why);
-                break;
-            }
-        }
-        zmq_msg_close(&m);
-    }
-}
-
-static void s_on_page(sniff_t *s, conn *c, feed *f, const uint8_t *msg, size_t mlen,
-                      size_t used)
-{
-    evb_wire_reply *rp = &s->reply;
-    size_t count;
-    if (evb_wire_split(msg + used, mlen - used, s->views, rp->count, &count, NULL) !=
-            EVB_OK ||
-        count != rp->count || (rp->more && count == 0)) {
-        s_bad_frame(s, c, "page: its events disagree with its header");
-        f->fetch_at = evb_now_us() + S_FETCH_TIMEOUT_US;
-        return;
-    }
-    if (s_introduce(s, c, &rp->log_id, NULL) != 0) return; /* f may be gone */
-    if (rp->head > c->head) c->head = rp->head;
-    f->pages++;
-    int64_t rx = evb_now_us();
-    uint64_t before = f->applied;
-    for (size_t i = 0; i < count && s->fatal.code == EVB_OK; i++) {
-        evb_err perr;
-        if (evb_event_decode_into(s->views[i].p, s->views[i].len, &s->ev, &perr) !=
-            EVB_OK) {
-            s_bad_frame(s, c, perr.msg);
-            continue;
-        }
-        uint64_t seq = s->ev.seq;
-        if (f->category[0] != '\0' && strcmp(s->ev.category, f->category) != 0) {
-            s_bad_frame(s, c, "page: an event of another category");
-            continue;
-        }
-        if (seq <= f->applied) {
-            f->dups++;
-            continue;
-        }
-        if (f == c->all && !s_wanted(s, s->ev.category)) {
-            f->applied = seq; /* the all-categories fetch brings them too */
-            continue;
-        }
-        if (s_emit(s, c, f, s->views[i].p, s->views[i].len, rx)) f->applied = seq;
-    }
-    /* A probe after a silence that brings events: they were lost live. */
-    if (f->probing && f->applied > before) s_gap_note(s, f, f->applied);
-    f->probing = false;
-    if (!rp->more && rp->position > f->applied) f->applied = rp->position;
-    if (rp->more)
-        s_fetch(s, f);
-    else
-        s_drain(s, f);
-}
-
-static void s_on_reply(sniff_t *s, conn *c, const uint8_t *msg, size_t mlen)
-{
-    evb_wire_reply *rp = &s->reply;
-    evb_err perr;
-    evb_err_clear(&perr);
-    size_t used;
-    if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK ||
-        rp->kind == EVB_WIRE_HB) {
-        s_bad_frame(s, c, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
-        return;
-    }
-    c->last_seen_us = evb_now_us();
-    if (rp->kind == EVB_WIRE_HELLO) {
-        if (rp->req_id != c->hello_req) return; /* an answer to an older hello */
-        c->hello_req = 0;
-        c->hello_wait_ms = 0;
-        bool silence = c->hello_after_silence;
-        c->hello_after_silence = false;
-        if (s_introduce(s, c, &rp->log_id, rp->service) != 0) return;
-        if (rp->head > c->head) c->head = rp->head;
-        /* After a silence (a restart, a broken connection): live feeds
-         * check the publisher's log for what they missed meanwhile (a fetch
-         * that finds nothing costs one page). */
-        if (silence)
-            for (size_t i = 0; i < c->nfeeds; i++)
-                if (c->feeds[i]->state == F_LIVE && c->feeds[i]->applied < rp->head) {
-                    c->feeds[i]->state = F_CATCHUP;
-                    c->feeds[i]->probing = true;
-                    s_fetch(s, c->feeds[i]);
-                }
-        return;
-    }
-    feed *f = NULL;
-    if (c->all != NULL && c->all->fetch_req != 0 && c->all->fetch_req == rp->req_id)
-        f = c->all;
-    for (size_t i = 0; i < c->nfeeds && f == NULL; i++)
-        if (c->feeds[i]->fetch_req != 0 && c->feeds[i]->fetch_req == rp->req_id)
-            f = c->feeds[i];
-    if (f == NULL) return; /* a reply to a fetch given up on */
-    f->fetch_req = 0;
-    f->fetch_at = 0;
-    if (rp->kind == EVB_WIRE_HOLE) { /* say so and go on after it */
-        if (s_introduce(s, c, &rp->log_id, NULL) != 0) return; /* f may be gone */
-        if (rp->head > c->head) c->head = rp->head;
-        if (rp->hole_to > f->applied) {
-            uint64_t from = rp->hole_from > f->applied ? rp->hole_from : f->applied + 1;
-            f->unreadable += rp->hole_to - from + 1;
+    if (fs->gaps > p->gaps_seen) {
+        p->gaps_seen = fs->gaps;
+        int64_t now = evb_now_us();
+        if (now - s->last_gap_log_us >= 1000000) {
+            s->last_gap_log_us = now;
             evb_log(EVB_LOG_WARN,
-                    "%s: events %" PRIu64 "..%" PRIu64 " of its log cannot be read (the "
-                    "log is damaged): going on after them",
-                    c->name, from, rp->hole_to);
-            f->applied = rp->hole_to;
+                    "%s: gap in category %s after seq %" PRIu64 " (publisher at %" PRIu64
+                    "): fetching the missing events",
+                    p->name, fs->category, fs->applied, fs->head);
         }
-        s_fetch(s, f);
-        return;
     }
-    if (rp->kind == EVB_WIRE_ERROR) {
-        evb_log(EVB_LOG_WARN, "%s refused a fetch of %s after %" PRIu64 ": %s %s",
-                c->name, f->category[0] ? f->category : "(all)", f->applied, rp->code,
-                rp->message);
-        f->fetch_req = 0;
-        f->fetch_at = evb_now_us() + S_FETCH_TIMEOUT_US; /* ask again later */
-        return;
-    }
-    s_on_page(s, c, f, msg, mlen, used);
-}
-
-static void s_read_dealer(sniff_t *s, conn *c)
-{
-    for (size_t n = 0; n < 16 && s->fatal.code == EVB_OK && !s->done; n++) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
-        }
-        if (evb_wire_drain(c->dealer, zmq_msg_more(&m)) != 0)
-            s_bad_frame(s, c, "a multipart message on the catch-up socket");
-        else
-            s_on_reply(s, c, zmq_msg_data(&m), zmq_msg_size(&m));
-        zmq_msg_close(&m);
-    }
-}
-
-/* Timers: hello until introduced (and after a silence), fetches that were
- * refused or not answered. */
-static void s_timers(sniff_t *s, conn *c, int64_t now)
-{
-    if (c->hello_req != 0 && now >= c->hello_at) s_hello(s, c);
-    if (c->hello_req == 0 && now - c->last_seen_us > S_DEAD_AFTER_US) {
-        c->last_seen_us = now; /* one hello per silence period */
-        c->hello_after_silence = true;
-        evb_wire_sub_redial(c->sub, c->pub_ep); /* no ZMTP heartbeats on SUB */
-        s_hello(s, c);
-    }
-    for (size_t i = 0; i <= c->nfeeds; i++) {
-        feed *f = i < c->nfeeds ? c->feeds[i] : c->all;
-        if (f != NULL && f->state == F_CATCHUP && c->have_log_id &&
-            (f->fetch_at == 0 ? f->fetch_req == 0 : now >= f->fetch_at))
-            s_fetch(s, f);
-    }
-    if (!c->warned_silent && c->last_hb_us == 0 && !c->have_log_id &&
-        now - c->started_us > S_DEAD_AFTER_US) {
-        c->warned_silent = true;
+    if (!p->warned_silent && fs->heartbeat_age_ms < 0 &&
+        evb_now_us() - s->started_us > S_SILENT_US) {
+        p->warned_silent = true;
         evb_log(EVB_LOG_WARN, "no answer from %s after %d s (is the publisher running?)",
-                c->name, (int)(S_DEAD_AFTER_US / 1000000));
-    }
-}
-
-/* ---- connecting ---- */
-
-/* Make a publisher's sockets and connect them. Errors name the endpoint. */
-static int s_conn_open(sniff_t *s, conn *c, evb_err *err)
-{
-    c->sub = zmq_socket(s->zctx, ZMQ_SUB);
-    c->dealer = zmq_socket(s->zctx, ZMQ_DEALER);
-    if (c->sub == NULL || c->dealer == NULL)
-        return evb_err_set(err, EVB_EIO, "socket: %s", zmq_strerror(errno));
-    evb_wire_sub_sockopts(c->sub, c->dealer, s->rcvhwm);
-    void *socks[2] = {c->sub, c->dealer};
-    if (s->cats->n == 0) {
-        zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, "E", 1);
-    } else {
-        for (size_t i = 0; i < s->cats->n; i++) {
-            char topic[EVB_WIRE_TOPIC_MAX];
-            size_t tl = evb_wire_topic_event(topic, s->cats->v[i]);
-            if (tl == 0) /* --category values were checked: our bug */
-                return evb_err_set(err, EVB_EINVAL, "category '%s' is not one",
-                                   s->cats->v[i]);
-            zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, topic, tl);
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        int rc = c->server_key[0]
-                     ? evb_curve_make_client(socks[i], &s->keys, c->server_key, err)
-                     : EVB_OK;
-        if (rc == EVB_OK)
-            rc = evb_curve_link_open(&c->link[i], s->zctx, socks[i],
-                                     i == 0 ? c->pub_ep : c->cu_ep,
-                                     c->server_key[0] ? &s->keys : NULL, err);
-        if (rc != EVB_OK) return rc;
-    }
-    return evb_wire_sub_connect(c->sub, c->dealer, c->pub_ep, c->cu_ep, err);
-}
-
-static void s_conn_free(conn *c)
-{
-    if (c == NULL) return;
-    for (size_t i = 0; i < c->nfeeds; i++)
-        s_feed_free(c->feeds[i]);
-    free(c->feeds);
-    s_feed_free(c->all);
-    evb_curve_link_close(&c->link[0]);
-    evb_curve_link_close(&c->link[1]);
-    if (c->sub) zmq_close(c->sub);
-    if (c->dealer) zmq_close(c->dealer);
-    free(c);
-}
-
-/* A refused handshake is said on stderr (again when the reason changes), and
- * that it got in once a handshake passes; the link connects again after a
- * back-off, so a key added to the publisher's allow-list is picked up. */
-static void s_watch_links(sniff_t *s, conn *c, int64_t now)
-{
-    for (int i = 0; i < 2; i++) {
-        evb_curve_ev ev = evb_curve_link_check(&c->link[i], now);
-        if (ev == EVB_CURVE_EV_OK && !c->link[0].bad && !c->link[1].bad)
-            cli_error(s->cli, "%s: handshake accepted now", c->name);
-        else if (ev == EVB_CURVE_EV_REFUSED || ev == EVB_CURVE_EV_FAILED)
-            cli_error(s->cli, "%s", c->link[i].why);
+                p->name, (int)(S_SILENT_US / 1000000));
     }
 }
 
@@ -1081,50 +494,104 @@ static void s_watch_links(sniff_t *s, conn *c, int64_t now)
 
 typedef struct totals {
     uint64_t events, gaps, dups, dropped, bad, catching;
+    uint64_t bad_of[CLI_MAX_LIST]; /* a publisher's bad frames (on each of its feeds) */
 } totals;
 
-static void s_feed_add(totals *t, const feed *f)
+static void s_add_feed(sniff_t *s, const evb_feed_status *fs, void *arg)
 {
-    t->events += f->events;
-    t->gaps += f->gaps;
-    t->dups += f->dups;
-    t->dropped += f->dropped;
-    if (f->state == F_CATCHUP) t->catching++;
+    totals *t = arg;
+    t->gaps += fs->gaps;
+    t->dups += fs->duplicates;
+    t->dropped += fs->dropped_live;
+    size_t p = s_pub_index(s, fs->publisher);
+    if (fs->bad_frames > t->bad_of[p]) t->bad_of[p] = fs->bad_frames;
+    if (fs->state == EVB_FEED_CATCHING_UP) t->catching++;
 }
 
-static totals s_totals(const sniff_t *s)
+static totals s_totals(sniff_t *s)
 {
     totals t = {0};
-    for (size_t i = 0; i < s->nconns; i++) {
-        const conn *c = s->conns[i];
-        t.bad += c->bad_frames;
-        if (c->all != NULL) s_feed_add(&t, c->all);
-        for (size_t j = 0; j < c->nfeeds; j++)
-            s_feed_add(&t, c->feeds[j]);
-    }
+    if (s->tap != NULL) s_feeds(s, s_add_feed, &t);
+    for (size_t i = 0; i < s->npubs; i++)
+        t.bad += t.bad_of[i];
+    for (size_t i = 0; i < s->ncounts; i++)
+        t.events += s->counts[i].events;
     return t;
+}
+
+/* The first feed catching up, for the progress line. */
+typedef struct progress {
+    bool found, waiting, all;
+    char pub[S_PUB_CAP], cat[EVB_MAX_CATEGORY_LEN + 1];
+    uint64_t applied, head;
+} progress;
+
+static void s_catching(sniff_t *s, const evb_feed_status *fs, void *arg)
+{
+    progress *p = arg;
+    if (p->found || fs->state != EVB_FEED_CATCHING_UP) return;
+    p->found = true;
+    p->waiting = fs->heartbeat_age_ms < 0 && fs->head == 0;
+    p->all = strcmp(fs->category, EVB_ALL_CATEGORIES) == 0;
+    const char *svc = s->pubs[s_pub_index(s, fs->publisher)].service;
+    snprintf(p->pub, sizeof p->pub, "%s",
+             p->waiting || svc[0] == '\0' ? fs->publisher : svc);
+    snprintf(p->cat, sizeof p->cat, "%s", fs->category);
+    p->applied = fs->applied;
+    p->head = fs->head;
 }
 
 static void s_progress(sniff_t *s, int64_t now)
 {
     if (!s->cli->err_tty || s->stats || now - s->last_progress_us < 100000) return;
     s->last_progress_us = now;
-    for (size_t i = 0; i < s->nconns; i++) {
-        conn *c = s->conns[i];
-        feed *f = c->all != NULL && c->all->state == F_CATCHUP ? c->all : NULL;
-        for (size_t j = 0; f == NULL && j < c->nfeeds; j++)
-            if (c->feeds[j]->state == F_CATCHUP) f = c->feeds[j];
-        if (f == NULL) continue;
-        if (!c->have_log_id)
-            cli_progress(s->cli, "%s: waiting for %s", s->cli->name, c->name);
-        else
-            cli_progress(s->cli,
-                         "%s: catching up %s%s%s: seq %" PRIu64 " / head %" PRIu64,
-                         s->cli->name, c->service[0] ? c->service : c->name,
-                         f->category[0] ? "/" : "", f->category, f->applied, c->head);
+    progress p = {0};
+    s_feeds(s, s_catching, &p);
+    if (!p.found)
+        cli_progress_end(s->cli);
+    else if (p.waiting)
+        cli_progress(s->cli, "%s: waiting for %s", s->cli->name, p.pub);
+    else
+        cli_progress(s->cli, "%s: catching up %s%s%s: seq %" PRIu64 " / head %" PRIu64,
+                     s->cli->name, p.pub, p.all ? "" : "/", p.all ? "" : p.cat, p.applied,
+                     p.head);
+}
+
+/* A stats row: a category's events with the state of the feed that brings
+ * it (its own, or the publisher's feed of every category). */
+typedef struct row {
+    const catcount *c;
+    const char *publisher, *service, *state;
+    uint64_t applied, gaps, dups, dropped, bad, unreadable;
+    int64_t hb_age_ms;
+    bool found;
+} row;
+
+static void s_row_feed(sniff_t *s, const evb_feed_status *fs, void *arg)
+{
+    row *r = arg;
+    if (r->found || s_pub_index(s, fs->publisher) != r->c->pub) return;
+    if (strcmp(fs->category, r->c->category) != 0 &&
+        strcmp(fs->category, EVB_ALL_CATEGORIES) != 0)
         return;
-    }
-    cli_progress_end(s->cli);
+    r->found = true;
+    r->state = evb_feed_state_name(fs->state);
+    r->applied = fs->applied;
+    r->gaps = fs->gaps;
+    r->dups = fs->duplicates;
+    r->dropped = fs->dropped_live;
+    r->bad = fs->bad_frames;
+    r->unreadable = fs->unreadable;
+    r->hb_age_ms = fs->heartbeat_age_ms;
+}
+
+static row s_row(sniff_t *s, const catcount *c)
+{
+    row r = {.c = c, .state = "waiting", .hb_age_ms = -1};
+    r.publisher = s->pubs[c->pub].name;
+    r.service = s->pubs[c->pub].service;
+    s_feeds(s, s_row_feed, &r);
+    return r;
 }
 
 static int s_stats_json(sniff_t *s, int64_t now)
@@ -1136,32 +603,24 @@ static int s_stats_json(sniff_t *s, int64_t now)
     evb_ts_format(now, ts);
     int rc = evb_buf_printf(b, &err, "{\"ts\":\"%s\",\"printed\":%" PRIu64 ",\"feeds\":[",
                             ts, s->matched);
-    bool first = true;
-    for (size_t i = 0; rc == EVB_OK && i < s->nconns; i++) {
-        conn *c = s->conns[i];
-        int64_t age = c->last_hb_us ? (now - c->last_hb_us) / 1000 : -1;
-        for (size_t j = 0; rc == EVB_OK && j < c->nfeeds; j++) {
-            feed *f = c->feeds[j];
-            rc = evb_buf_append(b, first ? "{\"publisher\":" : ",{\"publisher\":",
-                                first ? 13 : 14, &err);
-            first = false;
-            if (rc == EVB_OK) rc = cli_json_str(b, c->name, &err);
-            if (rc == EVB_OK) rc = evb_buf_append(b, ",\"service\":", 11, &err);
-            if (rc == EVB_OK) rc = cli_json_str(b, c->service, &err);
-            if (rc == EVB_OK)
-                rc = evb_buf_printf(
-                    b, &err,
-                    ",\"category\":\"%s\",\"state\":\"%s\",\"applied\":%" PRIu64
-                    ",\"rate\":%" PRIu64 ",\"events\":%" PRIu64 ",\"gaps\":%" PRIu64
-                    ",\"duplicates\":%" PRIu64 ",\"dropped\":%" PRIu64
-                    ",\"bad_frames\":%" PRIu64 ",\"unreadable\":%" PRIu64
-                    ",\"heartbeat_age_ms\":%" PRId64 "}",
-                    f->category,
-                    f->state == F_LIVE ? "live" : f->state == F_CATCHUP ? "catching-up"
-                                                                       : "waiting",
-                    f->applied, f->rate, f->events, f->gaps, f->dups, f->dropped,
-                    c->bad_frames, f->unreadable, age);
-        }
+    for (size_t i = 0; rc == EVB_OK && i < s->ncounts; i++) {
+        const catcount *c = &s->counts[i];
+        row r = s_row(s, c);
+        rc = evb_buf_append(
+            b, i == 0 ? "{\"publisher\":" : ",{\"publisher\":", i == 0 ? 13 : 14, &err);
+        if (rc == EVB_OK) rc = cli_json_str(b, r.publisher, &err);
+        if (rc == EVB_OK) rc = evb_buf_append(b, ",\"service\":", 11, &err);
+        if (rc == EVB_OK) rc = cli_json_str(b, r.service, &err);
+        if (rc == EVB_OK)
+            rc = evb_buf_printf(
+                b, &err,
+                ",\"category\":\"%s\",\"state\":\"%s\",\"applied\":%" PRIu64
+                ",\"rate\":%" PRIu64 ",\"events\":%" PRIu64 ",\"gaps\":%" PRIu64
+                ",\"duplicates\":%" PRIu64 ",\"dropped\":%" PRIu64
+                ",\"bad_frames\":%" PRIu64 ",\"unreadable\":%" PRIu64
+                ",\"heartbeat_age_ms\":%" PRId64 "}",
+                c->category, r.state, r.applied, c->rate, c->events, r.gaps, r.dups,
+                r.dropped, r.bad, r.unreadable, r.hb_age_ms);
     }
     if (rc == EVB_OK) rc = evb_buf_append(b, "]}\n", 3, &err);
     if (rc != EVB_OK) return rc;
@@ -1169,15 +628,18 @@ static int s_stats_json(sniff_t *s, int64_t now)
 }
 
 /* One stats tick: rates over the last second, then a table (terminal,
- * redrawn in place), a line (pipe) or a JSON object (--json). */
+ * redrawn in place), a line (pipe) or a JSON object (--json). In log order
+ * one feed brings every category of a publisher: its state and counters
+ * show on each of them. */
 static void s_stats(sniff_t *s, int64_t now)
 {
-    for (size_t i = 0; i < s->nconns; i++)
-        for (size_t j = 0; j < s->conns[i]->nfeeds; j++) {
-            feed *f = s->conns[i]->feeds[j];
-            f->rate = f->events - f->rate_mark;
-            f->rate_mark = f->events;
-        }
+    uint64_t rate = 0;
+    for (size_t i = 0; i < s->ncounts; i++) {
+        catcount *c = &s->counts[i];
+        c->rate = c->events - c->rate_mark;
+        c->rate_mark = c->events;
+        rate += c->rate;
+    }
     if (s->json) {
         if (s_stats_json(s, now) != EVB_OK) evb_err_set(&s->fatal, EVB_EIO, "stdout");
         fflush(stdout);
@@ -1187,10 +649,6 @@ static void s_stats(sniff_t *s, int64_t now)
     char ts[32];
     s_fmt_time(now, ts);
     if (!s->cli->out_tty) {
-        uint64_t rate = 0;
-        for (size_t i = 0; i < s->nconns; i++)
-            for (size_t j = 0; j < s->conns[i]->nfeeds; j++)
-                rate += s->conns[i]->feeds[j]->rate;
         cli_printf(s->cli,
                    "%s  %" PRIu64 " ev/s  events %" PRIu64 "  matched %" PRIu64
                    "  gaps %" PRIu64 "  dups %" PRIu64 "  dropped %" PRIu64
@@ -1205,35 +663,21 @@ static void s_stats(sniff_t *s, int64_t now)
                cli_bold(s->cli), "PUBLISHER", "CATEGORY", "STATE", "EV/S", "EVENTS",
                "GAPS", "DUPS", "DROP", "BAD", "HB AGE", cli_reset(s->cli));
     n++;
-    for (size_t i = 0; i < s->nconns; i++) {
-        conn *c = s->conns[i];
-        char age[32];
-        if (c->last_hb_us)
-            snprintf(age, sizeof age, "%.1fs", (double)(now - c->last_hb_us) / 1e6);
-        else
-            snprintf(age, sizeof age, "-");
-        const char *pname = c->service[0] ? c->service : c->name;
-        if (c->nfeeds == 0) {
-            cli_printf(s->cli, "\r\033[K%-24.24s %-16s %-11s %8s %10s %6s %6s %6s %6" PRIu64
-                               " %7s\n",
-                       pname, "-", c->have_log_id ? "live" : "connecting", "0", "0", "0",
-                       "0", "0", c->bad_frames, age);
-            n++;
-        }
-        for (size_t j = 0; j < c->nfeeds; j++) {
-            feed *f = c->feeds[j];
-            const char *st = f->state == F_LIVE      ? "live"
-                             : f->state == F_CATCHUP ? "catching-up"
-                                                     : "waiting";
-            cli_printf(s->cli,
-                       "\r\033[K%-24.24s %-16.16s %s%-11s%s %8" PRIu64 " %10" PRIu64
-                       " %s%6" PRIu64 "%s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " %7s\n",
-                       pname, f->category, f->state == F_LIVE ? cli_green(s->cli) : "", st,
-                       cli_reset(s->cli), f->rate, f->events,
-                       f->gaps > 0 ? cli_red(s->cli) : "", f->gaps, cli_reset(s->cli),
-                       f->dups, f->dropped, c->bad_frames, age);
-            n++;
-        }
+    for (size_t i = 0; i < s->ncounts; i++) {
+        const catcount *c = &s->counts[i];
+        row r = s_row(s, c);
+        char age[32] = "-";
+        if (r.hb_age_ms >= 0)
+            snprintf(age, sizeof age, "%.1fs", (double)r.hb_age_ms / 1e3);
+        bool live = strcmp(r.state, "live") == 0;
+        cli_printf(s->cli,
+                   "\r\033[K%-24.24s %-16.16s %s%-11s%s %8" PRIu64 " %10" PRIu64
+                   " %s%6" PRIu64 "%s %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " %7s\n",
+                   r.service[0] ? r.service : r.publisher, c->category,
+                   live ? cli_green(s->cli) : "", r.state, cli_reset(s->cli), c->rate,
+                   c->events, r.gaps > 0 ? cli_red(s->cli) : "", r.gaps,
+                   cli_reset(s->cli), r.dups, r.dropped, r.bad, age);
+        n++;
     }
     cli_printf(s->cli, "\r\033[K%s  matched %" PRIu64 "  gaps %" PRIu64 "  bad frames %" PRIu64
                        "\n",
@@ -1249,12 +693,12 @@ static void s_summary(sniff_t *s, bool always)
     if (!always && t.gaps == 0 && t.bad == 0 && t.dropped == 0) return;
     cli_progress_end(s->cli);
     fflush(stdout);
-    fprintf(stderr,
-            "%s: %" PRIu64 " events %s; %" PRIu64 " gaps found (fetched again), %" PRIu64
-            " duplicates, %" PRIu64 " dropped while catching up, %" PRIu64
-            " bad frames%s\n",
-            s->cli->name, s->matched, s->stats ? "matched" : "printed", t.gaps, t.dups, t.dropped, t.bad,
-            t.catching > 0 ? "; some feeds were still catching up" : "");
+    fprintf(
+        stderr,
+        "%s: %" PRIu64 " events %s; %" PRIu64 " gaps found (fetched again), %" PRIu64
+        " duplicates, %" PRIu64 " dropped while catching up, %" PRIu64 " bad frames%s\n",
+        s->cli->name, s->matched, s->stats ? "matched" : "printed", t.gaps, t.dups,
+        t.dropped, t.bad, t.catching > 0 ? "; some feeds were still catching up" : "");
 }
 
 /* ---- replay ---- */
@@ -1328,48 +772,50 @@ static int s_replay(sniff_t *s, const char *path, int64_t deadline)
 
 /* ---- the command ---- */
 
+/* How the tap follows: with history over several categories (or all), one
+ * feed in log order, so the history prints in log order (categories not
+ * asked for are fetched too and passed over); else a feed per category. */
+static evb_follow_opts s_follow_opts(const sniff_t *s, size_t i)
+{
+    evb_follow_opts fo = {.server_key = s->server_keys[i]};
+    if (s->cats->n == 0 || (s->history && s->cats->n > 1)) {
+        fo.log_order = true;
+    } else {
+        fo.categories = (const char *const *)s->cats->v;
+        fo.ncategories = s->cats->n;
+    }
+    return fo;
+}
+
 static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
 {
-    s->zctx = zmq_ctx_new();
-    s->views = calloc(EVB_BUS_MAX_PAGE_EVENTS, sizeof *s->views);
-    s->conns = calloc(follow->n, sizeof *s->conns);
-    s->items = calloc(2 * follow->n, sizeof *s->items);
-    if (s->zctx == NULL || s->views == NULL || s->conns == NULL || s->items == NULL) {
-        cli_error(s->cli, "out of memory (or zmq_ctx_new failed)");
-        return CLI_EXIT_RUNTIME;
-    }
-    int64_t now = evb_now_us();
+    const evb_curve curve = {.cert_file = s->cert};
+    evb_tap_opts to = {.on_event = s_on_event,
+                       .ctx = s,
+                       .from = s->history ? s->from : 0,
+                       .page_events = S_PAGE_EVENTS,
+                       .rcvhwm = s->rcvhwm,
+                       .live_buffer = S_LIVE_MAX_EVENTS,
+                       .curve = s->cert != NULL ? &curve : NULL};
+    evb_err err = {0};
+    s->started_us = evb_now_us();
+    if ((s->tap = evb_tap_new(&to, &err)) == NULL)
+        return err.code == EVB_EINVAL
+                   ? cli_usage_error(s->cli, "--cert: %s", err.msg)
+                   : (cli_error(s->cli, "%s", err.msg), CLI_EXIT_RUNTIME);
     for (size_t i = 0; i < follow->n; i++) {
-        conn *c = calloc(1, sizeof *c);
-        if (c == NULL) {
-            cli_error(s->cli, "out of memory");
-            return CLI_EXIT_RUNTIME;
-        }
-        s->conns[s->nconns++] = c;
-        cli_split_follow(follow->v[i], c->pub_ep, c->cu_ep); /* checked before */
-        evb_err kerr = {0};
-        if (s->server_keys[i] != NULL &&
-            evb_curve_server_key(s->server_keys[i], c->server_key, &kerr) != EVB_OK) {
-            cli_error(s->cli, "--follow %s: %s", follow->v[i], kerr.msg);
-            return CLI_EXIT_USAGE;
-        }
-        snprintf(c->name, sizeof c->name, "%s,%s", c->pub_ep, c->cu_ep);
-        c->started_us = c->last_seen_us = now;
-        evb_err err;
-        if (s_conn_reset(s, c) != EVB_OK) {
-            cli_error(s->cli, "out of memory");
-            return CLI_EXIT_RUNTIME;
-        }
-        if (s_conn_open(s, c, &err) != EVB_OK) {
+        char pub[EVB_BUS_MAX_ENDPOINT], cu[EVB_BUS_MAX_ENDPOINT];
+        cli_split_follow(follow->v[i], pub, cu); /* checked before */
+        pubinfo *p = &s->pubs[s->npubs++];
+        snprintf(p->name, sizeof p->name, "%s,%s", pub, cu);
+        evb_follow_opts fo = s_follow_opts(s, i);
+        if (evb_tap_follow(s->tap, pub, cu, &fo, &err) != EVB_OK) {
             cli_error(s->cli, "--follow %s: %s", follow->v[i], err.msg);
             return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         }
-        s->items[2 * i] = (zmq_pollitem_t){c->sub, 0, ZMQ_POLLIN, 0};
-        s->items[2 * i + 1] = (zmq_pollitem_t){c->dealer, 0, ZMQ_POLLIN, 0};
-        s_hello(s, c); /* subscribed first, then hello (PROTOCOL.md) */
     }
     s_header(s);
-    int64_t next_stats = now + 1000000;
+    int64_t now = evb_now_us(), next_stats = now + 1000000;
     int rc = CLI_EXIT_OK;
     while (!cli_stop_requested() && !s->done && s->fatal.code == EVB_OK) {
         now = evb_now_us();
@@ -1377,22 +823,13 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
         if (deadline != 0 && deadline - now < wait) wait = deadline - now;
         if (s->stats && next_stats - now < wait) wait = next_stats - now;
         if (wait < 0) wait = 0;
-        int n = zmq_poll(s->items, (int)(2 * s->nconns), (long)(wait / 1000));
-        if (n < 0 && errno != EINTR) {
-            cli_error(s->cli, "zmq_poll: %s", zmq_strerror(errno));
+        if (evb_tap_poll(s->tap, (int)(wait / 1000), &err) != EVB_OK) {
+            cli_error(s->cli, "%s", err.msg);
             rc = CLI_EXIT_RUNTIME;
             break;
         }
-        for (size_t i = 0; i < s->nconns && n > 0; i++) {
-            if (s->items[2 * i].revents & ZMQ_POLLIN) s_read_sub(s, s->conns[i]);
-            if (s->items[2 * i + 1].revents & ZMQ_POLLIN) s_read_dealer(s, s->conns[i]);
-        }
         s_flush_stdout(s);
-        now = evb_now_us();
-        for (size_t i = 0; i < s->nconns; i++)
-            s_timers(s, s->conns[i], now);
-        for (size_t i = 0; i < s->nconns; i++)
-            s_watch_links(s, s->conns[i], now);
+        s_feeds(s, s_watch, NULL);
         if (s->record != NULL && !s->record_failed && fflush(s->record) != 0) {
             cli_error(s->cli, "--record %s: %s", s->record_path, strerror(errno));
             s->record_failed = true;
@@ -1401,6 +838,7 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
             rc = CLI_EXIT_RUNTIME;
             break;
         }
+        now = evb_now_us();
         if (s->stats && now >= next_stats) {
             s_stats(s, now);
             next_stats += 1000000;
@@ -1416,18 +854,11 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
 
 static void s_free(sniff_t *s)
 {
-    for (size_t i = 0; i < s->nconns; i++)
-        s_conn_free(s->conns[i]);
-    free(s->conns);
-    free(s->items);
-    free(s->views);
-    if (s->zctx) zmq_ctx_term(s->zctx);
-    evb_curve_keys_wipe(&s->keys);
-    evb_buf_free(&s->msg);
+    evb_tap_destroy(&s->tap);
+    free(s->counts);
     evb_buf_free(&s->line);
     evb_buf_free(&s->payload);
     evb_buf_free(&s->tmp);
-    evb_event_clear(&s->ev);
 }
 
 int cmd_sniff(int argc, char **argv)
@@ -1443,7 +874,7 @@ int cmd_sniff(int argc, char **argv)
     const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
     bool json = false, stats = false, from_start = false, from_set = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
-    uint64_t from = 0, count = 0, timeout_s = 0, rcvhwm = S_DEFAULT_RCVHWM;
+    uint64_t from = 0, count = 0, timeout_s = 0, rcvhwm = 100000;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's endpoints (required; may repeat)"},
@@ -1600,8 +1031,7 @@ int cmd_sniff(int argc, char **argv)
                                since, err.msg);
     rc = cli_follow_keys(&cli, &follow, cert != NULL, s.server_keys);
     if (rc >= 0) return rc;
-    if (cert != NULL && evb_curve_keys_load(cert, &s.keys, &err) != EVB_OK)
-        return cli_usage_error(&cli, "--cert: %s", err.msg);
+    s.cert = cert; /* read by the tap: a bad one is a usage error there */
     rc = cli_follow_split(&cli, &follow, NULL);
     if (rc >= 0) return rc;
 
