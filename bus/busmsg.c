@@ -273,6 +273,19 @@ static int s_end(rd *r)
     return EVB_OK;
 }
 
+/* Revision 2 (PROTOCOL.md, "Versions"): a message may carry elements after
+ * the ones this revision knows; they are skipped whole, so a later revision
+ * can append fields without a new protocol version. n is the array's
+ * length, known how many elements were read. */
+static int s_skip_rest(rd *r, uint32_t n, uint32_t known)
+{
+    for (uint32_t i = known; i < n; i++) {
+        int rc = mp_skip(&r->c, EVB_MAX_DEPTH);
+        if (rc != MP_OK) return s_fail(r, "appended field", mp_rc_str(rc));
+    }
+    return EVB_OK;
+}
+
 int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev, size_t *hlen,
                                evb_err *err)
 {
@@ -281,14 +294,17 @@ int evb_wire_parse_live_header(const void *buf, size_t len, uint64_t *prev, size
     mp_init(&r.c, buf, len);
     mp_val v;
     int rc = mp_next(&r.c, &v);
-    if (rc != MP_OK || v.type != MP_ARRAY || v.v.n != 2)
+    if (rc != MP_OK || v.type != MP_ARRAY || v.v.n < 2)
         return s_fail(&r, "frame", "want [version, prev]");
     uint64_t ver;
     if ((rc = s_uint(&r, "version", &ver)) != EVB_OK) return rc;
     if (ver != EVB_BUS_PROTOCOL)
-        return evb_err_set(err, EVB_EVERSION, "live header: protocol version %llu",
-                           (unsigned long long)ver);
-    if ((rc = s_uint(&r, "prev", prev)) != EVB_OK) return rc;
+        return evb_err_set(err, EVB_EVERSION,
+                           "live header: protocol version %llu, this peer speaks %u",
+                           (unsigned long long)ver, EVB_BUS_PROTOCOL);
+    if ((rc = s_uint(&r, "prev", prev)) != EVB_OK ||
+        (rc = s_skip_rest(&r, v.v.n, 2)) != EVB_OK)
+        return rc;
     *hlen = len - mp_left(&r.c);
     return EVB_OK;
 }
@@ -339,13 +355,14 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
     if (rc != EVB_OK) return rc;
     if (n >= 3 && (rc = s_uint(&r, "req_id", &rq->req_id)) != EVB_OK) return rc;
     if (strcmp(name, "hello") == 0) {
-        if (n != 3) return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
+        if (n < 3) return s_fail(&r, "hello", "want [version, \"hello\", req_id]");
         rq->kind = EVB_WIRE_HELLO;
+        if ((rc = s_skip_rest(&r, n, 3)) != EVB_OK) return rc;
         return s_end(&r);
     }
     if (strcmp(name, "fetch") != 0)
         return evb_err_set(err, EVB_EINVAL, "request: unknown command \"%s\"", name);
-    if (n != 6)
+    if (n < 6)
         return s_fail(&r, "fetch",
                       "want [version, \"fetch\", req_id, category|nil, after, "
                       "max_events]");
@@ -365,6 +382,7 @@ int bm_parse_request(const void *buf, size_t len, bm_request *rq, evb_err *err)
         return rc;
     rq->max_events =
         max > EVB_BUS_MAX_PAGE_EVENTS ? EVB_BUS_MAX_PAGE_EVENTS : (unsigned)max;
+    if ((rc = s_skip_rest(&r, n, 6)) != EVB_OK) return rc;
     return s_end(&r);
 }
 
@@ -382,7 +400,7 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
     if (rc != EVB_OK) return rc;
     if (strcmp(name, "hb") == 0) {
         r.what = "heartbeat";
-        if (n != 6) return s_fail(&r, "hb", "want 6 elements");
+        if (n < 6) return s_fail(&r, "hb", "want 6 elements");
         rp->kind = EVB_WIRE_HB;
         rp->req_id = 0;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
@@ -408,28 +426,31 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
             rp->heads[i].name = rp->names[i];
             rp->nheads++;
         }
+        if ((rc = s_skip_rest(&r, n, 6)) != EVB_OK) return rc;
         return s_end(&r);
     }
     if (n < 3 || (rc = s_uint(&r, "req_id", &rp->req_id)) != EVB_OK)
         return n < 3 ? s_fail(&r, "reply", "too short") : rc;
     if (strcmp(name, "hello") == 0) {
-        if (n != 6) return s_fail(&r, "hello", "want 6 elements");
+        if (n < 6) return s_fail(&r, "hello", "want 6 elements");
         rp->kind = EVB_WIRE_HELLO;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
-            (rc = s_cstr(&r, "service", rp->service, sizeof rp->service)) != EVB_OK)
+            (rc = s_cstr(&r, "service", rp->service, sizeof rp->service)) != EVB_OK ||
+            (rc = s_skip_rest(&r, n, 6)) != EVB_OK)
             return rc;
         return s_end(&r);
     }
     if (strcmp(name, "page") == 0) {
-        if (n != 8) return s_fail(&r, "page", "want 8 elements");
+        if (n < 8) return s_fail(&r, "page", "want 8 elements");
         rp->kind = EVB_WIRE_PAGE;
         uint64_t count;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
             (rc = s_uint(&r, "position", &rp->position)) != EVB_OK ||
             (rc = s_bool(&r, "more", &rp->more)) != EVB_OK ||
-            (rc = s_uint(&r, "count", &count)) != EVB_OK)
+            (rc = s_uint(&r, "count", &count)) != EVB_OK ||
+            (rc = s_skip_rest(&r, n, 8)) != EVB_OK)
             return rc;
         if (count > EVB_BUS_MAX_PAGE_EVENTS)
             return s_fail(&r, "count", "more than a page may hold");
@@ -438,19 +459,20 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
         return EVB_OK;
     }
     if (strcmp(name, "hole") == 0) {
-        if (n != 7) return s_fail(&r, "hole", "want 7 elements");
+        if (n < 7) return s_fail(&r, "hole", "want 7 elements");
         rp->kind = EVB_WIRE_HOLE;
         if ((rc = s_idv(&r, "log_id", &rp->log_id)) != EVB_OK ||
             (rc = s_uint(&r, "head", &rp->head)) != EVB_OK ||
             (rc = s_uint(&r, "from", &rp->hole_from)) != EVB_OK ||
-            (rc = s_uint(&r, "to", &rp->hole_to)) != EVB_OK)
+            (rc = s_uint(&r, "to", &rp->hole_to)) != EVB_OK ||
+            (rc = s_skip_rest(&r, n, 7)) != EVB_OK)
             return rc;
         if (rp->hole_from == 0 || rp->hole_to < rp->hole_from)
             return s_fail(&r, "hole", "want 0 < from <= to");
         return s_end(&r);
     }
     if (strcmp(name, "error") == 0) {
-        if (n != 5) return s_fail(&r, "error", "want 5 elements");
+        if (n < 5) return s_fail(&r, "error", "want 5 elements");
         rp->kind = EVB_WIRE_ERROR;
         mp_val v;
         if ((rc = s_cstr(&r, "code", rp->code, sizeof rp->code)) != EVB_OK ||
@@ -460,6 +482,7 @@ int evb_wire_parse_reply(const void *buf, size_t len, evb_wire_reply *rp, size_t
             v.v.s.len < sizeof rp->message - 1 ? v.v.s.len : sizeof rp->message - 1;
         memcpy(rp->message, v.v.s.p, l);
         rp->message[l] = '\0';
+        if ((rc = s_skip_rest(&r, n, 5)) != EVB_OK) return rc;
         return s_end(&r);
     }
     return evb_err_set(err, EVB_EINVAL, "reply: unknown message \"%s\"", name);

@@ -193,23 +193,32 @@ static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
     mp_init(&cur, buf, len);
     mp_val v;
     uint64_t req_id = 0;
-    if (mp_next(&cur, &v) != MP_OK || v.type != MP_ARRAY || v.v.n != 4) {
+    /* Revision 2 (PROTOCOL.md, "Versions"): elements after args are
+     * skipped, so that a later revision may append some. */
+    if (mp_next(&cur, &v) != MP_OK || v.type != MP_ARRAY || v.v.n < 4) {
         s_bad(c, idm, 0, EVB_EDECODE, "a request is [1, req_id, command, args]");
         return;
     }
+    uint32_t nfields = v.v.n;
     if (mp_next(&cur, &v) != MP_OK || v.type != MP_UINT) {
         s_bad(c, idm, 0, EVB_EDECODE, "request: version is not an integer");
         return;
     }
-    if (v.v.u != EVB_BUS_PROTOCOL) {
-        s_bad(c, idm, 0, EVB_EVERSION, "request: unknown protocol version");
-        return;
-    }
+    uint64_t version = v.v.u;
     if (mp_next(&cur, &v) != MP_OK || v.type != MP_UINT) {
-        s_bad(c, idm, 0, EVB_EDECODE, "request: req_id is not an unsigned integer");
+        s_bad(c, idm, 0, version != EVB_BUS_PROTOCOL ? EVB_EVERSION : EVB_EDECODE,
+              version != EVB_BUS_PROTOCOL ? "request: another protocol version"
+                                          : "request: req_id is not an unsigned integer");
         return;
     }
     req_id = v.v.u;
+    if (version != EVB_BUS_PROTOCOL) {
+        char why[96];
+        snprintf(why, sizeof why, "request: protocol version %llu, this peer speaks %u",
+                 (unsigned long long)version, EVB_BUS_PROTOCOL);
+        s_bad(c, idm, req_id, EVB_EVERSION, why);
+        return;
+    }
     if (mp_next(&cur, &v) != MP_OK || v.type != MP_STR || v.v.s.len == 0 ||
         v.v.s.len > CMD_NAME_MAX) {
         s_bad(c, idm, req_id, EVB_EDECODE, "request: command is not a short string");
@@ -219,8 +228,22 @@ static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
     memcpy(name, v.v.s.p, v.v.s.len);
     name[v.v.s.len] = '\0';
     const void *args = cur.p;
-    size_t args_len = mp_left(&cur);
+    mp_cur rest = cur;
+    if (mp_skip(&rest, EVB_MAX_DEPTH + 1) != MP_OK) {
+        s_bad(c, idm, req_id, EVB_EDECODE, "request args: not one msgpack value");
+        return;
+    }
+    size_t args_len = (size_t)(rest.p - cur.p);
+    for (uint32_t i = 4; i < nfields; i++)
+        if (mp_skip(&rest, EVB_MAX_DEPTH + 1) != MP_OK) {
+            s_bad(c, idm, req_id, EVB_EDECODE, "request: an appended field is malformed");
+            return;
+        }
     evb_err err;
+    if (mp_left(&rest) != 0) {
+        s_bad(c, idm, req_id, EVB_EDECODE, "request: trailing bytes after the array");
+        return;
+    }
     if (evb_check_map(args, args_len, "request args", &err) != EVB_OK) {
         s_bad(c, idm, req_id, EVB_EDECODE, err.msg);
         return;
@@ -451,10 +474,17 @@ static int s_take_reply(evb_cmd_client_t *c, zmq_msg_t *m, uint64_t req_id,
     mp_init(&cur, zmq_msg_data(m), zmq_msg_size(m));
     mp_val v;
     char status[32] = "";
-    bool ok = mp_next(&cur, &v) == MP_OK && v.type == MP_ARRAY && v.v.n == 4 &&
-              mp_next(&cur, &v) == MP_OK && v.type == MP_UINT &&
-              v.v.u == EVB_BUS_PROTOCOL && mp_next(&cur, &v) == MP_OK &&
-              v.type == MP_UINT;
+    /* Elements after the fourth are skipped (revision 2). */
+    bool ok = mp_next(&cur, &v) == MP_OK && v.type == MP_ARRAY && v.v.n >= 4;
+    uint32_t nfields = ok ? v.v.n : 0;
+    ok = ok && mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
+    if (ok && v.v.u != EVB_BUS_PROTOCOL)
+        return evb_err_set(err, EVB_EVERSION,
+                           "%s: reply to %s in bus protocol version %llu, this peer "
+                           "speaks %u",
+                           c->endpoint, command, (unsigned long long)v.v.u,
+                           EVB_BUS_PROTOCOL);
+    ok = ok && mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
     uint64_t id = ok ? v.v.u : 0;
     if (ok)
         ok = mp_next(&cur, &v) == MP_OK && v.type == MP_STR && v.v.s.len > 0 &&
@@ -468,7 +498,14 @@ static int s_take_reply(evb_cmd_client_t *c, zmq_msg_t *m, uint64_t req_id,
     memcpy(status, v.v.s.p, v.v.s.len);
     status[v.v.s.len] = '\0';
     const void *rest = cur.p;
-    size_t rest_len = mp_left(&cur);
+    mp_cur end = cur;
+    bool whole = mp_skip(&end, EVB_MAX_DEPTH + 1) == MP_OK;
+    size_t rest_len = (size_t)(end.p - cur.p);
+    for (uint32_t i = 4; whole && i < nfields; i++)
+        whole = mp_skip(&end, EVB_MAX_DEPTH + 1) == MP_OK;
+    if (!whole || mp_left(&end) != 0)
+        return evb_err_set(err, EVB_EDECODE, "%s: malformed reply to %s", c->endpoint,
+                           command);
     if (strcmp(status, "ok") == 0) {
         int rc = evb_check_map(rest, rest_len, "reply body", err);
         if (rc != EVB_OK) return rc;

@@ -85,6 +85,9 @@ struct conn {
     size_t nfeeds;
     uint64_t bad_frames;
     bm_ratelog bad_log; /* "bad frame" lines */
+    /* The publisher speaks another protocol version (PROTOCOL.md,
+     * "Versions"): why its feeds do not move, for the status; "" if not. */
+    char version_why[1024];
     /* Security (PROTOCOL.md, "Security"): the publisher's key ("": plain)
      * and the handshakes of the SUB [0] and the DEALER [1]. */
     char server_key[EVB_CURVE_Z85];
@@ -314,6 +317,20 @@ void evb_sub_destroy(evb_sub_t **sp)
 }
 
 /* ---- helpers ---- */
+
+static void s_bad_frame(conn *c, const char *why);
+
+/* A message that did not parse: a bad frame, and when it is of another
+ * protocol version, the reason the status shows (both versions named). */
+static void s_bad_msg(conn *c, const evb_err *perr, const char *fallback)
+{
+    if (perr->code == EVB_EVERSION)
+        snprintf(c->version_why, sizeof c->version_why,
+                 "publisher %s speaks another bus protocol version (%.200s); this build "
+                 "speaks %u",
+                 c->name, perr->msg, EVB_BUS_PROTOCOL);
+    s_bad_frame(c, perr->msg[0] ? perr->msg : fallback);
+}
 
 static void s_bad_frame(conn *c, const char *why)
 {
@@ -800,9 +817,10 @@ static int s_on_heartbeat(evb_sub_t *s, conn *c, const void *body, size_t len,
     size_t used;
     if (evb_wire_parse_reply(body, len, rp, &used, &perr) != EVB_OK ||
         rp->kind != EVB_WIRE_HB) {
-        s_bad_frame(c, perr.msg[0] ? perr.msg : "heartbeat topic, other message");
+        s_bad_msg(c, &perr, "heartbeat topic, other message");
         return EVB_OK;
     }
+    c->version_why[0] = '\0';
     c->last_hb_us = c->last_seen_us = evb_now_us();
     s_heard(s, c, c->last_hb_us);
     snprintf(c->service, sizeof c->service, "%s", rp->service);
@@ -848,7 +866,7 @@ static int s_on_live(evb_sub_t *s, conn *c, const char *cat, const uint8_t *body
     evb_err perr;
     evb_err_clear(&perr);
     if (evb_wire_parse_live_header(body, blen, &prev, &hlen, &perr) != EVB_OK) {
-        s_bad_frame(c, perr.msg);
+        s_bad_msg(c, &perr, "live header");
         return EVB_OK;
     }
     evb_wire_view env = {body + hlen, blen - hlen};
@@ -888,9 +906,18 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
     size_t used;
     if (evb_wire_parse_reply(msg, mlen, rp, &used, &perr) != EVB_OK ||
         rp->kind == EVB_WIRE_HB) {
-        s_bad_frame(c, perr.msg[0] ? perr.msg : "a heartbeat on the catch-up socket");
+        s_bad_msg(c, &perr, "a heartbeat on the catch-up socket");
         return EVB_OK;
     }
+    if (rp->kind == EVB_WIRE_ERROR && strcmp(rp->code, "EVB_EVERSION") == 0) {
+        /* It does not speak our version: its message names its own. */
+        snprintf(c->version_why, sizeof c->version_why,
+                 "publisher %s refuses bus protocol %u: %s", c->name, EVB_BUS_PROTOCOL,
+                 rp->message);
+        s_bad_frame(c, c->version_why);
+        return EVB_OK;
+    }
+    c->version_why[0] = '\0';
     c->last_seen_us = evb_now_us();
     s_heard(s, c, c->last_seen_us);
     if (rp->kind == EVB_WIRE_HELLO) {
@@ -1176,7 +1203,9 @@ static void s_watch(evb_sub_t *s, conn *c)
 
 static const char *s_hs_why(const conn *c)
 {
-    return c->link[0].bad ? c->link[0].why : c->link[1].bad ? c->link[1].why : "";
+    return c->link[0].bad   ? c->link[0].why
+           : c->link[1].bad ? c->link[1].why
+                            : c->version_why;
 }
 
 /* Timers: hellos and fetches that got no answer, refusal back-offs, and
@@ -1269,9 +1298,10 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
     evb_feed_change hist[EVB_FEED_HISTORY];
     for (size_t i = 0; i < s->nconns; i++) {
         conn *c = s->conns[i];
-        if (c->nfeeds == 0 && (c->link[0].bad || c->link[1].bad)) {
-            /* Following every category of a publisher that never let us in:
-             * no feed exists yet, but the refusal must show. */
+        if (c->nfeeds == 0 && (c->link[0].bad || c->link[1].bad || c->version_why[0])) {
+            /* Following every category of a publisher that never let us in
+             * (or speaks another protocol version): no feed exists yet, but
+             * the refusal must show. */
             evb_feed_status fs = {
                 .publisher = c->name,
                 .category = "*",
@@ -1279,6 +1309,7 @@ int evb_sub_status(evb_sub_t *s, evb_feed_fn fn, void *ctx, evb_err *err)
                 .reason = s_hs_why(c),
                 .heartbeat_age_ms = -1,
                 .handshake_refusals = c->link[0].failures + c->link[1].failures,
+                .bad_frames = c->bad_frames,
                 .publisher_service = c->service,
                 .publisher_lost = c->lost,
             };

@@ -646,7 +646,86 @@ static void test_fetch_past_head_and_unknown_name(void **state)
     assert_int_equal(rp.kind, EVB_WIRE_ERROR);
     assert_string_equal(rp.code, "EVB_EVERSION");
     assert_int_equal(rp.req_id, 9);
+    assert_non_null(strstr(rp.message, "version 2, this peer speaks 1"));
+    /* max_events 0 is a full page (here: all 20), more than 4096 is 4096. */
+    const unsigned maxes[] = {0, 5, 100000};
+    const uint32_t counts[] = {20, 5, 20};
+    for (size_t i = 0; i < 3; i++) {
+        evb_buf b = {0};
+        assert_int_equal(evb_wire_fetch(&b, 20 + i, "show", 0, maxes[i], &err), EVB_OK);
+        s_ask(w, d, b.data, b.len, &rp);
+        evb_buf_free(&b);
+        assert_int_equal(rp.kind, EVB_WIRE_PAGE);
+        assert_int_equal(rp.count, counts[i]);
+        assert_true(rp.more == (counts[i] < 20));
+    }
+    /* A request of two frames: EVB_EDECODE, req_id 0 (it is not read). */
+    evb_buf b = {0};
+    assert_int_equal(evb_wire_hello(&b, 30, &err), EVB_OK);
+    assert_true(zmq_send(d, b.data, b.len, ZMQ_SNDMORE) >= 0);
+    s_ask(w, d, b.data, b.len, &rp);
+    assert_int_equal(rp.kind, EVB_WIRE_ERROR);
+    assert_string_equal(rp.code, "EVB_EDECODE");
+    assert_int_equal(rp.req_id, 0);
+    /* A hello with a field appended (a later revision) is answered. */
+    static const unsigned char hello4[] = {0x94, 0x01, 0xa5, 'h', 'e', 'l', 'l', 'o', 0x1f, 0x03};
+    s_ask(w, d, hello4, sizeof hello4, &rp);
+    assert_int_equal(rp.kind, EVB_WIRE_HELLO);
+    assert_int_equal(rp.req_id, 31);
+    assert_int_equal(rp.head, head);
+    evb_buf_free(&b);
     zmq_close(d);
+    zmq_ctx_term(ctx);
+}
+
+/* A publisher of protocol version 2 (played here by hand: its heartbeats
+ * and its catch-up answers): the subscriber applies nothing, and its
+ * feed's status says why, naming both versions. */
+static void test_publisher_of_another_version(void **state)
+{
+    world *w = *state;
+    void *ctx = zmq_ctx_new();
+    void *pub = zmq_socket(ctx, ZMQ_PUB), *rt = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(rt, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(pub, w->pub_ep), 0);
+    assert_int_equal(zmq_bind(rt, w->cu_ep), 0);
+    evb_follow_opts fo = {.log_order = true};
+    s_new_sub_with(w, &fo);
+    evb_err err;
+    /* "H\0" [2, "hb", log_id, 3, "future", [["show", 3]]] */
+    static const unsigned char hb[] = {
+        'H', 0, 0x96, 0x02, 0xa2, 'h', 'b', 0xc4, 0x10, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+        7, 7, 7, 7, 7, 7, 0x03, 0xa6, 'f', 'u', 't', 'u', 'r', 'e', 0x91, 0x92, 0xa4,
+        's', 'h', 'o', 'w', 0x03};
+    want wt = {"*", EVB_FEED_CATCHING_UP, 0, false, {0}};
+    bool said = false;
+    int64_t end = evb_now_us() + DEADLINE_US;
+    while (!said && evb_now_us() < end) {
+        zmq_send(pub, hb, sizeof hb, ZMQ_DONTWAIT);
+        assert_int_equal(evb_sub_poll(w->sub, 20, &err), EVB_OK);
+        char id[256], req[512];
+        int il = zmq_recv(rt, id, sizeof id, ZMQ_DONTWAIT);
+        if (il > 0 && zmq_recv(rt, req, sizeof req, 0) > 0) { /* its hello: refused */
+            static const unsigned char refusal[] = {
+                0x95, 0x02, 0xa5, 'e', 'r', 'r', 'o', 'r', 0x00, 0xac, 'E', 'V', 'B', '_',
+                'E', 'V', 'E', 'R', 'S', 'I', 'O', 'N', 0xa4, 'v', 'e', 'r', '2'};
+            zmq_send(rt, id, (size_t)il, ZMQ_SNDMORE);
+            zmq_send(rt, refusal, sizeof refusal, 0);
+        }
+        wt.found = false;
+        evb_sub_status(w->sub, s_on_feed, &wt, &err);
+        said = wt.found && strstr(wt.got.reason, "version") != NULL &&
+               strstr(wt.got.reason, "speaks 1") != NULL;
+    }
+    if (!said)
+        fail_msg("the status never named the versions (reason \"%s\")",
+                 wt.found ? wt.got.reason : "no feed");
+    assert_int_equal(w->count, 0);
+    assert_true(wt.got.bad_frames > 0);
+    zmq_close(pub);
+    zmq_close(rt);
     zmq_ctx_term(ctx);
 }
 
@@ -988,6 +1067,22 @@ static void test_command_socket_replies_and_errors(void **state)
     int n = zmq_recv(d, buf, sizeof buf, 0);
     assert_true(n > 0);
     assert_non_null(memmem(buf, (size_t)n, "EVB_EDECODE", 11));
+    /* Another version: EVB_EVERSION with the request's req_id (was 0) and
+     * both versions named; a field appended after args (a later revision)
+     * is skipped (was EVB_EDECODE). */
+    static const unsigned char v2[] = {0x94, 0x02, 0x2a, 0xa4, 'e', 'c', 'h', 'o', 0x80};
+    assert_true(zmq_send(d, v2, sizeof v2, 0) == (int)sizeof v2);
+    n = zmq_recv(d, buf, sizeof buf, 0);
+    assert_true(n > 3 && (unsigned char)buf[2] == 0x2a);
+    assert_non_null(memmem(buf, (size_t)n, "EVB_EVERSION", 12));
+    assert_non_null(memmem(buf, (size_t)n, "version 2, this peer speaks 1", 29));
+    static const unsigned char more[] = {0x95, 0x01, 0x2b, 0xa4, 'e', 'c', 'h', 'o',
+                                         0x81, 0xa4, 'n',  'a',  'm', 'e', 0xa2, 'j',
+                                         'o',  0x91, 0x07};
+    assert_true(zmq_send(d, more, sizeof more, 0) == (int)sizeof more);
+    n = zmq_recv(d, buf, sizeof buf, 0);
+    assert_true(n > 3 && (unsigned char)buf[2] == 0x2b);
+    assert_non_null(memmem(buf, (size_t)n, "\xa2ok\x81\xa5hello\xa2jo", 12));
     zmq_close(d);
     zmq_ctx_term(ctx);
     assert_int_equal(evb_cmd_call(&(evb_cmd_opts){.endpoint = ep}, "echo", ann,
@@ -1218,6 +1313,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_after_fix, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_requests_are_answered_and_counted,
                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_publisher_of_another_version, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_past_head_and_unknown_name, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(

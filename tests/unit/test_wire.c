@@ -166,12 +166,147 @@ static void test_live_topics_and_header(void **state)
     evb_buf_free(&b);
 }
 
+/* Revision 2 (PROTOCOL.md, "Versions"): b's message (a fixarray) with one
+ * more element, {"rev": [3, "x"]}, inserted at byte `at` (the end of its
+ * array: for a page the events follow). */
+static void s_append_field(evb_buf *b, size_t at)
+{
+    static const uint8_t extra[] = {0x81, 0xa3, 'r', 'e', 'v', 0x92, 0x03, 0xa1, 'x'};
+    assert_true((b->data[0] & 0xf0) == 0x90 && (b->data[0] & 0x0f) < 15);
+    evb_err err;
+    evb_buf out = {0};
+    assert_int_equal(evb_buf_append(&out, b->data, at, &err), EVB_OK);
+    out.data[0]++;
+    assert_int_equal(evb_buf_append(&out, extra, sizeof extra, &err), EVB_OK);
+    assert_int_equal(evb_buf_append(&out, b->data + at, b->len - at, &err), EVB_OK);
+    evb_buf_free(b);
+    *b = out;
+}
+
+/* A message of a later revision, with a field appended, reads as the
+ * fields this revision knows (a 3c467a6 build refused it: "want 6
+ * elements"); every truncation is still refused. */
+static void test_appended_fields_are_skipped(void **state)
+{
+    (void)state;
+    evb_buf b = {0};
+    evb_err err;
+    evb_wire_reply r;
+    size_t used;
+    evb_id log = s_id(0x11);
+
+    assert_int_equal(bm_hello_reply(&b, 7, &log, 42, "booking", &err), EVB_OK);
+    s_append_field(&b, b.len);
+    s_parses(&b, &r, &used);
+    assert_true(r.kind == EVB_WIRE_HELLO && r.req_id == 7 && r.head == 42);
+    assert_string_equal(r.service, "booking");
+
+    b.len = 0;
+    evb_wire_cat_head heads[1] = {{"show", 17}};
+    assert_int_equal(bm_heartbeat(&b, &log, 30, "reservation", heads, 1, &err), EVB_OK);
+    s_append_field(&b, b.len);
+    s_parses(&b, &r, &used);
+    assert_true(r.kind == EVB_WIRE_HB && r.head == 30 && r.nheads == 1 &&
+                r.heads[0].head == 17);
+
+    b.len = 0;
+    assert_int_equal(bm_page(&b, 8, &log, 99, 55, false, 1, &err), EVB_OK);
+    size_t hdr = b.len;
+    static const uint8_t ev[] = {0x81, 0xa1, 'a', 0x01};
+    assert_int_equal(evb_buf_append(&b, ev, sizeof ev, &err), EVB_OK);
+    s_append_field(&b, hdr);
+    s_parses(&b, &r, &used);
+    assert_true(r.kind == EVB_WIRE_PAGE && r.position == 55 && r.count == 1);
+    assert_int_equal(b.len - used, sizeof ev); /* the events start after the field */
+    assert_memory_equal(b.data + used, ev, sizeof ev);
+
+    b.len = 0;
+    assert_int_equal(bm_hole(&b, 9, &log, 300, 120, 140, &err), EVB_OK);
+    s_append_field(&b, b.len);
+    s_parses(&b, &r, &used);
+    assert_true(r.kind == EVB_WIRE_HOLE && r.hole_from == 120 && r.hole_to == 140);
+
+    b.len = 0;
+    assert_int_equal(bm_error(&b, 10, "EVB_EINVAL", "no", &err), EVB_OK);
+    s_append_field(&b, b.len);
+    s_parses(&b, &r, &used);
+    assert_true(r.kind == EVB_WIRE_ERROR && r.req_id == 10);
+    assert_string_equal(r.message, "no");
+
+    bm_request rq;
+    b.len = 0;
+    assert_int_equal(evb_wire_hello(&b, 13, &err), EVB_OK);
+    s_append_field(&b, b.len);
+    assert_int_equal(bm_parse_request(b.data, b.len, &rq, &err), EVB_OK);
+    assert_true(rq.kind == EVB_WIRE_HELLO && rq.req_id == 13);
+    b.len = 0;
+    assert_int_equal(evb_wire_fetch(&b, 14, "show", 5, 0, &err), EVB_OK);
+    s_append_field(&b, b.len);
+    assert_int_equal(bm_parse_request(b.data, b.len, &rq, &err), EVB_OK);
+    assert_true(rq.kind == EVB_WIRE_FETCH && rq.req_id == 14 && rq.after == 5 &&
+                rq.max_events == 0);
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_not_equal(bm_parse_request(b.data, n, &rq, &err), EVB_OK);
+
+    b.len = 0;
+    assert_int_equal(bm_live_header(&b, 41, &err), EVB_OK);
+    s_append_field(&b, b.len);
+    uint64_t prev;
+    size_t hlen;
+    assert_int_equal(evb_wire_parse_live_header(b.data, b.len, &prev, &hlen, &err), EVB_OK);
+    assert_true(prev == 41 && hlen == b.len);
+    /* An appended field that is not whole is refused. */
+    b.data[0]++;
+    assert_int_equal(evb_wire_parse_live_header(b.data, b.len, &prev, &hlen, &err),
+                     EVB_EDECODE);
+    evb_buf_free(&b);
+}
+
+/* Another protocol version is EVB_EVERSION, and the message names both
+ * versions, for every kind of message. */
+static void test_other_version_names_both(void **state)
+{
+    (void)state;
+    evb_buf b = {0};
+    evb_err err;
+    evb_wire_reply r;
+    size_t used;
+    evb_id log = s_id(0x22);
+    evb_wire_cat_head heads[1] = {{"show", 1}};
+    for (int kind = 0; kind < 4; kind++) {
+        b.len = 0;
+        if (kind == 0) assert_int_equal(bm_hello_reply(&b, 1, &log, 2, "x", &err), EVB_OK);
+        if (kind == 1) assert_int_equal(bm_heartbeat(&b, &log, 1, "x", heads, 1, &err), EVB_OK);
+        if (kind == 2) assert_int_equal(bm_live_header(&b, 3, &err), EVB_OK);
+        if (kind == 3) assert_int_equal(evb_wire_fetch(&b, 5, NULL, 0, 1, &err), EVB_OK);
+        assert_int_equal(b.data[1], EVB_BUS_PROTOCOL);
+        b.data[1] = 2; /* version 2 */
+        int rc;
+        bm_request rq;
+        if (kind == 2) {
+            uint64_t prev;
+            rc = evb_wire_parse_live_header(b.data, b.len, &prev, &used, &err);
+        } else if (kind == 3) {
+            rc = bm_parse_request(b.data, b.len, &rq, &err);
+            assert_true(rq.req_id == 5); /* the error can name the request */
+        } else {
+            rc = evb_wire_parse_reply(b.data, b.len, &r, &used, &err);
+        }
+        assert_int_equal(rc, EVB_EVERSION);
+        if (strstr(err.msg, "version 2") == NULL || strstr(err.msg, "speaks 1") == NULL)
+            fail_msg("kind %d: \"%s\" does not name both versions", kind, err.msg);
+    }
+    evb_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replies_round_trip),
         cmocka_unit_test(test_requests_round_trip),
         cmocka_unit_test(test_live_topics_and_header),
+        cmocka_unit_test(test_appended_fields_are_skipped),
+        cmocka_unit_test(test_other_version_names_both),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
