@@ -668,7 +668,8 @@ static void test_fetch_past_head_and_unknown_name(void **state)
     assert_string_equal(rp.code, "EVB_EDECODE");
     assert_int_equal(rp.req_id, 0);
     /* A hello with a field appended (a later revision) is answered. */
-    static const unsigned char hello4[] = {0x94, 0x01, 0xa5, 'h', 'e', 'l', 'l', 'o', 0x1f, 0x03};
+    static const unsigned char hello4[] = {0x94, 0x01, 0xa5, 'h',  'e',
+                                           'l',  'l',  'o',  0x1f, 0x03};
     s_ask(w, d, hello4, sizeof hello4, &rp);
     assert_int_equal(rp.kind, EVB_WIRE_HELLO);
     assert_int_equal(rp.req_id, 31);
@@ -696,9 +697,9 @@ static void test_publisher_of_another_version(void **state)
     evb_err err;
     /* "H\0" [2, "hb", log_id, 3, "future", [["show", 3]]] */
     static const unsigned char hb[] = {
-        'H', 0, 0x96, 0x02, 0xa2, 'h', 'b', 0xc4, 0x10, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-        7, 7, 7, 7, 7, 7, 0x03, 0xa6, 'f', 'u', 't', 'u', 'r', 'e', 0x91, 0x92, 0xa4,
-        's', 'h', 'o', 'w', 0x03};
+        'H', 0,   0x96, 0x02, 0xa2, 'h',  'b',  0xc4, 0x10, 7,   7,   7,    7,    7,
+        7,   7,   7,    7,    7,    7,    7,    7,    7,    7,   7,   0x03, 0xa6, 'f',
+        'u', 't', 'u',  'r',  'e',  0x91, 0x92, 0xa4, 's',  'h', 'o', 'w',  0x03};
     want wt = {"*", EVB_FEED_CATCHING_UP, 0, false, {0}};
     bool said = false;
     int64_t end = evb_now_us() + DEADLINE_US;
@@ -710,7 +711,7 @@ static void test_publisher_of_another_version(void **state)
         if (il > 0 && zmq_recv(rt, req, sizeof req, 0) > 0) { /* its hello: refused */
             static const unsigned char refusal[] = {
                 0x95, 0x02, 0xa5, 'e', 'r', 'r', 'o', 'r', 0x00, 0xac, 'E', 'V', 'B', '_',
-                'E', 'V', 'E', 'R', 'S', 'I', 'O', 'N', 0xa4, 'v', 'e', 'r', '2'};
+                'E',  'V',  'E',  'R', 'S', 'I', 'O', 'N', 0xa4, 'v',  'e', 'r', '2'};
             zmq_send(rt, id, (size_t)il, ZMQ_SNDMORE);
             zmq_send(rt, refusal, sizeof refusal, 0);
         }
@@ -1076,9 +1077,9 @@ static void test_command_socket_replies_and_errors(void **state)
     assert_true(n > 3 && (unsigned char)buf[2] == 0x2a);
     assert_non_null(memmem(buf, (size_t)n, "EVB_EVERSION", 12));
     assert_non_null(memmem(buf, (size_t)n, "version 2, this peer speaks 1", 29));
-    static const unsigned char more[] = {0x95, 0x01, 0x2b, 0xa4, 'e', 'c', 'h', 'o',
-                                         0x81, 0xa4, 'n',  'a',  'm', 'e', 0xa2, 'j',
-                                         'o',  0x91, 0x07};
+    static const unsigned char more[] = {0x95, 0x01, 0x2b, 0xa4, 'e', 'c', 'h',
+                                         'o',  0x81, 0xa4, 'n',  'a', 'm', 'e',
+                                         0xa2, 'j',  'o',  0x91, 0x07};
     assert_true(zmq_send(d, more, sizeof more, 0) == (int)sizeof more);
     n = zmq_recv(d, buf, sizeof buf, 0);
     assert_true(n > 3 && (unsigned char)buf[2] == 0x2b);

@@ -253,7 +253,8 @@ static void test_appended_fields_are_skipped(void **state)
     s_append_field(&b, b.len);
     uint64_t prev;
     size_t hlen;
-    assert_int_equal(evb_wire_parse_live_header(b.data, b.len, &prev, &hlen, &err), EVB_OK);
+    assert_int_equal(evb_wire_parse_live_header(b.data, b.len, &prev, &hlen, &err),
+                     EVB_OK);
     assert_true(prev == 41 && hlen == b.len);
     /* An appended field that is not whole is refused. */
     b.data[0]++;
@@ -275,8 +276,10 @@ static void test_other_version_names_both(void **state)
     evb_wire_cat_head heads[1] = {{"show", 1}};
     for (int kind = 0; kind < 4; kind++) {
         b.len = 0;
-        if (kind == 0) assert_int_equal(bm_hello_reply(&b, 1, &log, 2, "x", &err), EVB_OK);
-        if (kind == 1) assert_int_equal(bm_heartbeat(&b, &log, 1, "x", heads, 1, &err), EVB_OK);
+        if (kind == 0)
+            assert_int_equal(bm_hello_reply(&b, 1, &log, 2, "x", &err), EVB_OK);
+        if (kind == 1)
+            assert_int_equal(bm_heartbeat(&b, &log, 1, "x", heads, 1, &err), EVB_OK);
         if (kind == 2) assert_int_equal(bm_live_header(&b, 3, &err), EVB_OK);
         if (kind == 3) assert_int_equal(evb_wire_fetch(&b, 5, NULL, 0, 1, &err), EVB_OK);
         assert_int_equal(b.data[1], EVB_BUS_PROTOCOL);
