@@ -326,9 +326,8 @@ static void s_bad_msg(conn *c, const evb_err *perr, const char *fallback)
 {
     if (perr->code == EVB_EVERSION)
         snprintf(c->version_why, sizeof c->version_why,
-                 "publisher %s speaks another bus protocol version (%.200s); this build "
-                 "speaks %u",
-                 c->name, perr->msg, EVB_BUS_PROTOCOL);
+                 "publisher %s speaks another bus protocol version: %.200s", c->name,
+                 perr->msg);
     s_bad_frame(c, perr->msg[0] ? perr->msg : fallback);
 }
 
