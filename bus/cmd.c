@@ -205,18 +205,17 @@ static void s_handle(evb_cmd_t *c, zmq_msg_t *idm, const void *buf, size_t len)
         return;
     }
     uint64_t version = v.v.u;
-    if (mp_next(&cur, &v) != MP_OK || v.type != MP_UINT) {
-        s_bad(c, idm, 0, version != EVB_BUS_PROTOCOL ? EVB_EVERSION : EVB_EDECODE,
-              version != EVB_BUS_PROTOCOL ? "request: another protocol version"
-                                          : "request: req_id is not an unsigned integer");
-        return;
-    }
-    req_id = v.v.u;
-    if (version != EVB_BUS_PROTOCOL) {
+    bool has_id = mp_next(&cur, &v) == MP_OK && v.type == MP_UINT;
+    if (has_id) req_id = v.v.u;
+    if (version != EVB_BUS_PROTOCOL) { /* named by its req_id when it has one */
         char why[96];
         snprintf(why, sizeof why, "request: protocol version %llu, this peer speaks %u",
                  (unsigned long long)version, EVB_BUS_PROTOCOL);
         s_bad(c, idm, req_id, EVB_EVERSION, why);
+        return;
+    }
+    if (!has_id) {
+        s_bad(c, idm, 0, EVB_EDECODE, "request: req_id is not an unsigned integer");
         return;
     }
     if (mp_next(&cur, &v) != MP_OK || v.type != MP_STR || v.v.s.len == 0 ||
