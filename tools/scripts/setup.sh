@@ -43,9 +43,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # What building and the demo need. libsnappy-dev: Debian 12's libleveldb-dev
 # does not depend on it, yet its CMake package (leveldbTargets.cmake) links
 # "snappy", so without it linking fails with "cannot find -lsnappy". python3
-# runs the demo's checks (booking_check.py).
+# runs the demo's checks (booking_check.py). libnats-dev builds evbus-bridge
+# (services/bridge/; the evbus CLI does not link it).
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev libmicrohttpd-dev python3)
+      libleveldb-dev libsnappy-dev libmicrohttpd-dev libnats-dev python3)
 # What only the tests need (--test): cmocka for the unit tests; clang and
 # libclang-rt-14-dev for libFuzzer (libclang_rt.fuzzer lives there on Debian
 # 12) and the clang builds; iproute2 (network namespaces), nftables (packet
@@ -53,10 +54,11 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
 # dpkg-buildflags (CI's packager build); prometheus (its promtool checks
 # the /metrics output; the test runs its own server, never the package's
 # service); chromium and python3-websocket (the live bus page is driven in
-# a real headless browser over its DevTools protocol, by /usr/bin/python3).
-# Later test servers go here too.
+# a real headless browser over its DevTools protocol, by /usr/bin/python3);
+# nats-server (the bridge's tests run a 3-node JetStream cluster of their
+# own); git (compat_3c467a6 builds an earlier release from the history).
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev
-           prometheus chromium python3-websocket)
+           prometheus chromium python3-websocket nats-server git)
 if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
 
 missing=()
