@@ -93,7 +93,7 @@ typedef struct link {
     uint64_t acked_seq;    /* evbus seq of the last message JetStream stored */
     uint64_t acked_js_seq; /* its stream sequence */
     uint64_t inflight;
-    bool full; /* on_event stopped at the window's end (not a failure) */
+    pthread_cond_t acked; /* signalled by the ack handler */
     bool failed;
     char fail_why[256];
 } link_t;
@@ -251,6 +251,7 @@ static void s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, vo
         seq = strtoull(seqs, NULL, 10);
     pthread_mutex_lock(&l->mu);
     if (l->inflight > 0) l->inflight--;
+    pthread_cond_signal(&l->acked);
     if (pa != NULL && !pa->Duplicate) {
         if (seq > l->acked_seq) l->acked_seq = seq;
         if (pa->Sequence > l->acked_js_seq) l->acked_js_seq = pa->Sequence;
@@ -435,15 +436,25 @@ static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
                     l->sent + 1, ev->seq - 1, l->log_hex, l->service);
         return evb_err_set(err, EVB_ECORRUPT, "hole");
     }
+    /* Backpressure: with the window full, wait here for acks (the tap, and
+     * so the bus, waits too; its queues and high-water marks hold or drop
+     * what comes meanwhile, and what was dropped is fetched later). A
+     * window that does not move within the ack wait is a failure. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(b->ack_wait_ms / 1000) + 1;
     pthread_mutex_lock(&l->mu);
-    bool failed = l->failed;
-    l->full = l->inflight >= (uint64_t)b->max_pending;
-    bool full = l->full;
+    while (!l->failed && l->inflight >= (uint64_t)b->max_pending && !s_stop)
+        if (pthread_cond_timedwait(&l->acked, &l->mu, &until) == ETIMEDOUT) break;
+    bool failed = l->failed, full = l->inflight >= (uint64_t)b->max_pending;
+    if (full && !failed) {
+        l->failed = true;
+        snprintf(l->fail_why, sizeof l->fail_why,
+                 "%lld publishes unacknowledged for %lld ms", (long long)b->max_pending,
+                 (long long)b->ack_wait_ms);
+    }
     pthread_mutex_unlock(&l->mu);
-    if (failed) return evb_err_set(err, EVB_EBUSY, "a publish failed: rewinding");
-    /* The window is full: this event comes again on a later poll. */
-    if (full) return evb_err_set(err, EVB_EBUSY, "%lld publishes in flight",
-                                 (long long)b->max_pending);
+    if (failed || full) return evb_err_set(err, EVB_EBUSY, "a publish failed: rewinding");
     int rc = s_subject(l, ev, &b->scratch, err);
     const void *data = te->raw;
     size_t dlen = te->raw_len;
@@ -788,6 +799,7 @@ int main(int argc, char **argv)
         link_t *l = &b.links[b.nlinks++];
         l->b = &b;
         pthread_mutex_init(&l->mu, NULL);
+        pthread_cond_init(&l->acked, NULL);
         const char *comma = strchr(follows.v[i], ',');
         size_t pl = comma ? (size_t)(comma - follows.v[i]) : 0;
         if (comma == NULL || pl == 0 || pl >= sizeof l->pub || strlen(comma + 1) == 0 ||
@@ -828,14 +840,12 @@ int main(int argc, char **argv)
             if (l->state != L_EXPORTING) continue;
             pthread_mutex_lock(&l->mu);
             bool failed = l->failed;
-            uint64_t inflight = l->inflight, acked = l->acked_seq;
+            uint64_t acked = l->acked_seq;
             pthread_mutex_unlock(&l->mu);
             if (failed) {
                 s_rewind(l);
                 continue;
             }
-            /* Backpressure: no more events while the window is full. */
-            if ((int64_t)inflight >= b.max_pending) continue;
             evb_err perr;
             evb_err_clear(&perr);
             int prc = evb_tap_poll(l->tap, 0, &perr);
@@ -844,7 +854,7 @@ int main(int argc, char **argv)
                 continue;
             }
             pthread_mutex_lock(&l->mu);
-            if (prc != EVB_OK && !l->full && !l->failed) {
+            if (prc != EVB_OK && !l->failed) {
                 l->failed = true;
                 snprintf(l->fail_why, sizeof l->fail_why, "%.200s", perr.msg);
             }
