@@ -69,7 +69,8 @@ int main(int argc, char **argv)
     so.Config.AckPolicy = js_AckExplicit;
     s = js_PullSubscribe(&sub, js, filter, NULL, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        fprintf(stderr, "js_consume: consumer on %s: %s\n", stream, natsStatus_GetText(s));
+        fprintf(stderr, "js_consume: consumer on %s: %s\n", stream,
+                natsStatus_GetText(s));
         goto out;
     }
     uint64_t got = 0, prev = 0;
@@ -77,8 +78,8 @@ int main(int argc, char **argv)
         natsMsgList list = {0};
         s = natsSubscription_Fetch(&list, sub, 256, 5000, &jerr);
         if (s != NATS_OK) {
-            fprintf(stderr, "js_consume: fetch after %" PRIu64 " of %" PRIu64 ": %s\n", prev,
-                    last, natsStatus_GetText(s));
+            fprintf(stderr, "js_consume: fetch after %" PRIu64 " of %" PRIu64 ": %s\n",
+                    prev, last, natsStatus_GetText(s));
             goto out;
         }
         for (int i = 0; i < list.Count; i++) {
@@ -94,7 +95,8 @@ int main(int argc, char **argv)
             s_json_safe(s_hdr(m, "Evbus-Seq"), seq, sizeof seq);
             s_json_safe(s_hdr(m, "Evbus-Stream"), st, sizeof st);
             s_json_safe(s_hdr(m, "Evbus-Type"), ty, sizeof ty);
-            printf("{\"js_seq\":%" PRIu64 ",\"subject\":\"%s\",\"id\":\"%s\",\"log_id\":\"%s\","
+            printf("{\"js_seq\":%" PRIu64
+                   ",\"subject\":\"%s\",\"id\":\"%s\",\"log_id\":\"%s\","
                    "\"seq\":%s,\"stream\":\"%s\",\"type\":\"%s\",\"bytes\":%d}\n",
                    prev, natsMsg_GetSubject(m), id, lid, seq[0] ? seq : "null", st, ty,
                    natsMsg_GetDataLength(m));
@@ -103,7 +105,8 @@ int main(int argc, char **argv)
         }
         natsMsgList_Destroy(&list);
     }
-    fprintf(stderr, "js_consume: %" PRIu64 " messages of %s (last sequence %" PRIu64 ")\n", got,
+    fprintf(stderr,
+            "js_consume: %" PRIu64 " messages of %s (last sequence %" PRIu64 ")\n", got,
             stream, last);
     rc = 0;
 out:

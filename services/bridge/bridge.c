@@ -94,6 +94,7 @@ typedef struct link {
     uint64_t acked_js_seq; /* its stream sequence */
     uint64_t inflight;
     pthread_cond_t acked; /* signalled by the ack handler */
+    bool fatal;           /* with failed: retrying cannot help (stop) */
     bool failed;
     char fail_why[256];
 } link_t;
@@ -127,7 +128,8 @@ static int64_t s_now_us(void)
     return evb_now_us();
 }
 
-static void s_set_reason(link_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_set_reason(link_t *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void s_set_reason(link_t *l, const char *fmt, ...)
 {
     va_list ap;
@@ -145,7 +147,8 @@ static void s_later(link_t *l, lstate st)
     l->retry_at_us = s_now_us() + (int64_t)l->backoff_ms * 1000;
 }
 
-static void s_stop_link(link_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_stop_link(link_t *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void s_stop_link(link_t *l, const char *fmt, ...)
 {
     va_list ap;
@@ -223,13 +226,14 @@ static void s_stream_name(const bridge_t *b, link_t *l)
         /* EVBUS_<SERVICE>: stream names may not hold '.', so '.' and '-' -> '_' */
         size_t n = (size_t)snprintf(l->stream, sizeof l->stream, "EVBUS_");
         for (const char *p = l->service; *p && n + 1 < sizeof l->stream; p++)
-            l->stream[n++] = (*p == '.' || *p == '-') ? '_'
+            l->stream[n++] = (*p == '.' || *p == '-')   ? '_'
                              : (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A')
                                                         : *p;
         l->stream[n] = '\0';
     }
     /* PREFIX.SERVICE, a '.' of the service name as %2E (one token) */
-    size_t n = (size_t)snprintf(l->subject_base, sizeof l->subject_base, "%s.", b->prefix);
+    size_t n =
+        (size_t)snprintf(l->subject_base, sizeof l->subject_base, "%s.", b->prefix);
     for (const char *p = l->service; *p && n + 4 < sizeof l->subject_base; p++) {
         if (*p == '.') {
             memcpy(l->subject_base + n, "%2E", 3);
@@ -241,7 +245,8 @@ static void s_stream_name(const bridge_t *b, link_t *l)
     l->subject_base[n] = '\0';
 }
 
-static void s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+static void s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                     void *closure)
 {
     (void)js;
     link_t *l = closure;
@@ -260,8 +265,10 @@ static void s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, vo
         if (seq > l->acked_seq) l->acked_seq = seq;
     } else if (pae != NULL && !l->failed) {
         l->failed = true;
-        snprintf(l->fail_why, sizeof l->fail_why, "publish of seq %" PRIu64 " refused: %s%s%s",
-                 seq, natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
+        l->fatal = pae->ErrCode == JSStreamMessageExceedsMaximumErr;
+        snprintf(l->fail_why, sizeof l->fail_why,
+                 "publish of seq %" PRIu64 " refused: %s%s%s", seq,
+                 natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
                  pae->ErrText ? pae->ErrText : "");
     }
     pthread_mutex_unlock(&l->mu);
@@ -297,7 +304,8 @@ static int s_position(link_t *l)
     natsStatus s = js_GetStreamInfo(&si, l->js, l->stream, NULL, &jerr);
     if (s == NATS_NOT_FOUND) {
         if (!b->create) {
-            s_stop_link(l, "JetStream stream %s does not exist (and --no-create)", l->stream);
+            s_stop_link(l, "JetStream stream %s does not exist (and --no-create)",
+                        l->stream);
             return -1;
         }
         char subj[300];
@@ -314,7 +322,8 @@ static int s_position(link_t *l)
         cfg.MaxMsgSize = (int32_t)(EVB_MAX_EVENT_BYTES + 64 * 1024);
         s = js_AddStream(&si, l->js, &cfg, NULL, &jerr);
         if (s != NATS_OK) {
-            s_set_reason(l, "creating JetStream stream %s (subjects %s, %d replicas): %s%s",
+            s_set_reason(l,
+                         "creating JetStream stream %s (subjects %s, %d replicas): %s%s",
                          l->stream, subj, b->replicas, natsStatus_GetText(s),
                          jerr ? " (JetStream error code given)" : "");
             if (jerr == JSStreamNameExistErr || jerr == JSStreamSubjectOverlapErr) {
@@ -323,7 +332,9 @@ static int s_position(link_t *l)
             }
             return 0;
         }
-        evb_log(EVB_LOG_INFO, "%s: created JetStream stream %s (subjects %s, %d replicas)",
+        fprintf(stderr,
+                "evbus-bridge: %s: created JetStream stream %s (subjects %s, %d "
+                "replicas)\n",
                 l->follow, l->stream, subj, b->replicas);
     } else if (s != NATS_OK) {
         s_set_reason(l, "JetStream stream %s: %s", l->stream, natsStatus_GetText(s));
@@ -361,8 +372,8 @@ static int s_position(link_t *l)
         natsMsg *m = NULL;
         s = js_GetMsg(&m, l->js, l->stream, last, NULL, &jerr);
         if (s != NATS_OK) {
-            s_set_reason(l, "reading message %" PRIu64 " of JetStream stream %s: %s", last,
-                         l->stream, natsStatus_GetText(s));
+            s_set_reason(l, "reading message %" PRIu64 " of JetStream stream %s: %s",
+                         last, l->stream, natsStatus_GetText(s));
             return 0;
         }
         const char *lid = NULL, *seqs = NULL;
@@ -410,7 +421,8 @@ static int s_subject(link_t *l, const evb_event_t *ev, evb_buf *out, evb_err *er
     out->len = 0;
     int rc = evb_buf_printf(out, err, "%s.%s.", l->subject_base, ev->category);
     for (const char *p = ev->stream; rc == EVB_OK && *p; p++)
-        rc = *p == '.' ? evb_buf_append(out, "%2E", 3, err) : evb_buf_append(out, p, 1, err);
+        rc = *p == '.' ? evb_buf_append(out, "%2E", 3, err)
+                       : evb_buf_append(out, p, 1, err);
     if (rc == EVB_OK) rc = evb_buf_append(out, "", 1, err);
     return rc;
 }
@@ -430,7 +442,8 @@ static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
     if (ev->seq <= l->sent) return EVB_OK; /* already handed over */
     if (ev->seq != l->sent + 1) {
         s_stop_link(l,
-                    "events %" PRIu64 "..%" PRIu64 " of log %s (%s) cannot be read from the "
+                    "events %" PRIu64 "..%" PRIu64
+                    " of log %s (%s) cannot be read from the "
                     "publisher (a damaged log): not exported. Serve a salvaged log "
                     "(evbus log salvage) to go on",
                     l->sent + 1, ev->seq - 1, l->log_hex, l->service);
@@ -466,7 +479,8 @@ static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
     }
     if (rc != EVB_OK) return rc;
     natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, (const char *)b->scratch.data, NULL, data, (int)dlen);
+    natsStatus s =
+        natsMsg_Create(&m, (const char *)b->scratch.data, NULL, data, (int)dlen);
     char idhex[EVB_ID_HEX_LEN + 1], num[32], ver[32];
     evb_id_to_hex(&ev->id, idhex);
     snprintf(num, sizeof num, "%" PRIu64, ev->seq);
@@ -499,6 +513,7 @@ static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
         if (l->inflight > 0) l->inflight--;
         if (!l->failed) {
             l->failed = true;
+            l->fatal = s == NATS_MAX_PAYLOAD;
             snprintf(l->fail_why, sizeof l->fail_why, "publish of seq %" PRIu64 ": %s",
                      ev->seq, natsStatus_GetText(s));
         }
@@ -520,8 +535,8 @@ static int s_start_tap(link_t *l)
     to.from = l->sent + 1;
     l->tap = evb_tap_new(&to, &err);
     if (l->tap == NULL ||
-        evb_tap_follow(l->tap, l->pub, l->cu, &(evb_follow_opts){.log_order = true}, &err) !=
-            EVB_OK) {
+        evb_tap_follow(l->tap, l->pub, l->cu, &(evb_follow_opts){.log_order = true},
+                       &err) != EVB_OK) {
         evb_tap_destroy(&l->tap);
         s_set_reason(l, "following %s: %s", l->follow, err.msg);
         return -1;
@@ -536,14 +551,23 @@ static void s_rewind(link_t *l)
     char why[256];
     pthread_mutex_lock(&l->mu);
     snprintf(why, sizeof why, "%s", l->fail_why);
+    bool fatal = l->fatal;
     pthread_mutex_unlock(&l->mu);
     evb_tap_destroy(&l->tap);
+    if (fatal) { /* a message NATS will never take: stop, naming it */
+        s_stop_link(l,
+                    "%s (stream %s; the server's max_payload or the stream's "
+                    "max_msg_size is too small for this event)",
+                    why, l->stream);
+        return;
+    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = l->b->ack_wait_ms;
     js_PublishAsyncComplete(l->js, &po);
     natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, l->js) == NATS_OK) natsMsgList_Destroy(&pending);
+    if (js_PublishAsyncGetPendingList(&pending, l->js) == NATS_OK)
+        natsMsgList_Destroy(&pending);
     l->rewinds++;
     s_set_reason(l, "%s; reading the stream's end again", why);
     evb_log(EVB_LOG_WARN, "%s -> %s: %s", l->follow, l->stream, l->reason);
@@ -573,10 +597,11 @@ static void s_step(link_t *l)
             s_later(l, L_POSITION);
             return;
         }
-        evb_log(EVB_LOG_INFO,
-                "%s (service %s, log %s) -> JetStream stream %s: exported up to seq %" PRIu64
-                ", publisher head %" PRIu64,
-                l->follow, l->service, l->log_hex, l->stream, l->sent, l->head);
+        fprintf(
+            stderr,
+            "evbus-bridge: %s (service %s, log %s) -> JetStream stream %s: exported up "
+            "to seq %" PRIu64 ", publisher head %" PRIu64 "\n",
+            l->follow, l->service, l->log_hex, l->stream, l->sent, l->head);
         l->state = L_EXPORTING;
         l->reason[0] = '\0';
         l->backoff_ms = 0;
@@ -687,7 +712,8 @@ static int s_connect(bridge_t *b, const char *urls, const char *creds, const cha
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
-    if (s == NATS_OK && creds) s = natsOptions_SetUserCredentialsFromFiles(o, creds, NULL);
+    if (s == NATS_OK && creds)
+        s = natsOptions_SetUserCredentialsFromFiles(o, creds, NULL);
     if (s == NATS_OK && ca) s = natsOptions_LoadCATrustedCertificates(o, ca);
     if (s == NATS_OK && user) s = natsOptions_SetUserInfo(o, user, password);
     if (s != NATS_OK) {
@@ -700,7 +726,8 @@ static int s_connect(bridge_t *b, const char *urls, const char *creds, const cha
     /* With retry on a failed connect, NATS_NOT_YET_CONNECTED means "connecting
      * in the background": the links wait for it. */
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
-        cli_error(b->cli, "cannot connect to NATS at %s: %s", urls, nats_GetLastError(NULL));
+        cli_error(b->cli, "cannot connect to NATS at %s: %s", urls,
+                  nats_GetLastError(NULL));
         return -1;
     }
     return 0;
@@ -725,7 +752,8 @@ int main(int argc, char **argv)
          "subjects are P.SERVICE.CATEGORY.STREAM (default evbus)"},
         {"js-stream", CLI_STR, &stream, NULL, "NAME",
          "JetStream stream name (one --follow only; default EVBUS_<SERVICE>)"},
-        {"replicas", CLI_U64, &replicas, NULL, "N", "replicas of a stream we create (default 1)"},
+        {"replicas", CLI_U64, &replicas, NULL, "N",
+         "replicas of a stream we create (default 1)"},
         {"storage", CLI_STR, &storage, NULL, "file|memory",
          "storage of a stream we create (default file)"},
         {"dedup-window-ms", CLI_U64, &dedup_ms, NULL, "MS",
@@ -733,7 +761,8 @@ int main(int argc, char **argv)
         {"no-create", CLI_FLAG, &no_create, NULL, NULL,
          "stop when the stream does not exist instead of creating it"},
         {"json", CLI_FLAG, &json, NULL, NULL,
-         "message bodies as `evbus log cat --json` prints events (default: the envelope)"},
+         "message bodies as `evbus log cat --json` prints events (default: the "
+         "envelope)"},
         {"max-pending", CLI_U64, &max_pending, NULL, "N",
          "publishes in flight per publisher (default 4096)"},
         {"ack-wait-ms", CLI_U64, &ack_wait_ms, NULL, "MS",
@@ -748,17 +777,18 @@ int main(int argc, char **argv)
     };
     cli_usage usage = {
         "--follow PUB,CATCHUP [--follow ...] [--nats URLS] [options]",
-        "Export every event of the followed publishers' logs into NATS JetStream, in "
-        "log order, exactly once: one JetStream stream per service log, subjects "
-        "PREFIX.SERVICE.CATEGORY.STREAM ('.' in a stream id as %2E), the event id as "
-        "Nats-Msg-Id, headers Evbus-Log-Id, Evbus-Seq, Evbus-Stream, Evbus-Version, "
-        "Evbus-Type, Evbus-Service. Where it stopped is read from JetStream itself (the "
-        "stream's last message); nothing is kept on disk.",
-        "Runs until SIGINT or SIGTERM (exit 0). Exit 2 on a usage error, 4 when NATS "
-        "cannot be set up; a link that meets a condition it must not pass (its "
-        "publisher's log recreated, a hole in a damaged log, a stream written by "
-        "something else) stops and says why on stderr and in its status; the others go "
-        "on. NATS unreachable or refusing is retried with a back-off (0.2 s to 5 s).\n"
+        "Export every event of the followed publishers' logs into NATS JetStream, in\n"
+        "log order, exactly once. One JetStream stream per service log; subjects\n"
+        "PREFIX.SERVICE.CATEGORY.STREAM ('.' inside a name is %2E); the event id as\n"
+        "Nats-Msg-Id; headers Evbus-Log-Id, Evbus-Seq, Evbus-Stream, Evbus-Version,\n"
+        "Evbus-Type, Evbus-Service. Where it stopped is read from JetStream itself\n"
+        "(the stream's last message): nothing is kept on disk.",
+        "Runs until SIGINT or SIGTERM (exit 0); exit 2 on a usage error, 4 when NATS\n"
+        "cannot be set up. NATS unreachable or refusing is retried (0.2 s doubling\n"
+        "to 5 s). A link that meets what it must not pass (its publisher's log\n"
+        "recreated, a hole in a damaged log, a stream that does not take its\n"
+        "subjects, an event too large for NATS) stops, says why on stderr and in\n"
+        "`evbus status EP`, and the others go on.\n"
         "Guide: services/bridge/README.md."};
     const char *pos[1];
     size_t npos = 0;
@@ -778,7 +808,8 @@ int main(int argc, char **argv)
     if ((user == NULL) != (password == NULL))
         return cli_usage_error(&cli, "--nats-user and --nats-password go together");
     if (prefix[0] == '\0' || strpbrk(prefix, " \t*>") != NULL)
-        return cli_usage_error(&cli, "--subject-prefix '%s': no spaces, '*' or '>'", prefix);
+        return cli_usage_error(&cli, "--subject-prefix '%s': no spaces, '*' or '>'",
+                               prefix);
     for (const char *p = stream; p && *p; p++)
         if (*p == '.' || *p == '*' || *p == '>' || *p <= ' ')
             return cli_usage_error(&cli, "--js-stream '%s': no '.', '*', '>' or spaces",
@@ -804,7 +835,8 @@ int main(int argc, char **argv)
         size_t pl = comma ? (size_t)(comma - follows.v[i]) : 0;
         if (comma == NULL || pl == 0 || pl >= sizeof l->pub || strlen(comma + 1) == 0 ||
             strlen(comma + 1) >= sizeof l->cu || strchr(comma + 1, ',') != NULL)
-            return cli_usage_error(&cli, "--follow %s: want PUB_EP,CATCHUP_EP", follows.v[i]);
+            return cli_usage_error(&cli, "--follow %s: want PUB_EP,CATCHUP_EP",
+                                   follows.v[i]);
         memcpy(l->pub, follows.v[i], pl);
         snprintf(l->cu, sizeof l->cu, "%s", comma + 1);
         snprintf(l->follow, sizeof l->follow, "%s", follows.v[i]);
