@@ -27,7 +27,9 @@
  * decision; libnats calls the ack handler on its own thread, which only
  * records (under the link's mutex) the last stored sequence or the error.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -588,6 +590,14 @@ static void s_step(link_t *l)
         l->reason[0] = '\0';
     }
     if (l->state == L_POSITION) {
+        /* Ask the publisher again (cheap): its head for the status while
+         * JetStream is away, and its log id, should the log be recreated. */
+        if (l->rewinds > 0) {
+            char keep[sizeof l->reason];
+            memcpy(keep, l->reason, sizeof keep);
+            (void)s_probe(l);
+            memcpy(l->reason, keep, sizeof keep);
+        }
         int p = s_position(l);
         if (p <= 0) {
             if (p == 0) s_later(l, L_POSITION);
@@ -694,6 +704,180 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     return EVB_OK;
 }
 
+/* ---- settings: flags, environment, config file ---- */
+
+/* The services' conventions (services/README.md): every flag also as
+ * EVBUS_<NAME> ('-' as '_', upper case) and as a `name = value` line of
+ * --config FILE; the command line wins over the environment, the
+ * environment over the file. A list (--follow) comes whole from the
+ * strongest source that gives it: whitespace-separated in the environment,
+ * one line each in the file. Each source is parsed on its own, so an error
+ * names where the value came from. */
+typedef struct argvec {
+    char *v[4 * CLI_MAX_LIST + 64];
+    char dashes[4 * CLI_MAX_LIST + 64][48]; /* "--name" strings v points to */
+    int n;
+    char *store; /* the file's text, which v points into */
+} argvec;
+
+static bool s_push(argvec *a, char *s)
+{
+    if (a->n >= (int)(sizeof a->v / sizeof a->v[0])) return false;
+    a->v[a->n++] = s;
+    return true;
+}
+
+static const cli_opt *s_opt(const cli_opt *opts, const char *name)
+{
+    for (const cli_opt *o = opts; o->name != NULL; o++)
+        if (strcmp(o->name, name) == 0) return o;
+    return NULL;
+}
+
+static bool s_truthy(const char *v)
+{
+    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
+/* name = value -> "--name" ["value"] into a (a flag only when truthy). */
+static int s_add_setting(cli_t *cli, argvec *a, const cli_opt *opts, const char *name,
+                         char *value, const char *where)
+{
+    const cli_opt *o = s_opt(opts, name);
+    if (o == NULL || strcmp(name, "config") == 0)
+        return cli_usage_error(cli, "%s: unknown setting '%s'", where, name);
+    if (a->n >= (int)(sizeof a->dashes / sizeof a->dashes[0]))
+        return cli_usage_error(cli, "%s: too many settings", where);
+    char *dash = a->dashes[a->n];
+    snprintf(dash, sizeof a->dashes[0], "--%s", name);
+    if (o->kind == CLI_FLAG) {
+        if (s_truthy(value)) s_push(a, dash);
+        return -1;
+    }
+    if (!s_push(a, dash) || !s_push(a, value))
+        return cli_usage_error(cli, "%s: too many settings", where);
+    return -1;
+}
+
+static int s_from_file(cli_t *cli, const char *path, const cli_opt *opts, argvec *a)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return cli_usage_error(cli, "--config: cannot read %s: %s", path,
+                               strerror(errno));
+    size_t cap = 0, used = 0;
+    char *text = NULL, line[4096];
+    while (fgets(line, sizeof line, f)) { /* keep the whole file: argv points into it */
+        size_t l = strlen(line);
+        if (used + l + 1 > cap) {
+            cap = (used + l + 1) * 2;
+            char *t = realloc(text, cap);
+            if (t == NULL) break;
+            text = t;
+        }
+        memcpy(text + used, line, l + 1);
+        used += l;
+    }
+    fclose(f);
+    a->store = text;
+    int rc = -1, lineno = 0;
+    for (char *save = NULL, *ln = text ? strtok_r(text, "\n", &save) : NULL; ln && rc < 0;
+         ln = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        while (*ln == ' ' || *ln == '\t')
+            ln++;
+        if (*ln == '#' || *ln == '\0') continue;
+        char *eq = strchr(ln, '='), where[PATH_MAX + 32];
+        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        if (eq == NULL) return cli_usage_error(cli, "%s: expected 'name = value'", where);
+        char *ne = eq;
+        while (ne > ln && (ne[-1] == ' ' || ne[-1] == '\t'))
+            ne--;
+        *ne = '\0';
+        char *v = eq + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t vl = strlen(v);
+        while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r'))
+            v[--vl] = '\0';
+        rc = s_add_setting(cli, a, opts, ln, v, where);
+    }
+    return rc;
+}
+
+static int s_from_env(cli_t *cli, const cli_opt *opts, argvec *a, char *store)
+{
+    int rc = -1;
+    size_t used = 0;
+    for (const cli_opt *o = opts; o->name != NULL && rc < 0; o++) {
+        char env[80];
+        size_t n = (size_t)snprintf(env, sizeof env, "EVBUS_%s", o->name);
+        for (size_t i = 6; i < n && i < sizeof env; i++)
+            env[i] = env[i] == '-' ? '_' : (char)toupper((unsigned char)env[i]);
+        const char *v = getenv(env);
+        if (v == NULL || *v == '\0' || strcmp(o->name, "config") == 0) continue;
+        size_t vl = strlen(v);
+        if (used + vl + 1 > 16384) return cli_usage_error(cli, "%s: too long", env);
+        char *copy = store + used;
+        memcpy(copy, v, vl + 1);
+        used += vl + 1;
+        if (o->kind == CLI_LIST) { /* whitespace-separated */
+            for (char *save = NULL, *t = strtok_r(copy, " \t\n", &save); t && rc < 0;
+                 t = strtok_r(NULL, " \t\n", &save))
+                rc = s_add_setting(cli, a, opts, o->name, t, env);
+        } else {
+            rc = s_add_setting(cli, a, opts, o->name, copy, env);
+        }
+    }
+    return rc;
+}
+
+static bool s_gives_list(const argvec *a, const char *name)
+{
+    for (int i = 0; i < a->n; i++)
+        if (strncmp(a->v[i], "--", 2) == 0 && strcmp(a->v[i] + 2, name) == 0) return true;
+    return false;
+}
+
+static int s_settings(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+                      const cli_usage *usage, cli_list *follows)
+{
+    const char *pos[1];
+    size_t npos = 0;
+    /* The command line first, alone: --help, and where --config is. */
+    int rc = cli_parse(cli, argc, argv, opts, usage, 0, 0, pos, &npos);
+    if (rc >= 0) return rc;
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0) config = argv[i] + 9;
+    }
+    bool cmd_follow = follows->n > 0;
+    static argvec file, env;
+    static char env_store[16384];
+    file.v[file.n++] = argv[0];
+    env.v[env.n++] = argv[0];
+    cli_t fcli = *cli, ecli = *cli;
+    if (config != NULL) {
+        snprintf(fcli.name, sizeof fcli.name, "%.40s (%.50s)", cli->name, config);
+        rc = s_from_file(cli, config, opts, &file);
+        if (rc >= 0) return rc;
+    }
+    snprintf(ecli.name, sizeof ecli.name, "%.40s (environment)", cli->name);
+    rc = s_from_env(cli, opts, &env, env_store);
+    if (rc >= 0) return rc;
+    /* Weakest first; each later source overrides; a list from the
+     * strongest source that gives one. */
+    follows->n = 0;
+    rc = cli_parse(&fcli, file.n, file.v, opts, usage, 0, 0, pos, &npos);
+    if (rc >= 0) return rc;
+    if (s_gives_list(&env, "follow")) follows->n = 0;
+    rc = cli_parse(&ecli, env.n, env.v, opts, usage, 0, 0, pos, &npos);
+    if (rc >= 0) return rc;
+    if (cmd_follow) follows->n = 0;
+    return cli_parse(cli, argc, argv, opts, usage, 0, 0, pos, &npos);
+}
+
 /* ---- main ---- */
 
 static int s_connect(bridge_t *b, const char *urls, const char *creds, const char *ca,
@@ -740,7 +924,7 @@ int main(int argc, char **argv)
     cli_list follows = {0};
     const char *nats_url = "nats://127.0.0.1:4222", *prefix = "evbus", *stream = NULL;
     const char *storage = "file", *creds = NULL, *ca = NULL, *cmd_ep = NULL;
-    const char *user = NULL, *password = NULL;
+    const char *user = NULL, *password = NULL, *config = NULL;
     uint64_t replicas = 1, dedup_ms = 120000, max_pending = 4096, ack_wait_ms = 5000;
     bool json = false, no_create = false;
     const cli_opt opts[] = {
@@ -773,6 +957,8 @@ int main(int argc, char **argv)
         {"nats-password", CLI_STR, &password, NULL, "PASS", "NATS password"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
          "command endpoint to bind: `evbus status EP` shows every link"},
+        {"config", CLI_STR, &config, NULL, "FILE",
+         "settings as `name = value` lines (names as the flags')"},
         {NULL, CLI_FLAG, NULL, NULL, NULL, NULL},
     };
     cli_usage usage = {
@@ -790,9 +976,7 @@ int main(int argc, char **argv)
         "subjects, an event too large for NATS) stops, says why on stderr and in\n"
         "`evbus status EP`, and the others go on.\n"
         "Guide: services/bridge/README.md."};
-    const char *pos[1];
-    size_t npos = 0;
-    int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
+    int rc = s_settings(&cli, argc, argv, opts, &usage, &follows);
     if (rc >= 0) return rc;
     if (follows.n == 0) return cli_usage_error(&cli, "--follow PUB,CATCHUP is required");
     if (follows.n > MAX_LINKS)

@@ -12,10 +12,12 @@ CASE:
            by message (js_consume, libnats) against `evbus log cat --json`.
            EVB_BRIDGE_EVENTS events (default 20,000; by hand: 100,000).
   outage   every NATS node down for longer than the stream's duplicate
-           window (1 s here), 3,000 events appended meanwhile, NATS back:
+           window (1 s here), 10,000 events appended meanwhile, NATS back:
            nothing missing, nothing twice.
-  errors   usage errors name the flag; a stream written by something else
-           stops the link with a reason that names the stream.
+  errors   usage errors name the flag (or the config file's line, or the
+           environment); settings from a file and the environment in their
+           order; a stream that does not take the bridge's subjects stops
+           the link with a reason that names the stream.
 
 The cluster: own config files, data directories and loopback ports, an
 account with JetStream and a user/password (the bridge logs in with
@@ -296,20 +298,25 @@ def case_outage(env):
     for n in w.cluster.nodes:
         n.kill(signal.SIGTERM)
     t0 = time.monotonic()
-    w.append(3000)
+    w.append(10000)
     # The outage must outlast the duplicate window: a timed wait is the point.
     left = 1.5 - (time.monotonic() - t0)
     if left > 0:
         time.sleep(left)
-    s = w.status()
-    check(s is not None and s["exported_seq"] <= 1000 and s["lag_events"] >= 3000,
-          f"status during the outage: {s}")
+    def behind():
+        s = w.status()
+        return s is not None and s["exported_seq"] <= 1000 and s["lag_events"] >= 10000
+    try:
+        evbtest.wait_for("the status to show the lag", behind, 30 * SLOW)
+    except Fail:
+        raise Fail(f"status during the outage: {w.status()}")
+    check(w.status()["lag_seconds"] > 0, f"lag_seconds: {w.status()}")
     for n in w.cluster.nodes:
         n.start()
     w.cluster.wait_healthy(w.cluster.nodes, "the cluster back")
     w.wait_exported()
     n = w.check_stream()
-    log(f"an outage of {time.monotonic() - t0:.1f} s (window 1 s), 3,000 events during it: "
+    log(f"an outage of {time.monotonic() - t0:.1f} s (window 1 s), 10,000 events during it: "
         f"{n} in the stream, each once, in order")
 
 
@@ -322,6 +329,26 @@ def case_errors(env):
     check(r.returncode == 2 and "--storage" in r.stderr, f"bad --storage: {r.stderr}")
     r = run([BRIDGE, "--help"], 10)
     check(r.returncode == 0 and "Nats-Msg-Id" in r.stdout, "--help")
+    # Settings from a config file and the environment (flags win over the
+    # environment, the environment over the file); errors say where.
+    conf = env.path("bridge.conf")
+    with open(conf, "w") as f:
+        f.write("# a comment\nfollow = a,b\nreplicas = 9\n")
+    r = run([BRIDGE, "--config", conf], 10)
+    check(r.returncode == 2 and "--replicas 9" in r.stderr, f"file replicas: {r.stderr}")
+    r = run([BRIDGE, "--config", conf], 10, env={**os.environ, "EVBUS_REPLICAS": "7"})
+    check(r.returncode == 2 and "--replicas 7" in r.stderr, f"env over file: {r.stderr}")
+    r = run([BRIDGE, "--config", conf, "--replicas", "6"], 10,
+            env={**os.environ, "EVBUS_REPLICAS": "7"})
+    check(r.returncode == 2 and "--replicas 6" in r.stderr, f"flag over env: {r.stderr}")
+    with open(conf, "a") as f:
+        f.write("bogus = 1\n")
+    r = run([BRIDGE, "--config", conf], 10)
+    check(r.returncode == 2 and f"{conf}:4: unknown setting 'bogus'" in r.stderr,
+          f"unknown setting: {r.stderr}")
+    r = run([BRIDGE, "--follow", "a,b"], 10, env={**os.environ, "EVBUS_MAX_PENDING": "x"})
+    check(r.returncode == 2 and "environment" in r.stderr and "--max-pending" in r.stderr,
+          f"bad environment value: {r.stderr}")
     # A stream that something else wrote: the link stops and names it.
     w = World(env, 10)
     w.wait_exported()
@@ -329,10 +356,13 @@ def case_errors(env):
     w.bridge.p.wait(30)
     pub = subprocess.run([CONSUME], capture_output=True, text=True)
     check(pub.returncode == 2, "js_consume usage")
+    # This one takes its login from a config file.
+    with open(conf, "w") as f:
+        f.write(f"nats-user = {USER}\nnats-password = {PASSWORD}\n")
     w.bridge = env.start([BRIDGE, "--follow", f"{w.pub},{w.cu}", "--nats",
-                          w.cluster.urls(), "--nats-user", USER, "--nats-password",
-                          PASSWORD, "--js-stream", "EVBUS_BOX_OFFICE", "--subject-prefix",
-                          "other", "--cmd", w.bcmd], "bridge2")
+                          w.cluster.urls(), "--config", conf, "--js-stream",
+                          "EVBUS_BOX_OFFICE", "--subject-prefix", "other", "--cmd", w.bcmd],
+                         "bridge2")
     # Same stream, other prefix: the stream does not take those subjects;
     # the link stops, naming the stream, its subjects and ours.
     w.append(5)
