@@ -89,7 +89,7 @@ typedef struct link {
     uint64_t js_expect; /* the stream sequence the next message must follow */
     evb_tap_t *tap;
     int64_t behind_since_us; /* 0: caught up */
-    uint64_t published, refused, rewinds;
+    uint64_t published, published_bytes, rewinds;
     /* written by libnats' thread, read by ours */
     pthread_mutex_t mu;
     uint64_t acked_seq;    /* evbus seq of the last message JetStream stored */
@@ -210,8 +210,7 @@ static int s_probe(link_t *l)
         free(rp);
         goto out;
     }
-    if (l->reason[0] == '\0' || strncmp(l->reason, "no answer", 9) == 0)
-        s_set_reason(l, "no answer from %s within %d ms", l->cu, PROBE_TIMEOUT_MS);
+    s_set_reason(l, "no answer from %s within %d ms", l->cu, PROBE_TIMEOUT_MS);
 out:
     evb_buf_free(&req);
     zmq_close(d);
@@ -525,6 +524,7 @@ static int s_on_event(const evb_tap_event *te, void *ctx, evb_err *err)
     l->sent = ev->seq;
     l->js_expect++;
     l->published++;
+    l->published_bytes += dlen;
     return EVB_OK;
 }
 
@@ -669,7 +669,7 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
         uint64_t acked = l->acked_seq, js_seq = l->acked_js_seq, inflight = l->inflight;
         pthread_mutex_unlock(&l->mu);
         uint64_t lag = l->head > acked ? l->head - acked : 0;
-        msgpack_pack_map(&pk, 14);
+        msgpack_pack_map(&pk, 15);
         s_pack_str(&pk, "publisher");
         s_pack_str(&pk, l->follow);
         s_pack_str(&pk, "service");
@@ -698,6 +698,8 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
         msgpack_pack_uint64(&pk, inflight);
         s_pack_str(&pk, "published");
         msgpack_pack_uint64(&pk, l->published);
+        s_pack_str(&pk, "published_bytes"); /* message bodies */
+        msgpack_pack_uint64(&pk, l->published_bytes);
         s_pack_str(&pk, "rewinds");
         msgpack_pack_uint64(&pk, l->rewinds);
     }
@@ -719,6 +721,9 @@ typedef struct argvec {
     int n;
     char *store; /* the file's text, which v points into */
 } argvec;
+
+/* The settings' strings live as long as the program (main frees them). */
+static argvec s_file_args, s_env_args;
 
 static bool s_push(argvec *a, char *s)
 {
@@ -853,26 +858,26 @@ static int s_settings(cli_t *cli, int argc, char **argv, const cli_opt *opts,
         if (strncmp(argv[i], "--config=", 9) == 0) config = argv[i] + 9;
     }
     bool cmd_follow = follows->n > 0;
-    static argvec file, env;
+    argvec *file = &s_file_args, *env = &s_env_args;
     static char env_store[16384];
-    file.v[file.n++] = argv[0];
-    env.v[env.n++] = argv[0];
+    file->v[file->n++] = argv[0];
+    env->v[env->n++] = argv[0];
     cli_t fcli = *cli, ecli = *cli;
     if (config != NULL) {
         snprintf(fcli.name, sizeof fcli.name, "%.40s (%.50s)", cli->name, config);
-        rc = s_from_file(cli, config, opts, &file);
+        rc = s_from_file(cli, config, opts, file);
         if (rc >= 0) return rc;
     }
     snprintf(ecli.name, sizeof ecli.name, "%.40s (environment)", cli->name);
-    rc = s_from_env(cli, opts, &env, env_store);
+    rc = s_from_env(cli, opts, env, env_store);
     if (rc >= 0) return rc;
     /* Weakest first; each later source overrides; a list from the
      * strongest source that gives one. */
     follows->n = 0;
-    rc = cli_parse(&fcli, file.n, file.v, opts, usage, 0, 0, pos, &npos);
+    rc = cli_parse(&fcli, file->n, file->v, opts, usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
-    if (s_gives_list(&env, "follow")) follows->n = 0;
-    rc = cli_parse(&ecli, env.n, env.v, opts, usage, 0, 0, pos, &npos);
+    if (s_gives_list(env, "follow")) follows->n = 0;
+    rc = cli_parse(&ecli, env->n, env->v, opts, usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
     if (cmd_follow) follows->n = 0;
     return cli_parse(cli, argc, argv, opts, usage, 0, 0, pos, &npos);
@@ -1117,5 +1122,6 @@ done:
     zmq_ctx_term(b.zctx);
     evb_buf_free(&b.body);
     evb_buf_free(&b.scratch);
+    free(s_file_args.store);
     return cli_finish(&cli, rc);
 }
