@@ -46,6 +46,7 @@
 #include <zmq.h>
 
 #include <evbus/evbus_bus.h>
+#include <evbus/evbus_http.h>
 #include <evbus/evbus_wire.h>
 
 #include "cli.h"
@@ -706,6 +707,67 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     return EVB_OK;
 }
 
+/* --http: /metrics (Prometheus text) and /status.json (the status above),
+ * rendered here on the owner's thread every 500 ms (evbus_http.h). */
+static int s_render(void *ctx, evb_buf *m, evb_buf *status, evb_err *err)
+{
+    bridge_t *b = ctx;
+    int rc = s_status(NULL, 0, status, b, err);
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"evbus_bridge_exported_seq", "gauge",
+         "the last evbus sequence JetStream acknowledged, per log"},
+        {"evbus_bridge_js_last_seq", "gauge", "its JetStream stream sequence"},
+        {"evbus_bridge_head", "gauge", "the publisher's head"},
+        {"evbus_bridge_lag_events", "gauge", "events of the log not yet in JetStream"},
+        {"evbus_bridge_lag_seconds", "gauge", "how long the link has been behind"},
+        {"evbus_bridge_inflight", "gauge", "publishes waiting for JetStream's ack"},
+        {"evbus_bridge_published_total", "counter", "messages published this run"},
+        {"evbus_bridge_published_bytes_total", "counter", "their bodies' bytes"},
+        {"evbus_bridge_rewinds_total", "counter",
+         "refusals or timeouts after which the stream's end was read again"},
+        {"evbus_bridge_up", "gauge",
+         "1 while the link exports (0: probing, "
+         "positioning or stopped)"},
+    };
+    int64_t now = s_now_us();
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0] && rc == EVB_OK; f++) {
+        rc = evb_prom_family(m, fam[f].name, fam[f].type, fam[f].help, err);
+        for (size_t i = 0; i < b->nlinks && rc == EVB_OK; i++) {
+            link_t *l = &b->links[i];
+            pthread_mutex_lock(&l->mu);
+            uint64_t acked = l->acked_seq, js_seq = l->acked_js_seq,
+                     inflight = l->inflight;
+            pthread_mutex_unlock(&l->mu);
+            uint64_t lag = l->head > acked ? l->head - acked : 0;
+            double v[] = {(double)acked,
+                          (double)js_seq,
+                          (double)l->head,
+                          (double)lag,
+                          lag && l->behind_since_us
+                              ? (double)(now - l->behind_since_us) / 1e6
+                              : 0.0,
+                          (double)inflight,
+                          (double)l->published,
+                          (double)l->published_bytes,
+                          (double)l->rewinds,
+                          l->state == L_EXPORTING ? 1.0 : 0.0};
+            const char *labels[] = {"publisher", l->follow, "service", l->service,
+                                    "stream",    l->stream, NULL};
+            rc = evb_prom_sample(m, fam[f].name, labels, v[f], err);
+        }
+    }
+    if (rc == EVB_OK)
+        rc = evb_prom_family(m, "evbus_bridge_nats_connected", "gauge",
+                             "1 while the connection to NATS is up", err);
+    if (rc == EVB_OK)
+        rc = evb_prom_sample(
+            m, "evbus_bridge_nats_connected", NULL,
+            natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED ? 1.0 : 0.0, err);
+    return rc;
+}
+
 /* ---- settings: flags, environment, config file ---- */
 
 /* The services' conventions (services/README.md): every flag also as
@@ -929,7 +991,8 @@ int main(int argc, char **argv)
     cli_list follows = {0};
     const char *nats_url = "nats://127.0.0.1:4222", *prefix = "evbus", *stream = NULL;
     const char *storage = "file", *creds = NULL, *ca = NULL, *cmd_ep = NULL;
-    const char *user = NULL, *password = NULL, *config = NULL;
+    const char *user = NULL, *password = NULL, *config = NULL, *http_addr = NULL;
+    bool http_public = false;
     uint64_t replicas = 1, dedup_ms = 120000, max_pending = 4096, ack_wait_ms = 5000;
     bool json = false, no_create = false;
     const cli_opt opts[] = {
@@ -962,6 +1025,10 @@ int main(int argc, char **argv)
         {"nats-password", CLI_STR, &password, NULL, "PASS", "NATS password"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
          "command endpoint to bind: `evbus status EP` shows every link"},
+        {"http", CLI_STR, &http_addr, NULL, "HOST:PORT",
+         "serve /metrics and /status.json (loopback unless --http-public)"},
+        {"http-public", CLI_FLAG, &http_public, NULL, NULL,
+         "allow --http on an address other than loopback"},
         {"config", CLI_STR, &config, NULL, "FILE",
          "settings as `name = value` lines (names as the flags')"},
         {NULL, CLI_FLAG, NULL, NULL, NULL, NULL},
@@ -994,6 +1061,12 @@ int main(int argc, char **argv)
         return cli_usage_error(&cli, "--replicas %" PRIu64 ": want 1..5", replicas);
     if (max_pending < 1 || max_pending > 1000000)
         return cli_usage_error(&cli, "--max-pending: want 1..1000000");
+    if (http_addr != NULL && !http_public && !evb_http_addr_is_loopback(http_addr))
+        return cli_usage_error(
+            &cli,
+            "--http %s is not loopback: the status names "
+            "publishers and streams; add --http-public to serve it there",
+            http_addr);
     if ((user == NULL) != (password == NULL))
         return cli_usage_error(&cli, "--nats-user and --nats-password go together");
     if (prefix[0] == '\0' || strpbrk(prefix, " \t*>") != NULL)
@@ -1041,6 +1114,7 @@ int main(int argc, char **argv)
         return CLI_EXIT_RUNTIME;
     }
     evb_cmd_t *cmd = NULL;
+    evb_http_t *http = NULL;
     evb_err err;
     if (cmd_ep != NULL) {
         cmd = evb_cmd_new(&(evb_cmd_opts){.endpoint = cmd_ep}, &err);
@@ -1049,6 +1123,15 @@ int main(int argc, char **argv)
             rc = CLI_EXIT_RUNTIME;
             goto done;
         }
+    }
+    if (http_addr != NULL) {
+        http = evb_http_new(http_addr, &err);
+        if (http == NULL) {
+            cli_error(&cli, "--http %s: %s", http_addr, err.msg);
+            rc = CLI_EXIT_RUNTIME;
+            goto done;
+        }
+        fprintf(stderr, "evbus-bridge: http on port %u\n", (unsigned)evb_http_port(http));
     }
     fprintf(stderr, "evbus-bridge: exporting %zu publisher(s) to NATS %s%s%s\n", b.nlinks,
             nats_url, cmd_ep ? ", commands on " : "", cmd_ep ? cmd_ep : "");
@@ -1090,6 +1173,7 @@ int main(int argc, char **argv)
                 l->behind_since_us = s_now_us();
         }
         if (cmd != NULL) evb_cmd_poll(cmd, 0, &err);
+        if (http != NULL) evb_http_tick(http, 500, s_render, &b, NULL);
         /* Idle: a short nap (the bus's queues hold what comes meanwhile). */
         if (!busy) {
             struct timespec ts = {0, 2 * 1000 * 1000};
@@ -1113,6 +1197,7 @@ int main(int argc, char **argv)
     }
 done:
     evb_cmd_destroy(&cmd);
+    evb_http_destroy(&http);
     for (size_t i = 0; i < b.nlinks; i++) {
         evb_tap_destroy(&b.links[i].tap);
         jsCtx_Destroy(b.links[i].js);

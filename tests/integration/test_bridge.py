@@ -180,6 +180,7 @@ class World:
         evbtest.wait_for("serve's start line",
                          lambda: any("serving" in l for l in self.serve.err), 20 * SLOW)
         self.dedup_ms = dedup_ms
+        self.http_port = free_ports(1)[0]
         self.bridge = None
         self.start_bridge()
 
@@ -188,7 +189,7 @@ class World:
             [BRIDGE, "--follow", f"{self.pub},{self.cu}", "--nats", self.cluster.urls(),
              "--nats-user", USER, "--nats-password", PASSWORD, "--replicas", "3",
              "--dedup-window-ms", str(self.dedup_ms), "--ack-wait-ms", "2000",
-             "--cmd", self.bcmd], "bridge")
+             "--cmd", self.bcmd, "--http", f"127.0.0.1:{self.http_port}"], "bridge")
 
     def status(self):
         r = run([EVBUS, "status", self.bcmd, "--json", "--timeout", "2000"], 10)
@@ -349,9 +350,31 @@ def case_errors(env):
     r = run([BRIDGE, "--follow", "a,b"], 10, env={**os.environ, "EVBUS_MAX_PENDING": "x"})
     check(r.returncode == 2 and "environment" in r.stderr and "--max-pending" in r.stderr,
           f"bad environment value: {r.stderr}")
-    # A stream that something else wrote: the link stops and names it.
+    r = run([BRIDGE, "--follow", "a,b", "--http", "10.1.2.3:9"], 10)
+    check(r.returncode == 2 and "--http-public" in r.stderr, f"public --http: {r.stderr}")
     w = World(env, 10)
     w.wait_exported()
+    # --http: /metrics and /status.json say what the command socket says.
+    url = f"http://127.0.0.1:{w.http_port}"
+
+    def metrics_done():
+        try:
+            with urllib.request.urlopen(url + "/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except Exception:
+            return None
+        return text if "evbus_bridge_exported_seq{" in text and any(
+            l.startswith("evbus_bridge_exported_seq{") and l.endswith(" 10")
+            for l in text.splitlines()) else None
+    text = evbtest.wait_for("/metrics with exported_seq 10", metrics_done, 30 * SLOW)
+    for fam in ("evbus_bridge_lag_events", "evbus_bridge_up", "evbus_bridge_rewinds_total",
+                "evbus_bridge_nats_connected 1"):
+        check(fam in text, f"/metrics lacks {fam}")
+    with urllib.request.urlopen(url + "/status.json", timeout=5) as r:
+        sj = json.loads(r.read())
+    check(sj["links"][0]["exported_seq"] == 10 and sj["links"][0]["stream"] ==
+          "EVBUS_BOX_OFFICE", f"/status.json: {sj}")
+    # A stream that something else wrote: the link stops and names it.
     w.bridge.p.send_signal(signal.SIGTERM)
     w.bridge.p.wait(30)
     pub = subprocess.run([CONSUME], capture_output=True, text=True)
