@@ -14,6 +14,8 @@ CASE:
   outage   every NATS node down for longer than the stream's duplicate
            window (1 s here), 10,000 events appended meanwhile, NATS back:
            nothing missing, nothing twice.
+  two      two bridges started by mistake on one stream while events are
+           appended: each event still once, in order.
   errors   usage errors name the flag (or the config file's line, or the
            environment); settings from a file and the environment in their
            order; a stream that does not take the bridge's subjects stops
@@ -321,6 +323,31 @@ def case_outage(env):
         f"{n} in the stream, each once, in order")
 
 
+def case_two(env):
+    """Two bridges started by mistake on one stream, both running while
+    events are appended: the expected last sequence refuses the one that is
+    behind, so the stream still holds each event once, in order."""
+    w = World(env, 3000)
+    other = env.start([BRIDGE, "--follow", f"{w.pub},{w.cu}", "--nats", w.cluster.urls(),
+                       "--nats-user", USER, "--nats-password", PASSWORD, "--replicas", "3",
+                       "--cmd", env.ep("b2")], "bridge2")
+    w.append(5000)
+    w.wait_exported()
+
+    def other_done():
+        r = run([EVBUS, "status", env.ep("b2"), "--json", "--timeout", "2000"], 10)
+        return r.returncode == 0 and json.loads(r.stdout)["links"][0]["exported_seq"] >= w.n
+    evbtest.wait_for("the second bridge to see the end", other_done, 60 * SLOW)
+    r = run([EVBUS, "status", env.ep("b2"), "--json"], 10)
+    rewinds = json.loads(r.stdout)["links"][0]["rewinds"] + (w.status() or {}).get(
+        "rewinds", 0)
+    other.p.send_signal(signal.SIGTERM)
+    check(other.p.wait(30 * SLOW) == 0, f"second bridge: {other.stderr()[-1000:]}")
+    n = w.check_stream()
+    log(f"two bridges on one stream, {n} events: each once, in order ({rewinds} refusals "
+        "sent one or the other back to the stream's end)")
+
+
 def case_errors(env):
     r = run([BRIDGE], 10)
     check(r.returncode == 2 and "--follow" in r.stderr, f"no --follow: {r.returncode} {r.stderr}")
@@ -410,7 +437,8 @@ def main():
     env = Env()
     ok = False
     try:
-        {"faults": case_faults, "outage": case_outage, "errors": case_errors}[CASE](env)
+        {"faults": case_faults, "outage": case_outage, "two": case_two,
+         "errors": case_errors}[CASE](env)
         ok = True
     except Fail as e:
         log(f"FAIL: {e}")
