@@ -170,6 +170,34 @@ class Proc:
             t.join(timeout=timeout)
 
 
+
+class Daemon(Proc):
+    """A child whose stdout is not read (its stderr lines are, in err)."""
+
+    def _out_line(self, line):
+        pass
+
+
+class DaemonScratch(Scratch):
+    """A Scratch that also starts Daemons and kills what is left of them at
+    cleanup (then removes the directories as Scratch.remove does)."""
+
+    def __init__(self, prefix, ipc_prefix, short=70, suffix=".sock"):
+        super().__init__(prefix, ipc_prefix, short, suffix)
+        self.procs = []
+
+    def start(self, argv, name):
+        p = Daemon(argv, name=name)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self, ok, log):
+        for p in self.procs:
+            if p.p.poll() is None:
+                p.p.kill()
+                p.p.wait()
+        self.remove(ok, log)
+
 class Procs:
     """`evbus` children started with stdout discarded and stderr in
     BASE/NAME.err, stopped by term() or all killed by kill_all(). A stopped

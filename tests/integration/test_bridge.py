@@ -128,31 +128,16 @@ class Cluster:
             n.kill(signal.SIGTERM)
 
 
-class Proc(evbtest.Proc):
-    def _out_line(self, line):
-        pass
-
-
-class Env(evbtest.Scratch):
+class Env(evbtest.DaemonScratch):
     def __init__(self):
         super().__init__(f"bridge_{CASE}_", "evbb_", short=60, suffix="")
-        self.procs = []
         self.cluster = None
 
-    def start(self, argv, name):
-        p = Proc(argv, name=name)
-        self.procs.append(p)
-        return p
-
     def cleanup(self, ok):
-        for p in self.procs:
-            if p.p.poll() is None:
-                p.p.kill()
-                p.p.wait()
         if self.cluster:
             for n in self.cluster.nodes:
                 n.kill()
-        self.remove(ok, log)
+        super().cleanup(ok, log)
 
 
 def run(argv, timeout=60, **kw):

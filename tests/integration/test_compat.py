@@ -99,29 +99,9 @@ def old_evbus():
         return binary
 
 
-class Proc(evbtest.Proc):
-    """A daemon whose stdout is not read (its stderr lines are)."""
-
-    def _out_line(self, line):
-        pass
-
-
-class Env(evbtest.Scratch):
+class Env(evbtest.DaemonScratch):
     def __init__(self):
         super().__init__("compat_", "evbc_", short=60, suffix="")
-        self.procs = []
-
-    def start(self, argv, name):
-        p = Proc(argv, name=name)
-        self.procs.append(p)
-        return p
-
-    def cleanup(self, ok):
-        for p in self.procs:
-            if p.p.poll() is None:
-                p.p.kill()
-                p.p.wait()
-        self.remove(ok, log)
 
 
 def run(argv, timeout=60, **kw):
@@ -274,7 +254,7 @@ def main():
     except Fail as e:
         log(f"FAIL: {e}")
     finally:
-        env.cleanup(ok)
+        env.cleanup(ok, log)
     return 0 if ok else 1
 
 
