@@ -1,7 +1,8 @@
 /*
  * js_consume: read what evbus-bridge exported into a JetStream stream, in
  * order, with libnats alone (no evbus library): one JSON line per message
- * with the JetStream sequence, the subject and the evbus headers.
+ * with the JetStream sequence, the subject and the evbus headers (and the
+ * body itself when it is a JSON object, as `evbus-bridge --json` writes).
  *
  *   js_consume NATS_URL STREAM [SUBJECT_FILTER]
  *
@@ -14,6 +15,7 @@
  * Build: cc js_consume.c $(pkg-config --cflags --libs libnats) -o js_consume
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,11 +97,15 @@ int main(int argc, char **argv)
             s_json_safe(s_hdr(m, "Evbus-Seq"), seq, sizeof seq);
             s_json_safe(s_hdr(m, "Evbus-Stream"), st, sizeof st);
             s_json_safe(s_hdr(m, "Evbus-Type"), ty, sizeof ty);
-            printf("{\"js_seq\":%" PRIu64
-                   ",\"subject\":\"%s\",\"id\":\"%s\",\"log_id\":\"%s\","
-                   "\"seq\":%s,\"stream\":\"%s\",\"type\":\"%s\",\"bytes\":%d}\n",
+            /* A body of `evbus-bridge --json` is a JSON object: shown as is. */
+            const char *data = natsMsg_GetData(m);
+            int dlen = natsMsg_GetDataLength(m);
+            bool json = dlen > 1 && data[0] == '{' && data[dlen - 1] == '}';
+            printf("{\"js_seq\":%" PRIu64 ",\"subject\":\"%s\",\"id\":\"%s\","
+                   "\"log_id\":\"%s\",\"seq\":%s,\"stream\":\"%s\",\"type\":\"%s\","
+                   "\"bytes\":%d%s%.*s}\n",
                    prev, natsMsg_GetSubject(m), id, lid, seq[0] ? seq : "null", st, ty,
-                   natsMsg_GetDataLength(m));
+                   dlen, json ? ",\"body\":" : "", json ? dlen : 0, json ? data : "");
             natsMsg_Ack(m, NULL);
             got++;
         }

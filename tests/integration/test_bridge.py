@@ -386,6 +386,30 @@ def case_errors(env):
         sj = json.loads(r.read())
     check(sj["links"][0]["exported_seq"] == 10 and sj["links"][0]["stream"] ==
           "EVBUS_BOX_OFFICE", f"/status.json: {sj}")
+    # --json: the bodies are what `evbus log cat --json` prints.
+    jb = env.start([BRIDGE, "--follow", f"{w.pub},{w.cu}", "--nats", w.cluster.urls(),
+                    "--nats-user", USER, "--nats-password", PASSWORD, "--json",
+                    "--js-stream", "EVBUS_JSON", "--subject-prefix", "json", "--cmd",
+                    env.ep("bj")], "bridge-json")
+
+    def json_done():
+        r = run([EVBUS, "status", env.ep("bj"), "--json", "--timeout", "2000"], 10)
+        return r.returncode == 0 and json.loads(r.stdout)["links"][0]["exported_seq"] >= 10
+    evbtest.wait_for("the --json bridge to export 10 events", json_done, 60 * SLOW)
+    jb.p.send_signal(signal.SIGTERM)
+    check(jb.p.wait(30 * SLOW) == 0, f"--json bridge: {jb.stderr()[-1000:]}")
+    r = run([CONSUME, w.cluster.auth_url(), "EVBUS_JSON"], 60)
+    check(r.returncode == 0, f"js_consume EVBUS_JSON: {r.stderr}")
+    bodies = [json.loads(l)["body"] for l in r.stdout.splitlines()]
+    w.serve.p.send_signal(signal.SIGTERM)
+    w.serve.p.wait(30 * SLOW)
+    rc = run([EVBUS, "log", "cat", "--json", w.d], 60)
+    check(bodies == [json.loads(l) for l in rc.stdout.splitlines()],
+          f"--json bodies differ from log cat --json: {bodies[:1]}")
+    w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
+                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve2")
+    evbtest.wait_for("serve's start line again",
+                     lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
     # A stream that something else wrote: the link stops and names it.
     w.bridge.p.send_signal(signal.SIGTERM)
     w.bridge.p.wait(30)
