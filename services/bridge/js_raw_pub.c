@@ -40,6 +40,7 @@ int main(int argc, char **argv)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 5000; /* a full window waits, as the bridge's does */
     natsStatus s = natsConnection_ConnectTo(&nc, url);
     if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, &jo);
     jsStreamConfig cfg;
@@ -66,7 +67,12 @@ int main(int argc, char **argv)
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = id;
-        if (s == NATS_OK) s = js_PublishMsgAsync(js, &m, &po);
+        /* A window still full after StallWait: wait again, do not give up
+         * (the bridge waits too). */
+        for (int tries = 0; s == NATS_OK || (s == NATS_TIMEOUT && tries < 60); tries++) {
+            s = js_PublishMsgAsync(js, &m, &po);
+            if (s != NATS_TIMEOUT) break;
+        }
         natsMsg_Destroy(m);
     }
     if (s == NATS_OK) s = js_PublishAsyncComplete(js, NULL);

@@ -126,7 +126,8 @@ def main():
         r = subprocess.run([raw, urls.split(",")[0], "RAW", "raw.x", str(a.events), str(body),
                             str(a.replicas)], capture_output=True, text=True)
         if r.returncode != 0:
-            sys.exit(f"bench_bridge: js_raw_pub: {r.stderr}")
+            sys.exit(f"bench_bridge: ours {a.events / ours_s:.0f} events/s; the baseline "
+                     f"failed: js_raw_pub: {r.stderr}")
         base_rate = json.loads(r.stdout)["per_second"]
         ours = a.events / ours_s
         print(json.dumps({"name": f"bridge_export_r{a.replicas}", "unit": "events/s",
