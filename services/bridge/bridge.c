@@ -325,9 +325,9 @@ static int s_position(link_t *l)
         s = js_AddStream(&si, l->js, &cfg, NULL, &jerr);
         if (s != NATS_OK) {
             s_set_reason(l,
-                         "creating JetStream stream %s (subjects %s, %d replicas): %s%s",
-                         l->stream, subj, b->replicas, natsStatus_GetText(s),
-                         jerr ? " (JetStream error code given)" : "");
+                         "creating JetStream stream %s (subjects %s, %d replicas): %s "
+                         "(JetStream error %d)",
+                         l->stream, subj, b->replicas, natsStatus_GetText(s), (int)jerr);
             if (jerr == JSStreamNameExistErr || jerr == JSStreamSubjectOverlapErr) {
                 s_stop_link(l, "%s", l->reason);
                 return -1;
@@ -401,6 +401,20 @@ static int s_position(link_t *l)
         }
         exported = strtoull(seqs, NULL, 10);
         natsMsg_Destroy(m);
+    }
+    /* JetStream has only what the publisher published: a stream ahead of
+     * the log means the log went back (restored from an older backup) and
+     * its new events reuse sequences the stream holds other events at.
+     * Exporting on would drop them without a word. */
+    if (exported > l->head) {
+        s_stop_link(l,
+                    "JetStream stream %s holds log %s up to seq %" PRIu64
+                    ", but %s's head is %" PRIu64
+                    ": the log went back (restored from an older backup?); its new "
+                    "events would take sequences the stream already holds. Export it to "
+                    "another stream (--js-stream)",
+                    l->stream, l->log_hex, exported, l->follow, l->head);
+        return -1;
     }
     pthread_mutex_lock(&l->mu);
     l->acked_seq = exported;

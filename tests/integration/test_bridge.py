@@ -18,8 +18,9 @@ CASE:
            appended: each event still once, in order.
   errors   usage errors name the flag (or the config file's line, or the
            environment); settings from a file and the environment in their
-           order; a stream that does not take the bridge's subjects stops
-           the link with a reason that names the stream.
+           order; --http; --json bodies; a log that went back behind the
+           stream (a restored backup) and a stream that does not take the
+           bridge's subjects stop the link with a reason that names them.
 
 The cluster: own config files, data directories and loopback ports, an
 account with JetStream and a user/password (the bridge logs in with
@@ -410,7 +411,34 @@ def case_errors(env):
                          "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve2")
     evbtest.wait_for("serve's start line again",
                      lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
-    # A stream that something else wrote: the link stops and names it.
+    # The log goes back (a restored backup) behind what the stream holds:
+    # the link stops instead of exporting new events under old sequences.
+    w.serve.p.send_signal(signal.SIGTERM)
+    w.serve.p.wait(30 * SLOW)
+    shutil.copytree(w.d, w.d + ".bak")
+    w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
+                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve3")
+    evbtest.wait_for("serve's start line again",
+                     lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
+    w.append(5)
+    w.wait_exported()
+    w.bridge.p.send_signal(signal.SIGTERM)
+    w.bridge.p.wait(30 * SLOW)
+    w.serve.p.send_signal(signal.SIGTERM)
+    w.serve.p.wait(30 * SLOW)
+    shutil.rmtree(w.d)
+    os.rename(w.d + ".bak", w.d)
+    w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
+                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve4")
+    evbtest.wait_for("serve's start line again",
+                     lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
+    w.n -= 5
+    w.start_bridge()
+    evbtest.wait_for("the link stopped: the log went back", lambda: (w.status() or {}).get(
+        "state") == "stopped", 60 * SLOW)
+    why = w.status()["reason"]
+    check("up to seq 15" in why and "head is 10" in why, f"reason: {why}")
+    # A stream that does not take our subjects: the link stops and names it.
     w.bridge.p.send_signal(signal.SIGTERM)
     w.bridge.p.wait(30)
     pub = subprocess.run([CONSUME], capture_output=True, text=True)
