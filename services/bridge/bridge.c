@@ -126,11 +126,6 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-static int64_t s_now_us(void)
-{
-    return evb_now_us();
-}
-
 static void s_set_reason(link_t *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void s_set_reason(link_t *l, const char *fmt, ...)
@@ -147,7 +142,7 @@ static void s_later(link_t *l, lstate st)
     l->state = st;
     l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (l->backoff_ms > BACKOFF_MAX_MS) l->backoff_ms = BACKOFF_MAX_MS;
-    l->retry_at_us = s_now_us() + (int64_t)l->backoff_ms * 1000;
+    l->retry_at_us = evb_now_us() + (int64_t)l->backoff_ms * 1000;
 }
 
 static void s_stop_link(link_t *l, const char *fmt, ...)
@@ -180,9 +175,9 @@ static int s_probe(link_t *l)
     }
     /* The DEALER does not queue before the connection is up: ask until
      * answered or PROBE_TIMEOUT_MS (PROTOCOL.md, "Catch-up"). */
-    int64_t end = s_now_us() + PROBE_TIMEOUT_MS * 1000LL;
+    int64_t end = evb_now_us() + PROBE_TIMEOUT_MS * 1000LL;
     uint64_t req_id = 1;
-    while (s_now_us() < end && !s_stop) {
+    while (evb_now_us() < end && !s_stop) {
         req.len = 0;
         if (evb_wire_hello(&req, req_id, &err) != EVB_OK) goto out;
         zmq_send(d, req.data, req.len, ZMQ_DONTWAIT);
@@ -593,7 +588,7 @@ static void s_rewind(link_t *l)
 
 static void s_step(link_t *l)
 {
-    int64_t now = s_now_us();
+    int64_t now = evb_now_us();
     if (l->state == L_STOPPED || now < l->retry_at_us) return;
     if (l->state == L_PROBE) {
         if (s_probe(l) != 0) {
@@ -635,16 +630,42 @@ static void s_step(link_t *l)
 
 /* ---- status ---- */
 
-typedef struct feedacc {
-    uint64_t head;
-    const char *reason;
-} feedacc;
-
-static int s_feed_cb(const evb_feed_status *fs, void *ctx)
+static int s_head_cb(const evb_feed_status *fs, void *ctx)
 {
-    feedacc *a = ctx;
-    if (fs->head > a->head) a->head = fs->head;
+    uint64_t *head = ctx;
+    if (fs->head > *head) *head = fs->head;
     return 0;
+}
+
+/* The publisher's head as the tap last heard it, kept in l->head (also
+ * moved by the probe), and since when the link is behind. */
+static void s_refresh_head(link_t *l, uint64_t acked)
+{
+    if (l->tap != NULL) evb_tap_status(l->tap, s_head_cb, &l->head, NULL);
+    if (acked >= l->head)
+        l->behind_since_us = 0;
+    else if (l->behind_since_us == 0)
+        l->behind_since_us = evb_now_us();
+}
+
+/* What the status and the metrics show of a link, read once. */
+typedef struct figures {
+    uint64_t acked, js_seq, inflight, lag;
+    double lag_seconds;
+} figures;
+
+static figures s_figures(link_t *l, int64_t now)
+{
+    figures f;
+    pthread_mutex_lock(&l->mu);
+    f.acked = l->acked_seq;
+    f.js_seq = l->acked_js_seq;
+    f.inflight = l->inflight;
+    pthread_mutex_unlock(&l->mu);
+    f.lag = l->head > f.acked ? l->head - f.acked : 0;
+    f.lag_seconds =
+        f.lag && l->behind_since_us ? (double)(now - l->behind_since_us) / 1e6 : 0.0;
+    return f;
 }
 
 static void s_pack_str(msgpack_packer *pk, const char *s)
@@ -674,16 +695,10 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
                         : "disconnected");
     s_pack_str(&pk, "links");
     msgpack_pack_array(&pk, b->nlinks);
-    int64_t now = s_now_us();
+    int64_t now = evb_now_us();
     for (size_t i = 0; i < b->nlinks; i++) {
         link_t *l = &b->links[i];
-        feedacc a = {l->head, NULL};
-        if (l->tap != NULL) evb_tap_status(l->tap, s_feed_cb, &a, NULL);
-        if (a.head > l->head) l->head = a.head;
-        pthread_mutex_lock(&l->mu);
-        uint64_t acked = l->acked_seq, js_seq = l->acked_js_seq, inflight = l->inflight;
-        pthread_mutex_unlock(&l->mu);
-        uint64_t lag = l->head > acked ? l->head - acked : 0;
+        figures f = s_figures(l, now);
         msgpack_pack_map(&pk, 15);
         s_pack_str(&pk, "publisher");
         s_pack_str(&pk, l->follow);
@@ -698,19 +713,17 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
         s_pack_str(&pk, "reason");
         s_pack_str(&pk, l->reason);
         s_pack_str(&pk, "exported_seq");
-        msgpack_pack_uint64(&pk, acked);
+        msgpack_pack_uint64(&pk, f.acked);
         s_pack_str(&pk, "js_last_seq");
-        msgpack_pack_uint64(&pk, js_seq);
+        msgpack_pack_uint64(&pk, f.js_seq);
         s_pack_str(&pk, "head");
         msgpack_pack_uint64(&pk, l->head);
         s_pack_str(&pk, "lag_events");
-        msgpack_pack_uint64(&pk, lag);
+        msgpack_pack_uint64(&pk, f.lag);
         s_pack_str(&pk, "lag_seconds");
-        msgpack_pack_double(&pk, lag && l->behind_since_us
-                                     ? (double)(now - l->behind_since_us) / 1e6
-                                     : 0.0);
+        msgpack_pack_double(&pk, f.lag_seconds);
         s_pack_str(&pk, "inflight");
-        msgpack_pack_uint64(&pk, inflight);
+        msgpack_pack_uint64(&pk, f.inflight);
         s_pack_str(&pk, "published");
         msgpack_pack_uint64(&pk, l->published);
         s_pack_str(&pk, "published_bytes"); /* message bodies */
@@ -745,28 +758,17 @@ static int s_render(void *ctx, evb_buf *m, evb_buf *status, evb_err *err)
          "1 while the link exports (0: probing, "
          "positioning or stopped)"},
     };
-    int64_t now = s_now_us();
+    int64_t now = evb_now_us();
     for (size_t f = 0; f < sizeof fam / sizeof fam[0] && rc == EVB_OK; f++) {
         rc = evb_prom_family(m, fam[f].name, fam[f].type, fam[f].help, err);
         for (size_t i = 0; i < b->nlinks && rc == EVB_OK; i++) {
             link_t *l = &b->links[i];
-            pthread_mutex_lock(&l->mu);
-            uint64_t acked = l->acked_seq, js_seq = l->acked_js_seq,
-                     inflight = l->inflight;
-            pthread_mutex_unlock(&l->mu);
-            uint64_t lag = l->head > acked ? l->head - acked : 0;
-            double v[] = {(double)acked,
-                          (double)js_seq,
-                          (double)l->head,
-                          (double)lag,
-                          lag && l->behind_since_us
-                              ? (double)(now - l->behind_since_us) / 1e6
-                              : 0.0,
-                          (double)inflight,
-                          (double)l->published,
-                          (double)l->published_bytes,
-                          (double)l->rewinds,
-                          l->state == L_EXPORTING ? 1.0 : 0.0};
+            figures g = s_figures(l, now);
+            double v[] = {(double)g.acked,      (double)g.js_seq,
+                          (double)l->head,      (double)g.lag,
+                          g.lag_seconds,        (double)g.inflight,
+                          (double)l->published, (double)l->published_bytes,
+                          (double)l->rewinds,   l->state == L_EXPORTING ? 1.0 : 0.0};
             const char *labels[] = {"publisher", l->follow, "service", l->service,
                                     "stream",    l->stream, NULL};
             rc = evb_prom_sample(m, fam[f].name, labels, v[f], err);
@@ -921,18 +923,15 @@ static bool s_gives_list(const argvec *a, const char *name)
 }
 
 static int s_settings(cli_t *cli, int argc, char **argv, const cli_opt *opts,
-                      const cli_usage *usage, cli_list *follows)
+                      const cli_usage *usage, cli_list *follows,
+                      const char *const *config_flag)
 {
     const char *pos[1];
     size_t npos = 0;
     /* The command line first, alone: --help, and where --config is. */
     int rc = cli_parse(cli, argc, argv, opts, usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
-    const char *config = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0) config = argv[i] + 9;
-    }
+    const char *config = *config_flag; /* only the command line names a file */
     bool cmd_follow = follows->n > 0;
     argvec *file = &s_file_args, *env = &s_env_args;
     static char env_store[16384];
@@ -1062,7 +1061,7 @@ int main(int argc, char **argv)
         "subjects, an event too large for NATS) stops, says why on stderr and in\n"
         "`evbus status EP`, and the others go on.\n"
         "Guide: services/bridge/README.md."};
-    int rc = s_settings(&cli, argc, argv, opts, &usage, &follows);
+    int rc = s_settings(&cli, argc, argv, opts, &usage, &follows, &config);
     if (rc >= 0) return rc;
     if (follows.n == 0) return cli_usage_error(&cli, "--follow PUB,CATCHUP is required");
     if (follows.n > MAX_LINKS)
@@ -1178,13 +1177,7 @@ int main(int argc, char **argv)
             }
             pthread_mutex_unlock(&l->mu);
             if (l->sent > acked || prc != EVB_OK) busy = true;
-            feedacc a = {l->head, NULL};
-            if (l->tap != NULL) evb_tap_status(l->tap, s_feed_cb, &a, NULL);
-            l->head = a.head > l->head ? a.head : l->head;
-            if (acked >= l->head)
-                l->behind_since_us = 0;
-            else if (l->behind_since_us == 0)
-                l->behind_since_us = s_now_us();
+            s_refresh_head(l, acked);
         }
         if (cmd != NULL) evb_cmd_poll(cmd, 0, &err);
         if (http != NULL) evb_http_tick(http, 500, s_render, &b, NULL);
