@@ -400,7 +400,17 @@ static int s_position(link_t *l)
     /* JetStream has only what the publisher published: a stream ahead of
      * the log means the log went back (restored from an older backup) and
      * its new events reuse sequences the stream holds other events at.
-     * Exporting on would drop them without a word. */
+     * Exporting on would drop them without a word. The head heard at the
+     * probe may be older than the stream's end (another bridge exported
+     * since): ask again, after the stream was read, before judging. */
+    if (exported > l->head) {
+        evb_id known = l->log_id;
+        char keep[sizeof l->reason];
+        memcpy(keep, l->reason, sizeof keep);
+        if (s_probe(l) != 0) return 0; /* no answer: position again later */
+        memcpy(l->reason, keep, sizeof keep);
+        if (memcmp(&known, &l->log_id, sizeof known) != 0) return 0; /* recreated */
+    }
     if (exported > l->head) {
         s_stop_link(l,
                     "JetStream stream %s holds log %s up to seq %" PRIu64
