@@ -12,8 +12,15 @@ performance is read from the bench's output, never timed in a test).
   and, in text, ends with the ratio curve: one row per case, a ratio per
   size, and the last over the first;
 - the work directory is removed afterwards;
+- `--case booking --to RES_CMD,BK_CMD` loads two services started here (as
+  an operator runs them): two runs against one deployment each get their
+  own run tag, every booking of both is confirmed (the booking log holds
+  exactly 2 events a booking, each run's shows have all their seats
+  reserved), the services keep running; `--rate` paces the load, so the run
+  can't end before its last booking is due;
 - bad flags exit 2 naming the flag.
 """
+import json
 import os
 import shutil
 import sys
@@ -30,6 +37,62 @@ STORE_CASES = ["append_b1000", "append_indexed_b1000", "append_b1000_ids", "read
 
 def bench(work, *args, timeout=300):
     return evbtest.run([EVBUS, "bench", "--dir", work, *args], timeout)
+
+
+def call(ep, cmd, args=None):
+    argv = [EVBUS, "call", ep, cmd, "--json", "--timeout", "5000"]
+    if args is not None:
+        argv += ["--payload", json.dumps(args)]
+    r = expect(evbtest.run(argv, 30), 0, f"call {cmd}")
+    return json.loads(r.stdout)
+
+
+def case_to(work):
+    """The booking case against services that run on their own."""
+    env = evbtest.DaemonScratch("bench-to-", "evbbt_")
+    ok = False
+    try:
+        sdir = os.path.join(os.path.dirname(os.path.abspath(EVBUS)), "..", "services")
+        ep = {n: env.ep(n) for n in ("res.pub", "res.cu", "res.cmd", "bk.pub", "bk.cu",
+                                     "bk.cmd")}
+        res = env.start([os.path.join(sdir, "evbus-reservation"), "--store",
+                         env.path("res"), "--pub", ep["res.pub"], "--catchup", ep["res.cu"],
+                         "--cmd", ep["res.cmd"], "--follow",
+                         ep["bk.pub"] + "," + ep["bk.cu"]], "reservation")
+        bk = env.start([os.path.join(sdir, "evbus-booking"), "--store", env.path("bk"),
+                        "--pub", ep["bk.pub"], "--catchup", ep["bk.cu"], "--cmd", ep["bk.cmd"],
+                        "--follow", ep["res.pub"] + "," + ep["res.cu"],
+                        "--hold-timeout", "600000"], "booking")
+        to = ep["res.cmd"] + "," + ep["bk.cmd"]
+        runs = []
+        for extra in ([], ["--rate", "100"]):
+            r = expect(bench(work, "--case", "booking", "--to", to, "--events", "2500",
+                             "--json", *extra), 0, f"bench --to {' '.join(extra)}")
+            lines = jlines(r.stdout)
+            check([x["name"] for x in lines] == ["booking_e2e_vs_roundtrip",
+                                                 "booking_e2e_vs_append", "booking_p99",
+                                                 "booking_p50"], f"--to lines: {lines}")
+            first = lines[0]
+            check(first["events"] == 50 and first["run_tag"] != "" and
+                  "rss_anon_mb" not in first and "running services" in first["placement"],
+                  f"--to: first line {first}")
+            runs.append(first)
+        check(runs[0]["run_tag"] != runs[1]["run_tag"], f"one run tag twice: {runs}")
+        check(runs[1]["rate"] == 100 and runs[1]["e2e_s"] >= 49 / 100,
+              f"--rate 100: 50 bookings done in {runs[1]['e2e_s']} s")
+        check(res.p.poll() is None and bk.p.poll() is None,
+              f"a service stopped: {res.stderr()[-500:]} {bk.stderr()[-500:]}")
+        head = call(ep["bk.cmd"], "status")["head"]
+        check(head == 2 * 100, f"the booking log holds {head} events, want 2 a booking")
+        for run in runs:
+            seats = sum(call(ep["res.cmd"], "show", {"show": f"{run['run_tag']}s{i}"})
+                        ["reserved"] for i in range(run["shows"]))
+            check(seats == 50, f"run {run['run_tag']}: {seats} seats reserved of 50")
+        log(f"--to: two runs ({runs[0]['ours']:.0f} and {runs[1]['ours']:.0f} bookings/s, "
+            f"the second paced at 100/s), every booking confirmed")
+        ok = True
+    finally:
+        env.cleanup(ok, log)
 
 
 def main():
@@ -76,7 +139,13 @@ def main():
         check(os.listdir(work) == [], f"work directory left behind: {os.listdir(work)}")
         log(f"--scale: curve {rows}")
 
+        case_to(work)
+        check(os.listdir(work) == [], f"work directory left behind: {os.listdir(work)}")
+
         for argv, flag in ((["--scale", "--quick"], "--scale"),
+                           (["--to", "ipc:///a,ipc:///b"], "--to"),
+                           (["--case", "booking", "--to", "ipc:///a"], "--to"),
+                           (["--case", "booking", "--rate", "fast"], "--rate"),
                            (["--sizes", "100"], "--sizes"),
                            (["--scale", "--sizes", "300,200"], "--sizes"),
                            (["--case", "append_b7"], "--case")):

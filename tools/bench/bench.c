@@ -137,6 +137,8 @@ typedef struct bench {
     bool quick;
     size_t msg_len; /* bytes of one encoded envelope of the workload */
     const char *services; /* --services DIR for the booking case, or NULL */
+    const char *to;       /* --to RES_CMD,BK_CMD for the booking case, or NULL */
+    double rate;          /* --rate for the booking case; 0 = closed loop */
     bool events_set;      /* --events given: the booking case scales from it */
     uint64_t rng;         /* splitmix64 state for caller-supplied ids */
     struct {              /* --scale: every ratio, for the curve at the end */
@@ -157,7 +159,7 @@ typedef struct result {
     const char *sync;      /* NULL: "none" */
     const char *placement; /* NULL: b->placement */
     bool lower_better;     /* latency: ratio = baseline / ours */
-    char extra[512];       /* more JSON members, each starting with ',' */
+    char extra[768];       /* more JSON members, each starting with ',' */
     char note[96];         /* table note */
 } result_t;
 
@@ -2235,6 +2237,8 @@ static int s_case_booking(bench_t *b)
     bench_booking_opts o = {.cli = b->cli,
                             .work = b->root,
                             .services = b->services,
+                            .to = b->to,
+                            .rate = b->rate,
                             .events = b->events,
                             .events_set = b->events_set,
                             .quick = b->quick,
@@ -2415,7 +2419,7 @@ int cmd_bench(int argc, char **argv)
     bool json = false, quick = false, keep = false, events_set = false, scale = false;
     uint64_t events = S_DEFAULT_EVENTS;
     const char *dir = NULL, *only = NULL, *sizes_arg = NULL;
-    const char *services = NULL;
+    const char *services = NULL, *to = NULL, *rate_arg = NULL;
     const cli_opt opts[] = {
         {"quick", CLI_FLAG, &quick, NULL, NULL, "100,000 events instead of 1,000,000"},
         {"events", CLI_U64, &events, &events_set, "N",
@@ -2434,6 +2438,12 @@ int cmd_bench(int argc, char **argv)
         {"services", CLI_STR, &services, NULL, "DIR",
          "booking case: where evbus-booking and evbus-reservation are (default: "
          "$EVBUS_BUILD/services, else ../services next to this program)"},
+        {"to", CLI_STR, &to, NULL, "RES_CMD,BK_CMD",
+         "booking case: load running services at these command endpoints "
+         "(reservation's, booking's) instead of starting private ones"},
+        {"rate", CLI_STR, &rate_arg, NULL, "N",
+         "booking case: N bookings/s in all, paced (open loop: each latency counts "
+         "from the booking's due time); default: as fast as the clients go"},
         {0},
     };
     const cli_usage usage = {
@@ -2472,7 +2482,14 @@ int cmd_bench(int argc, char **argv)
         "PUB/SUB; baseline_stage names it), catchup (replay of an N-event log\n"
         "vs. raw LevelDB scan + raw ZeroMQ pages; peak_rss_kb), latency_p50,\n"
         "latency_p99, latency_p999 (one measurement at 10,000 events/s, unit us,\n"
-        "ratio = baseline / ours; pub cpu0, sub cpu1 when possible).\n"};
+        "ratio = baseline / ours; pub cpu0, sub cpu1 when possible).\n\n"
+        "Load on a running deployment: --case booking --to RES_CMD,BK_CMD sends\n"
+        "the bookings to services already running (started by you, by systemd,\n"
+        "on other hosts) over 8 persistent connections; this run's shows,\n"
+        "bookings and customers are named with a run tag (run_tag in the JSON)\n"
+        "so runs don't meet. The clock stops when the booking log has grown by\n"
+        "2 events per booking, so give it no other load meanwhile. Add --rate N\n"
+        "to pace the load. The baselines still run here; no RssAnon series.\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
@@ -2505,6 +2522,27 @@ int cmd_bench(int argc, char **argv)
     if (events == 0 || events > S_MAX_EVENTS)
         return cli_usage_error(&cli, "--events: must be 1..%u", S_MAX_EVENTS);
     if (only != NULL && (rc = s_check_cases(&cli, only)) >= 0) return rc;
+    double rate = 0;
+    if ((to != NULL || rate_arg != NULL) && (only == NULL || strcmp(only, "booking") != 0))
+        return cli_usage_error(&cli, "%s: only for the booking case: add --case booking",
+                               to != NULL ? "--to" : "--rate");
+    if (to != NULL) {
+        const char *comma = strchr(to, ',');
+        if (comma == NULL || comma == to || comma[1] == '\0' ||
+            strchr(comma + 1, ',') != NULL)
+            return cli_usage_error(&cli,
+                                   "--to %s: give the two services' command endpoints, "
+                                   "reservation's then booking's, comma-separated",
+                                   to);
+    }
+    if (rate_arg != NULL) {
+        char *end;
+        errno = 0;
+        rate = strtod(rate_arg, &end);
+        if (end == rate_arg || *end != '\0' || errno != 0 || !(rate >= 1 && rate <= 1e7))
+            return cli_usage_error(&cli, "--rate %s: give bookings per second, 1..10000000",
+                                   rate_arg);
+    }
     if (dir == NULL) {
         dir = getenv("TMPDIR");
         if (dir == NULL || dir[0] == '\0') dir = "/tmp";
@@ -2521,6 +2559,8 @@ int cmd_bench(int argc, char **argv)
     b->only = only;
     b->quick = quick;
     b->services = services;
+    b->to = to;
+    b->rate = rate;
     b->events_set = events_set;
     b->rng = (uint64_t)evb_now_us() ^ ((uint64_t)getpid() << 40);
     int n = snprintf(b->work, sizeof b->work, "%s/evbus-bench-XXXXXX", dir);

@@ -140,6 +140,7 @@ typedef struct svc {
     char log[PATH_MAX];   /* its stdout and stderr */
     char cmd[S_EP_MAX], pub[S_EP_MAX], cu[S_EP_MAX];
     pid_t pid;                /* -1 when not running (reaped) */
+    bool external;            /* --to: a running service, not ours to start or stop */
     int wstatus;              /* wait status, once reaped by us */
     evb_cmd_client_t *client; /* the main thread's: setup, status, checks */
 } svc_t;
@@ -150,6 +151,11 @@ typedef struct bk {
     char dir[PATH_MAX]; /* WORK/booking */
     svc_t res, bkg;
     uint64_t n, nshows;
+    /* --to: names carry the run's tag (shows, bookings, customers, cmd ids),
+     * so that runs against one deployment don't meet; the heads before the
+     * run are where its events start. Both "" and 0 for private services. */
+    char tag[16];
+    uint64_t res_head0, bkg_head0;
 } bk_t;
 
 static bool s_stop(const bk_t *k)
@@ -321,6 +327,7 @@ static int s_svc_start(bk_t *k, svc_t *s, const svc_t *other, bool booking)
 /* False when s is not running (any more); reaps it. */
 static bool s_svc_alive(svc_t *s)
 {
+    if (s->external) return true; /* a silent one shows as a stall */
     if (s->pid <= 0) return false;
     int st = 0;
     pid_t r = waitpid(s->pid, &st, WNOHANG);
@@ -469,7 +476,13 @@ static int s_svc_ready(bk_t *k, svc_t *s, bool live)
     }
     char tail[400];
     s_tail(s->log, tail, sizeof tail);
-    if (rc != EVB_OK)
+    if (s->external && rc != EVB_OK)
+        cli_error(k->cli, "booking: --to: evbus-%s does not answer on %s after %.0f s: %s",
+                  s->name, s->cmd, S_START_S, err.msg);
+    else if (s->external)
+        cli_error(k->cli, "booking: --to: evbus-%s on %s: %u of %u feeds live after %.0f s",
+                  s->name, s->cmd, st.live, st.feeds, S_START_S);
+    else if (rc != EVB_OK)
         cli_error(k->cli,
                   "booking: evbus-%s does not answer on %s after %.0f s: %s (log %s: %s)",
                   s->name, s->cmd, S_START_S, err.msg, s->log, tail);
@@ -507,6 +520,8 @@ struct run {
     pthread_cond_t cv;
     unsigned ready; /* workers waiting at the gate */
     bool go;
+    uint64_t go_ns; /* when they were let go */
+    double rate;    /* books: bookings/s in all, paced; 0 = as fast as they go */
     atomic_bool abort;
     worker_t w[S_CLIENTS];
     /* raw: the echo thread */
@@ -553,10 +568,10 @@ static bool s_gate(run_t *r)
 /* The args of book number j (reused sbuffer). */
 static int s_book_args(const bk_t *k, uint64_t j, msgpack_sbuffer *sb)
 {
-    char show[32], cust[32], id[32];
-    snprintf(show, sizeof show, "s%" PRIu64, j % k->nshows);
-    snprintf(cust, sizeof cust, "c%" PRIu64, j % 1000u);
-    snprintf(id, sizeof id, "bk%08" PRIu64, j);
+    char show[48], cust[48], id[48];
+    snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, j % k->nshows);
+    snprintf(cust, sizeof cust, "%sc%" PRIu64, k->tag, j % 1000u);
+    snprintf(id, sizeof id, "%sbk%08" PRIu64, k->tag, j);
     sb->size = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
@@ -598,6 +613,19 @@ static void *s_book_worker(void *arg)
             break;
         }
         uint64_t t0 = bench_now_ns();
+        if (r->rate > 0) {
+            /* paced: booking i of worker w is due at go + (i * clients + w) /
+             * rate; its latency counts from then, so a service that falls
+             * behind shows in the figures instead of slowing the load. */
+            uint64_t due = r->go_ns + (uint64_t)((double)(i * S_CLIENTS +
+                                                          (uint64_t)(w - r->w)) *
+                                                 1e9 / r->rate);
+            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR &&
+                   !s_aborted(r)) {
+            }
+            t0 = due;
+        }
         int rc;
         for (int tries = 1;; tries++) {
             evb_err_clear(&err);
@@ -758,6 +786,7 @@ static int s_run_start(bk_t *k, run_t *r, uint64_t n, uint64_t *t0_ns)
     }
     bool go = r->ready == S_CLIENTS && !atomic_load(&r->abort) && !s_stop(k);
     *t0_ns = bench_now_ns();
+    r->go_ns = *t0_ns;
     if (go)
         r->go = true;
     else
@@ -988,9 +1017,9 @@ static int s_create_shows(bk_t *k)
     int ret = 0;
     for (uint64_t i = 0; i < k->nshows && ret == 0; i++) {
         uint64_t cap = k->n / k->nshows + (i < k->n % k->nshows ? 1 : 0);
-        char show[32], id[32];
-        snprintf(show, sizeof show, "s%" PRIu64, i);
-        snprintf(id, sizeof id, "cs%" PRIu64, i);
+        char show[48], id[48];
+        snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
+        snprintf(id, sizeof id, "%scs%" PRIu64, k->tag, i);
         sb.size = 0;
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -1017,7 +1046,7 @@ static int s_create_shows(bk_t *k)
  * shows hold n reserved seats, none held. False (said why) if not. */
 static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
 {
-    uint64_t want = k->nshows + 2 * k->n, last = 0;
+    uint64_t want = k->res_head0 + k->nshows + 2 * k->n, last = 0;
     uint64_t last_change = bench_now_ns();
     evb_err err = {0};
     status_t st = {0};
@@ -1055,8 +1084,8 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
     evb_buf out = {0};
     bool ok = st.head == want;
     for (uint64_t i = 0; i < k->nshows && ok; i++) {
-        char show[32];
-        snprintf(show, sizeof show, "s%" PRIu64, i);
+        char show[48];
+        snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
         sb.size = 0;
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -1142,9 +1171,10 @@ static int s_ours(bk_t *k, ours_t *out)
         cli_error(k->cli, "booking: out of memory");
         return -1;
     }
+    r.rate = k->o->rate;
     cli_progress(k->cli, "evbus bench: booking: ours, %" PRIu64 " bookings", k->n);
     int ret = -1;
-    uint64_t t0 = 0, t1 = 0, tj = 0, retries = 0, want = 2 * k->n, head = 0;
+    uint64_t t0 = 0, t1 = 0, tj = 0, retries = 0, want = k->bkg_head0 + 2 * k->n, head = 0;
     if (s_run_start(k, &r, k->n, &t0) != 0) goto out;
     uint64_t last_change = t0, next_rss = t0;
     evb_err err = {0};
@@ -1220,17 +1250,55 @@ out:
 /* Start both services, wait for them, create the shows. */
 static int s_services_up(bk_t *k)
 {
-    cli_progress(k->cli, "evbus bench: booking: starting the services");
-    if (s_svc_start(k, &k->res, &k->bkg, false) != 0 ||
-        s_svc_start(k, &k->bkg, &k->res, true) != 0 ||
-        s_svc_ready(k, &k->res, false) != 0 || s_svc_ready(k, &k->bkg, false) != 0)
+    if (k->res.external) {
+        cli_progress(k->cli, "evbus bench: booking: services at %s (reservation), %s "
+                     "(booking), run tag %s", k->res.cmd, k->bkg.cmd, k->tag);
+    } else {
+        cli_progress(k->cli, "evbus bench: booking: starting the services");
+        if (s_svc_start(k, &k->res, &k->bkg, false) != 0 ||
+            s_svc_start(k, &k->bkg, &k->res, true) != 0)
+            return -1;
+    }
+    if (s_svc_ready(k, &k->res, false) != 0 || s_svc_ready(k, &k->bkg, false) != 0)
         return -1;
+    status_t st;
+    evb_err err = {0};
+    if (k->res.external) { /* where this run's events start */
+        if (s_status(&k->res, S_CALL_MS, &st, &err) != EVB_OK) goto status_failed;
+        k->res_head0 = st.head;
+    }
     cli_progress(k->cli, "evbus bench: booking: creating %" PRIu64 " shows", k->nshows);
     if (s_create_shows(k) != 0) return -1;
     /* both sides' feeds (and read models) live: the clock measures bookings,
      * not the services finding each other */
-    return s_svc_ready(k, &k->res, true) != 0 || s_svc_ready(k, &k->bkg, true) != 0 ? -1
-                                                                                    : 0;
+    if (s_svc_ready(k, &k->res, true) != 0 || s_svc_ready(k, &k->bkg, true) != 0) return -1;
+    if (k->res.external) {
+        if (s_status(&k->bkg, S_CALL_MS, &st, &err) != EVB_OK) goto status_failed;
+        k->bkg_head0 = st.head;
+    }
+    return 0;
+status_failed:
+    cli_error(k->cli, "booking: --to: status: %s", err.msg);
+    return -1;
+}
+
+/* --to RES_CMD,BK_CMD: the two running services' command endpoints, and a
+ * tag for this run's names. */
+static int s_external(bk_t *k, const char *to)
+{
+    const char *comma = strchr(to, ',');
+    size_t rl = comma != NULL ? (size_t)(comma - to) : 0;
+    if (comma == NULL || rl >= S_EP_MAX || strlen(comma + 1) >= S_EP_MAX) {
+        cli_error(k->cli, "--to %s: an endpoint of %u bytes or more", to, S_EP_MAX);
+        return -1;
+    }
+    memcpy(k->res.cmd, to, rl);
+    k->res.cmd[rl] = '\0';
+    snprintf(k->bkg.cmd, sizeof k->bkg.cmd, "%s", comma + 1);
+    k->res.external = k->bkg.external = true;
+    snprintf(k->tag, sizeof k->tag, "r%08x-",
+             (unsigned)((bench_now_ns() ^ ((uint64_t)getpid() << 20)) & 0xffffffffu));
+    return 0;
 }
 
 /* ---- the case ---- */
@@ -1261,8 +1329,9 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
     int ret = -1;
     raw_rt_t rt = {0};
     double appends = 0;
-    ours_t ours = {.rss = calloc(1, sizeof(rss_series))};
-    if (s_find_services(k) != 0) goto out;
+    /* the RssAnon series needs the services' pids: ours only */
+    ours_t ours = {.rss = o->to != NULL ? NULL : calloc(1, sizeof(rss_series))};
+    if (o->to == NULL && s_find_services(k) != 0) goto out;
     if (s_fmt(k->dir, sizeof k->dir, "%s/booking", o->work) != 0) {
         cli_error(k->cli, "booking: %s: path too long", o->work);
         goto out;
@@ -1272,6 +1341,7 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
         goto out;
     }
     if (s_layout(k) != 0) goto out;
+    if (o->to != NULL && s_external(k, o->to) != 0) goto out;
     if (s_raw_appends(k, S_APPENDS_PER_BOOKING * k->n, &appends) != 0 ||
         s_raw_roundtrips(k, &rt) != 0 || s_services_up(k) != 0 || s_ours(k, &ours) != 0)
         goto out;
@@ -1285,10 +1355,16 @@ out:
     }
     res->bookings = k->n;
     res->problems = !ours.checked;
-    snprintf(res->placement, sizeof res->placement,
-             "3 processes: bench (%u client threads), evbus-booking, evbus-reservation; "
-             "ipc, unpinned, %ld cpus",
-             S_CLIENTS, sysconf(_SC_NPROCESSORS_ONLN));
+    if (o->to != NULL)
+        snprintf(res->placement, sizeof res->placement,
+                 "bench (%u client threads) against running services (--to); %ld cpus "
+                 "here",
+                 S_CLIENTS, sysconf(_SC_NPROCESSORS_ONLN));
+    else
+        snprintf(res->placement, sizeof res->placement,
+                 "3 processes: bench (%u client threads), evbus-booking, "
+                 "evbus-reservation; ipc, unpinned, %ld cpus",
+                 S_CLIENTS, sysconf(_SC_NPROCESSORS_ONLN));
     bench_booking_line *l = res->lines;
     l[0] = (bench_booking_line){.name = "booking_e2e_vs_roundtrip",
                                 .unit = "bookings/s",
@@ -1296,11 +1372,11 @@ out:
                                 .baseline = rt.rate};
     snprintf(l[0].extra, sizeof l[0].extra,
              ",\"clients\":%u,\"shows\":%" PRIu64 ",\"request_bytes\":%zu"
-             ",\"raw_roundtrips\":%" PRIu64 ",\"services_sync\":\"none\",\"e2e_s\":%.3f"
+             ",\"raw_roundtrips\":%" PRIu64 ",\"services_sync\":\"%s\",\"e2e_s\":%.3f"
              ",\"books_answered_s\":%.3f,\"retries\":%" PRIu64
-             ",\"status_polls\":%" PRIu64,
-             S_CLIENTS, k->nshows, rt.req_len, k->n, ours.e2e_s, ours.books_s,
-             ours.retries, ours.status_polls);
+             ",\"status_polls\":%" PRIu64 ",\"rate\":%.0f,\"run_tag\":\"%s\"",
+             S_CLIENTS, k->nshows, rt.req_len, k->n, o->to != NULL ? "as run" : "none",
+             ours.e2e_s, ours.books_s, ours.retries, ours.status_polls, o->rate, k->tag);
     const rss_series *rs = ours.rss;
     if (rs != NULL && rs->n > 0) {
         size_t e = strlen(l[0].extra), z = rs->n - 1;

@@ -31,6 +31,8 @@ typedef struct bench_booking_opts {
     const char *work;     /* the bench's work directory; the case makes WORK/booking */
     const char *services; /* --services DIR, or NULL: $EVBUS_BUILD/services, else
                              the running program's directory + "/../services" */
+    const char *to;       /* --to RES_CMD,BK_CMD: running services, or NULL */
+    double rate;          /* --rate: bookings/s in all, paced; 0 = closed loop */
     uint64_t events;      /* the bench's --events, used when events_set */
     bool events_set, quick;
     volatile sig_atomic_t *interrupted; /* set by the bench's SIGINT handler */
@@ -40,7 +42,7 @@ typedef struct bench_booking_line {
     const char *name, *unit; /* static strings */
     double ours, baseline;
     bool lower_better; /* latency: ratio = baseline / ours */
-    char extra[512];   /* more JSON members, each starting with ',' */
+    char extra[768];   /* more JSON members, each starting with ',' */
     char note[96];     /* table note */
 } bench_booking_line;
 

@@ -400,7 +400,9 @@ int cmd_call(int argc, char **argv)
         "      type=ShowAdded payload:='{\"seats\":100}'\n"
         "@SERVICE names a service instead: its command endpoint is taken from its\n"
         "beacon (it runs with --announce) heard on --beacon-iface within 3 s, e.g.\n"
-        "  evbus call @reservation status --beacon-iface eth0",
+        "  evbus call @reservation status --beacon-iface eth0\n"
+        "A call opens a connection of its own: for load, use `evbus bench --case\n"
+        "booking --to RES_CMD,BK_CMD` (persistent connections, --rate, percentiles).",
         s_notes};
     const char *pos[2 + CALL_MAX_ARGS];
     size_t npos;
