@@ -18,6 +18,8 @@ performance is read from the bench's output, never timed in a test).
   exactly 2 events a booking, each run's shows have all their seats
   reserved), the services keep running; `--rate` paces the load, so the run
   can't end before its last booking is due;
+- `--case soak` books and cancels again (a fixed set of shows): every seat
+  ends free, and its lines carry the RssAnon figures;
 - bad flags exit 2 naming the flag.
 """
 import json
@@ -141,6 +143,20 @@ def main():
 
         case_to(work)
         check(os.listdir(work) == [], f"work directory left behind: {os.listdir(work)}")
+
+        # The soak case on a tiny scale: every booking is cancelled again, so
+        # the bench's own check (exit 1 otherwise) finds every seat free.
+        r = expect(bench(work, "--case", "soak", "--events", "10000", "--json"), 0,
+                   "bench --case soak")
+        lines = jlines(r.stdout)
+        check([x["name"] for x in lines] == ["soak_e2e_vs_roundtrip", "soak_e2e_vs_append",
+                                             "soak_p99", "soak_p50"], f"soak lines: {lines}")
+        first = lines[0]
+        check(first["events"] == 200 and first["shows"] == 100 and
+              "rss_slope_mb_per_100k" in first and lines[1]["appends_per_booking"] == 6,
+              f"soak: first lines {lines[:2]}")
+        log(f"soak: {first['ours']:.0f} bookings/s booked and cancelled, RssAnon "
+            f"{first['rss_anon_mb']}")
 
         for argv, flag in ((["--scale", "--quick"], "--scale"),
                            (["--to", "ipc:///a,ipc:///b"], "--to"),

@@ -2232,9 +2232,10 @@ out:
 }
 
 /* booking: the two services end to end (bench_booking.c), printed here. */
-static int s_case_booking(bench_t *b)
+static int s_case_booking(bench_t *b, bool soak)
 {
     bench_booking_opts o = {.cli = b->cli,
+                            .soak = soak,
                             .work = b->root,
                             .services = b->services,
                             .to = b->to,
@@ -2285,6 +2286,7 @@ static const bench_case_t s_cases[] = {
     {"latency_p99", 0, false, false},
     {"latency_p999", 0, false, false},
     {"booking", 0, false, false},
+    {"soak", 0, false, false}, /* only when named: it runs for minutes */
 };
 
 /* The bus cases, after the store's: each starts a publisher process. The
@@ -2302,7 +2304,8 @@ static int s_run_bus(bench_t *b)
          s_wanted(b, "latency_p999")) &&
         s_case_latency(b) != 0)
         return -1;
-    if (s_wanted(b, "booking") && s_case_booking(b) != 0) return -1;
+    if (s_wanted(b, "booking") && s_case_booking(b, false) != 0) return -1;
+    if (b->only != NULL && s_wanted(b, "soak") && s_case_booking(b, true) != 0) return -1;
     return 0;
 }
 
@@ -2489,7 +2492,16 @@ int cmd_bench(int argc, char **argv)
         "bookings and customers are named with a run tag (run_tag in the JSON)\n"
         "so runs don't meet. The clock stops when the booking log has grown by\n"
         "2 events per booking, so give it no other load meanwhile. Add --rate N\n"
-        "to pace the load. The baselines still run here; no RssAnon series.\n"};
+        "to pace the load. The baselines still run here; no RssAnon series.\n\n"
+        "Soak (soak, only when named): as booking, on a fixed set of 100 shows,\n"
+        "each client cancelling its booking of 64 books ago (and its last ones\n"
+        "at the end), so the data the services hold stays the same size while\n"
+        "their logs grow; N = 200,000 (--events E: E/50, up to 20 M). RssAnon\n"
+        "of both services every second (a line every 10 s on stderr); the first\n"
+        "line's rss_slope_mb_per_100k leaves out the first minute (runs of 2\n"
+        "minutes or more). Checks that every seat ends free. With --rate and\n"
+        "enough --events it runs for as long as you want, e.g. 10 minutes:\n"
+        "  evbus bench --case soak --rate 2000 --events 60000000 --json\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
@@ -2523,8 +2535,11 @@ int cmd_bench(int argc, char **argv)
         return cli_usage_error(&cli, "--events: must be 1..%u", S_MAX_EVENTS);
     if (only != NULL && (rc = s_check_cases(&cli, only)) >= 0) return rc;
     double rate = 0;
-    if ((to != NULL || rate_arg != NULL) && (only == NULL || strcmp(only, "booking") != 0))
-        return cli_usage_error(&cli, "%s: only for the booking case: add --case booking",
+    if ((to != NULL || rate_arg != NULL) &&
+        (only == NULL || (strcmp(only, "booking") != 0 && strcmp(only, "soak") != 0)))
+        return cli_usage_error(&cli,
+                               "%s: only for the booking or soak case: add --case booking "
+                               "or --case soak",
                                to != NULL ? "--to" : "--rate");
     if (to != NULL) {
         const char *comma = strchr(to, ',');

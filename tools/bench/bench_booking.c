@@ -74,6 +74,9 @@ extern char **environ;
 #define S_CLIENTS 8u
 #define S_PER_SHOW 250u /* bookings per show, and its capacity */
 #define S_APPENDS_PER_BOOKING 4u
+/* soak: and the cancellation's BookingCancelled and SeatsReleased */
+#define S_APPENDS_PER_SOAKED 6u
+#define S_APPENDS(k) ((k)->soak ? S_APPENDS_PER_SOAKED : S_APPENDS_PER_BOOKING)
 #define S_VALUE_LEN 250u /* raw LevelDB value bytes */
 #define S_RANDOM_LEN 4096u
 #define S_WRITE_BUFFER (32u * 1024u * 1024u) /* the store's default */
@@ -86,6 +89,11 @@ extern char **environ;
 #define S_HOLD_TIMEOUT "3600000" /* ms: no booking may expire during a run */
 #define S_MAX_REQ 512u           /* raw request bytes */
 #define S_EP_MAX 160u
+#define S_RAW_MAX 200000u /* raw round trips at most: a soak's baseline needs no more */
+#define S_SOAK_SHOWS 100u     /* soak: the fixed set of shows */
+#define S_SOAK_CAPACITY 1000000u /* soak: seats a show (the services' maximum) */
+#define S_SOAK_LAG 64u        /* soak: a client cancels its booking of 64 books ago */
+#define S_SOAK_WARM_S 60.0    /* soak: the slope leaves out the first minute */
 
 /* ---- small helpers ---- */
 
@@ -151,6 +159,7 @@ typedef struct bk {
     char dir[PATH_MAX]; /* WORK/booking */
     svc_t res, bkg;
     uint64_t n, nshows;
+    bool soak;
     /* --to: names carry the run's tag (shows, bookings, customers, cmd ids),
      * so that runs against one deployment don't meet; the heads before the
      * run are where its events start. Both "" and 0 for private services. */
@@ -521,6 +530,8 @@ struct run {
     unsigned ready; /* workers waiting at the gate */
     bool go;
     uint64_t go_ns; /* when they were let go */
+    atomic_uint finished; /* workers done (soak: the clock's end) */
+    atomic_uint_fast64_t booked; /* book calls answered */
     double rate;    /* books: bookings/s in all, paced; 0 = as fast as they go */
     atomic_bool abort;
     worker_t w[S_CLIENTS];
@@ -584,6 +595,53 @@ static int s_book_args(const bk_t *k, uint64_t j, msgpack_sbuffer *sb)
     return rc;
 }
 
+/* The args of cancelling book number j (soak). */
+static int s_cancel_args(const bk_t *k, uint64_t j, msgpack_sbuffer *sb)
+{
+    char id[48], cmd[56];
+    snprintf(id, sizeof id, "%sbk%08" PRIu64, k->tag, j);
+    snprintf(cmd, sizeof cmd, "%s-x", id);
+    sb->size = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_map(&pk, 2);
+    rc |= s_pack_kv_str(&pk, "booking", id);
+    rc |= s_pack_kv_str(&pk, "cmd_id", cmd);
+    return rc;
+}
+
+/* Call command with sb's args; a timed-out call goes again (same cmd_id).
+ * EVB_OK, or the error (said in w unless the run is off). */
+static int s_worker_call(worker_t *w, evb_cmd_client_t *c, const char *command,
+                         const msgpack_sbuffer *sb, evb_buf *out, evb_err *err)
+{
+    run_t *r = w->run;
+    int rc;
+    for (int tries = 1;; tries++) {
+        evb_err_clear(err);
+        rc = evb_cmd_client_call(c, command, sb->data, sb->size, S_CALL_MS, out, err);
+        if (rc != EVB_ETIMEDOUT || tries == S_CALL_TRIES || s_aborted(r)) break;
+        w->retries++;
+    }
+    return rc;
+}
+
+/* Soak: cancel book number j; false (said why) when that failed. */
+static bool s_soak_cancel(worker_t *w, evb_cmd_client_t *c, uint64_t j,
+                          msgpack_sbuffer *sb, evb_buf *out, evb_err *err)
+{
+    run_t *r = w->run;
+    if (s_cancel_args(r->k, j, sb) != 0) {
+        s_fail(w, "out of memory");
+        return false;
+    }
+    int rc = s_worker_call(w, c, "cancel", sb, out, err);
+    if (rc != EVB_OK && !s_aborted(r))
+        s_fail(w, "cancel %sbk%08" PRIu64 ": %s (%s)", r->k->tag, j, err->msg,
+               evb_strerror(rc));
+    return rc == EVB_OK;
+}
+
 static void *s_book_worker(void *arg)
 {
     worker_t *w = arg;
@@ -626,21 +684,24 @@ static void *s_book_worker(void *arg)
             }
             t0 = due;
         }
-        int rc;
-        for (int tries = 1;; tries++) {
-            evb_err_clear(&err);
-            rc = evb_cmd_client_call(c, "book", sb.data, sb.size, S_CALL_MS, &out, &err);
-            if (rc != EVB_ETIMEDOUT || tries == S_CALL_TRIES || s_aborted(r)) break;
-            w->retries++;
-        }
+        int rc = s_worker_call(w, c, "book", &sb, &out, &err);
         if (rc != EVB_OK) {
             if (!s_aborted(r))
                 s_fail(w, "book bk%08" PRIu64 ": %s (%s)", j, err.msg, evb_strerror(rc));
             break;
         }
         r->lat[j] = bench_now_ns() - t0;
+        atomic_fetch_add(&r->booked, 1);
+        if (r->k->soak && i >= S_SOAK_LAG &&
+            !s_soak_cancel(w, c, j - S_SOAK_LAG, &sb, &out, &err))
+            break;
     }
+    /* soak: the last bookings are cancelled too, so every seat ends free */
+    for (uint64_t i = w->count > S_SOAK_LAG ? w->count - S_SOAK_LAG : 0;
+         r->k->soak && i < w->count && !s_aborted(r); i++)
+        if (!s_soak_cancel(w, c, w->first + i, &sb, &out, &err)) break;
 out:
+    atomic_fetch_add(&r->finished, 1);
     w->end_ns = bench_now_ns();
     evb_cmd_client_destroy(&c);
     evb_buf_free(&out);
@@ -826,6 +887,8 @@ static int s_run_init(run_t *r, bk_t *k, bool raw, const char *ep, uint64_t n)
     r->raw = raw;
     r->ep = ep;
     atomic_init(&r->abort, false);
+    atomic_init(&r->finished, 0);
+    atomic_init(&r->booked, 0);
     atomic_init(&r->echo_stop, false);
     r->lat = calloc(n > 0 ? n : 1, sizeof *r->lat);
     if (r->lat == NULL) return -1;
@@ -879,6 +942,7 @@ static int s_book_request(const bk_t *k, uint8_t *out, size_t *len)
 typedef struct raw_rt {
     double rate, p50_us, p99_us, max_us;
     size_t req_len;
+    uint64_t n; /* round trips made */
 } raw_rt_t;
 
 /* (a) raw ZeroMQ DEALER/ROUTER round trips, n of them over S_CLIENTS. */
@@ -892,7 +956,9 @@ static int s_raw_roundtrips(bk_t *k, raw_rt_t *out)
         cli_error(k->cli, "booking: building the raw request failed");
         return -1;
     }
-    if (s_run_init(&r, k, true, ep, k->n) != 0) {
+    uint64_t n = k->n < S_RAW_MAX ? k->n : S_RAW_MAX;
+    out->n = n;
+    if (s_run_init(&r, k, true, ep, n) != 0) {
         cli_error(k->cli, "booking: out of memory");
         return -1;
     }
@@ -914,14 +980,14 @@ static int s_raw_roundtrips(bk_t *k, raw_rt_t *out)
         goto out;
     }
     cli_progress(k->cli, "evbus bench: booking: raw ZeroMQ round trips");
-    int started = s_run_start(k, &r, k->n, &t0);
+    int started = s_run_start(k, &r, n, &t0);
     int joined = s_run_join(k, &r, &t1, &retries);
     if (started != 0 || joined != 0) goto out;
-    qsort(r.lat, k->n, sizeof *r.lat, bench_cmp_u64);
-    out->rate = (double)k->n / s_secs(t0, t1);
-    out->p50_us = bench_pct_us(r.lat, k->n, 0.50);
-    out->p99_us = bench_pct_us(r.lat, k->n, 0.99);
-    out->max_us = bench_pct_us(r.lat, k->n, 1.0);
+    qsort(r.lat, n, sizeof *r.lat, bench_cmp_u64);
+    out->rate = (double)n / s_secs(t0, t1);
+    out->p50_us = bench_pct_us(r.lat, n, 0.50);
+    out->p99_us = bench_pct_us(r.lat, n, 0.99);
+    out->max_us = bench_pct_us(r.lat, n, 1.0);
     ret = 0;
 out:
     s_run_abort(&r);
@@ -1016,7 +1082,8 @@ static int s_create_shows(bk_t *k)
     evb_err err = {0};
     int ret = 0;
     for (uint64_t i = 0; i < k->nshows && ret == 0; i++) {
-        uint64_t cap = k->n / k->nshows + (i < k->n % k->nshows ? 1 : 0);
+        uint64_t cap = k->soak ? S_SOAK_CAPACITY
+                               : k->n / k->nshows + (i < k->n % k->nshows ? 1 : 0);
         char show[48], id[48];
         snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
         snprintf(id, sizeof id, "%scs%" PRIu64, k->tag, i);
@@ -1115,6 +1182,58 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
     return ok;
 }
 
+/* Soak, after the clock: every show's seats free again (each cancellation
+ * reached reservation), none held or reserved. False (said why) if they
+ * stay taken for S_STALL_S. */
+static bool s_check_free(bk_t *k)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    evb_buf out = {0};
+    evb_err err = {0};
+    uint64_t last = UINT64_MAX, last_change = bench_now_ns(), taken = 0;
+    bool ok = false;
+    while (!s_stop(k)) {
+        taken = 0;
+        bool asked = true;
+        for (uint64_t i = 0; i < k->nshows && asked; i++) {
+            char show[48];
+            snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
+            sb.size = 0;
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            uint64_t rs = 0, h = 0;
+            asked = msgpack_pack_map(&pk, 1) == 0 && s_pack_kv_str(&pk, "show", show) == 0 &&
+                    evb_cmd_client_call(k->res.client, "show", sb.data, sb.size, S_CALL_MS,
+                                        &out, &err) == EVB_OK &&
+                    evb_map_uint(out.data, out.len, "reserved", &rs, &err) == EVB_OK &&
+                    evb_map_uint(out.data, out.len, "held", &h, &err) == EVB_OK;
+            if (!asked) cli_error(k->cli, "soak: show %s: %s", show, err.msg);
+            taken += rs + h;
+        }
+        if (!asked) break;
+        if (taken == 0) {
+            ok = true;
+            break;
+        }
+        if (taken != last) {
+            last = taken;
+            last_change = bench_now_ns();
+        }
+        if (s_secs(last_change, bench_now_ns()) > S_STALL_S) {
+            cli_error(k->cli,
+                      "soak: %" PRIu64 " seats still held or reserved %.0f s after the "
+                      "last cancellation was answered: not every booking was cancelled",
+                      taken, S_STALL_S);
+            break;
+        }
+        s_sleep_ms(20);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    evb_buf_free(&out);
+    return ok;
+}
+
 /* The services' heap while the clock runs: RssAnon (kB) of both, sampled
  * once a second against the bookings done, and its slope once warm. */
 #define S_RSS_MAX 4096
@@ -1139,12 +1258,14 @@ static double s_rss_anon_kb(pid_t pid)
 }
 
 /* Least-squares slope of kb[i] over done, in MB per 100,000 bookings, over
- * the samples past the warm-up; 0 with fewer than 3 of them. */
-static double s_rss_slope(const rss_series *r, int i, uint64_t n)
+ * the samples past the warm-up (the first warm_s seconds, or without them
+ * the first fifth of the bookings); 0 with fewer than 3 of them. */
+static double s_rss_slope(const rss_series *r, int i, uint64_t n, double warm_s)
 {
     double sx = 0, sy = 0, sxx = 0, sxy = 0, m = 0;
     for (size_t j = 0; j < r->n; j++) {
-        if (r->done[j] < S_RSS_WARM * (double)n || r->kb[i][j] < 0) continue;
+        bool warm = warm_s > 0 ? r->t_s[j] < warm_s : r->done[j] < S_RSS_WARM * (double)n;
+        if (warm || r->kb[i][j] < 0) continue;
         double x = r->done[j] / 100000.0, y = r->kb[i][j] / 1024.0;
         sx += x;
         sy += y;
@@ -1188,7 +1309,8 @@ static int s_ours(bk_t *k, ours_t *out)
         if (rs != NULL && now >= next_rss && rs->n < S_RSS_MAX && rc == EVB_OK) {
             next_rss = now + 1000000000ull;
             rs->t_s[rs->n] = s_secs(t0, now);
-            rs->done[rs->n] = (double)st.head / 2;
+            rs->done[rs->n] = k->soak ? (double)atomic_load(&r.booked)
+                                      : (double)(st.head - k->bkg_head0) / 2;
             rs->kb[0][rs->n] = s_rss_anon_kb(k->res.pid);
             rs->kb[1][rs->n] = s_rss_anon_kb(k->bkg.pid);
             if (rs->n % 10 == 0)
@@ -1199,7 +1321,7 @@ static int s_ours(bk_t *k, ours_t *out)
                         rs->kb[1][rs->n] / 1024);
             rs->n++;
         }
-        if (rc == EVB_OK && st.head >= want) {
+        if (k->soak ? atomic_load(&r.finished) == S_CLIENTS : rc == EVB_OK && st.head >= want) {
             t1 = now;
             head = st.head;
             break;
@@ -1233,12 +1355,19 @@ static int s_ours(bk_t *k, ours_t *out)
     out->max_us = bench_pct_us(r.lat, k->n, 1.0);
     cli_progress(k->cli, "evbus bench: booking: checking the sagas' outcome");
     uint64_t reserved = 0;
-    out->checked = head == want;
-    if (!out->checked)
-        cli_error(k->cli,
-                  "booking: the booking log has %" PRIu64 " events, expected %" PRIu64,
-                  head, want);
-    if (!s_check_seats(k, &reserved)) out->checked = false;
+    if (k->soak) {
+        /* the clock stops when every seat is free again: each booking and
+         * its cancellation went through both services */
+        out->checked = s_check_free(k);
+        t1 = bench_now_ns();
+    } else {
+        out->checked = head == want;
+        if (!out->checked)
+            cli_error(k->cli,
+                      "booking: the booking log has %" PRIu64 " events, expected %" PRIu64,
+                      head, want);
+        if (!s_check_seats(k, &reserved)) out->checked = false;
+    }
     ret = s_stop(k) ? -1 : 0;
 out:
     s_run_abort(&r);
@@ -1305,10 +1434,13 @@ static int s_external(bk_t *k, const char *to)
 
 static uint64_t s_count(const bench_booking_opts *o)
 {
-    if (!o->events_set) return o->quick ? BENCH_BOOKING_QUICK : BENCH_BOOKING_DEFAULT;
-    uint64_t n = o->events / BENCH_BOOKING_PER_EVENTS;
+    if (!o->events_set)
+        return o->quick ? BENCH_BOOKING_QUICK
+                        : o->soak ? BENCH_SOAK_DEFAULT : BENCH_BOOKING_DEFAULT;
+    uint64_t n = o->events / BENCH_BOOKING_PER_EVENTS, max = o->soak ? BENCH_SOAK_MAX
+                                                                       : BENCH_BOOKING_MAX;
     if (n < BENCH_BOOKING_MIN) n = BENCH_BOOKING_MIN;
-    if (n > BENCH_BOOKING_MAX) n = BENCH_BOOKING_MAX;
+    if (n > max) n = max;
     return n;
 }
 
@@ -1323,7 +1455,9 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
     k->o = o;
     k->cli = o->cli;
     k->n = s_count(o);
-    k->nshows = (k->n + S_PER_SHOW - 1) / S_PER_SHOW;
+    k->soak = o->soak;
+    k->nshows = k->soak ? (k->n < S_SOAK_SHOWS ? k->n : S_SOAK_SHOWS)
+                        : (k->n + S_PER_SHOW - 1) / S_PER_SHOW;
     k->res = (svc_t){.name = "reservation", .pid = -1};
     k->bkg = (svc_t){.name = "booking", .pid = -1};
     int ret = -1;
@@ -1342,7 +1476,8 @@ int bench_booking_run(const bench_booking_opts *o, bench_booking_result *res)
     }
     if (s_layout(k) != 0) goto out;
     if (o->to != NULL && s_external(k, o->to) != 0) goto out;
-    if (s_raw_appends(k, S_APPENDS_PER_BOOKING * k->n, &appends) != 0 ||
+    uint64_t raw_appends = S_APPENDS(k) * (k->n < S_RAW_MAX ? k->n : S_RAW_MAX);
+    if (s_raw_appends(k, raw_appends, &appends) != 0 ||
         s_raw_roundtrips(k, &rt) != 0 || s_services_up(k) != 0 || s_ours(k, &ours) != 0)
         goto out;
     ret = 0;
@@ -1366,7 +1501,8 @@ out:
                  "evbus-reservation; ipc, unpinned, %ld cpus",
                  S_CLIENTS, sysconf(_SC_NPROCESSORS_ONLN));
     bench_booking_line *l = res->lines;
-    l[0] = (bench_booking_line){.name = "booking_e2e_vs_roundtrip",
+    l[0] = (bench_booking_line){.name = k->soak ? "soak_e2e_vs_roundtrip"
+                                                : "booking_e2e_vs_roundtrip",
                                 .unit = "bookings/s",
                                 .ours = ours.rate,
                                 .baseline = rt.rate};
@@ -1375,38 +1511,45 @@ out:
              ",\"raw_roundtrips\":%" PRIu64 ",\"services_sync\":\"%s\",\"e2e_s\":%.3f"
              ",\"books_answered_s\":%.3f,\"retries\":%" PRIu64
              ",\"status_polls\":%" PRIu64 ",\"rate\":%.0f,\"run_tag\":\"%s\"",
-             S_CLIENTS, k->nshows, rt.req_len, k->n, o->to != NULL ? "as run" : "none",
+             S_CLIENTS, k->nshows, rt.req_len, rt.n, o->to != NULL ? "as run" : "none",
              ours.e2e_s, ours.books_s, ours.retries, ours.status_polls, o->rate, k->tag);
     const rss_series *rs = ours.rss;
+    /* soak: past the first minute when the run is long enough for it */
+    double warm_s = k->soak && rs != NULL && rs->n > 0 &&
+                            rs->t_s[rs->n - 1] >= 2 * S_SOAK_WARM_S
+                        ? S_SOAK_WARM_S
+                        : 0;
     if (rs != NULL && rs->n > 0) {
         size_t e = strlen(l[0].extra), z = rs->n - 1;
         snprintf(l[0].extra + e, sizeof l[0].extra - e,
                  ",\"rss_anon_mb\":{\"reservation\":[%.1f,%.1f],\"booking\":[%.1f,%.1f]}"
                  ",\"rss_slope_mb_per_100k\":{\"reservation\":%.2f,\"booking\":%.2f}"
-                 ",\"rss_samples\":%zu",
+                 ",\"rss_samples\":%zu,\"rss_warm_up\":\"%s\"",
                  rs->kb[0][0] / 1024, rs->kb[0][z] / 1024, rs->kb[1][0] / 1024,
-                 rs->kb[1][z] / 1024, s_rss_slope(rs, 0, k->n), s_rss_slope(rs, 1, k->n),
-                 rs->n);
+                 rs->kb[1][z] / 1024, s_rss_slope(rs, 0, k->n, warm_s),
+                 s_rss_slope(rs, 1, k->n, warm_s), rs->n,
+                 warm_s > 0 ? "first minute" : "first fifth of the bookings");
     }
     free(ours.rss);
     snprintf(l[0].note, sizeof l[0].note, "%u clients; raw DEALER/ROUTER echo, ipc",
              S_CLIENTS);
-    l[1] = (bench_booking_line){.name = "booking_e2e_vs_append",
+    l[1] = (bench_booking_line){.name = k->soak ? "soak_e2e_vs_append" : "booking_e2e_vs_append",
                                 .unit = "bookings/s",
                                 .ours = ours.rate,
-                                .baseline = appends / S_APPENDS_PER_BOOKING};
+                                .baseline = appends / S_APPENDS(k)};
     snprintf(
         l[1].extra, sizeof l[1].extra,
         ",\"appends_per_booking\":%u,\"raw_appends_per_s\":%.0f,\"raw_appends\":%" PRIu64
         ",\"value_bytes\":%u,\"raw_batch\":1",
-        S_APPENDS_PER_BOOKING, appends, S_APPENDS_PER_BOOKING * k->n, S_VALUE_LEN);
+        S_APPENDS(k), appends, raw_appends, S_VALUE_LEN);
     snprintf(l[1].note, sizeof l[1].note,
-             "raw single appends/s / %u (appends per booking)", S_APPENDS_PER_BOOKING);
-    static const char *const names[2] = {"booking_p99", "booking_p50"};
+             "raw single appends/s / %u (appends per booking)", S_APPENDS(k));
+    static const char *const names[2][2] = {{"booking_p99", "booking_p50"},
+                                            {"soak_p99", "soak_p50"}};
     double q_ours[2] = {ours.p99_us, ours.p50_us}, q_raw[2] = {rt.p99_us, rt.p50_us};
     for (int i = 0; i < 2; i++) {
         bench_booking_line *p = &l[2 + i];
-        *p = (bench_booking_line){.name = names[i],
+        *p = (bench_booking_line){.name = names[k->soak][i],
                                   .unit = "us",
                                   .ours = q_ours[i],
                                   .baseline = q_raw[i],

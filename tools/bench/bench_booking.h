@@ -24,6 +24,8 @@
 #define BENCH_BOOKING_PER_EVENTS 50u /* --events N: N / 50 bookings */
 #define BENCH_BOOKING_MIN 8u         /* one per client thread */
 #define BENCH_BOOKING_MAX 2000000u
+#define BENCH_SOAK_DEFAULT 200000u /* the soak case without --events */
+#define BENCH_SOAK_MAX 20000000u
 #define BENCH_BOOKING_LINES 4
 
 typedef struct bench_booking_opts {
@@ -33,6 +35,8 @@ typedef struct bench_booking_opts {
                              the running program's directory + "/../services" */
     const char *to;       /* --to RES_CMD,BK_CMD: running services, or NULL */
     double rate;          /* --rate: bookings/s in all, paced; 0 = closed loop */
+    bool soak;            /* the soak case: a fixed set of shows, each booking
+                             cancelled S_SOAK_LAG bookings later */
     uint64_t events;      /* the bench's --events, used when events_set */
     bool events_set, quick;
     volatile sig_atomic_t *interrupted; /* set by the bench's SIGINT handler */
