@@ -24,6 +24,8 @@
 
 #define CACHE_MAX 100000u /* aggregates kept in memory before a flush, whatever their size */
 #define MAX_COMMANDS 30u  /* the bus allows 32; status is one */
+#define SVC_STREAM_CACHE 16384u        /* stream versions per store (the store's default: 100 k) */
+#define SVC_VIEWS_BUFFER (4u << 20) /* the views store's write buffer (the store's: 32 MiB) */
 #define CMD_KEY_PFX "cmd/"
 
 typedef struct cache_ent {
@@ -1076,14 +1078,23 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
     signal(SIGPIPE, SIG_IGN);
     evb_err err = {0};
     *exit_code = 3;
+    /* Memory a service holds whatever its history (services/README.md,
+     * "Memory"): stream versions cached per store at most SVC_STREAM_CACHE
+     * (past it, the indexed ones are dropped and read back from the index
+     * when needed), and the views store's LevelDB write buffer at
+     * SVC_VIEWS_BUFFER: read models are small writes that took minutes of
+     * load to fill a 32 MiB memtable, so the service's memory kept growing
+     * long after its start. */
     evb_store_opts so = {.dir = svc->cfg.store, .service = def->name, .create = true,
-                         .sync = svc->cfg.sync};
+                         .sync = svc->cfg.sync, .stream_cache_entries = SVC_STREAM_CACHE};
     svc->store = evb_store_open(&so, &err);
     if (svc->store == NULL) goto fail;
     if (def->views) {
         if (svc->cfg.rebuild_views && s_drop_views(svc->cfg.views, &err) != EVB_OK) goto fail;
         evb_store_opts vo = {.dir = svc->cfg.views, .service = def->name, .create = true,
-                             .sync = EVB_SYNC_GROUP};
+                             .sync = EVB_SYNC_GROUP,
+                             .stream_cache_entries = SVC_STREAM_CACHE,
+                             .write_buffer_bytes = SVC_VIEWS_BUFFER};
         svc->views = evb_store_open(&vo, &err);
         if (svc->views == NULL) goto fail;
     }
