@@ -12,6 +12,9 @@
 
 #include <czmq.h>
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <ftw.h>
 #include <limits.h>
 #include <msgpack.h>
@@ -26,7 +29,9 @@
 #define MAX_COMMANDS 30u  /* the bus allows 32; status is one */
 #define SVC_STREAM_CACHE 16384u        /* stream versions per store (the store's default: 100 k) */
 #define SVC_VIEWS_BUFFER (4u << 20) /* the views store's write buffer (the store's: 32 MiB) */
+#define SVC_LOG_BUFFER (8u << 20)   /* the log's (its index: half of it) */
 #define CMD_KEY_PFX "cmd/"
+#define SVC_TRIM_MS 10000u /* hand freed heap back to the system this often */
 
 typedef struct cache_ent {
     const evb_agg_def *def;
@@ -80,6 +85,7 @@ struct evb_svc_ctx {
 
 struct evb_svc {
     const evb_svc_def *def;
+    uint64_t trims, trim_us_max; /* heap trims (s_trim) and the longest */
     svc_config cfg;
     evb_store_t *store, *views;
     evb_pub_t *pub;
@@ -910,7 +916,7 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     evb_id_to_hex(&si.log_id, hex);
     evb_pub_stats ps = {0};
     if (svc->pub) evb_pub_get_stats(svc->pub, &ps);
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 15);
     KS("program", "service");
     KS("service", svc->def->name);
     KS("log_id", hex);
@@ -935,6 +941,10 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     KU("max_bytes", (uint64_t)svc->cfg.aggregate_cache_mb << 20);
     KU("evictions", svc->cache_evictions);
     KU("evicted", svc->cache_evicted);
+    msgpack_pack_str_with_body(pk, "heap_trims", 10);
+    msgpack_pack_map(pk, 2);
+    KU("count", svc->trims);
+    KU("us_max", svc->trim_us_max);
     return rc;
 #undef KS
 #undef KU
@@ -1081,12 +1091,14 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
     /* Memory a service holds whatever its history (services/README.md,
      * "Memory"): stream versions cached per store at most SVC_STREAM_CACHE
      * (past it, the indexed ones are dropped and read back from the index
-     * when needed), and the views store's LevelDB write buffer at
-     * SVC_VIEWS_BUFFER: read models are small writes that took minutes of
-     * load to fill a 32 MiB memtable, so the service's memory kept growing
-     * long after its start. */
+     * when needed), and LevelDB's write buffers at SVC_LOG_BUFFER and
+     * SVC_VIEWS_BUFFER: a memtable and the one being flushed are both in
+     * memory, and a service's small writes took minutes of load to fill the
+     * store's default 32 MiB ones, so its memory kept growing long after its
+     * start. */
     evb_store_opts so = {.dir = svc->cfg.store, .service = def->name, .create = true,
-                         .sync = svc->cfg.sync, .stream_cache_entries = SVC_STREAM_CACHE};
+                         .sync = svc->cfg.sync, .stream_cache_entries = SVC_STREAM_CACHE,
+                         .write_buffer_bytes = SVC_LOG_BUFFER};
     svc->store = evb_store_open(&so, &err);
     if (svc->store == NULL) goto fail;
     if (def->views) {
@@ -1157,6 +1169,30 @@ fail:
     return NULL;
 }
 
+/* Freed heap back to the system. LevelDB's memtables are built of 4 KiB
+ * blocks and freed whole after each flush; glibc keeps such freed memory in
+ * its arenas, so a service's RssAnon kept climbing under a steady load
+ * (soak, 10 minutes: booking 124.8 -> 132.0 MB over 270,000 bookings) while
+ * what it held did not: malloc_trim on that process took it from 135 to
+ * 96 MB. Trimming every SVC_TRIM_MS costs the loop the walk over the arenas
+ * (trim_us_max in status). */
+static int s_trim(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    evb_svc_t *svc = arg;
+#if defined(__GLIBC__)
+    int64_t t0 = evb_now_us();
+    malloc_trim(0);
+    uint64_t us = (uint64_t)(evb_now_us() - t0);
+    if (us > svc->trim_us_max) svc->trim_us_max = us;
+    svc->trims++;
+#else
+    (void)svc;
+#endif
+    return 0;
+}
+
 static int s_stop_check(zloop_t *loop, int id, void *arg)
 {
     (void)loop;
@@ -1168,6 +1204,7 @@ static int s_stop_check(zloop_t *loop, int id, void *arg)
 int evb_svc_run(evb_svc_t *svc)
 {
     zloop_timer(svc->loop, 50, 0, s_stop_check, NULL);
+    zloop_timer(svc->loop, SVC_TRIM_MS, 0, s_trim, svc);
     evb_store_info si;
     evb_store_get_info(svc->store, &si);
     char hex[EVB_ID_HEX_LEN + 1];

@@ -720,6 +720,9 @@ static void s_cache_figures(proc *p, uint64_t *entries, uint64_t *bytes, uint64_
     assert_int_equal(evb_map_uint(m, ml, "entries", entries, &err), EVB_OK);
     assert_int_equal(evb_map_uint(m, ml, "bytes", bytes, &err), EVB_OK);
     assert_int_equal(evb_map_uint(m, ml, "evicted", evicted, &err), EVB_OK);
+    uint64_t trims; /* the heap trims' figures are there (every 10 s) */
+    assert_int_equal(evb_map_find(out.data, out.len, "heap_trims", &m, &ml, &err), EVB_OK);
+    assert_int_equal(evb_map_uint(m, ml, "count", &trims, &err), EVB_OK);
     evb_buf_free(&out);
 }
 

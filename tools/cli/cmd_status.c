@@ -292,7 +292,9 @@ int cmd_status(int argc, char **argv)
         "and categories.",
         "--json fields: program (service, serve or mirror), service, log_id, head;\n"
         "(a service) state, synced, published, commands, rejected,\n"
-        "retries_answered, views, beacons; (a subscriber) feeds: [{publisher,\n"
+        "retries_answered, views, beacons, aggregate_cache {entries, bytes,\n"
+        "max_bytes, evictions, evicted}, heap_trims {count, us_max}; (a\n"
+        "subscriber) feeds: [{publisher,\n"
         "publisher_service, publisher_up, category, log_id, state, reason, applied,\n"
         "applied_events, head, lag, lag_seconds, duplicates, gaps, pages,\n"
         "bad_frames, refusals, handshake_refusals, heartbeat_age_ms, hole?,\n"
