@@ -1109,6 +1109,37 @@ static int s_create_shows(bk_t *k)
     return ret;
 }
 
+/* The seats reserved and held in all of this run's shows, summed; false
+ * (said why) when a show could not be asked. */
+static bool s_seats(bk_t *k, uint64_t *reserved, uint64_t *held)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    evb_buf out = {0};
+    evb_err err = {0};
+    bool ok = true;
+    *reserved = *held = 0;
+    for (uint64_t i = 0; i < k->nshows && ok; i++) {
+        char show[48];
+        snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
+        sb.size = 0;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        uint64_t r = 0, h = 0;
+        ok = msgpack_pack_map(&pk, 1) == 0 && s_pack_kv_str(&pk, "show", show) == 0 &&
+             evb_cmd_client_call(k->res.client, "show", sb.data, sb.size, S_CALL_MS, &out,
+                                 &err) == EVB_OK &&
+             evb_map_uint(out.data, out.len, "reserved", &r, &err) == EVB_OK &&
+             evb_map_uint(out.data, out.len, "held", &h, &err) == EVB_OK;
+        if (!ok) cli_error(k->cli, "booking: show %s: %s", show, err.msg);
+        *reserved += r;
+        *held += h;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    evb_buf_free(&out);
+    return ok;
+}
+
 /* After the clock: the reservation log gets to nshows + 2 n events, and the
  * shows hold n reserved seats, none held. False (said why) if not. */
 static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
@@ -1146,30 +1177,7 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
                   " events, expected %" PRIu64,
                   st.head, want);
     uint64_t reserved = 0, held = 0;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    evb_buf out = {0};
-    bool ok = st.head == want;
-    for (uint64_t i = 0; i < k->nshows && ok; i++) {
-        char show[48];
-        snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
-        sb.size = 0;
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        uint64_t r = 0, h = 0;
-        if (msgpack_pack_map(&pk, 1) != 0 || s_pack_kv_str(&pk, "show", show) != 0 ||
-            evb_cmd_client_call(k->res.client, "show", sb.data, sb.size, S_CALL_MS, &out,
-                                &err) != EVB_OK ||
-            evb_map_uint(out.data, out.len, "reserved", &r, &err) != EVB_OK ||
-            evb_map_uint(out.data, out.len, "held", &h, &err) != EVB_OK) {
-            cli_error(k->cli, "booking: show %s: %s", show, err.msg);
-            ok = false;
-        }
-        reserved += r;
-        held += h;
-    }
-    msgpack_sbuffer_destroy(&sb);
-    evb_buf_free(&out);
+    bool ok = st.head == want && s_seats(k, &reserved, &held);
     *reserved_out = reserved;
     if (ok && (reserved != k->n || held != 0)) {
         cli_error(k->cli,
@@ -1187,31 +1195,12 @@ static bool s_check_seats(bk_t *k, uint64_t *reserved_out)
  * stay taken for S_STALL_S. */
 static bool s_check_free(bk_t *k)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    evb_buf out = {0};
-    evb_err err = {0};
     uint64_t last = UINT64_MAX, last_change = bench_now_ns(), taken = 0;
     bool ok = false;
     while (!s_stop(k)) {
-        taken = 0;
-        bool asked = true;
-        for (uint64_t i = 0; i < k->nshows && asked; i++) {
-            char show[48];
-            snprintf(show, sizeof show, "%ss%" PRIu64, k->tag, i);
-            sb.size = 0;
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            uint64_t rs = 0, h = 0;
-            asked = msgpack_pack_map(&pk, 1) == 0 && s_pack_kv_str(&pk, "show", show) == 0 &&
-                    evb_cmd_client_call(k->res.client, "show", sb.data, sb.size, S_CALL_MS,
-                                        &out, &err) == EVB_OK &&
-                    evb_map_uint(out.data, out.len, "reserved", &rs, &err) == EVB_OK &&
-                    evb_map_uint(out.data, out.len, "held", &h, &err) == EVB_OK;
-            if (!asked) cli_error(k->cli, "soak: show %s: %s", show, err.msg);
-            taken += rs + h;
-        }
-        if (!asked) break;
+        uint64_t rs, h;
+        if (!s_seats(k, &rs, &h)) break;
+        taken = rs + h;
         if (taken == 0) {
             ok = true;
             break;
@@ -1229,8 +1218,6 @@ static bool s_check_free(bk_t *k)
         }
         s_sleep_ms(20);
     }
-    msgpack_sbuffer_destroy(&sb);
-    evb_buf_free(&out);
     return ok;
 }
 
