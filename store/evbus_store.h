@@ -62,6 +62,11 @@ typedef struct evb_store_opts {
     evb_index_mode index_mode;
     size_t write_buffer_bytes;   /* LevelDB write buffer (default 32 MiB) */
     size_t stream_cache_entries; /* stream versions kept in memory (default 100k) */
+    size_t block_cache_bytes;    /* one LevelDB block cache for the log and its index
+                                    (default 0: LevelDB's own, 8 MiB each) */
+    unsigned max_open_tables;    /* tables kept open, with their index blocks in
+                                    memory, per database (default 0: LevelDB's,
+                                    about 1,000) */
 } evb_store_opts;
 
 typedef struct evb_store evb_store_t;

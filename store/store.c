@@ -976,6 +976,19 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 2);
     st->ix_filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(st->ix_options, st->ix_filter);
+    /* Memory that grows with the data read, or with the tables: bounded
+     * when the caller says so (a service does, services/README.md). */
+    if (opts->block_cache_bytes) {
+        st->block_cache = leveldb_cache_create_lru(opts->block_cache_bytes);
+        leveldb_options_set_cache(st->options, st->block_cache);
+        leveldb_options_set_cache(st->ix_options, st->block_cache);
+    }
+    if (opts->max_open_tables) {
+        /* LevelDB keeps 10 of max_open_files for other files */
+        int n = (int)(opts->max_open_tables < 64 ? 64 : opts->max_open_tables) + 10;
+        leveldb_options_set_max_open_files(st->options, n);
+        leveldb_options_set_max_open_files(st->ix_options, n);
+    }
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo, opts->sync == EVB_SYNC_EVERY);
@@ -1130,6 +1143,7 @@ void evb_store_destroy(evb_store_t **stp)
     if (st->options) leveldb_options_destroy(st->options);
     if (st->ix_options) leveldb_options_destroy(st->ix_options);
     if (st->ix_filter) leveldb_filterpolicy_destroy(st->ix_filter);
+    if (st->block_cache) leveldb_cache_destroy(st->block_cache);
     if (st->ro) leveldb_readoptions_destroy(st->ro);
     if (st->wo) leveldb_writeoptions_destroy(st->wo);
     if (st->wo_sync) leveldb_writeoptions_destroy(st->wo_sync);

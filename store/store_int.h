@@ -237,6 +237,7 @@ struct evb_store {
     _Atomic uint64_t nstreams;
 
     /* Owner-thread state. */
+    leveldb_cache_t *block_cache; /* opts->block_cache_bytes, or NULL: LevelDB's */
     hmap streams;   /* stream -> a = version, b = seq of its last event */
     idset tail_ids; /* ids the caller gave, possibly not yet indexed */
     uint64_t sealed_upto; /* highest seq given a sealed id in this process */

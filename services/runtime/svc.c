@@ -30,6 +30,8 @@
 #define SVC_STREAM_CACHE 16384u        /* stream versions per store (the store's default: 100 k) */
 #define SVC_VIEWS_BUFFER (4u << 20) /* the views store's write buffer (the store's: 32 MiB) */
 #define SVC_LOG_BUFFER (8u << 20)   /* the log's (its index: half of it) */
+#define SVC_BLOCK_CACHE (4u << 20)  /* per store, its log and index together */
+#define SVC_OPEN_TABLES 200u        /* per database, with their index blocks */
 #define CMD_KEY_PFX "cmd/"
 #define SVC_TRIM_MS 10000u /* hand freed heap back to the system this often */
 
@@ -1095,10 +1097,14 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
      * SVC_VIEWS_BUFFER: a memtable and the one being flushed are both in
      * memory, and a service's small writes took minutes of load to fill the
      * store's default 32 MiB ones, so its memory kept growing long after its
-     * start. */
+     * start; and what LevelDB keeps of its tables, SVC_BLOCK_CACHE of blocks
+     * read and the index blocks of SVC_OPEN_TABLES tables (by default four
+     * 8 MiB caches a service, and index blocks that grew with the log). */
     evb_store_opts so = {.dir = svc->cfg.store, .service = def->name, .create = true,
                          .sync = svc->cfg.sync, .stream_cache_entries = SVC_STREAM_CACHE,
-                         .write_buffer_bytes = SVC_LOG_BUFFER};
+                         .write_buffer_bytes = SVC_LOG_BUFFER,
+                         .block_cache_bytes = SVC_BLOCK_CACHE,
+                         .max_open_tables = SVC_OPEN_TABLES};
     svc->store = evb_store_open(&so, &err);
     if (svc->store == NULL) goto fail;
     if (def->views) {
@@ -1106,7 +1112,9 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         evb_store_opts vo = {.dir = svc->cfg.views, .service = def->name, .create = true,
                              .sync = EVB_SYNC_GROUP,
                              .stream_cache_entries = SVC_STREAM_CACHE,
-                             .write_buffer_bytes = SVC_VIEWS_BUFFER};
+                             .write_buffer_bytes = SVC_VIEWS_BUFFER,
+                             .block_cache_bytes = SVC_BLOCK_CACHE,
+                             .max_open_tables = SVC_OPEN_TABLES};
         svc->views = evb_store_open(&vo, &err);
         if (svc->views == NULL) goto fail;
     }

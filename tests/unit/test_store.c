@@ -3170,6 +3170,30 @@ static void test_index_dir_removed_is_rebuilt(void **state)
     s_append_ok(f->st, "show-0", 20, 1, 0, 0); /* expected version from the index */
 }
 
+/* A store whose LevelDB caches are bounded (a service's): one block cache
+ * of 64 KiB shared by the log and its index (3 MB of events read through
+ * it), the open tables bounded; every event still reads back, through the
+ * stream and category indexes too, before and after a reopen, and verify
+ * is clean (ASan: the shared cache outlives both databases). */
+static void test_bounded_caches(void **state)
+{
+    fx_t *f = *state;
+    evb_store_opts o = s_opts(f, EVB_INDEX_THREAD);
+    o.write_buffer_bytes = 64u << 10; /* many small tables */
+    o.block_cache_bytes = 64u << 10;
+    o.max_open_tables = 1; /* taken as 64 */
+    f->st = s_open_o(&o);
+    for (int i = 0; i < 60; i++)
+        s_append_ok(f->st, i % 3 == 0 ? "show-0" : i % 3 == 1 ? "show-1" : "show-2",
+                    EVB_EXPECT_ANY, 500, i * 500, 0);
+    s_index_all(f->st);
+    s_expect_streams(f, 30000);
+    evb_store_destroy(&f->st);
+    o.create = false;
+    f->st = s_open_o(&o);
+    s_expect_streams(f, 30000);
+}
+
 static void test_index_past_the_head_is_rebuilt(void **state)
 {
     fx_t *f = *state;
@@ -3918,6 +3942,7 @@ int main(void)
         T(test_verify_reports_progress),
         T(test_verify_missing_event_is_corrupt),
         T(test_index_dir_removed_is_rebuilt),
+        T(test_bounded_caches),
         T(test_index_runs),
         T(test_index_feed_equals_read_back),
         T(test_index_run_damaged),
