@@ -136,9 +136,13 @@ static bool s_keep_unindexed(const hent *e, void *ctx)
 /* Drop cached entries the indexes now cover, when the maps grew large. */
 void st_sweep(evb_store_t *st)
 {
+    if (st->streams.len <= st->stream_cache_max || st->streams.len <= st->sweep_at) return;
     uint64_t ix = atomic_load(&st->indexed);
-    if (st->streams.len > st->stream_cache_max)
-        (void)hmap_filter(&st->streams, s_keep_unindexed, &ix);
+    (void)hmap_filter(&st->streams, s_keep_unindexed, &ix);
+    /* What is left is unindexed: sweeping again before the map has grown
+     * well past it would rebuild the table on every append to keep the same
+     * entries (a long indexer lag, a restart's unindexed tail). */
+    st->sweep_at = 2 * st->streams.len;
 }
 
 /* Record that stream reached version at seq, adding count events to its

@@ -985,7 +985,10 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
     }
     if (opts->max_open_tables) {
         /* LevelDB keeps 10 of max_open_files for other files */
-        int n = (int)(opts->max_open_tables < 64 ? 64 : opts->max_open_tables) + 10;
+        unsigned t = opts->max_open_tables < 64      ? 64
+                     : opts->max_open_tables > 50000 ? 50000
+                                                     : opts->max_open_tables;
+        int n = (int)t + 10;
         leveldb_options_set_max_open_files(st->options, n);
         leveldb_options_set_max_open_files(st->ix_options, n);
     }

@@ -229,6 +229,7 @@ struct evb_store {
     bool read_only;
     atomic_bool unwritable; /* set by the owner or the flusher */
     size_t stream_cache_max;
+    size_t sweep_at; /* st_sweep: twice what its last sweep kept */
 
     _Atomic uint64_t head;    /* written by the owner thread only */
     _Atomic uint64_t indexed; /* written under ix_mu only */

@@ -3172,7 +3172,8 @@ static void test_index_dir_removed_is_rebuilt(void **state)
 
 /* A store whose LevelDB caches are bounded (a service's): one block cache
  * of 64 KiB shared by the log and its index (3 MB of events read through
- * it), the open tables bounded; every event still reads back, through the
+ * it; the open-table bound is set too, but at LevelDB's least, 64 tables,
+ * it is not reached by so small a log); every event still reads back, through the
  * stream and category indexes too, before and after a reopen, and verify
  * is clean (ASan: the shared cache outlives both databases). */
 static void test_bounded_caches(void **state)

@@ -2496,11 +2496,12 @@ int cmd_bench(int argc, char **argv)
         "Soak (soak, only when named): as booking, on a fixed set of 100 shows,\n"
         "each client cancelling its booking of 64 books ago (and its last ones\n"
         "at the end), so the data the services hold stays the same size while\n"
-        "their logs grow; N = 200,000 (--events E: E/50, up to 20 M). RssAnon\n"
-        "of both services every second (a line every 10 s on stderr); the first\n"
-        "line's rss_slope_mb_per_100k leaves out the first minute (runs of 2\n"
-        "minutes or more). Checks that every seat ends free. With --rate and\n"
-        "enough --events it runs for as long as you want, e.g. 10 minutes:\n"
+        "their logs grow; N = 200,000 (--events E: E/50, up to 2 M). RssAnon\n"
+        "of both services every second for up to 4,096 s (a line every 10 s on\n"
+        "stderr); the first line's rss_slope_mb_per_100k leaves out the first\n"
+        "minute (runs of 2 minutes or more). The clock stops when every seat\n"
+        "is free again (checked). With --rate and enough --events it runs as\n"
+        "long as you want, up to 2 M bookings, e.g. 10 minutes:\n"
         "  evbus bench --case soak --rate 2000 --events 60000000 --json\n"};
     const char *pos[1];
     size_t npos;
