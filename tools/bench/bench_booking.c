@@ -691,7 +691,8 @@ static void *s_book_worker(void *arg)
         int rc = s_worker_call(w, c, "book", &sb, &out, &err);
         if (rc != EVB_OK) {
             if (!s_aborted(r))
-                s_fail(w, "book bk%08" PRIu64 ": %s (%s)", j, err.msg, evb_strerror(rc));
+                s_fail(w, "book %sbk%08" PRIu64 ": %s (%s)", r->k->tag, j, err.msg,
+                       evb_strerror(rc));
             break;
         }
         r->lat[j] = bench_now_ns() - t0;
