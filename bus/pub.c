@@ -27,7 +27,10 @@
 
 typedef struct cat_entry {
     char name[EVB_MAX_CATEGORY_LEN + 1];
-    uint64_t last; /* seq of its last event sent live (or in the log at start) */
+    /* seq of its last event sent live (or in the log at start), or the end
+     * of a hole met live after it: the prev of its next live event and its
+     * head in heartbeats */
+    uint64_t last;
 } cat_entry;
 
 struct evb_pub {
@@ -37,6 +40,7 @@ struct evb_pub {
     evb_id log_id;
     char service[EVB_MAX_SERVICE_LEN + 1];
     uint64_t published;
+    uint64_t hole_to; /* the end of the last hole met live (0: none) */
     cat_entry *cats; /* sorted by name */
     size_t ncats, capcats;
     size_t hb_cursor; /* next category for the rotating heartbeat pages */
@@ -71,7 +75,7 @@ static cat_entry *s_cat(evb_pub_t *p, const char *name, bool create)
         p->cats = n;
         p->capcats = nc;
     }
-    key.last = 0;
+    key.last = p->hole_to; /* it may have had events in that hole */
     p->cats[p->ncats++] = key;
     qsort(p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
     return bsearch(&key, p->cats, p->ncats, sizeof *p->cats, s_cmp_cat);
@@ -267,6 +271,14 @@ static int s_publish(evb_pub_t *p, evb_err *err)
                 p->service, (unsigned long long)hf, (unsigned long long)ht, err->msg);
         p->published = ht;
         p->stats.holes++;
+        /* Any category may have had events in the hole. Its next live event
+         * (and its head in heartbeats) says the hole's end as its prev, so a
+         * feed of one category asks for what it lacks and the catch-up names
+         * the hole; with the category's last event sent as prev, a feed of
+         * it went on past the hole without a word. */
+        p->hole_to = ht;
+        for (size_t i = 0; i < p->ncats; i++)
+            if (p->cats[i].last < ht) p->cats[i].last = ht;
         evb_err_clear(err);
     }
     evb_iter_destroy(&it);
