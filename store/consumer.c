@@ -95,6 +95,7 @@ int evb_store_scan_from(evb_store_t *st, const void *prefix, size_t plen, const 
         seeklen = slen + 1;
     }
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_verify_checksums(ro, st_ldb_checks(st));
     const leveldb_snapshot_t *snap = leveldb_create_snapshot(st->db);
     leveldb_readoptions_set_snapshot(ro, snap);
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, ro);

@@ -312,6 +312,12 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
                                st->dir);
         leveldb_options_set_env(st->options, st->db_bg);
     }
+    /* Without that Env (read-only) every read checks block checksums:
+     * a block read unchecked would also go into the block cache, where the
+     * checked reads after it find it (a read-only open once loaded a damaged
+     * block of the unindexed events unchecked, and cat, verify, salvage and
+     * serve then gave its garbled events as good). */
+    leveldb_readoptions_set_verify_checksums(st->ro, st_ldb_checks(st));
     return s_ldb_open(st, st->options, st->dir, create, &st->db, &st->db_env, err);
 }
 
@@ -429,6 +435,7 @@ static bool s_first_gap(leveldb_t *db, uint64_t *lo, uint64_t *hi)
 {
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     leveldb_readoptions_set_fill_cache(ro, 0);
+    leveldb_readoptions_set_verify_checksums(ro, 1); /* a read-only view */
     leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
     const char pfx = K_EVENT;
     uint64_t expect = 1;
