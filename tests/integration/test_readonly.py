@@ -7,7 +7,8 @@ its service runs, and need only read permission (store/roenv.h).
 Checks:
   damaged WAL   a copy of a log whose write-ahead log (*.log) has 16 bytes
                 flipped: `log info` (exit 1, a damage line), `verify`,
-                `cat`, `export` and `state` leave every file as it was (names, sizes, SHA-256); before,
+                `cat`, `export`, `state`, `checkpoints` and a `backup` of it
+                leave every file as it was (names, sizes, SHA-256); before,
                 LevelDB's recovery rewrote the directory and deleted the
                 damaged .log (its events then lost for good). verify names
                 the gap once and the index entries into it once per index
@@ -27,13 +28,15 @@ Checks:
                 as the events before it; a writer opens it and appends.
   clean log     the same on an undamaged log, whose events all read back.
   live          `evbus serve` holds the log: `log info` and `log cat` read
-                it (exit 0, the served head); `log backup` while 2,000 appends
+                it (exit 0, the served head), verify, export, state and
+                checkpoints exit 0 beside it; `log backup` while 2,000 appends
                 go through serve writes a copy that verifies clean and equals
                 the log's first events up to its head; the server keeps
                 serving (an append through it lands, seen by the next read).
-  non-root      the log owned by root, files 0644: `log info` and `log cat`
-                as user nobody (root only; else exit 77, and under CI=true a
-                failure).
+  non-root      the log owned by root, files 0644: every read-only verb and a
+                backup as user nobody, no byte changed; an unreadable CURRENT
+                named with "permission denied" (root only; else exit 77, and
+                under CI=true a failure).
 """
 import hashlib
 import json
@@ -79,11 +82,20 @@ def make_log(d, n):
     check(r.returncode == 0, f"append: {r.returncode} {r.stderr[-500:]}")
 
 
-def read_all(d):
-    """The read-only verbs on d: {verb: completed run}."""
-    return {" ".join(v): run(["log", *v]) for v in (
-        ["info", d], ["verify", d], ["cat", d, "--json"], ["export", d],
-        ["state", d, "show-3"])}
+READ_VERBS = (["info"], ["verify"], ["cat", "--json"], ["export"], ["state", "show-3"],
+              ["checkpoints"])
+
+
+def read_all(d, runner=None):
+    """The read-only verbs on d, and a backup of it next to it (the source
+    must not change either): {verb: completed run}."""
+    runner = runner or (lambda argv: run(argv))
+    res = {" ".join([v[0], d, *v[1:]]): runner(["log", v[0], d, *v[1:]])
+           for v in READ_VERBS}
+    bk = d.rstrip("/") + "-bk"
+    res["backup " + d] = runner(["log", "backup", d, bk])
+    shutil.rmtree(bk, ignore_errors=True)
+    return res
 
 
 def untouched(d, what):
@@ -282,6 +294,10 @@ def live(base, d):
         check(r.returncode == 0 and len(r.stdout.splitlines()) == 3500,
               f"log cat while served: exit {r.returncode}, {len(r.stdout.splitlines())} "
               f"events; {r.stderr[-500:]}")
+        for v in READ_VERBS[1:]:
+            r = run(["log", v[0], d, *v[1:]])
+            check(r.returncode == 0, f"log {v[0]} while served: exit {r.returncode} "
+                                     f"{r.stderr[-500:]}")
         # A backup while appends go on: the log as of the backup's start.
         feeder = subprocess.Popen([EVBUS, "append", "--to", cmd], stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -342,6 +358,10 @@ def non_root(base, d):
         r = as_nobody(["log", "cat", dst, "--json"])
         check(r.returncode == 0 and len(r.stdout.splitlines()) == 5501,
               f"log cat as nobody: exit {r.returncode} {r.stderr}")
+        # every other verb, and a backup into a directory nobody may write
+        os.chmod(ro, 0o1777)
+        for k, r in read_all(dst, as_nobody).items():
+            check(r.returncode == 0, f"log {k} as nobody: exit {r.returncode} {r.stderr[-300:]}")
         check(tree(dst) == before, "reading as nobody changed the log")
         os.chmod(os.path.join(dst, "CURRENT"), 0o600)
         r = as_nobody(["log", "info", dst])
@@ -349,7 +369,8 @@ def non_root(base, d):
               f"an unreadable CURRENT: exit {r.returncode} {r.stderr}")
     finally:
         shutil.rmtree(ro, ignore_errors=True)
-    log("non-root: nobody reads a root-owned 0644 log; an unreadable file is named")
+    log("non-root: nobody reads a root-owned 0644 log with every read-only verb and backs "
+        "it up; an unreadable file is named")
     return True
 
 
