@@ -179,6 +179,12 @@ EVB_EXPORT int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_e
  * ..."). Always 0 for a writable store (its open refuses such a log when
  * events are missing). Damage in tables shows only when read (verify). */
 EVB_EXPORT size_t evb_store_wal_damage(const evb_store_t *st, char *msg, size_t cap);
+/* Damage a read-only open met reading the log's unindexed events (table
+ * blocks that fail their checksum, events that do not decode): how many
+ * (0: none), the first described in msg[0..cap). Such an open reads past it
+ * (a writable one refuses the log); other damage in tables shows when read
+ * (cat, verify). */
+EVB_EXPORT size_t evb_store_tail_damage(const evb_store_t *st, char *msg, size_t cap);
 
 /* ---- append ---- */
 

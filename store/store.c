@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -422,6 +423,25 @@ int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out, ev
     }
     if (out != NULL) *out = bi;
     return EVB_OK;
+}
+
+size_t evb_store_tail_damage(const evb_store_t *st, char *msg, size_t cap)
+{
+    if (cap > 0) snprintf(msg, cap, "%s", st->tail_damage ? st->tail_damage_msg : "");
+    return st->tail_damage;
+}
+
+/* A read-only open reads past damage in the unindexed events: noted for
+ * evb_store_tail_damage and logged. */
+static void s_tail_damage(evb_store_t *st, const char *fmt, ...)
+{
+    char m[sizeof st->tail_damage_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    if (st->tail_damage++ == 0) memcpy(st->tail_damage_msg, m, sizeof m);
+    evb_log(EVB_LOG_WARN, "%s: %s", st->dir, m);
 }
 
 size_t evb_store_wal_damage(const evb_store_t *st, char *msg, size_t cap)
@@ -854,8 +874,8 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         evb_err derr;
         if (evb_event_decode_into(v, vl, &ev, &derr) != EVB_OK) {
             if (st->read_only) {
-                evb_log(EVB_LOG_WARN, "%s: event %llu does not decode: %s", st->dir,
-                        (unsigned long long)seq, derr.msg);
+                s_tail_damage(st, "event %llu does not decode: %s", (unsigned long long)seq,
+                              derr.msg);
                 continue;
             }
             rc = evb_err_set(err, EVB_ECORRUPT,
@@ -883,8 +903,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         return st_ldb_err(st, ie, what, err);
     }
     if (ie != NULL) {
-        if (st->read_only)
-            evb_log(EVB_LOG_WARN, "%s: reading the log's tail: %s", st->dir, ie);
+        if (st->read_only) s_tail_damage(st, "reading the log's unindexed events: %s", ie);
         leveldb_free(ie);
     }
     return rc;
@@ -1222,5 +1241,8 @@ int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
     if (rc != EVB_OK || st->format < 2) return rc;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index", st->dir);
+    struct stat sb;
+    /* A read-only open reads a log whose index (derived) is gone without it */
+    if (st->read_only && stat(path, &sb) != 0 && errno == ENOENT) return EVB_OK;
     return s_dir_bytes(path, bytes, err);
 }

@@ -227,6 +227,9 @@ struct evb_store {
     unsigned group_ms;
     evb_index_mode index_mode;
     bool read_only;
+    /* read-only: damage met loading the unindexed events (count, first) */
+    size_t tail_damage;
+    char tail_damage_msg[300];
     atomic_bool unwritable; /* set by the owner or the flusher */
     size_t stream_cache_max;
     size_t sweep_at; /* st_sweep: twice what its last sweep kept */

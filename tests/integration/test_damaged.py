@@ -30,7 +30,8 @@ largest table; LevelDB's block checksum then fails for one block. Checks:
                 (snappy keeps them as they are), one bit flipped at three
                 places in three copies: cat exits 1 naming the hole and
                 prints no event that differs from the clean log's, verify
-                exits 1, salvage lists the hole. Before, the open read the
+                exits 1, info exits 1 with `tail_damage`, salvage lists the
+                hole. Before, the open read the
                 tail without block checksums and put the block in the cache,
                 where the checked reads found it: cat exited 0 printing the
                 garbled event, verify passed, salvage copied it as good.
@@ -269,11 +270,15 @@ def one_bit(base):
               f"altered {altered[:5]}: {r.stderr[-400:]}")
         r = run(["log", "verify", d])
         check(r.returncode == 1, f"verify of a bit flipped at {t}@{off}: exit {r.returncode}")
+        r = run(["log", "info", d, "--json"])
+        check(r.returncode == 1 and json.loads(r.stdout)["tail_damage"]["count"] > 0,
+              f"info of a bit flipped at {t}@{off}: exit {r.returncode} {r.stdout[-300:]}")
         r = run(["log", "salvage", d, d + "-salvaged", "--json"])
         si = json.loads(r.stdout) if r.stdout.strip() else {}
         check(r.returncode == 1 and si.get("holes"),
               f"salvage of a bit flipped at {t}@{off}: exit {r.returncode} {r.stdout[-300:]}")
-    log("one bit: cat, verify and salvage name the hole at three places; no garbled event")
+    log("one bit: cat, verify, info and salvage name the damage at three places; no "
+        "garbled event")
 
 
 def main():

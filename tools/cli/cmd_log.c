@@ -188,6 +188,10 @@ static int s_info_json(cli_t *cli, evb_store_t *st, const char *dir,
     if (rc == EVB_OK)
         rc = evb_buf_printf(&b, &err, "],\"wal_damage\":{\"parts\":%zu,\"first\":", drops);
     if (rc == EVB_OK) rc = cli_json_str(&b, dmg, &err);
+    size_t tails = evb_store_tail_damage(st, dmg, sizeof dmg);
+    if (rc == EVB_OK)
+        rc = evb_buf_printf(&b, &err, "},\"tail_damage\":{\"count\":%zu,\"first\":", tails);
+    if (rc == EVB_OK) rc = cli_json_str(&b, dmg, &err);
     if (rc == EVB_OK) rc = evb_buf_append(&b, "}}\n", 3, &err);
     int ret = CLI_EXIT_OK;
     if (rc != EVB_OK) {
@@ -227,6 +231,11 @@ static void s_info_text(cli_t *cli, evb_store_t *st, const char *dir,
         cli_printf(cli, "%-14s %s%zu damaged part(s) of the write-ahead log skipped%s: %s "
                         "(`evbus log verify` names the missing events)\n",
                    "damage", cli_red(cli), drops, r, dmg);
+    size_t tails = evb_store_tail_damage(st, dmg, sizeof dmg);
+    if (tails > 0)
+        cli_printf(cli, "%-14s %s%zu damaged place(s) in the unindexed events%s: %s "
+                        "(`evbus log verify` names the missing events)\n",
+                   "damage", cli_red(cli), tails, r, dmg);
     cli_printf(cli, "%-14s %zu\n", "categories", cats->n);
     if (cats->n == 0) return;
     int wname = 8, wcount = 6, whead = 4;
@@ -259,11 +268,14 @@ static int s_info(cli_t *cli, int argc, char **argv)
         "each category with its event count and last sequence. The log is\n"
         "read as it is at the start (its service may be running); nothing in\n"
         "DIR changes. Exit code 1 when damage was found on the way (a damaged\n"
-        "write-ahead log: the 'damage' line).",
+        "write-ahead log, or events not indexed yet that cannot be read: a\n"
+        "'damage' line). Damage elsewhere in the tables shows when read\n"
+        "(`evbus log verify`).",
         "JSON fields: dir, log_id, format, service, head, indexed, unindexed,\n"
         "synced, streams, disk_bytes, categories [{name, count, head}],\n"
         "wal_damage {parts, first}: damaged parts of LevelDB's write-ahead log\n"
-        "skipped on reading (0 and \"\" when none).\n"};
+        "skipped on reading (0 and \"\" when none), tail_damage {count, first}:\n"
+        "unindexed events that could not be read.\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
@@ -290,7 +302,9 @@ static int s_info(cli_t *cli, int argc, char **argv)
     } else {
         s_info_text(cli, st, dir, &in, disk, &cats);
     }
-    if (rc == CLI_EXIT_OK && evb_store_wal_damage(st, NULL, 0) > 0) rc = CLI_EXIT_PROBLEMS;
+    if (rc == CLI_EXIT_OK &&
+        (evb_store_wal_damage(st, NULL, 0) > 0 || evb_store_tail_damage(st, NULL, 0) > 0))
+        rc = CLI_EXIT_PROBLEMS;
     s_free_categories(&cats);
     evb_store_destroy(&st);
     return cli_finish(cli, rc);
