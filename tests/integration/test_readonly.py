@@ -19,7 +19,8 @@ Checks:
                 file (write-ahead log, table, MANIFEST, CURRENT; the log's and
                 the index's): info/verify/cat exit 0, 1 or 3 (never a crash),
                 name the directory when they cannot open it, change no byte,
-                and cat gives only events equal to the clean log's; where
+                and cat gives only events equal to the clean log's, which
+                serve + sniff --from-start deliver, no more, no less; where
                 cat can read, `log salvage` copies exactly what it read, and
                 where nothing opens it salvages a copy LevelDB repaired (all
                 of it for a damaged MANIFEST or CURRENT). A damaged index
@@ -145,12 +146,33 @@ def damaged_wal(base):
         f"refused: {r.stderr.strip()[:160]}")
 
 
+def serve_sniff(base, d, read, what):
+    """`evbus serve` of the damaged log d and `evbus sniff --from-start`:
+    every event cat read, the same seqs and ids, nothing else."""
+    pub, cu = "ipc://" + os.path.join(base, "mp"), "ipc://" + os.path.join(base, "mc")
+    srv = subprocess.Popen([EVBUS, "serve", "--store", d, "--pub", pub, "--catchup", cu,
+                            "--sync", "none"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        r = run(["sniff", "--follow", f"{pub},{cu}", "--from-start", "--json", "--count",
+                 str(len(read)), "--timeout", "30"])
+    finally:
+        srv.terminate()
+        err = srv.communicate(timeout=30)[1]
+    got = [(o["seq"], o["id"]) for o in map(json.loads, r.stdout.splitlines())]
+    want = [(o["seq"], o["id"]) for o in map(json.loads, read)]
+    check(got == want, f"{what}: serve + sniff --from-start gave {len(got)} events, cat "
+          f"{len(want)} (sniff exit {r.returncode}: {r.stderr[-300:]}; serve exit "
+          f"{srv.returncode}: {err[-300:]})")
+
+
 def matrix(base):
     """16 bytes flipped in each kind of file of a log (write-ahead log, a
     table, MANIFEST, CURRENT; the index's too) at its start, middle and end:
     info, verify and cat exit 0, 1 or 3 (never a crash), name the directory
     when they cannot open it, and change no byte; what cat reads of a damaged
-    table log is a subset of the clean log's events. The log is appended to
+    table log is a subset of the clean log's events; `evbus serve` of the
+    damaged log and `evbus sniff --from-start` deliver exactly what cat read. The log is appended to
     twice, so that its first events are in a table (the second open replays
     the write-ahead log into one)."""
     clean = os.path.join(base, "matrix")
@@ -169,7 +191,7 @@ def matrix(base):
             files = [n for n in names if pick(n)]
             if files:
                 cases.append((os.path.join(sub, files[-1]), kind))
-    seen = []
+    seen, served = [], 0
     for i, (rel, kind) in enumerate(cases):
         for where in ("start", "middle", "end"):
             d = os.path.join(base, f"m{i}{where}")
@@ -221,10 +243,13 @@ def matrix(base):
             check(tree(d) == before, f"{rel} {where}: a read-only command changed the log")
             check(codes[0] != 1 or codes[1] == 1,
                   f"{rel} {where}: info found damage (exit 1) but verify exited {codes[1]}")
+            if codes[2] != 3:
+                serve_sniff(base, d, read, f"{rel} {where}")
+                served += 1
             seen.append(f"{rel}@{where}:{'/'.join(map(str, codes))}")
             shutil.rmtree(d)
     log(f"damage matrix ({len(seen)} cases, exits info/verify/cat, events salvaged of "
-        f"{len(want)}): {' '.join(seen)}")
+        f"{len(want)}; {served} served and sniffed as cat read them): {' '.join(seen)}")
 
 
 def torn_tail(base):
