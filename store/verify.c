@@ -27,6 +27,7 @@ typedef struct gap {
     uint64_t entries[3];
     uint64_t streams; /* streams whose versions jump across it */
     bool marked;      /* not missing: marker events of a salvage (salvage.c) */
+    bool garbled;     /* there, but they do not decode */
 } gap;
 
 typedef struct vctx {
@@ -105,19 +106,22 @@ static void s_report_gaps(vctx *v)
                       v->gaps[i].streams == 1 ? "" : "s");
             continue;
         }
+        bool gb = v->gaps[i].garbled;
         if (v->gaps[i].streams > 0)
-            s_problem(v, "%llu stream%s skip versions across the sequence gap %llu..%llu",
+            s_problem(v, "%llu stream%s skip versions across the %s %llu..%llu",
                       (unsigned long long)v->gaps[i].streams,
-                      v->gaps[i].streams == 1 ? "" : "s", (unsigned long long)v->gaps[i].lo,
-                      (unsigned long long)v->gaps[i].hi);
+                      v->gaps[i].streams == 1 ? "" : "s",
+                      gb ? "events that do not decode" : "sequence gap",
+                      (unsigned long long)v->gaps[i].lo, (unsigned long long)v->gaps[i].hi);
         for (int k = 0; k < 3; k++)
             if (v->gaps[i].entries[k] > 0)
                 s_problem(v, "%s index: %llu %s at events %llu..%llu, which are "
-                             "missing (the sequence gap above)",
+                             "%s above)",
                           kinds[k], (unsigned long long)v->gaps[i].entries[k],
                           v->gaps[i].entries[k] == 1 ? "entry points" : "entries point",
                           (unsigned long long)v->gaps[i].lo,
-                          (unsigned long long)v->gaps[i].hi);
+                          (unsigned long long)v->gaps[i].hi,
+                          gb ? "unreadable (they do not decode" : "missing (the sequence gap");
     }
 }
 
@@ -237,6 +241,28 @@ static void s_check_version(vctx *v, hmap *tailv, const evb_event_t *ev, uint64_
     hmap_put(tailv, ev->stream, sn, ev->version, seq);
 }
 
+/* Events that do not decode, one problem a run of them (a damaged block
+ * that passed its checksum: written so), kept as a gap for the index and
+ * version checks. */
+typedef struct garbled {
+    uint64_t lo, hi; /* lo 0: none */
+    char first[sizeof ((evb_err *)0)->msg];
+} garbled;
+
+static void s_garbled_end(vctx *v, garbled *g)
+{
+    if (g->lo == 0) return;
+    if (g->lo == g->hi)
+        s_problem(v, "event %llu does not decode: %s", (unsigned long long)g->lo, g->first);
+    else
+        s_problem(v, "events %llu..%llu do not decode (%llu events; the first: %s)",
+                  (unsigned long long)g->lo, (unsigned long long)g->hi,
+                  (unsigned long long)(g->hi - g->lo + 1), g->first);
+    s_add_gap(v, g->lo, g->hi);
+    if (v->ngaps > 0 && v->gaps[v->ngaps - 1].lo == g->lo) v->gaps[v->ngaps - 1].garbled = true;
+    g->lo = 0;
+}
+
 static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
                       uint64_t *firsts, evb_progress_fn progress)
 {
@@ -245,6 +271,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
     hmap tailv = {0};
     evb_event_t ev = {0};
     uint64_t expect = 1;
+    garbled bad = {0};
     const char pfx = K_EVENT;
     for (leveldb_iter_seek(it, &pfx, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
@@ -255,6 +282,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
             continue;
         }
         uint64_t seq = be64_get(k + 1);
+        if (bad.lo != 0 && seq != bad.hi + 1) s_garbled_end(v, &bad);
         if (seq != expect) {
             if (seq > expect) {
                 s_problem(v, "sequence gap: events %llu..%llu are missing",
@@ -267,10 +295,14 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
         const char *val = leveldb_iter_value(it, &vl);
         evb_err derr;
         if (evb_event_decode_into(val, vl, &ev, &derr) != EVB_OK) {
-            s_problem(v, "event %llu does not decode: %s", (unsigned long long)seq,
-                      derr.msg);
+            if (bad.lo == 0) {
+                bad.lo = seq;
+                snprintf(bad.first, sizeof bad.first, "%s", derr.msg);
+            }
+            bad.hi = seq;
             continue;
         }
+        s_garbled_end(v, &bad);
         if (ev.seq != seq)
             s_problem(v, "event %llu says it is event %llu", (unsigned long long)seq,
                       (unsigned long long)ev.seq);
@@ -291,6 +323,7 @@ static void s_forward(vctx *v, uint64_t head, uint64_t ixpos, hmap *cats,
         }
         if (progress && seq % 65536 == 0) progress(seq, head, v->ctx);
     }
+    s_garbled_end(v, &bad);
     if (expect <= head) {
         s_problem(v, "events %llu..%llu are missing", (unsigned long long)expect,
                   (unsigned long long)head);
@@ -338,8 +371,12 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
     }
     evb_err derr;
     if (evb_event_decode_into(got, rawlen, ev, &derr) != EVB_OK) {
-        s_problem(v, "%s index entry for event %llu: the event does not decode", what,
-                  (unsigned long long)seq);
+        gap *g = s_find_gap(v, seq);
+        if (g != NULL) /* once per run of them, at the end */
+            g->entries[prefix == K_CAT ? 1 : is_id ? 2 : 0]++;
+        else
+            s_problem(v, "%s index entry for event %llu: the event does not decode", what,
+                      (unsigned long long)seq);
         ok = false;
     } else if (prefix == K_CAT) {
         size_t cn = strlen(ev->category);

@@ -235,6 +235,21 @@ def tests(tmp):
             check("garbage: cat does not pass the damaged record silently",
                   p.returncode != 0, f"{p.returncode}")
 
+    # ---- a run of events that do not decode: one line for the run, and one
+    # per index kind for the entries into it, not one each ----
+    d = os.path.join(tmp, "dmg-run")
+    make_log(d, 20, 11)
+    for seq in range(4, 12):
+        p = run(DAMAGE, d, "garbage", str(seq))
+        check(f"garbage run: damage seq {seq}", p.returncode == 0, p.stderr)
+    p = evbus("log", "verify", d)
+    probs = [x for x in p.stdout.splitlines() if x.startswith("problem:")]
+    check("garbage run: verify exits 1, one line for events 4..11, few lines",
+          p.returncode == 1 and
+          sum("events 4..11 do not decode (8 events" in x for x in probs) == 1 and
+          not any("event 5 does not decode" in x for x in probs) and len(probs) <= 6,
+          f"{p.returncode} {probs}")
+
 
 if __name__ == "__main__":
     sys.exit(main())
