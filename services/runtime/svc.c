@@ -1062,31 +1062,8 @@ static int s_http_timer(zloop_t *loop, int id, void *arg)
     return 0;
 }
 
-/* glibc's malloc as a daemon that runs for months wants it, unless the
- * operator tuned it (GLIBC_TUNABLES, MALLOC_ARENA_MAX, ...): two arenas, not
- * eight a core (each thread's arena keeps what it freed, and a service has
- * its loop, indexers, flusher, LevelDB's and ZeroMQ's threads), and blocks
- * of 256 KiB and more mapped of their own and unmapped when freed (by
- * default the threshold climbs to 32 MiB once such a block is freed, after
- * which big buffers come from the heap and leave holes there). heaptrack
- * on a soaked booking service: the live heap flat at 82-87 MB from the
- * second minute on while RssAnon still climbed 1.1 MB per 100,000 bookings;
- * with these two, 0.95 (services/README.md, "Memory"). */
-static void s_malloc_setup(void)
-{
-#if defined(__GLIBC__)
-    static const char *const tuned[] = {"GLIBC_TUNABLES", "MALLOC_ARENA_MAX",
-                                        "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"};
-    for (size_t i = 0; i < sizeof tuned / sizeof *tuned; i++)
-        if (getenv(tuned[i]) != NULL) return;
-    mallopt(M_ARENA_MAX, 2);
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-#endif
-}
-
 evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_code)
 {
-    s_malloc_setup(); /* before any thread */
     evb_svc_t *svc = calloc(1, sizeof *svc);
     if (svc == NULL) {
         fprintf(stderr, "%s: out of memory\n", def->name);
