@@ -67,6 +67,11 @@ typedef struct evb_store_opts {
     unsigned max_open_tables;    /* tables kept open, with their index blocks in
                                     memory, per database (default 0: LevelDB's,
                                     about 1,000) */
+    size_t event_block_bytes;    /* the events' table blocks before compression
+                                    (default 0: LevelDB's 4 KiB); larger blocks
+                                    make the index blocks an open table keeps in
+                                    memory smaller, and a point read of one event
+                                    decompress more (store/FORMAT.md) */
 } evb_store_opts;
 
 typedef struct evb_store evb_store_t;

@@ -1009,6 +1009,12 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         leveldb_options_set_cache(st->options, st->block_cache);
         leveldb_options_set_cache(st->ix_options, st->block_cache);
     }
+    if (opts->event_block_bytes) {
+        size_t bb = opts->event_block_bytes < 1024       ? 1024
+                    : opts->event_block_bytes > (4u << 20) ? (4u << 20)
+                                                           : opts->event_block_bytes;
+        leveldb_options_set_block_size(st->options, bb);
+    }
     if (opts->max_open_tables) {
         /* LevelDB keeps 10 of max_open_files for other files */
         unsigned t = opts->max_open_tables < 64      ? 64
