@@ -15,8 +15,14 @@
  * The source is read through a read-only open (nothing in it changes); the
  * copy is written through the store's own transactions, so its indexes are
  * built as for any log.
+ *
+ * A log that does not open is salvaged from a copy RepairDB rebuilt
+ * (evb_store_repair_copy); the tables RepairDB could not read at all (a
+ * damaged footer or index block) are read block by block without their
+ * index (rawtable.c), and what they hold goes back into the copy first.
  */
 #include "store_int.h"
+#include "rawtable.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -279,6 +285,262 @@ static int s_copy_files(const char *dir, const char *copy, evb_err *err)
     return rc;
 }
 
+/* ---- Tables RepairDB could not read (copy/lost/) ----
+ * RepairDB moves a table whose footer or index block is damaged to lost/
+ * whole, though its data blocks may all be good: rawtable.c finds them by
+ * their checksums. Their events go back into the copy where the copy has no
+ * such key; so do consumer keys, checkpoints, snapshots and the log's
+ * identity, the newest of each key in the lost tables, unless a table the
+ * copy kept has a newer entry for it (a later value, or a deletion that
+ * hides it) or the copy has the key at all. */
+
+typedef struct lost_kv {
+    uint8_t *k, *v;
+    size_t kl, vl;
+    uint64_t seq;
+    unsigned type;
+    bool drop;
+} lost_kv;
+
+typedef struct lost {
+    leveldb_t *db; /* the copy, open in the second pass only */
+    leveldb_readoptions_t *ro;
+    leveldb_writebatch_t *wb;
+    size_t batched; /* bytes in wb */
+    char *e;        /* the first LevelDB error */
+    bool oom;
+    uint64_t events, keys; /* put back */
+    lost_kv *kv;           /* the other kinds (first pass) */
+    size_t nkv, cap;
+} lost;
+
+/* The log's identity keys (FORMAT.md's table: DIR's M keys). */
+static bool s_identity_key(const uint8_t *k, size_t kl)
+{
+    static const char *const names[] = {META_FORMAT, META_LOGID, META_SERVICE, META_SEALKEY};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (kl == strlen(names[i]) && memcmp(k, names[i], kl) == 0) return true;
+    return false;
+}
+
+static bool s_lost_kind(const uint8_t *k, size_t kl)
+{
+    return kl > 0 && (k[0] == K_USER || k[0] == K_CKPT || k[0] == K_SNAP ||
+                      (k[0] == K_META && s_identity_key(k, kl)));
+}
+
+static void s_lost_flush(lost *l)
+{
+    if (l->batched == 0 || l->e != NULL) return;
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_write(l->db, wo, l->wb, &l->e);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_writebatch_clear(l->wb);
+    l->batched = 0;
+}
+
+static bool s_lost_absent(lost *l, const uint8_t *k, size_t kl)
+{
+    size_t vl;
+    char *e = NULL;
+    char *v = leveldb_get(l->db, l->ro, (const char *)k, kl, &vl, &e);
+    if (v != NULL) leveldb_free(v);
+    if (e != NULL) {
+        if (l->e == NULL)
+            l->e = e;
+        else
+            leveldb_free(e);
+    }
+    return v == NULL && e == NULL;
+}
+
+static void s_lost_put(lost *l, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    leveldb_writebatch_put(l->wb, (const char *)k, kl, (const char *)v, vl);
+    l->batched += kl + vl;
+    if (l->batched >= SALVAGE_KEY_BATCH) s_lost_flush(l);
+}
+
+/* First pass: the kinds other than events, kept in memory. */
+static int s_lost_collect(void *ctx, const rt_entry *e)
+{
+    lost *l = ctx;
+    if (!s_lost_kind(e->key, e->klen)) return 0;
+    if (l->nkv == l->cap) {
+        size_t c = l->cap ? 2 * l->cap : 64;
+        lost_kv *a = realloc(l->kv, c * sizeof *a);
+        if (a == NULL) goto oom;
+        l->kv = a;
+        l->cap = c;
+    }
+    lost_kv *x = &l->kv[l->nkv];
+    memset(x, 0, sizeof *x);
+    x->k = malloc(e->klen + e->vlen + 1);
+    if (x->k == NULL) goto oom;
+    memcpy(x->k, e->key, e->klen);
+    x->v = x->k + e->klen;
+    if (e->vlen > 0) memcpy(x->v, e->val, e->vlen);
+    x->kl = e->klen;
+    x->vl = e->vlen;
+    x->seq = e->seq;
+    x->type = e->type;
+    l->nkv++;
+    return 0;
+oom:
+    l->oom = true;
+    return 1;
+}
+
+static int s_kv_keycmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : (al > bl) - (al < bl);
+}
+
+static int s_kv_cmp(const void *pa, const void *pb) /* key, then newest first */
+{
+    const lost_kv *a = pa, *b = pb;
+    int c = s_kv_keycmp(a->k, a->kl, b->k, b->kl);
+    return c != 0 ? c : (a->seq < b->seq) - (a->seq > b->seq);
+}
+
+/* A table the copy kept: an entry newer than a lost one hides it. */
+static int s_lost_kept(void *ctx, const rt_entry *e)
+{
+    lost *l = ctx;
+    size_t lo = 0, hi = l->nkv;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = s_kv_keycmp(l->kv[mid].k, l->kv[mid].kl, e->key, e->klen);
+        if (c == 0) {
+            if (e->seq > l->kv[mid].seq) l->kv[mid].drop = true;
+            break;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* Second pass: events the copy lacks go back. */
+static int s_lost_events(void *ctx, const rt_entry *e)
+{
+    lost *l = ctx;
+    if (e->klen == 9 && e->key[0] == K_EVENT && e->type == 1 && s_lost_absent(l, e->key, 9)) {
+        s_lost_put(l, e->key, 9, e->val, e->vlen);
+        l->events++;
+    }
+    return l->e != NULL ? 1 : 0;
+}
+
+static bool s_is_table(const char *n)
+{
+    size_t len = strlen(n);
+    return len > 4 &&
+           (strcmp(n + len - 4, ".ldb") == 0 || strcmp(n + len - 4, ".sst") == 0);
+}
+
+/* Scan each table in dir with fn. */
+static int s_scan_tables(const char *dir, rt_entry_fn fn, lost *l, bool tell, evb_err *err)
+{
+    DIR *dp = opendir(dir);
+    if (dp == NULL) return evb_err_set(err, EVB_EIO, "%s: %s", dir, strerror(errno));
+    int rc = EVB_OK;
+    struct dirent *de;
+    while (rc == EVB_OK && (de = readdir(dp)) != NULL) {
+        if (!s_is_table(de->d_name)) continue;
+        char path[PATH_MAX];
+        int pn = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (pn < 0 || (size_t)pn >= sizeof path) continue;
+        rt_stats st;
+        uint64_t ev = l->events;
+        int r = rt_scan_file(path, fn, l, &st);
+        if (r == -1 && !l->oom && l->e == NULL)
+            rc = evb_err_set(err, EVB_EIO, "reading %s: %s", path, strerror(errno));
+        else if (l->oom)
+            rc = evb_err_set(err, EVB_ENOMEM, "out of memory reading %s", path);
+        else if (l->e != NULL)
+            rc = evb_err_set(err, EVB_EIO, "putting back the events of %s: %s", path, l->e);
+        else if (tell)
+            evb_log(EVB_LOG_INFO,
+                    "%s: a table RepairDB could not read: %llu blocks read from its bytes "
+                    "(%llu entries, %llu bytes in no block), %llu events put back",
+                    path, (unsigned long long)st.blocks, (unsigned long long)st.entries,
+                    (unsigned long long)st.skipped, (unsigned long long)(l->events - ev));
+    }
+    closedir(dp);
+    return rc;
+}
+
+static int s_recover_lost(const char *copy, evb_err *err)
+{
+    char lostdir[PATH_MAX];
+    int pn = snprintf(lostdir, sizeof lostdir, "%s/lost", copy);
+    if (pn < 0 || (size_t)pn >= sizeof lostdir)
+        return evb_err_set(err, EVB_EINVAL, "%s: path too long", copy);
+    struct stat sb;
+    if (stat(lostdir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return EVB_OK; /* nothing lost */
+    lost l = {0};
+    /* First pass, the copy closed: the other kinds, the newest of each key,
+     * and whether a kept table has a newer entry (before any open: a
+     * compaction could drop a deletion that hides a lost value). */
+    int rc = s_scan_tables(lostdir, s_lost_collect, &l, false, err);
+    if (rc == EVB_OK && l.nkv > 0) {
+        qsort(l.kv, l.nkv, sizeof *l.kv, s_kv_cmp);
+        size_t w = 0;
+        for (size_t i = 0; i < l.nkv; i++) {
+            if (w > 0 && s_kv_keycmp(l.kv[w - 1].k, l.kv[w - 1].kl, l.kv[i].k, l.kv[i].kl) == 0) {
+                free(l.kv[i].k); /* an older version */
+                continue;
+            }
+            l.kv[w++] = l.kv[i];
+        }
+        l.nkv = w;
+        rc = s_scan_tables(copy, s_lost_kept, &l, false, err);
+    }
+    /* Second pass, the copy open: events, then the other kinds. */
+    leveldb_options_t *o = leveldb_options_create();
+    if (rc == EVB_OK) {
+        char *e = NULL;
+        l.db = leveldb_open(o, copy, &e);
+        if (l.db == NULL) {
+            rc = evb_err_set(err, EVB_ECORRUPT, "opening the repaired copy %s: %s", copy,
+                             e ? e : "?");
+            leveldb_free(e);
+        }
+    }
+    if (rc == EVB_OK) {
+        l.ro = leveldb_readoptions_create();
+        l.wb = leveldb_writebatch_create();
+        rc = s_scan_tables(lostdir, s_lost_events, &l, true, err);
+        for (size_t i = 0; rc == EVB_OK && i < l.nkv && l.e == NULL; i++) {
+            lost_kv *x = &l.kv[i];
+            if (x->type != 1 || x->drop || !s_lost_absent(&l, x->k, x->kl)) continue;
+            s_lost_put(&l, x->k, x->kl, x->v, x->vl);
+            l.keys++;
+        }
+        s_lost_flush(&l);
+        if (rc == EVB_OK && l.e != NULL)
+            rc = evb_err_set(err, EVB_EIO, "writing to the repaired copy %s: %s", copy, l.e);
+        if (rc == EVB_OK && (l.events > 0 || l.keys > 0))
+            evb_log(EVB_LOG_INFO,
+                    "%s: %llu events and %llu consumer keys, checkpoints, snapshots or identity "
+                    "keys put back from tables RepairDB could not read",
+                    copy, (unsigned long long)l.events, (unsigned long long)l.keys);
+        leveldb_writebatch_destroy(l.wb);
+        leveldb_readoptions_destroy(l.ro);
+        leveldb_close(l.db);
+    }
+    leveldb_options_destroy(o);
+    if (l.e != NULL) leveldb_free(l.e);
+    for (size_t i = 0; i < l.nkv; i++)
+        free(l.kv[i].k);
+    free(l.kv);
+    return rc;
+}
+
 int evb_store_repair_copy(const char *dir, const char *copy, evb_err *err)
 {
     struct stat sb;
@@ -296,5 +558,6 @@ int evb_store_repair_copy(const char *dir, const char *copy, evb_err *err)
         rc = evb_err_set(err, EVB_ECORRUPT, "repairing a copy of %s in %s: %s", dir, copy, e);
         leveldb_free(e);
     }
+    if (rc == EVB_OK) rc = s_recover_lost(copy, err);
     return rc;
 }

@@ -3122,6 +3122,160 @@ static void test_damaged_block_is_a_hole(void **state)
     }
 }
 
+/* A table whose end (its footer and index block) is damaged does not open,
+ * and LevelDB's RepairDB moves it to lost/ whole. evb_store_repair_copy
+ * finds its data blocks by their checksums (store/rawtable.c) and puts their
+ * events back into the copy, so salvage gets every event, byte for byte,
+ * from blocks stored plain and blocks snappy compressed; a consumer key of
+ * that table comes back too, and one deleted later (the deletion in the
+ * write-ahead log, which RepairDB keeps) does not. */
+#define SALV_N 3000u
+#define SALV_MORE 50u
+static void s_salv_payload(uint64_t k, uint8_t out[DMG_PAYLOAD])
+{
+    s_dmg_payload(k, out);
+    if ((k / 40) % 2 == 1) /* runs that snappy shrinks: their blocks are compressed */
+        for (size_t i = 6; i < DMG_PAYLOAD; i++)
+            out[i] = (uint8_t)("evbus-salvage"[i % 13] + (i % 50 == 0 ? k : 0));
+}
+
+static void s_salv_append(evb_store_t *st, uint64_t from, uint64_t n)
+{
+    for (uint64_t k = from; k < from + n; k += 100) {
+        evb_event_t ev[100];
+        uint8_t pl[100][DMG_PAYLOAD];
+        memset(ev, 0, sizeof ev);
+        size_t m = from + n - k < 100 ? (size_t)(from + n - k) : 100;
+        for (size_t i = 0; i < m; i++) {
+            s_salv_payload(k + i, pl[i]);
+            ev[i].type = "blob.stored";
+            ev[i].payload = pl[i];
+            ev[i].payload_len = DMG_PAYLOAD;
+        }
+        char stream[32];
+        snprintf(stream, sizeof stream, "blob-%llu", (unsigned long long)(k / 100 % 7));
+        evb_append_result r;
+        evb_err err;
+        evb_err_clear(&err);
+        assert_int_equal(evb_store_append(st, stream, EVB_EXPECT_ANY, ev, m, &r, &err), EVB_OK);
+        assert_int_equal(r.first_seq, k);
+    }
+}
+
+typedef struct salv_ev {
+    evb_id id;
+    uint64_t version;
+    int64_t ts_us;
+    char stream[32];
+} salv_ev;
+
+static void test_salvage_table_with_damaged_end(void **state)
+{
+    fx_t *f = *state;
+    const uint64_t total = SALV_N + SALV_MORE;
+    evb_err err;
+    evb_err_clear(&err);
+    evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
+    o.write_buffer_bytes = 16u << 20; /* all of it in one table */
+    f->st = s_open_o(&o);
+    s_salv_append(f->st, 1, SALV_N);
+    evb_txn_t *tx = s_tx(evb_txn_begin(f->st, &err));
+    assert_int_equal(evb_txn_put(tx, "kept", 4, "v1", 2, &err), EVB_OK);
+    assert_int_equal(evb_txn_put(tx, "gone", 4, "v2", 2, &err), EVB_OK);
+    assert_int_equal(s_tx_commit(&tx, &err), EVB_OK);
+    s_index_all(f->st);
+    evb_store_destroy(&f->st);
+    o.create = false;
+    f->st = s_open_o(&o); /* the write-ahead log goes into a table */
+    tx = s_tx(evb_txn_begin(f->st, &err));
+    assert_int_equal(evb_txn_delete(tx, "gone", 4, &err), EVB_OK);
+    assert_int_equal(s_tx_commit(&tx, &err), EVB_OK);
+    s_salv_append(f->st, SALV_N + 1, SALV_MORE);
+    evb_store_info info;
+    evb_store_get_info(f->st, &info);
+    salv_ev *want = calloc(total + 1, sizeof *want);
+    assert_non_null(want);
+    evb_iter_t *it = s_it(evb_store_read_range(f->st, 1, 0, NULL, &err));
+    const evb_event_t *ev;
+    uint64_t n = 0;
+    while (evb_iter_next(it, &ev, &err)) {
+        assert_int_equal(ev->seq, ++n);
+        want[n].id = ev->id;
+        want[n].version = ev->version;
+        want[n].ts_us = ev->ts_us;
+        snprintf(want[n].stream, sizeof want[n].stream, "%s", ev->stream);
+    }
+    assert_int_equal(err.code, EVB_OK);
+    assert_int_equal(n, total);
+    s_it_done(&it);
+    evb_store_destroy(&f->st);
+
+    /* 16 bytes flipped at the end of the events' table */
+    char table[PATH_MAX];
+    s_largest_table(f->dir, table);
+    FILE *fp = fopen(table, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, -16, SEEK_END), 0);
+    uint8_t b[16];
+    assert_int_equal(fread(b, 1, 16, fp), 16);
+    for (int i = 0; i < 16; i++)
+        b[i] ^= 0xff;
+    assert_int_equal(fseek(fp, -16, SEEK_END), 0);
+    assert_int_equal(fwrite(b, 1, 16, fp), 16);
+    fclose(fp);
+
+    o.read_only_intent = true;
+    evb_err oerr;
+    evb_err_clear(&oerr);
+    evb_store_t *bad = evb_store_open(&o, &oerr);
+    evb_store_destroy(&bad);
+    assert_int_equal(oerr.code, EVB_ECORRUPT); /* the damaged log does not open */
+    char copy[PATH_MAX + 16], dest[PATH_MAX + 16];
+    snprintf(copy, sizeof copy, "%s/repaired", f->tmp);
+    snprintf(dest, sizeof dest, "%s/salvaged", f->tmp);
+    assert_int_equal(evb_store_repair_copy(f->dir, copy, &err), EVB_OK);
+    o.dir = copy;
+    f->st = s_open_o(&o);
+    evb_salvage_info si;
+    assert_int_equal(evb_store_salvage(f->st, dest, NULL, &si, &err), EVB_OK);
+    evb_store_destroy(&f->st);
+    assert_int_equal(si.head, total);
+    assert_int_equal(si.events, total);
+    assert_int_equal(si.unreadable, 0);
+    assert_int_equal(si.holes, 0);
+
+    o.dir = dest;
+    f->st = s_open_o(&o);
+    evb_store_info di;
+    evb_store_get_info(f->st, &di);
+    assert_memory_equal(di.log_id.b, info.log_id.b, EVB_ID_LEN);
+    assert_int_equal(di.head, total);
+    it = s_it(evb_store_read_range(f->st, 1, 0, NULL, &err));
+    n = 0;
+    uint8_t pl[DMG_PAYLOAD];
+    while (evb_iter_next(it, &ev, &err)) {
+        assert_int_equal(ev->seq, ++n);
+        assert_memory_equal(ev->id.b, want[n].id.b, EVB_ID_LEN);
+        assert_int_equal(ev->version, want[n].version);
+        assert_int_equal(ev->ts_us, want[n].ts_us);
+        assert_string_equal(ev->stream, want[n].stream);
+        assert_string_equal(ev->type, "blob.stored");
+        s_salv_payload(n, pl);
+        assert_int_equal(ev->payload_len, DMG_PAYLOAD);
+        assert_memory_equal(ev->payload, pl, DMG_PAYLOAD);
+    }
+    assert_int_equal(err.code, EVB_OK);
+    assert_int_equal(n, total);
+    s_it_done(&it);
+    evb_buf v = {0};
+    assert_int_equal(evb_store_get(f->st, "kept", 4, &v, &err), EVB_OK);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "v1", 2);
+    assert_int_equal(evb_store_get(f->st, "gone", 4, &v, &err), EVB_ENOTFOUND);
+    evb_buf_free(&v);
+    free(want);
+}
+
 /* Format 2: the indexes are a database of their own in DIR/index. They are
  * derived: removed, they are built again at the next open; and when they
  * cover events the log no longer holds (a power loss took back an unsynced
@@ -3954,6 +4108,7 @@ int main(void)
         T(test_index_sorted_ids),
         T(test_read_raw_misplaced_record),
         T(test_damaged_block_is_a_hole),
+        T(test_salvage_table_with_damaged_end),
         T(test_index_past_the_head_is_rebuilt),
         T(test_stale_index_read_only),
         T(test_index_of_another_log_is_rebuilt),

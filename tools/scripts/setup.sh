@@ -42,7 +42,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # What building and the demo need. libsnappy-dev: Debian 12's libleveldb-dev
 # does not depend on it, yet its CMake package (leveldbTargets.cmake) links
-# "snappy", so without it linking fails with "cannot find -lsnappy". python3
+# "snappy", so without it linking fails with "cannot find -lsnappy"; and
+# salvage decompresses table blocks itself (store/rawtable.c, snappy-c.h). python3
 # runs the demo's checks (booking_check.py). libnats-dev builds evbus-bridge
 # (services/bridge/; the evbus CLI does not link it).
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
