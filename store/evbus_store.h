@@ -138,10 +138,13 @@ EVB_EXPORT int evb_store_salvage(evb_store_t *st, const char *dest,
                                  const evb_salvage_cbs *cb, evb_salvage_info *out,
                                  evb_err *err);
 
-/* For a log that cannot be opened at all (its MANIFEST or CURRENT damaged):
- * copy the files of the log's own database (not index/, which is derived)
- * into the new directory copy and run LevelDB's RepairDB there, which makes a
- * new MANIFEST from the tables and write-ahead logs it can read. dir is not
+/* For a log that cannot be opened at all (its MANIFEST or CURRENT damaged,
+ * or a table whose footer or index block is): copy the files of the log's
+ * own database (not index/, which is derived) into the new directory copy
+ * and run LevelDB's RepairDB there, which makes a new MANIFEST from the
+ * tables and write-ahead logs it can read; the tables it cannot read (moved
+ * to copy/lost/) are scanned for data blocks by their checksums and their
+ * keys put back where the copy has none (store/rawtable.c). dir is not
  * changed. Open the copy read-only and salvage it; then remove it. */
 EVB_EXPORT int evb_store_repair_copy(const char *dir, const char *copy, evb_err *err);
 
