@@ -255,6 +255,50 @@ def case_from_start(env):
     log(f"{total} events from the start: history then live, each once, in order")
 
 
+def case_until_end(env):
+    """--until-end (kcat -e): the history up to the head the publisher had
+    when first heard, then exit 0; by category, from a seq; with appends
+    going on it still ends, every event up to its end printed once; an empty
+    log ends at once; --replay refuses it."""
+    d = env.path("log")
+    n = 2500  # three catch-up pages
+    make_log(d, mixed(n))
+    srv = Server(env, d)
+    r = run(sniff(srv, "--until-end", "--json"), 60)
+    seqs = [o["seq"] for o in json_out(r.stdout.splitlines())]
+    check(r.returncode == 0 and seqs == list(range(1, n + 1)),
+          f"--until-end: exit {r.returncode}, {len(seqs)} events: {r.stderr[-300:]}")
+    logged = cat_json(d)
+    want = [e["seq"] for e in logged if e["category"] == "booking"]
+    r = run(sniff(srv, "--until-end", "--category", "booking", "--json"), 60)
+    check(r.returncode == 0 and [o["seq"] for o in json_out(r.stdout.splitlines())] == want,
+          f"--until-end --category booking: exit {r.returncode}: {r.stderr[-300:]}")
+    r = run(sniff(srv, "--until-end", "--from", "2400", "--json"), 60)
+    check(r.returncode == 0 and
+          [o["seq"] for o in json_out(r.stdout.splitlines())] == list(range(2400, n + 1)),
+          f"--until-end --from 2400: exit {r.returncode}: {r.stderr[-300:]}")
+    p = env.start(sniff(srv, "--until-end", "--json"))
+    srv.append(mixed(300, start=n))
+    check(p.wait_exit(60) == 0, f"--until-end during appends: {p.p.returncode} {p.stderr()}")
+    seqs = [o["seq"] for o in json_out(p.outlines)]
+    check(len(seqs) >= n and seqs == list(range(1, len(seqs) + 1)),
+          f"--until-end during appends printed {len(seqs)} events, not 1..k with k >= {n}")
+    srv.stop()
+    e = env.path("empty")
+    r = run([EVBUS, "append", "--store", e, "--create", "--service", "demo"], input="")
+    check(r.returncode == 0, f"an empty log: {r.returncode} {r.stderr}")
+    srv = Server(env, e)
+    r = run(sniff(srv, "--until-end", "--json"), 60)
+    check(r.returncode == 0 and r.stdout == "",
+          f"--until-end of an empty log: exit {r.returncode} {r.stdout[:200]!r}")
+    srv.stop()
+    r = run([EVBUS, "sniff", "--replay", "-", "--until-end"], 30, input="")
+    check(r.returncode == 2 and "--until-end" in r.stderr,
+          f"--replay --until-end: {r.returncode} {r.stderr}")
+    log(f"--until-end: {n} events then exit 0, by category and from a seq; ends during "
+        f"appends ({len(seqs)} printed); an empty log ends at once")
+
+
 def case_log_order(env):
     """`sniff --from-start` and a follower of every category in log order
     (`mirror --log-order`, the library's evb_sub) see the same events in the
@@ -774,6 +818,7 @@ CASES = {
     "restart": case_restart,
     "live": case_live,
     "from_start": case_from_start,
+    "until_end": case_until_end,
     "log_order": case_log_order,
     "filters": case_filters,
     "bad_args": case_bad_args,

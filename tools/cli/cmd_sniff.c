@@ -61,6 +61,8 @@ typedef struct pubinfo {
     char name[S_PUB_CAP]; /* "PUB_EP,CATCHUP_EP" */
     char service[EVB_MAX_SERVICE_LEN + 1]; /* as its heartbeats name it */
     bool announced, warned_silent;         /* the "live on" line; "no answer" */
+    bool end_known;                        /* --until-end: its head when first heard */
+    uint64_t end;
     uint64_t gaps_seen;                    /* gaps already said */
 } pubinfo;
 
@@ -93,7 +95,8 @@ typedef struct sniff {
     evb_buf line, payload, tmp;
     /* output */
     uint64_t printed, matched;
-    bool done; /* --count reached */
+    bool done; /* --count reached, or --until-end's heads */
+    bool until_end;
     int wseq, wstream, wtype, wver, wpub;
     int64_t last_progress_us, last_gap_log_us;
     unsigned stats_lines; /* lines of the last table drawn on a terminal */
@@ -463,6 +466,10 @@ static void s_watch(sniff_t *s, const evb_feed_status *fs, void *arg)
     pubinfo *p = &s->pubs[s_pub_index(s, fs->publisher)];
     if (fs->publisher_service != NULL && fs->publisher_service[0] != '\0')
         snprintf(p->service, sizeof p->service, "%s", fs->publisher_service);
+    if (s->until_end && !p->end_known && (fs->heartbeat_age_ms >= 0 || fs->head > 0)) {
+        p->end_known = true; /* the end: what the log held when first heard */
+        p->end = fs->head;
+    }
     if (!p->announced && fs->heartbeat_age_ms >= 0) {
         p->announced = true;
         char id[EVB_ID_HEX_LEN + 1];
@@ -488,6 +495,14 @@ static void s_watch(sniff_t *s, const evb_feed_status *fs, void *arg)
         evb_log(EVB_LOG_WARN, "no answer from %s after %d s (is the publisher running?)",
                 p->name, (int)(S_SILENT_US / 1000000));
     }
+}
+
+/* --until-end: false while a feed has not reached its publisher's end. */
+static void s_at_end(sniff_t *s, const evb_feed_status *fs, void *arg)
+{
+    bool *all = arg;
+    const pubinfo *p = &s->pubs[s_pub_index(s, fs->publisher)];
+    if (!p->end_known || fs->applied < p->end) *all = false;
 }
 
 /* ---- progress, stats, summary ---- */
@@ -830,6 +845,11 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
         }
         s_flush_stdout(s);
         s_feeds(s, s_watch, NULL);
+        if (s->until_end) {
+            bool all = true;
+            s_feeds(s, s_at_end, &all);
+            if (all) s->done = true;
+        }
         if (s->record != NULL && !s->record_failed && fflush(s->record) != 0) {
             cli_error(s->cli, "--record %s: %s", s->record_path, strerror(errno));
             s->record_failed = true;
@@ -872,7 +892,7 @@ int cmd_sniff(int argc, char **argv)
     bool beacon_port_set = false;
     const char *color = "auto", *since = NULL, *record = NULL, *replay = NULL;
     const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
-    bool json = false, stats = false, from_start = false, from_set = false;
+    bool json = false, stats = false, from_start = false, from_set = false, until_end = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
     uint64_t from = 0, count = 0, timeout_s = 0, rcvhwm = 100000;
     const cli_opt opts[] = {
@@ -898,6 +918,8 @@ int cmd_sniff(int argc, char **argv)
         {"from", CLI_U64, &from, &from_set, "SEQ",
          "history from sequence SEQ on, then live"},
         {"from-start", CLI_FLAG, &from_start, NULL, NULL, "same as --from 1"},
+        {"until-end", CLI_FLAG, &until_end, NULL, NULL,
+         "history, then exit 0 at each publisher's head when first heard"},
         {"since", CLI_STR, &since, NULL, "TIME",
          "history from TIME (RFC 3339) on, then live"},
         {"stats", CLI_FLAG, &stats, NULL, NULL,
@@ -916,6 +938,7 @@ int cmd_sniff(int argc, char **argv)
         "--follow PUB_EP,CATCHUP_EP... [--category C]... [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
         "       [--count N] [--timeout S] [--from SEQ | --from-start | --since TIME]\n"
+        "       [--until-end]\n"
         "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE]\n"
         "   or: evbus sniff --replay FILE [filters and output options]",
         "Watch the events that go over the bus, without a store: follow one or\n"
@@ -932,6 +955,9 @@ int cmd_sniff(int argc, char **argv)
         "number (3 = 3.0) or a JSON literal (true, false, null). Without\n"
         "--category every category is followed. --since fetches from the start\n"
         "and prints events whose time is at or after TIME.\n"
+        "--until-end (kcat's -e): print the history up to the head each publisher\n"
+        "had when first heard, then exit 0, also when there was nothing to print;\n"
+        "from the start unless --from or --since says where.\n"
         "Output: columns, or with --json one object per line, the same as\n"
         "`evbus log cat --json` plus \"publisher\": \"PUB_EP,CATCHUP_EP\" (jq-ready).\n"
         "--color auto colours only a terminal with NO_COLOR unset.\n"
@@ -952,10 +978,10 @@ int cmd_sniff(int argc, char **argv)
         "--replay FILE prints such a file again with the same output options and\n"
         "filters (--follow, --category, --from, --rcvhwm do not apply).\n"
         "Exit code 0 after SIGINT/SIGTERM, after --count N events, at the end of\n"
-        "--replay, or when --timeout passes with at least one event printed (N\n"
-        "with --count); 1 when --timeout passes with none (fewer than N), or\n"
-        "--replay met bad lines; 2 for a bad flag or endpoint; 4 when stdout,\n"
-        "--record or --replay fails.\n"};
+        "--replay or with --until-end, or when --timeout passes with at least\n"
+        "one event printed (N with --count); 1 when --timeout passes with none\n"
+        "(fewer than N), or --replay met bad lines; 2 for a bad flag or\n"
+        "endpoint; 4 when stdout, --record or --replay fails.\n"};
     const char *pos[1];
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
@@ -991,6 +1017,8 @@ int cmd_sniff(int argc, char **argv)
         return cli_usage_error(&cli, "--follow PUB_EP,CATCHUP_EP is required");
     if (replay != NULL && (follow.n > 0 || cats.n > 0))
         return cli_usage_error(&cli, "--replay excludes --follow and --category");
+    if (replay != NULL && until_end)
+        return cli_usage_error(&cli, "--replay excludes --until-end");
     if (replay != NULL && record != NULL)
         return cli_usage_error(&cli, "--replay excludes --record");
     if ((from_set ? 1 : 0) + (from_start ? 1 : 0) + (since != NULL ? 1 : 0) > 1)
@@ -1041,7 +1069,8 @@ int cmd_sniff(int argc, char **argv)
     s.cats = &cats;
     s.json = json;
     s.stats = stats;
-    s.history = from_set || from_start || since != NULL;
+    s.history = from_set || from_start || since != NULL || until_end;
+    s.until_end = until_end;
     s.from = from_set ? from : 1;
     s.count = count;
     s.rcvhwm = (int)rcvhwm;
