@@ -812,6 +812,21 @@ static void test_lost_publisher_is_in_history_and_caught_up_after(void **state)
     assert_int_equal(w->count, a); /* nothing applied twice */
 }
 
+/* The publisher's store replaced by a new one in w->dir/name (its path in
+ * d) opened with o's other options. */
+static void s_reopen_pub_store(world *w, const char *name, evb_store_opts *o, char *d,
+                               size_t cap)
+{
+    evb_store_destroy(&w->pst);
+    snprintf(d, cap, "%s/%s", w->dir, name);
+    o->dir = d;
+    o->service = "pubsvc";
+    o->create = true;
+    evb_err err;
+    w->pst = evb_store_open(o, &err);
+    if (w->pst == NULL) fail_msg("open %s: %s", d, err.msg);
+}
+
 /* The largest .ldb table in dir but the newest (a flush may be writing it:
  * flushes go one at a time, so the others are complete); 0 when there is
  * none such of at least `min` bytes. */
@@ -857,18 +872,11 @@ static long s_complete_table(const char *dir, long min, char *path, size_t cap)
 static void test_live_hole_stalls_a_category_feed(void **state)
 {
     world *w = *state;
-    evb_store_destroy(&w->pst);
     char d[300];
-    snprintf(d, sizeof d, "%s/pub-hole", w->dir);
     evb_store_opts o = {0};
-    o.dir = d;
-    o.service = "pubsvc";
-    o.create = true;
-    o.write_buffer_bytes = 64 * 1024;   /* tables soon */
-    o.index_mode = EVB_INDEX_MANUAL;    /* nothing reads the tables but us */
-    evb_err err;
-    w->pst = evb_store_open(&o, &err);
-    assert_non_null(w->pst);
+    o.write_buffer_bytes = 64 * 1024; /* tables soon */
+    o.index_mode = EVB_INDEX_MANUAL;  /* nothing reads the tables but us */
+    s_reopen_pub_store(w, "pub-hole", &o, d, sizeof d);
     s_new_pub(w);
     const char *cats[] = {"show"};
     s_new_sub(w, cats, 1);
@@ -915,18 +923,12 @@ static void test_live_hole_stalls_a_category_feed(void **state)
 
 static void s_check_published_le_synced(world *w, evb_sync sync)
 {
-    evb_store_destroy(&w->pst);
     char d[300];
-    snprintf(d, sizeof d, "%s/pub-sync", w->dir);
     evb_store_opts o = {0};
-    o.dir = d;
-    o.service = "pubsvc";
-    o.create = true;
     o.sync = sync;
     o.group_interval_ms = 20;
+    s_reopen_pub_store(w, "pub-sync", &o, d, sizeof d);
     evb_err err;
-    w->pst = evb_store_open(&o, &err);
-    assert_non_null(w->pst);
     s_new_pub(w);
     const char *cats[] = {"show"};
     s_new_sub(w, cats, 1);
