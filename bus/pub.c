@@ -374,6 +374,23 @@ static int s_gather(evb_pub_t *p, const bm_request *rq, uint64_t durable, unsign
     evb_iter_destroy(&it);
     if (!failed || (hole && *hf > durable)) return 0; /* a hole past the page: later */
     if (!hole) return -1;
+    /* A category read meets a hole in the events not indexed yet: a scan of
+     * the log cannot tell whether the hole held events of the category. The
+     * index can (the indexer got them when they were appended, before the
+     * damage) once it is past the hole, so ask to be asked again; a feed of a
+     * category with nothing there then goes on instead of stalling. Without
+     * an indexer that will get there, it is a hole. */
+    if (rq->category[0] != '\0' && evb_store_indexing(p->st)) {
+        evb_store_info info;
+        evb_store_get_info(p->st, &info);
+        if (*hf > info.indexed) {
+            if (*count > 0) {
+                *more = true;
+                return 0;
+            }
+            return 2;
+        }
+    }
     if (*count > 0) { /* the events before the hole; it comes next */
         *more = true;
         return 0;
@@ -396,6 +413,15 @@ static void s_fetch(evb_pub_t *p, const zmq_msg_t *idm, const bm_request *rq,
     int g = rq->after < durable
                 ? s_gather(p, rq, durable, max, &count, &last, &more, &hf, &ht, err)
                 : 0;
+    if (g == 2) {
+        char m[400];
+        snprintf(m, sizeof m,
+                 "events %llu..%llu cannot be read and are not indexed yet: whether they "
+                 "hold events of %s is known once they are; ask again",
+                 (unsigned long long)hf, (unsigned long long)ht, rq->category);
+        s_error_reply(p, idm, rq->req_id, "EVB_EBUSY", m);
+        return;
+    }
     if (g < 0) {
         s_error_reply(p, idm, rq->req_id,
                       err && err->code != EVB_OK ? evb_code_name(err->code) : "EVB_EIO",

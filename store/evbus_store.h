@@ -71,7 +71,8 @@ typedef struct evb_store_opts {
                                     (default 0: LevelDB's 4 KiB); larger blocks
                                     make the index blocks an open table keeps in
                                     memory smaller, and a point read of one event
-                                    decompress more (store/FORMAT.md) */
+                                    decompress more; clamped to 1 KiB..4 MiB;
+                                    services/README.md, "Memory") */
 } evb_store_opts;
 
 typedef struct evb_store evb_store_t;
@@ -241,6 +242,11 @@ EVB_EXPORT int evb_store_find_id(evb_store_t *st, const evb_id *id, uint64_t *se
 /* Last sequence covered by an fsync (EVB_SYNC_EVERY/GROUP) or simply
  * written (EVB_SYNC_NONE, where nothing is promised across power loss). */
 EVB_EXPORT uint64_t evb_store_synced(const evb_store_t *st);
+/* Will the events not indexed yet be? True while the store's background
+ * indexer runs without a standing failure (false for EVB_INDEX_MANUAL, a
+ * read-only store, and an indexer that cannot read the log on, e.g. at
+ * damage). */
+EVB_EXPORT bool evb_store_indexing(evb_store_t *st);
 /* fsync now; returns once everything appended so far is durable. */
 EVB_EXPORT int evb_store_sync(evb_store_t *st, evb_err *err);
 

@@ -567,6 +567,15 @@ void ix_stop(evb_store_t *st)
     st->ix_running = false;
 }
 
+bool evb_store_indexing(evb_store_t *st)
+{
+    if (!st->ix_running) return false;
+    pthread_mutex_lock(&st->mu);
+    bool ok = st->ix_error[0] == '\0';
+    pthread_mutex_unlock(&st->mu);
+    return ok;
+}
+
 void ix_kick(evb_store_t *st)
 {
     atomic_store(&st->last_append_us, evb_now_us());

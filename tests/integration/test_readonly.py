@@ -389,7 +389,7 @@ def non_root(base, d):
         r = as_nobody(["log", "cat", dst, "--json"])
         check(r.returncode == 0 and len(r.stdout.splitlines()) == 5501,
               f"log cat as nobody: exit {r.returncode} {r.stderr}")
-        # every other verb, and a backup into a directory nobody may write
+        # every other verb, and a backup into a directory nobody can write in
         os.chmod(ro, 0o1777)
         for k, r in read_all(dst, as_nobody).items():
             check(r.returncode == 0, f"log {k} as nobody: exit {r.returncode} {r.stderr[-300:]}")
