@@ -433,7 +433,8 @@ size_t evb_store_tail_damage(const evb_store_t *st, char *msg, size_t cap)
 
 /* A read-only open reads past damage in the unindexed events: noted for
  * evb_store_tail_damage and logged. */
-static void s_tail_damage(evb_store_t *st, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void s_tail_damage(evb_store_t *st, const char *fmt,
+                                                             ...)
 {
     char m[sizeof st->tail_damage_msg];
     va_list ap;
