@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define EVB_STORE_FORMAT 5u /* on-disk format of new logs (1 to 4 are read too) */
+#define EVB_STORE_FORMAT 6u /* on-disk format of new logs (1 to 5 are read too) */
 #define EVB_STORE_MAX_INDEX_LAG 1000000u
 #define EVB_MAX_KEY_LEN 1024u /* consumer keys */
 #define EVB_MAX_VALUE_BYTES (16u * 1024u * 1024u)

@@ -198,34 +198,43 @@ static ix_chunk *s_feed_take(evb_store_t *st, uint64_t from, uint64_t head, size
     return took;
 }
 
-/* A step's id entries, put into the batch in key order (s_ids_put): LevelDB's
- * memtable is a skip list, and an insert next to the previous one finds its
- * path in the cache where a random one misses at every level. */
-typedef struct id_ent {
-    uint32_t epoch; /* 0 in format 1 (ids alone) */
-    evb_id id;
-    uint64_t seq;
-} id_ent;
+/* A step's id entries (id_acc, store_int.h) go into a batch in key order. */
 
-typedef struct id_acc {
-    id_ent *v;
-    size_t n, cap;
-    bool oom;
-} id_acc;
+/* Room for more entries in a; false (a unchanged) when out of memory. */
+static bool s_ids_reserve(id_acc *a, size_t more)
+{
+    if (a->n + more <= a->cap) return true;
+    size_t cap = a->cap ? 2 * a->cap : 1024;
+    while (cap < a->n + more)
+        cap *= 2;
+    id_ent *v = realloc(a->v, cap * sizeof *v);
+    if (v == NULL) return false;
+    a->v = v;
+    a->cap = cap;
+    return true;
+}
+
+static uint32_t s_id_epoch(const evb_store_t *st, uint64_t seq)
+{
+    return st_ids_apart(st) ? ids_epoch(st->idb_bits, seq) : st_ix_apart(st) ? id_epoch(seq) : 0;
+}
 
 static void s_ids_add(const evb_store_t *st, id_acc *a, const evb_id *id, uint64_t seq)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 1024;
-        id_ent *v = realloc(a->v, cap * sizeof *v);
-        if (v == NULL) {
-            a->oom = true;
-            return;
-        }
-        a->v = v;
-        a->cap = cap;
+    if (!s_ids_reserve(a, 1)) {
+        a->oom = true;
+        return;
     }
-    a->v[a->n++] = (id_ent){st_ix_apart(st) ? id_epoch(seq) : 0, *id, seq};
+    a->v[a->n++] = (id_ent){s_id_epoch(st, seq), *id, seq};
+}
+
+int ix_acc_add(evb_store_t *st, const evb_id *id, uint64_t seq)
+{
+    if (seq <= st->acc_upto || seq <= atomic_load(&st->id_sealed)) return EVB_OK;
+    s_ids_add(st, &st->ix_acc, id, seq);
+    if (st->ix_acc.oom) return EVB_ENOMEM;
+    st->acc_upto = seq;
+    return EVB_OK;
 }
 
 static int s_cmp_ent(const void *x, const void *y)
@@ -292,10 +301,66 @@ static void s_sort_ents(id_ent *v, size_t n)
     }
 }
 
-static int s_ids_put(const evb_store_t *st, leveldb_writebatch_t *wb, id_acc *a,
+/* Format 6 (FORMAT.md, "Id database"): the step's caller ids join the
+ * epoch being gathered (st->ix_acc); an epoch that is over goes to the id
+ * database whole, in key order, with the new seal in the same batch. With
+ * nothing gathered the seal moves to the step's end. The id database is
+ * written before the index (read-only opens take its view first). */
+static int s_ids_seal(evb_store_t *st, id_acc *step, uint64_t to, evb_err *err)
+{
+    id_acc *acc = &st->ix_acc;
+    uint64_t sealed = atomic_load(&st->id_sealed);
+    if (!s_ids_reserve(acc, step->n))
+        return evb_err_set(err, EVB_ENOMEM, "indexer: out of memory for %zu ids",
+                           acc->n + step->n);
+    for (size_t i = 0; i < step->n; i++)
+        if (step->v[i].seq > sealed && step->v[i].seq > st->acc_upto)
+            acc->v[acc->n++] = step->v[i];
+    if (to > st->acc_upto) st->acc_upto = to;
+    step->n = 0;
+    uint64_t end = ((to + 1) >> st->idb_bits) << st->idb_bits; /* to + 1's epoch */
+    uint64_t seal = sealed;
+    size_t k = 0;
+    if (end > 0 && end - 1 > sealed) { /* epochs are over: their ids go */
+        seal = end - 1;
+        s_sort_ents(acc->v, acc->n); /* by epoch first: theirs come first */
+        while (k < acc->n && acc->v[k].seq <= seal)
+            k++;
+    }
+    if (k == acc->n && to > seal) seal = to; /* nothing waits */
+    if (seal == sealed) return EVB_OK;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    uint8_t key[ID_EPOCH_KEY_LEN], val[8];
+    for (size_t i = 0; i < k; i++) {
+        be64_put(val, acc->v[i].seq);
+        leveldb_writebatch_put(wb, (const char *)key,
+                               st_key_idb(st, key, &acc->v[i].id, acc->v[i].seq),
+                               (const char *)val, 8);
+    }
+    be64_put(val, seal);
+    leveldb_writebatch_put(wb, META_IDSEAL, strlen(META_IDSEAL), (const char *)val, 8);
+    if (k > 0) CRASH_POINT(st, "ids.before_seal");
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    char *e = NULL;
+    leveldb_write(st->idb, wo, wb, &e);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_writebatch_destroy(wb);
+    if (e != NULL) {
+        atomic_store(&st->unwritable, true); /* as for the index (s_step_locked) */
+        return st_ldb_err(st, e, "id database write", err);
+    }
+    if (k > 0) CRASH_POINT(st, "ids.after_seal");
+    memmove(acc->v, acc->v + k, (acc->n - k) * sizeof *acc->v);
+    acc->n -= k;
+    atomic_store(&st->id_sealed, seal);
+    return EVB_OK;
+}
+
+static int s_ids_put(evb_store_t *st, leveldb_writebatch_t *wb, id_acc *a, uint64_t to,
                      evb_err *err)
 {
     if (a->oom) return evb_err_set(err, EVB_ENOMEM, "indexer: out of memory");
+    if (st_ids_apart(st)) return s_ids_seal(st, a, to, err);
     s_sort_ents(a->v, a->n);
     uint8_t key[ID_EPOCH_KEY_LEN], val[8];
     for (size_t i = 0; i < a->n; i++) {
@@ -425,7 +490,7 @@ static int s_step_locked(evb_store_t *st, size_t max_events, size_t *done, evb_e
                  ? s_gather_feed(st, wb, fed, &sr, &cr, &cd, &ids, &new_streams, err)
                  : s_gather_read(st, wb, from, to, &sr, &cr, &cd, &ids, &new_streams, err);
     s_free_chunks(fed);
-    if (rc == EVB_OK) rc = s_ids_put(st, wb, &ids, err);
+    if (rc == EVB_OK) rc = s_ids_put(st, wb, &ids, to, err);
     free(ids.v);
     s_run_put(wb, &sr, K_STREAM);
     s_run_put(wb, &cr, K_CAT);
@@ -631,10 +696,10 @@ int evb_store_index_wait(evb_store_t *st, evb_err *err)
     return rc;
 }
 
-/* Delete every key that starts with one of the index prefixes. */
-static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
+/* Delete every key of db that starts with prefix. */
+static int s_drop_prefix(evb_store_t *st, leveldb_t *db, char prefix, evb_err *err)
 {
-    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
+    leveldb_iterator_t *it = leveldb_create_iterator(db, st->ro);
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     size_t n = 0;
@@ -647,12 +712,12 @@ static int s_drop_prefix(evb_store_t *st, char prefix, evb_err *err)
         if (kl == 0 || k[0] != prefix) break;
         leveldb_writebatch_delete(wb, k, kl);
         if (++n % 10000 == 0) {
-            leveldb_write(st->ix, wo, wb, &e);
+            leveldb_write(db, wo, wb, &e);
             leveldb_writebatch_clear(wb);
             if (e != NULL) break;
         }
     }
-    if (e == NULL) leveldb_write(st->ix, wo, wb, &e);
+    if (e == NULL) leveldb_write(db, wo, wb, &e);
     if (e != NULL) rc = st_ldb_err(st, e, "dropping the indexes", err);
     leveldb_writeoptions_destroy(wo);
     leveldb_writebatch_destroy(wb);
@@ -682,10 +747,21 @@ int evb_store_reindex(evb_store_t *st, evb_err *err)
         atomic_store(&st->indexed, 0);
         atomic_store(&st->nstreams, 0);
     }
+    /* The id database's seal too (its entries are dropped next): what the
+     * steps below gather is sealed again from the start. */
+    if (rc == EVB_OK && st->idb != NULL) {
+        leveldb_put(st->idb, st->wo_sync, META_IDSEAL, strlen(META_IDSEAL),
+                    (const char *)zero, 8, &e);
+        if (e != NULL) rc = st_ldb_err(st, e, "reindex", err);
+        atomic_store(&st->id_sealed, 0);
+        st->ix_acc.n = 0;
+        st->acc_upto = 0;
+    }
+    if (rc == EVB_OK && st->idb != NULL) rc = s_drop_prefix(st, st->idb, K_IDE, err);
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_IDE, K_CATSTAT};
     for (size_t i = 0; rc == EVB_OK && i < sizeof prefixes; i++)
-        rc = s_drop_prefix(st, prefixes[i], err);
-    if (rc == EVB_OK) st->ix_old_ids = false;
+        rc = s_drop_prefix(st, st->ix, prefixes[i], err);
+    if (rc == EVB_OK) st->ix_old_ids = st->ix_old_b = false;
     /* Build again before returning: the owner's caches assume that whatever
      * they evicted is indexed, and the owner is here, not appending. */
     while (rc == EVB_OK && atomic_load(&st->indexed) < atomic_load(&st->head)) {

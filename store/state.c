@@ -161,17 +161,21 @@ int st_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64
     return EVB_OK;
 }
 
+int st_note_tail_id(evb_store_t *st, const evb_id *id, uint64_t seq)
+{
+    if (st_id_sealed_at(st, id, seq)) return EVB_OK;
+    if (idset_put(&st->tail_ids, id, seq, st_id_floor(st)) != 0) return EVB_ENOMEM;
+    st_bloom_add(&st->ids, id);
+    st_note_caller_id(st, id);
+    return EVB_OK;
+}
+
 /* Record an event the log holds (the unindexed tail, at open). */
 int st_note_event(evb_store_t *st, const evb_id *id, const char *stream, uint64_t version,
                   uint64_t seq, const char *cat)
 {
-    if (!st_id_sealed_at(st, id, seq)) {
-        if (idset_put(&st->tail_ids, id, seq, atomic_load(&st->indexed)) != 0)
-            return EVB_ENOMEM;
-        st_bloom_add(&st->ids, id);
-        st_note_caller_id(st, id);
-    }
-    return st_note_stream(st, stream, version, seq, cat, 1);
+    int rc = st_note_tail_id(st, id, seq);
+    return rc != EVB_OK ? rc : st_note_stream(st, stream, version, seq, cat, 1);
 }
 
 /* Current version and last seq of stream from memory or the stream index. */
@@ -227,20 +231,47 @@ static int s_sealed_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb
     return EVB_OK;
 }
 
-/* The seq an id index entry gives, or 0 when there is none. */
-static int s_id_get(evb_store_t *st, const uint8_t *key, size_t kl, uint64_t *seq,
-                    evb_err *err)
+/* The seq an id index entry in db gives, or 0 when there is none. */
+static int s_id_get(evb_store_t *st, leveldb_t *db, const uint8_t *key, size_t kl,
+                    uint64_t *seq, evb_err *err)
 {
     char *v;
     size_t vl;
     *seq = 0;
-    int rc = st_get(st, st->ix, NULL, key, kl, &v, &vl, err);
+    int rc = st_get(st, db, NULL, key, kl, &v, &vl, err);
     if (rc != EVB_OK || v == NULL) return rc;
     if (vl == 8) *seq = be64_get(v);
     leveldb_free(v);
     if (*seq == 0)
         return evb_err_set(err, EVB_ECORRUPT, "%s: id index entry is not 8 bytes", st->dir);
     return EVB_OK;
+}
+
+/* The seq of the event from..to (at most) with this id, or 0: read from the
+ * log (only after the tail set ran out of memory). */
+static int s_scan_for_id(evb_store_t *st, const evb_id *id, uint64_t from, uint64_t to,
+                         uint64_t *seq, evb_err *err)
+{
+    *seq = 0;
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    uint8_t key[9];
+    evb_event_t ev = {0};
+    for (leveldb_iter_seek(it, (const char *)key, key_event(key, from));
+         *seq == 0 && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl != 9 || k[0] != K_EVENT || be64_get(k + 1) > to) break;
+        const char *v = leveldb_iter_value(it, &vl);
+        evb_err derr;
+        if (evb_event_decode_into(v, vl, &ev, &derr) == EVB_OK &&
+            memcmp(ev.id.b, id->b, EVB_ID_LEN) == 0)
+            *seq = be64_get(k + 1);
+    }
+    evb_event_clear(&ev);
+    char *e = NULL;
+    leveldb_iter_get_error(it, &e);
+    leveldb_iter_destroy(it);
+    return e != NULL ? st_ldb_err(st, e, "looking up an id in the log", err) : EVB_OK;
 }
 
 /* Position of an id: 0 when not stored. */
@@ -253,9 +284,15 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
      * alone (one cache miss). */
     if (!s_bloom_maybe(&st->ids, id)) return EVB_OK;
     if ((*seq = idset_get(&st->tail_ids, id)) != 0) return EVB_OK;
-    /* An id the tail set had no memory for may not be indexed yet: the
-     * index must first cover it. */
-    if (st->lost_upto > atomic_load(&st->indexed)) {
+    /* An id the tail set had no memory for may be in no index yet: the
+     * log's events after the id database's seal are read (that database
+     * takes an epoch only once it is over), or the index must first cover
+     * it. */
+    if (st_ids_apart(st) && st->lost_upto > atomic_load(&st->id_sealed)) {
+        rc = s_scan_for_id(st, id, atomic_load(&st->id_sealed) + 1, st->lost_upto, seq,
+                           err);
+        if (rc != EVB_OK || *seq != 0) return rc;
+    } else if (st->lost_upto > atomic_load(&st->indexed)) {
         rc = evb_store_index_wait(st, err);
         if (rc != EVB_OK) {
             char hex[EVB_ID_HEX_LEN + 1], why[EVB_ERR_MSG_LEN];
@@ -265,16 +302,29 @@ int st_id_lookup(evb_store_t *st, const evb_id *id, uint64_t *seq, evb_err *err)
         }
     }
     uint8_t key[ID_EPOCH_KEY_LEN];
+    /* The epoch is not known: ask each, the newest first (a retry is most
+     * likely of a recent event). The filter sends few ids here (FORMAT.md,
+     * "Id epochs", "Id database"). */
+    uint64_t sealed = atomic_load(&st->id_sealed);
+    if (st->idb != NULL && sealed > 0) {
+        for (uint32_t e = ids_epoch(st->idb_bits, sealed);; e--) {
+            if ((rc = s_id_get(st, st->idb, key, key_id_epoch(key, e, id), seq, err)) !=
+                    EVB_OK ||
+                *seq != 0)
+                return rc;
+            if (e == 0) break;
+        }
+    }
     if (!st_ix_apart(st) || st->ix_old_ids) { /* format 1, or entries from before epochs */
-        if ((rc = s_id_get(st, key, key_id(key, id), seq, err)) != EVB_OK || *seq != 0)
+        if ((rc = s_id_get(st, st->ix, key, key_id(key, id), seq, err)) != EVB_OK ||
+            *seq != 0)
             return rc;
         if (!st_ix_apart(st)) return EVB_OK;
     }
-    /* The epoch is not known: ask each, the newest first (a retry is most
-     * likely of a recent event). The filter sends few ids here (FORMAT.md,
-     * "Id epochs"). */
+    if (st_ids_apart(st) && !st->ix_old_b) return EVB_OK;
     for (uint32_t e = id_epoch(atomic_load(&st->head));; e--) {
-        if ((rc = s_id_get(st, key, key_id_epoch(key, e, id), seq, err)) != EVB_OK ||
+        if ((rc = s_id_get(st, st->ix, key, key_id_epoch(key, e, id), seq, err)) !=
+                EVB_OK ||
             *seq != 0 || e == 0)
             return rc;
     }

@@ -327,6 +327,10 @@ static int s_open_db(evb_store_t *st, bool create, evb_err *err)
  * the directory makes the indexer build them again from the log). */
 static int s_reset_ix(evb_store_t *st, evb_err *err);
 static int s_open_ix(evb_store_t *st, evb_err *err);
+static void s_close_idb(evb_store_t *st);
+static int s_open_idb(evb_store_t *st, evb_err *err);
+static int s_meta_u64_in(evb_store_t *st, leveldb_t *db, const char *name, uint64_t *out,
+                         evb_err *err);
 
 /* The index is derived: a damaged one (it does not open, or a read of its
  * metadata fails) is read without by a tool and made again by a writer,
@@ -338,6 +342,7 @@ static int s_ix_damaged(evb_store_t *st, const char *why, evb_err *err)
                 "%s/index is damaged (%s); reading the log without it (it is derived: the "
                 "next writable open builds it again)",
                 st->dir, why);
+        s_close_idb(st);
         if (st->ix != NULL && st->ix != st->db) leveldb_close(st->ix);
         st_roenv_destroy(st->ix_env);
         st->ix_env = NULL;
@@ -349,16 +354,78 @@ static int s_ix_damaged(evb_store_t *st, const char *why, evb_err *err)
     }
     evb_log(EVB_LOG_WARN, "%s/index is damaged (%s); building it again (it is derived)",
             st->dir, why);
-    if (st->ix == NULL) { /* it did not open: remove what is there */
-        char path[PATH_MAX], *e = NULL;
-        snprintf(path, sizeof path, "%s/index", st->dir);
-        leveldb_destroy_db(st->ix_options, path, &e);
-        if (e != NULL) return st_ldb_err(st, e, "removing a damaged index", err);
-        atomic_store(&st->indexed, 0);
-        atomic_store(&st->nstreams, 0);
-        return s_open_ix(st, err);
+    return s_reset_ix(st, err); /* also when it did not open: removes what is there */
+}
+
+/* Close the id database (and its view); nothing sealed is known then. */
+static void s_close_idb(evb_store_t *st)
+{
+    if (st->idb != NULL) leveldb_close(st->idb);
+    st->idb = NULL;
+    st_roenv_destroy(st->idb_env);
+    st->idb_env = NULL;
+    atomic_store(&st->id_sealed, 0);
+}
+
+/* The id database's epoch size at creation: IDS_EPOCH_BITS, or in test
+ * builds EVB_TEST_ID_EPOCH_BITS (small epochs, so that tests seal many). */
+static unsigned s_idb_bits_new(void)
+{
+#ifdef EVB_CRASH_POINTS
+    const char *e = getenv("EVB_TEST_ID_EPOCH_BITS");
+    if (e != NULL && atoi(e) >= 1 && atoi(e) <= 40) return (unsigned)atoi(e);
+#endif
+    return IDS_EPOCH_BITS;
+}
+
+/* The id database (format 6): DIR/index/ids, made when missing as the index
+ * is (both are derived, and reset together). A read-only open that finds
+ * none reads without it: the tail it loads then holds every caller id. */
+static int s_open_idb(evb_store_t *st, evb_err *err)
+{
+    atomic_store(&st->id_sealed, 0);
+    st->idb_bits = IDS_EPOCH_BITS;
+    if (!st_ids_apart(st)) return EVB_OK;
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/index/ids", st->dir);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
+    if (st->read_only && st->idb_env == NULL) return EVB_OK; /* none (s_open) */
+    if (!st->read_only) leveldb_options_set_env(st->idb_options, st->ix_bg);
+    evb_err ierr = {0};
+    int rc = s_ldb_open(st, st->idb_options, path, true, &st->idb, &st->idb_env, &ierr);
+    if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
+    char *v;
+    size_t vl;
+    rc = st_get(st, st->idb, NULL, META_IDBITS, strlen(META_IDBITS), &v, &vl, &ierr);
+    if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
+    if (v != NULL) {
+        bool ok = vl == 1 && v[0] >= 1 && v[0] <= 40;
+        if (ok) st->idb_bits = (unsigned)v[0];
+        leveldb_free(v);
+        if (!ok) return s_ix_damaged(st, "its metadata idbits is not one byte 1..40", err);
+    } else if (!st->read_only) { /* new */
+        st->idb_bits = s_idb_bits_new();
+        uint8_t zero[8] = {0}, bits = (uint8_t)st->idb_bits;
+        leveldb_writebatch_t *wb = leveldb_writebatch_create();
+        leveldb_writebatch_put(wb, META_IDBITS, strlen(META_IDBITS), (const char *)&bits,
+                               1);
+        leveldb_writebatch_put(wb, META_IDSEAL, strlen(META_IDSEAL), (const char *)zero,
+                               8);
+        char *e = NULL;
+        leveldb_write(st->idb, st->wo, wb, &e);
+        leveldb_writebatch_destroy(wb);
+        if (e != NULL) return st_ldb_err(st, e, "writing the id database's metadata", err);
+        st->idb_fresh = true; /* s_load_meta: sealed up to where? */
     }
-    return s_reset_ix(st, err);
+    uint64_t sealed = 0;
+    rc = s_meta_u64_in(st, st->idb, META_IDSEAL, &sealed, &ierr);
+    if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
+    if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
+    atomic_store(&st->id_sealed, sealed);
+    return EVB_OK;
 }
 
 static int s_open_ix(evb_store_t *st, evb_err *err)
@@ -393,13 +460,15 @@ static int s_open_ix(evb_store_t *st, evb_err *err)
     if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     st->ix_foreign = v != NULL && (vl != EVB_ID_LEN || memcmp(v, st->log_id.b, vl) != 0);
     if (v != NULL) leveldb_free(v);
-    if (v != NULL || st->read_only) return EVB_OK;
-    char *e = NULL;
-    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
-    leveldb_put(st->ix, wo, META_LOGID, strlen(META_LOGID), (const char *)st->log_id.b,
-                EVB_ID_LEN, &e);
-    leveldb_writeoptions_destroy(wo);
-    return e != NULL ? st_ldb_err(st, e, "writing the index's log id", err) : EVB_OK;
+    if (v == NULL && !st->read_only) {
+        char *e = NULL;
+        leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+        leveldb_put(st->ix, wo, META_LOGID, strlen(META_LOGID), (const char *)st->log_id.b,
+                    EVB_ID_LEN, &e);
+        leveldb_writeoptions_destroy(wo);
+        if (e != NULL) return st_ldb_err(st, e, "writing the index's log id", err);
+    }
+    return s_open_idb(st, err);
 }
 
 int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out, evb_err *err)
@@ -420,6 +489,15 @@ int evb_store_backup(evb_store_t *st, const char *dest, evb_backup_info *out, ev
         if (st_roenv_copy(st->ix_env, ixdir, &bi.bytes_copied, &bi.files_linked, why,
                           sizeof why) != 0)
             return evb_err_set(err, EVB_EIO, "backup of %s/index: %s", st->dir, why);
+        if (st->idb != NULL && st->idb_env != NULL) {
+            n = snprintf(ixdir, sizeof ixdir, "%s/index/ids", dest);
+            if (n < 0 || (size_t)n >= sizeof ixdir)
+                return evb_err_set(err, EVB_EINVAL, "backup: %s: path too long", dest);
+            if (st_roenv_copy(st->idb_env, ixdir, &bi.bytes_copied, &bi.files_linked, why,
+                              sizeof why) != 0)
+                return evb_err_set(err, EVB_EIO, "backup of %s/index/ids: %s", st->dir,
+                                   why);
+        }
     }
     if (out != NULL) *out = bi;
     return EVB_OK;
@@ -518,6 +596,7 @@ static int s_check_wal(evb_store_t *st, evb_err *err)
 /* Close both databases (the index first: it may be the same as db). */
 static void s_close_dbs(evb_store_t *st)
 {
+    s_close_idb(st);
     if (st->ix != NULL && st->ix != st->db) leveldb_close(st->ix);
     st->ix = NULL;
     if (st->db != NULL) leveldb_close(st->db);
@@ -538,14 +617,21 @@ static void s_close_dbs(evb_store_t *st)
 static int s_reset_ix(evb_store_t *st, evb_err *err)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/index", st->dir);
-    leveldb_close(st->ix);
+    s_close_idb(st);
+    if (st->ix != NULL && st->ix != st->db) leveldb_close(st->ix);
     st->ix = NULL;
     char *e = NULL;
+    snprintf(path, sizeof path, "%s/index/ids", st->dir);
+    leveldb_destroy_db(st->idb_options, path, &e);
+    if (e != NULL) return st_ldb_err(st, e, "removing the id database to rebuild it", err);
+    snprintf(path, sizeof path, "%s/index", st->dir);
     leveldb_destroy_db(st->ix_options, path, &e);
     if (e != NULL) return st_ldb_err(st, e, "removing the index to rebuild it", err);
     atomic_store(&st->indexed, 0);
     atomic_store(&st->nstreams, 0);
+    st->ix_acc.n = 0;
+    st->acc_upto = 0;
+    st->ix_old_b = st->ix_old_ids = false;
     return s_open_ix(st, err); /* a new one, with this log's id */
 }
 
@@ -604,18 +690,20 @@ static int s_upgrade(evb_store_t *st, evb_err *err)
     /* The keys in a table of their own, beside the other metadata (see
      * s_init_meta); the range is the M keys only. */
     leveldb_compact_range(st->db, "M", 1, "N", 1);
-    evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%s%sids filed by epoch)", st->dir,
-            st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "",
+    evb_log(EVB_LOG_INFO, "%s: log format %u -> %u (%s%scaller ids in index/ids)",
+            st->dir, st->format, EVB_STORE_FORMAT, st->format < 3 ? "index runs, " : "",
             new_key ? "store-made ids sealed, " : "");
     st->format = EVB_STORE_FORMAT;
+    st->upgraded = true;
     return new_key ? st_seal_init(st, seal.b, err) : EVB_OK;
 }
 
-static int s_meta_u64(evb_store_t *st, const char *name, uint64_t *out, evb_err *err)
+static int s_meta_u64_in(evb_store_t *st, leveldb_t *db, const char *name, uint64_t *out,
+                         evb_err *err)
 {
     char *v;
     size_t vl;
-    int rc = st_get(st, st->ix, NULL, name, strlen(name), &v, &vl, err);
+    int rc = st_get(st, db, NULL, name, strlen(name), &v, &vl, err);
     if (rc != EVB_OK) return rc;
     *out = 0;
     if (v == NULL) return EVB_OK;
@@ -711,12 +799,30 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     if ((rc = s_open_ix(st, err)) != EVB_OK) return rc;
     uint64_t u = 0, ns = 0;
     evb_err ierr = {0};
-    if ((rc = s_meta_u64(st, META_IXPOS, &u, &ierr)) == EVB_OK)
-        rc = s_meta_u64(st, META_NSTREAMS, &ns, &ierr);
+    if ((rc = s_meta_u64_in(st, st->ix, META_IXPOS, &u, &ierr)) == EVB_OK)
+        rc = s_meta_u64_in(st, st->ix, META_NSTREAMS, &ns, &ierr);
     if (rc == EVB_ECORRUPT && st_ix_apart(st)) return s_ix_damaged(st, ierr.msg, err);
     if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     atomic_store(&st->indexed, u);
     atomic_store(&st->nstreams, ns);
+    if (st->idb_fresh && u > 0) {
+        st->idb_fresh = false;
+        if (!st->upgraded) { /* a format 6 index that lost index/ids */
+            evb_log(EVB_LOG_WARN, "%s/index/ids is missing; building the index again",
+                    st->dir);
+            return s_reset_ix(st, err);
+        }
+        /* Upgraded now: the ids up to the position are in the index, as
+         * before; the id database takes those after it. */
+        uint8_t val[8];
+        be64_put(val, u);
+        char *e = NULL;
+        leveldb_put(st->idb, st->wo, META_IDSEAL, strlen(META_IDSEAL), (const char *)val, 8,
+                    &e);
+        if (e != NULL) return st_ldb_err(st, e, "writing the id database's seal", err);
+        atomic_store(&st->id_sealed, u);
+    }
+    st->idb_fresh = false;
     return EVB_OK;
 }
 
@@ -763,8 +869,9 @@ static int s_load_cat_stats(evb_store_t *st, evb_err *err)
 static int s_load_tail(evb_store_t *st, evb_err *err)
 {
     uint64_t ix = atomic_load(&st->indexed), head = atomic_load(&st->head);
+    uint64_t sealed = atomic_load(&st->id_sealed);
     st->ix_ignored = st->ix_broken;
-    if (st_ix_apart(st) && (ix > head || st->ix_foreign)) {
+    if (st_ix_apart(st) && (ix > head || sealed > head || st->ix_foreign)) {
         char why[160];
         if (st->ix_foreign)
             snprintf(why, sizeof why, "it belongs to another log");
@@ -772,7 +879,8 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
             snprintf(why, sizeof why,
                      "it covers events up to %llu but the log ends at %llu (a power "
                      "loss took back events never fsynced)",
-                     (unsigned long long)ix, (unsigned long long)head);
+                     (unsigned long long)(ix > sealed ? ix : sealed),
+                     (unsigned long long)head);
         if (st->read_only) {
             /* A tool changes nothing: it reads the log without the index. */
             evb_log(EVB_LOG_WARN,
@@ -780,6 +888,7 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                     "writable open builds it again)",
                     st->dir, why);
             st->ix_ignored = true;
+            s_close_idb(st);
             atomic_store(&st->indexed, 0);
             atomic_store(&st->nstreams, 0);
             ix = 0;
@@ -805,32 +914,50 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         ix = head;
     }
     st->caller_ms_max = 0; /* from the id entries and the tail, below */
-    /* An index apart written before id epochs keeps its I entries: lookups
-     * ask them too. */
+    /* An index apart written before id epochs keeps its I entries, one
+     * written before the id database (format 6) its B entries: lookups ask
+     * them too. */
     if (st_ix_apart(st) && !st->ix_ignored) {
         leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
-        const char pfx = K_ID;
-        size_t kl = 0;
-        leveldb_iter_seek(it, &pfx, 1);
-        const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &kl) : NULL;
-        st->ix_old_ids = k != NULL && kl > 0 && k[0] == K_ID;
+        const char pfx[2] = {K_ID, K_IDE};
+        for (int p = 0; p < 2; p++) {
+            size_t kl = 0;
+            leveldb_iter_seek(it, &pfx[p], 1);
+            const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &kl) : NULL;
+            bool has = k != NULL && kl > 0 && k[0] == pfx[p];
+            if (p == 0)
+                st->ix_old_ids = has;
+            else
+                st->ix_old_b = has && st_ids_apart(st);
+        }
         leveldb_iter_destroy(it);
     }
+    /* Caller ids after the id database's seal are in no index: the tail
+     * loaded below starts there when that is before the indexer's position
+     * (at most an epoch and the indexer's lag; FORMAT.md, "Id database"). */
+    uint64_t from = st_ids_apart(st) && sealed < ix ? sealed : ix;
     if (!st->read_only) {
         /* Sized for the id entries (sealed ids have none: a format 4 log of
          * made ids has next to none), from their bytes on disk. */
         const char *lo[2] = {"B", "I"}, *hi[2] = {"C", "J"};
         size_t lol[2] = {1, 1}, hil[2] = {1, 1};
-        uint64_t bytes[2] = {0, 0}, nid = head - ix;
+        uint64_t bytes[2] = {0, 0}, idbytes = 0, nid = head - from;
         leveldb_approximate_sizes(st->ix, 2, lo, lol, hi, hil, bytes);
-        nid += (bytes[0] + bytes[1]) / 16 < head ? (bytes[0] + bytes[1]) / 16 : head;
+        if (st->idb != NULL)
+            leveldb_approximate_sizes(st->idb, 1, lo, lol, hi, hil, &idbytes);
+        idbytes += bytes[0] + bytes[1];
+        nid += idbytes / 16 < head ? idbytes / 16 : head;
         if (st_bloom_init(&st->ids, nid) != 0)
             return evb_err_set(err, EVB_ENOMEM, "out of memory for the id filter");
-        leveldb_iterator_t *it = leveldb_create_iterator(st->ix, st->ro);
-        /* Both layouts: the epochs (B), then entries from before them (I). */
-        const char pfx[2] = {K_IDE, K_ID};
-        for (int p = 0; p < 2; p++) {
-            size_t want = p == 0 ? ID_EPOCH_KEY_LEN : 1 + EVB_ID_LEN;
+        /* Every layout: the id database's epochs, the index's epochs (B)
+         * and entries from before them (I). */
+        const char pfx[3] = {K_IDE, K_IDE, K_ID};
+        char *ie = NULL;
+        for (int p = 0; p < 3 && ie == NULL; p++) {
+            leveldb_t *db = p == 0 ? st->idb : st->ix;
+            if (db == NULL) continue;
+            leveldb_iterator_t *it = leveldb_create_iterator(db, st->ro);
+            size_t want = p < 2 ? ID_EPOCH_KEY_LEN : 1 + EVB_ID_LEN;
             for (leveldb_iter_seek(it, &pfx[p], 1); leveldb_iter_valid(it);
                  leveldb_iter_next(it)) {
                 size_t kl;
@@ -842,12 +969,11 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                 st_bloom_add(&st->ids, &id);
                 st_note_caller_id(st, &id);
             }
+            leveldb_iter_get_error(it, &ie);
+            leveldb_iter_destroy(it);
         }
         /* A scan cut short would leave ids out of the filter: duplicates
          * accepted. The index is derived: removing it rebuilds it. */
-        char *ie = NULL;
-        leveldb_iter_get_error(it, &ie);
-        leveldb_iter_destroy(it);
         if (ie != NULL) {
             char what[PATH_MAX + 96];
             snprintf(what, sizeof what,
@@ -860,10 +986,10 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
     /* Category heads and counts: the indexer's stats, then the tail. */
     int crc;
     if (!st->ix_ignored && (crc = s_load_cat_stats(st, err)) != EVB_OK) return crc;
-    if (ix == head) return EVB_OK;
+    if (from == head) return EVB_OK;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     uint8_t key[9];
-    leveldb_iter_seek(it, (const char *)key, key_event(key, ix + 1));
+    leveldb_iter_seek(it, (const char *)key, key_event(key, from + 1));
     evb_event_t ev = {0};
     int rc = EVB_OK;
     for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
@@ -884,8 +1010,14 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
                              st->dir, (unsigned long long)seq, derr.msg);
             break;
         }
-        if (st_note_event(st, &ev.id, ev.stream, ev.version, seq, ev.category) !=
-            EVB_OK) {
+        /* Up to the indexer's position only the ids: into the tail set, and
+         * the indexer's next epoch (what it had gathered before the close). */
+        int nrc = seq > ix ? st_note_event(st, &ev.id, ev.stream, ev.version, seq,
+                                           ev.category)
+                           : st_note_tail_id(st, &ev.id, seq);
+        if (nrc == EVB_OK && seq <= ix && st->idb != NULL && !st->read_only)
+            nrc = ix_acc_add(st, &ev.id, seq);
+        if (nrc != EVB_OK) {
             rc = evb_err_set(err, EVB_ENOMEM, "out of memory loading the log's tail");
             break;
         }
@@ -1003,12 +1135,20 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         (opts->write_buffer_bytes ? opts->write_buffer_bytes : 32u << 20) / 2);
     st->ix_filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(st->ix_options, st->ix_filter);
+    /* The id database takes each finished epoch's caller ids in one batch
+     * in key order (up to 256 Ki x 29 bytes), above every key it holds: its
+     * tables never overlap, so LevelDB moves them down without merging. Its
+     * tables carry the same filters. */
+    st->idb_options = leveldb_options_create();
+    leveldb_options_set_write_buffer_size(st->idb_options, 4u << 20);
+    leveldb_options_set_filter_policy(st->idb_options, st->ix_filter);
     /* Memory that grows with the data read, or with the tables: bounded
      * when the caller says so (a service does, services/README.md). */
     if (opts->block_cache_bytes) {
         st->block_cache = leveldb_cache_create_lru(opts->block_cache_bytes);
         leveldb_options_set_cache(st->options, st->block_cache);
         leveldb_options_set_cache(st->ix_options, st->block_cache);
+        leveldb_options_set_cache(st->idb_options, st->block_cache);
     }
     if (opts->event_block_bytes) {
         size_t bb = opts->event_block_bytes < 1024       ? 1024
@@ -1024,6 +1164,7 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         int n = (int)t + 10;
         leveldb_options_set_max_open_files(st->options, n);
         leveldb_options_set_max_open_files(st->ix_options, n);
+        leveldb_options_set_max_open_files(st->idb_options, n);
     }
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
@@ -1035,6 +1176,15 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
         /* The index's view first: its snapshot is then never ahead of the
          * log's, which a running service's indexer follows. */
         char ixdir[PATH_MAX], why[PATH_MAX + 128];
+        struct stat sb;
+        /* The id database's before the index's (the indexer writes it
+         * first in each step); none before format 6. */
+        snprintf(ixdir, sizeof ixdir, "%s/index/ids", st->dir);
+        if (stat(ixdir, &sb) == 0 &&
+            (st->idb_env = st_roenv_new(ixdir, why, sizeof why)) == NULL) {
+            evb_err_set(err, EVB_EIO, "cannot read %s", why);
+            goto fail;
+        }
         snprintf(ixdir, sizeof ixdir, "%s/index", st->dir);
         if ((st->ix_env = st_roenv_new(ixdir, why, sizeof why)) == NULL) {
             evb_err_set(err, EVB_EIO, "cannot read %s", why);
@@ -1122,6 +1272,9 @@ int evb_store_reopen(evb_store_t *st, evb_err *err)
         s_stop_threads(st);
         s_close_dbs(st);
     }
+    st->ix_acc.n = 0; /* gathered again from the log (s_load_tail) */
+    st->ix_acc.oom = false;
+    st->acc_upto = 0;
     int rc = s_open_db(st, false, err);
     if (rc == EVB_OK && (rc = s_load_meta(st, err)) != EVB_OK) s_close_dbs(st);
     if (rc != EVB_OK) {
@@ -1178,6 +1331,8 @@ void evb_store_destroy(evb_store_t **stp)
     s_close_dbs(st);
     if (st->options) leveldb_options_destroy(st->options);
     if (st->ix_options) leveldb_options_destroy(st->ix_options);
+    if (st->idb_options) leveldb_options_destroy(st->idb_options);
+    free(st->ix_acc.v);
     if (st->ix_filter) leveldb_filterpolicy_destroy(st->ix_filter);
     if (st->block_cache) leveldb_cache_destroy(st->block_cache);
     if (st->ro) leveldb_readoptions_destroy(st->ro);
@@ -1251,5 +1406,8 @@ int evb_store_disk_size(const evb_store_t *st, uint64_t *bytes, evb_err *err)
     struct stat sb;
     /* A read-only open reads a log whose index (derived) is gone without it */
     if (st->read_only && stat(path, &sb) != 0 && errno == ENOENT) return EVB_OK;
+    if ((rc = s_dir_bytes(path, bytes, err)) != EVB_OK) return rc;
+    snprintf(path, sizeof path, "%s/index/ids", st->dir);
+    if (stat(path, &sb) != 0 && errno == ENOENT) return EVB_OK; /* before format 6 */
     return s_dir_bytes(path, bytes, err);
 }

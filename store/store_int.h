@@ -40,6 +40,10 @@
 #define META_IXPOS "Mixpos"
 #define META_NSTREAMS "Mnstreams"
 #define META_SEALKEY "Msealkey" /* format 4: 16 bytes, the key of sealed ids */
+/* The id database (format 6: DIR/index/ids, FORMAT.md "Id database"). */
+#define META_IDSEAL "Midseal" /* be64: every caller id of events up to it is there */
+#define META_IDBITS "Midbits" /* 1 byte: an epoch holds 2^bits events */
+#define IDS_EPOCH_BITS 18     /* 256 Ki events an epoch */
 
 #define KEY_MAX                                                                          \
     (1 + EVB_MAX_STREAM_LEN + 1 + 8 + 16 + EVB_MAX_CONSUMER_LEN + EVB_MAX_KEY_LEN)
@@ -129,6 +133,29 @@ static inline uint32_t key_epoch(const void *key)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* The epoch of seq in the id database (format 6): epochs of 2^bits events. */
+static inline uint32_t ids_epoch(unsigned bits, uint64_t seq)
+{
+    uint64_t e = seq >> bits;
+    return e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
+}
+
+/* Id entries gathered by the indexer, put into a batch in key order
+ * (indexer.c): LevelDB's memtable is a skip list, and an insert next to the
+ * previous one finds its path in the cache where a random one misses at
+ * every level. */
+typedef struct id_ent {
+    uint32_t epoch; /* 0 in format 1 (ids alone) */
+    evb_id id;
+    uint64_t seq;
+} id_ent;
+
+typedef struct id_acc {
+    id_ent *v;
+    size_t n, cap;
+    bool oom;
+} id_acc;
+
 /* A Bloom filter over event ids: "maybe stored" or "surely not". It grows
  * in layers: when the newest holds as many ids as it was sized for, a new
  * one twice as big takes the next ones, and a lookup asks every layer. So
@@ -200,6 +227,23 @@ struct evb_store {
      * own in DIR/index from format 2 on (FORMAT.md, "Two databases"), the
      * same database as db in a format 1 log. Derived: it is never fsynced. */
     leveldb_t *ix;
+    /* Format 6: the caller ids (those not sealed) of finished epochs, in
+     * DIR/index/ids, each epoch written once, whole and in key order
+     * (FORMAT.md, "Id database"); derived like the index and reset with it.
+     * NULL before format 6, and for a read-only open that finds none. */
+    leveldb_t *idb;
+    leveldb_env_t *idb_env; /* its read-only view */
+    leveldb_options_t *idb_options;
+    unsigned idb_bits;          /* its epochs hold 2^idb_bits events */
+    _Atomic uint64_t id_sealed; /* caller ids of events up to it are in idb */
+    bool ix_old_b;              /* ix holds B entries of format 5 (1 Mi epochs) */
+    bool idb_fresh;             /* made by this open (s_open_idb) */
+    bool upgraded;              /* this open made the log format 6 (s_upgrade) */
+    /* The indexer's caller ids of events after id_sealed (under ix_mu):
+     * written to idb when their epoch is over; acc_upto is the last seq it
+     * took, so that a failed step taken again adds none twice. */
+    id_acc ix_acc;
+    uint64_t acc_upto;
     /* Read-only opens: the views (roenv.h) db and ix read through; NULL
      * otherwise. Destroyed after their database is closed. */
     leveldb_env_t *db_env, *ix_env;
@@ -311,12 +355,34 @@ static inline bool st_ix_apart(const evb_store_t *st)
     return st->ix != st->db;
 }
 
-/* The id index key of the event at seq with this id: by epoch in an index
- * of its own, by id alone in format 1's shared database. */
+/* The id index key of the event at seq with this id in st->ix: by epoch in
+ * an index of its own (format 2 to 5), by id alone in format 1's shared
+ * database. From format 6 the ids are in st->idb (st_key_idb). */
 static inline size_t st_key_id(const evb_store_t *st, uint8_t *out, const evb_id *id,
                                uint64_t seq)
 {
     return st_ix_apart(st) ? key_id_epoch(out, id_epoch(seq), id) : key_id(out, id);
+}
+
+/* Are caller ids filed in the id database (format 6, st->idb)? Then the
+ * index proper holds none (but B entries from before the upgrade). */
+static inline bool st_ids_apart(const evb_store_t *st)
+{
+    return st->format >= 6 && st_ix_apart(st);
+}
+
+/* The key of a caller id in the id database (format 6). */
+static inline size_t st_key_idb(const evb_store_t *st, uint8_t *out, const evb_id *id,
+                                uint64_t seq)
+{
+    return key_id_epoch(out, ids_epoch(st->idb_bits, seq), id);
+}
+
+/* The tail set (st->tail_ids) must hold the caller ids after this seq: the
+ * id index covers those up to it. */
+static inline uint64_t st_id_floor(const evb_store_t *st)
+{
+    return st_ids_apart(st) ? atomic_load(&st->id_sealed) : atomic_load(&st->indexed);
 }
 
 /* Peek at an envelope's seq (NULL: not wanted) and stream id without
@@ -374,6 +440,9 @@ void st_sweep(evb_store_t *st);
  * category (EVB_ENOMEM without setting an error). */
 int st_note_stream(evb_store_t *st, const char *stream, uint64_t version, uint64_t seq,
                    const char *cat, uint64_t count);
+/* Record the id of an event the log holds (the tail, at open): into the
+ * tail set and the filter unless sealed (EVB_ENOMEM without an error). */
+int st_note_tail_id(evb_store_t *st, const evb_id *id, uint64_t seq);
 /* Record an event the log holds (the unindexed tail, at open). */
 int st_note_event(evb_store_t *st, const evb_id *id, const char *stream, uint64_t version,
                   uint64_t seq, const char *cat);
@@ -446,5 +515,9 @@ int ix_step(evb_store_t *st, size_t max_events, size_t *done, evb_err *err);
  * the head moves); dropped when the feed holds too much. */
 void ix_feed_push(evb_store_t *st, const evb_txn_t *tx);
 void ix_feed_clear(evb_store_t *st);
+/* Give the indexer's next epoch a caller id it gathered before the store
+ * was closed (s_load_tail; sealed ids are left out). EVB_ENOMEM without an
+ * error. */
+int ix_acc_add(evb_store_t *st, const evb_id *id, uint64_t seq);
 
 #endif

@@ -517,7 +517,7 @@ int evb_txn_commit(evb_txn_t **txp, evb_err *err)
     CRASH_POINT(st, tx->plain ? "append.after_write" : "txn.after_write");
     if (tx->nids > 0) {
         bool oom = false;
-        uint64_t ix = atomic_load(&st->indexed);
+        uint64_t ix = st_id_floor(st);
         for (size_t i = 0; i < tx->nids; i++) {
             const txn_id *ti = &tx->ids[i];
             if (i + ID_AHEAD < tx->nids && !tx->ids[i + ID_AHEAD].sealed)

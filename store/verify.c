@@ -40,6 +40,8 @@ typedef struct vctx {
     void *ctx;
     uint64_t problems;
     leveldb_iterator_t *ixit; /* over the index, for point lookups of runs */
+    leveldb_readoptions_t *dro; /* the id database's snapshot (format 6) */
+    uint64_t idseal;            /* ... and its seal: ids up to it are there */
 } vctx;
 
 __attribute__((format(printf, 2, 3))) static void s_problem(vctx *v, const char *fmt, ...)
@@ -125,19 +127,26 @@ static void s_report_gaps(vctx *v)
     }
 }
 
-/* Value of key as a be64, or 0 when absent / not 8 bytes (*present says). */
-static uint64_t s_get_u64(vctx *v, const uint8_t *key, size_t klen, bool *present)
+/* Value of key in db as a be64, or 0 when absent / not 8 bytes (*present
+ * says). */
+static uint64_t s_get_u64_in(vctx *v, leveldb_t *db, const leveldb_readoptions_t *ro,
+                             const uint8_t *key, size_t klen, bool *present)
 {
     char *val;
     size_t vl;
     *present = false;
-    if (st_get(v->st, v->st->ix, v->iro, key, klen, &val, &vl, NULL) != EVB_OK ||
-        val == NULL)
+    if (st_get(v->st, db, ro, key, klen, &val, &vl, NULL) != EVB_OK || val == NULL)
         return 0;
     *present = true;
     uint64_t r = vl == 8 ? be64_get(val) : 0;
     leveldb_free(val);
     return r;
+}
+
+/* ... in the index. */
+static uint64_t s_get_u64(vctx *v, const uint8_t *key, size_t klen, bool *present)
+{
+    return s_get_u64_in(v, v->st->ix, v->iro, key, klen, present);
 }
 
 /* The seq the stream (kind K_STREAM, n = version) or category (K_CAT, n =
@@ -167,7 +176,19 @@ static void s_check_event_indexed(vctx *v, const evb_event_t *ev, uint64_t seq)
         s_problem(v, "event %llu is not in the category index of %s",
                   (unsigned long long)seq, ev->category);
     if (st_id_sealed_at(v->st, &ev->id, seq)) return; /* no id entry (idseal.c) */
-    s = s_get_u64(v, key, st_key_id(v->st, key, &ev->id, seq), &present);
+    present = false;
+    if (st_ids_apart(v->st)) {
+        /* Format 6: in the id database once its epoch is sealed, before
+         * that gathered by the indexer (in no index yet); B entries of the
+         * index are from before the upgrade. */
+        if (seq > v->idseal) return;
+        s = s_get_u64_in(v, v->st->idb, v->dro, key, st_key_idb(v->st, key, &ev->id, seq),
+                         &present);
+        if (!present && v->st->ix_old_b)
+            s = s_get_u64(v, key, key_id_epoch(key, id_epoch(seq), &ev->id), &present);
+    } else {
+        s = s_get_u64(v, key, st_key_id(v->st, key, &ev->id, seq), &present);
+    }
     if (!present && v->st->ix_old_ids) /* an entry from before id epochs */
         s = s_get_u64(v, key, key_id(key, &ev->id), &present);
     char hex[EVB_ID_HEX_LEN + 1];
@@ -406,12 +427,15 @@ static bool s_check_entry(vctx *v, char prefix, const char *k, size_t kl, uint64
     return ok;
 }
 
-/* Every index entry points at real events that agree with it. */
-static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
+/* Every index entry points at real events that agree with it; in_idb: the
+ * id database's entries (prefix K_IDE, bounded by its seal). */
+static void s_backward(vctx *v, char prefix, bool in_idb, uint64_t ixpos, hmap *cats,
                        uint64_t nstreams, uint64_t firsts)
 {
     evb_store_t *st = v->st;
-    leveldb_iterator_t *it = leveldb_create_iterator(st->ix, v->iro);
+    leveldb_iterator_t *it = in_idb ? leveldb_create_iterator(st->idb, v->dro)
+                                    : leveldb_create_iterator(st->ix, v->iro);
+    if (in_idb) ixpos = v->idseal;
     evb_event_t ev = {0};
     for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it);
          leveldb_iter_next(it)) {
@@ -442,7 +466,8 @@ static void s_backward(vctx *v, char prefix, uint64_t ixpos, hmap *cats,
                 continue;
             }
             r.seq = be64_get(val);
-            if (prefix == K_IDE && key_epoch(k) != id_epoch(r.seq)) {
+            uint32_t epoch = in_idb ? ids_epoch(st->idb_bits, r.seq) : id_epoch(r.seq);
+            if (prefix == K_IDE && key_epoch(k) != epoch) {
                 s_problem(v, "id index entry of event %llu is filed under another epoch",
                           (unsigned long long)r.seq);
                 continue;
@@ -482,6 +507,14 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     vctx v = {.st = st, .fn = fn, .ctx = ctx};
     /* The index's snapshot before the events' (read.c says why). */
     const leveldb_snapshot_t *isnap = NULL;
+    const leveldb_snapshot_t *dsnap = NULL;
+    if (st->idb != NULL) { /* the id database's first: the indexer writes it first */
+        dsnap = leveldb_create_snapshot(st->idb);
+        v.dro = leveldb_readoptions_create();
+        leveldb_readoptions_set_snapshot(v.dro, dsnap);
+        leveldb_readoptions_set_fill_cache(v.dro, 0);
+        leveldb_readoptions_set_verify_checksums(v.dro, 1);
+    }
     if (st_ix_apart(st)) {
         isnap = leveldb_create_snapshot(st->ix);
         v.iro = leveldb_readoptions_create();
@@ -501,6 +534,15 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         s_get_u64(&v, (const uint8_t *)META_IXPOS, strlen(META_IXPOS), &present);
     uint64_t nstreams =
         s_get_u64(&v, (const uint8_t *)META_NSTREAMS, strlen(META_NSTREAMS), &present);
+    if (v.dro != NULL) {
+        v.idseal = s_get_u64_in(&v, st->idb, v.dro, (const uint8_t *)META_IDSEAL,
+                                strlen(META_IDSEAL), &present);
+        if (v.idseal > head) {
+            s_problem(&v, "the id database is sealed up to %llu, past the head %llu",
+                      (unsigned long long)v.idseal, (unsigned long long)head);
+            v.idseal = head;
+        }
+    }
     if (st->ix_broken) {
         s_problem(&v,
                   "%s/index is damaged: the log is checked without it; "
@@ -530,7 +572,8 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     s_forward(&v, head, ixpos, &cats, &firsts, progress);
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_IDE, K_CATSTAT};
     for (size_t i = 0; !st->ix_ignored && i < sizeof prefixes; i++)
-        s_backward(&v, prefixes[i], ixpos, &cats, nstreams, firsts);
+        s_backward(&v, prefixes[i], false, ixpos, &cats, nstreams, firsts);
+    if (v.dro != NULL) s_backward(&v, K_IDE, true, ixpos, &cats, nstreams, firsts);
     s_report_gaps(&v);
     free(v.gaps);
     if (progress) progress(head, head, ctx);
@@ -539,6 +582,10 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
     if (isnap != NULL) {
         leveldb_readoptions_destroy(v.iro);
         leveldb_release_snapshot(st->ix, isnap);
+    }
+    if (dsnap != NULL) {
+        leveldb_readoptions_destroy(v.dro);
+        leveldb_release_snapshot(st->idb, dsnap);
     }
     leveldb_readoptions_destroy(v.ro);
     leveldb_release_snapshot(st->db, snap);

@@ -329,36 +329,57 @@ static size_t s_raw_count(const char *dir, char prefix)
     return s_raw_count_prefix(dir, &p, 1);
 }
 
-/* Give an index apart the id layout of the stores before id epochs: each
- * "B epoch(4) id" entry becomes "I id". Returns how many it moved. */
-static size_t s_raw_ids_to_old_layout(const char *dir)
+/* The id database's epochs in these tests (main sets it). */
+#define S_EPOCH_BITS 3
+#define S_EPOCH_BITS_STR "3"
+
+/* Id entries of the log's id database (format 6: DIR/index/ids). */
+static size_t s_idb_count(const char *log)
 {
-    leveldb_t *db = s_raw_open(dir, false);
-    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/index/ids", log);
+    return s_raw_count(p, 'B');
+}
+
+static evb_id s_id(uint64_t k);
+
+/* Give a log the id layout of the stores before the id database: its
+ * events 1..n, whose ids are s_id(key0 + seq - 1), each get an entry in the
+ * index, "I id" (formats 2 to 4) or "B epoch(4) id" with epochs of 2^20
+ * events (format 5), and index/ids goes. Returns how many it wrote. */
+static size_t s_raw_fake_old_ids(const char *log, uint64_t n, uint64_t key0, bool epochs)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/index/ids", log);
+    leveldb_options_t *o = leveldb_options_create();
+    char *e = NULL;
+    leveldb_destroy_db(o, p, &e);
+    leveldb_options_destroy(o);
+    assert_null(e);
+    snprintf(p, sizeof p, "%s/index", log);
+    leveldb_t *db = s_raw_open(p, false);
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
-    size_t n = 0, kl, vl;
-    for (leveldb_iter_seek(it, "B", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        const char *k = leveldb_iter_key(it, &kl);
-        const char *v = leveldb_iter_value(it, &vl);
-        if (k[0] != 'B') break;
-        assert_int_equal(kl, 1 + 4 + 16);
-        char old[17] = {'I'};
-        memcpy(old + 1, k + 5, 16);
-        leveldb_writebatch_put(wb, old, sizeof old, v, vl);
-        leveldb_writebatch_delete(wb, k, kl);
-        n++;
+    for (uint64_t seq = 1; seq <= n; seq++) {
+        evb_id id = s_id(key0 + seq - 1);
+        uint8_t k[1 + 4 + 16], v[8];
+        size_t kl = 0;
+        k[kl++] = epochs ? 'B' : 'I';
+        if (epochs)
+            for (int i = 3; i >= 0; i--)
+                k[kl++] = (uint8_t)((seq >> 20) >> (8 * i));
+        memcpy(k + kl, id.b, 16);
+        kl += 16;
+        for (int i = 0; i < 8; i++)
+            v[i] = (uint8_t)(seq >> (56 - 8 * i));
+        leveldb_writebatch_put(wb, (const char *)k, kl, (const char *)v, 8);
     }
-    leveldb_iter_destroy(it);
-    char *e = NULL;
     leveldb_write(db, wo, wb, &e);
     assert_null(e);
     leveldb_writebatch_destroy(wb);
     leveldb_writeoptions_destroy(wo);
-    leveldb_readoptions_destroy(ro);
     leveldb_close(db);
-    return n;
+    return (size_t)n;
 }
 
 static void s_event_key(uint64_t seq, uint8_t key[9])
@@ -1337,12 +1358,17 @@ static void test_sealed_ids_are_exact(void **state)
     assert_int_equal(s_find(f, &aborted.ev[1].id), 10);
     s_index_all(f->st);
     s_verify_clean(f->st);
+    /* made ids to the end of the epoch: the one of seqs 8..15 is sealed */
+    s_append_ok(f->st, "show-3", EVB_EXPECT_ANY, 8, 0, 0);
+    s_index_all(f->st);
+    s_verify_clean(f->st);
     evb_store_destroy(&f->st);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
     /* the caller ids, and again's: random, as their seqs were sealed before;
-     * filed by epoch (B), none in the layout from before epochs (I) */
-    assert_int_equal(s_raw_count(ix, 'B'), 7);
+     * in the id database, none in the index (B, I) */
+    assert_int_equal(s_idb_count(f->dir), 7);
+    assert_int_equal(s_raw_count(ix, 'B'), 0);
     assert_int_equal(s_raw_count(ix, 'I'), 0);
     s_batch_free(&theirs);
     s_batch_free(&ours);
@@ -3402,6 +3428,7 @@ static void test_index_runs(void **state)
     /* C: show seqs 1..810, cust 811..815 */
     assert_int_equal(s_raw_count(ix, 'C'), 2);
     assert_int_equal(s_raw_count(ix, 'B') + s_raw_count(ix, 'I'), 0); /* sealed */
+    assert_int_equal(s_idb_count(f->dir), 0);
     s_reopen(f, EVB_INDEX_MANUAL);
     assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
     assert_int_equal(s_stream_version(f->st, "show-1"), 800);
@@ -3447,10 +3474,26 @@ static void test_index_runs(void **state)
 
 /* Every key and value of the index database but the indexer's metadata, as
  * one string (hex), for comparing two indexes of one log. */
+static char *s_raw_db_dump(const char *ix);
+
+/* The index's entries, then the id database's. */
 static char *s_raw_index_dump(const char *log)
 {
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", log);
+    char *a = s_raw_db_dump(ix);
+    snprintf(ix, sizeof ix, "%s/index/ids", log);
+    char *b = s_raw_db_dump(ix);
+    char *out = malloc(strlen(a) + strlen(b) + 8);
+    assert_non_null(out);
+    sprintf(out, "%s--\n%s", a, b);
+    free(a);
+    free(b);
+    return out;
+}
+
+static char *s_raw_db_dump(const char *ix)
+{
     leveldb_t *db = s_raw_open(ix, false);
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
@@ -3504,7 +3547,8 @@ static void test_index_feed_equals_read_back(void **state)
         s_batch_free(&b);
     }
     assert_int_equal(s_tx_commit(&tx, &err), EVB_OK);
-    s_append_ok(f->st, "show-3", EVB_EXPECT_ANY, 1, 0, 0);
+    /* and made ids past the end of the last epoch that has caller ids */
+    s_append_ok(f->st, "show-3", EVB_EXPECT_ANY, 1 << S_EPOCH_BITS, 0, 0);
     s_index_all(f->st);
     evb_store_destroy(&f->st);
     char *fed = s_raw_index_dump(f->dir);
@@ -3521,7 +3565,8 @@ static void test_index_feed_equals_read_back(void **state)
     assert_string_equal(fed, read);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
-    assert_int_equal(s_raw_count(ix, 'B'), 8); /* the caller ids; the others sealed */
+    assert_int_equal(s_raw_count(ix, 'B'), 0);
+    assert_int_equal(s_idb_count(f->dir), 8); /* the caller ids; the others sealed */
     free(fed);
     free(read);
 }
@@ -3598,7 +3643,8 @@ static void s_old_format_becomes_current(fx_t *f, uint8_t fmt)
     evb_store_destroy(&f->st);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
-    assert_int_equal(s_raw_ids_to_old_layout(ix), 50); /* ids as those stores kept them */
+    /* ids as those stores kept them */
+    assert_int_equal(s_raw_fake_old_ids(f->dir, 50, 500, fmt == 5), 50);
     const uint8_t old[4] = {0, 0, 0, fmt};
     s_raw_put(f->dir, false, "Mformat", 7, old, 4);
     if (fmt < 4) s_raw_delete(f->dir, "Msealkey", 8);
@@ -3639,8 +3685,10 @@ static void s_old_format_becomes_current(fx_t *f, uint8_t fmt)
     }
     s_expect_clean(f, 70);
     evb_store_destroy(&f->st);
-    assert_int_equal(s_raw_count(ix, 'I'), 50); /* kept as they were */
-    assert_int_equal(s_raw_count(ix, 'B'), 0);  /* the new ones are sealed */
+    /* kept as they were; the new ones are sealed (no entry) */
+    assert_int_equal(s_raw_count(ix, fmt == 5 ? 'B' : 'I'), 50);
+    assert_int_equal(s_raw_count(ix, fmt == 5 ? 'I' : 'B'), 0);
+    assert_int_equal(s_idb_count(f->dir), 0);
     o.read_only_intent = false;
     f->st = s_open_o(&o);
     assert_int_equal(s_info(f->st).format, EVB_STORE_FORMAT);
@@ -3675,59 +3723,85 @@ static void test_index_sorted_ids(void **state)
                                           &err),
                          EVB_OK);
     }
+    s_append_ok(f->st, "show-2", EVB_EXPECT_ANY, 1 << S_EPOCH_BITS, 0, 0); /* seals 3000 */
     s_index_all(f->st);
     s_verify_clean(f->st);
     assert_int_equal(s_find(f, &b.ev[999].id), 3000);
     evb_id first = s_id(7000);
     assert_int_equal(s_find(f, &first), 1);
     evb_store_destroy(&f->st);
-    char ix[PATH_MAX + 16];
-    snprintf(ix, sizeof ix, "%s/index", f->dir);
-    assert_int_equal(s_raw_count(ix, 'B'), 3000);
+    assert_int_equal(s_idb_count(f->dir), 3000);
     s_batch_free(&b);
 }
 
-/* The id index files each caller id under its event's epoch (2^20 events,
- * key "B epoch(4) id"): in a log past the first epoch the entries of each
- * epoch are where they belong, and ids of both epochs are found and refused
- * again as duplicates, before and after a reopen (which fills the filter
- * from those entries). */
-static void test_id_epochs(void **state)
+/* The id database (format 6) takes each epoch's caller ids once the epoch
+ * is over (epochs of 8 events here, key "B epoch(4) id"): ids are found and
+ * refused again as duplicates while their epoch is gathered, after it went
+ * to the database, across reopens in the middle of an epoch (the open
+ * gathers again what the indexer had), and after a reindex; each sealed
+ * epoch holds its own ids, and verify agrees. */
+static void s_ids_all_found(fx_t *f, uint64_t n, uint64_t key0)
+{
+    for (uint64_t seq = 1; seq <= n; seq++) {
+        evb_id id = s_id(key0 + seq);
+        assert_int_equal(s_find(f, &id), seq);
+    }
+    evb_id none = s_id(key0 + n + 1);
+    assert_int_equal(s_find(f, &none), 0);
+    for (uint64_t seq = 1; seq <= n; seq += 13) {
+        evb_append_result r;
+        evb_err err;
+        evb_err_clear(&err);
+        assert_int_equal(s_append(f->st, "show-1", EVB_EXPECT_ANY, 1, 0, key0 + seq, &r, &err),
+                         EVB_OK);
+        assert_true(r.duplicate);
+        assert_int_equal(r.first_seq, seq);
+    }
+}
+
+static void test_id_database_epochs(void **state)
 {
     fx_t *f = *state;
-    s_open(f, EVB_INDEX_THREAD);
-    const uint64_t total = (1u << 20) + 3000, key0 = 1u << 30;
-    for (uint64_t seq = 1; seq <= total; seq += 1000)
-        s_append_ok(f->st, "show-1", EVB_EXPECT_ANY,
-                    (size_t)(total - seq + 1 < 1000 ? total - seq + 1 : 1000), 0,
-                    key0 + seq); /* event seq gets id s_id(key0 + seq) */
+    const uint64_t total = 100, key0 = 1u << 30, per = 1u << S_EPOCH_BITS;
+    s_open(f, EVB_INDEX_MANUAL);
+    for (uint64_t seq = 1; seq <= total; seq += 7)
+        s_append_ok(f->st, "show-1", EVB_EXPECT_ANY, (size_t)(total - seq + 1 < 7 ? total - seq + 1 : 7),
+                    0, key0 + seq); /* event seq gets id s_id(key0 + seq) */
+    s_ids_all_found(f, total, key0); /* none indexed */
+    evb_err err;
+    size_t done;
+    for (int i = 0; i < 7; i++) /* 35 events, in steps that end inside epochs */
+        assert_int_equal(evb_store_index_step(f->st, 5, &done, &err), EVB_OK);
+    s_ids_all_found(f, total, key0);
+    s_reopen(f, EVB_INDEX_MANUAL); /* indexed to 35, sealed to 31: 32..35 gathered again */
+    s_ids_all_found(f, total, key0);
+    s_verify_clean(f->st);
     s_index_all(f->st);
-    const uint64_t probe[] = {1, (1u << 20) - 1, 1u << 20, total};
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++) {
-            evb_id id = s_id(key0 + probe[i]);
-            assert_int_equal(s_find(f, &id), probe[i]);
-            evb_append_result r;
-            evb_err err;
-            evb_err_clear(&err);
-            assert_int_equal(s_append(f->st, "show-1", EVB_EXPECT_ANY, 1, 0,
-                                      key0 + probe[i], &r, &err),
-                             EVB_OK);
-            assert_true(r.duplicate);
-            assert_int_equal(r.first_seq, probe[i]);
-        }
-        evb_id none = s_id(key0 + total + 1);
-        assert_int_equal(s_find(f, &none), 0);
-        s_reopen(f, EVB_INDEX_THREAD);
-    }
-    assert_int_equal(evb_store_head(f->st), total);
+    s_ids_all_found(f, total, key0);
+    s_verify_clean(f->st);
+    s_reopen(f, EVB_INDEX_MANUAL);
+    s_ids_all_found(f, total, key0);
     evb_store_destroy(&f->st);
+    /* sealed to 95 (epoch 11 ends there): 96..100 wait for their epoch */
+    assert_int_equal(s_idb_count(f->dir), 95);
+    const uint8_t e0[5] = {'B', 0, 0, 0, 0}, e5[5] = {'B', 0, 0, 0, 5};
+    char ids[PATH_MAX + 16];
+    snprintf(ids, sizeof ids, "%s/index/ids", f->dir);
+    assert_int_equal(s_raw_count_prefix(ids, e0, 5), per - 1); /* seqs 1..7 */
+    assert_int_equal(s_raw_count_prefix(ids, e5, 5), per);
+    s_open(f, EVB_INDEX_THREAD);
+    s_append_ok(f->st, "show-2", EVB_EXPECT_ANY, 4, 0, 0); /* made ids: no entries */
+    s_index_all(f->st);
+    s_ids_all_found(f, total, key0);
+    s_verify_clean(f->st);
+    assert_int_equal(evb_store_reindex(f->st, &err), EVB_OK);
+    s_ids_all_found(f, total, key0);
+    s_verify_clean(f->st);
+    evb_store_destroy(&f->st);
+    assert_int_equal(s_idb_count(f->dir), total);
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
-    const uint8_t e0[5] = {'B', 0, 0, 0, 0}, e1[5] = {'B', 0, 0, 0, 1};
-    assert_int_equal(s_raw_count_prefix(ix, e0, 5), (1u << 20) - 1);
-    assert_int_equal(s_raw_count_prefix(ix, e1, 5), total - (1u << 20) + 1);
-    assert_int_equal(s_raw_count(ix, 'I'), 0);
+    assert_int_equal(s_raw_count(ix, 'B') + s_raw_count(ix, 'I'), 0);
 }
 
 static void test_format3_log_becomes_current(void **state)
@@ -3738,6 +3812,12 @@ static void test_format3_log_becomes_current(void **state)
 static void test_format4_log_becomes_current(void **state)
 {
     s_old_format_becomes_current(*state, 4);
+}
+
+/* Format 5: caller ids in the index, filed by epochs of 2^20 events. */
+static void test_format5_log_becomes_current(void **state)
+{
+    s_old_format_becomes_current(*state, 5);
 }
 
 /* Read-only (the evbus log tools), a stale index is not rebuilt: the log is
@@ -4004,6 +4084,9 @@ static void s_log_sink(evb_log_level level, const char *msg, void *ctx)
 int main(void)
 {
     evb_log_set_sink(s_log_sink, NULL, EVB_LOG_WARN);
+    /* Id database epochs of 8 events (a test build reads it when it makes
+     * one): every test that appends caller ids seals epochs. */
+    setenv("EVB_TEST_ID_EPOCH_BITS", S_EPOCH_BITS_STR, 1);
     const struct CMUnitTest tests[] = {
         T(test_create_then_reopen_keeps_log_id_and_service),
         T(test_reopen_with_create_does_not_recreate),
@@ -4104,7 +4187,8 @@ int main(void)
         T(test_format2_log_becomes_current),
         T(test_format3_log_becomes_current),
         T(test_format4_log_becomes_current),
-        T(test_id_epochs),
+        T(test_format5_log_becomes_current),
+        T(test_id_database_epochs),
         T(test_index_sorted_ids),
         T(test_read_raw_misplaced_record),
         T(test_damaged_block_is_a_hole),
