@@ -385,6 +385,7 @@ static int s_open_idb(evb_store_t *st, evb_err *err)
 {
     atomic_store(&st->id_sealed, 0);
     st->idb_bits = IDS_EPOCH_BITS;
+    st->idb_fresh = false;
     if (!st_ids_apart(st)) return EVB_OK;
     char path[PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/index/ids", st->dir);

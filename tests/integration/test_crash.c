@@ -26,6 +26,9 @@
  *    checkpoint and the in-flight transaction's key agree with its events.
  * Ten rounds share one log (reopen after crash, continue), then a new log.
  *
+ * The id database (format 6) takes epochs of 4,096 events here
+ * (EVB_TEST_ID_EPOCH_BITS, read by test builds), so that logs seal many.
+ *
  * Crash-point rounds: the store SIGKILLs itself the n-th time it reaches
  * EVB_CRASH_POINT (n = EVB_CRASH_AFTER, random in 1..50). The appender must
  * die by SIGKILL on its own (this shows the point was reached), then the same
@@ -597,6 +600,10 @@ int main(int argc, char **argv)
     }
     if (!random_rounds && !point_rounds) random_rounds = point_rounds = true;
 
+    /* The id database's epochs (test builds): 4,096 events, so that the
+     * appenders seal many. Not smaller: a lookup of an id the tail set does
+     * not hold asks every epoch, and the checks look up every id. */
+    setenv("EVB_TEST_ID_EPOCH_BITS", "12", 1);
     const char *sc = getenv("EVB_TEST_SCALE");
     unsigned scale = sc && atoi(sc) > 0 ? (unsigned)atoi(sc) : 1;
     const char *tmp = getenv("EVB_TEST_TMP");
@@ -642,14 +649,17 @@ int main(int argc, char **argv)
         static const char *points[] = {"append.before_write", "append.after_write",
                                        "index.before_write",  "index.after_write",
                                        "txn.before_write",    "txn.after_write",
-                                       "sync.before",         "sync.after"};
+                                       "sync.before",         "sync.after",
+                                       "ids.before_seal",     "ids.after_seal"};
         for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
             for (unsigned k = 0; k < 3 * scale; k++) {
                 s_new_log(&lg, tmp);
                 s_run r = {0};
                 r.appender = argv[1];
                 r.point = points[p];
-                r.after = 1 + (unsigned)(s_rand() % 50);
+                /* an indexer step seals every epoch it finishes at once: the
+                 * ids.* points come once a step, 16 Ki events apart */
+                r.after = 1 + (unsigned)(s_rand() % (strncmp(points[p], "ids.", 4) ? 50 : 3));
                 r.sync = strncmp(points[p], "sync.", 5) == 0 ? "group" : "every";
                 r.txn = strncmp(points[p], "txn.", 4) == 0;
                 evb_index_mode im = (k % 2) ? EVB_INDEX_THREAD : EVB_INDEX_MANUAL;

@@ -88,7 +88,7 @@ def test_export_import(tmp, src):
           f"{len(rows)} lines for head {head}")
     hdr = rows[0]
     check("export header: version, service, formats",
-          hdr == {"evbus_export": 1, "service": "crash", "store_format": 5, "envelope": 1},
+          hdr == {"evbus_export": 1, "service": "crash", "store_format": 6, "envelope": 1},
           hdr)
     evs = rows[1:]
     check("export: seqs 1..head in order", [e["seq"] for e in evs] == list(range(1, head + 1)))
