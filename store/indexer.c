@@ -752,10 +752,13 @@ int evb_store_reindex(evb_store_t *st, evb_err *err)
     if (rc == EVB_OK && st->idb != NULL) {
         leveldb_put(st->idb, st->wo_sync, META_IDSEAL, strlen(META_IDSEAL),
                     (const char *)zero, 8, &e);
-        if (e != NULL) rc = st_ldb_err(st, e, "reindex", err);
-        atomic_store(&st->id_sealed, 0);
-        st->ix_acc.n = 0;
-        st->acc_upto = 0;
+        if (e != NULL) {
+            rc = st_ldb_err(st, e, "reindex", err);
+        } else {
+            atomic_store(&st->id_sealed, 0);
+            st->ix_acc.n = 0;
+            st->acc_upto = 0;
+        }
     }
     if (rc == EVB_OK && st->idb != NULL) rc = s_drop_prefix(st, st->idb, K_IDE, err);
     const char prefixes[] = {K_STREAM, K_CAT, K_ID, K_IDE, K_CATSTAT};
@@ -768,6 +771,17 @@ int evb_store_reindex(evb_store_t *st, evb_err *err)
         size_t done;
         rc = s_step_locked(st, IX_STEP_EVENTS, &done, err);
     }
+    /* The ids the steps gathered and did not seal may be ids the tail set
+     * no longer held (they were in the index, or sealed further than now,
+     * as an upgrade's seal in the middle of an epoch is): it takes them
+     * again. */
+    for (size_t i = 0; rc == EVB_OK && i < st->ix_acc.n; i++)
+        if (idset_put(&st->tail_ids, &st->ix_acc.v[i].id, st->ix_acc.v[i].seq,
+                      st_id_floor(st)) != 0)
+            rc = evb_err_set(err, EVB_ENOMEM, "%s: reindex: out of memory", st->dir);
+    /* Half done, lookups could miss ids: no appends until a reopen, which
+     * reads the log again from the position the failure left. */
+    if (rc != EVB_OK) atomic_store(&st->unwritable, true);
     pthread_mutex_unlock(&st->ix_mu);
     return rc;
 }

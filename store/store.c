@@ -373,7 +373,7 @@ static unsigned s_idb_bits_new(void)
 {
 #ifdef EVB_CRASH_POINTS
     const char *e = getenv("EVB_TEST_ID_EPOCH_BITS");
-    if (e != NULL && atoi(e) >= 1 && atoi(e) <= 40) return (unsigned)atoi(e);
+    if (e != NULL && atoi(e) >= 1 && atoi(e) <= 24) return (unsigned)atoi(e);
 #endif
     return IDS_EPOCH_BITS;
 }
@@ -392,7 +392,14 @@ static int s_open_idb(evb_store_t *st, evb_err *err)
     if (n < 0 || (size_t)n >= sizeof path)
         return evb_err_set(err, EVB_EINVAL, "%s: path too long", st->dir);
     if (st->read_only && st->idb_env == NULL) return EVB_OK; /* none (s_open) */
-    if (!st->read_only) leveldb_options_set_env(st->idb_options, st->ix_bg);
+    if (!st->read_only && st->idb_bg == NULL) {
+        /* A background thread of its own too: its flushes then never
+         * wait behind the index's compactions. */
+        if ((st->idb_bg = st_bgenv_new(true)) == NULL)
+            return evb_err_set(err, EVB_ENOMEM, "%s: out of memory opening the id database",
+                               st->dir);
+        leveldb_options_set_env(st->idb_options, st->idb_bg);
+    }
     evb_err ierr = {0};
     int rc = s_ldb_open(st, st->idb_options, path, true, &st->idb, &st->idb_env, &ierr);
     if (rc == EVB_ECORRUPT) return s_ix_damaged(st, ierr.msg, err);
@@ -409,11 +416,21 @@ static int s_open_idb(evb_store_t *st, evb_err *err)
         if (!ok) return s_ix_damaged(st, "its metadata idbits is not one byte 1..40", err);
     } else if (!st->read_only) { /* new */
         st->idb_bits = s_idb_bits_new();
-        uint8_t zero[8] = {0}, bits = (uint8_t)st->idb_bits;
+        /* Upgraded by this open: the ids up to the indexer's position are in
+         * the index, as before; the id database takes those after it. Its
+         * seal is written with its creation, so that no id database is ever
+         * sealed short of them. */
+        uint64_t seal = 0;
+        if (st->upgraded &&
+            (rc = s_meta_u64_in(st, st->ix, META_IXPOS, &seal, &ierr)) != EVB_OK)
+            return rc == EVB_ECORRUPT ? s_ix_damaged(st, ierr.msg, err)
+                                      : evb_err_set(err, rc, "%s", ierr.msg);
+        uint8_t val[8], bits = (uint8_t)st->idb_bits;
+        be64_put(val, seal);
         leveldb_writebatch_t *wb = leveldb_writebatch_create();
         leveldb_writebatch_put(wb, META_IDBITS, strlen(META_IDBITS), (const char *)&bits,
                                1);
-        leveldb_writebatch_put(wb, META_IDSEAL, strlen(META_IDSEAL), (const char *)zero,
+        leveldb_writebatch_put(wb, META_IDSEAL, strlen(META_IDSEAL), (const char *)val,
                                8);
         char *e = NULL;
         leveldb_write(st->idb, st->wo, wb, &e);
@@ -606,6 +623,8 @@ static void s_close_dbs(evb_store_t *st)
     st_roenv_destroy(st->db_env);
     st->ix_env = st->db_env = NULL;
     st_bgenv_destroy(st->ix_bg); /* its thread is idle: the index is closed */
+    st_bgenv_destroy(st->idb_bg);
+    st->idb_bg = NULL;
     st_bgenv_destroy(st->db_bg);
     st->ix_bg = st->db_bg = NULL;
 }
@@ -806,24 +825,13 @@ static int s_load_meta(evb_store_t *st, evb_err *err)
     if (rc != EVB_OK) return evb_err_set(err, rc, "%s", ierr.msg);
     atomic_store(&st->indexed, u);
     atomic_store(&st->nstreams, ns);
-    if (st->idb_fresh && u > 0) {
-        st->idb_fresh = false;
-        if (!st->upgraded) { /* a format 6 index that lost index/ids */
-            evb_log(EVB_LOG_WARN, "%s/index/ids is missing; building the index again",
-                    st->dir);
-            return s_reset_ix(st, err);
-        }
-        /* Upgraded now: the ids up to the position are in the index, as
-         * before; the id database takes those after it. */
-        uint8_t val[8];
-        be64_put(val, u);
-        char *e = NULL;
-        leveldb_put(st->idb, st->wo, META_IDSEAL, strlen(META_IDSEAL), (const char *)val, 8,
-                    &e);
-        if (e != NULL) return st_ldb_err(st, e, "writing the id database's seal", err);
-        atomic_store(&st->id_sealed, u);
+    bool lost = st->idb_fresh && u > 0 && !st->upgraded;
+    st->idb_fresh = st->upgraded = false;
+    if (lost) { /* a format 6 index that lost index/ids (s_open_idb) */
+        evb_log(EVB_LOG_WARN, "%s/index/ids is missing; building the index again",
+                st->dir);
+        return s_reset_ix(st, err);
     }
-    st->idb_fresh = false;
     return EVB_OK;
 }
 
@@ -1016,7 +1024,8 @@ static int s_load_tail(evb_store_t *st, evb_err *err)
         int nrc = seq > ix ? st_note_event(st, &ev.id, ev.stream, ev.version, seq,
                                            ev.category)
                            : st_note_tail_id(st, &ev.id, seq);
-        if (nrc == EVB_OK && seq <= ix && st->idb != NULL && !st->read_only)
+        if (nrc == EVB_OK && seq <= ix && st->idb != NULL && !st->read_only &&
+            !st_id_sealed_at(st, &ev.id, seq))
             nrc = ix_acc_add(st, &ev.id, seq);
         if (nrc != EVB_OK) {
             rc = evb_err_set(err, EVB_ENOMEM, "out of memory loading the log's tail");
@@ -1141,7 +1150,7 @@ evb_store_t *evb_store_open(const evb_store_opts *opts, evb_err *err)
      * tables never overlap, so LevelDB moves them down without merging. Its
      * tables carry the same filters. */
     st->idb_options = leveldb_options_create();
-    leveldb_options_set_write_buffer_size(st->idb_options, 4u << 20);
+    leveldb_options_set_write_buffer_size(st->idb_options, 16u << 20);
     leveldb_options_set_filter_policy(st->idb_options, st->ix_filter);
     /* Memory that grows with the data read, or with the tables: bounded
      * when the caller says so (a service does, services/README.md). */

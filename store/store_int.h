@@ -234,6 +234,7 @@ struct evb_store {
     leveldb_t *idb;
     leveldb_env_t *idb_env; /* its read-only view */
     leveldb_options_t *idb_options;
+    leveldb_env_t *idb_bg;      /* its Env: a background thread of its own */
     unsigned idb_bits;          /* its epochs hold 2^idb_bits events */
     _Atomic uint64_t id_sealed; /* caller ids of events up to it are in idb */
     bool ix_old_b;              /* ix holds B entries of format 5 (1 Mi epochs) */

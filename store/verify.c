@@ -562,6 +562,12 @@ int evb_store_verify(evb_store_t *st, evb_problem_fn fn, evb_progress_fn progres
         s_problem(&v, "indexer position %llu is past the head %llu",
                   (unsigned long long)ixpos, (unsigned long long)head);
     }
+    if (st_ids_apart(st) && st->idb == NULL && !st->ix_ignored && !st->ix_broken &&
+        ixpos > 0)
+        s_problem(&v,
+                  "%s/index/ids is missing: the caller ids up to %llu are in no index (the "
+                  "next writable open builds the index again)",
+                  st->dir, (unsigned long long)ixpos);
     char dmg[400];
     if (evb_store_wal_damage(st, dmg, sizeof dmg) > 0)
         s_problem(&v, "the write-ahead log is damaged (%s): events in the damaged part "

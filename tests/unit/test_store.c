@@ -3802,6 +3802,104 @@ static void test_id_database_epochs(void **state)
     char ix[PATH_MAX + 16];
     snprintf(ix, sizeof ix, "%s/index", f->dir);
     assert_int_equal(s_raw_count(ix, 'B') + s_raw_count(ix, 'I'), 0);
+    /* index/ids lost: a read-only open finds the ids in the log (and verify
+     * says it is missing); a writable one builds the index again */
+    leveldb_options_t *lo = leveldb_options_create();
+    char *e = NULL;
+    leveldb_destroy_db(lo, ids, &e);
+    leveldb_options_destroy(lo);
+    assert_null(e);
+    evb_store_opts o = s_opts(f, EVB_INDEX_MANUAL);
+    o.create = false;
+    o.service = NULL;
+    o.read_only_intent = true;
+    f->st = s_open_o(&o);
+    for (uint64_t seq = 1; seq <= total; seq++) {
+        evb_id id = s_id(key0 + seq);
+        assert_int_equal(s_find(f, &id), seq);
+    }
+    uint64_t problems = 0;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_verify(f->st, NULL, NULL, NULL, &problems, &err),
+                     EVB_ECORRUPT);
+    assert_int_equal(problems, 1);
+    evb_store_destroy(&f->st);
+    s_open(f, EVB_INDEX_MANUAL);
+    s_ids_all_found(f, total, key0);
+    s_index_all(f->st);
+    s_ids_all_found(f, total, key0);
+    s_verify_clean(f->st);
+    evb_store_destroy(&f->st);
+    assert_int_equal(s_idb_count(f->dir), total);
+}
+
+/* The tail set keeps every caller id the id database does not hold yet,
+ * also once the indexer is past them: with epochs of 2^18 events nothing is
+ * sealed, and ids the indexer covered stay found after the set was rebuilt
+ * (it rebuilds when 3/4 full: 98,304 and 196,608 ids here). */
+static void test_tail_set_keeps_unsealed_ids(void **state)
+{
+    fx_t *f = *state;
+    const uint64_t key0 = 1u << 31, first = 100000, total = 220000;
+    setenv("EVB_TEST_ID_EPOCH_BITS", "18", 1);
+    s_open(f, EVB_INDEX_MANUAL);
+    setenv("EVB_TEST_ID_EPOCH_BITS", S_EPOCH_BITS_STR, 1);
+    for (uint64_t seq = 1; seq <= total; seq += 1000) {
+        if (seq == first + 1) s_index_all(f->st); /* past the first 100,000 */
+        s_append_ok(f->st, "show-1", EVB_EXPECT_ANY, 1000, 0, key0 + seq);
+    }
+    for (uint64_t seq = 1; seq <= total; seq += 997) {
+        evb_id id = s_id(key0 + seq);
+        assert_int_equal(s_find(f, &id), seq);
+    }
+    evb_append_result r;
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(s_append(f->st, "show-1", EVB_EXPECT_ANY, 1, 0, key0 + 5, &r, &err),
+                     EVB_OK);
+    assert_true(r.duplicate);
+    assert_int_equal(r.first_seq, 5);
+    s_index_all(f->st);
+    s_verify_clean(f->st);
+    evb_store_destroy(&f->st);
+    assert_int_equal(s_idb_count(f->dir), 0); /* nothing sealed yet */
+}
+
+/* A format 5 log upgraded with its indexer in the middle of an epoch: the
+ * id database is sealed there, and the ids before it in that epoch are in
+ * the old index. A reindex drops those and gathers them again without
+ * sealing them (the epoch is not over): they stay found. */
+static void test_upgrade_mid_epoch_then_reindex(void **state)
+{
+    fx_t *f = *state;
+    s_open(f, EVB_INDEX_MANUAL);
+    for (int i = 0; i < 50; i++)
+        s_append_ok(f->st, "show-0", EVB_EXPECT_ANY, 1, i, 500 + i);
+    s_index_all(f->st);
+    evb_store_destroy(&f->st);
+    assert_int_equal(s_raw_fake_old_ids(f->dir, 50, 500, true), 50);
+    const uint8_t old[4] = {0, 0, 0, 5};
+    s_raw_put(f->dir, false, "Mformat", 7, old, 4);
+    s_open(f, EVB_INDEX_MANUAL); /* sealed at 50: epoch 6 is 48..55 */
+    for (int i = 0; i < 3; i++)
+        s_append_ok(f->st, "show-0", EVB_EXPECT_ANY, 1, 50 + i, 900 + i); /* 51..53 */
+    evb_err err;
+    evb_err_clear(&err);
+    assert_int_equal(evb_store_reindex(f->st, &err), EVB_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        const uint64_t keys[] = {500, 547, 548, 549, 900, 902}, seqs[] = {1, 48, 49, 50, 51, 53};
+        for (size_t i = 0; i < 6; i++) {
+            evb_id id = s_id(keys[i]);
+            assert_int_equal(s_find(f, &id), seqs[i]);
+            evb_append_result r;
+            assert_int_equal(s_append(f->st, "show-0", EVB_EXPECT_ANY, 1, 0, keys[i], &r, &err),
+                             EVB_OK);
+            assert_true(r.duplicate);
+            assert_int_equal(r.first_seq, seqs[i]);
+        }
+        s_verify_clean(f->st);
+        s_reopen(f, EVB_INDEX_MANUAL);
+    }
 }
 
 static void test_format3_log_becomes_current(void **state)
@@ -4189,6 +4287,8 @@ int main(void)
         T(test_format4_log_becomes_current),
         T(test_format5_log_becomes_current),
         T(test_id_database_epochs),
+        T(test_tail_set_keeps_unsealed_ids),
+        T(test_upgrade_mid_epoch_then_reindex),
         T(test_index_sorted_ids),
         T(test_read_raw_misplaced_record),
         T(test_damaged_block_is_a_hole),
