@@ -350,8 +350,10 @@ static int s_ids_seal(evb_store_t *st, id_acc *step, uint64_t to, evb_err *err)
         return st_ldb_err(st, e, "id database write", err);
     }
     if (k > 0) CRASH_POINT(st, "ids.after_seal");
-    memmove(acc->v, acc->v + k, (acc->n - k) * sizeof *acc->v);
-    acc->n -= k;
+    if (k > 0) { /* acc->v may be NULL when nothing was gathered */
+        memmove(acc->v, acc->v + k, (acc->n - k) * sizeof *acc->v);
+        acc->n -= k;
+    }
     atomic_store(&st->id_sealed, seal);
     return EVB_OK;
 }
