@@ -85,6 +85,109 @@ void evb_err_clear(evb_err *err)
     }
 }
 
+/* ---- durations ---- */
+
+bool evb_duration_is_bare(const char *s)
+{
+    if (s == NULL || *s == '\0') return false;
+    int dots = 0, digits = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '.') dots++;
+        else if (*p >= '0' && *p <= '9') digits++;
+        else return false;
+    }
+    return digits > 0 && dots <= 1;
+}
+
+static const struct {
+    const char *name;
+    uint64_t ms;
+} s_units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+#define S_NUNITS (sizeof s_units / sizeof s_units[0])
+
+int evb_duration_parse(const char *s, uint64_t *ms, evb_err *err)
+{
+    if (s == NULL || *s == '\0') return evb_err_set(err, EVB_EINVAL, "empty duration");
+    if (evb_duration_is_bare(s))
+        return evb_err_set(err, EVB_EINVAL, "'%s' has no unit (ms, s, m, h or d)", s);
+    uint64_t total = 0;
+    size_t last = S_NUNITS; /* parts go largest unit first, each unit once */
+    const char *p = s;
+    while (*p != '\0') {
+        uint64_t whole = 0, frac = 0, scale = 1;
+        const char *start = p;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (whole > (UINT64_MAX - 9) / 10)
+                return evb_err_set(err, EVB_EINVAL, "'%s' is too long a duration", s);
+            whole = whole * 10 + (uint64_t)(*p - '0');
+        }
+        if (*p == '.') {
+            p++;
+            for (; *p >= '0' && *p <= '9'; p++) {
+                if (scale == 1000000)
+                    return evb_err_set(err, EVB_EINVAL, "'%s': more than 6 decimals", s);
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                scale *= 10;
+            }
+        }
+        if (p == start || (p - start == 1 && *start == '.'))
+            return evb_err_set(err, EVB_EINVAL, "'%s' is not a duration (e.g. 500ms, 3s, 2m)",
+                               s);
+        const char *u = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+            p++;
+        size_t ul = (size_t)(p - u), k = 0;
+        for (; k < S_NUNITS; k++)
+            if (strlen(s_units[k].name) == ul && memcmp(s_units[k].name, u, ul) == 0) break;
+        if (ul == 0)
+            return evb_err_set(err, EVB_EINVAL, "'%s': a number without a unit (ms, s, m, h "
+                               "or d)", s);
+        if (k == S_NUNITS)
+            return evb_err_set(err, EVB_EINVAL, "'%s': unknown unit '%.*s' (ms, s, m, h or d)",
+                               s, (int)ul, u);
+        if (last != S_NUNITS && k <= last)
+            return evb_err_set(err, EVB_EINVAL, "'%s': give the larger units first, each once",
+                               s);
+        last = k;
+        uint64_t unit = s_units[k].ms;
+        if (whole > UINT64_MAX / unit)
+            return evb_err_set(err, EVB_EINVAL, "'%s' is too long a duration", s);
+        uint64_t part = whole * unit;
+        if (frac != 0) {
+            /* frac/scale of a unit, exact in milliseconds or refused */
+            if ((frac * unit) % scale != 0)
+                return evb_err_set(err, EVB_EINVAL, "'%s' is finer than a millisecond", s);
+            part += frac * unit / scale;
+        }
+        if (part > UINT64_MAX - total)
+            return evb_err_set(err, EVB_EINVAL, "'%s' is too long a duration", s);
+        total += part;
+    }
+    *ms = total;
+    return EVB_OK;
+}
+
+const char *evb_duration_format(uint64_t ms, char out[32])
+{
+    if (ms == 0) {
+        snprintf(out, 32, "0s");
+        return out;
+    }
+    if (ms % 1000 != 0) {
+        snprintf(out, 32, "%llums", (unsigned long long)ms);
+        return out;
+    }
+    size_t o = 0;
+    for (size_t k = 0; k + 1 < S_NUNITS && ms > 0; k++) {
+        uint64_t n = ms / s_units[k].ms;
+        if (n == 0) continue;
+        o += (size_t)snprintf(out + o, 32 - o, "%llu%s", (unsigned long long)n,
+                              s_units[k].name);
+        ms -= n * s_units[k].ms;
+    }
+    return out;
+}
+
 /* ---- logging ---- */
 
 static evb_log_sink_fn s_sink;

@@ -92,6 +92,23 @@ EVB_EXPORT int evb_err_set(evb_err *err, int code, const char *fmt, ...)
 /* Reset err to EVB_OK with an empty message. */
 EVB_EXPORT void evb_err_clear(evb_err *err);
 
+/* ---- durations ----
+ * Every duration a person types (flags, environment, config files) has a
+ * unit: "250ms", "3s", "2.5s", "2m", "1h30m", "1d". Units: ms, s, m, h, d;
+ * parts may be chained largest first ("1m30s"); a part may have a fraction
+ * ("1.5s"). The result is in whole milliseconds. A bare number ("3000") is
+ * refused: its unit used to differ from one flag to the next. */
+
+/* Parse s into *ms. EVB_EINVAL, with err naming what was wrong (a bare
+ * number, an unknown unit, a part finer than a millisecond, overflow). */
+EVB_EXPORT int evb_duration_parse(const char *s, uint64_t *ms, evb_err *err);
+/* True when s is a bare number (digits, at most one '.'), which
+ * evb_duration_parse refuses: callers name the old unit in their hint. */
+EVB_EXPORT bool evb_duration_is_bare(const char *s);
+/* ms as the shortest exact duration text ("1500ms", "3s", "2m", "1h30m",
+ * "1d"), into out (>= 32 bytes); returns out. */
+EVB_EXPORT const char *evb_duration_format(uint64_t ms, char out[32]);
+
 /* ---- logging ---- */
 typedef enum evb_log_level {
     EVB_LOG_DEBUG = 0,

@@ -2185,6 +2185,55 @@ static void test_upcast_duplicate_rejected(void **state)
     evb_upcasters_destroy(&reg);
 }
 
+/* Durations: units, chains, fractions exact to the millisecond; bare
+ * numbers, unknown units, wrong order and overflow refused by name. */
+static void test_duration_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } ok[] = {{"0s", 0},        {"250ms", 250},   {"3s", 3000},        {"2.5s", 2500},
+              {"2m", 120000},   {"1h30m", 5400000}, {"1d", 86400000}, {"1m30s", 90000},
+              {"0.001s", 1},    {"1.5m", 90000},  {"1s500ms", 1500}, {".5s", 500}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint64_t ms = 7;
+        evb_err err;
+        assert_int_equal(evb_duration_parse(ok[i].s, &ms, &err), EVB_OK);
+        assert_int_equal(ms, ok[i].ms);
+    }
+    static const struct {
+        const char *s, *says;
+    } bad[] = {{"3000", "no unit"},          {"2.5", "no unit"},
+               {"3 s", "without a unit"},        {"5x", "unknown unit 'x'"},
+               {"1.5ms", "finer than a millisecond"}, {"30s1m", "larger units first"},
+               {"1s1s", "larger units first"}, {"s", "not a duration"},
+               {"", "empty"},                  {"99999999999999999999d", "too long"},
+               {"213503982335d", "too long"}, {"1.0000001s", "more than 6 decimals"},
+               {"-3s", "not a duration"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t ms = 7;
+        evb_err err;
+        assert_int_equal(evb_duration_parse(bad[i].s, &ms, &err), EVB_EINVAL);
+        assert_non_null(strstr(err.msg, bad[i].says));
+        assert_int_equal(ms, 7);
+    }
+    assert_true(evb_duration_is_bare("3000"));
+    assert_true(evb_duration_is_bare("2.5"));
+    assert_false(evb_duration_is_bare("3s"));
+    assert_false(evb_duration_is_bare("1.2.3"));
+    char out[32];
+    assert_string_equal(evb_duration_format(1500, out), "1500ms");
+    assert_string_equal(evb_duration_format(5400000, out), "1h30m");
+    assert_string_equal(evb_duration_format(86400000, out), "1d");
+    assert_string_equal(evb_duration_format(0, out), "0s");
+    for (uint64_t v = 0; v < 200000000; v = v * 3 + 1000) {
+        uint64_t back;
+        assert_int_equal(evb_duration_parse(evb_duration_format(v, out), &back, NULL), EVB_OK);
+        assert_int_equal(back, v);
+    }
+}
+
 static void test_upcast_add_validates(void **state)
 {
     (void)state;
@@ -2320,6 +2369,7 @@ int main(void)
         cmocka_unit_test(test_upcast_add_validates),
         cmocka_unit_test(test_upcast_many_types),
         cmocka_unit_test(test_null_empty_input),
+        cmocka_unit_test(test_duration_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

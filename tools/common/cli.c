@@ -71,6 +71,27 @@ static const cli_opt *s_find(const cli_opt *opts, const char *name, size_t len)
     return NULL;
 }
 
+static const struct {
+    char c;
+    const char *name;
+} s_shorts[] = {{'f', "follow"}, {'c', "count"},   {'j', "json"},   {'q', "quiet"},
+                {'C', "context"}, {'n', "limit"}, {'t', "timeout"}};
+
+char cli_short_for(const char *long_name)
+{
+    for (size_t i = 0; i < sizeof s_shorts / sizeof s_shorts[0]; i++)
+        if (strcmp(s_shorts[i].name, long_name) == 0) return s_shorts[i].c;
+    return '\0';
+}
+
+static const cli_opt *s_find_short(const cli_opt *opts, char c)
+{
+    for (size_t i = 0; i < sizeof s_shorts / sizeof s_shorts[0]; i++)
+        if (s_shorts[i].c == c)
+            return s_find(opts, s_shorts[i].name, strlen(s_shorts[i].name));
+    return NULL;
+}
+
 /* Edit distance between a[0..al) and b (insert, delete, replace, and swap
  * of two neighbours), capped: names are short. */
 static size_t s_distance(const char *a, size_t al, const char *b)
@@ -116,6 +137,19 @@ static const cli_opt *s_nearest(const cli_opt *opts, const char *name, size_t le
     return best;
 }
 
+/* "3000" (milliseconds) as seconds for a hint: "3"; "2500" -> "2.5". */
+static const char *s_ms_as_s(const char *ms)
+{
+    static char out[48];
+    uint64_t v;
+    if (cli_parse_u64(ms, &v) != EVB_OK) return "N";
+    int l = snprintf(out, sizeof out, "%" PRIu64 ".%03u", v / 1000, (unsigned)(v % 1000));
+    while (out[l - 1] == '0')
+        out[--l] = '\0';
+    if (out[l - 1] == '.') out[l - 1] = '\0';
+    return out;
+}
+
 static int s_set(cli_t *cli, const cli_opt *o, const char *val)
 {
     switch (o->kind) {
@@ -127,6 +161,25 @@ static int s_set(cli_t *cli, const cli_opt *o, const char *val)
             return cli_usage_error(cli, "--%s: expected a non-negative integer, got '%s'",
                                    o->name, val);
         break;
+    case CLI_DUR:
+    case CLI_DUR_MS:
+    case CLI_DUR_S: {
+        evb_err err;
+        if (evb_duration_is_bare(val)) {
+            if (o->kind == CLI_DUR_MS)
+                return cli_usage_error(cli, "--%s %s: give a unit, e.g. %sms or %ss "
+                                       "(a bare number used to mean milliseconds)",
+                                       o->name, val, val, s_ms_as_s(val));
+            if (o->kind == CLI_DUR_S)
+                return cli_usage_error(cli, "--%s %s: give a unit, e.g. %ss (a bare number "
+                                       "used to mean seconds)", o->name, val, val);
+            return cli_usage_error(cli, "--%s %s: give a unit, e.g. %ss or %sms", o->name,
+                                   val, val, val);
+        }
+        if (evb_duration_parse(val, (uint64_t *)o->target, &err) != EVB_OK)
+            return cli_usage_error(cli, "--%s: %s", o->name, err.msg);
+        break;
+    }
     case CLI_STR:
         if (val[0] == '\0')
             return cli_usage_error(cli, "--%s: the value is empty", o->name);
@@ -173,7 +226,31 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
             cli_help(cli, opts, usage);
             return CLI_EXIT_OK;
         }
-        if (a[1] != '-') return cli_usage_error(cli, "unknown option '%s'", a);
+        if (a[1] != '-') {
+            /* -X, -XVALUE, -X VALUE, or bundled flags -jq */
+            for (const char *c = a + 1; *c != '\0'; c++) {
+                const cli_opt *o = s_find_short(opts, *c);
+                if (o == NULL) {
+                    if (c == a + 1)
+                        return cli_usage_error(cli, "unknown option '-%c'", *c);
+                    return cli_usage_error(cli, "unknown option '-%c' in '%s'", *c, a);
+                }
+                int rc;
+                if (o->kind == CLI_FLAG) {
+                    rc = s_set(cli, o, NULL);
+                } else if (c[1] != '\0') {
+                    rc = s_set(cli, o, c + 1);
+                    c += strlen(c) - 1;
+                } else {
+                    if (i + 1 >= argc)
+                        return cli_usage_error(cli, "-%c (--%s) needs a value (%s)", *c,
+                                               o->name, o->meta != NULL ? o->meta : "VALUE");
+                    rc = s_set(cli, o, argv[++i]);
+                }
+                if (rc >= 0) return rc;
+            }
+            continue;
+        }
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
@@ -211,16 +288,18 @@ void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
     if (usage->description != NULL) printf("\n%s\n", usage->description);
     printf("\nOptions:\n");
     for (const cli_opt *o = opts; o->name != NULL; o++) {
-        char left[64];
+        char left[80], sh[8] = "    ";
+        char c = cli_short_for(o->name);
+        if (c != '\0') snprintf(sh, sizeof sh, "-%c, ", c);
         if (o->kind == CLI_FLAG)
-            snprintf(left, sizeof left, "--%s", o->name);
+            snprintf(left, sizeof left, "%s--%s", sh, o->name);
         else
-            snprintf(left, sizeof left, "--%s %s%s", o->name,
+            snprintf(left, sizeof left, "%s--%s %s%s", sh, o->name,
                      o->meta != NULL ? o->meta : "VALUE",
                      o->kind == CLI_LIST ? "..." : "");
-        printf("  %-22s %s\n", left, o->help);
+        printf("  %-26s %s\n", left, o->help);
     }
-    printf("  %-22s %s\n", "-h, --help", "show this help and exit");
+    printf("  %-26s %s\n", "-h, --help", "show this help and exit");
     if (usage->notes != NULL) printf("\n%s", usage->notes);
     printf("\n%s", cli_exit_codes_help);
 }

@@ -60,7 +60,14 @@ typedef enum cli_kind {
     CLI_FLAG, /* bool, no value */
     CLI_U64,  /* uint64_t, decimal digits only */
     CLI_STR,  /* const char *, borrowed from argv */
-    CLI_LIST  /* cli_list: a flag given more than once, each value kept */
+    CLI_LIST, /* cli_list: a flag given more than once, each value kept */
+    /* uint64_t milliseconds, from a duration with a unit ("500ms", "3s",
+     * "2m": evb_duration_parse). A bare number is refused with a hint; the
+     * _MS and _S kinds name the unit the flag took before units (hints only,
+     * nothing is reinterpreted). */
+    CLI_DUR,
+    CLI_DUR_MS,
+    CLI_DUR_S
 } cli_kind;
 
 /* Values of a repeatable flag (--category A --category B), borrowed from
@@ -74,11 +81,17 @@ typedef struct cli_list {
 typedef struct cli_opt {
     const char *name; /* long name without "--" */
     cli_kind kind;
-    void *target;     /* bool *, uint64_t *, const char ** or cli_list * */
+    void *target;     /* bool *, uint64_t * (U64, DUR*), const char ** or cli_list * */
     bool *seen;       /* set to true when given (may be NULL) */
     const char *meta; /* value's name in help ("SEQ"); NULL for flags */
     const char *help; /* one line */
 } cli_opt;
+
+/* Short flags are one table for every command, so a letter means the same
+ * everywhere: -f --follow, -c --count, -j --json, -q --quiet, -C --context,
+ * -n --limit, -t --timeout. A command has the short form of each of these
+ * long options it takes. Flags bundle (-jq); values follow (-c 5, -c5). */
+char cli_short_for(const char *long_name);
 
 typedef struct cli_usage {
     const char *synopsis;    /* after the command name: "DIR [--json]" */
