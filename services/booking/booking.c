@@ -477,9 +477,9 @@ static int q_customer(evb_svc_ctx *c, const void *a, size_t al, evb_buf *reply, 
 
 int main(int argc, char **argv)
 {
-    static app ap = {.hold_timeout = "10000"};
+    static app ap = {.hold_timeout = "10s"};
     static const evb_svc_flag flags[] = {
-        {"hold-timeout", "MS", "a booking not answered by then expires", ap.hold_timeout,
+        {"hold-timeout", "DURATION", "a booking not answered by then expires", ap.hold_timeout,
          sizeof ap.hold_timeout},
     };
     static const evb_svc_def def = {
@@ -496,15 +496,22 @@ int main(int argc, char **argv)
     int code;
     evb_svc_t *svc = evb_svc_new(&def, argc, argv, &code);
     if (svc == NULL) return code;
-    char *end;
-    long long ms = strtoll(ap.hold_timeout, &end, 10);
-    if (*end != '\0' || ms < 1 || ms > 86400000) {
-        fprintf(stderr, "evbus-booking: --hold-timeout: '%s' is not 1..86400000 ms\n",
-                ap.hold_timeout);
+    uint64_t ms = 0;
+    evb_err derr;
+    if (evb_duration_is_bare(ap.hold_timeout)) {
+        fprintf(stderr, "evbus-booking: --hold-timeout %s: give a unit, e.g. %sms (a bare "
+                "number used to mean milliseconds)\n", ap.hold_timeout, ap.hold_timeout);
         evb_svc_destroy(&svc);
         return 2;
     }
-    ap.hold_timeout_us = ms * 1000;
+    bool parsed = evb_duration_parse(ap.hold_timeout, &ms, &derr) == EVB_OK;
+    if (!parsed || ms < 1 || ms > 86400000) {
+        fprintf(stderr, "evbus-booking: --hold-timeout: %s\n",
+                parsed ? "want 1ms..1d" : derr.msg);
+        evb_svc_destroy(&svc);
+        return 2;
+    }
+    ap.hold_timeout_us = (int64_t)ms * 1000;
     ap.started_us = evb_now_us();
     evb_err err = {0};
     static const char *const show_cats[] = {"show"};

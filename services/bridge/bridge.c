@@ -1031,8 +1031,8 @@ int main(int argc, char **argv)
          "replicas of a stream we create (default 1)"},
         {"storage", CLI_STR, &storage, NULL, "file|memory",
          "storage of a stream we create (default file)"},
-        {"dedup-window-ms", CLI_U64, &dedup_ms, NULL, "MS",
-         "duplicate window of a stream we create (default 120000)"},
+        {"dedup-window", CLI_DUR_MS, &dedup_ms, NULL, "DURATION",
+         "duplicate window of a stream we create (default 2m)"},
         {"no-create", CLI_FLAG, &no_create, NULL, NULL,
          "stop when the stream does not exist instead of creating it"},
         {"json", CLI_FLAG, &json, NULL, NULL,
@@ -1040,8 +1040,8 @@ int main(int argc, char **argv)
          "envelope)"},
         {"max-pending", CLI_U64, &max_pending, NULL, "N",
          "publishes in flight per publisher (default 4096)"},
-        {"ack-wait-ms", CLI_U64, &ack_wait_ms, NULL, "MS",
-         "how long a publish waits for JetStream's ack (default 5000)"},
+        {"ack-wait", CLI_DUR_MS, &ack_wait_ms, NULL, "DURATION",
+         "how long a publish waits for JetStream's ack (default 5s)"},
         {"nats-creds", CLI_STR, &creds, NULL, "FILE", "NATS user credentials file"},
         {"nats-tls-ca", CLI_STR, &ca, NULL, "FILE", "CA certificates to trust for TLS"},
         {"nats-user", CLI_STR, &user, NULL, "USER", "NATS user (with --nats-password)"},
@@ -1082,6 +1082,10 @@ int main(int argc, char **argv)
         return cli_usage_error(&cli, "--storage %s: want file or memory", storage);
     if (replicas < 1 || replicas > 5)
         return cli_usage_error(&cli, "--replicas %" PRIu64 ": want 1..5", replicas);
+    if (dedup_ms == 0 || dedup_ms > 365 * 86400000ull)
+        return cli_usage_error(&cli, "--dedup-window: want 1ms..365d");
+    if (ack_wait_ms == 0 || ack_wait_ms > 3600000)
+        return cli_usage_error(&cli, "--ack-wait: want 1ms..1h");
     if (max_pending < 1 || max_pending > 1000000)
         return cli_usage_error(&cli, "--max-pending: want 1..1000000");
     if (http_addr != NULL && !http_public && !evb_http_addr_is_loopback(http_addr))

@@ -57,7 +57,7 @@ static const setting s_common[] = {
     {"rebuild-views", NULL, "drop the read models and rebuild them from zero", K_BOOL,
      offsetof(svc_config, rebuild_views), sizeof(bool)},
     {"sync", "POLICY", "every | group (default) | none", K_SYNC, 0, 0},
-    {"command-ttl", "SECONDS", "keep command outcomes for retries this long (86400)",
+    {"command-ttl", "DURATION", "keep command outcomes for retries this long (default 1d)",
      K_UINT, 0, 0},
     {"aggregate-cache-mb", "N", "aggregates kept in memory, at most N MiB (default 256)",
      K_CACHE, 0, 0},
@@ -217,14 +217,17 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             else if (strcmp(v, "json") == 0) cfg->log_json = true;
             else return s_usage_err(ps, "--log-format: '%s' is not text or json", v);
             return 0;
-        case K_UINT: {
-            char *end;
-            errno = 0;
-            unsigned long n = strtoul(v, &end, 10);
-            if (errno || *end || end == v || n == 0 || n > 365ul * 86400)
-                return s_usage_err(ps, "--%s: '%s' is not a number of seconds (1..%lu)", name,
-                                   v, 365ul * 86400);
-            cfg->command_ttl_s = (unsigned)n;
+        case K_UINT: { /* --command-ttl, a duration of whole seconds */
+            uint64_t ms;
+            evb_err err;
+            if (evb_duration_is_bare(v))
+                return s_usage_err(ps, "--%s %s: give a unit, e.g. %ss (a bare number used to "
+                                   "mean seconds)", name, v, v);
+            if (evb_duration_parse(v, &ms, &err) != EVB_OK)
+                return s_usage_err(ps, "--%s: %s", name, err.msg);
+            if (ms < 1000 || ms > 365ull * 86400000 || ms % 1000 != 0)
+                return s_usage_err(ps, "--%s: '%s' is not whole seconds in 1s..365d", name, v);
+            cfg->command_ttl_s = (unsigned)(ms / 1000);
             return 0;
         }
         case K_CACHE: {

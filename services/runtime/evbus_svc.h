@@ -69,7 +69,7 @@ typedef struct evb_svc_def {
  * EP, --catchup EP, --cmd EP, --follow PUB_EP,CATCHUP_EP (repeatable),
  * --views DIR, --rebuild-views, --sync every|group|none, --log-level
  * debug|info|warn|error, --log-format text|json, --config FILE,
- * --command-ttl SECONDS. */
+ * --command-ttl (a duration, whole seconds). */
 EVB_EXPORT evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv,
                                   int *exit_code);
 EVB_EXPORT void evb_svc_destroy(evb_svc_t **svcp);

@@ -42,7 +42,7 @@ def bench(work, *args, timeout=300):
 
 
 def call(ep, cmd, args=None):
-    argv = [EVBUS, "call", ep, cmd, "--json", "--timeout", "5000"]
+    argv = [EVBUS, "call", ep, cmd, "--json", "--timeout", "5000ms"]
     if args is not None:
         argv += ["--payload", json.dumps(args)]
     r = expect(evbtest.run(argv, 30), 0, f"call {cmd}")
@@ -64,7 +64,7 @@ def case_to(work):
         bk = env.start([os.path.join(sdir, "evbus-booking"), "--store", env.path("bk"),
                         "--pub", ep["bk.pub"], "--catchup", ep["bk.cu"], "--cmd", ep["bk.cmd"],
                         "--follow", ep["res.pub"] + "," + ep["res.cu"],
-                        "--hold-timeout", "600000"], "booking")
+                        "--hold-timeout", "10m"], "booking")
         to = ep["res.cmd"] + "," + ep["bk.cmd"]
         runs = []
         for extra in ([], ["--rate", "100"]):

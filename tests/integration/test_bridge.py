@@ -163,8 +163,8 @@ class World:
         self.pub, self.cu, self.cmd = env.ep("p"), env.ep("c"), env.ep("m")
         self.bcmd = env.ep("b")
         self.serve = env.start([EVBUS, "serve", "--store", self.d, "--pub", self.pub,
-                                "--catchup", self.cu, "--cmd", self.cmd, "--heartbeat-ms",
-                                "100"], "serve")
+                                "--catchup", self.cu, "--cmd", self.cmd, "--heartbeat",
+                                "100ms"], "serve")
         evbtest.wait_for("serve's start line",
                          lambda: any("serving" in l for l in self.serve.err), 20 * SLOW)
         self.dedup_ms = dedup_ms
@@ -176,11 +176,11 @@ class World:
         self.bridge = self.env.start(
             [BRIDGE, "--follow", f"{self.pub},{self.cu}", "--nats", self.cluster.urls(),
              "--nats-user", USER, "--nats-password", PASSWORD, "--replicas", "3",
-             "--dedup-window-ms", str(self.dedup_ms), "--ack-wait-ms", "2000",
+             "--dedup-window", f"{self.dedup_ms}ms", "--ack-wait", "2s",
              "--cmd", self.bcmd, "--http", f"127.0.0.1:{self.http_port}"], "bridge")
 
     def status(self):
-        r = run([EVBUS, "status", self.bcmd, "--json", "--timeout", "2000"], 10)
+        r = run([EVBUS, "status", self.bcmd, "--json", "--timeout", "2000ms"], 10)
         if r.returncode != 0:
             return None
         try:
@@ -189,7 +189,7 @@ class World:
             return None
 
     def append(self, n):
-        r = run([EVBUS, "append", "--to", self.cmd, "--timeout", "10000"],
+        r = run([EVBUS, "append", "--to", self.cmd, "--timeout", "10000ms"],
                 input=events(n, self.n), timeout=300)
         check(r.returncode == 0, f"append --to: {r.returncode} {r.stderr[-1000:]}")
         self.n += n
@@ -235,7 +235,7 @@ def case_faults(env):
     total = int(os.environ.get("EVB_BRIDGE_EVENTS", "20000"))
     w = World(env, 2000)
     appender = subprocess.Popen(
-        [EVBUS, "append", "--to", w.cmd, "--timeout", "20000"], stdin=subprocess.PIPE,
+        [EVBUS, "append", "--to", w.cmd, "--timeout", "20000ms"], stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     live = total - 2000
     rnd = random.Random(int(os.environ.get("EVB_SEED", "7")))
@@ -321,7 +321,7 @@ def case_two(env):
     w.wait_exported()
 
     def other_done():
-        r = run([EVBUS, "status", env.ep("b2"), "--json", "--timeout", "2000"], 10)
+        r = run([EVBUS, "status", env.ep("b2"), "--json", "--timeout", "2000ms"], 10)
         return r.returncode == 0 and json.loads(r.stdout)["links"][0]["exported_seq"] >= w.n
     evbtest.wait_for("the second bridge to see the end", other_done, 60 * SLOW)
     r = run([EVBUS, "status", env.ep("b2"), "--json"], 10)
@@ -394,7 +394,7 @@ def case_errors(env):
                     env.ep("bj")], "bridge-json")
 
     def json_done():
-        r = run([EVBUS, "status", env.ep("bj"), "--json", "--timeout", "2000"], 10)
+        r = run([EVBUS, "status", env.ep("bj"), "--json", "--timeout", "2000ms"], 10)
         return r.returncode == 0 and json.loads(r.stdout)["links"][0]["exported_seq"] >= 10
     evbtest.wait_for("the --json bridge to export 10 events", json_done, 60 * SLOW)
     jb.p.send_signal(signal.SIGTERM)
@@ -408,7 +408,7 @@ def case_errors(env):
     check(bodies == [json.loads(l) for l in rc.stdout.splitlines()],
           f"--json bodies differ from log cat --json: {bodies[:1]}")
     w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
-                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve2")
+                         "--cmd", w.cmd, "--heartbeat", "100ms"], "serve2")
     evbtest.wait_for("serve's start line again",
                      lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
     # The log goes back (a restored backup) behind what the stream holds:
@@ -417,7 +417,7 @@ def case_errors(env):
     w.serve.p.wait(30 * SLOW)
     shutil.copytree(w.d, w.d + ".bak")
     w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
-                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve3")
+                         "--cmd", w.cmd, "--heartbeat", "100ms"], "serve3")
     evbtest.wait_for("serve's start line again",
                      lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
     w.append(5)
@@ -429,7 +429,7 @@ def case_errors(env):
     shutil.rmtree(w.d)
     os.rename(w.d + ".bak", w.d)
     w.serve = env.start([EVBUS, "serve", "--store", w.d, "--pub", w.pub, "--catchup", w.cu,
-                         "--cmd", w.cmd, "--heartbeat-ms", "100"], "serve4")
+                         "--cmd", w.cmd, "--heartbeat", "100ms"], "serve4")
     evbtest.wait_for("serve's start line again",
                      lambda: any("serving" in l for l in w.serve.err), 20 * SLOW)
     w.n -= 5

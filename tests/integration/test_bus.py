@@ -234,7 +234,7 @@ def case_late_joiner(env):
     log(f"published {n} events in {time.monotonic() - t0:.1f}s")
     t0 = time.monotonic()
     r = run(mirror_argv(env, m, ["show", "booking"],
-                        extra=["--until-caught-up", "--timeout", "120", "--stats-json"]), 180)
+                        extra=["--until-caught-up", "--timeout", "120s", "--stats-json"]), 180)
     check(r.returncode == 0, f"mirror exited {r.returncode}: {r.stderr}")
     st = status_lines(r.stdout.splitlines())
     log(f"mirror caught up in {time.monotonic() - t0:.1f}s: {st}")
@@ -249,7 +249,7 @@ def case_late_joiner(env):
     more = 20000
     pub = start_pub(env, d, n + more, batch=100, extra=["--go-on-stdin"])
     mir = env.start(mirror_argv(env, m, ["show", "booking"],
-                                extra=["--status-every", "100", "--stats-json"]),
+                                extra=["--status-every", "100ms", "--stats-json"]),
                     name="mirror")
     wait_status(mir, caught_up_at(n, ["show", "booking"]), 60, "mirror live at the head")
     pub.send("go\n")
@@ -271,7 +271,7 @@ def case_slow_subscriber(env):
     d, m = env.path("pub"), env.path("mirror")
     pub = start_pub(env, d, n, batch=1000, extra=["--go-on-stdin", "--sndhwm", "100"])
     mir = env.start(mirror_argv(env, m, CATS3, extra=["--rcvhwm", "100", "--status-every",
-                                                      "200", "--stats-json"]), name="mirror")
+                                                      "200ms", "--stats-json"]), name="mirror")
     wait_status(mir, lambda f: set(f) == set(CATS3) and
                 all(s["log_id"] != "0" * 32 for s in f.values()), 30, "mirror connected")
     pub.send("go\n")
@@ -304,14 +304,14 @@ def case_garbage(env):
     # The publisher still serves: a fresh mirror catches up.
     m1 = env.path("mirror1")
     r = run(mirror_argv(env, m1, ["show", "booking"],
-                        extra=["--until-caught-up", "--timeout", "60"]), 90)
+                        extra=["--until-caught-up", "--timeout", "60s"]), 90)
     check(r.returncode == 0, f"mirror after garbage exited {r.returncode}: {r.stderr}")
     # Garbage on the SUB side: follow a garbage PUB with the real catch-up.
     g = env.start([GARBAGE, "pub", env.ep("gpub")], name="bus_garbage")
     g.wait_line(lambda l: l == "ready", 10, "ready")
     m2 = env.path("mirror2")
     mir = env.start(mirror_argv(env, m2, ["show", "booking"], pub="gpub",
-                                extra=["--status-every", "100", "--stats-json"]),
+                                extra=["--status-every", "100ms", "--stats-json"]),
                     name="mirror")
     wait_status(mir, lambda f: caught_up_at(n, ["show", "booking"])(f) and
                 all(s["bad_frames"] > 0 for s in f.values()), 60,
@@ -333,7 +333,7 @@ def case_pub_kill(env):
     rounds = max(2, int(20 * SCALE))
     per = 3000
     d, m = env.path("pub"), env.path("mirror")
-    mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "100",
+    mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "100ms",
                                                       "--stats-json"]), name="mirror")
     head = 0
     for r in range(rounds):
@@ -371,7 +371,7 @@ def case_mirror_kill(env):
     pub.send("go\n")
     for r in range(rounds):
         pub.send(f"more {per}\n")
-        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "20",
+        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "20ms",
                                                           "--fresh-ids"]),
                         name="mirror")
         # Kill after a random number of events applied this run (or at once).
@@ -395,7 +395,7 @@ def case_mirror_kill(env):
         log(f"round {r + 1}/{rounds}: mirror killed after >= {want} events")
     total = rounds * per
     pub.wait_line(lambda l: l == f"done {total}", 120, f"done {total}")
-    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120",
+    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120s",
                                               "--stats-json", "--fresh-ids"]), 180)
     check(r.returncode == 0, f"final mirror exited {r.returncode}: {r.stderr}")
     check(pub.term() == 0, "bus_pub did not exit 0")
@@ -427,7 +427,7 @@ def case_crash_points(env):
         after = str(rng.randint(1, 20) if point == "pub.before_send" else 1)
         p = start_pub(env, d, total, batch=100,
                       penv={"EVB_CRASH_POINT": point, "EVB_CRASH_AFTER": after})
-        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "50"]),
+        mir = env.start(mirror_argv(env, m, CATS3, extra=["--status-every", "50ms"]),
                         name="mirror")
         rc = p.p.wait(timeout=120)
         check(rc == -9, f"publisher with {point}:{after} exited {rc}, not by SIGKILL")
@@ -446,7 +446,7 @@ def case_crash_points(env):
         check(rc == -9, f"mirror with {point}:{after} exited {rc}, not by SIGKILL")
         log(f"mirror died at {point} (hit {after})")
     p.wait_line(lambda l: l == f"done {total}", 120, f"done {total}")
-    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120"]), 180)
+    r = run(mirror_argv(env, m, CATS3, extra=["--until-caught-up", "--timeout", "120s"]), 180)
     check(r.returncode == 0, f"final mirror exited {r.returncode}: {r.stderr}")
     check(p.term() == 0, "bus_pub did not exit 0")
     got = compare(d, m, CATS3)
@@ -487,7 +487,7 @@ def case_two_publishers(env):
             running[name] = start_pub(env, pubs[name], target[name], batch=rng.choice([1, 20]),
                                       pub=eps[name][0], cu=eps[name][1])
         else:
-            running[name] = env.start(margv(name, ["--status-every", "20"]), name=name)
+            running[name] = env.start(margv(name, ["--status-every", "20ms"]), name=name)
 
     for name in ["A", "B", "M1", "M2", "M3"]:
         start(name)
@@ -511,7 +511,7 @@ def case_two_publishers(env):
                                 f"{name} done")
     for name in mirrors:
         running.pop(name).kill()
-        r = run(margv(name, ["--until-caught-up", "--timeout", "120"]), 180)
+        r = run(margv(name, ["--until-caught-up", "--timeout", "120s"]), 180)
         check(r.returncode == 0, f"{name} exited {r.returncode}: {r.stderr}")
     for name in pubs:
         check(running[name].term() == 0, f"{name} did not exit 0")
@@ -557,12 +557,12 @@ def case_catchup_memory(env):
     pub.send("go\n")
     check(wait_done(pub, 600) == n, "bus_pub did not reach its count")
     live = env.start(mirror_argv(env, env.path("live"), ["booking"],
-                                 extra=["--status-every", "100", "--stats-json"]),
+                                 extra=["--status-every", "100ms", "--stats-json"]),
                      name="live")
     # The live mirror starts at the head: catch it up first (booking only).
     lf = wait_status(live, caught_up_at(n, ["booking"]), 300, "live mirror at the head")
     live_start = lf["booking"]["applied_events"]
-    big = env.start(mirror_argv(env, env.path("big"), CATS3, extra=["--status-every", "200"]),
+    big = env.start(mirror_argv(env, env.path("big"), CATS3, extra=["--status-every", "200ms"]),
                     name="big")
     peaks = {"pub_anon": 0, "big_anon": 0, "big_file": 0}
     sampling = threading.Event()
@@ -639,7 +639,7 @@ def case_disk_full(env):
                      env.ep("pub"), "--catchup", env.ep("cu"), "--cmd", cmd, "--sync",
                      "every"], name="serve")
     deadline = time.monotonic() + 30
-    while run([EVBUS, "status", cmd, "--timeout", "200"], 10).returncode != 0:
+    while run([EVBUS, "status", cmd, "--timeout", "200ms"], 10).returncode != 0:
         check(time.monotonic() < deadline and srv.p.poll() is None,
               f"serve did not start: {srv.stderr()}")
     big = "x" * 8000
@@ -660,7 +660,7 @@ def case_disk_full(env):
     log(f"{ok} appends of 8 KB fitted; then: {full_msg[0][:200] if full_msg else '?'}")
     # Catch-up still serves everything that was stored.
     m = env.path("mirror")
-    r = run(mirror_argv(env, m, ["file"], extra=["--until-caught-up", "--timeout", "60"]), 90)
+    r = run(mirror_argv(env, m, ["file"], extra=["--until-caught-up", "--timeout", "60s"]), 90)
     check(r.returncode == 0, f"mirror of a full log: exit {r.returncode}: {r.stderr}")
     head = json.loads(run([EVBUS, "log", "info", "--json", m], 30).stdout)["head"]
     check(head == ok, f"mirror copied {head} events, the full log holds {ok}")
@@ -728,7 +728,7 @@ def case_append_cli(env):
     check(r.returncode == 3 and "in use" in r.stderr, f"locked log: {r.returncode} {r.stderr}")
     m = env.path("m")
     r = run([EVBUS, "mirror", "--follow", f"{env.ep('p')},{env.ep('c')}", "--store", m,
-             "--until-caught-up", "--timeout", "30", "--stats-json"], 60)
+             "--until-caught-up", "--timeout", "30s", "--stats-json"], 60)
     check(r.returncode == 0, f"mirror of serve: {r.returncode} {r.stderr}")
     check(srv.term() == 0, f"serve exit on SIGTERM: {srv.p.returncode} {srv.stderr()}")
     compare(d, m, sorted({e["category"] for e in cat_json(d)}))
@@ -738,7 +738,7 @@ def case_append_cli(env):
     r = run([EVBUS, "mirror", "--follow", "nocomma", "--store", m], 30)
     check(r.returncode == 2 and "--follow" in r.stderr, f"bad --follow: {r.stderr}")
     r = run([EVBUS, "mirror", "--follow", f"{env.ep('p')},{env.ep('c')}", "--store", m,
-             "--until-caught-up", "--timeout", "1"], 30)
+             "--until-caught-up", "--timeout", "1s"], 30)
     check(r.returncode == 4 and "not caught up" in r.stderr, f"timeout: {r.returncode} {r.stderr}")
     for c in ("serve", "append", "mirror"):
         r = run([EVBUS, c, "--help"], 30)

@@ -58,9 +58,9 @@ def serve_test(procs, ep):
                        input=line, capture_output=True, text=True, timeout=60)
     expect(r, 0, "append --store --create")
     serve = procs.start(["serve", "--store", d, "--pub", pub, "--catchup", cu,
-                         "--cmd", cmd, "--heartbeat-ms", "50"], "serve")
+                         "--cmd", cmd, "--heartbeat", "50ms"], "serve")
     wait_for("serve's command socket",
-             lambda: call(cmd, "status", "--timeout", "500").returncode == 0)
+             lambda: call(cmd, "status", "--timeout", "500ms").returncode == 0)
 
     # status, readable: aligned `key: value` lines, nested values as JSON,
     # no colour off a terminal.
@@ -129,7 +129,7 @@ def serve_test(procs, ep):
     # first outcome (serve deduplicates appends by the event's id).
     evid = "0123456789abcdef0123456789abcdef"
     words = ["append", "stream=show-5", "type=Retried", f"id={evid}", "--id",
-             "retry-test-1", "--retries", "60", "--timeout", "300", "--json"]
+             "retry-test-1", "--retries", "60", "--timeout", "300ms", "--json"]
     serve.send_signal(signal.SIGSTOP)
     try:
         c = subprocess.Popen([EVBUS, "call", cmd, *words], stdout=subprocess.PIPE,
@@ -155,7 +155,7 @@ def serve_test(procs, ep):
     mirror = procs.start(["mirror", "--follow", f"{pub},{cu}", "--store", mdir,
                           "--service", "mirror", "--cmd", mcmd], "mirror")
     wait_for("mirror's command socket",
-             lambda: call(mcmd, "status", "--timeout", "500").returncode == 0)
+             lambda: call(mcmd, "status", "--timeout", "500ms").returncode == 0)
     r = call(mcmd, "retry", "category=show")
     check(r.returncode in (4, 6) and "unknown field" not in r.stderr,
           f"mirror retry: exit {r.returncode}: {r.stderr}")
@@ -179,16 +179,16 @@ def serve_test(procs, ep):
 def unreachable_test(ep):
     nobody = ep("nobody")
     t0 = time.monotonic()
-    r = expect(call(nobody, "status", "--timeout", "300"), 7, "nobody listening")
+    r = expect(call(nobody, "status", "--timeout", "300ms"), 7, "nobody listening")
     check(time.monotonic() - t0 < 10, "unreachable took too long")
     check("EVB_ETIMEDOUT" in r.stderr and "nobody.sock" in r.stderr, r.stderr)
-    r = expect(call(nobody, "status", "--timeout", "200", "--retries", "2", "--id", "X1",
+    r = expect(call(nobody, "status", "--timeout", "200ms", "--retries", "2", "--id", "X1",
                     "--json"), 7, "retries against nobody")
     check(r.stderr.count("retrying with cmd_id X1") == 2, r.stderr)
     e = one_json(r, "retries --json")
     check(e["error"] == "EVB_ETIMEDOUT" and "3 attempts" in e["message"], f"{e}")
     for bad in ("bogus://x", "tcp://127.0.0.1", "no-scheme"):
-        r = expect(call(bad, "status", "--timeout", "300"), 7, f"bad endpoint {bad}")
+        r = expect(call(bad, "status", "--timeout", "300ms"), 7, f"bad endpoint {bad}")
         check("EVB_EUNREACHABLE" in r.stderr and bad in r.stderr, r.stderr)
     log("exit 7: nobody listening (fast), retries announced, malformed endpoints")
 
@@ -200,7 +200,7 @@ def usage_test(ep):
                   ["append", "--payload", "[1]"], ["append", "--payload", "{bad"],
                   ["append", "--payload", '{"cmd_id":"x"}'],
                   ["append", "n=99999999999999999999999"], ["append", "j:={oops"],
-                  ["status", "--timeout", "0"], ["status", "--id", "x" * 65],
+                  ["status", "--timeout", "0ms"], ["status", "--id", "x" * 65],
                   ["status", "--retries", "1000"], ["x" * 33]):
         r = expect(call(cmd, *words), 2, f"usage {words}")
         check(r.stderr.startswith("evbus call: "), r.stderr)

@@ -49,6 +49,12 @@ def cache_root():
     return os.path.join(base, "evbus", "compat")
 
 
+def dur(prog, n, unit):
+    """A duration flag's value: the earlier release takes a bare number in
+    the flag's old unit; this one wants the unit written."""
+    return str(n) if prog != EVBUS else f"{n}{unit}"
+
+
 def old_evbus():
     """The evbus of COMMIT: from the cache, or built into it."""
     r = subprocess.run(["git", "-C", SRC, "rev-parse", "--verify", "-q",
@@ -130,12 +136,14 @@ class Serve:
         self.pub, self.cu, self.cmd = env.ep(tag + "p"), env.ep(tag + "c"), env.ep(tag + "m")
         self.follow = f"{self.pub},{self.cu}"
         self.p = env.start([prog, "serve", "--store", d, "--pub", self.pub, "--catchup",
-                            self.cu, "--cmd", self.cmd, "--heartbeat-ms", "100"],
+                            self.cu, "--cmd", self.cmd,
+                            *(["--heartbeat-ms", "100"] if prog != EVBUS
+                              else ["--heartbeat", "100ms"])],
                            f"serve {tag}")
         wait_line(self.p, "serving", f"serve ({tag})'s start line")
 
     def append(self, prog, n, start, tag):
-        r = run([prog, "append", "--to", self.cmd, "--timeout", "10000"],
+        r = run([prog, "append", "--to", self.cmd, "--timeout", dur(prog, 10000, "ms")],
                 input=events(n, start, tag), timeout=120)
         check(r.returncode == 0, f"{prog} append --to: {r.returncode} {r.stderr[-1500:]}")
 
@@ -182,7 +190,7 @@ def sniff_done(p, out, total, name):
 
 def mirror(prog, srv, d, *extra):
     return run([prog, "mirror", "--follow", srv.follow, "--store", d, *extra,
-                "--until-caught-up", "--timeout", str(60 * SLOW)], 90)
+                "--until-caught-up", "--timeout", dur(prog, int(60 * SLOW), "s")], 90)
 
 
 def same(what, got, want, ordered=False):

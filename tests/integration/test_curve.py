@@ -99,7 +99,7 @@ def main():
         server_pub = os.path.join(keys, "server")
 
         def curve_call(who, *words, timeout_ms=3000):
-            return run(["call", cmd_ep, *words, "--timeout", str(timeout_ms),
+            return run(["call", cmd_ep, *words, "--timeout", f"{timeout_ms}ms",
                         "--cert", os.path.join(keys, who + "_secret"),
                         "--server-key", server_pub])
 
@@ -115,7 +115,7 @@ def main():
         check(time.monotonic() - t0 < 10, "bob is told at once, not after --timeout")
         check("allow-list" in r.stderr and "EVB_EAUTH" in r.stderr,
               f"bob's error says why: {r.stderr!r}")
-        r = expect(run(["call", cmd_ep, "status", "--timeout", "20000"]), 8, "plain call")
+        r = expect(run(["call", cmd_ep, "status", "--timeout", "20000ms"]), 8, "plain call")
         check("requires CURVE" in r.stderr, f"plain call's error: {r.stderr!r}")
         r = expect(run(["call", cmd_ep, "status", "--cert",
                         os.path.join(keys, "alice_secret")]), 2, "--cert alone")
@@ -129,7 +129,7 @@ def main():
                            input=line, capture_output=True, text=True, timeout=60)
         check(r.returncode == 0 and json.loads(r.stdout.splitlines()[0]).get("seq") == 6,
               f"append --to as alice: {r.returncode} {r.stdout!r} {r.stderr!r}")
-        r = subprocess.run([EVBUS, "append", "--to", cmd_ep, "--timeout", "20000",
+        r = subprocess.run([EVBUS, "append", "--to", cmd_ep, "--timeout", "20000ms",
                             "--cert", os.path.join(keys, "bob_secret"),
                             "--server-key", server_pub],
                            input=line, capture_output=True, text=True, timeout=60)
@@ -146,12 +146,12 @@ def main():
         # ---- sniff ----
         def sniff(who):
             follow = f"{pub_ep},{cu_ep},{server_pub}"
-            argv = ["sniff", "--follow", follow, "--from-start", "--json", "--timeout", "4"]
+            argv = ["sniff", "--follow", follow, "--from-start", "--json", "--timeout", "4s"]
             if who:
                 argv += ["--cert", os.path.join(keys, who + "_secret")]
             else:
                 argv = ["sniff", "--follow", f"{pub_ep},{cu_ep}", "--from-start",
-                        "--json", "--timeout", "4"]
+                        "--json", "--timeout", "4s"]
             return run(argv)
         r = expect(sniff("alice"), 0, "sniff as alice")
         check(len(r.stdout.splitlines()) == 6, f"alice sees 6 events (5 calls, 1 append --to): {r.stdout!r}")
@@ -162,7 +162,7 @@ def main():
         check(r.stdout == "", f"a plain sniffer sees nothing: {r.stdout!r}")
         check("requires CURVE" in r.stderr, f"plain sniff says why: {r.stderr!r}")
         r = expect(run(["sniff", "--follow", f"{pub_ep},{cu_ep},{server_pub}",
-                        "--timeout", "1"]), 2, "a server key without --cert")
+                        "--timeout", "1s"]), 2, "a server key without --cert")
         log("sniff: ok")
 
         # ---- the allow-list is re-read without a restart ----

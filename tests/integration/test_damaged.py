@@ -121,7 +121,7 @@ def serve_and_read(base, d, evs, hole):
     mir = None
     try:
         r = run(["sniff", "--follow", f"{pub},{cu}", "--from-start", "--json", "--count",
-                 str(len(evs)), "--timeout", "60"])
+                 str(len(evs)), "--timeout", "60s"])
         got = [json.loads(x) for x in r.stdout.splitlines()]
         check(r.returncode == 0 and [(e["seq"], e["id"]) for e in got] ==
               [(e["seq"], e["id"]) for e in evs],
@@ -136,7 +136,7 @@ def serve_and_read(base, d, evs, hole):
 
         def feed():
             check(mir.poll() is None, "mirror exited")
-            s = run(["status", "--json", "--timeout", "500", mcmd])
+            s = run(["status", "--json", "--timeout", "500ms", mcmd])
             # exit 1 while a feed is stalled: the JSON is there all the same
             fs = json.loads(s.stdout)["feeds"] if s.returncode in (0, 1) else []
             return fs[0] if fs else None

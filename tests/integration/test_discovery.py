@@ -167,7 +167,7 @@ class World:
         a = self.lan.addr("h1")
         args = [self.bk_bin, "--store", self.dir + "/bk", "--pub", "tcp://%s:6101" % a,
                 "--catchup", "tcp://%s:6102" % a, "--cmd", self.bk_cmd,
-                "--follow-service", "reservation", "--hold-timeout", "30000",
+                "--follow-service", "reservation", "--hold-timeout", "30s",
                 *self.beacon_args()]
         self.start("booking", "h1", args, self.bk_cmd)
 
@@ -217,7 +217,7 @@ class World:
 
 def peers(w, host):
     p = w.run(host, "peers", "--iface", "eth0", "--port", str(PORT), "--json",
-              "--timeout", "3")
+              "--timeout", "3s")
     if p.returncode != 0:
         fail("evbus peers on %s: exit %d: %s" % (host, p.returncode, p.stderr))
     return json.loads(p.stdout)
@@ -266,20 +266,20 @@ def case_peers(w):
         if rc != 0:
             fail("%s does not answer after the garbage beacons" % ep)
     # The text form names the same.
-    p = w.run("h3", "peers", "--iface", "eth0", "--port", str(PORT), "--timeout", "2")
+    p = w.run("h3", "peers", "--iface", "eth0", "--port", str(PORT), "--timeout", "2s")
     if p.returncode != 0 or "reservation" not in p.stdout or lan.addr("h2") not in p.stdout:
         fail("evbus peers (text): exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
     # A wrong interface is named, with the ones that can beacon.
     # Only evbus's own message: CZMQ's "No broadcast interface found" line
     # (on stdout) is not printed.
-    p = w.run("h3", "peers", "--iface", "nosuch0", "--port", str(PORT), "--timeout", "1")
+    p = w.run("h3", "peers", "--iface", "nosuch0", "--port", str(PORT), "--timeout", "1s")
     if (p.returncode != 4 or "nosuch0" not in p.stderr or "eth0" not in p.stderr
             or p.stdout != "" or len(p.stderr.splitlines()) != 1):
         fail("peers --iface nosuch0: exit %d: stdout %r stderr %r"
              % (p.returncode, p.stdout, p.stderr))
     # No interface: the usage error names peers' own flag.
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVBUS_BEACON")}
-    p = subprocess.run(w.lan.prefix("h3") + [w.evbus, "peers", "--timeout", "1"],
+    p = subprocess.run(w.lan.prefix("h3") + [w.evbus, "peers", "--timeout", "1s"],
                        capture_output=True, text=True, timeout=60, env=env)
     if p.returncode != 2 or "--iface NAME" not in p.stderr or "--beacon-iface" in p.stderr:
         fail("peers without --iface: exit %d: %r" % (p.returncode, p.stderr))
@@ -298,7 +298,7 @@ def case_peers(w):
         fail("evbus call @nosuch: exit %d: %s" % (p.returncode, p.stderr))
     p = w.run("h3", "sniff", "--service", "reservation", "--beacon-iface", "eth0",
               "--beacon-port", str(PORT), "--from-start", "--count", "1", "--json",
-              "--timeout", "20")
+              "--timeout", "20s")
     if p.returncode != 0 or "ShowCreated" not in p.stdout:
         fail("evbus sniff --service reservation: exit %d: %s%s"
              % (p.returncode, p.stdout, p.stderr))

@@ -394,7 +394,7 @@ def test_served(tmp, src, e1):
               f"{p.returncode} {p.stderr}")
         mir = os.path.join(tmp, "mirror")
         p = run(EVBUS, "mirror", "--follow", f"{pub},{cu}", "--store", mir,
-                "--until-caught-up", "--timeout", "60", "--sync", "none")
+                "--until-caught-up", "--timeout", "60s", "--sync", "none")
         check("mirror caught up", p.returncode == 0, p.stderr)
     finally:
         check("serve stopped cleanly", srv.stop() == 0)

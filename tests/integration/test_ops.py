@@ -34,7 +34,7 @@ def run(argv, timeout=60, **kw):
 
 def status_json(ep, timeout_ms=1000):
     """The parsed status reply, or None when the call failed."""
-    r = run(["status", "--json", "--timeout", str(timeout_ms), ep])
+    r = run(["status", "--json", "--timeout", f"{timeout_ms}ms", ep])
     if r.returncode not in (0, 1):
         return None
     lines = r.stdout.splitlines()
@@ -260,16 +260,16 @@ def main_test(procs, ep):
 
 def endpoints_test(procs, ep):
     nothing = ep("nothing")
-    for argv in (["status", "--timeout", "300", nothing],
-                 ["feed", "retry", "--timeout", "300", nothing, "show"],
-                 ["feed", "skip", "--timeout", "300", nothing, "show", "3"]):
+    for argv in (["status", "--timeout", "300ms", nothing],
+                 ["feed", "retry", "--timeout", "300ms", nothing, "show"],
+                 ["feed", "skip", "--timeout", "300ms", nothing, "show", "3"]):
         t0 = time.monotonic()
         r = run(argv)
         took = time.monotonic() - t0
         check(r.returncode == 4 and nothing in r.stderr,
               f"{argv[:2]} unreachable: exit {r.returncode} {r.stderr}")
-        check(took < 3, f"{argv[:2]} took {took:.1f}s with --timeout 300")
-    r = run(["append", "--to", nothing, "--timeout", "300"],
+        check(took < 3, f"{argv[:2]} took {took:.1f}s with --timeout 300ms")
+    r = run(["append", "--to", nothing, "--timeout", "300ms"],
             input=lines_of({"stream": "a-1", "type": "T"}, {"stream": "a-1", "type": "T"}))
     check(r.returncode == 4 and nothing in r.stderr and r.stdout == "" and
           "lines after 1 were not read" in r.stderr,
@@ -283,10 +283,10 @@ def endpoints_test(procs, ep):
     wait_for("serve to bind", lambda: "serving" in procs.stderr(srv) or srv.poll())
     check(srv.poll() is None, f"serve exited: {procs.stderr(srv)}")
     t0 = time.monotonic()
-    r = run(["status", "--timeout", "300", ep("gpub")])
+    r = run(["status", "--timeout", "300ms", ep("gpub")])
     check(r.returncode == 4 and ep("gpub") in r.stderr and time.monotonic() - t0 < 3,
           f"status on a PUB: {r.returncode} {r.stderr}")
-    r = run(["status", "--timeout", "300", ep("gcu")])
+    r = run(["status", "--timeout", "300ms", ep("gcu")])
     check(r.returncode == 4 and ep("gcu") in r.stderr,
           f"status on a catch-up ROUTER: {r.returncode} {r.stderr}")
     check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")

@@ -121,13 +121,13 @@ def main():
         else:
             argv = [BK, "--store", os.path.join(base, "bk"), "--pub", ep("b.pub"),
                     "--catchup", ep("b.cu"), "--cmd", ep("b.cmd"), "--follow", res_follow,
-                    "--http", "127.0.0.1:0", "--http-events", "--hold-timeout", "5000"]
+                    "--http", "127.0.0.1:0", "--http-events", "--hold-timeout", "5s"]
         with open(lf, "w") as f:  # a restart starts a fresh log: its port is new
             procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=f)
         return http_port(lf, name)
 
     def call(cmd_ep, *args):
-        r = evbtest.run([EVBUS, "call", cmd_ep, *args, "--json", "--timeout", "3000"], 30)
+        r = evbtest.run([EVBUS, "call", cmd_ep, *args, "--json", "--timeout", "3000ms"], 30)
         evbtest.expect(r, 0, f"call {' '.join(args)}")
         return json.loads(r.stdout)
 

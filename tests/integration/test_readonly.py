@@ -155,7 +155,7 @@ def serve_sniff(base, d, read, what):
                            stderr=subprocess.PIPE, text=True)
     try:
         r = run(["sniff", "--follow", f"{pub},{cu}", "--from-start", "--json", "--count",
-                 str(len(read)), "--timeout", "30"])
+                 str(len(read)), "--timeout", "30s"])
     finally:
         srv.terminate()
         err = srv.communicate(timeout=30)[1]
@@ -314,7 +314,7 @@ def live(base, d):
     try:
         wait_for("serve to answer status",
                  lambda: check(srv.poll() is None, "serve exited") or
-                 run(["status", "--timeout", "200", cmd]).returncode == 0)
+                 run(["status", "--timeout", "200ms", cmd]).returncode == 0)
         r = run(["append", "--to", cmd], input=lines(500, 3000))
         check(r.returncode == 0, f"append --to: {r.returncode} {r.stderr[-500:]}")
         r = run(["log", "info", d, "--json"])

@@ -108,7 +108,7 @@ class Cluster:
         return [self.bk_bin, "--store", self.stores[name], "--pub", e["bk.pub"],
                 "--catchup", e["bk.cu"], "--cmd", e["bk.cmd"],
                 "--follow", e["res.pub"] + "," + e["res.cu"] + key, *sec,
-                "--hold-timeout", str(self.hold_timeout_ms), *extra]
+                "--hold-timeout", f"{self.hold_timeout_ms}ms", *extra]
 
     def start(self, name, extra=()):
         log = open("%s/%s.log" % (self.dir, name), "a")
@@ -394,7 +394,7 @@ def case_retry(cl):
     p.send_signal(signal.SIGSTOP)
     try:
         t0 = subprocess.run([cl.evbus, "call", cl.bk_cmd, "book", "show=r", "seats=2",
-                             "customer=rita", "--id", "retry-1", "--timeout", "300",
+                             "customer=rita", "--id", "retry-1", "--timeout", "300ms",
                              "--json"], capture_output=True, text=True)
     finally:
         p.send_signal(signal.SIGCONT)
@@ -696,7 +696,7 @@ def case_tail(cl):
     head = st["head"]
     follow = cl.ep["bk.pub"] + "," + cl.ep["bk.cu"]
     p = subprocess.run([cl.evbus, "log", "tail", "--follow", follow, "--from", "1",
-                        "--count", str(head), "--json", "--timeout", "30"],
+                        "--count", str(head), "--json", "--timeout", "30s"],
                        capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         fail("log tail: exit %d %s" % (p.returncode, p.stderr))
@@ -795,13 +795,13 @@ def case_curve(cl):
 
     def sniff(who, timeout_s):
         return subprocess.run([cl.evbus, "sniff", *follows(who), "--from-start", "--json",
-                               "--timeout", str(timeout_s)],
+                               "--timeout", f"{timeout_s}s"],
                               capture_output=True, text=True, timeout=timeout_s + 60)
 
     # The operator's sniffer sees every event of both logs (catch-up + live).
     want = heads["reservation"] + heads["booking"]
     p = subprocess.run([cl.evbus, "sniff", *follows("operator"), "--from-start", "--json",
-                        "--count", str(want), "--timeout", "60"],
+                        "--count", str(want), "--timeout", "60s"],
                        capture_output=True, text=True, timeout=120)
     seen = {(json.loads(x)["service"], json.loads(x)["seq"]) for x in p.stdout.splitlines()}
     if p.returncode != 0 or len(seen) != want:
@@ -814,7 +814,7 @@ def case_curve(cl):
                           ("booking", cl.bk_cmd, pub["booking"])):
         t0 = time.monotonic()
         p = subprocess.run([cl.evbus, "call", ep, "book", "show=c1", "seats=1",
-                            "customer=mallory", "--json", "--timeout", "20000",
+                            "customer=mallory", "--json", "--timeout", "20000ms",
                             "--cert", keys + "/intruder_secret", "--server-key", key],
                            capture_output=True, text=True, timeout=60)
         outputs.append(p.stdout + p.stderr)
@@ -824,7 +824,7 @@ def case_curve(cl):
         if time.monotonic() - t0 > 10:
             fail("the intruder's call to %s was refused only after %.1f s"
                  % (name, time.monotonic() - t0))
-        p = subprocess.run([cl.evbus, "call", ep, "status", "--timeout", "20000"],
+        p = subprocess.run([cl.evbus, "call", ep, "status", "--timeout", "20000ms"],
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 8 or "requires CURVE" not in p.stderr:
             fail("a plain call to %s: exit %d %r" % (name, p.returncode, p.stderr))

@@ -129,11 +129,11 @@ class Server:
         self.pub, self.cu, self.cmd = env.ep("pub"), env.ep("cu"), env.ep("cmd")
         self.follow = f"{self.pub},{self.cu}"
         self.p = env.start([EVBUS, "serve", "--store", d, "--pub", self.pub, "--catchup",
-                            self.cu, "--cmd", self.cmd, "--heartbeat-ms", "100", *extra])
+                            self.cu, "--cmd", self.cmd, "--heartbeat", "100ms", *extra])
         self.p.wait_err(lambda l: "evbus serve: serving" in l, 20, "serve's start line")
 
     def append(self, lines):
-        r = run([EVBUS, "append", "--to", self.cmd, "--timeout", "10000"],
+        r = run([EVBUS, "append", "--to", self.cmd, "--timeout", "10000ms"],
                 input="\n".join(lines) + "\n", timeout=300)
         check(r.returncode == 0, f"append --to: {r.returncode} {r.stderr[-2000:]}")
 
@@ -204,7 +204,7 @@ def case_live(env):
     p2 = env.start(sniff(srv, "--json"))
     wait_live(p2)
     check(p2.term() == 0, f"sniff after SIGTERM: {p2.p.returncode} {p2.stderr()}")
-    r = run(sniff(srv, "--timeout", "1"), 30)
+    r = run(sniff(srv, "--timeout", "1s"), 30)
     check(r.returncode == 1 and r.stdout.count("\n") <= 1,
           f"--timeout with nothing printed: {r.returncode} {r.stdout!r}")
     srv.stop()
@@ -321,7 +321,7 @@ def case_log_order(env):
           f"--log-order with --category: {r.returncode} {r.stderr}")
     check(m.term() == 0, f"mirror: {m.p.returncode} {m.stderr()[-2000:]}")
     r = run([EVBUS, "mirror", "--follow", srv.follow, "--store", mir, "--log-order",
-             "--until-caught-up", "--timeout", "60"], 90)  # the rest, if SIGTERM came early
+             "--until-caught-up", "--timeout", "60s"], 90)  # the rest, if SIGTERM came early
     check(r.returncode == 0, f"mirror --until-caught-up: {r.returncode} {r.stderr[-2000:]}")
     srv.stop()
     sniffed = [o["id"] for o in json_out(p.outlines)]
@@ -363,7 +363,7 @@ def case_filters(env):
         (["--since", logged[40]["ts"]], lambda e: e["ts_us"] >= logged[40]["ts_us"]),
     ]
     procs = [(a, f, env.start(sniff(srv, *([] if "--since" in a else ["--from-start"]),
-                                    "--json", "--timeout", str(3 * SLOW), *a)))
+                                    "--json", "--timeout", f"{3 * SLOW}s", *a)))
              for a, f in cases]
     for a, f, p in procs:
         rc = p.wait_exit(60)
@@ -417,7 +417,7 @@ def case_bad_args(env):
     r = run([EVBUS, "--help"], 30)
     check("sniff" in r.stdout, "evbus --help does not list sniff")
     # Nobody there: the sniffer waits, --timeout ends it with exit 1.
-    r = run(base + ["--follow", "tcp://127.0.0.1:1,tcp://127.0.0.1:1", "--timeout", "1"], 30)
+    r = run(base + ["--follow", "tcp://127.0.0.1:1,tcp://127.0.0.1:1", "--timeout", "1s"], 30)
     check(r.returncode == 1, f"unreachable publisher with --timeout: {r.returncode} {r.stderr}")
     log(f"{len(bad)} bad invocations: exit 2, each naming the flag or endpoint")
 
@@ -546,7 +546,7 @@ def case_stats(env):
     check(all(f["gaps"] == 0 and f["state"] == "live" for f in last["feeds"]), f"{last}")
     added = sum(1 for e in json_out(mixed(39)) if e["type"] == "Added")
     check(last["printed"] == added, f"matched Added: {last['printed']}, want {added}")
-    r = run(sniff(srv, "--from-start", "--stats", "--timeout", str(2 * SLOW)), 30)
+    r = run(sniff(srv, "--from-start", "--stats", "--timeout", f"{2 * SLOW}s"), 30)
     check(r.returncode == 0 and "ev/s" in r.stdout and "\x1b" not in r.stdout,
           f"piped --stats: {r.returncode} {r.stdout!r}")
     srv.stop()
@@ -662,7 +662,7 @@ def case_slow_sniff(env):
     printed every event once."""
     d = env.path("log")
     make_log(d, mixed(3))
-    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    srv = Server(env, d, extra=["--heartbeat", "500ms"])
     errpath = env.path("sniff.err")
     with open(errpath, "w") as errf:
         p = subprocess.Popen(sniff(srv, "--json", "--rcvhwm", "20", "--count", str(SLOW_N)),
@@ -687,19 +687,19 @@ def case_slow_sniff(env):
 
 
 def case_slow_mirror(env):
-    """`evbus mirror --status-every 10` whose stdout is a pipe already full
+    """`evbus mirror --status-every 10ms` whose stdout is a pipe already full
     (nobody reads it): the mirror blocks in its first write (its main
     thread's wchan says pipe_write) and stops copying. Required: it lives, copies every event
     once when its output is read again, and exits 0 on SIGTERM."""
     d, mir = env.path("log"), env.path("mirror")
     make_log(d, show_lines(3))
-    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    srv = Server(env, d, extra=["--heartbeat", "500ms"])
     errpath = env.path("mirror.err")
     lines = queue.Queue()
     r, w = full_pipe()
     with open(errpath, "w") as errf:
         p = subprocess.Popen([EVBUS, "mirror", "--follow", srv.follow, "--store", mir,
-                              "--rcvhwm", "20", "--status-every", "10"],
+                              "--rcvhwm", "20", "--status-every", "10ms"],
                              stdout=w, stderr=errf)
     os.close(w)
     try:
@@ -736,7 +736,7 @@ def case_slow_service(env):
     many), and exits 0 on SIGTERM."""
     d = env.path("log")
     make_log(d, show_lines(3))
-    srv = Server(env, d, extra=["--heartbeat-ms", "500"])
+    srv = Server(env, d, extra=["--heartbeat", "500ms"])
     scmd = env.ep("stall_cmd")
     errpath = env.path("stall.err")
     with open(errpath, "w") as errf:
@@ -789,7 +789,7 @@ def case_restart(env):
     srv = Server(env, d)
     # a second publisher on its own endpoints
     p2 = env.start([EVBUS, "serve", "--store", d2, "--pub", env.ep("pub2"), "--catchup",
-                    env.ep("cu2"), "--heartbeat-ms", "100"])
+                    env.ep("cu2"), "--heartbeat", "100ms"])
     p2.wait_err(lambda l: "evbus serve: serving" in l, 20, "second serve")
     follow2 = f"{env.ep('pub2')},{env.ep('cu2')}"
     p = env.start(sniff(srv, "--follow", follow2, "--from-start", "--json", "--count",

@@ -404,7 +404,7 @@ class Cluster:
             argv = [self.res_bin, "--store", self.dir + "/res", *follow]
         else:
             argv = [self.bk_bin, "--store", self.dir + "/bk", *follow,
-                    "--hold-timeout", str(self.hold_timeout_ms)]
+                    "--hold-timeout", f"{self.hold_timeout_ms}ms"]
         argv += self.svc_args[name]
         argv += ["--pub", "tcp://%s:%d" % (a, pub), "--catchup", "tcp://%s:%d" % (a, cu),
                  "--cmd", "tcp://%s:%d" % (a, cmd)]
@@ -632,7 +632,7 @@ class Load:
         deadline = time.monotonic() + self.give_up_s
         ep = self.cl.by_name(name) if self.by_name else [self.cl.cmd_ep(name)]
         argv = [self.cl.wrap[host], "call", *ep, command, *args,
-                "--json", "--timeout", str(self.timeout_ms), "--id", cid,
+                "--json", "--timeout", f"{self.timeout_ms}ms", "--id", cid,
                 *self.cl.extra_for(name)]
         while True:
             try:
@@ -911,7 +911,7 @@ def setup(r, shows, hold_timeout_ms=60000, discovery=False, curve=False):
     for s, cap in shows:
         ep = cl.by_name("reservation") if discovery else [cl.res_cmd]
         p = run([cl.wrap[3], "call", *ep, "create_show", "show=" + s, "capacity=%d" % cap,
-                 "--json", "--timeout", str(3000 * SLOW), *cl.extra_for("reservation")],
+                 "--json", "--timeout", f"{3000 * SLOW}ms", *cl.extra_for("reservation")],
                 check=False)
         rc, body = p.returncode, p.stdout.strip()
         if rc != 0:
@@ -980,7 +980,7 @@ def case_partition(r):
     t_cut = time.monotonic()
     load.local_open.set()
     say("host 2 cut off (veth-h2 down) for %.0f s" % cut_s)
-    probe = subprocess.run([cl.wrap[3], "call", cl.bk_cmd, "status", "--timeout", "1000"],
+    probe = subprocess.run([cl.wrap[3], "call", cl.bk_cmd, "status", "--timeout", "1000ms"],
                            capture_output=True, text=True)
     if probe.returncode != 7:
         raise Fail("host 3 reached booking across the cut (exit %d)" % probe.returncode)
@@ -1326,7 +1326,7 @@ def case_curve_refused(r):
     t_sniff = 5 * SLOW
     t0 = time.monotonic()
     p = run([cl.wrap[3], "sniff", "--follow", cl.res_follow, "--follow", cl.bk_follow, *icert,
-             "--from-start", "--json", "--timeout", str(t_sniff)], check=False)
+             "--from-start", "--json", "--timeout", f"{t_sniff}s"], check=False)
     outputs = [p.stdout, p.stderr]
     if p.returncode != 1 or p.stdout != "":
         raise Fail("the intruder's sniff --from-start (%d + %d events in the logs): exit %d "
@@ -1343,7 +1343,7 @@ def case_curve_refused(r):
                      ["status"]):
             t0 = time.monotonic()
             p = run([cl.wrap[3], "call", cl.cmd_ep(name), *argv, "--json",
-                     "--timeout", str(20000), *icert, "--server-key", cl.pubkey[name]],
+                     "--timeout", f"{20000}ms", *icert, "--server-key", cl.pubkey[name]],
                     check=False)
             took = time.monotonic() - t0
             outputs += [p.stdout, p.stderr]
@@ -1354,7 +1354,7 @@ def case_curve_refused(r):
                 raise Fail("the intruder's %s at %s refused only after %.1f s"
                            % (argv[0], name, took))
             calls.append(took)
-        p = run([cl.wrap[3], "call", cl.cmd_ep(name), "status", "--timeout", "20000"],
+        p = run([cl.wrap[3], "call", cl.cmd_ep(name), "status", "--timeout", "20000ms"],
                 check=False)
         if p.returncode != 8 or "requires CURVE" not in p.stderr:
             raise Fail("a plain call to %s: exit %d %r" % (name, p.returncode, p.stderr))
@@ -1399,7 +1399,7 @@ def case_curve_refused(r):
 
 def peers(cl, host):
     p = run([cl.wrap[host], "peers", "--iface", "eth0", "--port", str(BEACON_PORT), "--json",
-             "--timeout", "2"], check=False)
+             "--timeout", "2s"], check=False)
     try:
         return json.loads(p.stdout)
     except ValueError:

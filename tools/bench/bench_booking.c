@@ -86,7 +86,7 @@ extern char **environ;
 #define S_STALL_S 30.0           /* no progress this long: the case fails */
 #define S_STOP_MS 5000           /* SIGTERM, then SIGKILL */
 #define S_POLL_MS 5              /* head polling while the clock runs */
-#define S_HOLD_TIMEOUT "3600000" /* ms: no booking may expire during a run */
+#define S_HOLD_TIMEOUT "1h" /* no booking may expire during a run */
 #define S_MAX_REQ 512u           /* raw request bytes */
 #define S_EP_MAX 160u
 #define S_RAW_MAX 200000u /* raw round trips at most: a soak's baseline needs no more */

@@ -432,8 +432,8 @@ int cmd_append(int argc, char **argv)
          "the log to append to (it must not be served)"},
         {"to", CLI_STR, &to, NULL, "CMD_EP",
          "append through a running `evbus serve --cmd CMD_EP` instead"},
-        {"timeout", CLI_U64, &timeout_ms, &timeout_set, "MS",
-         "with --to: wait at most MS ms per line (default 3000)"},
+        {"timeout", CLI_DUR_MS, &timeout_ms, &timeout_set, "DURATION",
+         "with --to: wait at most this long per line (default 3s)"},
         {"create", CLI_FLAG, &create, NULL, NULL,
          "create the log if DIR holds none (needs --service)"},
         {"service", CLI_STR, &service, NULL, "NAME", "service name of a new log"},
@@ -449,7 +449,7 @@ int cmd_append(int argc, char **argv)
     };
     const cli_usage usage = {
         "--store DIR [--create --service NAME] [--sync none|every|group] [--json]\n"
-        "       --to CMD_EP [--timeout MS] [--cert FILE --server-key KEY] [--json]",
+        "       --to CMD_EP [--timeout DURATION] [--cert FILE --server-key KEY] [--json]",
         "Append events read from stdin, one JSON object per line, to the log in\n"
         "DIR, with no service running (use a copy, or stop the service: a log is\n"
         "opened by one process at a time), or with --to through the command\n"
@@ -482,7 +482,7 @@ int cmd_append(int argc, char **argv)
                                    "--to takes none of --store, --create, --service, "
                                    "--sync (the service owns its log)");
         if (timeout_ms == 0 || timeout_ms > OPS_MAX_TIMEOUT_MS)
-            return cli_usage_error(&cli, "--timeout: expected 1..%u ms",
+            return cli_usage_error(&cli, "--timeout: expected 1ms..%us",
                                    OPS_MAX_TIMEOUT_MS);
         if ((rc = ops_check_endpoint(&cli, to)) >= 0) return rc;
         if ((cert == NULL) != (server_key == NULL))

@@ -340,7 +340,7 @@ static const char s_notes[] =
     "or 32 random hex characters. Services deduplicate commands by it, so\n"
     "--retries (the same cmd_id after each timeout) gets the first outcome\n"
     "back rather than doing the work twice; give --id to retry across runs.\n"
-    "Each attempt waits --timeout MS; a retry is announced on stderr.\n\n"
+    "Each attempt waits --timeout (e.g. 3s, 500ms); a retry is announced on stderr.\n\n"
     "Output: the reply as aligned `key: value` lines (nested maps and arrays\n"
     "as compact JSON), or with --json exactly one JSON object: the reply, or\n"
     "{\"error\": CODE, \"message\": ...} when the call failed. Errors also go to\n"
@@ -374,8 +374,8 @@ int cmd_call(int argc, char **argv)
         {"payload", CLI_STR, &payload, NULL, "JSON",
          "a JSON object merged into the arguments"},
         {"json", CLI_FLAG, &json, NULL, NULL, "print the reply as one JSON object"},
-        {"timeout", CLI_U64, &timeout_ms, NULL, "MS",
-         "wait at most MS ms for each attempt (default 3000)"},
+        {"timeout", CLI_DUR_MS, &timeout_ms, NULL, "DURATION",
+         "wait at most this long for each attempt (default 3s)"},
         {"id", CLI_STR, &id, NULL, "CMD_ID",
          "the command id (1..64 bytes; default: 32 random hex)"},
         {"retries", CLI_U64, &retries, NULL, "N",
@@ -392,7 +392,7 @@ int cmd_call(int argc, char **argv)
     };
     const cli_usage usage = {
         "CMD_EP|@SERVICE COMMAND [KEY=VALUE | KEY:=JSON]... [--payload JSON] [--json]\n"
-        "       [--timeout MS] [--id CMD_ID] [--retries N] [--cert FILE --server-key KEY]",
+        "       [--timeout DURATION] [--id CMD_ID] [--retries N] [--cert FILE --server-key KEY]",
         "Send COMMAND to the command socket at CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, a service) and print its reply, e.g.\n"
         "  evbus call ipc:///run/evbus/shows.cmd status\n"
@@ -409,7 +409,7 @@ int cmd_call(int argc, char **argv)
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 2, 2 + CALL_MAX_ARGS, pos, &npos);
     if (rc >= 0) return rc;
     if (timeout_ms == 0 || timeout_ms > OPS_MAX_TIMEOUT_MS)
-        return cli_usage_error(&cli, "--timeout: expected 1..%u ms", OPS_MAX_TIMEOUT_MS);
+        return cli_usage_error(&cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     if (retries > CALL_MAX_RETRIES)
         return cli_usage_error(&cli, "--retries: at most %u", CALL_MAX_RETRIES);
     if ((cert == NULL) != (server_key == NULL))

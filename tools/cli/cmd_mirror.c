@@ -227,7 +227,7 @@ int cmd_mirror(int argc, char **argv)
     bool fresh_ids = false, http_public = false, http_events = false;
     const char *http_addr = NULL;
     bool until = false, stats_json = false, timeout_set = false, log_order = false;
-    uint64_t timeout_s = 0, rcvhwm = 0, status_ms = 0;
+    uint64_t timeout_ms = 0, rcvhwm = 0, status_ms = 0;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's two endpoints (required; may repeat)"},
@@ -245,12 +245,12 @@ int cmd_mirror(int argc, char **argv)
          "SUB high-water mark in messages (default: the library's, 100000)"},
         {"until-caught-up", CLI_FLAG, &until, NULL, NULL,
          "exit 0 once every feed is live with no lag"},
-        {"timeout", CLI_U64, &timeout_s, &timeout_set, "S",
-         "with --until-caught-up: give up after S seconds (exit 4)"},
+        {"timeout", CLI_DUR_S, &timeout_ms, &timeout_set, "DURATION",
+         "with --until-caught-up: give up after this long (exit 4)"},
         {"stats-json", CLI_FLAG, &stats_json, NULL, NULL,
          "at exit, print each feed's status as a JSON line on stdout"},
-        {"status-every", CLI_U64, &status_ms, NULL, "MS",
-         "print each feed's status as JSON lines on stdout every MS ms"},
+        {"status-every", CLI_DUR_MS, &status_ms, NULL, "DURATION",
+         "print each feed's status as JSON lines on stdout this often (e.g. 1s)"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
          "command endpoint to bind: status, retry and skip requests"},
         {"cert", CLI_STR, &cert, NULL, "FILE",
@@ -273,7 +273,7 @@ int cmd_mirror(int argc, char **argv)
     const cli_usage usage = {
         "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]... [--log-order]\n"
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
-        "       [--until-caught-up [--timeout S]] [--stats-json] [--status-every MS]\n"
+        "       [--until-caught-up [--timeout DURATION]] [--stats-json] [--status-every DURATION]\n"
         "       [--cmd EP] [--http ADDR:PORT [--http-events] [--http-public]]\n"
         "       [--refuse-type TYPE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
@@ -308,11 +308,11 @@ int cmd_mirror(int argc, char **argv)
     if (dir == NULL) return cli_usage_error(&cli, "--store DIR is required");
     if (timeout_set && !until)
         return cli_usage_error(&cli, "--timeout only goes with --until-caught-up");
-    if (timeout_set && (timeout_s == 0 || timeout_s > 86400))
-        return cli_usage_error(&cli, "--timeout: expected 1..86400 seconds");
+    if (timeout_set && (timeout_ms == 0 || timeout_ms > 86400000))
+        return cli_usage_error(&cli, "--timeout: expected 1ms..1d");
     if (rcvhwm > 100000000) return cli_usage_error(&cli, "--rcvhwm: at most 100000000");
     if (status_ms > 0 && status_ms < 10)
-        return cli_usage_error(&cli, "--status-every: at least 10 ms");
+        return cli_usage_error(&cli, "--status-every: at least 10ms");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",
@@ -402,7 +402,7 @@ int cmd_mirror(int argc, char **argv)
         if (hrc >= 0) rc = hrc;
     }
     int64_t start = evb_now_us();
-    int64_t deadline = timeout_set ? start + (int64_t)timeout_s * 1000000 : 0;
+    int64_t deadline = timeout_set ? start + (int64_t)timeout_ms * 1000 : 0;
     int64_t next_status = start + (status_ms > 0 ? (int64_t)status_ms * 1000 : 0);
     int64_t next_text = start + 2000000;
     status_acc a;
@@ -433,10 +433,9 @@ int cmd_mirror(int argc, char **argv)
         }
         if (deadline != 0 && now >= deadline) {
             s_status(&m, sub, false, false, false, &a);
-            cli_error(&cli,
-                      "not caught up after %" PRIu64 " s (%zu of %zu feeds live with "
-                      "no lag)",
-                      timeout_s, a.caught_up, a.feeds);
+            char d[32];
+            cli_error(&cli, "not caught up after %s (%zu of %zu feeds live with no lag)",
+                      evb_duration_format(timeout_ms, d), a.caught_up, a.feeds);
             rc = CLI_EXIT_RUNTIME;
             break;
         }

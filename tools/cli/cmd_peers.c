@@ -66,7 +66,7 @@ int cmd_peers(int argc, char **argv)
     cli_t cli;
     cli_init(&cli, "evbus peers");
     const char *iface_flag = NULL;
-    uint64_t port = EVB_DISC_DEFAULT_PORT, timeout_s = 3;
+    uint64_t port = EVB_DISC_DEFAULT_PORT, timeout_ms = 3000;
     bool port_set = false, json = false, timeout_set = false;
     const cli_opt opts[] = {
         {"iface", CLI_STR, &iface_flag, NULL, "NAME",
@@ -74,12 +74,12 @@ int cmd_peers(int argc, char **argv)
         {"port", CLI_U64, &port, &port_set, "N",
          "UDP port of the beacons (default $EVBUS_BEACON_PORT or 5670)"},
         {"json", CLI_FLAG, &json, NULL, NULL, "print one JSON object"},
-        {"timeout", CLI_U64, &timeout_s, &timeout_set, "S",
-         "listen for S seconds (default 3; beacons come every second)"},
+        {"timeout", CLI_DUR_S, &timeout_ms, &timeout_set, "DURATION",
+         "listen this long (default 3s; beacons come every second)"},
         {0},
     };
     const cli_usage usage = {
-        "[--iface NAME] [--port N] [--json] [--timeout S]",
+        "[--iface NAME] [--port N] [--json] [--timeout DURATION]",
         "List the services whose beacons (evbus-* --announce) are heard on an\n"
         "interface: name, log id (first 8 hex characters), the interface and the\n"
         "UDP source address of the last beacon, its age, and the endpoints the\n"
@@ -95,8 +95,8 @@ int cmd_peers(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
-    if (timeout_set && (timeout_s == 0 || timeout_s > 86400))
-        return cli_usage_error(&cli, "--timeout: expected 1..86400 seconds");
+    if (timeout_set && (timeout_ms == 0 || timeout_ms > 86400000))
+        return cli_usage_error(&cli, "--timeout: expected 1ms..1d");
     const char *iface;
     unsigned uport;
     if ((rc = disc_cli_settings(&cli, true, iface_flag, port, port_set, &iface, &uport)) >= 0)
@@ -110,7 +110,7 @@ int cmd_peers(int argc, char **argv)
         return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     cli_catch_stop_signals();
-    int64_t deadline = evb_now_us() + (int64_t)timeout_s * 1000000;
+    int64_t deadline = evb_now_us() + (int64_t)timeout_ms * 1000;
     rc = CLI_EXIT_OK;
     while (!cli_stop_requested()) {
         int64_t left = (deadline - evb_now_us()) / 1000;
@@ -156,9 +156,9 @@ int cmd_peers(int argc, char **argv)
                       st.bad, st.version);
     }
     if (rc == CLI_EXIT_OK && a.n == 0) {
-        cli_error(&cli,
-                  "no service heard on interface %s (%s), UDP port %u in %" PRIu64 " s",
-                  iface, evb_discover_address(d), uport, timeout_s);
+        char dur[32];
+        cli_error(&cli, "no service heard on interface %s (%s), UDP port %u in %s", iface,
+                  evb_discover_address(d), uport, evb_duration_format(timeout_ms, dur));
         rc = CLI_EXIT_PROBLEMS;
     }
     evb_buf_free(&a.out);

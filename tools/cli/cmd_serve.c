@@ -264,7 +264,8 @@ int cmd_serve(int argc, char **argv)
         {"service", CLI_STR, &service, NULL, "NAME", "service name of a new log"},
         {"sync", CLI_STR, &sync_s, NULL, "POLICY",
          "none, every or group (default): what counts as durable"},
-        {"heartbeat-ms", CLI_U64, &hb_ms, NULL, "N", "heartbeat interval (default 500)"},
+        {"heartbeat", CLI_DUR_MS, &hb_ms, NULL, "DURATION",
+         "heartbeat interval (default 500ms)"},
         {"sndhwm", CLI_U64, &sndhwm, NULL, "N",
          "PUB high-water mark in messages (default: the library's, 100000)"},
         {"cmd", CLI_STR, &cmd_ep, NULL, "EP",
@@ -284,7 +285,7 @@ int cmd_serve(int argc, char **argv)
     };
     const cli_usage usage = {
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
-        "       [--sync none|every|group] [--heartbeat-ms N] [--sndhwm N] [--cmd EP]\n"
+        "       [--sync none|every|group] [--heartbeat DURATION] [--sndhwm N] [--cmd EP]\n"
         "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-events] [--http-public]]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
@@ -319,7 +320,7 @@ int cmd_serve(int argc, char **argv)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",
                                sync_s);
     if (hb_ms == 0 || hb_ms > 60000)
-        return cli_usage_error(&cli, "--heartbeat-ms: expected 1..60000");
+        return cli_usage_error(&cli, "--heartbeat: expected 1ms..1m");
     if (sndhwm > 100000000) return cli_usage_error(&cli, "--sndhwm: at most 100000000");
     int hrc = ops_http_check(&cli, http_addr, cert != NULL, http_public, http_events);
     if (hrc >= 0) return hrc;

@@ -894,7 +894,7 @@ int cmd_sniff(int argc, char **argv)
     const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
     bool json = false, stats = false, from_start = false, from_set = false, until_end = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
-    uint64_t from = 0, count = 0, timeout_s = 0, rcvhwm = 100000;
+    uint64_t from = 0, count = 0, timeout_ms = 0, rcvhwm = 100000;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's endpoints (required; may repeat)"},
@@ -914,7 +914,8 @@ int cmd_sniff(int argc, char **argv)
          "JSON lines, as `evbus log cat --json` + \"publisher\""},
         {"color", CLI_STR, &color, NULL, "WHEN", "auto (default), always or never"},
         {"count", CLI_U64, &count, &count_set, "N", "exit after N events printed"},
-        {"timeout", CLI_U64, &timeout_s, &timeout_set, "S", "exit after S seconds"},
+        {"timeout", CLI_DUR_S, &timeout_ms, &timeout_set, "DURATION",
+         "exit after this long (e.g. 2.5s, 1m)"},
         {"from", CLI_U64, &from, &from_set, "SEQ",
          "history from sequence SEQ on, then live"},
         {"from-start", CLI_FLAG, &from_start, NULL, NULL, "same as --from 1"},
@@ -937,7 +938,7 @@ int cmd_sniff(int argc, char **argv)
     const cli_usage usage = {
         "--follow PUB_EP,CATCHUP_EP... [--category C]... [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
-        "       [--count N] [--timeout S] [--from SEQ | --from-start | --since TIME]\n"
+        "       [--count N] [--timeout DURATION] [--from SEQ | --from-start | --since TIME]\n"
         "       [--until-end]\n"
         "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE]\n"
         "   or: evbus sniff --replay FILE [filters and output options]",
@@ -1026,8 +1027,8 @@ int cmd_sniff(int argc, char **argv)
     if (from_set && from == 0)
         return cli_usage_error(&cli, "--from: sequences count from 1");
     if (count_set && count == 0) return cli_usage_error(&cli, "--count: at least 1");
-    if (timeout_set && (timeout_s == 0 || timeout_s > 31536000))
-        return cli_usage_error(&cli, "--timeout: expected 1..31536000 seconds");
+    if (timeout_set && (timeout_ms == 0 || timeout_ms > 365 * 86400000ull))
+        return cli_usage_error(&cli, "--timeout: expected 1ms..365d");
     if (hwm_set && (rcvhwm == 0 || rcvhwm > 100000000))
         return cli_usage_error(&cli, "--rcvhwm: expected 1..100000000 messages");
     if (strcmp(color, "always") == 0)
@@ -1088,7 +1089,7 @@ int cmd_sniff(int argc, char **argv)
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return CLI_EXIT_RUNTIME;
     }
-    int64_t deadline = timeout_set ? evb_now_us() + (int64_t)timeout_s * 1000000 : 0;
+    int64_t deadline = timeout_set ? evb_now_us() + (int64_t)timeout_ms * 1000 : 0;
     if (replay != NULL)
         rc = s_replay(&s, replay, deadline);
     else

@@ -272,8 +272,8 @@ int cmd_status(int argc, char **argv)
     const cli_opt opts[] = {
         {"json", CLI_FLAG, &json, NULL, NULL,
          "print the service's reply as one JSON object"},
-        {"timeout", CLI_U64, &timeout_ms, NULL, "MS",
-         "wait at most MS ms for the reply (default 3000)"},
+        {"timeout", CLI_DUR_MS, &timeout_ms, NULL, "DURATION",
+         "wait at most this long for the reply (default 3s)"},
         {"cert", CLI_STR, &cert, NULL, "FILE",
          "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
@@ -281,7 +281,7 @@ int cmd_status(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
-        "CMD_EP [--json] [--timeout MS] [--cert FILE --server-key KEY]",
+        "CMD_EP [--json] [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, ...) for its status. A service shows its name, state, log,\n"
         "head and command counters; a subscriber (a service, a mirror) each feed:\n"
@@ -308,7 +308,7 @@ int cmd_status(int argc, char **argv)
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
     if (rc >= 0) return rc;
     if (!s_timeout_ok(timeout_ms))
-        return cli_usage_error(&cli, "--timeout: expected 1..%u ms", OPS_MAX_TIMEOUT_MS);
+        return cli_usage_error(&cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     int tmo = (int)timeout_ms;
     const char *ep = pos[0];
     if ((rc = ops_check_endpoint(&cli, ep)) >= 0) return rc;
@@ -380,8 +380,8 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
     const cli_opt opts[] = {
-        {"timeout", CLI_U64, &timeout_ms, NULL, "MS",
-         "wait at most MS ms for the reply (default 3000)"},
+        {"timeout", CLI_DUR_MS, &timeout_ms, NULL, "DURATION",
+         "wait at most this long for the reply (default 3s)"},
         {"cert", CLI_STR, &cert, NULL, "FILE",
          "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
@@ -389,7 +389,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         {0},
     };
     const cli_usage retry_usage = {
-        "CMD_EP [PUBLISHER/]CATEGORY [--timeout MS] [--cert FILE --server-key KEY]",
+        "CMD_EP [PUBLISHER/]CATEGORY [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to try a stalled feed again: its attempt\n"
         "count is reset and the event that stalled it is offered to the handler\n"
         "again (which may stall it again).",
@@ -401,7 +401,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "the feed is not stalled; its message is printed), 2 for bad arguments,\n"
         "4 when it did not answer within --timeout.\n"};
     const cli_usage skip_usage = {
-        "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout MS] [--cert FILE --server-key KEY]",
+        "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to skip a stalled feed's events up to SEQ\n"
         "(a sequence of the publisher's log) and go on after it. The skip is\n"
         "recorded in the subscriber's store with the checkpoint that passes it;\n"
@@ -419,7 +419,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
                        need, pos, &npos);
     if (rc >= 0) return rc;
     if (!s_timeout_ok(timeout_ms))
-        return cli_usage_error(cli, "--timeout: expected 1..%u ms", OPS_MAX_TIMEOUT_MS);
+        return cli_usage_error(cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     int tmo = (int)timeout_ms;
     const char *ep = pos[0];
     char pub[2 * EVB_BUS_MAX_ENDPOINT + 2], cat[EVB_MAX_CATEGORY_LEN + 1];

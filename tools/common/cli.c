@@ -92,6 +92,20 @@ static const cli_opt *s_find_short(const cli_opt *opts, char c)
     return NULL;
 }
 
+/* Flags that took bare milliseconds and lost their "-ms" when durations got
+ * units: the new name when opts has it, else NULL. */
+static const char *s_renamed(const cli_opt *opts, const char *name, size_t len)
+{
+    static const char *const was_ms[] = {"heartbeat", "dedup-window", "ack-wait"};
+    for (size_t i = 0; i < sizeof was_ms / sizeof was_ms[0]; i++) {
+        size_t l = strlen(was_ms[i]);
+        if (len == l + 3 && memcmp(name, was_ms[i], l) == 0 && memcmp(name + l, "-ms", 3) == 0 &&
+            s_find(opts, was_ms[i], l) != NULL)
+            return was_ms[i];
+    }
+    return NULL;
+}
+
 /* Edit distance between a[0..al) and b (insert, delete, replace, and swap
  * of two neighbours), capped: names are short. */
 static size_t s_distance(const char *a, size_t al, const char *b)
@@ -256,6 +270,13 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
         const cli_opt *o = s_find(opts, name, len);
         if (o == NULL) {
+            const char *renamed = s_renamed(opts, name, len);
+            if (renamed != NULL)
+                return cli_usage_error(cli, "--%.*s was renamed --%s, which takes a unit: "
+                                       "--%s %sms",
+                                       (int)len, name, renamed, renamed,
+                                       eq != NULL ? eq + 1
+                                       : i + 1 < argc ? argv[i + 1] : "N");
             const cli_opt *near = s_nearest(opts, name, len);
             if (near != NULL)
                 return cli_usage_error(cli, "unknown option '--%.*s' (did you mean --%s?)",

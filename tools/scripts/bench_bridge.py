@@ -109,7 +109,7 @@ def main():
                               stderr=subprocess.DEVNULL)
         procs.append(br)
         while True:
-            r = subprocess.run([evbus, "status", cmd, "--json", "--timeout", "1000"],
+            r = subprocess.run([evbus, "status", cmd, "--json", "--timeout", "1s"],
                                capture_output=True, text=True)
             if r.returncode == 0:
                 st = json.loads(r.stdout)["links"][0]

@@ -74,7 +74,7 @@ def main():
                 # One command id: a retry after a timeout gets the first outcome.
                 r = subprocess.run([evbus, "call", cmd, "book", "show=s", "seats=1",
                                     "customer=x", "booking=new%d" % run, "--id",
-                                    "new%d" % run, "--timeout", "200", "--json"],
+                                    "new%d" % run, "--timeout", "200ms", "--json"],
                                    capture_output=True, text=True)
                 if r.returncode == 0:
                     break

@@ -42,7 +42,7 @@ class Caller:
 
     def call(self, ep, command, *args):
         cmd = [self.evbus, "call", ep, command, *args, "--json",
-               "--timeout", str(self.timeout_ms), *self.extra_for(ep)]
+               "--timeout", f"{self.timeout_ms}ms", *self.extra_for(ep)]
         p = subprocess.run(cmd, capture_output=True, text=True)
         try:
             body = json.loads(p.stdout) if p.stdout.strip() else {}

@@ -67,7 +67,7 @@ call() { "$evbus" call "$@"; }
 wait_status() { # NAME EP: wait (with a deadline) until the service answers
     local i
     for ((i = 0; i < 200; i++)); do
-        call "$2" status --timeout 200 >/dev/null 2>&1 && return 0
+        call "$2" status --timeout 200ms >/dev/null 2>&1 && return 0
         sleep 0.05
     done
     fail "$1 does not answer on $2 (log: $(tail -3 "$tmp/$1.log"))"
@@ -81,7 +81,7 @@ start() { # NAME CMD_EP
         svc_pid[reservation]=$! ;;
     booking)
         "$bk_bin" --store "$tmp/booking" --pub "$(ep bk.pub)" --catchup "$(ep bk.cu)" \
-            --cmd "$bk_cmd" --follow "$res_follow" --hold-timeout 5000 \
+            --cmd "$bk_cmd" --follow "$res_follow" --hold-timeout 5s \
             --http "127.0.0.1:$bk_http" --http-events 2>>"$tmp/booking.log" &
         svc_pid[booking]=$! ;;
     esac
@@ -124,10 +124,10 @@ client() {
         rc=0
         call "$bk_cmd" book "show=$show" "seats=$((1 + (i * 7 + k) % 4))" \
             "customer=cust$((k * 5 + i % 5))" "booking=c$k-$i" --id "c$k-$i" \
-            --timeout 1000 --retries 20 --json >/dev/null 2>&1 || rc=$?
+            --timeout 1s --retries 20 --json >/dev/null 2>&1 || rc=$?
         [[ $rc == 0 ]] || echo "book c$k-$i: exit $rc" >>"$tmp/client-errors"
         if ((i % 6 == 5)); then
-            call "$bk_cmd" cancel "booking=c$k-$((i - 2))" --id "x$k-$i" --timeout 1000 \
+            call "$bk_cmd" cancel "booking=c$k-$((i - 2))" --id "x$k-$i" --timeout 1s \
                 --retries 20 --json >/dev/null 2>&1 || true
         fi
     done
@@ -155,7 +155,7 @@ box_office & bg+=($!)
 
 # Mid-stream: SIGKILL the booking service.
 for ((i = 0; i < 400; i++)); do
-    n=$(call "$bk_cmd" status --json --timeout 500 2>/dev/null |
+    n=$(call "$bk_cmd" status --json --timeout 500ms 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["head"])' 2>/dev/null || echo 0)
     ((n >= clients * per_client / 3)) && break
     sleep 0.05
