@@ -291,7 +291,8 @@ static void s_summary(cli_t *cli, const tally *t, const char *where)
         cli_printf(cli, " (seq %s..%s)", cli_group(t->first, a), cli_group(t->last, b));
     cli_printf(cli, " to %s", where);
     if (t->duplicates > 0)
-        cli_printf(cli, "; %s already stored (duplicate ids)", cli_group(t->duplicates, d));
+        cli_printf(cli, "; %s already stored (duplicate ids)",
+                   cli_group(t->duplicates, d));
     cli_printf(cli, "\n");
 }
 
@@ -384,8 +385,8 @@ static int s_send_line(evb_cmd_client_t *client, int timeout_ms, const evb_buf *
 
 /* `append --to EP`: every line through the service, on one connection (a
  * client per line cost a ZeroMQ context each: ~1,300 lines/s). */
-static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int timeout_ms,
-                        bool json, bool quiet)
+static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve,
+                        int timeout_ms, bool json, bool quiet)
 {
     evb_err cerr = {0};
     evb_cmd_client_t *client =
@@ -466,7 +467,8 @@ int cmd_append(int argc, char **argv)
     cli_install_log_sink(&cli);
     const char *dir = NULL, *service = NULL, *sync_s = "group", *to = NULL;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
-    bool create = false, json = false, quiet = false, sync_set = false, timeout_set = false;
+    bool create = false, json = false, quiet = false, sync_set = false,
+         timeout_set = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const cli_opt opts[] = {
         {"store", CLI_STR, &dir, NULL, "DIR",

@@ -400,16 +400,16 @@ static int s_cat_resolve_last(cli_t *cli, evb_store_t *st, cat_opts *o)
     if (o->last == 0) return -1;
     uint64_t end = evb_store_head(st);
     evb_err err = {0};
-    if (o->stream != NULL && evb_store_stream_version(st, o->stream, &end, &err) != EVB_OK) {
+    if (o->stream != NULL &&
+        evb_store_stream_version(st, o->stream, &end, &err) != EVB_OK) {
         log_report(cli, o->dir, "cannot read", &err);
         return CLI_EXIT_RUNTIME;
     }
     o->from = end > o->last ? end - o->last + 1 : 1;
     if (o->to_set && o->to < o->from)
-        return cli_usage_error(cli, "--to %" PRIu64 " is before --from -%" PRIu64
-                                    " (%s %" PRIu64 ")",
-                               o->to, o->last, o->stream != NULL ? "version" : "seq",
-                               o->from);
+        return cli_usage_error(
+            cli, "--to %" PRIu64 " is before --from -%" PRIu64 " (%s %" PRIu64 ")", o->to,
+            o->last, o->stream != NULL ? "version" : "seq", o->from);
     return -1;
 }
 
@@ -442,7 +442,8 @@ static void s_cat_missing(cli_t *cli, const cat_opts *o, uint64_t at, uint64_t n
         cli_error(cli, "%s: %s %" PRIu64 " is missing (run 'evbus log verify')", o->dir,
                   what, next);
     else
-        cli_error(cli, "%s: %ss %" PRIu64 "..%" PRIu64 " are missing (run 'evbus log verify')",
+        cli_error(cli,
+                  "%s: %ss %" PRIu64 "..%" PRIu64 " are missing (run 'evbus log verify')",
                   o->dir, what, next, at - 1);
 }
 
@@ -550,7 +551,8 @@ static int s_cat(cli_t *cli, int argc, char **argv)
          "start at sequence N (one --stream: version N); -N: the last N; default 1"},
         {"to", CLI_U64, &o.to, &o.to_set, "N",
          "stop after sequence N (one --stream: version N); default: the end"},
-        {"category", CLI_STR, &o.category, NULL, "CAT", "only this category, in log order"},
+        {"category", CLI_STR, &o.category, NULL, "CAT",
+         "only this category, in log order"},
         FILTER_OPTS(&types, &streams, &wheres),
         {"since", CLI_STR, &since_s, NULL, "TIME",
          "only events with ts >= TIME (RFC 3339)"},

@@ -201,7 +201,8 @@ static void s_header(sniff_t *s)
     if (s->json || s->stats) return;
     cli_printf(s->cli, "%s%-*s  %-*s  %*s  %-*s  %*s  %-*s  %s%s\n", cli_bold(s->cli),
                ROW_TIME_W, "TIME", s->wpub, "PUBLISHER", s->wseq, "SEQ", ROW_STREAM_W,
-               "STREAM", s->wver, "VER", ROW_TYPE_W, "TYPE", "PAYLOAD", cli_reset(s->cli));
+               "STREAM", s->wver, "VER", ROW_TYPE_W, "TYPE", "PAYLOAD",
+               cli_reset(s->cli));
 }
 
 /* Grow a number column to fit v (never shrinks, so columns stay aligned;

@@ -29,7 +29,8 @@ int filter_init(cli_t *cli, filter_t *f, const cli_list *types, const cli_list *
     for (size_t i = 0; i < wheres->n; i++) {
         const char *eq = strchr(wheres->v[i], '=');
         if (eq == NULL || eq == wheres->v[i])
-            return cli_usage_error(cli, "--where '%s': expected FIELD=VALUE", wheres->v[i]);
+            return cli_usage_error(cli, "--where '%s': expected FIELD=VALUE",
+                                   wheres->v[i]);
         /* FIELD is cut out of argv in place: the value follows the '='. */
         ((char *)wheres->v[i])[eq - wheres->v[i]] = '\0';
         f->where[f->nwhere++] = (filter_where){wheres->v[i], eq + 1};

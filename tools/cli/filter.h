@@ -21,19 +21,22 @@
 #include "cli.h"
 
 /* The three rows of a command's cli_opt table (types, streams and wheres
- * point to cli_list). */
+ * point to cli_list). A table, so clang-format keeps off it. */
+/* clang-format off */
 #define FILTER_OPTS(types, streams, wheres)                                              \
-    {"type", CLI_LIST, (types), NULL, "T", "only events of type T (may repeat: any of them)"}, \
+    {"type", CLI_LIST, (types), NULL, "T",                                               \
+     "only events of type T (may repeat: any of them)"},                                 \
     {"stream", CLI_LIST, (streams), NULL, "GLOB",                                        \
      "only streams matching GLOB (fnmatch; may repeat)"},                                \
     {"where", CLI_LIST, (wheres), NULL, "FIELD=VALUE",                                   \
      "only if the payload's FIELD equals VALUE (may repeat)"}
+/* clang-format on */
 
 /* What the filters mean, for a help screen's notes. */
 #define FILTER_NOTES                                                                     \
-    "Filters: --type and --stream match any of their values; every --where\n"           \
-    "must match: the payload's top-level FIELD equals VALUE as a string, a\n"           \
-    "number (3 = 3.0) or a JSON literal (true, false, null). Every filter\n"            \
+    "Filters: --type and --stream match any of their values; every --where\n"            \
+    "must match: the payload's top-level FIELD equals VALUE as a string, a\n"            \
+    "number (3 = 3.0) or a JSON literal (true, false, null). Every filter\n"             \
     "given must hold.\n"
 
 typedef struct filter_where {

@@ -22,7 +22,7 @@
 
 /* What the columns hold, for a help screen's notes. */
 #define ROW_NOTES                                                                        \
-    "Columns keep their width: a stream id longer than 24 characters or a\n"            \
+    "Columns keep their width: a stream id longer than 24 characters or a\n"             \
     "type longer than 18 is cut in the middle with '…' (--json has it whole).\n"
 
 /* The time column of an event whose ts_us is given: evb_ts_format's text
