@@ -287,6 +287,15 @@ def tests(tmp):
     check("cat --from 3 --to 7", [e["seq"] for e in evs] == [3, 4, 5, 6, 7], p.stderr)
 
     # ---- append -q; cat's filters, --from -N and rows ----
+    p = evbus("log", "cat", "--help")
+    check("cat --help: the filters, --from -N and the row layout",
+          p.returncode == 0 and all(n in p.stdout for n in (
+              "[--from N|-N]", "--type T", "--stream GLOB", "--where FIELD=VALUE",
+              "the last N events", "cut in the middle")), p.stdout)
+    p = evbus("append", "--help")
+    check("append --help: -q, --quiet and its summary line",
+          p.returncode == 0 and "-q, --quiet" in p.stdout and "appended 1,234 events" in p.stdout,
+          p.stdout)
     mixed = append_quiet(tmp)
     cat_filters(mixed)
     cat_from_last(mixed)
