@@ -295,6 +295,10 @@ typedef struct evb_tap_opts {
     /* 0: what the publishers publish from the moment the tap meets them;
      * N: every event from seq N on (history, then live). */
     uint64_t from;
+    /* N > 0 (with from 0): the last N events of each publisher's log, then
+     * live: from its head when the tap meets its log, less N - 1 (from seq 1
+     * when the log holds fewer). Per publisher, which one from cannot say. */
+    uint64_t last;
     unsigned page_events, fetch_timeout_ms, dead_after_ms, lost_after_ms;
     int rcvhwm;          /* SUB high-water mark (default 100000) */
     size_t live_buffer;  /* live events kept per feed while catching up */

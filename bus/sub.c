@@ -496,11 +496,18 @@ static bool s_attempt(evb_sub_t *s, feed *f, int *rc, evb_err *err)
 }
 
 /* A tap's feed starts where its options say: from an event on (catching up
- * to it), or live from the log's head when the conn met the log. */
+ * to it), the last events before the log's head when the conn met the log,
+ * or live from that head. */
 static void s_tap_load(evb_sub_t *s, feed *f)
 {
     if (s->t.from > 0) {
         bf_start(&f->core, s->t.from - 1, "history asked for");
+        return;
+    }
+    if (s->t.last > 0) {
+        uint64_t head = f->c->start_head;
+        bf_start(&f->core, head > s->t.last ? head - s->t.last : 0,
+                 "the last events asked for");
         return;
     }
     bf_start_live(&f->core, f->c->start_head);
@@ -1468,6 +1475,10 @@ evb_tap_t *evb_tap_new(const evb_tap_opts *o, evb_err *err)
 {
     if (o == NULL || o->on_event == NULL) {
         evb_err_set(err, EVB_EINVAL, "tap: on_event is required");
+        return NULL;
+    }
+    if (o->from > 0 && o->last > 0) {
+        evb_err_set(err, EVB_EINVAL, "tap: from and last exclude each other");
         return NULL;
     }
     evb_tap_t *t = calloc(1, sizeof *t);

@@ -6,7 +6,9 @@ usage: test_cli.py EVBUS CRASH_APPENDER DAMAGE
 Logs are made by crash_appender (--count N: it appends N batches and exits;
 its report lines say what it appended), broken by `damage` (which edits the
 LevelDB directory directly). --json output is parsed with the json module.
-Checks: info/cat/verify agree with what was appended; exit codes 0 (clean),
+Checks: info/cat/verify agree with what was appended; cat's filters (--type,
+--stream, --where, with --category), --from -N and aligned text rows on a
+log made with `evbus append -q` (and its summary line); exit codes 0 (clean),
 1 (verify found damage, naming the sequence), 2 (bad flag), 3 (missing
 directory, directory that is not a log). A log held open by a running
 process is read as it is (a snapshot), exit 0.
@@ -62,6 +64,167 @@ def expected_events(reps):
 
 def main():
     return TALLY.main("cli.", tests)
+
+
+LONG = "show-" + "L" * 55  # a 60-character stream id
+TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+
+
+def mixed_lines(n):
+    """n events over three categories with payload fields to filter on (as
+    test_sniff.py's), then one on a 60-character stream; JSON lines."""
+    out = []
+    for i in range(n):
+        c = ("show", "booking", "showtime")[i % 3]
+        out.append(json.dumps({
+            "stream": f"{c}-{i % 7}", "type": ("Added", "Changed", "Removed")[i % 4 % 3],
+            "id": f"{i + 1:032x}",
+            "payload": {"n": i, "name": f"x{i % 5}", "even": i % 2 == 0,
+                        "f": (i % 4) + 0.5}}))
+    out.append(json.dumps({"stream": LONG, "type": "Added", "payload": {"n": n}}))
+    return out
+
+
+def append_quiet(tmp):
+    """append -q: one summary line for people, errors still on stderr.
+    Returns the log it made (31 events) for the filter tests."""
+    d = os.path.join(tmp, "mixed")
+    lines = mixed_lines(30)
+    p = evbtest.run([EVBUS, "append", "--store", d, "--create", "--service", "demo", "-q"],
+                    TIMEOUT, input="\n".join(lines) + "\n")
+    check("append -q: exit 0, one summary line naming count, seqs and log",
+          p.returncode == 0 and p.stdout == f"appended 31 events (seq 1..31) to {d}\n"
+          and p.stderr == "", f"{p.returncode} {p.stdout!r} {p.stderr!r}")
+    again = lines[:2] + ['{"stream": "show-1"}', lines[2]]
+    p = evbtest.run([EVBUS, "append", "--store", d, "--quiet"], TIMEOUT,
+                    input="\n".join(again) + "\n")
+    check("append --quiet: retries counted, a bad line on stderr only, exit 1",
+          p.returncode == 1 and
+          p.stdout == f"appended 0 events to {d}; 3 already stored (duplicate ids)\n"
+          and "line 3: field \"type\" is missing" in p.stderr
+          and "1 of 4 lines failed" in p.stderr, f"{p.returncode} {p.stdout!r} {p.stderr!r}")
+    p = evbtest.run([EVBUS, "append", "--store", d, "-q", "--json"], TIMEOUT, input="")
+    check("append -q --json: usage error naming both",
+          p.returncode == 2 and "--quiet and --json" in p.stderr, f"{p.returncode} {p.stderr}")
+    p = evbtest.run([EVBUS, "append", "--store", d], TIMEOUT,
+                    input='{"stream": "show-1", "type": "Added"}\n')
+    check("append without -q: still a line per event",
+          p.returncode == 0 and p.stdout.startswith("line 1: appended seq 32 show-1 "),
+          f"{p.returncode} {p.stdout!r}")
+    return d
+
+
+def cat_filters(d):
+    """log cat --type/--stream/--where, alone and with --category: exactly
+    sniff's meaning (test_sniff.py's filter cases), every filter must hold."""
+    every = jlines(evbus("log", "cat", d, "--json").stdout)
+
+    def where(e, k, v):
+        return e["payload"].get(k) == v
+
+    cases = [
+        (["--type", "Added"], lambda e: e["type"] == "Added"),
+        (["--type", "Added", "--type", "Removed"], lambda e: e["type"] in ("Added", "Removed")),
+        (["--stream", "show-*"], lambda e: e["stream"].startswith("show-")),
+        (["--stream", "show*-[12]"], lambda e: e["stream"].startswith("show") and
+         e["stream"][-2:] in ("-1", "-2")),
+        (["--stream", "show-1"], lambda e: e["stream"] == "show-1"),
+        (["--where", "n=7"], lambda e: where(e, "n", 7)),
+        (["--where", "name=x3"], lambda e: where(e, "name", "x3")),
+        (["--where", "even=true", "--where", "name=x2"],
+         lambda e: where(e, "even", True) and where(e, "name", "x2")),
+        (["--where", "f=2.5"], lambda e: where(e, "f", 2.5)),
+        (["--where", "n=7.0"], lambda e: where(e, "n", 7)),
+        (["--where", "missing=1"], lambda e: False),
+        (["--category", "booking", "--type", "Changed"],
+         lambda e: e["category"] == "booking" and e["type"] == "Changed"),
+        (["--category", "show", "--stream", "show*"], lambda e: e["category"] == "show"),
+        (["--category", "showtime", "--stream", "*-[0-3]", "--where", "even=true"],
+         lambda e: e["category"] == "showtime" and e["stream"][-1] in "0123"
+         and where(e, "even", True)),
+        (["--category", "booking", "--stream", "show-1"], lambda e: False),
+        (["--category", "show", "--stream", "show-1", "--type", "Changed"],
+         lambda e: e["stream"] == "show-1" and e["type"] == "Changed"),
+    ]
+    for a, f in cases:
+        p = evbus("log", "cat", d, "--json", *a)
+        want = [e["seq"] for e in every if f(e)]
+        got = [e["seq"] for e in jlines(p.stdout)] if p.returncode == 0 else None
+        check(f"cat {' '.join(a)}: exactly the matching events", got == want,
+              f"exit {p.returncode}, got {got}, want {want}; {p.stderr}")
+    check("cat filters: the cases select something", any(f(e) for _, f in cases[:3]
+                                                         for e in every))
+    for a, needle in ((["--where", "noequals"], "--where 'noequals'"),
+                      (["--where", "=x"], "--where '=x'"),
+                      (["--type", "bad type"], "--type 'bad type'")):
+        p = evbus("log", "cat", d, *a)
+        check(f"cat {' '.join(a)}: exit 2 naming it", p.returncode == 2 and needle in p.stderr,
+              f"{p.returncode} {p.stderr}")
+
+
+def cat_from_last(d):
+    """log cat --from -N: the last N events (filters apply to those), as two
+    words or one; N beyond the head is everything; -0, - and -x are refused."""
+    every = jlines(evbus("log", "cat", d, "--json").stdout)
+    head = every[-1]["seq"]
+    seqs = [e["seq"] for e in every]
+    for a, want in (
+            (["--from", "-5"], seqs[-5:]),
+            (["--from=-5"], seqs[-5:]),
+            (["--from", "-1"], [head]),
+            (["--from", f"-{head}"], seqs),
+            (["--from", "-1000"], seqs),
+            (["--from", "-6", "--type", "Added"],
+             [e["seq"] for e in every[-6:] if e["type"] == "Added"]),
+            (["--from", "-9", "--category", "booking"],
+             [e["seq"] for e in every[-9:] if e["category"] == "booking"]),
+            (["--from", "-5", "--to", str(head - 2)], seqs[-5:-2]),
+            (["--from", "-4", "--limit", "2"], seqs[-4:-2]),
+            (["--stream", "show-1", "--from", "-2"],
+             [e["seq"] for e in every if e["stream"] == "show-1"][-2:])):
+        p = evbus("log", "cat", d, "--json", *a)
+        got = [e["seq"] for e in jlines(p.stdout)] if p.returncode == 0 else None
+        check(f"cat {' '.join(a)}: {want}", got == want, f"exit {p.returncode}, got {got}; "
+              f"{p.stderr}")
+    for a in (["--from", "-0"], ["--from=-0"], ["--from", "-"], ["--from", "-x"],
+              ["--from", "-5", "--to", "1"]):
+        p = evbus("log", "cat", d, *a)
+        check(f"cat {' '.join(a)}: exit 2 naming --from",
+              p.returncode == 2 and p.stdout == "" and "--from" in p.stderr
+              and p.stderr.startswith("evbus log cat: "), f"{p.returncode} {p.stderr}")
+    p = evbus("log", "cat", d, "--from", "-0")
+    check("cat --from -0: says what -N means",
+          "--from -0: expected -N with N at least 1 (the last N events)" in p.stderr, p.stderr)
+
+
+def cat_rows(d):
+    """Text rows: the time as RFC 3339 UTC (as --json's ts), and a
+    60-character stream id cut in the middle keeps every column aligned;
+    --json keeps it whole."""
+    p = evbus("log", "cat", d, "--color", "never")
+    rows = p.stdout.splitlines()
+    check("cat text: exit 0, a header and a row per event",
+          p.returncode == 0 and len(rows) == 33 and rows[0].split()[:2] == ["SEQ", "TS"],
+          f"{p.returncode} {rows[:2]} {p.stderr}")
+    every = jlines(evbus("log", "cat", d, "--json").stdout)
+    ts = {e["seq"]: e["ts"] for e in every}
+    bad = [r for r in rows[1:] if not re.match(rf"^ *\d+  {TIME_RE}  ", r)
+           or r.split()[1] != ts.get(int(r.split()[0]))]
+    check("cat text: time column is --json's ts (date, time, zone)", not bad, bad[:3])
+    hdr = rows[0]
+    cols = {name: hdr.index(name) for name in ("TS", "STREAM", "VER", "TYPE", "PAYLOAD")}
+    long_rows = [r for r in rows if "…" in r]
+    check("cat text: the 60-character stream is cut in the middle with an ellipsis",
+          len(long_rows) == 1 and LONG not in p.stdout and
+          re.search(r"show-L+…L+ ", long_rows[0]) is not None, long_rows)
+    misaligned = [r for r in rows[1:]
+                  if r[cols["TYPE"]:].split()[0] not in ("Added", "Changed", "Removed")
+                  or not r[cols["PAYLOAD"]:].startswith("{")
+                  or r[cols["STREAM"] - 2:cols["STREAM"]] != "  "
+                  or not r[:cols["VER"] + 3].rstrip()[-1:].isdigit()]
+    check("cat text: every row aligned with the header (long stream id included)",
+          rows[1:] and not misaligned, misaligned[:3])
+    check("cat --json: the long stream id whole", LONG in (e["stream"] for e in every))
 
 
 def tests(tmp):
@@ -122,6 +285,21 @@ def tests(tmp):
     p = evbus("log", "cat", log, "--from", "3", "--to", "7", "--json")
     evs = jlines(p.stdout) if p.returncode == 0 else []
     check("cat --from 3 --to 7", [e["seq"] for e in evs] == [3, 4, 5, 6, 7], p.stderr)
+
+    # ---- append -q; cat's filters, --from -N and rows ----
+    p = evbus("log", "cat", "--help")
+    check("cat --help: the filters, --from -N and the row layout",
+          p.returncode == 0 and all(n in p.stdout for n in (
+              "[--from N|-N]", "--type T", "--stream GLOB", "--where FIELD=VALUE",
+              "the last N events", "cut in the middle")), p.stdout)
+    p = evbus("append", "--help")
+    check("append --help: -q, --quiet and its summary line",
+          p.returncode == 0 and "-q, --quiet" in p.stdout and "appended 1,234 events" in p.stdout,
+          p.stdout)
+    mixed = append_quiet(tmp)
+    cat_filters(mixed)
+    cat_from_last(mixed)
+    cat_rows(mixed)
 
     # ---- verify, clean ----
     p = evbus("log", "verify", log, "--json")

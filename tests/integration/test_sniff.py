@@ -4,7 +4,7 @@
 
     test_sniff.py CASE EVBUS [STALL_SERVICE]
 
-CASE is one of: live, from_start, filters, bad_args, record_replay, terminal,
+CASE is one of: live, from_start, last, filters, bad_args, record_replay, terminal,
 stats, gaps, restart, and the slow readers of libzmq #3937: slow_sniff,
 slow_mirror, slow_service (a service on the runtime, STALL_SERVICE, whose
 handler blocks). Endpoints are ipc:// paths in a fresh directory per run, so
@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -121,12 +122,14 @@ def cat_json(d):
 
 
 class Server:
-    """evbus serve on log d, with a command socket for `append --to`."""
+    """evbus serve on log d, with a command socket for `append --to`; tag
+    tells the endpoints of several servers apart."""
 
-    def __init__(self, env, d, extra=()):
+    def __init__(self, env, d, extra=(), tag=""):
         self.env = env
         self.d = d
-        self.pub, self.cu, self.cmd = env.ep("pub"), env.ep("cu"), env.ep("cmd")
+        self.pub, self.cu, self.cmd = (env.ep("pub" + tag), env.ep("cu" + tag),
+                                       env.ep("cmd" + tag))
         self.follow = f"{self.pub},{self.cu}"
         self.p = env.start([EVBUS, "serve", "--store", d, "--pub", self.pub, "--catchup",
                             self.cu, "--cmd", self.cmd, "--heartbeat", "100ms", *extra])
@@ -389,6 +392,9 @@ def case_bad_args(env):
         (["--follow", ok, "--where", "=x"], "--where '=x'"),
         (["--follow", ok, "--from", "0"], "--from"),
         (["--follow", ok, "--from", "x"], "--from"),
+        (["--follow", ok, "--from", "-0"], "--from -0: expected -N with N at least 1"),
+        (["--follow", ok, "--from=-"], "--from -: expected -N"),
+        (["--follow", ok, "--from", "-5", "--from-start"], "exclude"),
         (["--follow", ok, "--from", "3", "--from-start"], "exclude"),
         (["--follow", ok, "--since", "yesterday"], "--since 'yesterday'"),
         (["--follow", ok, "--category", "bad cat"], "--category 'bad cat'"),
@@ -503,7 +509,7 @@ def case_terminal(env):
     check(len(plain) == 7 and plain[0].startswith("TIME"), f"piped columns: {plain}")
     check("y" * 500 in r.stdout, "piped output was cut")
     cols = plain[1].split()
-    check(cols[2] == "demo" and cols[3] == "1" and cols[4] == "show-0" and cols[6] == "Added",
+    check(cols[1] == "demo" and cols[2] == "1" and cols[3] == "show-0" and cols[5] == "Added",
           f"columns: {cols}")
     r = run(argv + ["--color", "always"], 30)
     check(r.returncode == 0 and "\x1b[" in r.stdout, "--color always: no colour when piped")
@@ -814,7 +820,63 @@ def case_restart(env):
     log("publisher restart: missed events fetched; two publishers kept apart")
 
 
+LONG = "show-" + "L" * 55  # a 60-character stream id
+TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+
+
+def case_last(env):
+    """--from -N (kcat's -o -N): with --until-end exactly the last N events
+    of each publisher (its own head), filters applied to those; text rows
+    show the time as `log cat` does (its ts) and stay aligned with a
+    60-character stream id."""
+    d, d2 = env.path("log"), env.path("log2")
+    make_log(d, mixed(40) + [ev_line(LONG, "Added", {"n": 40})])
+    make_log(d2, mixed(5))
+    logged = cat_json(d)
+    n = len(logged)
+    srv, srv2 = Server(env, d), Server(env, d2, tag="2")
+    for a, want in ((["--from", "-5"], list(range(n - 4, n + 1))),
+                    (["--from=-5"], list(range(n - 4, n + 1))),
+                    (["--from", "-1000"], list(range(1, n + 1))),
+                    (["--from", "-10", "--type", "Added"],
+                     [e["seq"] for e in logged[-10:] if e["type"] == "Added"]),
+                    (["--from", "-9", "--category", "booking"],
+                     [e["seq"] for e in logged[-9:] if e["category"] == "booking"])):
+        r = run(sniff(srv, "--until-end", "--json", *a), 60)
+        got = [o["seq"] for o in json_out(r.stdout.splitlines())]
+        check(r.returncode == 0 and got == want,
+              f"{a} --until-end: exit {r.returncode}, {got}, want {want}: {r.stderr[-300:]}")
+    r = run([EVBUS, "sniff", "--follow", srv.follow, "--follow", srv2.follow, "--from", "-2",
+             "--until-end", "--json"], 60)
+    got = sorted((o["publisher"], o["seq"]) for o in json_out(r.stdout.splitlines()))
+    want = sorted([(srv.follow, n - 1), (srv.follow, n), (srv2.follow, 4), (srv2.follow, 5)])
+    check(r.returncode == 0 and got == want,
+          f"two publishers --from -2: exit {r.returncode}, {got}, want {want}: {r.stderr}")
+    r = run(sniff(srv, "--until-end", "--from", "-4", "--color", "never"), 60)
+    rows = r.stdout.splitlines()
+    check(r.returncode == 0 and len(rows) == 5 and rows[0].startswith("TIME "),
+          f"text --from -4: exit {r.returncode}: {rows} {r.stderr[-300:]}")
+    ts = {e["seq"]: e["ts"] for e in logged}
+    bad = [l for l in rows[1:] if not re.match(rf"^{TIME_RE}  ", l)
+           or l.split()[0] != ts.get(int(l.split()[2]))]
+    check(not bad, f"time column is not log cat's ts: {bad}")
+    hdr = rows[0]
+    cols = {c: hdr.index(c) for c in ("STREAM", "VER", "TYPE", "PAYLOAD")}
+    check(LONG not in r.stdout and sum("…" in l for l in rows) == 1,
+          f"the 60-character stream id is not cut in the middle: {rows}")
+    off = [l for l in rows[1:] if l[cols["TYPE"]:].split()[0] not in ("Added", "Changed",
+                                                                      "Removed")
+           or not l[cols["PAYLOAD"]:].startswith("{")
+           or l[cols["STREAM"] - 2:cols["STREAM"]] != "  "]
+    check(not off, f"rows not aligned with the header: {off}")
+    srv2.stop()
+    srv.stop()
+    log(f"--from -N: the last N of each publisher (filters on those); time as log cat's ts; "
+        f"rows aligned with a 60-character stream id")
+
+
 CASES = {
+    "last": case_last,
     "restart": case_restart,
     "live": case_live,
     "from_start": case_from_start,

@@ -256,6 +256,46 @@ static int s_print_ok(cli_t *cli, bool json, unsigned long long lineno,
                       lr->res.first_seq, lr->stream, lr->res.first_version, id);
 }
 
+/* What a run appended, for --quiet's summary line. */
+typedef struct tally {
+    unsigned long long appended, duplicates;
+    uint64_t first, last; /* lowest and highest seq appended (0: none) */
+} tally;
+
+/* One line stored: counted, and printed unless quiet. */
+static void s_line_ok(cli_t *cli, bool json, bool quiet, unsigned long long lineno,
+                      const line_result *lr, tally *t)
+{
+    if (lr->res.duplicate) {
+        t->duplicates++;
+    } else {
+        t->appended++;
+        if (t->first == 0 || lr->res.first_seq < t->first) t->first = lr->res.first_seq;
+        if (lr->res.last_seq > t->last) t->last = lr->res.last_seq;
+    }
+    if (!quiet) s_print_ok(cli, json, lineno, lr);
+}
+
+/* --quiet: one line for people at the end, "appended 1,234 events (seq
+ * 5..1238) to DIR", whatever happened (the errors went to stderr). With
+ * --to the seqs are the lowest and highest of ours: other writers' events
+ * may sit between them. */
+static void s_summary(cli_t *cli, const tally *t, const char *where)
+{
+    char n[32], a[32], b[32], d[32];
+    cli_group(t->appended, n);
+    cli_printf(cli, "appended %s event%s", n, t->appended == 1 ? "" : "s");
+    if (t->appended == 1)
+        cli_printf(cli, " (seq %s)", cli_group(t->first, a));
+    else if (t->appended > 1)
+        cli_printf(cli, " (seq %s..%s)", cli_group(t->first, a), cli_group(t->last, b));
+    cli_printf(cli, " to %s", where);
+    if (t->duplicates > 0)
+        cli_printf(cli, "; %s already stored (duplicate ids)",
+                   cli_group(t->duplicates, d));
+    cli_printf(cli, "\n");
+}
+
 static int s_print_err(cli_t *cli, bool json, unsigned long long lineno, const char *msg)
 {
     cli_error(cli, "line %llu: %s", lineno, msg);
@@ -345,8 +385,8 @@ static int s_send_line(evb_cmd_client_t *client, int timeout_ms, const evb_buf *
 
 /* `append --to EP`: every line through the service, on one connection (a
  * client per line cost a ZeroMQ context each: ~1,300 lines/s). */
-static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int timeout_ms,
-                        bool json)
+static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve,
+                        int timeout_ms, bool json, bool quiet)
 {
     evb_err cerr = {0};
     evb_cmd_client_t *client =
@@ -360,6 +400,7 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
     evb_buf args = {0}, reply = {0};
     evb_err err = {0};
     unsigned long long lineno = 0, ok = 0, failed = 0;
+    tally t = {0};
     int rc = CLI_EXIT_OK;
     while (!cli->pipe_closed && !cli_stop_requested() && s_read_line(&in)) {
         lineno++;
@@ -375,7 +416,7 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
         evb_err_clear(&err);
         int arc = s_send_line(client, timeout_ms, &in.buf, &args, &reply, &lr, &err);
         if (arc == EVB_OK) {
-            s_print_ok(cli, json, lineno, &lr);
+            s_line_ok(cli, json, quiet, lineno, &lr, &t);
             ok++;
             continue;
         }
@@ -410,6 +451,7 @@ static int s_run_remote(cli_t *cli, const char *ep, const evb_curve *curve, int 
         rc = CLI_EXIT_RUNTIME;
     }
     if (rc == CLI_EXIT_OK && failed > 0) rc = CLI_EXIT_PROBLEMS;
+    if (quiet) s_summary(cli, &t, ep);
     if (failed > 0) cli_error(cli, "%llu of %llu lines failed", failed, ok + failed);
     evb_buf_free(&in.buf);
     evb_buf_free(&args);
@@ -425,7 +467,8 @@ int cmd_append(int argc, char **argv)
     cli_install_log_sink(&cli);
     const char *dir = NULL, *service = NULL, *sync_s = "group", *to = NULL;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
-    bool create = false, json = false, sync_set = false, timeout_set = false;
+    bool create = false, json = false, quiet = false, sync_set = false,
+         timeout_set = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const cli_opt opts[] = {
         {"store", CLI_STR, &dir, NULL, "DIR",
@@ -441,6 +484,8 @@ int cmd_append(int argc, char **argv)
          "none, every (fsync each line) or group (default)"},
         {"json", CLI_FLAG, &json, NULL, NULL,
          "one JSON result object per line on stdout, errors included"},
+        {"quiet", CLI_FLAG, &quiet, NULL, NULL,
+         "no line per event: one summary line at the end (errors still on stderr)"},
         {"cert", CLI_STR, &cert, NULL, "FILE",
          "with --to, CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
@@ -448,7 +493,7 @@ int cmd_append(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
-        "--store DIR [--create --service NAME] [--sync none|every|group] [--json]\n"
+        "--store DIR [--create --service NAME] [--sync none|every|group] [--json] [-q]\n"
         "       --to CMD_EP [--timeout DURATION] [--cert FILE --server-key KEY] [--json]",
         "Append events read from stdin, one JSON object per line, to the log in\n"
         "DIR, with no service running (use a copy, or stop the service: a log is\n"
@@ -466,6 +511,11 @@ int cmd_append(int argc, char **argv)
         "stderr as 'evbus append: line N: ...' naming the field, and the next\n"
         "line goes on. Blank lines are skipped. JSON integers become msgpack\n"
         "integers, other numbers float64.\n"
+        "-q, --quiet (with --store or --to) prints no line per event, only one\n"
+        "at the end, for people:\n"
+        "'appended 1,234 events (seq 5..1238) to DIR' (or to CMD_EP; with\n"
+        "'; N already stored (duplicate ids)' when some lines were retries).\n"
+        "Errors still go to stderr as above. Not with --json.\n"
         "Exit code 0 when every line was appended (or was a duplicate), 1 when\n"
         "some failed, 3 when the log cannot be opened, 4 when the store stopped\n"
         "accepting writes or (--to) the service did not answer within --timeout\n"
@@ -476,6 +526,9 @@ int cmd_append(int argc, char **argv)
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
     cli_catch_stop_signals(); /* stop between lines: what was reported is flushed */
+    if (quiet && json)
+        return cli_usage_error(&cli, "--quiet and --json exclude each other (--json is "
+                                     "the line per event for scripts)");
     if (to != NULL) {
         if (dir != NULL || create || service != NULL || sync_set)
             return cli_usage_error(&cli,
@@ -488,7 +541,7 @@ int cmd_append(int argc, char **argv)
         if ((cert == NULL) != (server_key == NULL))
             return cli_usage_error(&cli, "--cert and --server-key go together");
         const evb_curve curve = {.cert_file = cert, .server_key = server_key};
-        rc = s_run_remote(&cli, to, cert ? &curve : NULL, (int)timeout_ms, json);
+        rc = s_run_remote(&cli, to, cert ? &curve : NULL, (int)timeout_ms, json, quiet);
         evb_log_set_sink(NULL, NULL, EVB_LOG_WARN);
         return rc;
     }
@@ -517,6 +570,7 @@ int cmd_append(int argc, char **argv)
     line_in in = {0};
     evb_buf payload = {0}, meta = {0};
     unsigned long long lineno = 0, ok = 0, failed = 0;
+    tally t = {0};
     rc = CLI_EXIT_OK;
     while (!cli.pipe_closed && !cli_stop_requested() && s_read_line(&in)) {
         lineno++;
@@ -532,7 +586,7 @@ int cmd_append(int argc, char **argv)
         evb_err_clear(&err);
         int arc = s_append_line(st, &in.buf, &payload, &meta, &lr, &err);
         if (arc == EVB_OK) {
-            s_print_ok(&cli, json, lineno, &lr);
+            s_line_ok(&cli, json, quiet, lineno, &lr, &t);
             ok++;
             continue;
         }
@@ -554,6 +608,7 @@ int cmd_append(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
     }
     if (rc == CLI_EXIT_OK && failed > 0) rc = CLI_EXIT_PROBLEMS;
+    if (quiet) s_summary(&cli, &t, dir);
     if (failed > 0) cli_error(&cli, "%llu of %llu lines failed", failed, ok + failed);
     evb_buf_free(&in.buf);
     evb_buf_free(&payload);

@@ -29,11 +29,11 @@
 #include "cli.h"
 #include "json_in.h"
 #include "disc_cli.h"
+#include "filter.h"
+#include "rows.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,18 +66,14 @@ typedef struct pubinfo {
     uint64_t gaps_seen;                    /* gaps already said */
 } pubinfo;
 
-typedef struct where_t {
-    const char *field, *value;
-} where_t;
-
 typedef struct sniff {
     cli_t *cli;
     /* options */
-    const cli_list *types, *streams, *cats;
-    where_t where[CLI_MAX_LIST];
-    size_t nwhere;
+    const cli_list *cats;
+    filter_t filter; /* --type, --stream, --where (filter.h) */
     bool json, stats, history;
     uint64_t from;    /* first sequence printed (1 = all) */
+    uint64_t last;    /* --from -N: the tap starts N events before each head */
     int64_t since_us; /* INT64_MIN = no filter */
     uint64_t count;   /* 0 = no limit */
     int rcvhwm;
@@ -97,7 +93,7 @@ typedef struct sniff {
     uint64_t printed, matched;
     bool done; /* --count reached, or --until-end's heads */
     bool until_end;
-    int wseq, wstream, wtype, wver, wpub;
+    int wseq, wver, wpub;
     int64_t last_progress_us, last_gap_log_us;
     unsigned stats_lines; /* lines of the last table drawn on a terminal */
     evb_err fatal;
@@ -190,80 +186,27 @@ static const char *s_type_color(const sniff_t *s, const char *type)
 
 /* ---- filters ---- */
 
-/* A payload field equals VALUE: as a string, a number or a JSON literal. */
-static bool s_where_one(sniff_t *s, const evb_event_t *ev, const where_t *w)
-{
-    const void *val;
-    size_t vlen;
-    if (evb_map_find(ev->payload, ev->payload_len, w->field, &val, &vlen, NULL) != EVB_OK)
-        return false;
-    s->tmp.len = 0;
-    if (evb_msgpack_to_json(val, vlen, &s->tmp, NULL) != EVB_OK) return false;
-    const char *j = s->tmp.data;
-    size_t jl = s->tmp.len;
-    if (jl > 0 && j[0] == '"') {
-        size_t at = s->tmp.len;
-        if (cli_json_str(&s->tmp, w->value, NULL) != EVB_OK) return false;
-        j = s->tmp.data; /* may have moved */
-        return s->tmp.len - at == at && memcmp(j, j + at, at) == 0;
-    }
-    if (strlen(w->value) == jl && memcmp(j, w->value, jl) == 0) return true;
-    /* numbers: 3 == 3.0 (a field that renders as an object, e.g. a
-     * {"$int":...} beyond 2^53, never compares as a number) */
-    char *end1, *end2;
-    char num[64];
-    if (jl == 0 || jl >= sizeof num || j[0] == '{') return false;
-    memcpy(num, j, jl);
-    num[jl] = '\0';
-    double a = strtod(num, &end1);
-    double b = strtod(w->value, &end2);
-    return *end1 == '\0' && *end2 == '\0' && end2 != w->value && isfinite(a) &&
-           isfinite(b) && a == b;
-}
-
+/* The positions (--from, --since) are the sniffer's; the rest is filter.c. */
 static bool s_match(sniff_t *s, const evb_event_t *ev)
 {
     if (ev->seq < s->from && s->history) return false;
     if (ev->ts_us < s->since_us) return false;
-    if (s->types->n > 0) {
-        bool ok = false;
-        for (size_t i = 0; i < s->types->n && !ok; i++)
-            ok = strcmp(ev->type, s->types->v[i]) == 0;
-        if (!ok) return false;
-    }
-    if (s->streams->n > 0) {
-        bool ok = false;
-        for (size_t i = 0; i < s->streams->n && !ok; i++)
-            ok = fnmatch(s->streams->v[i], ev->stream, 0) == 0;
-        if (!ok) return false;
-    }
-    for (size_t i = 0; i < s->nwhere; i++)
-        if (!s_where_one(s, ev, &s->where[i])) return false;
-    return true;
+    return filter_match(&s->filter, ev);
 }
 
 /* ---- output ---- */
 
-static void s_fmt_time(int64_t ts_us, char out[32])
-{
-    time_t t = (time_t)(ts_us / 1000000);
-    if (ts_us < 0 && ts_us % 1000000 != 0) t--;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int ms = (int)(((ts_us % 1000000) + 1000000) % 1000000 / 1000);
-    snprintf(out, 32, "%02d-%02d %02d:%02d:%02d.%03d", tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 static void s_header(sniff_t *s)
 {
     if (s->json || s->stats) return;
-    cli_printf(s->cli, "%s%-18s  %-*s  %*s  %-*s  %*s  %-*s  %s%s\n", cli_bold(s->cli),
-               "TIME (UTC)", s->wpub, "PUBLISHER", s->wseq, "SEQ", s->wstream, "STREAM",
-               s->wver, "VER", s->wtype, "TYPE", "PAYLOAD", cli_reset(s->cli));
+    cli_printf(s->cli, "%s%-*s  %-*s  %*s  %-*s  %*s  %-*s  %s%s\n", cli_bold(s->cli),
+               ROW_TIME_W, "TIME", s->wpub, "PUBLISHER", s->wseq, "SEQ", ROW_STREAM_W,
+               "STREAM", s->wver, "VER", ROW_TYPE_W, "TYPE", "PAYLOAD",
+               cli_reset(s->cli));
 }
 
-/* Grow a column to fit v (never shrinks, so columns stay aligned). */
+/* Grow a number column to fit v (never shrinks, so columns stay aligned;
+ * stream and type have fixed widths: rows.h). */
 static void s_fit(int *w, size_t v, int max)
 {
     int n = v > (size_t)max ? max : (int)v;
@@ -275,21 +218,21 @@ static int s_text_line(sniff_t *s, const evb_event_t *ev, const char *pubname,
 {
     evb_buf *l = &s->line;
     char tm[32];
-    s_fmt_time(ev->ts_us, tm);
+    row_time(ev->ts_us, tm);
     s_fit(&s->wseq, (size_t)cli_digits(ev->seq), 20);
     s_fit(&s->wver, (size_t)cli_digits(ev->version), 20);
-    s_fit(&s->wstream, strlen(ev->stream), 32);
-    s_fit(&s->wtype, strlen(ev->type), 32);
     const char *dim = s_col(s, "\033[2m"), *cyan = s_col(s, "\033[36m"),
                *bold = s_col(s, "\033[1m"), *rst = s_col(s, "\033[0m");
     l->len = 0;
-    int rc = evb_buf_printf(l, err,
-                            "%s%s%s  %s%-*.*s%s  %*" PRIu64 "  %s%-*s%s  %*" PRIu64
-                            "  %s%-*s%s  ",
-                            dim, tm, rst, cyan, s->wpub, s->wpub, pubname, rst, s->wseq,
-                            ev->seq, bold, s->wstream, ev->stream, rst, s->wver,
-                            ev->version, s_type_color(s, ev->type), s->wtype, ev->type,
-                            rst);
+    int rc = evb_buf_printf(l, err, "%s%-*s%s  %s%-*.*s%s  %*" PRIu64 "  %s", dim,
+                            ROW_TIME_W, tm, rst, cyan, s->wpub, s->wpub, pubname, rst,
+                            s->wseq, ev->seq, bold);
+    if (rc == EVB_OK) rc = row_cell(l, ev->stream, ROW_STREAM_W, err);
+    if (rc == EVB_OK)
+        rc = evb_buf_printf(l, err, "%s  %*" PRIu64 "  %s", rst, s->wver, ev->version,
+                            s_type_color(s, ev->type));
+    if (rc == EVB_OK) rc = row_cell(l, ev->type, ROW_TYPE_W, err);
+    if (rc == EVB_OK) rc = evb_buf_printf(l, err, "%s  ", rst);
     if (rc != EVB_OK) return rc;
     unsigned width = cli_term_width(s->cli);
     size_t used = width > 0 ? s_visible(l->data, l->len) : 0;
@@ -662,7 +605,7 @@ static void s_stats(sniff_t *s, int64_t now)
     }
     totals t = s_totals(s);
     char ts[32];
-    s_fmt_time(now, ts);
+    row_time(now, ts);
     if (!s->cli->out_tty) {
         cli_printf(s->cli,
                    "%s  %" PRIu64 " ev/s  events %" PRIu64 "  matched %" PRIu64
@@ -807,7 +750,8 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
     const evb_curve curve = {.cert_file = s->cert};
     evb_tap_opts to = {.on_event = s_on_event,
                        .ctx = s,
-                       .from = s->history ? s->from : 0,
+                       .from = s->history && s->last == 0 ? s->from : 0,
+                       .last = s->last,
                        .page_events = S_PAGE_EVENTS,
                        .rcvhwm = s->rcvhwm,
                        .live_buffer = S_LIVE_MAX_EVENTS,
@@ -875,6 +819,7 @@ static int s_run(sniff_t *s, const cli_list *follow, int64_t deadline)
 static void s_free(sniff_t *s)
 {
     evb_tap_destroy(&s->tap);
+    filter_free(&s->filter);
     free(s->counts);
     evb_buf_free(&s->line);
     evb_buf_free(&s->payload);
@@ -891,10 +836,11 @@ int cmd_sniff(int argc, char **argv)
     uint64_t beacon_port = 0;
     bool beacon_port_set = false;
     const char *color = "auto", *since = NULL, *record = NULL, *replay = NULL;
+    const char *from_s = NULL; /* SEQ or -N: filter_parse_from */
     const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
     bool json = false, stats = false, from_start = false, from_set = false, until_end = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
-    uint64_t from = 0, count = 0, timeout_ms = 0, rcvhwm = 100000;
+    uint64_t count = 0, timeout_ms = 0, rcvhwm = 100000;
     const cli_opt opts[] = {
         {"follow", CLI_LIST, &follow, NULL, "PUB_EP,CATCHUP_EP",
          "a publisher's endpoints (required; may repeat)"},
@@ -905,19 +851,15 @@ int cmd_sniff(int argc, char **argv)
         {"beacon-port", CLI_U64, &beacon_port, &beacon_port_set, "N",
          "for --service: the beacons' UDP port (default 5670)"},
         {"category", CLI_LIST, &cats, NULL, "C", "only this category (may repeat)"},
-        {"type", CLI_LIST, &types, NULL, "T", "only events of type T (may repeat: any of them)"},
-        {"stream", CLI_LIST, &streams, NULL, "GLOB",
-         "only streams matching GLOB (fnmatch; may repeat)"},
-        {"where", CLI_LIST, &wheres, NULL, "FIELD=VALUE",
-         "only if the payload's FIELD equals VALUE (may repeat)"},
+        FILTER_OPTS(&types, &streams, &wheres),
         {"json", CLI_FLAG, &json, NULL, NULL,
          "JSON lines, as `evbus log cat --json` + \"publisher\""},
         {"color", CLI_STR, &color, NULL, "WHEN", "auto (default), always or never"},
         {"count", CLI_U64, &count, &count_set, "N", "exit after N events printed"},
         {"timeout", CLI_DUR_S, &timeout_ms, &timeout_set, "DURATION",
          "exit after this long (e.g. 2.5s, 1m)"},
-        {"from", CLI_U64, &from, &from_set, "SEQ",
-         "history from sequence SEQ on, then live"},
+        {"from", CLI_STR, &from_s, &from_set, "SEQ|-N",
+         "history from sequence SEQ on (-N: the last N events), then live"},
         {"from-start", CLI_FLAG, &from_start, NULL, NULL, "same as --from 1"},
         {"until-end", CLI_FLAG, &until_end, NULL, NULL,
          "history, then exit 0 at each publisher's head when first heard"},
@@ -938,29 +880,33 @@ int cmd_sniff(int argc, char **argv)
     const cli_usage usage = {
         "--follow PUB_EP,CATCHUP_EP... [--category C]... [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
-        "       [--count N] [--timeout DURATION] [--from SEQ | --from-start | --since TIME]\n"
+        "       [--count N] [--timeout DURATION] [--from SEQ|-N | --from-start | --since TIME]\n"
         "       [--until-end]\n"
         "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE]\n"
         "   or: evbus sniff --replay FILE [filters and output options]",
         "Watch the events that go over the bus, without a store: follow one or\n"
         "more publishers (evbus serve, evbus mirror, a service) and print each\n"
-        "event as it is published: time (UTC), publisher's service, seq, stream,\n"
-        "version, type and payload (JSON, cut to the terminal's width), in\n"
-        "colour on a terminal. Nothing is written anywhere, except with --record.\n"
+        "event as it is published: time (RFC 3339, UTC, as `evbus log cat`),\n"
+        "publisher's service, seq, stream, version, type and payload (JSON, cut\n"
+        "to the terminal's width), in colour on a terminal. Nothing is written\n"
+        "anywhere, except with --record.\n"
         "Live by default; --from, --from-start and --since first print the\n"
         "history through the catch-up protocol, then switch to live without gaps\n"
         "or duplicates. Gaps seen live (lost messages) are counted and filled by\n"
         "a fetch; a slow sniffer only loses its own copies (see --rcvhwm).",
-        "Filters: --type and --stream match any of their values; every --where\n"
-        "must match: the payload's top-level FIELD equals VALUE as a string, a\n"
-        "number (3 = 3.0) or a JSON literal (true, false, null). Without\n"
-        "--category every category is followed. --since fetches from the start\n"
-        "and prints events whose time is at or after TIME.\n"
+        FILTER_NOTES
+        "Without --category every category is followed. --since fetches from\n"
+        "the start and prints events whose time is at or after TIME.\n"
+        "--from -N (kcat's -o -N): the last N events of each publisher's log\n"
+        "(from its head when first met, less N - 1; from 1 when it holds fewer),\n"
+        "then live; the filters apply to those N. '--from -5' and '--from=-5'\n"
+        "both work.\n"
         "--until-end (kcat's -e): print the history up to the head each publisher\n"
         "had when first heard, then exit 0, also when there was nothing to print;\n"
         "from the start unless --from or --since says where.\n"
         "Output: columns, or with --json one object per line, the same as\n"
         "`evbus log cat --json` plus \"publisher\": \"PUB_EP,CATCHUP_EP\" (jq-ready).\n"
+        ROW_NOTES
         "--color auto colours only a terminal with NO_COLOR unset.\n"
         "Progress of a catch-up goes to stderr when stderr is a terminal; so\n"
         "does 'live on PUB_EP,CATCHUP_EP ...' once a publisher's first heartbeat\n"
@@ -1024,7 +970,9 @@ int cmd_sniff(int argc, char **argv)
         return cli_usage_error(&cli, "--replay excludes --record");
     if ((from_set ? 1 : 0) + (from_start ? 1 : 0) + (since != NULL ? 1 : 0) > 1)
         return cli_usage_error(&cli, "--from, --from-start and --since exclude each other");
-    if (from_set && from == 0)
+    uint64_t from = 0, last = 0; /* --from SEQ, or --from -N */
+    if (from_set && (rc = filter_parse_from(&cli, from_s, &from, &last)) >= 0) return rc;
+    if (from_set && from == 0 && last == 0)
         return cli_usage_error(&cli, "--from: sequences count from 1");
     if (count_set && count == 0) return cli_usage_error(&cli, "--count: at least 1");
     if (timeout_set && (timeout_ms == 0 || timeout_ms > 365 * 86400000ull))
@@ -1042,18 +990,9 @@ int cmd_sniff(int argc, char **argv)
     for (size_t i = 0; i < cats.n; i++)
         if (evb_check_category(cats.v[i], &err) != EVB_OK)
             return cli_usage_error(&cli, "--category '%s': %s", cats.v[i], err.msg);
-    for (size_t i = 0; i < types.n; i++)
-        if (evb_check_type(types.v[i], &err) != EVB_OK)
-            return cli_usage_error(&cli, "--type '%s': %s", types.v[i], err.msg);
     sniff_t s = {0};
-    for (size_t i = 0; i < wheres.n; i++) {
-        const char *eq = strchr(wheres.v[i], '=');
-        if (eq == NULL || eq == wheres.v[i])
-            return cli_usage_error(&cli, "--where '%s': expected FIELD=VALUE", wheres.v[i]);
-        /* FIELD is cut out of argv in place: the value follows the '='. */
-        ((char *)wheres.v[i])[eq - wheres.v[i]] = '\0';
-        s.where[s.nwhere++] = (where_t){wheres.v[i], eq + 1};
-    }
+    rc = filter_init(&cli, &s.filter, &types, &streams, &wheres);
+    if (rc >= 0) return rc;
     s.since_us = INT64_MIN;
     if (since != NULL && evb_ts_parse(since, &s.since_us, &err) != EVB_OK)
         return cli_usage_error(&cli, "--since '%s': %s (want e.g. 2026-11-24T23:40:12Z)",
@@ -1065,20 +1004,17 @@ int cmd_sniff(int argc, char **argv)
     if (rc >= 0) return rc;
 
     s.cli = &cli;
-    s.types = &types;
-    s.streams = &streams;
     s.cats = &cats;
     s.json = json;
     s.stats = stats;
     s.history = from_set || from_start || since != NULL || until_end;
     s.until_end = until_end;
-    s.from = from_set ? from : 1;
+    s.from = from_set && last == 0 ? from : 1;
+    s.last = last;
     s.count = count;
     s.rcvhwm = (int)rcvhwm;
     s.wseq = 4;
     s.wver = 3;
-    s.wstream = 12;
-    s.wtype = 12;
     s.wpub = 12;
     s.record_path = record;
 
