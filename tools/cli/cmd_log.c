@@ -1,9 +1,10 @@
 /*
- * cmd_log.c: `evbus log`: look inside a stopped service's log directory.
+ * cmd_log.c: `evbus log`: look inside a service's log directory, running or not.
  *
  *   evbus log info DIR     what the log is: id, service, head, indexer, sizes
  *   evbus log cat DIR      events as readable columns or JSON lines
  *   evbus log verify DIR   the store's own consistency check
+ *   evbus log tail DIR     its last events; -f PUB_EP,CATCHUP_EP: sniff
  *   (export, import: cmd_log_io.c; state, checkpoints: cmd_log_state.c)
  *
  * Every verb but import opens the store with read_only_intent and
