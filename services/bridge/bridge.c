@@ -1057,6 +1057,7 @@ int main(int argc, char **argv)
         {NULL, CLI_FLAG, NULL, NULL, NULL, NULL},
     };
     cli_usage usage = {
+        CLI_EXITS_BASE,
         "--follow PUB,CATCHUP [--follow ...] [--nats URLS] [options]",
         "Export every event of the followed publishers' logs into NATS JetStream, in\n"
         "log order, exactly once. One JetStream stream per service log; subjects\n"

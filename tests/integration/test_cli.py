@@ -309,6 +309,22 @@ def tests(tmp):
           bool(out) and out[-1].get("ok") is True and out[-1].get("problems") == 0
           and out[-1].get("head") == head, out)
 
+    # ---- tail: the last events; -f takes endpoints, not DIR ----
+    p = evbus("log", "tail", log, "--json")
+    evs = jlines(p.stdout) if p.returncode == 0 else []
+    check("tail DIR: the last 10 events, exit 0",
+          [e["seq"] for e in evs] == list(range(head - 9, head + 1)), p.stderr)
+    p = evbus("log", "tail", log, "-n", "3", "--json")
+    evs = jlines(p.stdout) if p.returncode == 0 else []
+    check("tail -n 3", [e["seq"] for e in evs] == [head - 2, head - 1, head], p.stderr)
+    p = evbus("log", "tail", "-f", log)
+    check("tail -f DIR: exit 2, saying -f takes the publisher's endpoints",
+          p.returncode == 2 and "PUB_EP,CATCHUP_EP" in p.stderr, f"{p.returncode} {p.stderr}")
+    p = evbus("log", "tail", "--help")
+    check("tail --help explains -f and tail -f",
+          p.returncode == 0 and "-f, --follow" in p.stdout and "tail -f" in p.stdout
+          and p.stdout.count("Exit codes:") == 1, p.stdout)
+
     # ---- usage and open errors ----
     p = evbus("log", "info", log, "--no-such-flag")
     check("bad flag exits 2", p.returncode == 2, f"{p.returncode} {p.stderr}")
@@ -324,7 +340,7 @@ def tests(tmp):
     p = evbus("log", "frobnicate", log)
     check("unknown verb exits 2", p.returncode == 2, f"{p.returncode}")
     missing = os.path.join(tmp, "does-not-exist")
-    for verb in ("info", "cat", "verify"):
+    for verb in ("info", "cat", "verify", "tail"):
         p = evbus("log", verb, missing)
         check(f"{verb} on a missing dir exits 3", p.returncode == 3,
               f"{p.returncode} {p.stderr}")

@@ -2450,6 +2450,7 @@ int cmd_bench(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "[--quick | --events N | --scale [--sizes N,N,...]] [--dir DIR] [--keep]\n"
         "       [--case NAMES] [--json]",
         "Measure the store next to raw LevelDB in the same run: for each case\n"

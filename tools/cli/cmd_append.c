@@ -493,6 +493,7 @@ int cmd_append(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "--store DIR [--create --service NAME] [--sync none|every|group] [--json] [-q]\n"
         "       --to CMD_EP [--timeout DURATION] [--cert FILE --server-key KEY] [--json]",
         "Append events read from stdin, one JSON object per line, to the log in\n"

@@ -344,20 +344,8 @@ static const char s_notes[] =
     "Output: the reply as aligned `key: value` lines (nested maps and arrays\n"
     "as compact JSON), or with --json exactly one JSON object: the reply, or\n"
     "{\"error\": CODE, \"message\": ...} when the call failed. Errors also go to\n"
-    "stderr as \"evbus call: CODE: message\".\n\n"
-    "Exit codes of evbus call (scripts may rely on them):\n"
-    "  0  done: the reply is printed\n"
-    "  2  usage: bad flag, KEY=VALUE word or --payload\n"
-    "  4  any other error reply or failure (its message is printed)\n"
-    "  5  rejected by the domain (EVB_EREJECTED, EVB_ECONFLICT)\n"
-    "  6  bad request (EVB_EINVAL, EVB_EDECODE, EVB_ETOOBIG; an unknown command\n"
-    "     or a missing or wrong field)\n"
-    "  7  unreachable: no reply after all attempts (EVB_ETIMEDOUT), or an\n"
-    "     endpoint that cannot be connected to (EVB_EUNREACHABLE: malformed,\n"
-    "     unknown transport)\n"
-    "  8  refused: the service did not accept our CURVE handshake (EVB_EAUTH:\n"
-    "     our key is not in its allow-list, a wrong --server-key, or one side\n"
-    "     is plain)\n";
+    "stderr as \"evbus call: CODE: message\". Scripts may rely on the exit\n"
+    "codes below.\n";
 
 int cmd_call(int argc, char **argv)
 {
@@ -391,6 +379,8 @@ int cmd_call(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_REJECTED) | CLI_EXITS(CLI_EXIT_BAD_REQUEST) |
+            CLI_EXITS(CLI_EXIT_UNREACHABLE) | CLI_EXITS(CLI_EXIT_AUTH),
         "CMD_EP|@SERVICE COMMAND [KEY=VALUE | KEY:=JSON]... [--payload JSON] [--json]\n"
         "       [--timeout DURATION] [--id CMD_ID] [--retries N] [--cert FILE --server-key KEY]",
         "Send COMMAND to the command socket at CMD_EP (evbus serve --cmd, evbus\n"

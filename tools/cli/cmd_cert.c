@@ -21,6 +21,7 @@ static int s_new(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE,
         "NAME [--dir DIR] [--json]",
         "Make a CURVE certificate: DIR/NAME holds the public key (copy it into a\n"
         "server's --allow directory, or give it to clients as --server-key) and\n"
@@ -72,6 +73,7 @@ static int s_show(cli_t *cli, int argc, char **argv)
 {
     const cli_opt opts[] = {{0}};
     const cli_usage usage = {
+        CLI_EXITS_BASE,
         "FILE",
         "Print the public key (40 Z85 characters) of a certificate file, public\n"
         "or secret. The secret key is never printed.",

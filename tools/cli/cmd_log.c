@@ -1,9 +1,10 @@
 /*
- * cmd_log.c: `evbus log`: look inside a stopped service's log directory.
+ * cmd_log.c: `evbus log`: look inside a service's log directory, running or not.
  *
  *   evbus log info DIR     what the log is: id, service, head, indexer, sizes
  *   evbus log cat DIR      events as readable columns or JSON lines
  *   evbus log verify DIR   the store's own consistency check
+ *   evbus log tail DIR     its last events; -f PUB_EP,CATCHUP_EP: sniff
  *   (export, import: cmd_log_io.c; state, checkpoints: cmd_log_state.c)
  *
  * Every verb but import opens the store with read_only_intent and
@@ -264,6 +265,7 @@ static int s_info(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR [--json]",
         "Show what the log in DIR is: its id, format, service, head, indexer\n"
         "position, last synced sequence, number of streams, size on disk, and\n"
@@ -565,6 +567,7 @@ static int s_cat(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR [--from N|-N] [--to N] [--category CAT] [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--since TIME]\n"
         "       [--until TIME] [--limit N] [--json] [--color WHEN]",
@@ -668,6 +671,7 @@ static int s_verify(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR [--json]",
         "Check the log in DIR: the sequence is contiguous from 1 to the head,\n"
         "every event decodes and names this log and its own sequence, stream\n"
@@ -743,25 +747,105 @@ static int s_verify(cli_t *cli, int argc, char **argv)
 
 /* ---- dispatch ---- */
 
-/* `tail -f` of a RUNNING service: its directory is locked, so this goes
- * through the bus. It is `evbus sniff` (same flags), live from now or from
- * --from SEQ; said so in its help. */
-static int s_tail(cli_t *cli, int argc, char **argv)
+/* Does argv ask to follow (-f, --follow, --follow=..., or -f at the end of a
+ * bundle of flags that take no value, -jf)? Then *val is its value (NULL
+ * when missing). */
+static bool s_tail_follows(int argc, char **argv, const char **val)
 {
-    (void)cli;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("Usage: evbus log tail --follow PUB_EP,CATCHUP_EP [--from SEQ] "
-                   "[SNIFF OPTIONS]\n\n"
-                   "Follow a running service's log as it grows (tail -f). A running\n"
-                   "service holds its LevelDB directory, so this reads through its\n"
-                   "publisher: it is `evbus sniff` with the same options (--from SEQ\n"
-                   "first prints the events from SEQ on; --json, --category, --type,\n"
-                   "--stream, --count, --timeout). See `evbus sniff --help`.\n");
-            return CLI_EXIT_OK;
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) break;
+        if (strncmp(a, "--follow=", 9) == 0) {
+            *val = a + 9;
+            return true;
+        }
+        bool bundle = a[0] == '-' && a[1] != '-' && a[1] != '\0' &&
+                      strspn(a + 1, "jq") == strlen(a + 1) - 1 && a[strlen(a) - 1] == 'f';
+        if (strcmp(a, "--follow") == 0 || bundle) {
+            *val = i + 1 < argc ? argv[i + 1] : NULL;
+            return true;
         }
     }
-    return cmd_sniff(argc, argv);
+    return false;
+}
+
+/* tail: the last N events of the log in DIR, printed as `cat` prints them
+ * (the log's head read first, then cat --from HEAD-N+1 --to HEAD). With
+ * -f/--follow PUB_EP,CATCHUP_EP it is `evbus sniff`: a running service's
+ * log as it grows, through its publisher. Why the two differ: a running
+ * service holds its directory, and a snapshot of it does not grow, so new
+ * events can only be followed on the bus. */
+static int s_tail(cli_t *cli, int argc, char **argv)
+{
+    uint64_t n = 10;
+    bool json = false;
+    const char *color = NULL, *follow = NULL;
+    const cli_opt opts[] = {
+        {"limit", CLI_U64, &n, NULL, "N", "print the last N events (default 10)"},
+        {"json", CLI_FLAG, &json, NULL, NULL, "one JSON object per line (as cat --json)"},
+        {"color", CLI_STR, &color, NULL, "WHEN",
+         "auto (default: on a terminal, NO_COLOR unset), always or never"},
+        {"follow", CLI_STR, &follow, NULL, "PUB_EP,CATCHUP_EP",
+         "follow the running service through its publisher (evbus sniff)"},
+        {0},
+    };
+    const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
+        "DIR [-n N] [--json] [--color WHEN]\n"
+        "       -f PUB_EP,CATCHUP_EP [--from SEQ] [SNIFF OPTIONS]",
+        "Print the last N events (default 10) of the log in DIR, as `evbus log\n"
+        "cat` prints them, and exit: `evbus log tail DIR` alone shows the newest\n"
+        "10. Like the other verbs it reads DIR as it is at its start, also while\n"
+        "the service runs.\n\n"
+        "With -f PUB_EP,CATCHUP_EP (-f is --follow, as for every command with a\n"
+        "--follow; it takes the publisher's endpoints, not DIR), it keeps\n"
+        "printing new events as they are appended, like tail -f. This is where\n"
+        "tail differs from the other verbs: a running service holds its\n"
+        "directory and a snapshot of it never grows, so new events are read\n"
+        "from the service's publisher on the bus: it is `evbus sniff` with the\n"
+        "same options (live from now; --from SEQ first prints the events from\n"
+        "SEQ on; --json, --category, --type, --stream, --count, --timeout).\n"
+        "See `evbus sniff --help`.",
+        "Examples:\n"
+        "  evbus log tail /var/lib/orders\n"
+        "  evbus log tail /var/lib/orders -n 50 --json | jq .type\n"
+        "  evbus log tail -f tcp://orders:5601,tcp://orders:5602 --from 1000\n"};
+    const char *fv = NULL;
+    if (cli->collect_exits == NULL && s_tail_follows(argc, argv, &fv)) {
+        struct stat sb;
+        if (fv != NULL && strchr(fv, ',') == NULL && stat(fv, &sb) == 0 &&
+            S_ISDIR(sb.st_mode))
+            return cli_usage_error(cli,
+                                   "--follow %s: -f/--follow takes the running service's "
+                                   "PUB_EP,CATCHUP_EP, not its directory (`evbus log tail "
+                                   "DIR` prints the last events of DIR)",
+                                   fv);
+        return cmd_sniff(argc, argv);
+    }
+    const char *pos[1];
+    size_t npos;
+    int rc = cli_parse(cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
+    if (rc >= 0) return rc;
+    if (n == 0) return cli_usage_error(cli, "--limit: must be at least 1");
+    evb_store_t *st = NULL;
+    rc = log_open_ro(cli, pos[0], &st);
+    if (rc >= 0) return rc;
+    evb_store_info in;
+    evb_store_get_info(st, &in);
+    evb_store_destroy(&st);
+    if (in.head == 0) return cli_finish(cli, CLI_EXIT_OK); /* an empty log */
+    char from[24], to[24], word[] = "tail", f_from[] = "--from", f_to[] = "--to",
+                           f_json[] = "--json", f_color[] = "--color";
+    snprintf(from, sizeof from, "%" PRIu64, in.head > n ? in.head - n + 1 : 1);
+    snprintf(to, sizeof to, "%" PRIu64, in.head);
+    char *cat_argv[9] = {word, (char *)pos[0], f_from, from, f_to, to};
+    int cat_argc = 6;
+    if (json) cat_argv[cat_argc++] = f_json;
+    if (color != NULL) {
+        cat_argv[cat_argc++] = f_color;
+        cat_argv[cat_argc++] = (char *)color;
+    }
+    return s_cat(cli, cat_argc, cat_argv);
 }
 
 /* ---- backup ---- */
@@ -828,6 +912,7 @@ static int s_backup(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR DEST [--json]",
         "Write a consistent copy of the log in DIR into the new directory\n"
         "DEST: the log as it is at the start (its service may be running),\n"
@@ -913,6 +998,7 @@ static int s_salvage(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR DEST [--json]",
         "Copy what the damaged log in DIR can still read into the new log\n"
         "DEST, so that its service can go on: the same log id, service and\n"
@@ -1020,8 +1106,14 @@ static const cli_verb s_verbs[] = {
     {"checkpoints", log_cmd_checkpoints, "consumers' checkpoints stored in the log"},
     {"backup", s_backup, "a consistent copy of the log, also while its service runs"},
     {"salvage", s_salvage, "copy what a damaged log can read into a new log"},
-    {"tail", s_tail, "follow a running service's log through the bus (evbus sniff)"},
+    {"tail", s_tail, "the last N events; -f follows a running service (tail -f)"},
 };
+
+size_t cmd_log_verbs(const cli_verb **verbs)
+{
+    *verbs = s_verbs;
+    return sizeof s_verbs / sizeof s_verbs[0];
+}
 
 int cmd_log(int argc, char **argv)
 {

@@ -286,6 +286,7 @@ int log_cmd_export(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR [--out FILE] [--from SEQ] [--to SEQ]",
         "Write the events of the log in DIR as JSON lines: first a header\n"
         "{\"evbus_export\":1,\"service\":...,\"store_format\":5,\"envelope\":1},\n"
@@ -937,6 +938,7 @@ int log_cmd_import(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR --in FILE|- [--create [--service NAME]] [--dry-run]",
         "Append the events of an 'evbus log export' file to the log in DIR,\n"
         "each from its \"raw\" bytes: id, stream, version, type, schema, ts,\n"

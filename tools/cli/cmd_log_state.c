@@ -162,6 +162,7 @@ int log_cmd_state(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR STREAM [--version V | --at TIME] [--json] [--color WHEN]",
         "Time travel over one stream of the log in DIR: its events up to version\n"
         "V, or up to time TIME, and the generic state they fold to: the payload\n"
@@ -377,6 +378,7 @@ int log_cmd_checkpoints(cli_t *cli, int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "DIR [--consumer NAME] [--json] [--color WHEN]",
         "List the consumer checkpoints stored in the log in DIR: for each\n"
         "consumer (a mirror, a service's subscription), source log and\n"

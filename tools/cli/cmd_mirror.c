@@ -271,6 +271,7 @@ int cmd_mirror(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "--follow PUB_EP,CATCHUP_EP[,SERVER_KEY] --store DIR [--category C]... [--log-order]\n"
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout DURATION]] [--stats-json] [--status-every DURATION]\n"

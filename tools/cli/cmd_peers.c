@@ -79,6 +79,7 @@ int cmd_peers(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "[--iface NAME] [--port N] [--json] [--timeout DURATION]",
         "List the services whose beacons (evbus-* --announce) are heard on an\n"
         "interface: name, log id (first 8 hex characters), the interface and the\n"

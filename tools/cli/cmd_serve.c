@@ -284,6 +284,7 @@ int cmd_serve(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_OPEN),
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
         "       [--sync none|every|group] [--heartbeat DURATION] [--sndhwm N] [--cmd EP]\n"
         "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-events] [--http-public]]",

@@ -878,6 +878,7 @@ int cmd_sniff(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "--follow PUB_EP,CATCHUP_EP... [--category C]... [--type T]...\n"
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
         "       [--count N] [--timeout DURATION] [--from SEQ|-N | --from-start | --since TIME]\n"

@@ -281,6 +281,7 @@ int cmd_status(int argc, char **argv)
         {0},
     };
     const cli_usage usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "CMD_EP [--json] [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, ...) for its status. A service shows its name, state, log,\n"
@@ -389,6 +390,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         {0},
     };
     const cli_usage retry_usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "CMD_EP [PUBLISHER/]CATEGORY [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to try a stalled feed again: its attempt\n"
         "count is reset and the event that stalled it is offered to the handler\n"
@@ -401,6 +403,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "the feed is not stalled; its message is printed), 2 for bad arguments,\n"
         "4 when it did not answer within --timeout.\n"};
     const cli_usage skip_usage = {
+        CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the subscriber at CMD_EP to skip a stalled feed's events up to SEQ\n"
         "(a sequence of the publisher's log) and go on after it. The skip is\n"

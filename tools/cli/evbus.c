@@ -20,7 +20,7 @@ typedef struct command {
 } command_t;
 
 static const command_t s_commands[] = {
-    {"log", cmd_log, "inspect a stopped service's log: info, cat, verify"},
+    {"log", cmd_log, "inspect a service's log directory:"}, /* + its verbs */
     {"bench", cmd_bench, "measure the store next to raw LevelDB, in one run"},
     {"serve", cmd_serve, "serve a log on the bus: live on PUB, catch-up on ROUTER"},
     {"append", cmd_append, "append events read as JSON lines (to a log, or a service)"},
@@ -35,21 +35,47 @@ static const command_t s_commands[] = {
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
+/* log's line names every verb, from log's own table (so it cannot miss one),
+ * wrapped under the summary at 79 columns; used: the summary's length. */
+static void s_log_verbs(FILE *f, size_t used)
+{
+    const cli_verb *verbs;
+    size_t n = cmd_log_verbs(&verbs);
+    size_t col = 11 + used;
+    for (size_t i = 0; i < n; i++) {
+        size_t w = strlen(verbs[i].name) + (i + 1 < n ? 1 : 0);
+        if (col + 1 + w > 79) {
+            fprintf(f, "\n%11s", "");
+            col = 11;
+        } else {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%s%s", verbs[i].name, i + 1 < n ? "," : "");
+        col += w;
+    }
+}
+
 static void s_usage(FILE *f)
 {
     fprintf(f, "Usage: evbus COMMAND [ARGS...]\n"
                "       evbus COMMAND --help\n\n"
                "Commands:\n");
-    for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf(f, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
+    for (size_t i = 0; i < S_NCOMMANDS; i++) {
+        fprintf(f, "  %-8s %s", s_commands[i].name, s_commands[i].summary);
+        if (s_commands[i].run == cmd_log) s_log_verbs(f, strlen(s_commands[i].summary));
+        fputc('\n', f);
+    }
     fprintf(f,
             "\nOptions:\n"
             "  -h, --help  show this help and exit\n"
             "  --version   print the version and exit\n\n"
             "Every command takes --help. Flags are GNU style: --flag VALUE or\n"
             "--flag=VALUE. Colour is used only when stdout is a terminal and\n"
-            "NO_COLOR is not set.\n\n%s",
-            cli_exit_codes_help);
+            "NO_COLOR is not set.\n\n");
+    cli_exit_codes_print(f, CLI_EXITS_ALL);
+    fprintf(f, "(5 to 8 only from `evbus call`. Each command's --help lists the codes\n"
+               "it can return.)\n");
 }
 
 static void s_list_commands(FILE *f)

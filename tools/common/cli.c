@@ -25,17 +25,30 @@
 
 #include <evbus/evbus_store.h>
 
-const char cli_exit_codes_help[] =
-    "Exit codes:\n"
-    "  0  ok\n"
-    "  1  the operation found problems (e.g. verify found damage)\n"
-    "  2  usage error (unknown command, bad flag or argument)\n"
-    "  3  the log cannot be opened (locked, missing, not a log, corrupt)\n"
-    "  4  any other runtime error\n"
-    "  5  evbus call: the service rejected the command (domain rules, conflict)\n"
-    "  6  evbus call: the service found the request bad\n"
-    "  7  evbus call: no reply in time, or the endpoint cannot be connected to\n"
-    "  8  evbus call: the service refused our CURVE handshake (key not allowed)\n";
+/* One text per exit code, shown the same in every help screen. */
+static const char *const s_exit_text[] = {
+    "ok",
+    "the operation found problems (e.g. verify found damage)",
+    "usage error (unknown command, bad flag or argument)",
+    "the log cannot be opened (locked, missing, not a log, corrupt)",
+    "any other runtime error",
+    "the service rejected the command (domain rules, conflict: EVB_EREJECTED,\n"
+    "     EVB_ECONFLICT)",
+    "the service found the request bad (EVB_EINVAL, EVB_EDECODE, EVB_ETOOBIG;\n"
+    "     an unknown command or a missing or wrong field)",
+    "no reply after all attempts (EVB_ETIMEDOUT), or an endpoint that cannot\n"
+    "     be connected to (EVB_EUNREACHABLE: malformed, unknown transport)",
+    "the service refused our CURVE handshake (EVB_EAUTH: our key is not in its\n"
+    "     allow-list, a wrong --server-key, or one side is plain)",
+};
+
+void cli_exit_codes_print(FILE *f, unsigned codes)
+{
+    if (codes == 0) codes = CLI_EXITS_ALL;
+    fprintf(f, "Exit codes:\n");
+    for (unsigned c = 0; c < sizeof s_exit_text / sizeof s_exit_text[0]; c++)
+        if (codes & CLI_EXITS(c)) fprintf(f, "  %u  %s\n", c, s_exit_text[c]);
+}
 
 void cli_init(cli_t *cli, const char *name)
 {
@@ -305,6 +318,10 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
 
 void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
 {
+    if (cli->collect_exits != NULL) {
+        *cli->collect_exits |= usage->exit_codes != 0 ? usage->exit_codes : CLI_EXITS_ALL;
+        return;
+    }
     printf("Usage: %s %s\n", cli->name, usage->synopsis);
     if (usage->description != NULL) printf("\n%s\n", usage->description);
     printf("\nOptions:\n");
@@ -322,7 +339,8 @@ void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
     }
     printf("  %-26s %s\n", "-h, --help", "show this help and exit");
     if (usage->notes != NULL) printf("\n%s", usage->notes);
-    printf("\n%s", cli_exit_codes_help);
+    printf("\n");
+    cli_exit_codes_print(stdout, usage->exit_codes);
 }
 
 /* ---- messages ---- */
@@ -361,6 +379,26 @@ static void s_list_verbs(FILE *f, const cli_verb *verbs, size_t n)
         fprintf(f, "%s%s", i > 0 ? ", " : "", verbs[i].name);
 }
 
+/* The union of the verbs' exit codes: each verb is run with --help while
+ * cli_help collects instead of printing, so the list cannot drift from the
+ * verbs' own. */
+static unsigned s_verb_exits(const char *cmd, const cli_verb *verbs, size_t n)
+{
+    unsigned codes = 0;
+    for (size_t i = 0; i < n; i++) {
+        char word[64], help[] = "--help";
+        snprintf(word, sizeof word, "%s", verbs[i].name);
+        char *argv[] = {word, help, NULL};
+        cli_t cli;
+        char name[96];
+        snprintf(name, sizeof name, "%s %s", cmd, verbs[i].name);
+        cli_init(&cli, name);
+        cli.collect_exits = &codes;
+        verbs[i].run(&cli, 2, argv);
+    }
+    return codes;
+}
+
 int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *help_head,
                  int argc, char **argv)
 {
@@ -374,10 +412,14 @@ int cli_dispatch(const char *cmd, const cli_verb *verbs, size_t n, const char *h
     }
     const char *verb = argv[1];
     if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0) {
+        int w = 8; /* the names' column: as wide as the longest */
+        for (size_t i = 0; i < n; i++)
+            if ((int)strlen(verbs[i].name) > w) w = (int)strlen(verbs[i].name);
         printf("%s\nVerbs:\n", help_head);
         for (size_t i = 0; i < n; i++)
-            printf("  %-8s %s\n", verbs[i].name, verbs[i].summary);
-        printf("\nRun '%s VERB --help' for a verb's options.\n\n%s", cmd, cli_exit_codes_help);
+            printf("  %-*s %s\n", w, verbs[i].name, verbs[i].summary);
+        printf("\nRun '%s VERB --help' for a verb's options.\n\n", cmd);
+        cli_exit_codes_print(stdout, s_verb_exits(cmd, verbs, n));
         return cli_finish(&top, CLI_EXIT_OK);
     }
     for (size_t i = 0; i < n; i++) {

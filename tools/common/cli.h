@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <evbus/evbus_bus.h>
 #include <evbus/evbus_store.h>
@@ -36,8 +37,18 @@ enum {
     CLI_EXIT_AUTH = 8         /* the service refused our CURVE handshake (EVB_EAUTH) */
 };
 
-/* Text of the exit-code list, for help screens. */
-extern const char cli_exit_codes_help[];
+/* Bit of exit code c in an exit-code set (cli_usage.exit_codes). */
+#define CLI_EXITS(c) (1u << (c))
+/* What every command can return: 0, 2 (usage) and 4 (at least: stdout
+ * cannot be written). */
+#define CLI_EXITS_BASE                                                                   \
+    (CLI_EXITS(CLI_EXIT_OK) | CLI_EXITS(CLI_EXIT_USAGE) | CLI_EXITS(CLI_EXIT_RUNTIME))
+/* Every code, 0..8 (`evbus --help`, and a help that names no codes). */
+#define CLI_EXITS_ALL 0x1ffu
+
+/* Print "Exit codes:" and one line for each code in the set `codes` (the
+ * same text for a code in every help screen); 0 prints every code. */
+void cli_exit_codes_print(FILE *f, unsigned codes);
 
 #define CLI_MAX_POSITIONAL 8
 
@@ -49,6 +60,9 @@ typedef struct cli {
     bool write_failed;   /* a stdout write failed otherwise (reported once) */
     bool pipe_closed;    /* stdout's reader went away (EPIPE); stop quietly */
     bool progress_shown; /* a progress line is on stderr and needs clearing */
+    /* Not NULL: cli_help adds the usage's exit codes here and prints nothing
+     * (cli_dispatch's help asks each verb for its codes this way). */
+    unsigned *collect_exits;
 } cli_t;
 
 /* Fill cli for the command called `name` (copied). */
@@ -94,6 +108,10 @@ typedef struct cli_opt {
 char cli_short_for(const char *long_name);
 
 typedef struct cli_usage {
+    /* The exit codes this command can return (CLI_EXITS bits: its help
+     * lists just these). First, so that giving it added one line to each
+     * command's initialiser. 0: every code is listed. */
+    unsigned exit_codes;
     const char *synopsis;    /* after the command name: "DIR [--json]" */
     const char *description; /* a paragraph (may be NULL) */
     const char *notes;       /* printed after the options (may be NULL) */
@@ -211,6 +229,8 @@ const char *cli_bytes(uint64_t v, char out[32]);
 /* ---- commands ----
  * Each takes argv[0] = its own word ("log") and returns an exit code. */
 int cmd_log(int argc, char **argv);
+/* log's verbs (for `evbus --help`): sets *verbs, returns how many. */
+size_t cmd_log_verbs(const cli_verb **verbs);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_append(int argc, char **argv);
