@@ -369,8 +369,8 @@ void bf_on_refusal(bf_feed *f)
 void bf_recheck(bf_feed *f, const char *why)
 {
     if (f->state != EVB_FEED_LIVE || !f->positioned || f->fetch_req != 0) return;
+    f->probing = true; /* first: the owner's entered() may ask why it catches up */
     s_enter(f, EVB_FEED_CATCHING_UP, why); /* this turn's batch is kept for the drain */
-    f->probing = true;
     s_fetch(f);
 }
 

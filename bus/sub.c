@@ -11,6 +11,14 @@
  * that makes no progress in SUB_MAX_ATTEMPTS stalls until an operator
  * retries or skips. Duplicates are recognised by sequence alone (seq <=
  * applied), never by id.
+ *
+ * What an operator reads in the log of a feed, each line naming the
+ * publisher (its service and endpoints) and a sequence: connected (the
+ * publisher's log met, the checkpoint read), live, catching up (a warning
+ * when a live feed falls behind), stalled or stopped (errors), and for the
+ * publisher lost (a warning) and back. A change is logged once, when it
+ * happens; a feed that flips faster than S_TRANS_PER_S a second has the
+ * rest counted and the state they left logged when the second is over.
  */
 #include "evbus_bus.h"
 #include "busmsg.h"
@@ -52,13 +60,23 @@ typedef struct feed {
         char why[120];
     } hist[EVB_FEED_HISTORY];
     unsigned hist_n, hist_next;
-    /* Changes between live and catching up are logged at most once a second
-     * (a busy feed can flip many times); the state a suppressed change left
-     * is logged when the second is over (tpending). */
+    /* Changes between live and catching up are logged as they happen, but
+     * at most S_TRANS_PER_S a second (a busy feed can flip many times): the
+     * changes left out are counted, and the state they left is logged once
+     * when the second is over (s_timers). */
     const char *consumer;
-    bm_ratelog tlog;
-    bool tpending;
+    int64_t tlog_us;   /* the second the lines are counted in began here */
+    unsigned tlog_n;   /* lines logged in it */
+    uint64_t tskipped; /* changes left out since the last line */
 } feed;
+
+#define S_TRANS_PER_S 2 /* catching up, then live: both at once */
+
+/* How log lines name a publisher and a feed: "SERVICE PUB,CU" (the service
+ * as its heartbeats or hello name it, once heard) and "SERVICE PUB,CU/CAT",
+ * whose "PUB,CU/CAT" is what `evbus feed retry|skip` takes. */
+#define S_LABEL_LEN                                                                      \
+    (EVB_MAX_SERVICE_LEN + 2 * EVB_BUS_MAX_ENDPOINT + EVB_MAX_CATEGORY_LEN + 8)
 
 enum { H_LOST = 100, H_BACK };
 
@@ -159,52 +177,98 @@ static void s_hist(feed *f, int what, const char *fmt, ...)
     if (f->hist_n < EVB_FEED_HISTORY) f->hist_n++;
 }
 
-/* Log the feed's state (live, or catching up and why) if the rate allows,
- * else later (s_timers). Stalled and stopped feeds are logged where they
- * stop, as errors. */
-static void s_trans_log(feed *f)
+static const char *s_plabel(const conn *c, char *out, size_t cap)
 {
-    uint64_t skipped;
-    if (!bm_ratelog_ok(&f->tlog, &skipped)) {
-        f->tpending = true;
-        return;
-    }
-    f->tpending = false;
-    /* Why it entered this state: the newest entry of the state itself (a
-     * publisher-lost or -back entry may have come after it). */
-    const char *why = "";
+    snprintf(out, cap, "%s%s%s", c->service, c->service[0] ? " " : "", c->name);
+    return out;
+}
+
+static const char *s_flabel(const feed *f, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s/%s", f->c->service, f->c->service[0] ? " " : "",
+             f->c->name, f->category);
+    return out;
+}
+
+/* Why the feed entered its state: the newest entry of the state itself (a
+ * publisher-lost or -back entry may have come after it). */
+static const char *s_state_why(const feed *f)
+{
     for (unsigned k = 1; k <= f->hist_n; k++) {
         unsigned r = (f->hist_next + EVB_FEED_HISTORY - k) % EVB_FEED_HISTORY;
-        if (f->hist[r].what == (int)f->core.state) {
-            why = f->hist[r].why;
-            break;
-        }
+        if (f->hist[r].what == (int)f->core.state) return f->hist[r].why;
     }
-    char more[48] = "";
+    return "";
+}
+
+/* One line for the feed's state, live or catching up, and why. Falling
+ * behind is a warning; catching up to start, after an operator's retry or
+ * skip, or to check what went out while the publisher was away is not. */
+static void s_trans_line(feed *f, evb_log_level level, const char *why, uint64_t skipped)
+{
+    char label[S_LABEL_LEN], more[48] = "";
+    s_flabel(f, label, sizeof label);
     if (skipped > 0)
         snprintf(more, sizeof more, " (%llu changes not logged)",
                  (unsigned long long)skipped);
     if (f->core.state == EVB_FEED_LIVE)
-        evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: live at %llu%s", f->consumer, f->c->name,
-                f->category, (unsigned long long)f->core.applied, more);
-    else if (f->core.state == EVB_FEED_CATCHING_UP)
-        evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: catching up from %llu: %s%s", f->consumer,
-                f->c->name, f->category, (unsigned long long)f->core.applied, why, more);
+        evb_log(level, "consumer %s, %s: live at %llu: %s%s", f->consumer, label,
+                (unsigned long long)f->core.applied, why, more);
+    else
+        evb_log(level,
+                "consumer %s, %s: catching up from %llu, publisher head %llu: %s%s",
+                f->consumer, label, (unsigned long long)f->core.applied,
+                (unsigned long long)f->c->head, why, more);
+}
+
+/* A change between live and catching up: logged now if this second has
+ * room, else counted (s_trans_pending logs where it led). */
+static void s_trans_log(feed *f, evb_feed_state was, const char *why)
+{
+    int64_t now = evb_now_us();
+    if (now - f->tlog_us >= 1000000) {
+        f->tlog_us = now;
+        f->tlog_n = 0;
+    }
+    if (f->tlog_n >= S_TRANS_PER_S) {
+        f->tskipped++;
+        return;
+    }
+    f->tlog_n++;
+    bool behind =
+        f->core.state == EVB_FEED_CATCHING_UP && was == EVB_FEED_LIVE && !f->core.probing;
+    s_trans_line(f, behind ? EVB_LOG_WARN : EVB_LOG_INFO, why, f->tskipped);
+    f->tskipped = 0;
+}
+
+/* Changes were left out and their second is over: the state they left,
+ * once, with their count. Stalled and stopped feeds were logged as they
+ * stopped. */
+static void s_trans_pending(feed *f, int64_t now)
+{
+    if (f->tskipped == 0 || now - f->tlog_us < 1000000) return;
+    if (f->core.state == EVB_FEED_LIVE || f->core.state == EVB_FEED_CATCHING_UP) {
+        s_trans_line(f, f->core.state == EVB_FEED_LIVE ? EVB_LOG_INFO : EVB_LOG_WARN,
+                     s_state_why(f), f->tskipped);
+        f->tlog_us = now;
+        f->tlog_n = 1;
+    }
+    f->tskipped = 0;
 }
 
 /* The engine's word that the feed changed state: into the history (with
  * the reason of a stalled or stopped feed), and into the log (s_trans_log)
- * once the feed has a position; stalled and stopped feeds are logged where
- * they stop, as errors. */
+ * once the feed has a position. A start from catching up (a checkpoint
+ * loaded) is no change: s_load said where the feed starts. Stalled and
+ * stopped feeds are logged where they stop, as errors. */
 static void s_entered(void *ctx, bf_feed *core, evb_feed_state was, const char *why)
 {
     (void)core;
-    (void)was;
     feed *f = ctx;
     evb_feed_state st = f->core.state;
     bool said = st == EVB_FEED_STALLED || st == EVB_FEED_STOPPED;
     s_hist(f, (int)st, "%s", said ? f->core.reason : why);
-    if (!said && f->core.positioned) s_trans_log(f);
+    if (!said && was != st && f->core.positioned) s_trans_log(f, was, why);
 }
 
 static int64_t s_clock(void *ctx)
@@ -217,8 +281,10 @@ static int64_t s_clock(void *ctx)
 static void s_halt(feed *f, evb_feed_state st, const char *reason)
 {
     bf_stop(&f->core, st, reason);
-    evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed %s at %llu: %s", f->consumer,
-            f->c->name, f->category, st == EVB_FEED_STALLED ? "STALLED" : "STOPPED",
+    char label[S_LABEL_LEN];
+    evb_log(EVB_LOG_ERROR, "consumer %s, %s: feed %s at %llu: %s", f->consumer,
+            s_flabel(f, label, sizeof label),
+            st == EVB_FEED_STALLED ? "STALLED" : "STOPPED",
             (unsigned long long)f->core.applied, f->core.reason);
 }
 
@@ -525,8 +591,15 @@ static int s_load(evb_sub_t *s, feed *f, evb_err *err)
                                       &seq, err);
     if (rc != EVB_OK) return rc;
     if ((rc = s_att_load(s, f, err)) != EVB_OK) return rc;
-    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: following from %llu", s->consumer, f->c->name,
-            f->category, (unsigned long long)seq);
+    char label[S_LABEL_LEN], hex[EVB_ID_HEX_LEN + 1];
+    evb_id_to_hex(&f->c->log_id, hex);
+    /* The heartbeat that brought the log has not moved c->head yet. */
+    uint64_t head = f->c->head > f->c->start_head ? f->c->head : f->c->start_head;
+    evb_log(
+        EVB_LOG_INFO,
+        "consumer %s, %s: connected to log %s, following from %llu, publisher head %llu",
+        s->consumer, s_flabel(f, label, sizeof label), hex, (unsigned long long)seq,
+        (unsigned long long)head);
     if (f->att_pos == seq && f->att_count >= SUB_MAX_ATTEMPTS) {
         char why[256];
         snprintf(why, sizeof why,
@@ -621,9 +694,9 @@ static void s_refused(evb_sub_t *s, feed *f, uint64_t seq, const char *type,
     f->refusals++;
     snprintf(f->last_error, sizeof f->last_error, "event %llu (%.40s): %.100s",
              (unsigned long long)seq, type, why);
-    evb_log(EVB_LOG_WARN,
-            "consumer %s, %s/%s: event %llu (%s) not applied (attempt %u): %s",
-            s->consumer, f->c->name, f->category, (unsigned long long)seq, type,
+    char label[S_LABEL_LEN];
+    evb_log(EVB_LOG_WARN, "consumer %s, %s: event %llu (%s) not applied (attempt %u): %s",
+            s->consumer, s_flabel(f, label, sizeof label), (unsigned long long)seq, type,
             f->att_count, why);
 }
 
@@ -793,6 +866,30 @@ static int s_apply_op(void *ctx, bf_feed *core, const evb_wire_view *frames, siz
 
 /* ---- receiving ---- */
 
+/* Where a conn's feeds are, for the lost and back lines: "show at 3,
+ * booking at 5" (as many as fit in cap, then how many more). */
+static const char *s_positions(const conn *c, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    if (c->nfeeds == 0) {
+        snprintf(out, cap, "no feeds yet");
+        return out;
+    }
+    for (size_t i = 0; i < c->nfeeds; i++) {
+        const feed *f = c->feeds[i];
+        char one[EVB_MAX_CATEGORY_LEN + 32];
+        int n = snprintf(one, sizeof one, "%s%s at %llu", i ? ", " : "", f->category,
+                         (unsigned long long)f->core.applied);
+        if (o + (size_t)n + 24 >= cap) {
+            snprintf(out + o, cap - o, " and %zu more", c->nfeeds - i);
+            break;
+        }
+        memcpy(out + o, one, (size_t)n + 1);
+        o += (size_t)n;
+    }
+    return out;
+}
 
 /* Heard from the publisher at now. After it was lost, its live feeds catch
  * up once: what it published while the link was down never reached us. */
@@ -802,8 +899,10 @@ static void s_heard(evb_sub_t *s, conn *c, int64_t now)
     c->last_heard_us = now;
     if (!c->lost) return;
     c->lost = false;
-    evb_log(EVB_LOG_INFO, "consumer %s, %s: publisher back after %.1f s", s->consumer,
-            c->name, (double)quiet_ms / 1000.0);
+    char label[S_LABEL_LEN], where[256];
+    evb_log(EVB_LOG_INFO, "consumer %s, %s: publisher back after %.1f s; %s", s->consumer,
+            s_plabel(c, label, sizeof label), (double)quiet_ms / 1000.0,
+            s_positions(c, where, sizeof where));
     for (size_t i = 0; i < c->nfeeds; i++) {
         feed *f = c->feeds[i];
         if (f->core.state == EVB_FEED_LIVE && f->core.positioned && f->core.fetch_req == 0) {
@@ -930,6 +1029,7 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
         if (rp->req_id != c->hello_req) return EVB_OK; /* an answer to an older hello */
         c->hello_req = 0;
         c->hello_wait_ms = 0;
+        if (rp->service[0]) snprintf(c->service, sizeof c->service, "%s", rp->service);
         if (rp->head > c->head) c->head = rp->head;
         if (!s_check_log(s, c, &rp->log_id, rp->head, err))
             return err && err->code ? err->code : EVB_OK;
@@ -967,10 +1067,11 @@ static int s_on_reply(evb_sub_t *s, conn *c, const uint8_t *msg, size_t mlen,
                     c->name, (unsigned long long)(before + 1 > rp->hole_from ? before + 1
                                                                                : rp->hole_from),
                     (unsigned long long)rp->hole_to);
+        char label[S_LABEL_LEN];
         if (f->core.state == EVB_FEED_STALLED)
-            evb_log(EVB_LOG_ERROR, "consumer %s, %s/%s: feed STALLED at %llu: %s",
-                    s->consumer, c->name, f->category, (unsigned long long)f->core.applied,
-                    f->core.reason);
+            evb_log(EVB_LOG_ERROR, "consumer %s, %s: feed STALLED at %llu: %s",
+                    s->consumer, s_flabel(f, label, sizeof label),
+                    (unsigned long long)f->core.applied, f->core.reason);
         return EVB_OK;
     }
     if (rp->kind == EVB_WIRE_ERROR) {
@@ -1224,8 +1325,11 @@ static void s_timers(evb_sub_t *s)
         if (!c->lost && now - c->last_heard_us > (int64_t)s->o.lost_after_ms * 1000) {
             c->lost = true;
             double quiet = (double)(now - c->last_heard_us) / 1e6;
-            evb_log(EVB_LOG_WARN, "consumer %s, %s: publisher lost (nothing heard for %.1f s)",
-                    s->consumer, c->name, quiet);
+            char label[S_LABEL_LEN], where[256];
+            evb_log(EVB_LOG_WARN,
+                    "consumer %s, %s: publisher lost, nothing heard for %.1f s; %s",
+                    s->consumer, s_plabel(c, label, sizeof label), quiet,
+                    s_positions(c, where, sizeof where));
             for (size_t j = 0; j < c->nfeeds; j++)
                 s_hist(c->feeds[j], H_LOST, "nothing heard for %.1f s", quiet);
         }
@@ -1242,9 +1346,7 @@ static void s_timers(evb_sub_t *s)
         }
         for (size_t j = 0; j < c->nfeeds; j++) {
             feed *f = c->feeds[j];
-            if (f->tpending && f->core.state != EVB_FEED_STALLED &&
-                f->core.state != EVB_FEED_STOPPED)
-                s_trans_log(f);
+            s_trans_pending(f, now);
             bf_tick(&f->core);
         }
     }
@@ -1396,8 +1498,9 @@ int evb_sub_retry(evb_sub_t *s, const char *publisher, const char *category, evb
                            category, evb_feed_state_name(f->core.state));
     int rc = s_att_write(s, f, f->core.applied, 0, err);
     if (rc != EVB_OK) return rc;
-    evb_log(EVB_LOG_INFO, "consumer %s, %s/%s: retry from %llu by operator", s->consumer,
-            f->c->name, category, (unsigned long long)f->core.applied);
+    char label[S_LABEL_LEN];
+    evb_log(EVB_LOG_INFO, "consumer %s, %s: retry from %llu by operator", s->consumer,
+            s_flabel(f, label, sizeof label), (unsigned long long)f->core.applied);
     f->core.reason[0] = '\0';
     bf_start(&f->core, f->core.applied, "retried by the operator");
     return EVB_OK;
@@ -1432,8 +1535,9 @@ int evb_sub_skip(evb_sub_t *s, const char *publisher, const char *category, uint
     if (rc == EVB_OK) rc = evb_txn_commit(&tx, err);
     evb_txn_destroy(&tx);
     if (rc != EVB_OK) return rc;
-    evb_log(EVB_LOG_WARN, "consumer %s, %s/%s: events up to %llu skipped by operator",
-            s->consumer, f->c->name, category, (unsigned long long)seq);
+    char label[S_LABEL_LEN];
+    evb_log(EVB_LOG_WARN, "consumer %s, %s: events up to %llu skipped by operator",
+            s->consumer, s_flabel(f, label, sizeof label), (unsigned long long)seq);
     f->core.reason[0] = '\0';
     bf_start(&f->core, seq, "events skipped by the operator");
     return EVB_OK;

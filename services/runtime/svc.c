@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CACHE_MAX 100000u /* aggregates kept in memory before a flush, whatever their size */
@@ -110,9 +111,19 @@ struct evb_svc {
     uint64_t commands, rejected, replayed, failed; /* failed: neither done nor rejected */
     svc_disc *disc; /* beacons (--announce, --follow-service); NULL without */
     evb_http_t *http; /* --http: /metrics, /status.json; NULL without */
+    int64_t started_ms; /* s_mono_ms at evb_svc_new: the status's uptime */
 };
 
 static volatile sig_atomic_t s_stop;
+
+/* A monotonic clock in ms: an uptime that a wall clock set back or forward
+ * does not change. */
+static int64_t s_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static void s_on_signal(int sig)
 {
@@ -896,8 +907,8 @@ static int s_expire_tick(evb_svc_ctx *c, void *ctx, evb_err *err)
 
 /* ---- status ---- */
 
-/* "status" (and /status.json): the service, its log and publisher, command
- * counters, its feeds and views (evb_sub_status_pack, with their history)
+/* "status" (and /status.json): the service, its uptime, its log and
+ * publisher, command counters, its feeds and views (evb_sub_status_pack, with their history)
  * and what its beacon listener found. */
 static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_err *err)
 {
@@ -919,9 +930,10 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     evb_id_to_hex(&si.log_id, hex);
     evb_pub_stats ps = {0};
     if (svc->pub) evb_pub_get_stats(svc->pub, &ps);
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 16);
     KS("program", "service");
     KS("service", svc->def->name);
+    KU("uptime_ms", (uint64_t)(s_mono_ms() - svc->started_ms));
     KS("log_id", hex);
     KU("head", evb_store_head(svc->store));
     KU("synced", evb_store_synced(svc->store));
@@ -1071,6 +1083,7 @@ evb_svc_t *evb_svc_new(const evb_svc_def *def, int argc, char **argv, int *exit_
         *exit_code = 4;
         return NULL;
     }
+    svc->started_ms = s_mono_ms();
     svc->def = def;
     int code = svc_config_parse(def, argc, argv, &svc->cfg);
     if (code >= 0) {

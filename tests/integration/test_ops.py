@@ -15,6 +15,7 @@ with a deadline. EVB_TEST_TMP is the scratch directory.
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -161,6 +162,12 @@ def main_test(procs, ep):
     r = run(["status", mcmd])
     check(r.returncode == 0 and "live" in r.stdout and f"{pub},{cu}" in r.stdout and
           "CATEGORY" in r.stdout, f"mirror status text: {r.returncode} {r.stdout}")
+    # A mirror has no command counters: "-", not 0; each feed a row.
+    for want in (r"^program {2,}mirror$", r"^commands {2,}-$", r"^uptime {2,}-$",
+                 r"^head {2,}6$", r"^  demo +show +live +\S+ +6 +6 +0 ",
+                 r"^  demo +booking +live +\S+ +6 +6 +0 "):
+        check(re.search(want, r.stdout, re.M), f"mirror status text lacks {want!r}:\n"
+                                               f"{r.stdout}")
     log("mirror --cmd: status shows both feeds live, lag 0")
 
     # ---- a refused event stalls its feed ----

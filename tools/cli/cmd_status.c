@@ -9,11 +9,13 @@
  * a typo is a usage error and not a timeout, and so that EVB_EINVAL from the
  * call can only be the service's own rejection.
  *
- * The status reply is printed the way it comes: a subscriber's answer has
- * "feeds" (one table row per feed), a publisher's has "head" and
- * "categories" (a summary and a table). --json prints the reply map itself
- * as one JSON object, so fields added to a service's status show up
- * without a change here.
+ * The status reply in text: one header for every program (the fields it
+ * lacks print "-", never 0: a mirror has no command counters, serve no
+ * uptime), a service's memory and beacons, then a subscriber's feeds and a
+ * service's views (a row per feed) or a publisher's categories. Values are
+ * formatted one way throughout (the "status" banner). --json prints the
+ * reply map itself as one JSON object, so fields added to a service's
+ * status show up without a change here.
  */
 #include "cli.h"
 #include "ops.h"
@@ -42,7 +44,7 @@ static bool s_timeout_ok(uint64_t ms)
 
 /* ---- a small aligned table ---- */
 
-#define S_COLS 13
+#define S_COLS 15
 #define S_CELL 80
 
 typedef struct table {
@@ -99,15 +101,51 @@ static void s_row_print(cli_t *cli, const table_t *t, size_t r, const char *inde
     cli_printf(cli, "\n");
 }
 
-static const char *s_state_colour(const cli_t *cli, size_t col, const char *cell)
+/* ---- status ---- */
+
+/* Every value is printed one way, whichever table or line it is in: counts
+ * grouped by thousands (cli_group), sizes in binary units (cli_bytes),
+ * durations as evb_duration_format writes them (whole seconds from one
+ * second on, so that an age reads "12s" and not "12043ms"), and "-" for a
+ * field the reply does not have: a program that does not report a thing
+ * must not seem to say it is zero. */
+
+#define S_DASH "-"
+
+/* A count: grouped, or "-" when map has no integer under key. */
+static const char *s_count(const msgpack_object *map, const char *key, char out[32])
 {
-    if (col != 1) return "";
-    if (strcmp(cell, "live") == 0) return cli_green(cli);
-    if (strcmp(cell, "stalled") == 0 || strcmp(cell, "stopped") == 0) return cli_red(cli);
-    return "";
+    const msgpack_object *v = ops_get(map, key);
+    if (v == NULL || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return S_DASH;
+    return cli_group(v->via.u64, out);
 }
 
-/* ---- status ---- */
+/* A duration of ms milliseconds, "-" when negative (unknown). */
+static const char *s_dur(int64_t ms, char out[32])
+{
+    if (ms < 0) return S_DASH;
+    uint64_t u = (uint64_t)ms;
+    return evb_duration_format(u < 1000 ? u : u - u % 1000, out);
+}
+
+/* A duration field in ms (an integer), "-" when absent or negative. */
+static const char *s_dur_field(const msgpack_object *map, const char *key, char out[32])
+{
+    return s_dur(ops_get(map, key) == NULL ? -1 : ops_i64(map, key, -1), out);
+}
+
+/* A string field; "-" when absent, not a string, or empty. */
+static const char *s_text(const msgpack_object *map, const char *key, char *out,
+                          size_t cap)
+{
+    const char *s = ops_str(map, key, out, cap, S_DASH);
+    return s[0] ? s : S_DASH;
+}
+
+static void s_kv(cli_t *cli, const char *label, const char *value)
+{
+    cli_printf(cli, "%-18s %s\n", label, value);
+}
 
 static bool s_feed_bad(const msgpack_object *f)
 {
@@ -124,80 +162,155 @@ static bool s_any_bad(const msgpack_object *list)
     return false;
 }
 
-/* Numeric columns of the feeds table: all but category and state. */
-#define S_FEED_NUMS 0xffcu
+/* The state an operator acts on: the feed's own, except that a feed that
+ * would move (live, catching up) but whose publisher is not heard from is
+ * "lost": nothing moves until the publisher is back. */
+static const char *s_feed_state(const msgpack_object *f, char *out, size_t cap)
+{
+    const char *s = s_text(f, "state", out, cap);
+    const msgpack_object *up = ops_get(f, "publisher_up");
+    bool lost = up != NULL && up->type == MSGPACK_OBJECT_BOOLEAN && !up->via.boolean;
+    if (lost && (strcmp(s, "live") == 0 || strcmp(s, "catching-up") == 0)) return "lost";
+    return s;
+}
 
-/* A subscriber's feeds, grouped by publisher, then the reasons. */
+/* How long ago the feed's last change was (its newest history entry, on
+ * the service's wall clock), "-" without a history. */
+static const char *s_since(const msgpack_object *f, char out[32])
+{
+    const msgpack_object *h = ops_get(f, "history");
+    if (h == NULL || h->type != MSGPACK_OBJECT_ARRAY || h->via.array.size == 0)
+        return S_DASH;
+    const msgpack_object *last = &h->via.array.ptr[h->via.array.size - 1];
+    int64_t at = ops_i64(last, "at_ms", -1);
+    if (at < 0) return S_DASH;
+    return s_dur(evb_now_us() / 1000 - at, out);
+}
+
+/* The lag in time: lag_seconds, nil while the oldest missing event has not
+ * come yet. */
+static const char *s_lag_time(const msgpack_object *f, char out[32])
+{
+    const msgpack_object *v = ops_get(f, "lag_seconds");
+    if (v == NULL) return S_DASH;
+    double s;
+    if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+        s = v->via.f64;
+    else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        s = (double)v->via.u64;
+    else
+        return S_DASH;
+    return s >= 0 && s < 1e12 ? s_dur((int64_t)(s * 1000.0), out) : S_DASH;
+}
+
+/* A publisher's name in a feed row: the service its heartbeats name, or its
+ * endpoints until one came. */
+static const char *s_pub_name(const msgpack_object *f, char *out, size_t cap)
+{
+    const char *s = ops_str(f, "publisher_service", out, cap, "");
+    return s[0] ? s : ops_str(f, "publisher", out, cap, "?");
+}
+
+static const char *s_state_colour(const cli_t *cli, size_t col, const char *cell)
+{
+    if (col != 2) return "";
+    if (strcmp(cell, "live") == 0) return cli_green(cli);
+    if (strcmp(cell, "stalled") == 0 || strcmp(cell, "stopped") == 0 ||
+        strcmp(cell, "lost") == 0)
+        return cli_red(cli);
+    return "";
+}
+
+/* Numeric columns of the feeds table: all but publisher, category, state. */
+#define S_FEED_NUMS 0x7ff8u
+
+/* One row of the feeds table for feed f. */
+static void s_feed_row(table_t *t, const msgpack_object *f)
+{
+    char buf[S_CELL], n[32];
+    s_cell(t, 0, "%s", s_pub_name(f, buf, sizeof buf));
+    s_cell(t, 1, "%s", s_text(f, "category", buf, sizeof buf));
+    s_cell(t, 2, "%s", s_feed_state(f, buf, sizeof buf));
+    s_cell(t, 3, "%s", s_since(f, n));
+    s_cell(t, 4, "%s", s_count(f, "applied", n));
+    s_cell(t, 5, "%s", s_count(f, "head", n));
+    s_cell(t, 6, "%s", s_count(f, "lag", n));
+    s_cell(t, 7, "%s", s_lag_time(f, n));
+    s_cell(t, 8, "%s", s_dur_field(f, "heartbeat_age_ms", n));
+    s_cell(t, 9, "%s", s_count(f, "applied_events", n));
+    s_cell(t, 10, "%s", s_count(f, "duplicates", n));
+    s_cell(t, 11, "%s", s_count(f, "gaps", n));
+    s_cell(t, 12, "%s", s_count(f, "pages", n));
+    s_cell(t, 13, "%s", s_count(f, "bad_frames", n));
+    s_cell(t, 14, "%s", s_count(f, "refusals", n));
+}
+
+/* Each publisher once, under the table: its endpoints, log and whether it
+ * is heard from (the rows name it by its service alone). */
+static void s_print_publishers(cli_t *cli, const msgpack_object_array *a)
+{
+    for (uint32_t i = 0; i < a->size; i++) {
+        const msgpack_object *f = &a->ptr[i];
+        char pub[2 * EVB_BUS_MAX_ENDPOINT + 2], other[sizeof pub];
+        ops_str(f, "publisher", pub, sizeof pub, "?");
+        bool seen = false;
+        for (uint32_t j = 0; j < i && !seen; j++)
+            seen = strcmp(ops_str(&a->ptr[j], "publisher", other, sizeof other, "?"),
+                          pub) == 0;
+        if (seen) continue;
+        char svc[EVB_MAX_SERVICE_LEN + 1], lid[EVB_ID_HEX_LEN + 1], n[32];
+        const msgpack_object *up = ops_get(f, "publisher_up");
+        const char *heard = up == NULL || up->type != MSGPACK_OBJECT_BOOLEAN ? S_DASH
+                            : up->via.boolean                                ? "up"
+                                                                             : "lost";
+        ops_str(f, "publisher_service", svc, sizeof svc, "");
+        cli_printf(cli, "  %s%s%s, log %s, %s", svc, svc[0] ? ": " : "", pub,
+                   s_text(f, "log_id", lid, sizeof lid), heard);
+        if (ops_u64(f, "handshake_refusals", 0) > 0)
+            cli_printf(cli, ", %s handshakes refused",
+                       s_count(f, "handshake_refusals", n));
+        cli_printf(cli, "\n");
+    }
+}
+
+/* A subscriber's feeds (or views): one row each, the publishers they
+ * follow, then the reasons of those stalled or stopped. */
 static int s_print_feeds(cli_t *cli, const msgpack_object *feeds)
 {
     const msgpack_object_array *a = &feeds->via.array;
     if (a->size == 0) {
-        cli_printf(cli, "no feeds\n");
+        cli_printf(cli, "  none\n");
         return EVB_OK;
     }
-    static const char *const head[] = {"CATEGORY", "STATE",  "APPLIED", "HEAD",
-                                       "LAG",      "HB_AGE", "EVENTS",  "DUPS",
-                                       "GAPS",     "PAGES",  "BAD",     "REFUSED"};
+    static const char *const head[] = {"PUBLISHER", "CATEGORY", "STATE",  "SINCE",
+                                       "APPLIED",   "HEAD",     "LAG",    "LAG_TIME",
+                                       "HB_AGE",    "EVENTS",   "DUPS",   "GAPS",
+                                       "PAGES",     "BAD",      "REFUSED"};
     const size_t ncols = sizeof head / sizeof head[0];
     table_t t = {.ncols = ncols};
     int rc = EVB_OK;
-    /* One table for all rows so the columns line up across publishers. */
     for (uint32_t i = 0; i <= a->size && rc == EVB_OK; i++) {
         if ((rc = s_table_row(&t)) != EVB_OK) break;
-        if (i == 0) {
+        if (i == 0)
             for (size_t c = 0; c < ncols; c++)
                 s_cell(&t, c, "%s", head[c]);
-            continue;
-        }
-        const msgpack_object *f = &a->ptr[i - 1];
-        char buf[S_CELL];
-        s_cell(&t, 0, "%s", ops_str(f, "category", buf, sizeof buf, "?"));
-        s_cell(&t, 1, "%s", ops_str(f, "state", buf, sizeof buf, "?"));
-        s_cell(&t, 2, "%" PRIu64, ops_u64(f, "applied", 0));
-        s_cell(&t, 3, "%" PRIu64, ops_u64(f, "head", 0));
-        s_cell(&t, 4, "%" PRIu64, ops_u64(f, "lag", 0));
-        int64_t age = ops_i64(f, "heartbeat_age_ms", -1);
-        if (age < 0)
-            s_cell(&t, 5, "-");
         else
-            s_cell(&t, 5, "%" PRId64 "ms", age);
-        s_cell(&t, 6, "%" PRIu64, ops_u64(f, "applied_events", 0));
-        s_cell(&t, 7, "%" PRIu64, ops_u64(f, "duplicates", 0));
-        s_cell(&t, 8, "%" PRIu64, ops_u64(f, "gaps", 0));
-        s_cell(&t, 9, "%" PRIu64, ops_u64(f, "pages", 0));
-        s_cell(&t, 10, "%" PRIu64, ops_u64(f, "bad_frames", 0));
-        s_cell(&t, 11, "%" PRIu64, ops_u64(f, "refusals", 0));
+            s_feed_row(&t, &a->ptr[i - 1]);
     }
     if (rc != EVB_OK) {
         free(t.cells);
         return rc;
     }
-    /* The header once, then each publisher's name above its rows. */
-    s_row_print(cli, &t, 0, "  ", S_FEED_NUMS, NULL);
-    char prev[2 * EVB_BUS_MAX_ENDPOINT + 2] = "";
-    for (uint32_t i = 0; i < a->size; i++) {
-        const msgpack_object *f = &a->ptr[i];
-        char pub[sizeof prev];
-        ops_str(f, "publisher", pub, sizeof pub, "?");
-        if (i == 0 || strcmp(pub, prev) != 0) {
-            char lid[EVB_ID_HEX_LEN + 1], svc[EVB_MAX_SERVICE_LEN + 2];
-            ops_str(f, "publisher_service", svc, sizeof svc - 1, "");
-            if (svc[0] != '\0') strcat(svc, " ");
-            cli_printf(cli, "%s%s%s%s  log %s\n", cli_bold(cli), svc, pub, cli_reset(cli),
-                       ops_str(f, "log_id", lid, sizeof lid, "?"));
-            snprintf(prev, sizeof prev, "%s", pub);
-        }
-        s_row_print(cli, &t, i + 1, "  ", S_FEED_NUMS, s_state_colour);
-    }
+    for (size_t r = 0; r < t.nrows; r++)
+        s_row_print(cli, &t, r, "  ", S_FEED_NUMS, r == 0 ? NULL : s_state_colour);
     free(t.cells);
-    bool any = false;
+    s_print_publishers(cli, a);
     for (uint32_t i = 0; i < a->size; i++) {
         const msgpack_object *f = &a->ptr[i];
-        char reason[EVB_ERR_MSG_LEN], cat[EVB_MAX_CATEGORY_LEN + 1], st[32];
+        char reason[EVB_ERR_MSG_LEN], cat[EVB_MAX_CATEGORY_LEN + 1], st[32], pub[S_CELL];
         if (ops_str(f, "reason", reason, sizeof reason, "")[0] == '\0') continue;
-        if (!any) cli_printf(cli, "\n");
-        any = true;
-        cli_printf(cli, "%s%s %s%s: %s\n", s_feed_bad(f) ? cli_red(cli) : "",
+        cli_printf(cli, "  %s%s/%s %s%s: %s\n", s_feed_bad(f) ? cli_red(cli) : "",
+                   s_pub_name(f, pub, sizeof pub),
                    ops_str(f, "category", cat, sizeof cat, "?"),
                    ops_str(f, "state", st, sizeof st, "?"),
                    s_feed_bad(f) ? cli_reset(cli) : "", reason);
@@ -205,36 +318,123 @@ static int s_print_feeds(cli_t *cli, const msgpack_object *feeds)
     return EVB_OK;
 }
 
-/* The program's own fields, those present, one a line in this order;
- * numbers grouped by thousands. */
-static void s_print_fields(cli_t *cli, const msgpack_object *root)
+/* The program and its log: the same lines for every program, "-" where
+ * its reply has nothing (a mirror has no commands, serve no uptime). */
+static void s_print_header(cli_t *cli, const msgpack_object *root)
 {
-    char buf[EVB_MAX_SERVICE_LEN + EVB_ID_HEX_LEN + 8];
-    static const char *const fields[] = {
-        "service", "program", "state",    "log_id",   "head",
-        "synced",  "indexed", "published", "sync",    "commands",
-        "rejected", "retries_answered"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        const msgpack_object *v = ops_get(root, fields[i]);
-        if (v == NULL) continue;
-        if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            char g[32];
-            cli_printf(cli, "%-17s %s\n", fields[i], cli_group(v->via.u64, g));
-        } else {
-            cli_printf(cli, "%-17s %s\n", fields[i],
-                       ops_str(root, fields[i], buf, sizeof buf, "?"));
-        }
+    char s[EVB_MAX_SERVICE_LEN + EVB_ID_HEX_LEN + 8], n[32];
+    s_kv(cli, "service", s_text(root, "service", s, sizeof s));
+    s_kv(cli, "program", s_text(root, "program", s, sizeof s));
+    s_kv(cli, "state", s_text(root, "state", s, sizeof s));
+    s_kv(cli, "uptime", s_dur_field(root, "uptime_ms", n));
+    s_kv(cli, "log id", s_text(root, "log_id", s, sizeof s));
+    s_kv(cli, "head", s_count(root, "head", n));
+    s_kv(cli, "synced", s_count(root, "synced", n));
+    s_kv(cli, "indexed", s_count(root, "indexed", n));
+    s_kv(cli, "published", s_count(root, "published", n));
+    s_kv(cli, "sync", s_text(root, "sync", s, sizeof s));
+    cli_printf(cli, "\n");
+    s_kv(cli, "commands", s_count(root, "commands", n));
+    s_kv(cli, "rejected", s_count(root, "rejected", n));
+    s_kv(cli, "retries answered", s_count(root, "retries_answered", n));
+}
+
+/* A service's memory: its aggregate cache and heap trims. */
+static void s_print_memory(cli_t *cli, const msgpack_object *root)
+{
+    const msgpack_object *c = ops_get(root, "aggregate_cache");
+    const msgpack_object *h = ops_get(root, "heap_trims");
+    if (c == NULL && h == NULL) return;
+    char a[32], b[32], line[160];
+    cli_printf(cli, "\n");
+    if (c != NULL) {
+        const msgpack_object *bytes = ops_get(c, "bytes"), *max = ops_get(c, "max_bytes");
+        char x[32], y[32];
+        snprintf(line, sizeof line, "%s aggregates, %s of %s", s_count(c, "entries", a),
+                 bytes && bytes->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                     ? cli_bytes(bytes->via.u64, x)
+                     : S_DASH,
+                 max && max->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                     ? cli_bytes(max->via.u64, y)
+                     : S_DASH);
+        s_kv(cli, "aggregate cache", line);
+        snprintf(line, sizeof line, "%s (%s aggregates)", s_count(c, "evictions", a),
+                 s_count(c, "evicted", b));
+        s_kv(cli, "evictions", line);
+    }
+    if (h != NULL) {
+        snprintf(line, sizeof line, "%s, the longest %s us", s_count(h, "count", a),
+                 s_count(h, "us_max", b));
+        s_kv(cli, "heap trims", line);
     }
 }
 
-/* A publisher's log: the summary, then its categories. */
+/* What a service's beacon listener found ("off" without discovery). */
+static void s_print_beacons(cli_t *cli, const msgpack_object *root)
+{
+    const msgpack_object *b = ops_get(root, "beacons");
+    if (b == NULL) return;
+    if (b->type != MSGPACK_OBJECT_MAP) {
+        s_kv(cli, "beacons", "off");
+        return;
+    }
+    const msgpack_object *found = ops_get(b, "found");
+    uint32_t nf =
+        found && found->type == MSGPACK_OBJECT_ARRAY ? found->via.array.size : 0;
+    const msgpack_object *ann = ops_get(b, "announcing");
+    char iface[64], line[160], n[32];
+    snprintf(line, sizeof line, "interface %s, %s, %s found",
+             s_text(b, "iface", iface, sizeof iface),
+             ann && ann->type == MSGPACK_OBJECT_BOOLEAN && ann->via.boolean
+                 ? "announcing"
+                 : "not announcing",
+             cli_group(nf, n));
+    s_kv(cli, "beacons", line);
+    for (uint32_t i = 0; i < nf; i++) {
+        const msgpack_object *e = &found->via.array.ptr[i];
+        char svc[EVB_MAX_SERVICE_LEN + 1], ep[EVB_BUS_MAX_ENDPOINT],
+            lid[EVB_ID_HEX_LEN + 1];
+        char from[64], age[32];
+        cli_printf(cli, "  %s: %s (log %s) from %s, %s beacons, the last %s ago\n",
+                   s_text(e, "service", svc, sizeof svc), s_text(e, "pub", ep, sizeof ep),
+                   s_text(e, "log_id", lid, sizeof lid),
+                   s_text(e, "from", from, sizeof from), s_count(e, "beacons", n),
+                   s_dur_field(e, "age_ms", age));
+    }
+}
+
+/* A section title, bold. */
+static void s_title(cli_t *cli, const char *title)
+{
+    cli_printf(cli, "\n%s%s%s\n", cli_bold(cli), title, cli_reset(cli));
+}
+
+/* A subscriber (a service, a mirror): the header, its memory and beacons,
+ * then its feeds, then a service's views. */
+static int s_print_subscriber(cli_t *cli, const msgpack_object *root,
+                              const msgpack_object *feeds, const msgpack_object *views)
+{
+    s_print_header(cli, root);
+    s_print_memory(cli, root);
+    s_print_beacons(cli, root);
+    s_title(cli, "feeds");
+    int rc = s_print_feeds(cli, feeds);
+    if (rc == EVB_OK && views != NULL) {
+        s_title(cli, "views");
+        rc = s_print_feeds(cli, views);
+    }
+    return rc;
+}
+
+/* A publisher's log (evbus serve): the header, then its categories. */
 static int s_print_log(cli_t *cli, const msgpack_object *root)
 {
-    s_print_fields(cli, root);
+    s_print_header(cli, root);
     const msgpack_object *cats = ops_get(root, "categories");
     if (cats == NULL || cats->type != MSGPACK_OBJECT_ARRAY) return EVB_OK;
+    s_title(cli, "categories");
     if (cats->via.array.size == 0) {
-        cli_printf(cli, "\nno categories\n");
+        cli_printf(cli, "  none\n");
         return EVB_OK;
     }
     table_t t = {.ncols = 3};
@@ -248,16 +448,14 @@ static int s_print_log(cli_t *cli, const msgpack_object *root)
             continue;
         }
         const msgpack_object *c = &cats->via.array.ptr[i - 1];
-        char name[EVB_MAX_CATEGORY_LEN + 1];
-        s_cell(&t, 0, "%s", ops_str(c, "name", name, sizeof name, "?"));
-        s_cell(&t, 1, "%" PRIu64, ops_u64(c, "head", 0));
-        s_cell(&t, 2, "%" PRIu64, ops_u64(c, "count", 0));
+        char name[EVB_MAX_CATEGORY_LEN + 1], n[32];
+        s_cell(&t, 0, "%s", s_text(c, "name", name, sizeof name));
+        s_cell(&t, 1, "%s", s_count(c, "head", n));
+        s_cell(&t, 2, "%s", s_count(c, "count", n));
     }
-    if (rc == EVB_OK) {
-        cli_printf(cli, "\n");
+    if (rc == EVB_OK)
         for (size_t r = 0; r < t.nrows; r++)
-            s_row_print(cli, &t, r, "", 0x6u, NULL);
-    }
+            s_row_print(cli, &t, r, "  ", 0x6u, NULL);
     free(t.cells);
     return rc;
 }
@@ -284,15 +482,21 @@ int cmd_status(int argc, char **argv)
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
         "CMD_EP [--json] [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
-        "mirror --cmd, ...) for its status. A service shows its name, state, log,\n"
-        "head and command counters; a subscriber (a service, a mirror) each feed:\n"
-        "state (catching-up, live, stalled, stopped), position, the publisher's\n"
-        "head, lag, the age of the last heartbeat and its counters, then why a\n"
-        "feed is stalled or stopped, and a service's views the same way. A\n"
-        "publisher shows its log: head, synced, indexed, published, sync policy\n"
-        "and categories.",
+        "mirror --cmd, ...) for its status. Every program gets the same header:\n"
+        "service, program, state, uptime, log id, head, synced, indexed,\n"
+        "published, sync, then the command counters (commands, rejected, retries\n"
+        "answered); \"-\" marks what its reply does not have. A service adds its\n"
+        "aggregate cache, heap trims and beacons. A subscriber (a service, a\n"
+        "mirror) then shows each feed, a row each: its publisher (by service name,\n"
+        "its endpoints and log under the table), state (catching-up, live,\n"
+        "stalled, stopped, or lost while its publisher is not heard from), since\n"
+        "when, position, the publisher's head, lag in events and in time, the age\n"
+        "of the last heartbeat and its counters; then why a feed is stalled or\n"
+        "stopped; a service's views the same way. A publisher (serve) shows its\n"
+        "categories. Counts are grouped by thousands, durations read 250ms, 12s,\n"
+        "2m13s.",
         "--json fields: program (service, serve or mirror), service, log_id, head;\n"
-        "(a service) state, synced, published, commands, rejected,\n"
+        "(a service) uptime_ms, state, synced, published, commands, rejected,\n"
         "retries_answered, views, beacons, aggregate_cache {entries, bytes,\n"
         "max_bytes, evictions, evicted}, heap_trims {count, us_max}; (a\n"
         "subscriber) feeds: [{publisher,\n"
@@ -334,8 +538,7 @@ int cmd_status(int argc, char **argv)
     const msgpack_object *feeds = rc == CLI_EXIT_OK ? ops_get(r.root, "feeds") : NULL;
     const msgpack_object *views = rc == CLI_EXIT_OK ? ops_get(r.root, "views") : NULL;
     if (feeds != NULL && feeds->type != MSGPACK_OBJECT_ARRAY) feeds = NULL;
-    if (views != NULL && (views->type != MSGPACK_OBJECT_ARRAY || views->via.array.size == 0))
-        views = NULL;
+    if (views != NULL && views->type != MSGPACK_OBJECT_ARRAY) views = NULL;
     bool bad = s_any_bad(feeds) || s_any_bad(views);
     if (rc == CLI_EXIT_OK && json) {
         if (evb_msgpack_to_json(out.data, out.len, &js, &err) != EVB_OK ||
@@ -345,23 +548,9 @@ int cmd_status(int argc, char **argv)
         } else {
             cli_write(&cli, js.data, js.len);
         }
-    } else if (rc == CLI_EXIT_OK && feeds != NULL) {
-        /* A subscriber (a service, a mirror): what it says of itself, then
-         * its feeds, then a service's views. */
-        s_print_fields(&cli, r.root);
-        bool titled = ops_get(r.root, "service") != NULL;
-        if (titled) cli_printf(&cli, "\n%sfeeds%s\n", cli_bold(&cli), cli_reset(&cli));
-        int prc = s_print_feeds(&cli, feeds);
-        if (prc == EVB_OK && views != NULL) {
-            cli_printf(&cli, "\n%sviews%s\n", cli_bold(&cli), cli_reset(&cli));
-            prc = s_print_feeds(&cli, views);
-        }
-        if (prc != EVB_OK) {
-            cli_error(&cli, "%s", evb_strerror(prc));
-            rc = CLI_EXIT_RUNTIME;
-        }
     } else if (rc == CLI_EXIT_OK) {
-        int prc = s_print_log(&cli, r.root);
+        int prc = feeds != NULL ? s_print_subscriber(&cli, r.root, feeds, views)
+                                : s_print_log(&cli, r.root);
         if (prc != EVB_OK) {
             cli_error(&cli, "%s", evb_strerror(prc));
             rc = CLI_EXIT_RUNTIME;
