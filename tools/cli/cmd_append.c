@@ -20,6 +20,7 @@
  * every later line would wait out the same timeout.
  */
 #include "cli.h"
+#include "context.h"
 #include "json_in.h"
 #include "ops.h"
 
@@ -425,6 +426,7 @@ int cmd_append(int argc, char **argv)
     cli_install_log_sink(&cli);
     const char *dir = NULL, *service = NULL, *sync_s = "group", *to = NULL;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
+    const char *context = NULL;                  /* context.h: its cmd as --to */
     bool create = false, json = false, sync_set = false, timeout_set = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const cli_opt opts[] = {
@@ -445,11 +447,14 @@ int cmd_append(int argc, char **argv)
          "with --to, CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
          "with --to, CURVE: the service's public key, or its public certificate"},
+        {"context", CLI_STR, &context, NULL, "NAME",
+         "--to (and CURVE) from saved context NAME's cmd (default $EVBUS_CONTEXT)"},
         {0},
     };
     const cli_usage usage = {
         "--store DIR [--create --service NAME] [--sync none|every|group] [--json]\n"
-        "       --to CMD_EP [--timeout MS] [--cert FILE --server-key KEY] [--json]",
+        "       --to CMD_EP [--timeout MS] [--cert FILE --server-key KEY] [--json]\n"
+        "       --context NAME [--timeout MS] [--json]   (its cmd as --to CMD_EP)",
         "Append events read from stdin, one JSON object per line, to the log in\n"
         "DIR, with no service running (use a copy, or stop the service: a log is\n"
         "opened by one process at a time), or with --to through the command\n"
@@ -475,6 +480,11 @@ int cmd_append(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    /* A context's cmd stands for --to only when no log is named: --store
+     * (given on the command line) wins over a context, as any flag does. */
+    if (dir == NULL &&
+        (rc = ctx_cmd_socket(&cli, context, NULL, &to, &cert, &server_key)) >= 0)
+        return rc;
     cli_catch_stop_signals(); /* stop between lines: what was reported is flushed */
     if (to != NULL) {
         if (dir != NULL || create || service != NULL || sync_set)
@@ -496,7 +506,9 @@ int cmd_append(int argc, char **argv)
     if (cert != NULL || server_key != NULL)
         return cli_usage_error(&cli, "--cert and --server-key only go with --to");
     if (dir == NULL)
-        return cli_usage_error(&cli, "--store DIR or --to CMD_EP is required");
+        return cli_usage_error(&cli,
+                               "--store DIR or --to CMD_EP (or --context NAME with a "
+                               "cmd) is required");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",

@@ -37,10 +37,11 @@ static bool s_value_ok(const char *v)
 
 static int s_bad_value(cli_t *cli, const char *flag, const char *v)
 {
-    return cli_usage_error(cli,
-                           "--%s '%s': cannot be saved (empty, a control character, spaces "
-                           "at an end, or longer than %d bytes)",
-                           flag, v, CTX_MAX_LINE - 32);
+    return cli_usage_error(
+        cli,
+        "--%s '%s': cannot be saved (empty, a control character, spaces "
+        "at an end, or longer than %d bytes)",
+        flag, v, CTX_MAX_LINE - 32);
 }
 
 /* A key or certificate argument that names a readable file: its absolute
@@ -57,7 +58,8 @@ static int s_abs_file(cli_t *cli, const char *flag, const char *v, bool must_be_
         return -1;
     }
     if (must_be_file)
-        return cli_usage_error(cli, "--%s %s: cannot read it: %s", flag, v, strerror(errno));
+        return cli_usage_error(cli, "--%s %s: cannot read it: %s", flag, v,
+                               strerror(errno));
     *out = strdup(v);
     if (*out == NULL) {
         cli_error(cli, "out of memory");
@@ -82,7 +84,8 @@ static int s_build(cli_t *cli, const char *name, const cli_list *follow, const c
     for (size_t i = 0; i < follow->n; i++)
         if (!s_value_ok(follow->v[i])) return s_bad_value(cli, "follow", follow->v[i]);
     for (size_t i = 0; i < services->n; i++)
-        if (!s_value_ok(services->v[i])) return s_bad_value(cli, "service", services->v[i]);
+        if (!s_value_ok(services->v[i]))
+            return s_bad_value(cli, "service", services->v[i]);
     if (cmd != NULL && !s_value_ok(cmd)) return s_bad_value(cli, "cmd", cmd);
     if (cert != NULL && !s_value_ok(cert)) return s_bad_value(cli, "cert", cert);
     if (server_key != NULL && !s_value_ok(server_key))
@@ -179,10 +182,11 @@ static int s_add(cli_t *cli, int argc, char **argv)
     if (rc >= 0) return rc;
     const char *name = pos[0];
     if (!ctx_name_ok(name))
-        return cli_usage_error(cli,
-                               "'%s': not a context name (letters, digits, '_', '.', '-'; "
-                               "at most %d bytes)",
-                               name, CTX_MAX_NAME);
+        return cli_usage_error(
+            cli,
+            "'%s': not a context name (letters, digits, '_', '.', '-'; "
+            "at most %d bytes)",
+            name, CTX_MAX_NAME);
     ctx_entry e;
     rc = s_build(cli, name, &follow, cmd, cert, server_key, &services, &e);
     if (rc >= 0) {
@@ -207,7 +211,8 @@ static int s_add(cli_t *cli, int argc, char **argv)
     bool replaced = old != NULL;
     rc = CLI_EXIT_OK;
     if (old != NULL && !force) {
-        cli_error(cli, "context %s already exists in %s (--force replaces it)", name, f.path);
+        cli_error(cli, "context %s already exists in %s (--force replaces it)", name,
+                  f.path);
         rc = CLI_EXIT_PROBLEMS;
     } else if (old == NULL && f.n == CTX_MAX_CONTEXTS) {
         cli_error(cli, "%s holds %d contexts already", f.path, CTX_MAX_CONTEXTS);
@@ -339,8 +344,8 @@ static int s_list(cli_t *cli, int argc, char **argv)
         for (size_t i = 0; i < f.n; i++) {
             const ctx_entry *e = &f.v[i];
             bool is_cur = cur != NULL && strcmp(cur, e->name) == 0;
-            cli_printf(cli, "%s %s%s%s  cmd %s", is_cur ? "*" : " ", cli_bold(cli), e->name,
-                       cli_reset(cli), e->cmd != NULL ? e->cmd : "-");
+            cli_printf(cli, "%s %s%s%s  cmd %s", is_cur ? "*" : " ", cli_bold(cli),
+                       e->name, cli_reset(cli), e->cmd != NULL ? e->cmd : "-");
             for (size_t k = 0; k < e->nfollow; k++)
                 cli_printf(cli, "  follow %s", e->follow[k]);
             for (size_t k = 0; k < e->nservice; k++)

@@ -31,8 +31,8 @@ bool ctx_name_ok(const char *name)
     if (n == 0 || n > CTX_MAX_NAME) return false;
     for (const char *p = name; *p != '\0'; p++) {
         char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return false;
     }
     return true;
@@ -121,10 +121,11 @@ static int s_set_key(ctx_entry *e, const char *key, const char *val, const char 
         n = &e->nservice;
     }
     if (one == NULL && list == NULL)
-        return evb_err_set(err, EVB_EFORMAT,
-                           "%s: unknown key '%.64s' (known: follow, cmd, cert, server-key, "
-                           "service)",
-                           where, key);
+        return evb_err_set(
+            err, EVB_EFORMAT,
+            "%s: unknown key '%.64s' (known: follow, cmd, cert, server-key, "
+            "service)",
+            where, key);
     if (val[0] == '\0')
         return evb_err_set(err, EVB_EFORMAT, "%s: '%s' has no value", where, key);
     if (list != NULL && *n == CLI_MAX_LIST)
@@ -162,10 +163,11 @@ static int s_parse(ctx_file *f, char *text, evb_err *err)
             s[n - 1] = '\0';
             char *name = s_trim(s + 1);
             if (!ctx_name_ok(name))
-                return evb_err_set(err, EVB_EFORMAT,
-                                   "%s: '%.64s' is not a context name ([A-Za-z0-9_.-], at "
-                                   "most %d bytes)",
-                                   where, name, CTX_MAX_NAME);
+                return evb_err_set(
+                    err, EVB_EFORMAT,
+                    "%s: '%.64s' is not a context name ([A-Za-z0-9_.-], at "
+                    "most %d bytes)",
+                    where, name, CTX_MAX_NAME);
             if (ctx_find(f, name) != NULL)
                 return evb_err_set(err, EVB_EFORMAT, "%s: [%s] given twice", where, name);
             if (f->n == CTX_MAX_CONTEXTS)
@@ -183,9 +185,11 @@ static int s_parse(ctx_file *f, char *text, evb_err *err)
         }
         char *eq = strchr(s, '=');
         if (eq == NULL)
-            return evb_err_set(err, EVB_EFORMAT, "%s: expected [NAME] or KEY = VALUE", where);
+            return evb_err_set(err, EVB_EFORMAT, "%s: expected [NAME] or KEY = VALUE",
+                               where);
         if (cur == NULL)
-            return evb_err_set(err, EVB_EFORMAT, "%s: KEY = VALUE before any [NAME]", where);
+            return evb_err_set(err, EVB_EFORMAT, "%s: KEY = VALUE before any [NAME]",
+                               where);
         *eq = '\0';
         int rc = s_set_key(cur, s_trim(s), s_trim(eq + 1), where, err);
         if (rc != EVB_OK) return rc;
@@ -260,9 +264,10 @@ static void s_dir_of(const char *path, char *dir, size_t cap)
 
 static int s_write_entries(FILE *out, const ctx_file *f)
 {
-    fprintf(out, "# evbus contexts: written by `evbus context add` and `evbus context rm`\n"
-                 "# (tools/README.md, \"Contexts\"). One [NAME] section per context; keys:\n"
-                 "# follow (may repeat), cmd, cert, server-key, service (may repeat).\n");
+    fprintf(out,
+            "# evbus contexts: written by `evbus context add` and `evbus context rm`\n"
+            "# (tools/README.md, \"Contexts\"). One [NAME] section per context; keys:\n"
+            "# follow (may repeat), cmd, cert, server-key, service (may repeat).\n");
     for (size_t i = 0; i < f->n; i++) {
         const ctx_entry *e = &f->v[i];
         fprintf(out, "\n[%s]\n", e->name);
@@ -285,7 +290,8 @@ int ctx_save(const ctx_file *f, evb_err *err)
     if (rc != EVB_OK) return rc;
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", f->path);
     int fd = mkstemp(tmp); /* mode 0600 */
-    if (fd < 0) return evb_err_set(err, EVB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fd < 0)
+        return evb_err_set(err, EVB_EIO, "cannot write %s: %s", tmp, strerror(errno));
     FILE *out = fdopen(fd, "w");
     if (out == NULL) {
         int e = errno;
@@ -368,16 +374,17 @@ int ctx_open(cli_t *cli, const char *flag, const ctx_entry **out)
         if (name == NULL || name[0] == '\0') return -1;
         from_env = true;
     }
-    const char *src = from_env ? "EVBUS_CONTEXT" : "--context";
+    const char *src = from_env ? "EVBUS_CONTEXT=" : "--context ";
     if (!ctx_name_ok(name))
-        return cli_usage_error(cli,
-                               "%s '%s': not a context name (letters, digits, '_', '.', '-'; "
-                               "at most %d bytes)",
-                               src, name, CTX_MAX_NAME);
+        return cli_usage_error(
+            cli,
+            "%s%s: not a context name (letters, digits, '_', '.', '-'; "
+            "at most %d bytes)",
+            src, name, CTX_MAX_NAME);
     evb_err err = {0};
     ctx_free(&s_used);
     if (ctx_load(&s_used, &err) != EVB_OK) {
-        cli_error(cli, "%s %s: %s", src, name, err.msg);
+        cli_error(cli, "%s%s: %s", src, name, err.msg);
         return err.code == EVB_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
     }
     const ctx_entry *e = ctx_find(&s_used, name);
@@ -386,13 +393,13 @@ int ctx_open(cli_t *cli, const char *flag, const ctx_entry **out)
         ctx_names(&s_used, names, sizeof names);
         if (!s_used.exists)
             return cli_usage_error(cli,
-                                   "%s %s: no such context: %s does not exist (save one "
+                                   "%s%s: no such context: %s does not exist (save one "
                                    "with `evbus context add %s ...`)",
                                    src, name, s_used.path, name);
         if (s_used.n == 0)
-            return cli_usage_error(cli, "%s %s: no such context in %s (it holds none)", src,
-                                   name, s_used.path);
-        return cli_usage_error(cli, "%s %s: no such context in %s (known: %s)", src, name,
+            return cli_usage_error(cli, "%s%s: no such context in %s (it holds none)",
+                                   src, name, s_used.path);
+        return cli_usage_error(cli, "%s%s: no such context in %s (known: %s)", src, name,
                                s_used.path, names);
     }
     *out = e;
@@ -403,7 +410,8 @@ int ctx_fill(cli_t *cli, const ctx_entry *e, const ctx_apply *a)
 {
     if (e == NULL) return -1;
     bool need_cert = false;
-    if (a->follow != NULL && a->follow->n == 0 && (a->services == NULL || a->services->n == 0)) {
+    if (a->follow != NULL && a->follow->n == 0 &&
+        (a->services == NULL || a->services->n == 0)) {
         if (e->nfollow > CLI_MAX_LIST - a->follow->n ||
             (a->services != NULL && e->nservice > CLI_MAX_LIST))
             return cli_usage_error(cli, "context %s: too many values", e->name);
@@ -417,11 +425,27 @@ int ctx_fill(cli_t *cli, const ctx_entry *e, const ctx_apply *a)
     }
     if (a->cmd != NULL && *a->cmd == NULL && e->cmd != NULL) {
         *a->cmd = e->cmd;
-        if (a->server_key != NULL && *a->server_key == NULL) *a->server_key = e->server_key;
+        if (a->server_key != NULL && *a->server_key == NULL)
+            *a->server_key = e->server_key;
         if (a->server_key != NULL && *a->server_key != NULL) need_cert = true;
     }
     if (a->cert != NULL && *a->cert == NULL && need_cert) *a->cert = e->cert;
     return -1;
+}
+
+int ctx_cmd_socket(cli_t *cli, const char *flag, const char *ep_name, const char **ep,
+                   const char **cert, const char **server_key)
+{
+    const ctx_entry *e;
+    int rc = ctx_open(cli, flag, &e);
+    if (rc >= 0) return rc;
+    ctx_apply a = {.cmd = ep, .cert = cert, .server_key = server_key};
+    if ((rc = ctx_fill(cli, e, &a)) >= 0) return rc;
+    if (*ep != NULL || ep_name == NULL) return -1;
+    if (e == NULL)
+        return cli_usage_error(cli, "%s is required (or --context NAME)", ep_name);
+    return cli_usage_error(cli, "context %s has no cmd endpoint (file %s): give %s",
+                           e->name, s_used.path, ep_name);
 }
 
 void ctx_note_beacon(cli_t *cli, const char *service, const char *what)

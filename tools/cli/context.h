@@ -109,6 +109,14 @@ typedef struct ctx_apply {
  * context holds more values than a list can take. */
 int ctx_fill(cli_t *cli, const ctx_entry *e, const ctx_apply *a);
 
+/* For the commands that talk to one command socket (status, feed, call,
+ * append --to): ctx_open(flag), then ctx_fill of *ep, *cert, *server_key.
+ * When *ep is still NULL after that and ep_name is not NULL, a usage error
+ * says that ep_name ("CMD_EP", "--to CMD_EP") or a context with a cmd is
+ * needed. Returns -1 to go on, or the exit code. */
+int ctx_cmd_socket(cli_t *cli, const char *flag, const char *ep_name, const char **ep,
+                   const char **cert, const char **server_key);
+
 /* When service (given as what: "@booking", "--service booking") is also
  * the name of a saved context, say on stderr which one is used: the
  * service found by beacon. Quiet when the file cannot be read. */
