@@ -341,10 +341,13 @@ static int s_list(cli_t *cli, int argc, char **argv)
         evb_buf_free(&b);
     } else {
         if (f.n == 0) fprintf(stderr, "%s: no contexts saved in %s\n", cli->name, f.path);
+        int w = 0; /* names in one column */
+        for (size_t i = 0; i < f.n; i++)
+            if ((int)strlen(f.v[i].name) > w) w = (int)strlen(f.v[i].name);
         for (size_t i = 0; i < f.n; i++) {
             const ctx_entry *e = &f.v[i];
             bool is_cur = cur != NULL && strcmp(cur, e->name) == 0;
-            cli_printf(cli, "%s %s%s%s  cmd %s", is_cur ? "*" : " ", cli_bold(cli),
+            cli_printf(cli, "%s %s%-*s%s  cmd %s", is_cur ? "*" : " ", cli_bold(cli), w,
                        e->name, cli_reset(cli), e->cmd != NULL ? e->cmd : "-");
             for (size_t k = 0; k < e->nfollow; k++)
                 cli_printf(cli, "  follow %s", e->follow[k]);

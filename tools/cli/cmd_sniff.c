@@ -996,8 +996,11 @@ int cmd_sniff(int argc, char **argv)
         if ((rc = ctx_open(&cli, context, &ctx)) >= 0 ||
             (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
             return rc;
-        for (size_t i = 0; ctx == NULL && i < services.n; i++)
-            ctx_note_beacon(&cli, services.v[i], "--service");
+        for (size_t i = 0; ctx == NULL && i < services.n; i++) {
+            char what[EVB_MAX_SERVICE_LEN + 16];
+            snprintf(what, sizeof what, "--service %s", services.v[i]);
+            ctx_note_beacon(&cli, services.v[i], what);
+        }
     }
 
     /* --service NAME: resolved once, at start, into --follow PUB,CATCHUP. */
