@@ -20,11 +20,16 @@ serve    against a running `evbus serve --cmd`: `status --context X`, `-C X`
          feed, append, sniff and mirror take their endpoints from it; @NAME
          and --service NAME say which one they use when a context has that
          name.
+curve    a context with --cert, --server-key and a keyed --follow against a
+         serve with CURVE: status, append and sniff get in with the
+         context's certificate; an explicit --cert (not allowed) or CMD_EP
+         (plain) wins over it.
 No sleep is used to wait for something: every wait polls a condition with a
 deadline. EVB_TEST_TMP is the scratch directory.
 """
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -267,8 +272,51 @@ def serve_test(procs, ep):
     check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
 
 
+def curve_test(procs, ep):
+    base = os.path.join(procs.base, "curve")
+    keys, allow = os.path.join(base, "keys"), os.path.join(base, "allow")
+    os.makedirs(keys)
+    os.makedirs(allow)
+    run = runner(base)
+    for name in ("server", "alice", "bob"):
+        expect(run("cert", "new", name, "--dir", keys), 0, f"cert new {name}")
+    shutil.copy(os.path.join(keys, "alice"), allow)
+    pub, cu, cmd = ep("kpub"), ep("kcu"), ep("kcmd")
+    srv = procs.start(["serve", "--store", os.path.join(base, "log"), "--create",
+                       "--service", "shows", "--pub", pub, "--catchup", cu, "--cmd", cmd,
+                       "--cert", os.path.join(keys, "server_secret"), "--allow", allow],
+                      "kserve")
+    server = os.path.join(keys, "server")
+    expect(run("context", "add", "sec", "--cmd", cmd, "--follow", f"{pub},{cu},{server}",
+               "--cert", os.path.join(keys, "alice_secret"), "--server-key", server), 0,
+           "add sec")
+
+    def up():
+        check(srv.poll() is None, f"serve exited: {procs.stderr(srv)}")
+        return run("status", "-C", "sec").returncode == 0
+
+    wait_for("serve to answer status -C sec (CURVE from the context)", up)
+    line = json.dumps({"stream": "k-1", "type": "T"}) + "\n"
+    r = expect(run("append", "-C", "sec", input=line), 0, "append -C sec")
+    # An explicit --cert wins over the context's: bob is not allowed.
+    r = run("status", "-C", "sec", "--cert", os.path.join(keys, "bob_secret"))
+    check(r.returncode != 0 and "allow-list" in r.stderr,
+          f"status -C sec --cert bob: {r.returncode} {r.stderr!r}")
+    # An explicit endpoint takes none of the context's CURVE settings.
+    r = run("status", "-C", "sec", cmd)
+    check(r.returncode != 0 and "CURVE" in r.stderr,
+          f"status -C sec CMD_EP (plain): {r.returncode} {r.stderr!r}")
+    # sniff: a keyed follow value brings the context's --cert along.
+    r = expect(run("sniff", "-C", "sec", "--from-start", "--count", "1", "--json",
+                   timeout=30), 0, "sniff -C sec")
+    check(json.loads(r.stdout.splitlines()[0])["stream"] == "k-1", f"sniff -C sec: {r.stdout}")
+    log("CURVE: the context's cert and keys; an explicit --cert or CMD_EP wins")
+    check(procs.term(srv) == 0, f"serve exit: {procs.stderr(srv)}")
+
+
 def main():
-    return evbtest.procs_main("context", EVBUS, "ctx_", "evbc_", [file_test, serve_test])
+    return evbtest.procs_main("context", EVBUS, "ctx_", "evbc_",
+                              [file_test, serve_test, curve_test])
 
 
 if __name__ == "__main__":
