@@ -234,6 +234,10 @@ def serve_test(procs, ep):
     r = expect(run("status", "-C", "pubonly"), 2, "status -C pubonly")
     check(f"context pubonly has no cmd endpoint (file {path}): give CMD_EP" in r.stderr,
           f"status -C pubonly said {r.stderr!r}")
+    for argv in (["sniff", "-C", "other"], ["mirror", "-C", "other", "--store", mir]):
+        r = expect(run(*argv), 2, " ".join(argv))
+        check("context other has no follow" in r.stderr and path in r.stderr,
+              f"{argv} said {r.stderr!r}")
     log("unknown contexts and missing endpoints: exit 2, named")
 
     # The other commands.

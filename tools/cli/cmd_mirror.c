@@ -313,6 +313,10 @@ int cmd_mirror(int argc, char **argv)
     ctx_apply ca = {.follow = &follow, .cert = &cert};
     if ((rc = ctx_open(&cli, context, &ctx)) >= 0 || (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
         return rc;
+    if (ctx != NULL && follow.n == 0)
+        return cli_usage_error(&cli,
+                               "context %s has no follow values (file %s): give --follow",
+                               ctx->name, ctx_used_path());
     if (follow.n == 0)
         return cli_usage_error(
             &cli, "--follow PUB_EP,CATCHUP_EP is required (or --context NAME)");

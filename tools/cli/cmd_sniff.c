@@ -996,6 +996,12 @@ int cmd_sniff(int argc, char **argv)
         if ((rc = ctx_open(&cli, context, &ctx)) >= 0 ||
             (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
             return rc;
+        if (ctx != NULL && follow.n == 0 && services.n == 0)
+            return cli_usage_error(
+                &cli,
+                "context %s has no follow or service values (file %s): "
+                "give --follow",
+                ctx->name, ctx_used_path());
         for (size_t i = 0; ctx == NULL && i < services.n; i++) {
             char what[EVB_MAX_SERVICE_LEN + 16];
             snprintf(what, sizeof what, "--service %s", services.v[i]);

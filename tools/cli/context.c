@@ -406,6 +406,11 @@ int ctx_open(cli_t *cli, const char *flag, const ctx_entry **out)
     return -1;
 }
 
+const char *ctx_used_path(void)
+{
+    return s_used.path;
+}
+
 int ctx_fill(cli_t *cli, const ctx_entry *e, const ctx_apply *a)
 {
     if (e == NULL) return -1;

@@ -87,6 +87,9 @@ void ctx_names(const ctx_file *f, char *out, size_t cap);
  * context, 4 when the file cannot be read. The entry lives until exit. */
 int ctx_open(cli_t *cli, const char *flag, const ctx_entry **out);
 
+/* The path of the file the context ctx_open returned came from. */
+const char *ctx_used_path(void);
+
 /* Where a command keeps the settings a context can fill in. A NULL member:
  * the command has no such setting. */
 typedef struct ctx_apply {
