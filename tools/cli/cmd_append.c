@@ -20,6 +20,7 @@
  * every later line would wait out the same timeout.
  */
 #include "cli.h"
+#include "context.h"
 #include "json_in.h"
 #include "ops.h"
 
@@ -467,6 +468,7 @@ int cmd_append(int argc, char **argv)
     cli_install_log_sink(&cli);
     const char *dir = NULL, *service = NULL, *sync_s = "group", *to = NULL;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
+    const char *context = NULL;                  /* context.h: its cmd as --to */
     bool create = false, json = false, quiet = false, sync_set = false,
          timeout_set = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
@@ -490,12 +492,15 @@ int cmd_append(int argc, char **argv)
          "with --to, CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
          "with --to, CURVE: the service's public key, or its public certificate"},
+        {"context", CLI_STR, &context, NULL, "NAME",
+         "--to (and CURVE) from saved context NAME's cmd (default $EVBUS_CONTEXT)"},
         {0},
     };
     const cli_usage usage = {
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS) | CLI_EXITS(CLI_EXIT_OPEN),
         "--store DIR [--create --service NAME] [--sync none|every|group] [--json] [-q]\n"
-        "       --to CMD_EP [--timeout DURATION] [--cert FILE --server-key KEY] [--json]",
+        "       --to CMD_EP [--timeout DURATION] [--cert FILE --server-key KEY] [--json]\n"
+        "       --context NAME [--timeout DURATION] [--json]   (its cmd as --to CMD_EP)",
         "Append events read from stdin, one JSON object per line, to the log in\n"
         "DIR, with no service running (use a copy, or stop the service: a log is\n"
         "opened by one process at a time), or with --to through the command\n"
@@ -526,6 +531,11 @@ int cmd_append(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    /* A context's cmd stands for --to only when no log is named: --store
+     * (given on the command line) wins over a context, as any flag does. */
+    if (dir == NULL &&
+        (rc = ctx_cmd_socket(&cli, context, NULL, &to, &cert, &server_key)) >= 0)
+        return rc;
     cli_catch_stop_signals(); /* stop between lines: what was reported is flushed */
     if (quiet && json)
         return cli_usage_error(&cli, "--quiet and --json exclude each other (--json is "
@@ -550,7 +560,9 @@ int cmd_append(int argc, char **argv)
     if (cert != NULL || server_key != NULL)
         return cli_usage_error(&cli, "--cert and --server-key only go with --to");
     if (dir == NULL)
-        return cli_usage_error(&cli, "--store DIR or --to CMD_EP is required");
+        return cli_usage_error(&cli,
+                               "--store DIR or --to CMD_EP (or --context NAME with a "
+                               "cmd) is required");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",

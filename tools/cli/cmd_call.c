@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "json_in.h"
 #include "ops.h"
+#include "context.h"
 #include "disc_cli.h"
 
 #include <inttypes.h>
@@ -356,6 +357,7 @@ int cmd_call(int argc, char **argv)
     const char *payload = NULL, *id = NULL;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
     const char *beacon_iface = NULL; /* @NAME: found by beacons (disc_cli.h) */
+    const char *context = NULL;      /* context.h */
     uint64_t beacon_port = 0;
     bool beacon_port_set = false;
     const cli_opt opts[] = {
@@ -376,6 +378,7 @@ int cmd_call(int argc, char **argv)
          "for @NAME: the beacon interface (default $EVBUS_BEACON_IFACE)"},
         {"beacon-port", CLI_U64, &beacon_port, &beacon_port_set, "N",
          "for @NAME: the beacons' UDP port (default 5670)"},
+        {"context", CLI_STR, &context, NULL, "NAME", CTX_OPT_HELP},
         {0},
     };
     const cli_usage usage = {
@@ -391,13 +394,36 @@ int cmd_call(int argc, char **argv)
         "@SERVICE names a service instead: its command endpoint is taken from its\n"
         "beacon (it runs with --announce) heard on --beacon-iface within 3 s, e.g.\n"
         "  evbus call @reservation status --beacon-iface eth0\n"
+        "With --context NAME (-C, or EVBUS_CONTEXT) CMD_EP may be left out: the\n"
+        "saved context's cmd is used (`evbus context`), e.g. `evbus call -C prod\n"
+        "status`; a first argument with \"://\" or a leading '@' is still CMD_EP.\n"
         "A call opens a connection of its own: for load, use `evbus bench --case\n"
         "booking --to RES_CMD,BK_CMD` (persistent connections, --rate, percentiles).",
         s_notes};
     const char *pos[2 + CALL_MAX_ARGS];
     size_t npos;
-    int rc = cli_parse(&cli, argc, argv, opts, &usage, 2, 2 + CALL_MAX_ARGS, pos, &npos);
+    int rc = cli_parse(&cli, argc, argv, opts, &usage, 1, 2 + CALL_MAX_ARGS, pos, &npos);
     if (rc >= 0) return rc;
+    /* CMD_EP from a context: endpoints always hold "://" (tcp://, ipc://),
+     * @NAME starts with '@', a COMMAND holds neither; so an argument that
+     * looks like neither is the COMMAND, and CMD_EP the context's. */
+    const char *ctx_ep = NULL;
+    if (strstr(pos[0], "://") != NULL || pos[0][0] == '@') ctx_ep = pos[0];
+    bool ep_given = ctx_ep != NULL;
+    if ((rc = ctx_cmd_socket(&cli, context, NULL, &ctx_ep, &cert, &server_key)) >= 0)
+        return rc;
+    if (!ep_given && ctx_ep != NULL) { /* the context's: the rest move up one */
+        if (npos == 2 + CALL_MAX_ARGS)
+            return cli_usage_error(&cli, "more than %d KEY=VALUE arguments",
+                                   CALL_MAX_ARGS);
+        memmove(pos + 1, pos, npos * sizeof pos[0]);
+        pos[0] = ctx_ep;
+        npos++;
+    }
+    if (npos < 2)
+        return cli_usage_error(&cli, "missing argument (usage: %s %s)%s", cli.name,
+                               "CMD_EP|@SERVICE COMMAND ...",
+                               ep_given ? "" : "; or --context NAME with a cmd");
     if (timeout_ms == 0 || timeout_ms > OPS_MAX_TIMEOUT_MS)
         return cli_usage_error(&cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     if (retries > CALL_MAX_RETRIES)
@@ -409,6 +435,7 @@ int cmd_call(int argc, char **argv)
     if (ep[0] == '@') {
         const char *difc, *dname = ep + 1;
         unsigned dport;
+        ctx_note_beacon(&cli, dname, ep);
         if ((rc = disc_cli_settings(&cli, false, beacon_iface, beacon_port, beacon_port_set, &difc,
                                     &dport)) >= 0 ||
             (rc = disc_cli_resolve(&cli, difc, dport, &dname, 1, DISC_CLI_DEFAULT_WAIT_MS,

@@ -21,6 +21,7 @@
  * to stall a mirror, whose handler otherwise refuses nothing.
  */
 #include "cli.h"
+#include "context.h"
 #include "ops.h"
 
 #include <inttypes.h>
@@ -224,6 +225,7 @@ int cmd_mirror(int argc, char **argv)
     const char *cmd_ep = NULL, *refuse_type = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
+    const char *context = NULL;             /* context.h: --follow, --cert */
     bool fresh_ids = false, http_public = false, http_events = false;
     const char *http_addr = NULL;
     bool until = false, stats_json = false, timeout_set = false, log_order = false;
@@ -268,6 +270,8 @@ int cmd_mirror(int argc, char **argv)
          "for tests: refuse events of TYPE (the feed stalls)"},
         {"fresh-ids", CLI_FLAG, &fresh_ids, NULL, NULL,
          "for tests: give copies new ids, so a double application shows"},
+        {"context", CLI_STR, &context, NULL, "NAME",
+         "--follow (and --cert) from saved context NAME (default $EVBUS_CONTEXT)"},
         {0},
     };
     const cli_usage usage = {
@@ -276,7 +280,7 @@ int cmd_mirror(int argc, char **argv)
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout DURATION]] [--stats-json] [--status-every DURATION]\n"
         "       [--cmd EP] [--http ADDR:PORT [--http-events] [--http-public]]\n"
-        "       [--refuse-type TYPE]",
+        "       [--refuse-type TYPE] [--context NAME]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
         "into the log in DIR, with the feed's checkpoint in the same write: a live\n"
         "backup that survives crashes without losing or doubling an event. The\n"
@@ -304,8 +308,19 @@ int cmd_mirror(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    /* Only the context's publishers: its cmd is a service's socket, not one
+     * for the mirror to bind (--cmd), and --service here names the log. */
+    const ctx_entry *ctx;
+    ctx_apply ca = {.follow = &follow, .cert = &cert};
+    if ((rc = ctx_open(&cli, context, &ctx)) >= 0 || (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
+        return rc;
+    if (ctx != NULL && follow.n == 0)
+        return cli_usage_error(&cli,
+                               "context %s has no follow values (file %s): give --follow",
+                               ctx->name, ctx_used_path());
     if (follow.n == 0)
-        return cli_usage_error(&cli, "--follow PUB_EP,CATCHUP_EP is required");
+        return cli_usage_error(
+            &cli, "--follow PUB_EP,CATCHUP_EP is required (or --context NAME)");
     if (dir == NULL) return cli_usage_error(&cli, "--store DIR is required");
     if (timeout_set && !until)
         return cli_usage_error(&cli, "--timeout only goes with --until-caught-up");

@@ -31,6 +31,7 @@
 #include "disc_cli.h"
 #include "filter.h"
 #include "rows.h"
+#include "context.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -838,6 +839,7 @@ int cmd_sniff(int argc, char **argv)
     const char *color = "auto", *since = NULL, *record = NULL, *replay = NULL;
     const char *from_s = NULL; /* SEQ or -N: filter_parse_from */
     const char *cert = NULL; /* CURVE: our certificate (README.md, "Security") */
+    const char *context = NULL; /* context.h: --follow, --service, --cert */
     bool json = false, stats = false, from_start = false, from_set = false, until_end = false;
     bool count_set = false, timeout_set = false, hwm_set = false;
     uint64_t count = 0, timeout_ms = 0, rcvhwm = 100000;
@@ -875,6 +877,8 @@ int cmd_sniff(int argc, char **argv)
          "print a --record file ('-': stdin), not the bus"},
         {"cert", CLI_STR, &cert, NULL, "FILE",
          "CURVE: our certificate (NAME_secret), for a --follow with a server key"},
+        {"context", CLI_STR, &context, NULL, "NAME",
+         "--follow, --service, --cert from saved context NAME (default $EVBUS_CONTEXT)"},
         {0},
     };
     const cli_usage usage = {
@@ -883,7 +887,7 @@ int cmd_sniff(int argc, char **argv)
         "       [--stream GLOB]... [--where FIELD=VALUE]... [--json] [--color WHEN]\n"
         "       [--count N] [--timeout DURATION] [--from SEQ|-N | --from-start | --since TIME]\n"
         "       [--until-end]\n"
-        "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE]\n"
+        "       [--stats] [--rcvhwm N] [--record FILE] [--cert FILE] [--context NAME]\n"
         "   or: evbus sniff --replay FILE [filters and output options]",
         "Watch the events that go over the bus, without a store: follow one or\n"
         "more publishers (evbus serve, evbus mirror, a service) and print each\n"
@@ -934,6 +938,24 @@ int cmd_sniff(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
+    if (replay == NULL) { /* a replay reads no bus: a context has nothing to give */
+        const ctx_entry *ctx;
+        ctx_apply ca = {.follow = &follow, .services = &services, .cert = &cert};
+        if ((rc = ctx_open(&cli, context, &ctx)) >= 0 ||
+            (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
+            return rc;
+        if (ctx != NULL && follow.n == 0 && services.n == 0)
+            return cli_usage_error(
+                &cli,
+                "context %s has no follow or service values (file %s): "
+                "give --follow",
+                ctx->name, ctx_used_path());
+        for (size_t i = 0; ctx == NULL && i < services.n; i++) {
+            char what[EVB_MAX_SERVICE_LEN + 16];
+            snprintf(what, sizeof what, "--service %s", services.v[i]);
+            ctx_note_beacon(&cli, services.v[i], what);
+        }
+    }
 
     /* --service NAME: resolved once, at start, into --follow PUB,CATCHUP. */
     static char svc_eps[CLI_MAX_LIST][S_PUB_CAP];
@@ -962,7 +984,9 @@ int cmd_sniff(int argc, char **argv)
         if (rc >= 0) return rc;
     }
     if (replay == NULL && follow.n == 0)
-        return cli_usage_error(&cli, "--follow PUB_EP,CATCHUP_EP is required");
+        return cli_usage_error(&cli,
+                               "--follow PUB_EP,CATCHUP_EP is required (or --service "
+                               "NAME, or --context NAME)");
     if (replay != NULL && (follow.n > 0 || cats.n > 0))
         return cli_usage_error(&cli, "--replay excludes --follow and --category");
     if (replay != NULL && until_end)

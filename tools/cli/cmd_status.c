@@ -18,6 +18,7 @@
  * status show up without a change here.
  */
 #include "cli.h"
+#include "context.h"
 #include "ops.h"
 
 #include <inttypes.h>
@@ -467,6 +468,7 @@ int cmd_status(int argc, char **argv)
     bool json = false;
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
+    const char *context = NULL;                  /* context.h */
     const cli_opt opts[] = {
         {"json", CLI_FLAG, &json, NULL, NULL,
          "print the service's reply as one JSON object"},
@@ -476,11 +478,12 @@ int cmd_status(int argc, char **argv)
          "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
          "CURVE: the service's public key, or its public certificate"},
+        {"context", CLI_STR, &context, NULL, "NAME", CTX_OPT_HELP},
         {0},
     };
     const cli_usage usage = {
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
-        "CMD_EP [--json] [--timeout DURATION] [--cert FILE --server-key KEY]",
+        "CMD_EP|--context NAME [--json] [--timeout DURATION] [--cert FILE --server-key KEY]",
         "Ask the service whose command socket is CMD_EP (evbus serve --cmd, evbus\n"
         "mirror --cmd, ...) for its status. Every program gets the same header:\n"
         "service, program, state, uptime, log id, head, synced, indexed,\n"
@@ -510,12 +513,14 @@ int cmd_status(int argc, char **argv)
         "answer within --timeout (down, unreachable or busy).\n"};
     const char *pos[1];
     size_t npos;
-    int rc = cli_parse(&cli, argc, argv, opts, &usage, 1, 1, pos, &npos);
+    int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 1, pos, &npos);
     if (rc >= 0) return rc;
     if (!s_timeout_ok(timeout_ms))
         return cli_usage_error(&cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     int tmo = (int)timeout_ms;
-    const char *ep = pos[0];
+    const char *ep = npos > 0 ? pos[0] : NULL;
+    if ((rc = ctx_cmd_socket(&cli, context, "CMD_EP", &ep, &cert, &server_key)) >= 0)
+        return rc;
     if ((rc = ops_check_endpoint(&cli, ep)) >= 0) return rc;
     if ((cert == NULL) != (server_key == NULL))
         return cli_usage_error(&cli, "--cert and --server-key go together");
@@ -569,6 +574,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
 {
     uint64_t timeout_ms = OPS_DEFAULT_TIMEOUT_MS;
     const char *cert = NULL, *server_key = NULL; /* CURVE (README.md, "Security") */
+    const char *context = NULL;                  /* context.h */
     const cli_opt opts[] = {
         {"timeout", CLI_DUR_MS, &timeout_ms, NULL, "DURATION",
          "wait at most this long for the reply (default 3s)"},
@@ -576,11 +582,13 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
          "CURVE: our certificate (NAME_secret of `evbus cert new`)"},
         {"server-key", CLI_STR, &server_key, NULL, "KEY|FILE",
          "CURVE: the subscriber's public key, or its public certificate"},
+        {"context", CLI_STR, &context, NULL, "NAME", CTX_OPT_HELP},
         {0},
     };
     const cli_usage retry_usage = {
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
-        "CMD_EP [PUBLISHER/]CATEGORY [--timeout DURATION] [--cert FILE --server-key KEY]",
+        "[CMD_EP] [PUBLISHER/]CATEGORY [--timeout DURATION] [--cert FILE --server-key KEY]\n"
+        "       [--context NAME]",
         "Ask the subscriber at CMD_EP to try a stalled feed again: its attempt\n"
         "count is reset and the event that stalled it is offered to the handler\n"
         "again (which may stall it again).",
@@ -588,12 +596,15 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "status` shows it; without it, the first feed of CATEGORY is meant. The\n"
         "split is at the last '/', so endpoints with \"//\" are fine:\n"
         "  evbus feed retry ipc:///run/m.cmd ipc:///run/p.pub/show\n"
+        "Without CMD_EP, the cmd of --context NAME (or EVBUS_CONTEXT) is used.\n"
         "Exit code 0 when done, 1 when the subscriber refused (no such feed, or\n"
         "the feed is not stalled; its message is printed), 2 for bad arguments,\n"
         "4 when it did not answer within --timeout.\n"};
     const cli_usage skip_usage = {
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_PROBLEMS),
-        "CMD_EP [PUBLISHER/]CATEGORY SEQ [--timeout DURATION] [--cert FILE --server-key KEY]",
+        "[CMD_EP] [PUBLISHER/]CATEGORY SEQ [--timeout DURATION] [--cert FILE --server-key "
+        "KEY]\n"
+        "       [--context NAME]",
         "Ask the subscriber at CMD_EP to skip a stalled feed's events up to SEQ\n"
         "(a sequence of the publisher's log) and go on after it. The skip is\n"
         "recorded in the subscriber's store with the checkpoint that passes it;\n"
@@ -601,19 +612,27 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "PUBLISHER is the feed's \"PUB_EP,CATCHUP_EP\" or just PUB_EP, as `evbus\n"
         "status` shows it; without it, the first feed of CATEGORY is meant. The\n"
         "split is at the last '/'. SEQ is usually the one in the stall reason.\n"
+        "Without CMD_EP, the cmd of --context NAME (or EVBUS_CONTEXT) is used.\n"
         "Exit code 0 when done, 1 when the subscriber refused (no such feed, the\n"
         "feed is not stalled, or it is already past SEQ; its message is printed),\n"
         "2 for bad arguments, 4 when it did not answer within --timeout.\n"};
     const char *pos[3];
     size_t npos;
     size_t need = skip ? 3 : 2;
-    int rc = cli_parse(cli, argc, argv, opts, skip ? &skip_usage : &retry_usage, need,
+    /* One argument fewer: CMD_EP comes from the context. */
+    int rc = cli_parse(cli, argc, argv, opts, skip ? &skip_usage : &retry_usage, need - 1,
                        need, pos, &npos);
     if (rc >= 0) return rc;
     if (!s_timeout_ok(timeout_ms))
         return cli_usage_error(cli, "--timeout: expected 1ms..%us", OPS_MAX_TIMEOUT_MS / 1000);
     int tmo = (int)timeout_ms;
-    const char *ep = pos[0];
+    const char *ep = npos == need ? pos[0] : NULL;
+    if ((rc = ctx_cmd_socket(cli, context, "CMD_EP", &ep, &cert, &server_key)) >= 0)
+        return rc;
+    if (npos < need) { /* the arguments after CMD_EP, one place earlier */
+        pos[2] = pos[1];
+        pos[1] = pos[0];
+    }
     char pub[2 * EVB_BUS_MAX_ENDPOINT + 2], cat[EVB_MAX_CATEGORY_LEN + 1];
     evb_err err = {0};
     if (ops_split_feed(pos[1], pub, sizeof pub, cat, sizeof cat) != EVB_OK ||

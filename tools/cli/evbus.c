@@ -31,6 +31,7 @@ static const command_t s_commands[] = {
     {"call", cmd_call, "send any command to a service's command socket, print the reply"},
     {"cert", cmd_cert, "make CURVE certificates, show their public keys"},
     {"peers", cmd_peers, "list the services heard announcing themselves (beacons)"},
+    {"context", cmd_context, "save endpoints under a name, for --context NAME (-C)"},
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])

@@ -241,6 +241,7 @@ int cmd_sniff(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_peers(int argc, char **argv);
+int cmd_context(int argc, char **argv);
 
 /* ---- shared by the commands that run until a signal ---- */
 
