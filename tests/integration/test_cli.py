@@ -227,6 +227,36 @@ def cat_rows(d):
     check("cat --json: the long stream id whole", LONG in (e["stream"] for e in every))
 
 
+def short_flags(d):
+    """One table of short flags for every command: -j --json, -n --limit,
+    bundled (-jn3) or with the value apart or attached; a letter a command
+    does not take is refused by name; help shows the pairs."""
+    want = evbus("log", "cat", d, "--json", "--limit", "3").stdout
+    for a in (["-j", "-n", "3"], ["-jn3"], ["-j", "-n3"], ["-jn", "3"]):
+        p = evbus("log", "cat", d, *a)
+        check(f"cat {' '.join(a)} = --json --limit 3", p.returncode == 0 and p.stdout == want
+              and len(jlines(p.stdout)) == 3, f"{p.returncode} {p.stderr}")
+    p = evbus("log", "cat", d, "-x")
+    check("cat -x: exit 2, unknown option '-x'",
+          p.returncode == 2 and "unknown option '-x'" in p.stderr, p.stderr)
+    p = evbus("log", "cat", d, "-jx")
+    check("cat -jx: exit 2 naming -x in -jx",
+          p.returncode == 2 and "unknown option '-x' in '-jx'" in p.stderr, p.stderr)
+    p = evbus("log", "cat", d, "-q")
+    check("cat -q: a command without --quiet refuses -q",
+          p.returncode == 2 and "unknown option '-q'" in p.stderr, p.stderr)
+    p = evbus("log", "cat", d, "-n")
+    check("cat -n without a value: exit 2 naming --limit",
+          p.returncode == 2 and "-n (--limit) needs a value" in p.stderr, p.stderr)
+    for argv, pairs in ((["sniff"], ("-f, --follow", "-c, --count", "-j, --json",
+                                     "-t, --timeout", "-C, --context")),
+                        (["log", "cat"], ("-j, --json", "-n, --limit")),
+                        (["append"], ("-q, --quiet", "-j, --json", "-C, --context"))):
+        h = evbus(*argv, "--help").stdout
+        missing = [x for x in pairs if x not in h]
+        check(f"{' '.join(argv)} --help shows the short forms", not missing, missing)
+
+
 def tests(tmp):
     log = os.path.join(tmp, "log")
     reps = make_log(log, 40, 7)
@@ -300,6 +330,7 @@ def tests(tmp):
     cat_filters(mixed)
     cat_from_last(mixed)
     cat_rows(mixed)
+    short_flags(mixed)
 
     # ---- verify, clean ----
     p = evbus("log", "verify", log, "--json")
