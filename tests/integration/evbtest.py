@@ -291,3 +291,28 @@ class Tally:
             shutil.rmtree(tmp, ignore_errors=True)
         print(f"{self.passed} passed, {self.failed} failed")
         return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def filter_cases():
+    """The filter combinations sniff and `log cat` share (one matcher,
+    tools/cli/filter.c): (flags, predicate over an event as --json prints
+    it). Both tests check that exactly the matching events come out."""
+    def where(e, k, v):
+        return e["payload"].get(k) == v
+
+    return [
+        (["--type", "Added"], lambda e: e["type"] == "Added"),
+        (["--type", "Added", "--type", "Removed"], lambda e: e["type"] in ("Added", "Removed")),
+        (["--stream", "show-*"], lambda e: e["stream"].startswith("show-")),
+        (["--stream", "show*-[12]"], lambda e: e["stream"].startswith("show") and
+         e["stream"][-2:] in ("-1", "-2")),
+        (["--where", "n=7"], lambda e: where(e, "n", 7)),
+        (["--where", "name=x3"], lambda e: where(e, "name", "x3")),
+        (["--where", "even=true", "--where", "name=x2"],
+         lambda e: where(e, "even", True) and where(e, "name", "x2")),
+        (["--where", "f=2.5"], lambda e: where(e, "f", 2.5)),
+        (["--where", "n=7.0"], lambda e: where(e, "n", 7)),
+        (["--where", "missing=1"], lambda e: False),
+        (["--category", "booking", "--type", "Changed"],
+         lambda e: e["category"] == "booking" and e["type"] == "Changed"),
+    ]

@@ -122,22 +122,8 @@ def cat_filters(d):
     def where(e, k, v):
         return e["payload"].get(k) == v
 
-    cases = [
-        (["--type", "Added"], lambda e: e["type"] == "Added"),
-        (["--type", "Added", "--type", "Removed"], lambda e: e["type"] in ("Added", "Removed")),
-        (["--stream", "show-*"], lambda e: e["stream"].startswith("show-")),
-        (["--stream", "show*-[12]"], lambda e: e["stream"].startswith("show") and
-         e["stream"][-2:] in ("-1", "-2")),
+    cases = evbtest.filter_cases() + [
         (["--stream", "show-1"], lambda e: e["stream"] == "show-1"),
-        (["--where", "n=7"], lambda e: where(e, "n", 7)),
-        (["--where", "name=x3"], lambda e: where(e, "name", "x3")),
-        (["--where", "even=true", "--where", "name=x2"],
-         lambda e: where(e, "even", True) and where(e, "name", "x2")),
-        (["--where", "f=2.5"], lambda e: where(e, "f", 2.5)),
-        (["--where", "n=7.0"], lambda e: where(e, "n", 7)),
-        (["--where", "missing=1"], lambda e: False),
-        (["--category", "booking", "--type", "Changed"],
-         lambda e: e["category"] == "booking" and e["type"] == "Changed"),
         (["--category", "show", "--stream", "show*"], lambda e: e["category"] == "show"),
         (["--category", "showtime", "--stream", "*-[0-3]", "--where", "even=true"],
          lambda e: e["category"] == "showtime" and e["stream"][-1] in "0123"
