@@ -157,7 +157,10 @@ int evb_duration_parse(const char *s, uint64_t *ms, evb_err *err)
             /* frac/scale of a unit, exact in milliseconds or refused */
             if ((frac * unit) % scale != 0)
                 return evb_err_set(err, EVB_EINVAL, "'%s' is finer than a millisecond", s);
-            part += frac * unit / scale;
+            uint64_t f = frac * unit / scale;
+            if (f > UINT64_MAX - part)
+                return evb_err_set(err, EVB_EINVAL, "'%s' is too long a duration", s);
+            part += f;
         }
         if (part > UINT64_MAX - total)
             return evb_err_set(err, EVB_EINVAL, "'%s' is too long a duration", s);

@@ -129,12 +129,15 @@ def cat_filters(d):
          lambda e: e["category"] == "showtime" and e["stream"][-1] in "0123"
          and where(e, "even", True)),
         (["--category", "booking", "--stream", "show-1"], lambda e: False),
-        (["--category", "show", "--stream", "show-1", "--type", "Changed"],
-         lambda e: e["stream"] == "show-1" and e["type"] == "Changed"),
+        (["--category", "show", "--stream", "show-1", "--type", "Added"],
+         lambda e: e["stream"] == "show-1" and e["type"] == "Added"),
     ]
+    meant_empty = {"--where missing=1", "--category booking --stream show-1"}
     for a, f in cases:
         p = evbus("log", "cat", d, "--json", *a)
         want = [e["seq"] for e in every if f(e)]
+        check(f"cat {' '.join(a)}: the log has events it selects (or is meant to have none)",
+              bool(want) != (" ".join(a) in meant_empty), f"want {want}")
         got = [e["seq"] for e in jlines(p.stdout)] if p.returncode == 0 else None
         check(f"cat {' '.join(a)}: exactly the matching events", got == want,
               f"exit {p.returncode}, got {got}, want {want}; {p.stderr}")

@@ -226,6 +226,11 @@ def serve_test(procs, ep):
     r = expect(run("status", env=env_for(base, EVBUS_CONTEXT="nope")), 2, "EVBUS_CONTEXT=nope")
     check(f"evbus status: EVBUS_CONTEXT=nope: no such context in {path} (known: demo, "
           "other)" in r.stderr, f"EVBUS_CONTEXT=nope said {r.stderr!r}")
+    # A stale EVBUS_CONTEXT does not get in the way of a command line that
+    # names its endpoint: it is not read at all.
+    check(status_service(run("status", "--json", cmd, env=env_for(base, EVBUS_CONTEXT="nope")),
+                         "CMD_EP with a stale EVBUS_CONTEXT") == "demo",
+          "status CMD_EP with EVBUS_CONTEXT=nope")
     r = expect(run("status", "-C", "bad/name"), 2, "-C bad/name")
     check("not a context name" in r.stderr, f"-C bad/name said {r.stderr!r}")
     r = expect(run("status"), 2, "status with nothing")

@@ -2210,7 +2210,8 @@ static void test_duration_parse(void **state)
                {"1s1s", "larger units first"}, {"s", "not a duration"},
                {"", "empty"},                  {"99999999999999999999d", "too long"},
                {"213503982335d", "too long"}, {"1.0000001s", "more than 6 decimals"},
-               {"-3s", "not a duration"}};
+               {"-3s", "not a duration"},
+               {"18446744073709551.9s", "too long"}, {"213503982334.9d", "too long"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t ms = 7;
         evb_err err;

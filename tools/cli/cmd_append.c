@@ -547,7 +547,7 @@ int cmd_append(int argc, char **argv)
                                    "--sync (the service owns its log)");
         if (timeout_ms == 0 || timeout_ms > OPS_MAX_TIMEOUT_MS)
             return cli_usage_error(&cli, "--timeout: expected 1ms..%us",
-                                   OPS_MAX_TIMEOUT_MS);
+                                   OPS_MAX_TIMEOUT_MS / 1000);
         if ((rc = ops_check_endpoint(&cli, to)) >= 0) return rc;
         if ((cert == NULL) != (server_key == NULL))
             return cli_usage_error(&cli, "--cert and --server-key go together");

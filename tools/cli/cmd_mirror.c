@@ -312,8 +312,12 @@ int cmd_mirror(int argc, char **argv)
      * for the mirror to bind (--cmd), and --service here names the log. */
     const ctx_entry *ctx;
     ctx_apply ca = {.follow = &follow, .cert = &cert};
-    if ((rc = ctx_open(&cli, context, &ctx)) >= 0 || (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
+    if (context == NULL && follow.n > 0) { /* EVBUS_CONTEXT would give nothing */
+        ctx = NULL;
+    } else if ((rc = ctx_open(&cli, context, &ctx)) >= 0 ||
+               (rc = ctx_fill(&cli, ctx, &ca)) >= 0) {
         return rc;
+    }
     if (ctx != NULL && follow.n == 0)
         return cli_usage_error(&cli,
                                "context %s has no follow values (file %s): give --follow",
@@ -327,8 +331,8 @@ int cmd_mirror(int argc, char **argv)
     if (timeout_set && (timeout_ms == 0 || timeout_ms > 86400000))
         return cli_usage_error(&cli, "--timeout: expected 1ms..1d");
     if (rcvhwm > 100000000) return cli_usage_error(&cli, "--rcvhwm: at most 100000000");
-    if (status_ms > 0 && status_ms < 10)
-        return cli_usage_error(&cli, "--status-every: at least 10ms");
+    if (status_ms > 0 && (status_ms < 10 || status_ms > 86400000))
+        return cli_usage_error(&cli, "--status-every: expected 10ms..1d");
     int sync;
     if (cli_parse_sync(sync_s, &sync) != EVB_OK)
         return cli_usage_error(&cli, "--sync: expected none, every or group, got '%s'",

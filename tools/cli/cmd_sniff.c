@@ -938,8 +938,10 @@ int cmd_sniff(int argc, char **argv)
     size_t npos;
     int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
-    if (replay == NULL) { /* a replay reads no bus: a context has nothing to give */
-        const ctx_entry *ctx;
+    /* A replay reads no bus, and EVBUS_CONTEXT gives nothing to a command
+     * line that names its publishers: no context then. */
+    const ctx_entry *ctx = NULL;
+    if (replay == NULL && (context != NULL || (follow.n == 0 && services.n == 0))) {
         ctx_apply ca = {.follow = &follow, .services = &services, .cert = &cert};
         if ((rc = ctx_open(&cli, context, &ctx)) >= 0 ||
             (rc = ctx_fill(&cli, ctx, &ca)) >= 0)
@@ -950,11 +952,11 @@ int cmd_sniff(int argc, char **argv)
                 "context %s has no follow or service values (file %s): "
                 "give --follow",
                 ctx->name, ctx_used_path());
-        for (size_t i = 0; ctx == NULL && i < services.n; i++) {
-            char what[EVB_MAX_SERVICE_LEN + 16];
-            snprintf(what, sizeof what, "--service %s", services.v[i]);
-            ctx_note_beacon(&cli, services.v[i], what);
-        }
+    }
+    for (size_t i = 0; replay == NULL && ctx == NULL && i < services.n; i++) {
+        char what[EVB_MAX_SERVICE_LEN + 16];
+        snprintf(what, sizeof what, "--service %s", services.v[i]);
+        ctx_note_beacon(&cli, services.v[i], what);
     }
 
     /* --service NAME: resolved once, at start, into --follow PUB,CATCHUP. */
@@ -999,6 +1001,9 @@ int cmd_sniff(int argc, char **argv)
     if (from_set && (rc = filter_parse_from(&cli, from_s, &from, &last)) >= 0) return rc;
     if (from_set && from == 0 && last == 0)
         return cli_usage_error(&cli, "--from: sequences count from 1");
+    if (replay != NULL && last > 0)
+        return cli_usage_error(&cli, "--from %s: the last N events of a publisher's log; a "
+                               "--replay file is read whole (--from SEQ filters it)", from_s);
     if (count_set && count == 0) return cli_usage_error(&cli, "--count: at least 1");
     if (timeout_set && (timeout_ms == 0 || timeout_ms > 365 * 86400000ull))
         return cli_usage_error(&cli, "--timeout: expected 1ms..365d");

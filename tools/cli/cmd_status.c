@@ -616,7 +616,7 @@ static int s_feed_action(cli_t *cli, int argc, char **argv, bool skip)
         "Exit code 0 when done, 1 when the subscriber refused (no such feed, the\n"
         "feed is not stalled, or it is already past SEQ; its message is printed),\n"
         "2 for bad arguments, 4 when it did not answer within --timeout.\n"};
-    const char *pos[3];
+    const char *pos[3] = {NULL, NULL, NULL};
     size_t npos;
     size_t need = skip ? 3 : 2;
     /* One argument fewer: CMD_EP comes from the context. */

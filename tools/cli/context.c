@@ -284,11 +284,21 @@ static int s_write_entries(FILE *out, const ctx_file *f)
 
 int ctx_save(const ctx_file *f, evb_err *err)
 {
-    char dir[PATH_MAX], tmp[PATH_MAX + 16];
-    s_dir_of(f->path, dir, sizeof dir);
+    char dir[PATH_MAX], tmp[PATH_MAX + 16], target[PATH_MAX];
+    /* A symlinked file (dotfiles kept elsewhere) is written where it points:
+     * renaming over the link would replace it with a plain file. */
+    const char *path = f->path;
+    struct stat lst;
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        if (realpath(path, target) == NULL)
+            return evb_err_set(err, EVB_EIO, "%s: a symlink to nowhere usable: %s", path,
+                               strerror(errno));
+        path = target;
+    }
+    s_dir_of(path, dir, sizeof dir);
     int rc = s_mkdirs(dir, err);
     if (rc != EVB_OK) return rc;
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", f->path);
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     int fd = mkstemp(tmp); /* mode 0600 */
     if (fd < 0)
         return evb_err_set(err, EVB_EIO, "cannot write %s: %s", tmp, strerror(errno));
@@ -306,13 +316,13 @@ int ctx_save(const ctx_file *f, evb_err *err)
         ok = false;
         e = errno;
     }
-    if (ok && rename(tmp, f->path) != 0) {
+    if (ok && rename(tmp, path) != 0) {
         ok = false;
         e = errno;
     }
     if (!ok) {
         unlink(tmp);
-        return evb_err_set(err, EVB_EIO, "cannot write %s: %s", f->path, strerror(e));
+        return evb_err_set(err, EVB_EIO, "cannot write %s: %s", path, strerror(e));
     }
     /* The rename is durable once the directory is synced. */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -441,6 +451,9 @@ int ctx_fill(cli_t *cli, const ctx_entry *e, const ctx_apply *a)
 int ctx_cmd_socket(cli_t *cli, const char *flag, const char *ep_name, const char **ep,
                    const char **cert, const char **server_key)
 {
+    /* EVBUS_CONTEXT only fills in: a command line that names its endpoint
+     * needs nothing from it, so a stale one does not get in the way. */
+    if (flag == NULL && *ep != NULL) return -1;
     const ctx_entry *e;
     int rc = ctx_open(cli, flag, &e);
     if (rc >= 0) return rc;

@@ -7,6 +7,10 @@
  *   --where FIELD=VALUE the payload's top-level FIELD equals VALUE
  *                       (repeatable: all of them)
  *   --from SEQ | -N     a sequence, or the last N events (kcat's -o -N)
+ * One difference, on purpose: `log cat` with a single --stream naming one
+ * stream (no glob characters) reads that stream through its index, so its
+ * --from/--to are versions there (as before globs); sniff has no index and
+ * always filters the log's events.
  *
  * Thread rules: single-threaded; a filter_t belongs to one loop (its
  * scratch buffer is reused on every match). Limits: CLI_MAX_LIST values of
