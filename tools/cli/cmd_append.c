@@ -533,6 +533,7 @@ int cmd_append(int argc, char **argv)
     if (rc >= 0) return rc;
     /* A context's cmd stands for --to only when no log is named: --store
      * (given on the command line) wins over a context, as any flag does. */
+    bool to_given = to != NULL;
     if (dir == NULL &&
         (rc = ctx_cmd_socket(&cli, context, NULL, &to, &cert, &server_key)) >= 0)
         return rc;
@@ -541,6 +542,11 @@ int cmd_append(int argc, char **argv)
         return cli_usage_error(&cli, "--quiet and --json exclude each other (--json is "
                                      "the line per event for scripts)");
     if (to != NULL) {
+        if (!to_given && (create || service != NULL || sync_set))
+            return cli_usage_error(&cli,
+                                   "--create, --service and --sync go with --store DIR; "
+                                   "without it the context's cmd (%s) stands for --to",
+                                   to);
         if (dir != NULL || create || service != NULL || sync_set)
             return cli_usage_error(&cli,
                                    "--to takes none of --store, --create, --service, "
