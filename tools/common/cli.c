@@ -351,7 +351,11 @@ void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
     printf("  %-26s %s\n", "-h, --help", "show this help and exit");
     if (s_answers_version(cli, opts))
         printf("  %-26s %s\n", "    --version", "print the version and exit");
-    if (usage->notes != NULL) printf("\n%s", usage->notes);
+    /* A blank line before "Exit codes:" also after notes that end without
+     * a newline (help2man starts a section only after one). */
+    if (usage->notes != NULL && usage->notes[0] != '\0')
+        printf("\n%s%s", usage->notes,
+               usage->notes[strlen(usage->notes) - 1] == '\n' ? "" : "\n");
     printf("\n");
     cli_exit_codes_print(stdout, usage->exit_codes);
 }
