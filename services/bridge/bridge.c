@@ -1011,6 +1011,7 @@ int main(int argc, char **argv)
 {
     cli_t cli;
     cli_init(&cli, "evbus-bridge");
+    cli.version = EVBUS_VERSION;
     cli_list follows = {0};
     const char *nats_url = "nats://127.0.0.1:4222", *prefix = "evbus", *stream = NULL;
     const char *storage = "file", *creds = NULL, *ca = NULL, *cmd_ep = NULL;

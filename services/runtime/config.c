@@ -122,6 +122,7 @@ static void s_help(const parse_state *ps)
         printf("  %-30s %s (default %s)\n", head, f->help, f->value);
     }
     printf("  %-30s %s\n", "--help", "this text");
+    printf("  %-30s %s\n", "--version", "print the version and exit");
     printf("\nEvery option can also be set as EVBUS_NAME in the environment (EVBUS_STORE,\n"
            "EVBUS_LOG_LEVEL, EVBUS_FOLLOW=\"PUB,CATCHUP PUB,CATCHUP\") or as a line\n"
            "\"name = value\" in the --config file; the command line wins over the\n"
@@ -341,12 +342,16 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     snprintf(prog, sizeof prog, "evbus-%s", def->name);
     parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = prog};
 
-    /* --help and --config first: the file is the lowest layer. */
+    /* --help, --version and --config first: the file is the lowest layer. */
     const char *config = getenv("EVBUS_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             s_help(&ps);
             return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s\n", prog, EVBUS_VERSION);
+            return fflush(stdout) == 0 ? 0 : 4;
         }
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[i + 1];
         else if (strncmp(argv[i], "--config=", 9) == 0) config = argv[i] + 9;

@@ -177,6 +177,13 @@ static const char *s_ms_as_s(const char *ms)
     return out;
 }
 
+/* --version is ours to answer: the program set a version and the command
+ * has no flag of that name. */
+static bool s_answers_version(const cli_t *cli, const cli_opt *opts)
+{
+    return cli->version != NULL && s_find(opts, "version", 7) == NULL;
+}
+
 static int s_set(cli_t *cli, const cli_opt *o, const char *val)
 {
     switch (o->kind) {
@@ -252,6 +259,10 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             cli_help(cli, opts, usage);
             return CLI_EXIT_OK;
+        }
+        if (s_answers_version(cli, opts) && strcmp(a, "--version") == 0) {
+            printf("%s %s\n", cli->name, cli->version);
+            return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
         }
         if (a[1] != '-') {
             /* -X, -XVALUE, -X VALUE, or bundled flags -jq */
@@ -338,7 +349,13 @@ void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
         printf("  %-26s %s\n", left, o->help);
     }
     printf("  %-26s %s\n", "-h, --help", "show this help and exit");
-    if (usage->notes != NULL) printf("\n%s", usage->notes);
+    if (s_answers_version(cli, opts))
+        printf("  %-26s %s\n", "    --version", "print the version and exit");
+    /* A blank line before "Exit codes:" also after notes that end without
+     * a newline (help2man starts a section only after one). */
+    if (usage->notes != NULL && usage->notes[0] != '\0')
+        printf("\n%s%s", usage->notes,
+               usage->notes[strlen(usage->notes) - 1] == '\n' ? "" : "\n");
     printf("\n");
     cli_exit_codes_print(stdout, usage->exit_codes);
 }

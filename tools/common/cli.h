@@ -63,6 +63,11 @@ typedef struct cli {
     /* Not NULL: cli_help adds the usage's exit codes here and prints nothing
      * (cli_dispatch's help asks each verb for its codes this way). */
     unsigned *collect_exits;
+    /* Not NULL ("1.0.0"): cli_parse answers --version with "NAME VERSION"
+     * (exit 0) and the help lists it, unless the command has a flag of that
+     * name (`evbus log state --version V`). A daemon sets it after cli_init;
+     * evbus's subcommands leave it NULL (`evbus --version` answers). */
+    const char *version;
 } cli_t;
 
 /* Fill cli for the command called `name` (copied). */
@@ -119,12 +124,13 @@ typedef struct cli_usage {
 
 /*
  * Parse argv[1..argc) (argv[0] is the command word) against opts, a table
- * ended by an entry with name == NULL. -h and --help are always accepted.
+ * ended by an entry with name == NULL. -h and --help are always accepted;
+ * --version when cli->version is set.
  * Options and positional arguments may be mixed; "--" ends the options.
  * Positional arguments are stored in pos[0..*npos); more than max_pos, or
  * fewer than min_pos, is a usage error.
  * Returns -1 to go on, or the exit code to return now: CLI_EXIT_OK after
- * printing help to stdout, CLI_EXIT_USAGE after naming the problem on stderr.
+ * printing help (or the version) to stdout, CLI_EXIT_USAGE after naming the problem on stderr.
  */
 int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
               const cli_usage *usage, size_t min_pos, size_t max_pos, const char **pos,
