@@ -105,6 +105,16 @@ set(CPACK_DEBIAN_BRIDGE_DESCRIPTION "event-sourced services on a broker-less Zer
 evbus-bridge exports service logs into NATS JetStream. With its systemd
 unit and example configuration.")
 
+# CMake strips programs and shared libraries only; like dh_strip, take the
+# debug sections out of libevbus.a too (its symbols stay).
+if(CMAKE_STRIP)
+  install(CODE "if(CMAKE_INSTALL_DO_STRIP)
+  execute_process(COMMAND \"${CMAKE_STRIP}\" --strip-debug --enable-deterministic-archives
+      \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/libevbus.a\"
+      COMMAND_ERROR_IS_FATAL ANY)
+endif()" COMPONENT dev)
+endif()
+
 # conffiles and maintainer scripts: every program package gets them (empty
 # lists when it installs nothing under /etc or no unit), written into
 # build/deb-control/COMPONENT/ by the component's last install step.

@@ -30,6 +30,10 @@ usage: tools/scripts/package.sh [--check] [--no-build] [--help]
               programs, verify the systemd units, and purge them again
   --no-build  use the packages already in $EVBUS_PKG_BUILD/deb/
   --help      show this text
+
+Environment:
+  EVBUS_PKG_BUILD       build directory (default: build-pkg, under the repo root)
+  EVBUS_PKG_CMAKE_ARGS  extra configure arguments (e.g. -DEVBUS_DEB_MAINTAINER=...)
 USAGE
 }
 
@@ -49,6 +53,8 @@ say() { printf 'package: %s\n' "$*"; }
 fail() { printf 'package: FAILED: %s\n' "$*" >&2; exit 1; }
 
 if ((build)); then
+    # shellcheck disable=SC2206 # word splitting of the extra args is intended
+    extra=(${EVBUS_PKG_CMAKE_ARGS:-})
     # dpkg-buildflags: -O2 -g, hardening (-fstack-protector-strong,
     # _FORTIFY_SOURCE, relro, now). CPack strips the installed binaries.
     say "configure $bdir (None + dpkg-buildflags, prefix /usr, no tests, no -Werror)"
@@ -58,7 +64,7 @@ if ((build)); then
         LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" \
         cmake -S "$repo" -B "$bdir" -DCMAKE_BUILD_TYPE=None -DCMAKE_INSTALL_PREFIX=/usr \
         -DCMAKE_INSTALL_SYSCONFDIR=/etc -DCMAKE_INSTALL_LOCALSTATEDIR=/var \
-        -DEVBUS_WERROR=OFF -DEVBUS_TESTS=OFF >"$bdir.configure.log" 2>&1 ||
+        -DEVBUS_WERROR=OFF -DEVBUS_TESTS=OFF "${extra[@]}" >"$bdir.configure.log" 2>&1 ||
         { cat "$bdir.configure.log"; fail "configure"; }
     rm -f "$bdir.configure.log"
     say "build"
@@ -92,6 +98,10 @@ for d in "${debs[@]}"; do
     if dpkg-deb -c "$d" | awk '{print $6}' | grep -E '^\./usr/(local|etc)/'; then
         fail "$name installs under /usr/local or /usr/etc"
     fi
+    # Every file under /etc is a conffile (cmake/deb_control.cmake).
+    etc=$(dpkg-deb -c "$d" | awk '$1 !~ /^d/ {print $6}' | sed -n 's|^\./etc/|/etc/|p' | sort)
+    conf=$( (dpkg-deb -I "$d" conffiles 2>/dev/null || true) | sort)
+    [[ "$etc" == "$conf" ]] || fail "$name: files under /etc [$etc] but conffiles [$conf]"
 done
 if ((check == 0)); then
     say "OK ${#debs[@]} packages in $bdir/deb/"
