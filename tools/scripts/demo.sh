@@ -18,24 +18,45 @@
 # Each service serves its live bus page on 127.0.0.1 (--http, with
 # --http-events: on loopback only); the URLs are printed at the start.
 # DEMO_KEEP=1 keeps everything running after the checks, until Ctrl-C, to look
-# at the pages. Programs come from $EVBUS_BUILD, else ./build. Every process
-# it starts is stopped on exit, Ctrl-C included; the temp directory is removed.
+# at the pages. Programs come from $EVBUS_BUILD, else ./build; with
+# --installed, from PATH (the Debian packages' /usr/bin/evbus,
+# evbus-reservation, evbus-booking; nothing is built or read from build/).
+# Every process it starts is stopped on exit, Ctrl-C included; the temp
+# directory is removed.
 # Last line: "demo: OK ..." (exit 0) only when every check held (with
 # DEMO_KEEP=1, the line after it says how to stop).
 set -euo pipefail
 
+installed=0
+for arg in "$@"; do
+    case "$arg" in
+    --installed) installed=1 ;;
+    -h | --help)
+        echo "usage: tools/demo.sh [--installed]   (--installed: the programs on PATH," \
+            "e.g. from the Debian packages, instead of build/)"
+        exit 0 ;;
+    *) echo "demo: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bdir=${EVBUS_BUILD:-$repo/build}
-evbus=$bdir/tools/evbus
-res_bin=$bdir/services/evbus-reservation
-bk_bin=$bdir/services/evbus-booking
+fail() { echo "demo: FAILED: $*" >&2; echo "demo: FAILED: $*"; exit 1; }
+if ((installed)); then
+    evbus=$(command -v evbus) || fail "evbus not on PATH; install evbus-tools (README.md, Install)"
+    res_bin=$(command -v evbus-reservation) || fail "evbus-reservation not on PATH; install evbus-services"
+    bk_bin=$(command -v evbus-booking) || fail "evbus-booking not on PATH; install evbus-services"
+    echo "demo: the installed programs: $evbus $res_bin $bk_bin"
+else
+    bdir=${EVBUS_BUILD:-$repo/build}
+    evbus=$bdir/tools/evbus
+    res_bin=$bdir/services/evbus-reservation
+    bk_bin=$bdir/services/evbus-booking
+    for p in "$evbus" "$res_bin" "$bk_bin"; do
+        [[ -x "$p" ]] || fail "$p not found; build first: ./tools/setup.sh"
+    done
+fi
 clients=${DEMO_CLIENTS:-4}
 per_client=${DEMO_BOOKINGS:-60}
-
-fail() { echo "demo: FAILED: $*" >&2; echo "demo: FAILED: $*"; exit 1; }
-for p in "$evbus" "$res_bin" "$bk_bin"; do
-    [[ -x "$p" ]] || fail "$p not found; build first: ./tools/setup.sh"
-done
 command -v python3 >/dev/null || fail "python3 not found (./tools/setup.sh installs it)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evbus-demo.XXXXXX")

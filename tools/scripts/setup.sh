@@ -63,7 +63,11 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
 # man-db (man_pages renders the built pages with `man -l`).
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev
            prometheus chromium python3-websocket nats-server git man-db)
-if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
+# The packaging check (CI's `package` phase, tools/scripts/package.sh):
+# file (CPack's dpkg-shlibdeps step sorts the files with it) and systemd
+# (systemd-analyze verifies the installed units).
+pkg_test_pkgs=(file systemd)
+if ((test)); then pkgs+=("${test_pkgs[@]}" "${pkg_test_pkgs[@]}"); fi
 
 missing=()
 for p in "${pkgs[@]}"; do
