@@ -45,9 +45,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # "snappy", so without it linking fails with "cannot find -lsnappy"; and
 # salvage decompresses table blocks itself (store/rawtable.c, snappy-c.h). python3
 # runs the demo's checks (booking_check.py). libnats-dev builds evbus-bridge
-# (services/bridge/; the evbus CLI does not link it).
+# (services/bridge/; the evbus CLI does not link it). libsystemd-dev: the
+# daemons, evbus serve and evbus mirror tell systemd they are ready, their
+# status and that they live (sd_notify; services/README.md, "Running under
+# systemd").
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev libmicrohttpd-dev libnats-dev python3)
+      libleveldb-dev libsnappy-dev libmicrohttpd-dev libnats-dev libsystemd-dev python3)
 # What only the tests need (--test): cmocka for the unit tests; clang and
 # libclang-rt-14-dev for libFuzzer (libclang_rt.fuzzer lives there on Debian
 # 12) and the clang builds; iproute2 (network namespaces), nftables (packet
@@ -57,9 +60,11 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
 # service); chromium and python3-websocket (the live bus page is driven in
 # a real headless browser over its DevTools protocol, by /usr/bin/python3);
 # nats-server (the bridge's tests run a 3-node JetStream cluster of their
-# own); git (compat_3c467a6 builds an earlier release from the history).
+# own); git (compat_3c467a6 builds an earlier release from the history);
+# systemd for systemd-analyze (systemd_units verifies the installed units;
+# nothing is started).
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg-dev
-           prometheus chromium python3-websocket nats-server git)
+           prometheus chromium python3-websocket nats-server git systemd)
 if ((test)); then pkgs+=("${test_pkgs[@]}"); fi
 
 missing=()
