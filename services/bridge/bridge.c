@@ -47,6 +47,7 @@
 
 #include <evbus/evbus_bus.h>
 #include <evbus/evbus_http.h>
+#include <evbus/evbus_notify.h>
 #include <evbus/evbus_wire.h>
 
 #include "cli.h"
@@ -744,6 +745,35 @@ static int s_status(const void *args, size_t len, evb_buf *out, void *ctx, evb_e
     return EVB_OK;
 }
 
+/* systemd's STATUS= line (evbus_notify.h): "nats connected; links:
+ * reservation exporting 1,234/1,234, booking probing". */
+static void s_notify_line(evb_buf *line, void *ctx)
+{
+    bridge_t *b = ctx;
+    evb_notify_add(line, "nats %s",
+                   natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED
+                       ? "connected"
+                       : "disconnected");
+    evb_buf links = {0};
+    links.max_cap = EVB_NOTIFY_MAX_STATUS;
+    int64_t now = evb_now_us();
+    for (size_t i = 0; i < b->nlinks; i++) {
+        link_t *l = &b->links[i];
+        figures f = s_figures(l, now);
+        char a[32], h[32];
+        /* Before the probe answers: the live endpoint, without its scheme. */
+        const char *who = l->service[0] ? l->service : l->pub;
+        if (!l->service[0] && strstr(who, "://")) who = strstr(who, "://") + 3;
+        evb_buf_printf(&links, NULL, "%s%s %s", i > 0 ? ", " : "", who,
+                       s_state_name(l->state));
+        if (l->state == L_EXPORTING)
+            evb_buf_printf(&links, NULL, " %s/%s", cli_group(f.acked, a),
+                           cli_group(l->head, h));
+    }
+    evb_notify_add(line, "links: %.*s", (int)links.len, links.data ? links.data : "");
+    evb_buf_free(&links);
+}
+
 /* --http: /metrics (Prometheus text) and /status.json (the status above),
  * rendered here on the owner's thread every 500 ms (evbus_http.h). */
 static int s_render(void *ctx, evb_buf *m, evb_buf *status, evb_err *err)
@@ -1164,8 +1194,10 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "evbus-bridge: exporting %zu publisher(s) to NATS %s%s%s\n", b.nlinks,
             nats_url, cmd_ep ? ", commands on " : "", cmd_ep ? cmd_ep : "");
+    evb_notify_ready(s_notify_line, &b); /* NATS set up, the sockets bound */
     rc = CLI_EXIT_OK;
     while (!s_stop) {
+        evb_notify_tick(s_notify_line, &b);
         bool busy = false;
         for (size_t i = 0; i < b.nlinks; i++) {
             link_t *l = &b.links[i];
@@ -1204,6 +1236,7 @@ int main(int argc, char **argv)
         }
     }
     fprintf(stderr, "evbus-bridge: stopping: waiting for JetStream's acks\n");
+    evb_notify_stopping("stopping: waiting for JetStream's acks");
     for (size_t i = 0; i < b.nlinks; i++) {
         link_t *l = &b.links[i];
         evb_tap_destroy(&l->tap);

@@ -6,6 +6,7 @@
  */
 #include "evbus_svc.h"
 #include "evbus_http.h"
+#include "evbus_notify.h"
 
 #include "hmap.h"
 #include "svc_int.h"
@@ -1220,6 +1221,26 @@ static int s_trim(zloop_t *loop, int id, void *arg)
     return 0;
 }
 
+/* systemd's STATUS= line (evbus_notify.h): "head 1,234; feeds:
+ * reservation/show live; views: booking/booking live". */
+static void s_notify_line(evb_buf *line, void *ctx)
+{
+    evb_svc_t *svc = ctx;
+    evb_notify_add_num(line, "head", evb_store_head(svc->store));
+    if (evb_store_unwritable(svc->store))
+        evb_notify_add(line, "store unwritable: waiting to reopen");
+    evb_notify_add_feeds(line, "feeds", svc->consumer.sub);
+    evb_notify_add_feeds(line, "views", svc->projector.sub);
+}
+
+static int s_notify_timer(zloop_t *loop, int id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    evb_notify_tick(s_notify_line, arg);
+    return 0;
+}
+
 static int s_stop_check(zloop_t *loop, int id, void *arg)
 {
     (void)loop;
@@ -1240,6 +1261,12 @@ int evb_svc_run(evb_svc_t *svc)
             svc->cfg.store, hex, (unsigned long long)evb_store_head(svc->store),
             svc->cfg.cmd, svc->pub ? ", publishing on " : "", svc->pub ? svc->cfg.pub : "",
             svc->pub ? " and " : "", svc->pub ? svc->cfg.catchup : "");
+    /* Sockets bound and store open since evb_svc_new: systemd may start
+     * what depends on us. The watchdog is fed from the loop, so a loop
+     * stuck in a handler stops feeding it. */
+    evb_notify_ready(s_notify_line, svc);
+    unsigned notify_ms = evb_notify_tick_ms();
+    if (notify_ms > 0) zloop_timer(svc->loop, notify_ms, 0, s_notify_timer, svc);
     int rc = 0;
     bool waiting = false;
     while (!s_stop) {
@@ -1268,6 +1295,7 @@ int evb_svc_run(evb_svc_t *svc)
             if (!waiting)
                 evb_log(EVB_LOG_WARN, "a write failed; waiting to reopen: %s", rerr.msg);
             waiting = true;
+            evb_notify_tick(s_notify_line, svc); /* waiting is not hanging */
             zclock_sleep(500);
             continue;
         }
@@ -1276,6 +1304,8 @@ int evb_svc_run(evb_svc_t *svc)
                               "checkpoints");
     }
     if (svc->fatal) rc = svc->fatal;
+    evb_notify_stopping(rc == 0 ? "stopping: final sync"
+                                : "stopping after a fatal error");
     evb_err err = {0};
     if (svc->fatal) {
         /* the log is closed: nothing to sync */

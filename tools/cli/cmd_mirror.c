@@ -30,6 +30,7 @@
 
 #include <evbus/evbus_bus.h>
 #include <evbus/evbus_http.h>
+#include <evbus/evbus_notify.h>
 
 typedef struct mirror {
     cli_t *cli;
@@ -167,6 +168,15 @@ static int s_http_render(void *ctx, evb_buf *metrics, evb_buf *status, evb_err *
     if (rc == EVB_OK) rc = evb_metrics_sub(metrics, m->sub, 1000, err);
     if (rc == EVB_OK) rc = s_cmd_status(NULL, 0, status, m, err);
     return rc;
+}
+
+/* systemd's STATUS= line (evbus_notify.h): "head 1,234; feeds:
+ * reservation/show live". */
+static void s_notify_line(evb_buf *line, void *ctx)
+{
+    mirror_t *m = ctx;
+    evb_notify_add_num(line, "head", evb_store_head(m->st));
+    evb_notify_add_feeds(line, "feeds", m->sub);
 }
 
 /* The feed named by a retry or skip: category, and publisher if given. */
@@ -426,9 +436,15 @@ int cmd_mirror(int argc, char **argv)
     int64_t next_status = start + (status_ms > 0 ? (int64_t)status_ms * 1000 : 0);
     int64_t next_text = start + 2000000;
     status_acc a;
+    /* With a command socket, a shorter turn bounds a command's wait; with
+     * systemd's watchdog, its interval does. */
+    int turn_ms = cmd != NULL ? 10 : 100;
+    int notify_ms = (int)evb_notify_tick_ms();
+    if (notify_ms > 0 && notify_ms < turn_ms) turn_ms = notify_ms;
+    if (rc == CLI_EXIT_OK) evb_notify_ready(s_notify_line, &m); /* following, log open */
     while (rc == CLI_EXIT_OK && !cli_stop_requested()) {
-        /* With a command socket, a shorter turn bounds a command's wait. */
-        if (evb_sub_poll(sub, cmd != NULL ? 10 : 100, &err) != EVB_OK) {
+        evb_notify_tick(s_notify_line, &m);
+        if (evb_sub_poll(sub, turn_ms, &err) != EVB_OK) {
             cli_error(&cli, "%s: %s", dir, err.msg);
             rc = CLI_EXIT_RUNTIME;
             break;
@@ -461,6 +477,9 @@ int cmd_mirror(int argc, char **argv)
         }
     }
     cli_progress_end(&cli);
+    /* Before the store's close, which does the last group fsync. */
+    evb_notify_stopping(rc == CLI_EXIT_OK ? "stopping: final sync"
+                                          : "stopping after an error");
     if (sub != NULL && stats_json) s_status(&m, sub, true, true, false, &a);
     /* After a signal too: a feed that stopped (its publisher's log id
      * changed) is a problem a script must see. */

@@ -26,6 +26,7 @@
 
 #include <evbus/evbus_bus.h>
 #include <evbus/evbus_http.h>
+#include <evbus/evbus_notify.h>
 
 typedef struct serve {
     evb_store_t *st;
@@ -90,6 +91,18 @@ static int s_cmd_status(const void *args, size_t args_len, evb_buf *out, void *c
     }
     evb_buf_free(&cats);
     return rc;
+}
+
+/* systemd's STATUS= line (evbus_notify.h): "head 1,234; published 1,234". */
+static void s_notify_line(evb_buf *line, void *ctx)
+{
+    serve_t *sv = ctx;
+    evb_pub_stats ps;
+    evb_pub_get_stats(sv->pub, &ps);
+    evb_notify_add_num(line, "head", evb_store_head(sv->st));
+    evb_notify_add_num(line, "published", ps.published);
+    if (evb_store_unwritable(sv->st))
+        evb_notify_add(line, "appends refused (unwritable)");
 }
 
 /* The HTTP documents: the log's and the publisher's metrics; the status
@@ -399,18 +412,25 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "evbus serve: warning: --sync none: a power loss can take back "
                         "events subscribers have already applied\n");
     fflush(stderr);
+    evb_notify_ready(s_notify_line, &sv); /* bound, and the log open */
 
     rc = CLI_EXIT_OK;
-    /* Idle wait: short enough for the heartbeat to be on time. */
+    /* Idle wait: short enough for the heartbeat, and systemd's watchdog, to
+     * be on time. */
     long idle_ms = hb_ms / 2 < 100 ? (long)(hb_ms / 2) : 100;
+    long pub_ms = 200;
+    long notify_ms = (long)evb_notify_tick_ms();
+    if (notify_ms > 0 && notify_ms < idle_ms) idle_ms = notify_ms;
+    if (notify_ms > 0 && notify_ms < pub_ms) pub_ms = notify_ms;
     if (idle_ms < 1) idle_ms = 1;
     bool failed = false;
     while (!failed && !cli_stop_requested()) {
+        evb_notify_tick(s_notify_line, &sv);
         evb_err herr;
         if (evb_http_tick(http, 500, s_http_render, &sv, &herr) != EVB_OK)
             evb_log(EVB_LOG_WARN, "http: %s", herr.msg);
         if (cmd == NULL) {
-            failed = evb_pub_poll(pub, 200, &err) != EVB_OK;
+            failed = evb_pub_poll(pub, (int)pub_ms, &err) != EVB_OK;
             continue;
         }
         evb_pub_stats ps;
@@ -431,6 +451,8 @@ int cmd_serve(int argc, char **argv)
         cli_error(&cli, "%s: publishing stopped: %s", dir, err.msg);
         rc = CLI_EXIT_RUNTIME;
     }
+    /* Before the store's close, which does the last group fsync. */
+    evb_notify_stopping(failed ? "stopping after an error" : "stopping: final sync");
     evb_http_destroy(&http);
     evb_cmd_destroy(&cmd);
     evb_pub_stats ps;

@@ -47,9 +47,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # runs the demo's checks (booking_check.py). libnats-dev builds evbus-bridge
 # (services/bridge/; the evbus CLI does not link it). help2man and python3
 # make the man pages from the programs' --help (tools/man/; without them
-# configure with -DEVBUS_MAN=OFF, and get no man pages).
+# configure with -DEVBUS_MAN=OFF, and get no man pages). libsystemd-dev: the
+# daemons, evbus serve and evbus mirror tell systemd they are ready, their
+# status and that they live (sd_notify; services/README.md, "Running under
+# systemd"; without it configure with -DEVBUS_SYSTEMD=OFF).
 pkgs=(build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-      libleveldb-dev libsnappy-dev libmicrohttpd-dev libnats-dev python3 help2man)
+      libleveldb-dev libsnappy-dev libmicrohttpd-dev libnats-dev libsystemd-dev python3
+      help2man)
 # What only the tests need (--test): cmocka for the unit tests; clang and
 # libclang-rt-14-dev for libFuzzer (libclang_rt.fuzzer lives there on Debian
 # 12) and the clang builds; iproute2 (network namespaces), nftables (packet
@@ -65,7 +69,8 @@ test_pkgs=(libcmocka-dev clang libclang-rt-14-dev iproute2 nftables tcpdump dpkg
            prometheus chromium python3-websocket nats-server git man-db)
 # The packaging check (CI's `package` phase, tools/scripts/package.sh):
 # file (CPack's dpkg-shlibdeps step sorts the files with it) and systemd
-# (systemd-analyze verifies the installed units).
+# (systemd-analyze verifies the installed units: systemd_units and the
+# package phase; nothing is started).
 pkg_test_pkgs=(file systemd)
 if ((test)); then pkgs+=("${test_pkgs[@]}" "${pkg_test_pkgs[@]}"); fi
 
