@@ -197,6 +197,13 @@ static const char *s_file_where(const char *fmt)
     return NULL;
 }
 
+static const char *s_file_where_of(const char *name)
+{
+    for (size_t i = 0; i < s_nfile_vals; i++)
+        if (strcmp(s_file_vals[i].name, name) == 0) return s_file_vals[i].where;
+    return NULL;
+}
+
 static void s_forget_file_val(const char *name)
 {
     for (size_t i = 0; i < s_nfile_vals; i++)
@@ -380,6 +387,10 @@ int cli_config_apply(cli_t *cli, const char *path, const cli_opt *opts)
         const cli_opt *o = s_find(opts, e->name, strlen(e->name));
         char where[4096 + 32];
         snprintf(where, sizeof where, "%s:%u", path, e->line);
+        /* A list's lines so far: "FILE:2,5" names them all. */
+        const char *prev = o->kind == CLI_LIST ? s_file_where_of(o->name) : NULL;
+        char lines[sizeof s_file_vals[0].where];
+        snprintf(lines, sizeof lines, "%s", prev != NULL ? prev : "");
         cli->where = where;
         int rc = -1;
         bool on;
@@ -394,6 +405,9 @@ int cli_config_apply(cli_t *cli, const char *path, const cli_opt *opts)
         cli->where = NULL;
         if (rc >= 0) return rc;
         s_forget_file_val(o->name);
+        if (prev != NULL && strlen(lines) + 12 < sizeof lines) {
+            snprintf(where, sizeof where, "%s,%u", lines, e->line);
+        }
         if (s_nfile_vals < sizeof s_file_vals / sizeof s_file_vals[0]) {
             s_file_vals[s_nfile_vals].name = o->name;
             char *w = s_file_vals[s_nfile_vals].where;
