@@ -71,7 +71,8 @@ static const setting s_common[] = {
      K_HWM, 0, 0},
     {"log-level", "LEVEL", "debug | info (default) | warn | error", K_LEVEL, 0, 0},
     {"log-format", "FORMAT", "text (default) | json (one object a line)", K_FORMAT, 0, 0},
-    {"config", "FILE", "read NAME = VALUE lines from FILE", K_STR, 0, 0},
+    {"config", "FILE", "read name = value lines from FILE (services/README.md, \"Config "
+     "files\")", K_STR, 0, 0},
     {"beacon-iface", "NAME", "beacon interface for discovery (\"*\": all); no default",
      K_DISC, 0, 0},
     {"beacon-port", "N", "UDP port of the beacons (default 5670)", K_DISC, 0, 0},
