@@ -832,16 +832,17 @@ static int s_render(void *ctx, evb_buf *m, evb_buf *status, evb_err *err)
  * environment over the file. A list (--follow) comes whole from the
  * strongest source that gives it: whitespace-separated in the environment,
  * one line each in the file. Each source is parsed on its own, so an error
- * names where the value came from. */
+ * names where the value came from (FILE:LINE, the variable). */
 typedef struct argvec {
     char *v[4 * CLI_MAX_LIST + 64];
     char dashes[4 * CLI_MAX_LIST + 64][48]; /* "--name" strings v points to */
     int n;
-    char *store; /* the file's text, which v points into */
 } argvec;
 
-/* The settings' strings live as long as the program (main frees them). */
-static argvec s_file_args, s_env_args;
+/* The environment's settings, as argv (they live as long as the program).
+ * The file's are read by cli_config_apply (evb_conf_read's grammar,
+ * services/README.md "Config files"). */
+static argvec s_env_args;
 
 static bool s_push(argvec *a, char *s)
 {
@@ -880,52 +881,6 @@ static int s_add_setting(cli_t *cli, argvec *a, const cli_opt *opts, const char 
     if (!s_push(a, dash) || !s_push(a, value))
         return cli_usage_error(cli, "%s: too many settings", where);
     return -1;
-}
-
-static int s_from_file(cli_t *cli, const char *path, const cli_opt *opts, argvec *a)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return cli_usage_error(cli, "--config: cannot read %s: %s", path,
-                               strerror(errno));
-    size_t cap = 0, used = 0;
-    char *text = NULL, line[4096];
-    while (fgets(line, sizeof line, f)) { /* keep the whole file: argv points into it */
-        size_t l = strlen(line);
-        if (used + l + 1 > cap) {
-            cap = (used + l + 1) * 2;
-            char *t = realloc(text, cap);
-            if (t == NULL) break;
-            text = t;
-        }
-        memcpy(text + used, line, l + 1);
-        used += l;
-    }
-    fclose(f);
-    a->store = text;
-    int rc = -1, lineno = 0;
-    for (char *save = NULL, *ln = text ? strtok_r(text, "\n", &save) : NULL; ln && rc < 0;
-         ln = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        while (*ln == ' ' || *ln == '\t')
-            ln++;
-        if (*ln == '#' || *ln == '\0') continue;
-        char *eq = strchr(ln, '='), where[PATH_MAX + 32];
-        snprintf(where, sizeof where, "%s:%d", path, lineno);
-        if (eq == NULL) return cli_usage_error(cli, "%s: expected 'name = value'", where);
-        char *ne = eq;
-        while (ne > ln && (ne[-1] == ' ' || ne[-1] == '\t'))
-            ne--;
-        *ne = '\0';
-        char *v = eq + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        size_t vl = strlen(v);
-        while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r'))
-            v[--vl] = '\0';
-        rc = s_add_setting(cli, a, opts, ln, v, where);
-    }
-    return rc;
 }
 
 static int s_from_env(cli_t *cli, const cli_opt *opts, argvec *a, char *store)
@@ -973,24 +928,17 @@ static int s_settings(cli_t *cli, int argc, char **argv, const cli_opt *opts,
     if (rc >= 0) return rc;
     const char *config = *config_flag; /* only the command line names a file */
     bool cmd_follow = follows->n > 0;
-    argvec *file = &s_file_args, *env = &s_env_args;
+    argvec *env = &s_env_args;
     static char env_store[16384];
-    file->v[file->n++] = argv[0];
     env->v[env->n++] = argv[0];
-    cli_t fcli = *cli, ecli = *cli;
-    if (config != NULL) {
-        snprintf(fcli.name, sizeof fcli.name, "%.40s (%.50s)", cli->name, config);
-        rc = s_from_file(cli, config, opts, file);
-        if (rc >= 0) return rc;
-    }
+    cli_t ecli = *cli;
     snprintf(ecli.name, sizeof ecli.name, "%.40s (environment)", cli->name);
     rc = s_from_env(cli, opts, env, env_store);
     if (rc >= 0) return rc;
     /* Weakest first; each later source overrides; a list from the
      * strongest source that gives one. */
     follows->n = 0;
-    rc = cli_parse(&fcli, file->n, file->v, opts, usage, 0, 0, pos, &npos);
-    if (rc >= 0) return rc;
+    if (config != NULL && (rc = cli_config_apply(cli, config, opts)) >= 0) return rc;
     if (s_gives_list(env, "follow")) follows->n = 0;
     rc = cli_parse(&ecli, env->n, env->v, opts, usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
@@ -1263,6 +1211,5 @@ done:
     zmq_ctx_term(b.zctx);
     evb_buf_free(&b.body);
     evb_buf_free(&b.scratch);
-    free(s_file_args.store);
     return cli_finish(&cli, rc);
 }

@@ -6,9 +6,15 @@
  * on the command line, EVBUS_NAME in the environment (upper case, '-' ->
  * '_'), and "NAME = VALUE" in the file given by --config (or EVBUS_CONFIG).
  * The command line wins over the environment, the environment over the file.
+ * The file is read by evb_conf_read (codec/conf.c), the reader every program
+ * with --config shares; its grammar is services/README.md "Config files".
+ * Errors start with the program's name, then where the value came from when
+ * that is not the command line: "evbus-booking: /etc/evbus/booking.conf:5:
+ * --sync: ..." or "evbus-booking: EVBUS_SYNC: --sync: ...".
  */
 #include "svc_int.h"
 
+#include "evbus_conf.h"
 #include "evbus_http.h"
 
 #include <ctype.h>
@@ -65,7 +71,8 @@ static const setting s_common[] = {
      K_HWM, 0, 0},
     {"log-level", "LEVEL", "debug | info (default) | warn | error", K_LEVEL, 0, 0},
     {"log-format", "FORMAT", "text (default) | json (one object a line)", K_FORMAT, 0, 0},
-    {"config", "FILE", "read NAME = VALUE lines from FILE", K_STR, 0, 0},
+    {"config", "FILE", "read name = value lines from FILE (services/README.md, \"Config "
+     "files\")", K_STR, 0, 0},
     {"beacon-iface", "NAME", "beacon interface for discovery (\"*\": all); no default",
      K_DISC, 0, 0},
     {"beacon-port", "N", "UDP port of the beacons (default 5670)", K_DISC, 0, 0},
@@ -84,7 +91,7 @@ typedef struct parse_state {
     svc_config *cfg;
     int follow_src; /* the source the follow list came from */
     const char *prog;
-    const char *where; /* what a message names: prog, EVBUS_NAME or FILE:LINE */
+    const char *where; /* after prog in a message: EVBUS_NAME, FILE:LINE, or NULL */
 } parse_state;
 
 static int s_usage_err(const parse_state *ps, const char *fmt, ...)
@@ -93,9 +100,12 @@ static int s_usage_err(const parse_state *ps, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", ps->where);
+    fprintf(stderr, "%s: ", ps->prog);
+    if (ps->where != NULL) fprintf(stderr, "%s: ", ps->where);
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (try '%s --help')\n", ps->prog);
+    /* --help answers a flag's mistake; a file's or variable's is named. */
+    if (ps->where == NULL) fprintf(stderr, " (try '%s --help')", ps->prog);
+    fputc('\n', stderr);
     va_end(ap);
     return 2;
 }
@@ -170,11 +180,6 @@ static int s_add_follow(parse_state *ps, const char *v, int src)
     return 0;
 }
 
-static bool s_truthy(const char *v)
-{
-    return strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0;
-}
-
 /* Apply NAME = v from source src. Returns 0 or an exit code. */
 static int s_set(parse_state *ps, const char *name, const char *v, int src)
 {
@@ -187,7 +192,8 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             if (s->cap == 0) return 0; /* --config: handled first */
             return s_copy(ps, (char *)cfg + s->off, s->cap, name, v);
         case K_BOOL:
-            *(bool *)((char *)cfg + s->off) = s_truthy(v);
+            if (evb_conf_bool(v, (bool *)((char *)cfg + s->off)) != EVB_OK)
+                return s_usage_err(ps, "--%s: '%s' is not true or false", name, v);
             return 0;
         case K_FOLLOW:
             if (src == SRC_ENV) {
@@ -255,6 +261,12 @@ static int s_set(parse_state *ps, const char *name, const char *v, int src)
             return 0;
         case K_DISC: {
             char msg[EVB_ERR_MSG_LEN + 64];
+            bool on;
+            if (strcmp(name, "announce") == 0) {
+                if (evb_conf_bool(v, &on) != EVB_OK)
+                    return s_usage_err(ps, "--%s: '%s' is not true or false", name, v);
+                v = on ? "true" : "false";
+            }
             if (svc_disc_set(&cfg->disc, name, v, src, msg, sizeof msg) != 0)
                 return s_usage_err(ps, "%s", msg);
             return 0;
@@ -274,41 +286,42 @@ static bool s_is_bool(const char *name)
            strcmp(name, "http-public") == 0 || strcmp(name, "http-events") == 0;
 }
 
+/* The file's settings, all checked by the reader first (names, syntax,
+ * repeats), then applied one by one: a bad value names its line. */
 static int s_read_file(parse_state *ps, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return s_usage_err(ps, "--config: cannot read %s: %s", path, strerror(errno));
-    char line[4096];
-    int lineno = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        lineno++;
-        char *p = line;
-        while (isspace((unsigned char)*p)) p++;
-        if (*p == '#' || *p == '\0') continue;
-        char *eq = strchr(p, '=');
-        if (eq == NULL) {
-            rc = s_usage_err(ps, "%s:%d: expected 'name = value'", path, lineno);
-            break;
-        }
-        char *ne = eq;
-        while (ne > p && isspace((unsigned char)ne[-1])) ne--;
-        *ne = '\0';
-        char *v = eq + 1;
-        while (isspace((unsigned char)*v)) v++;
-        size_t vl = strlen(v);
-        while (vl > 0 && isspace((unsigned char)v[vl - 1])) v[--vl] = '\0';
-        if (strcmp(p, "config") == 0) {
-            rc = s_usage_err(ps, "%s:%d: a config file cannot name another", path, lineno);
-            break;
-        }
-        char where[PATH_MAX + 32];
-        snprintf(where, sizeof where, "%s:%d", path, lineno);
-        ps->where = where;
-        rc = s_set(ps, p, v, SRC_FILE);
-        ps->where = ps->prog;
+    const evb_svc_def *def = ps->def;
+    evb_conf_key *keys = calloc(NCOMMON + def->nflags, sizeof *keys);
+    if (keys == NULL) return s_usage_err(ps, "--config: out of memory");
+    size_t nk = 0;
+    for (size_t i = 0; i < NCOMMON; i++) {
+        const char *n = s_common[i].name;
+        if (strcmp(n, "config") == 0) continue; /* a file cannot name another */
+        if (!def->views && (strcmp(n, "views") == 0 || strcmp(n, "rebuild-views") == 0))
+            continue;
+        keys[nk++] = (evb_conf_key){
+            n, strcmp(n, "follow") == 0 || strcmp(n, "follow-service") == 0};
     }
-    fclose(f);
+    for (size_t i = 0; i < def->nflags; i++)
+        keys[nk++] = (evb_conf_key){def->flags[i].name, false};
+    evb_err err;
+    evb_conf_t *conf = evb_conf_read(path, keys, nk, &err);
+    free(keys);
+    if (conf == NULL) {
+        fprintf(stderr, "%s: %s%s\n", ps->prog, err.code == EVB_EIO ? "--config: " : "",
+                err.msg);
+        return 2;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < evb_conf_count(conf) && rc == 0; i++) {
+        const evb_conf_entry *e = evb_conf_get(conf, i);
+        char where[PATH_MAX + 32];
+        snprintf(where, sizeof where, "%s:%u", path, e->line);
+        ps->where = where;
+        rc = s_set(ps, e->name, e->value, SRC_FILE);
+        ps->where = NULL;
+    }
+    evb_conf_destroy(&conf);
     return rc;
 }
 
@@ -327,7 +340,7 @@ static int s_env_pass(parse_state *ps, const char *name)
     if (v == NULL || *v == '\0') return 0;
     ps->where = env;
     int rc = s_set(ps, name, v, SRC_ENV);
-    ps->where = ps->prog;
+    ps->where = NULL;
     return rc;
 }
 
@@ -340,7 +353,7 @@ int svc_config_parse(const evb_svc_def *def, int argc, char **argv, svc_config *
     cfg->aggregate_cache_mb = 256;
     char prog[64];
     snprintf(prog, sizeof prog, "evbus-%s", def->name);
-    parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = prog};
+    parse_state ps = {.def = def, .cfg = cfg, .prog = prog, .where = NULL};
 
     /* --help, --version and --config first: the file is the lowest layer. */
     const char *config = getenv("EVBUS_CONFIG");

@@ -236,6 +236,7 @@ int cmd_mirror(int argc, char **argv)
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
     const char *keys[CLI_MAX_LIST] = {0};   /* --follow's third element */
     const char *context = NULL;             /* context.h: --follow, --cert */
+    const char *config = NULL;              /* --config: services/README.md */
     bool fresh_ids = false, http_public = false, http_events = false;
     const char *http_addr = NULL;
     bool until = false, stats_json = false, timeout_set = false, log_order = false;
@@ -282,6 +283,8 @@ int cmd_mirror(int argc, char **argv)
          "for tests: give copies new ids, so a double application shows"},
         {"context", CLI_STR, &context, NULL, "NAME",
          "--follow (and --cert) from saved context NAME (default $EVBUS_CONTEXT)"},
+        {"config", CLI_STR, &config, NULL, "FILE",
+         "settings as `name = value` lines, names as the flags' (the command line wins)"},
         {0},
     };
     const cli_usage usage = {
@@ -290,7 +293,7 @@ int cmd_mirror(int argc, char **argv)
         "       [--service NAME] [--cert FILE [--allow DIR]]\n"
         "       [--until-caught-up [--timeout DURATION]] [--stats-json] [--status-every DURATION]\n"
         "       [--cmd EP] [--http ADDR:PORT [--http-events] [--http-public]]\n"
-        "       [--refuse-type TYPE] [--context NAME]",
+        "       [--refuse-type TYPE] [--context NAME] [--config FILE]",
         "Follow a publisher (evbus serve, or a service) and copy each event, once,\n"
         "into the log in DIR, with the feed's checkpoint in the same write: a live\n"
         "backup that survives crashes without losing or doubling an event. The\n"
@@ -316,7 +319,7 @@ int cmd_mirror(int argc, char **argv)
         "--timeout passed.\n"};
     const char *pos[1];
     size_t npos;
-    int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
+    int rc = cli_parse_config(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
     /* Only the context's publishers: its cmd is a service's socket, not one
      * for the mirror to bind (--cmd), and --service here names the log. */

@@ -264,7 +264,7 @@ int cmd_serve(int argc, char **argv)
     const char *sync_s = "group";
     const char *cmd_ep = NULL;
     const char *cert = NULL, *allow = NULL; /* CURVE (README.md, "Security") */
-    const char *http_addr = NULL;
+    const char *http_addr = NULL, *config = NULL; /* --config: services/README.md */
     bool create = false, http_public = false, http_events = false;
     uint64_t hb_ms = 500, sndhwm = 0;
     const cli_opt opts[] = {
@@ -294,13 +294,16 @@ int cmd_serve(int argc, char **argv)
          "with --http: show the last events (payloads) on the page and in /status.json"},
         {"http-public", CLI_FLAG, &http_public, NULL, NULL,
          "with CURVE on: allow --http on an address other than loopback"},
+        {"config", CLI_STR, &config, NULL, "FILE",
+         "settings as `name = value` lines, names as the flags' (the command line wins)"},
         {0},
     };
     const cli_usage usage = {
         CLI_EXITS_BASE | CLI_EXITS(CLI_EXIT_OPEN),
         "--store DIR --pub EP --catchup EP [--create --service NAME]\n"
         "       [--sync none|every|group] [--heartbeat DURATION] [--sndhwm N] [--cmd EP]\n"
-        "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-events] [--http-public]]",
+        "       [--cert FILE --allow DIR] [--http ADDR:PORT [--http-events] [--http-public]]\n"
+        "       [--config FILE]",
         "Serve the log in DIR on the bus until SIGINT or SIGTERM: events go out\n"
         "live on the PUB endpoint once durable, subscribers fetch what they miss\n"
         "from the catch-up endpoint. Endpoints are ZeroMQ addresses, e.g.\n"
@@ -317,7 +320,7 @@ int cmd_serve(int argc, char **argv)
         "cannot be opened, 4 when an endpoint cannot be bound or reading fails.\n"};
     const char *pos[1];
     size_t npos;
-    int rc = cli_parse(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
+    int rc = cli_parse_config(&cli, argc, argv, opts, &usage, 0, 0, pos, &npos);
     if (rc >= 0) return rc;
     if (dir == NULL) return cli_usage_error(&cli, "--store DIR is required");
     if (pub_ep == NULL) return cli_usage_error(&cli, "--pub EP is required");

@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <evbus/evbus_conf.h>
 #include <evbus/evbus_store.h>
 
 /* One text per exit code, shown the same in every help screen. */
@@ -184,8 +185,44 @@ static bool s_answers_version(const cli_t *cli, const cli_opt *opts)
     return cli->version != NULL && s_find(opts, "version", 7) == NULL;
 }
 
+/* Options whose value came from a config file, and its FILE:LINE: a usage
+ * error about one of them that the command checks after parsing ("--sync:
+ * expected ...") names that line too (cli_usage_error). */
+static struct {
+    const char *name;
+    char where[256];
+} s_file_vals[64];
+static size_t s_nfile_vals;
+
+static const char *s_file_where(const char *fmt)
+{
+    if (strncmp(fmt, "--", 2) != 0) return NULL;
+    size_t n = strspn(fmt + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+    for (size_t i = 0; i < s_nfile_vals; i++)
+        if (strlen(s_file_vals[i].name) == n && memcmp(s_file_vals[i].name, fmt + 2, n) == 0)
+            return s_file_vals[i].where;
+    return NULL;
+}
+
+static const char *s_file_where_of(const char *name)
+{
+    for (size_t i = 0; i < s_nfile_vals; i++)
+        if (strcmp(s_file_vals[i].name, name) == 0) return s_file_vals[i].where;
+    return NULL;
+}
+
+static void s_forget_file_val(const char *name)
+{
+    for (size_t i = 0; i < s_nfile_vals; i++)
+        if (strcmp(s_file_vals[i].name, name) == 0) {
+            s_file_vals[i] = s_file_vals[--s_nfile_vals];
+            return;
+        }
+}
+
 static int s_set(cli_t *cli, const cli_opt *o, const char *val)
 {
+    s_forget_file_val(o->name); /* a later source's value */
     switch (o->kind) {
     case CLI_FLAG:
         *(bool *)o->target = true;
@@ -327,6 +364,107 @@ int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
     return -1;
 }
 
+/* The files' settings: CLI_STR targets point into them until exit. */
+static evb_conf_t *s_confs[4];
+
+int cli_config_apply(cli_t *cli, const char *path, const cli_opt *opts)
+{
+    size_t slot = 0;
+    while (slot < 4 && s_confs[slot] != NULL)
+        slot++;
+    size_t nopts = 0;
+    for (const cli_opt *o = opts; o->name != NULL; o++)
+        nopts++;
+    evb_conf_key *keys = calloc(nopts + 1, sizeof *keys);
+    if (slot == 4 || keys == NULL) {
+        free(keys);
+        cli_error(cli, "--config %s: %s", path, slot == 4 ? "too many files" : "out of memory");
+        return CLI_EXIT_USAGE;
+    }
+    size_t nk = 0;
+    for (const cli_opt *o = opts; o->name != NULL; o++)
+        if (strcmp(o->name, "config") != 0) /* a file cannot name another */
+            keys[nk++] = (evb_conf_key){o->name, o->kind == CLI_LIST};
+    evb_err err;
+    evb_conf_t *conf = evb_conf_read(path, keys, nk, &err);
+    free(keys);
+    if (conf == NULL) {
+        cli_error(cli, "%s%s", err.code == EVB_EIO ? "--config: " : "", err.msg);
+        return CLI_EXIT_USAGE;
+    }
+    s_confs[slot] = conf;
+    for (size_t i = 0; i < evb_conf_count(conf); i++) {
+        const evb_conf_entry *e = evb_conf_get(conf, i);
+        const cli_opt *o = s_find(opts, e->name, strlen(e->name));
+        char where[4096 + 32];
+        snprintf(where, sizeof where, "%s:%u", path, e->line);
+        /* A list's lines so far: "FILE:2,5" names them all. */
+        const char *prev = o->kind == CLI_LIST ? s_file_where_of(o->name) : NULL;
+        char lines[sizeof s_file_vals[0].where];
+        snprintf(lines, sizeof lines, "%s", prev != NULL ? prev : "");
+        cli->where = where;
+        int rc = -1;
+        bool on;
+        if (o->kind != CLI_FLAG)
+            rc = s_set(cli, o, e->value);
+        else if (evb_conf_bool(e->value, &on) != EVB_OK)
+            rc = cli_usage_error(cli, "--%s: '%s' is not true or false", o->name, e->value);
+        else if (on)
+            rc = s_set(cli, o, NULL);
+        else
+            *(bool *)o->target = false;
+        cli->where = NULL;
+        if (rc >= 0) return rc;
+        s_forget_file_val(o->name);
+        if (prev != NULL && strlen(lines) + 12 < sizeof lines) {
+            snprintf(where, sizeof where, "%s,%u", lines, e->line);
+        }
+        if (s_nfile_vals < sizeof s_file_vals / sizeof s_file_vals[0]) {
+            s_file_vals[s_nfile_vals].name = o->name;
+            char *w = s_file_vals[s_nfile_vals].where;
+            size_t wl = strlen(where);
+            if (wl >= sizeof s_file_vals[0].where) wl = sizeof s_file_vals[0].where - 1;
+            memcpy(w, where, wl); /* a path this long is cut */
+            w[wl] = '\0';
+            s_nfile_vals++;
+        }
+    }
+    return -1;
+}
+
+int cli_parse_config(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+                     const cli_usage *usage, size_t min_pos, size_t max_pos,
+                     const char **pos, size_t *npos)
+{
+    /* The command line alone first: --help, its own errors, the file's name. */
+    int rc = cli_parse(cli, argc, argv, opts, usage, min_pos, max_pos, pos, npos);
+    if (rc >= 0) return rc;
+    const cli_opt *co = s_find(opts, "config", 6);
+    const char *path = co != NULL ? *(const char **)co->target : NULL;
+    if (path == NULL) return -1;
+    /* Then the file, then the command line again over it. A list the
+     * command line gave is emptied again before that, so it is not added to
+     * the file's. */
+    uint64_t cmd_lists = 0;
+    size_t i = 0;
+    for (const cli_opt *o = opts; o->name != NULL; o++, i++)
+        if (o->kind == CLI_LIST) {
+            cli_list *l = o->target;
+            if (i >= 64) {
+                cli_error(cli, "too many options for --config");
+                return CLI_EXIT_USAGE;
+            }
+            if (l->n > 0) cmd_lists |= UINT64_C(1) << i;
+            l->n = 0;
+        }
+    if ((rc = cli_config_apply(cli, path, opts)) >= 0) return rc;
+    i = 0;
+    for (const cli_opt *o = opts; o->name != NULL; o++, i++)
+        if (o->kind == CLI_LIST && (cmd_lists & (UINT64_C(1) << i)))
+            ((cli_list *)o->target)->n = 0;
+    return cli_parse(cli, argc, argv, opts, usage, min_pos, max_pos, pos, npos);
+}
+
 void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage)
 {
     if (cli->collect_exits != NULL) {
@@ -368,6 +506,7 @@ static __attribute__((format(printf, 2, 0))) void s_verror(cli_t *cli, const cha
     cli_progress_end(cli);
     fflush(stdout); /* keep stdout and stderr in order on a shared terminal */
     fprintf(stderr, "%s: ", cli->name);
+    if (cli->where != NULL) fprintf(stderr, "%s: ", cli->where);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }
@@ -382,11 +521,15 @@ void cli_error(cli_t *cli, const char *fmt, ...)
 
 int cli_usage_error(cli_t *cli, const char *fmt, ...)
 {
+    const char *where = cli->where;
+    if (where == NULL) cli->where = s_file_where(fmt);
     va_list ap;
     va_start(ap, fmt);
     s_verror(cli, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "Try '%s --help'.\n", cli->name);
+    /* --help answers a flag's mistake; a file's is named by cli->where. */
+    if (cli->where == NULL) fprintf(stderr, "Try '%s --help'.\n", cli->name);
+    cli->where = where;
     return CLI_EXIT_USAGE;
 }
 

@@ -68,6 +68,9 @@ typedef struct cli {
      * name (`evbus log state --version V`). A daemon sets it after cli_init;
      * evbus's subcommands leave it NULL (`evbus --version` answers). */
     const char *version;
+    /* Not NULL: where the value in question came from ("FILE:LINE"), put
+     * after the name in messages; usage errors then add no "Try --help". */
+    const char *where;
 } cli_t;
 
 /* Fill cli for the command called `name` (copied). */
@@ -135,6 +138,27 @@ typedef struct cli_usage {
 int cli_parse(cli_t *cli, int argc, char **argv, const cli_opt *opts,
               const cli_usage *usage, size_t min_pos, size_t max_pos, const char **pos,
               size_t *npos);
+
+/* ---- --config FILE (evbus serve, evbus mirror, evbus-bridge) ----
+ * The file's grammar is evb_conf_read's (services/README.md "Config
+ * files"): `name = value` lines, names as the long flags. */
+
+/* cli_parse, with the settings of the file named by the CLI_STR option
+ * "config" of opts (when given) under the command line's: a value from the
+ * command line wins, and a list (CLI_LIST) comes whole from the command
+ * line when it gives one, else from the file. Same returns as cli_parse;
+ * errors in the file read "NAME: FILE:LINE: ...". */
+int cli_parse_config(cli_t *cli, int argc, char **argv, const cli_opt *opts,
+                     const cli_usage *usage, size_t min_pos, size_t max_pos,
+                     const char **pos, size_t *npos);
+
+/* Set opts' targets from the file at path, in file order, as the same flags
+ * would: every option but "config" may be named; a CLI_LIST one on several
+ * lines; a CLI_FLAG one takes true or false (yes/no, on/off, 1/0). The
+ * strings stay valid until the program exits. Returns -1, or CLI_EXIT_USAGE
+ * after naming the problem ("NAME: FILE:LINE: ..."). At most 4 files a
+ * program. */
+int cli_config_apply(cli_t *cli, const char *path, const cli_opt *opts);
 
 /* Print the help screen of a command (as -h does) to stdout. */
 void cli_help(const cli_t *cli, const cli_opt *opts, const cli_usage *usage);
