@@ -279,8 +279,10 @@ class Running:
 def examples(d):
     ipc = tempfile.mkdtemp(prefix="evbcf")  # ipc paths are short
     lib = os.path.join(d, "lib")
-    os.makedirs(lib)
-    for n in ("reservation", "booking", "example", "bridge"):
+    # What the units' StateDirectory= and RuntimeDirectory= make before they
+    # start: the programs write only inside them.
+    for n in ("reservation", "booking", "serve-example", "mirror-example", "bridge"):
+        os.makedirs(os.path.join(lib, n))
         os.makedirs(os.path.join(ipc, n))
 
     def local(src, name):
@@ -298,8 +300,10 @@ def examples(d):
         book = run_.start("booking", [BOOK, "--config", bc])
         run_.answers("reservation", res, f"ipc://{ipc}/reservation/cmd")
         run_.answers("booking", book, f"ipc://{ipc}/booking/cmd")
-        check("example reservation: store where the file says",
-              os.path.isdir(os.path.join(lib, "reservation")), os.listdir(lib))
+        check("example reservation: log and views inside its state directory",
+              os.path.isdir(os.path.join(lib, "reservation", "log")) and
+              os.path.isdir(os.path.join(lib, "reservation", "views")),
+              os.listdir(os.path.join(lib, "reservation")))
         # The pair works: a show, a booking, confirmed through both logs.
         r = run([EVBUS, "call", f"ipc://{ipc}/reservation/cmd", "create_show", "show=s1",
                  "capacity:=10"])
@@ -319,14 +323,10 @@ def examples(d):
                   f"{e}: {run_.stderr('booking')}")
         sc = local("tools/cli/serve-example.conf", "serve.conf")
         srv = run_.start("serve", [EVBUS, "serve", "--config", sc])
-        run_.answers("serve", srv, f"ipc://{ipc}/example/cmd")
+        run_.answers("serve", srv, f"ipc://{ipc}/serve-example/cmd")
         mc = local("tools/cli/mirror-example.conf", "mirror.conf")
-        # serve@example and mirror@example may not share a name: the
-        # mirror's sockets and store go elsewhere here (command line wins).
-        mir = run_.start("mirror", [EVBUS, "mirror", "--config", mc, "--store",
-                                    os.path.join(lib, "mirror"), "--cmd",
-                                    f"ipc://{ipc}/m.cmd"])
-        run_.answers("mirror", mir, f"ipc://{ipc}/m.cmd")
+        mir = run_.start("mirror", [EVBUS, "mirror", "--config", mc])
+        run_.answers("mirror", mir, f"ipc://{ipc}/mirror-example/cmd")
         if BRIDGE:
             # Parsing only (it would wait for NATS): the whole file is read
             # and applied when the first error is one of the checks that run
