@@ -200,18 +200,20 @@ def serve_test(procs, ep):
         expect(r, 0, what)
         return json.loads(r.stdout)["service"]
 
-    check(status_service(run("status", "--context", "demo", "--json"), "--context") == "demo",
+    # -t 20s: a loaded machine (ASan in CI) may take more than the default 3s.
+    def status(*a, env=None):
+        return run("status", "-t", "20s", *a, env=env)
+
+    check(status_service(status("--context", "demo", "--json"), "--context") == "demo",
           "status --context demo")
-    check(status_service(run("status", "-C", "demo", "--json"), "-C") == "demo",
-          "status -C demo")
-    check(status_service(run("status", "-Cdemo", "--json"), "-Cdemo") == "demo",
-          "status -Cdemo")
-    check(status_service(run("status", "--json", env=env_for(base, EVBUS_CONTEXT="demo")),
+    check(status_service(status("-C", "demo", "--json"), "-C") == "demo", "status -C demo")
+    check(status_service(status("-Cdemo", "--json"), "-Cdemo") == "demo", "status -Cdemo")
+    check(status_service(status("--json", env=env_for(base, EVBUS_CONTEXT="demo")),
                          "EVBUS_CONTEXT") == "demo", "EVBUS_CONTEXT=demo status")
     # The explicit endpoint wins over the context, --context over EVBUS_CONTEXT.
-    check(status_service(run("status", "-C", "other", "--json", cmd), "explicit CMD_EP")
+    check(status_service(status("-C", "other", "--json", cmd), "explicit CMD_EP")
           == "demo", "status -C other CMD_EP")
-    check(status_service(run("status", "-C", "demo", "--json",
+    check(status_service(status("-C", "demo", "--json",
                              env=env_for(base, EVBUS_CONTEXT="other")),
                          "--context over EVBUS_CONTEXT") == "demo", "-C over the env")
     # The context's endpoint is the one used: nobody listens on other's.
@@ -228,7 +230,7 @@ def serve_test(procs, ep):
           "other)" in r.stderr, f"EVBUS_CONTEXT=nope said {r.stderr!r}")
     # A stale EVBUS_CONTEXT does not get in the way of a command line that
     # names its endpoint: it is not read at all.
-    check(status_service(run("status", "--json", cmd, env=env_for(base, EVBUS_CONTEXT="nope")),
+    check(status_service(status("--json", cmd, env=env_for(base, EVBUS_CONTEXT="nope")),
                          "CMD_EP with a stale EVBUS_CONTEXT") == "demo",
           "status CMD_EP with EVBUS_CONTEXT=nope")
     r = expect(run("status", "-C", "bad/name"), 2, "-C bad/name")
@@ -246,15 +248,15 @@ def serve_test(procs, ep):
     log("unknown contexts and missing endpoints: exit 2, named")
 
     # The other commands.
-    r = expect(run("call", "-C", "demo", "status", "--json"), 0, "call -C demo status")
+    r = expect(run("call", "-t", "20s", "-C", "demo", "status", "--json"), 0, "call -C demo status")
     check(json.loads(r.stdout)["service"] == "demo", f"call: {r.stdout}")
     line = json.dumps({"stream": "s-1", "type": "T", "payload": {"a": 1}}) + "\n"
-    r = expect(run("append", "-C", "demo", input=line), 0, "append -C demo")
+    r = expect(run("append", "-t", "20s", "-C", "demo", input=line), 0, "append -C demo")
     check("line 1: appended seq 1" in r.stdout, f"append -C: {r.stdout!r}")
     r = run("append", "-C", "demo", "--store", os.path.join(base, "local"), input=line)
     check(r.returncode == 3 and "local" in r.stderr,
           f"append -C with --store must open the local log: {r.returncode} {r.stderr}")
-    r = expect(run("feed", "retry", "-C", "demo", "somecat"), 1, "feed retry -C demo")
+    r = expect(run("feed", "retry", "-t", "20s", "-C", "demo", "somecat"), 1, "feed retry -C demo")
     check(f"{cmd} refused" in r.stderr, f"feed retry -C: {r.stderr!r}")
     r = expect(run("sniff", "-C", "demo", "--from-start", "--count", "1", "--json",
                    timeout=30), 0, "sniff -C demo")
@@ -306,7 +308,7 @@ def curve_test(procs, ep):
 
     wait_for("serve to answer status -C sec (CURVE from the context)", up)
     line = json.dumps({"stream": "k-1", "type": "T"}) + "\n"
-    r = expect(run("append", "-C", "sec", input=line), 0, "append -C sec")
+    r = expect(run("append", "-t", "20s", "-C", "sec", input=line), 0, "append -C sec")
     # An explicit --cert wins over the context's: bob is not allowed.
     r = run("status", "-C", "sec", "--cert", os.path.join(keys, "bob_secret"))
     check(r.returncode != 0 and "allow-list" in r.stderr,
