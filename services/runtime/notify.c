@@ -145,7 +145,8 @@ void evb_notify_stopping(const char *status)
 
 /* ---- the parts of a line ---- */
 
-static void s_vadd(evb_buf *line, const char *fmt, va_list ap)
+static __attribute__((format(printf, 2, 0))) void s_vadd(evb_buf *line, const char *fmt,
+                                                          va_list ap)
 {
     if (line->len >= EVB_NOTIFY_MAX_STATUS) return;
     char part[EVB_NOTIFY_MAX_STATUS + 1];
