@@ -85,6 +85,30 @@ void evb_err_clear(evb_err *err)
     }
 }
 
+/* ---- names ---- */
+
+size_t evb_name_distance(const char *a, size_t al, const char *b)
+{
+    size_t bl = strlen(b);
+    if (al > 63 || bl > 63) return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= al; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= bl; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= al; i++)
+        for (size_t j = 1; j <= bl; j++) {
+            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[al][bl];
+}
+
 /* ---- durations ---- */
 
 bool evb_duration_is_bare(const char *s)

@@ -46,30 +46,6 @@ static bool s_name_char(char c)
            c == '-' || c == '_' || c == '.';
 }
 
-/* Edit distance between a and b (insert, delete, replace, swap of two
- * neighbours); names are short, longer ones are "far". */
-static size_t s_distance(const char *a, const char *b)
-{
-    size_t al = strlen(a), bl = strlen(b);
-    if (al > 63 || bl > 63) return SIZE_MAX;
-    size_t d[64][64];
-    for (size_t i = 0; i <= al; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= bl; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= al; i++)
-        for (size_t j = 1; j <= bl; j++) {
-            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < c)
-                c = d[i - 2][j - 2] + 1;
-            d[i][j] = c;
-        }
-    return d[al][bl];
-}
-
 const char *evb_conf_nearest(const char *name, const evb_conf_key *keys, size_t nkeys)
 {
     const char *best = NULL;
@@ -78,7 +54,7 @@ const char *evb_conf_nearest(const char *name, const evb_conf_key *keys, size_t 
         size_t kl = strlen(keys[i].name);
         size_t dist = (len >= 3 && len < kl && memcmp(keys[i].name, name, len) == 0)
                           ? 1
-                          : s_distance(name, keys[i].name);
+                          : evb_name_distance(name, strlen(name), keys[i].name);
         size_t limit = kl < 6 ? 1 : 2;
         if (dist <= limit && dist < bd) {
             bd = dist;

@@ -92,6 +92,12 @@ EVB_EXPORT int evb_err_set(evb_err *err, int code, const char *fmt, ...)
 /* Reset err to EVB_OK with an empty message. */
 EVB_EXPORT void evb_err_clear(evb_err *err);
 
+/* ---- names ----
+ * Edit distance between a[0..al) and b (insert, delete, replace, and swap of
+ * two neighbours), for "did you mean" hints about flags and settings; names
+ * of more than 63 bytes are SIZE_MAX ("far"). */
+EVB_EXPORT size_t evb_name_distance(const char *a, size_t al, const char *b);
+
 /* ---- durations ----
  * Every duration a person types (flags, environment, config files) has a
  * unit: "250ms", "3s", "2.5s", "2m", "1h30m", "1d". Units: ms, s, m, h, d;

@@ -10,6 +10,7 @@ file. No sleep here synchronises anything: every wait polls with a deadline.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -316,3 +317,24 @@ def filter_cases():
         (["--category", "booking", "--type", "Changed"],
          lambda e: e["category"] == "booking" and e["type"] == "Changed"),
     ]
+
+
+def help_section(text, title):
+    """The lines of a --help block that starts with `title:` ("Options",
+    "Commands", "Verbs", "Exit codes"), up to a blank line."""
+    out, on = [], False
+    for line in text.splitlines():
+        if line.strip() == title + ":":
+            on = True
+        elif on and not line.strip():
+            break
+        elif on:
+            out.append(line)
+    return out
+
+
+def help_names(text, title):
+    """The names of a "Commands:" or "Verbs:" list of a --help: the first
+    word of each line indented by two (deeper lines continue a summary)."""
+    return [m.group(1) for line in help_section(text, title)
+            if (m := re.match(r"^  (\S+)", line))]

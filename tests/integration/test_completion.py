@@ -54,25 +54,12 @@ def help_of(argv):
     return evbtest.run(argv + ["--help"], 30).stdout
 
 
-def section(text, title):
-    out, on = [], False
-    for line in text.splitlines():
-        if line.strip() == title + ":":
-            on = True
-        elif on and not line.strip():
-            break
-        elif on:
-            out.append(line)
-    return out
-
-
 def names(text, title):
-    return sorted(m.group(1) for line in section(text, title)
-                  if (m := re.match(r"^  (\S+)", line)))
+    return sorted(evbtest.help_names(text, title))
 
 
 def flags(text):
-    return sorted("--" + m.group(1) for line in section(text, "Options")
+    return sorted("--" + m.group(1) for line in evbtest.help_section(text, "Options")
                   if (m := FLAG_LINE.match(line)))
 
 

@@ -63,17 +63,7 @@ def help_of(argv):
     return r.stdout
 
 
-def help_section(text, title):
-    """Lines of the block that starts with `title:` up to a blank line."""
-    out, on = [], False
-    for line in text.splitlines():
-        if line.strip() == title + ":":
-            on = True
-        elif on and not line.strip():
-            break
-        elif on:
-            out.append(line)
-    return out
+help_section = evbtest.help_section
 
 
 def exit_codes(text):

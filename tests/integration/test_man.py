@@ -42,24 +42,13 @@ def help_of(argv):
     return r.stdout
 
 
-def section(text, title):
-    out, on = [], False
-    for line in text.splitlines():
-        if line.strip() == title + ":":
-            on = True
-        elif on and not line.strip():
-            break
-        elif on:
-            out.append(line)
-    return out
-
-
 def names_in(text, title):
-    return [m.group(1) for line in section(text, title) if (m := re.match(r"^  (\S+)", line))]
+    return evbtest.help_names(text, title)
 
 
 def flags_in(text):
-    return {m.group(1) for line in section(text, "Options") if (m := FLAG_LINE.match(line))}
+    return {m.group(1) for line in evbtest.help_section(text, "Options")
+            if (m := FLAG_LINE.match(line))}
 
 
 def squash(s):

@@ -120,30 +120,6 @@ static const char *s_renamed(const cli_opt *opts, const char *name, size_t len)
     return NULL;
 }
 
-/* Edit distance between a[0..al) and b (insert, delete, replace, and swap
- * of two neighbours), capped: names are short. */
-static size_t s_distance(const char *a, size_t al, const char *b)
-{
-    size_t bl = strlen(b);
-    if (al > 63 || bl > 63) return SIZE_MAX;
-    size_t d[64][64];
-    for (size_t i = 0; i <= al; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= bl; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= al; i++)
-        for (size_t j = 1; j <= bl; j++) {
-            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < c)
-                c = d[i - 2][j - 2] + 1;
-            d[i][j] = c;
-        }
-    return d[al][bl];
-}
-
 /* The known option nearest to an unknown one: a name it begins (--foll for
  * --follow), or one at most 2 edits away (a third of its length for short
  * ones); NULL when none is close. */
@@ -155,7 +131,7 @@ static const cli_opt *s_nearest(const cli_opt *opts, const char *name, size_t le
         size_t ol = strlen(o->name);
         size_t dist = (len >= 3 && len < ol && memcmp(o->name, name, len) == 0)
                           ? 1
-                          : s_distance(name, len, o->name);
+                          : evb_name_distance(name, len, o->name);
         size_t limit = ol < 6 ? 1 : 2;
         if (dist <= limit && dist < bd) {
             bd = dist;
